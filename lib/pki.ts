@@ -1,0 +1,128 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import forge from 'node-forge';
+
+/** A certificate and its private key, both PEM. */
+export interface CertificateAndKey {
+  certPem: string;
+  keyPem: string;
+}
+
+export type Usage = 'client' | 'server' | 'client-and-server';
+
+export interface CertificateRequest {
+  commonName: string;
+  /** Subject O= values; for a client certificate the API server reads them as groups. */
+  organizations?: string[];
+  usage: Usage;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  notBefore?: Date;
+  notAfter?: Date;
+  /** Validity from now when notAfter is not given. */
+  validitySeconds?: number;
+}
+
+export interface CARequest {
+  commonName: string;
+  notBefore?: Date;
+  validitySeconds?: number;
+}
+
+const DEFAULT_CA_VALIDITY_SECONDS = 10 * 365 * 24 * 3600;
+const DEFAULT_LEAF_VALIDITY_SECONDS = 365 * 24 * 3600;
+/** Backdating tolerates clocks that differ a little between the issuer and the verifier. */
+const BACKDATE_MS = 5 * 60 * 1000;
+
+// Key generation uses Node's native RSA: node-forge's pure-JS generator takes seconds per key.
+function generateRsaKey(): { forgeKey: forge.pki.rsa.PrivateKey; keyPem: string } {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const keyPem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+  return { forgeKey: forge.pki.privateKeyFromPem(keyPem), keyPem };
+}
+
+function serialNumber(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = bytes[0]! & 0x7f; // positive as a DER INTEGER
+  return bytes.toString('hex');
+}
+
+function validity(notBefore: Date | undefined, notAfter: Date | undefined, seconds: number): [Date, Date] {
+  const start = notBefore ?? new Date(Date.now() - BACKDATE_MS);
+  const end = notAfter ?? new Date(Date.now() + seconds * 1000);
+  return [start, end];
+}
+
+function subject(commonName: string, organizations: string[] = []): forge.pki.CertificateField[] {
+  return [
+    ...organizations.map((value) => ({ shortName: 'O', value })),
+    { shortName: 'CN', value: commonName },
+  ];
+}
+
+function toPem(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
+}
+
+export function createCA(request: CARequest): CertificateAndKey {
+  const { forgeKey, keyPem } = generateRsaKey();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e);
+  cert.serialNumber = serialNumber();
+  [cert.validity.notBefore, cert.validity.notAfter] = validity(
+    request.notBefore,
+    undefined,
+    request.validitySeconds ?? DEFAULT_CA_VALIDITY_SECONDS,
+  );
+  const name = subject(request.commonName);
+  cert.setSubject(name);
+  cert.setIssuer(name);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  cert.sign(forgeKey, forge.md.sha256.create());
+  return { certPem: toPem(cert), keyPem };
+}
+
+function extendedKeyUsage(usage: Usage): Record<string, unknown> {
+  return {
+    name: 'extKeyUsage',
+    serverAuth: usage === 'server' || usage === 'client-and-server',
+    clientAuth: usage === 'client' || usage === 'client-and-server',
+  };
+}
+
+function subjectAltNames(request: CertificateRequest): Record<string, unknown>[] {
+  const names = [
+    ...(request.dnsNames ?? []).map((value) => ({ type: 2, value })),
+    ...(request.ipAddresses ?? []).map((ip) => ({ type: 7, ip })),
+  ];
+  return names.length > 0 ? [{ name: 'subjectAltName', altNames: names }] : [];
+}
+
+export function issueCertificate(ca: CertificateAndKey, request: CertificateRequest): CertificateAndKey {
+  const caCert = forge.pki.certificateFromPem(ca.certPem);
+  const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
+  const { forgeKey, keyPem } = generateRsaKey();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e);
+  cert.serialNumber = serialNumber();
+  [cert.validity.notBefore, cert.validity.notAfter] = validity(
+    request.notBefore,
+    request.notAfter,
+    request.validitySeconds ?? DEFAULT_LEAF_VALIDITY_SECONDS,
+  );
+  cert.setSubject(subject(request.commonName, request.organizations));
+  cert.setIssuer(caCert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    extendedKeyUsage(request.usage),
+    ...subjectAltNames(request),
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
+  ]);
+  cert.sign(caKey, forge.md.sha256.create());
+  return { certPem: toPem(cert), keyPem };
+}

@@ -1,0 +1,323 @@
+// Builds the real kube-apiserver and etcd from the Go module proxy, once per version, into a cache
+// outside the repository. Tests, benchmarks and the demo all run against these binaries.
+import { spawn } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+
+/** The Kubernetes release the fixtures are built from. The etcd version follows from its go.mod. */
+export const KUBERNETES_VERSION = 'v1.37.2';
+/** Bump when the recipe changes in a way that needs the cached binaries rebuilt. */
+const RECIPE_REVISION = 2;
+
+export interface ControlPlaneBinaries {
+  kubeApiserver: string;
+  etcd: string;
+  /** Where they came from, for the log line that says what the suite ran against. */
+  source: 'environment' | 'cache' | 'built';
+}
+
+const HOW_TO_PROVIDE = `Either install Go (https://go.dev/doc/install; the tests build kube-apiserver ${KUBERNETES_VERSION} and etcd from the Go module proxy on first use), or point CHAPERONE_KUBE_APISERVER and CHAPERONE_ETCD at existing binaries (for example envtest's: setup-envtest use -p path).`;
+
+export function cacheRoot(): string {
+  if (process.env.CHAPERONE_CACHE_DIR) return process.env.CHAPERONE_CACHE_DIR;
+  const xdg = process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache');
+  return path.join(xdg, 'chaperone');
+}
+
+function versionDir(): string {
+  return path.join(cacheRoot(), `kubernetes-${KUBERNETES_VERSION}`);
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fromEnvironment(): ControlPlaneBinaries | undefined {
+  const kubeApiserver = process.env.CHAPERONE_KUBE_APISERVER;
+  const etcd = process.env.CHAPERONE_ETCD;
+  if (!kubeApiserver && !etcd) return undefined;
+  for (const [name, value] of [
+    ['CHAPERONE_KUBE_APISERVER', kubeApiserver],
+    ['CHAPERONE_ETCD', etcd],
+  ] as const) {
+    if (!value) throw new Error(`${name} is not set, but its companion is: set both, or neither. ${HOW_TO_PROVIDE}`);
+    if (!isExecutable(value)) throw new Error(`${name}=${value} is not an executable file.`);
+  }
+  return { kubeApiserver: kubeApiserver!, etcd: etcd!, source: 'environment' };
+}
+
+function cached(): ControlPlaneBinaries | undefined {
+  const dir = path.join(versionDir(), 'bin');
+  const kubeApiserver = path.join(dir, 'kube-apiserver');
+  const etcd = path.join(dir, 'etcd');
+  if (!isExecutable(kubeApiserver) || !isExecutable(etcd)) return undefined;
+  try {
+    const stamp = JSON.parse(readFileSync(path.join(dir, 'versions.json'), 'utf8')) as { recipe?: number };
+    if (stamp.recipe !== RECIPE_REVISION) return undefined;
+  } catch {
+    return undefined;
+  }
+  return { kubeApiserver, etcd, source: 'cache' };
+}
+
+/** What `kubectl version` and /version report, as the release's own build stamps it. */
+export function versionLdflags(kubernetesVersion: string): string {
+  const [major, minor] = kubernetesVersion.replace(/^v/, '').split('.');
+  const stamp = { gitVersion: kubernetesVersion, gitMajor: major!, gitMinor: minor!, gitTreeState: 'clean' };
+  return Object.entries(stamp)
+    .flatMap(([name, value]) => ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/version'].map((pkg) => `-X ${pkg}.${name}=${value}`))
+    .join(' ');
+}
+
+/** Returns usable binaries: from the environment, the cache, or a fresh build. Never skips. */
+export async function ensureControlPlaneBinaries(log: (line: string) => void = stderrLine): Promise<ControlPlaneBinaries> {
+  const found = fromEnvironment() ?? cached();
+  if (found) return found;
+  await withBuildLock(log, async () => {
+    if (!cached()) await buildControlPlaneBinaries(log);
+  });
+  const built = cached();
+  if (!built) throw new Error(`The build finished but the binaries are missing from ${versionDir()}/bin.`);
+  return { ...built, source: 'built' };
+}
+
+/** One build at a time per cache: a second test run waits for the first one's build. */
+async function withBuildLock(log: (line: string) => void, build: () => Promise<void>): Promise<void> {
+  const lock = path.join(versionDir(), 'build.lock');
+  await mkdir(versionDir(), { recursive: true });
+  let waitingSince: number | undefined;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number(readFileSyncOr(path.join(lock, 'pid'), '0'));
+    if (holder > 0 && !isAlive(holder)) {
+      rmSync(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (waitingSince === undefined || Date.now() - waitingSince > 30_000) {
+      log(`waiting for another process (pid ${holder || 'unknown'}) that is building the binaries`);
+      waitingSince = Date.now();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+  try {
+    await writeFile(path.join(lock, 'pid'), String(process.pid));
+    await build();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+function readFileSyncOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function stderrLine(line: string): void {
+  process.stderr.write(`[control-plane] ${line}\n`);
+}
+
+interface GoRun {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  log: (line: string) => void;
+}
+
+async function runGo(run: GoRun, args: string[], label: string): Promise<string> {
+  const started = Date.now();
+  const heartbeat = setInterval(
+    () => run.log(`  … still ${label} (${Math.round((Date.now() - started) / 1000)}s)`),
+    30_000,
+  );
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const child = spawn('go', args, { cwd: run.cwd, env: run.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'ENOENT' ? new Error(`The Go toolchain (go) is not on PATH. ${HOW_TO_PROVIDE}`) : err),
+      );
+      child.on('close', (code) => {
+        if (code === 0) resolve(stdout);
+        else reject(new GoError(`go ${args.join(' ')} failed (exit ${code}) in ${run.cwd}:\n${stderr.slice(-4000)}`, stderr));
+      });
+    });
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+class GoError extends Error {
+  constructor(
+    message: string,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+function isChecksumDatabaseFailure(err: unknown): boolean {
+  return err instanceof GoError && /sum\.golang\.org|checksum database|verifying .*: .*(dial|lookup|connect)/i.test(err.stderr);
+}
+
+/**
+ * Runs go; if the checksum database is out of reach (the one part of the module proxy set-up that
+ * may be missing here), says so and goes on with GOSUMDB=off for these test fixtures only.
+ */
+async function go(run: GoRun, args: string[], label: string): Promise<string> {
+  try {
+    return await runGo(run, args, label);
+  } catch (err) {
+    if (run.env.GOSUMDB === 'off' || !isChecksumDatabaseFailure(err)) throw err;
+    run.log('the Go checksum database is out of reach: building these test fixtures with GOSUMDB=off');
+    run.env.GOSUMDB = 'off';
+    return runGo(run, args, label);
+  }
+}
+
+interface ModuleInfo {
+  Dir: string;
+  GoMod: string;
+}
+
+/** Staging modules are replaced by ./staging paths in the release's go.mod; each is published as v0.<minor>.<patch>. */
+export function stagingModules(kubernetesGoMod: string): string[] {
+  return [...kubernetesGoMod.matchAll(/^\s*(k8s\.io\/[\w.-]+)\s+=>\s+\.\/staging\//gm)].map((m) => m[1]!);
+}
+
+export function requiredVersion(goMod: string, modulePath: string): string {
+  const escaped = modulePath.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  const match = new RegExp(`^\\s*${escaped}\\s+(v\\S+)`, 'm').exec(goMod);
+  if (!match) throw new Error(`${modulePath} is not required by this go.mod`);
+  return match[1]!;
+}
+
+export function stagingVersion(kubernetesVersion: string): string {
+  const match = /^v1\.(\d+)\.(\d+)$/.exec(kubernetesVersion);
+  if (!match) throw new Error(`not a release version: ${kubernetesVersion}`);
+  return `v0.${match[1]}.${match[2]}`;
+}
+
+export function scratchGoMod(module: string, goVersion: string, requires: Record<string, string>, replaces: Record<string, string> = {}): string {
+  const lines = [`module ${module}`, '', `go ${goVersion}`, '', 'require ('];
+  for (const [mod, version] of Object.entries(requires)) lines.push(`\t${mod} ${version}`);
+  lines.push(')', '');
+  for (const [mod, version] of Object.entries(replaces)) lines.push(`replace ${mod} => ${mod} ${version}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function toolsFile(pkg: string): string {
+  return `//go:build tools\n\npackage tools\n\nimport _ "${pkg}"\n`;
+}
+
+async function buildOne(run: GoRun, name: string, goMod: string, pkg: string, output: string, ldflags = ''): Promise<void> {
+  const dir = path.join(run.cwd, name);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'go.mod'), goMod);
+  await writeFile(path.join(dir, 'tools.go'), toolsFile(pkg));
+  const inDir = { ...run, cwd: dir };
+  run.log(`resolving modules for ${name}`);
+  await go(inDir, ['mod', 'tidy'], `resolving ${name}'s modules`);
+  run.log(`compiling ${name} (the first build takes several minutes on 2 cores)`);
+  const started = Date.now();
+  await go(inDir, ['build', '-trimpath', ...(ldflags ? ['-ldflags', ldflags] : []), '-o', output, pkg], `compiling ${name}`);
+  run.log(`compiled ${name} in ${Math.round((Date.now() - started) / 1000)}s`);
+}
+
+function fixtureBuildEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' };
+}
+
+function onPath(command: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    const candidate = path.join(dir, command);
+    if (dir && isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * kubectl for the tests: CHAPERONE_KUBECTL, else the one on PATH, else built from the same release
+ * as the API server (a machine without kubectl still runs the suite).
+ */
+export async function ensureKubectl(log: (line: string) => void = stderrLine): Promise<string> {
+  const fromEnv = process.env.CHAPERONE_KUBECTL;
+  if (fromEnv) {
+    if (!isExecutable(fromEnv)) throw new Error(`CHAPERONE_KUBECTL=${fromEnv} is not an executable file.`);
+    return fromEnv;
+  }
+  const found = onPath('kubectl') ?? path.join(versionDir(), 'bin', 'kubectl');
+  if (isExecutable(found)) return found;
+  await ensureControlPlaneBinaries(log);
+  const moduleDir = path.join(versionDir(), 'build', 'kube-apiserver');
+  log(`kubectl is not on PATH: building it from k8s.io/kubernetes ${KUBERNETES_VERSION}`);
+  await go({ cwd: moduleDir, env: fixtureBuildEnv(), log }, ['build', '-trimpath', '-ldflags', versionLdflags(KUBERNETES_VERSION), '-o', found, 'k8s.io/kubernetes/cmd/kubectl'], 'compiling kubectl');
+  return found;
+}
+
+/** The whole recipe: read the release's own go.mod, then build each binary in a scratch module. */
+export async function buildControlPlaneBinaries(log: (line: string) => void = stderrLine): Promise<void> {
+  const root = versionDir();
+  const work = path.join(root, 'build');
+  const staging = path.join(root, `bin.partial-${process.pid}`);
+  await mkdir(work, { recursive: true });
+  await mkdir(staging, { recursive: true });
+  const run: GoRun = { cwd: work, env: fixtureBuildEnv(), log };
+  log(`building kube-apiserver ${KUBERNETES_VERSION} and etcd into ${root} (once per version)`);
+
+  const info = JSON.parse(await go(run, ['mod', 'download', '-json', `k8s.io/kubernetes@${KUBERNETES_VERSION}`], 'downloading k8s.io/kubernetes')) as ModuleInfo;
+  const kubernetesGoMod = await readFile(info.GoMod, 'utf8');
+  const goVersion = /^go (\S+)/m.exec(kubernetesGoMod)?.[1] ?? '1.26.0';
+  const stagingReplaces = Object.fromEntries(stagingModules(kubernetesGoMod).map((m) => [m, stagingVersion(KUBERNETES_VERSION)]));
+  const etcdVersion = requiredVersion(kubernetesGoMod, 'go.etcd.io/etcd/server/v3');
+
+  await buildOne(
+    run,
+    'kube-apiserver',
+    scratchGoMod('chaperone.dev/fixtures/kube-apiserver', goVersion, { 'k8s.io/kubernetes': KUBERNETES_VERSION }, stagingReplaces),
+    'k8s.io/kubernetes/cmd/kube-apiserver',
+    path.join(staging, 'kube-apiserver'),
+    versionLdflags(KUBERNETES_VERSION),
+  );
+  await buildOne(
+    run,
+    'etcd',
+    scratchGoMod('chaperone.dev/fixtures/etcd', goVersion, { 'go.etcd.io/etcd/server/v3': etcdVersion }),
+    'go.etcd.io/etcd/server/v3',
+    path.join(staging, 'etcd'),
+  );
+  await writeFile(
+    path.join(staging, 'versions.json'),
+    `${JSON.stringify({ kubernetes: KUBERNETES_VERSION, etcd: etcdVersion, recipe: RECIPE_REVISION, builtAt: new Date().toISOString() }, null, 2)}\n`,
+  );
+  const bin = path.join(root, 'bin');
+  if (existsSync(bin)) await rm(bin, { recursive: true, force: true });
+  await rename(staging, bin);
+  log(`kube-apiserver ${KUBERNETES_VERSION} and etcd ${etcdVersion} are ready in ${bin}`);
+}

@@ -1,0 +1,13 @@
+// npm run control-plane:build — build (or find) kube-apiserver and etcd ahead of the tests.
+import { ensureControlPlaneBinaries } from './binaries.js';
+
+const [command] = process.argv.slice(2);
+if (command !== 'build') {
+  process.stderr.write('usage: tsx test/cluster/cli.ts build\n');
+  process.exit(2);
+}
+const started = Date.now();
+const binaries = await ensureControlPlaneBinaries();
+process.stderr.write(
+  `[control-plane] kube-apiserver: ${binaries.kubeApiserver}\n[control-plane] etcd: ${binaries.etcd}\n[control-plane] (${binaries.source}, ${Math.round((Date.now() - started) / 1000)}s)\n`,
+);

@@ -1,0 +1,234 @@
+// A real etcd and kube-apiserver on 127.0.0.1, with free ports and a temp dir of their own.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Agent, get } from 'node:https';
+import { get as httpGet } from 'node:http';
+import YAML from 'yaml';
+import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
+import { ensureControlPlaneBinaries, KUBERNETES_VERSION } from './binaries.js';
+import { logTail, reapOrphans, register, startProcess, stopProcess, unregister, type ManagedProcess } from './processes.js';
+
+export interface ControlPlaneOptions {
+  /** Extra kube-apiserver flags, e.g. --authentication-config=... or --feature-gates=... */
+  extraApiserverFlags?: string[];
+  log?: (line: string) => void;
+}
+
+export interface ControlPlane {
+  /** https://127.0.0.1:<port> */
+  url: string;
+  host: string;
+  port: number;
+  /** The CA that signed the API server's serving certificate and that it trusts for client certificates. */
+  ca: CertificateAndKey;
+  /** A client certificate with O=system:masters. */
+  admin: CertificateAndKey;
+  adminKubeconfig: string;
+  auditLog: string;
+  /** The service-account issuer, also the default audience of its tokens. */
+  serviceAccountIssuer: string;
+  dir: string;
+  version: string;
+  stop(): Promise<void>;
+}
+
+export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export function kubeconfigYaml(server: string, caPem: string, user: string, client: { certPem: string; keyPem: string } | { token: string }): string {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const credentials =
+    'token' in client
+      ? { token: client.token }
+      : { 'client-certificate-data': b64(client.certPem), 'client-key-data': b64(client.keyPem) };
+  return YAML.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'chaperone-test', cluster: { server, 'certificate-authority-data': b64(caPem) } }],
+    users: [{ name: user, user: credentials }],
+    contexts: [{ name: user, context: { cluster: 'chaperone-test', user } }],
+    'current-context': user,
+  });
+}
+
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+`;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function httpGetStatus(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpGet(url, { timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+  });
+}
+
+function httpsGet(url: string, agent: Agent): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = get(url, { agent, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', (err) => resolve({ status: 0, body: err.message }));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+  });
+}
+
+async function waitUntil(what: string, proc: ManagedProcess, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null) {
+      throw new Error(`${proc.name} exited with code ${proc.child.exitCode} while waiting for ${what}:\n${await logTail(proc.logFile)}`);
+    }
+    if (await check()) return;
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}:\n${await logTail(proc.logFile)}`);
+}
+
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`[control-plane] ${line}\n`));
+  reapOrphans(log);
+  const binaries = await ensureControlPlaneBinaries(log);
+  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-cp-'));
+  const file = (name: string) => path.join(dir, name);
+
+  const ca = createCA({ commonName: 'chaperone-test-cluster-ca' });
+  const serving = issueCertificate(ca, {
+    commonName: 'kube-apiserver',
+    usage: 'server',
+    dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
+    ipAddresses: ['127.0.0.1'],
+  });
+  const admin = issueCertificate(ca, { commonName: 'chaperone-test-admin', organizations: ['system:masters'], usage: 'client' });
+  const serviceAccountKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  await Promise.all([
+    writeFile(file('ca.crt'), ca.certPem),
+    writeFile(file('apiserver.crt'), serving.certPem),
+    writeFile(file('apiserver.key'), serving.keyPem, { mode: 0o600 }),
+    writeFile(file('sa.key'), serviceAccountKey.privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 }),
+    writeFile(file('sa.pub'), serviceAccountKey.publicKey.export({ type: 'spki', format: 'pem' })),
+    writeFile(file('audit-policy.yaml'), AUDIT_POLICY),
+  ]);
+
+  const [etcdClientPort, etcdPeerPort, apiserverPort] = [await freePort(), await freePort(), await freePort()];
+  const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
+  const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
+  const etcd = startProcess(
+    'etcd',
+    binaries.etcd,
+    [
+      '--name=chaperone-test',
+      `--data-dir=${file('etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=chaperone-test=${peerUrl}`,
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ],
+    file('etcd.log'),
+  );
+  const registration = register(dir, [etcd.child.pid!]);
+  const processes: ManagedProcess[] = [etcd];
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    process.off('exit', killOnExit);
+    for (const proc of [...processes].reverse()) await stopProcess(proc);
+    unregister(registration);
+    if (!process.env.CHAPERONE_KEEP_CONTROL_PLANE) await rm(dir, { recursive: true, force: true });
+  };
+  // Last resort when the runner exits without calling stop(): exit handlers cannot wait.
+  const killOnExit = () => processes.forEach((p) => p.child.kill('SIGKILL'));
+  process.on('exit', killOnExit);
+
+  try {
+    await waitUntil('etcd /health', etcd, async () => (await httpGetStatus(`${etcdUrl}/health`)) === 200, 30_000);
+
+    const apiserver = startProcess(
+      'kube-apiserver',
+      binaries.kubeApiserver,
+      [
+        `--etcd-servers=${etcdUrl}`,
+        '--bind-address=127.0.0.1',
+        '--advertise-address=127.0.0.1',
+        `--secure-port=${apiserverPort}`,
+        `--cert-dir=${file('certs')}`,
+        `--tls-cert-file=${file('apiserver.crt')}`,
+        `--tls-private-key-file=${file('apiserver.key')}`,
+        `--client-ca-file=${file('ca.crt')}`,
+        '--authorization-mode=RBAC',
+        `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
+        `--service-account-key-file=${file('sa.pub')}`,
+        `--service-account-signing-key-file=${file('sa.key')}`,
+        '--service-cluster-ip-range=10.0.0.0/24',
+        '--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
+        '--allow-privileged=true',
+        '--endpoint-reconciler-type=none',
+        `--audit-policy-file=${file('audit-policy.yaml')}`,
+        `--audit-log-path=${file('audit.log')}`,
+        '--audit-log-format=json',
+        '--audit-log-mode=blocking',
+        '--profiling=false',
+        ...(options.extraApiserverFlags ?? []),
+      ],
+      file('kube-apiserver.log'),
+    );
+    processes.push(apiserver);
+    register(dir, processes.map((p) => p.child.pid!));
+
+    const url = `https://127.0.0.1:${apiserverPort}`;
+    const agent = new Agent({ ca: ca.certPem, cert: admin.certPem, key: admin.keyPem });
+    await waitUntil('kube-apiserver /readyz', apiserver, async () => (await httpsGet(`${url}/readyz`, agent)).status === 200, 90_000);
+    const version = JSON.parse((await httpsGet(`${url}/version`, agent)).body) as { gitVersion: string };
+    agent.destroy();
+
+    const adminKubeconfig = file('admin.kubeconfig');
+    await writeFile(adminKubeconfig, kubeconfigYaml(url, ca.certPem, 'chaperone-test-admin', admin), { mode: 0o600 });
+    log(`kube-apiserver ${version.gitVersion} (built as ${KUBERNETES_VERSION}, binaries from ${binaries.source}) ready at ${url}; admin kubeconfig ${adminKubeconfig}`);
+    return {
+      url,
+      host: '127.0.0.1',
+      port: apiserverPort,
+      ca,
+      admin,
+      adminKubeconfig,
+      auditLog: file('audit.log'),
+      serviceAccountIssuer: SERVICE_ACCOUNT_ISSUER,
+      dir,
+      version: version.gitVersion,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
