@@ -9,16 +9,18 @@ import path from 'node:path';
 /** The Kubernetes release the fixtures are built from. The etcd version follows from its go.mod. */
 export const KUBERNETES_VERSION = 'v1.37.2';
 /** Bump when the recipe changes in a way that needs the cached binaries rebuilt. */
-const RECIPE_REVISION = 2;
+const RECIPE_REVISION = 3;
 
 export interface ControlPlaneBinaries {
   kubeApiserver: string;
+  /** For the controllers the tests rely on: RBAC role aggregation, namespace deletion, garbage collection. */
+  kubeControllerManager: string;
   etcd: string;
   /** Where they came from, for the log line that says what the suite ran against. */
   source: 'environment' | 'cache' | 'built';
 }
 
-const HOW_TO_PROVIDE = `Either install Go (https://go.dev/doc/install; the tests build kube-apiserver ${KUBERNETES_VERSION} and etcd from the Go module proxy on first use), or point CHAPERONE_KUBE_APISERVER and CHAPERONE_ETCD at existing binaries (for example envtest's: setup-envtest use -p path).`;
+const HOW_TO_PROVIDE = `Either install Go (https://go.dev/doc/install; the tests build kube-apiserver and kube-controller-manager ${KUBERNETES_VERSION} and etcd from the Go module proxy on first use), or point CHAPERONE_KUBE_APISERVER, CHAPERONE_KUBE_CONTROLLER_MANAGER and CHAPERONE_ETCD at existing binaries.`;
 
 export function cacheRoot(): string {
   if (process.env.CHAPERONE_CACHE_DIR) return process.env.CHAPERONE_CACHE_DIR;
@@ -39,32 +41,40 @@ function isExecutable(file: string): boolean {
   }
 }
 
+/** Each binary: its file name in the cache and the environment variable that overrides it. */
+const BINARIES = {
+  kubeApiserver: { file: 'kube-apiserver', env: 'CHAPERONE_KUBE_APISERVER' },
+  kubeControllerManager: { file: 'kube-controller-manager', env: 'CHAPERONE_KUBE_CONTROLLER_MANAGER' },
+  etcd: { file: 'etcd', env: 'CHAPERONE_ETCD' },
+} as const;
+type BinaryName = keyof typeof BINARIES;
+const BINARY_NAMES = Object.keys(BINARIES) as BinaryName[];
+
 function fromEnvironment(): ControlPlaneBinaries | undefined {
-  const kubeApiserver = process.env.CHAPERONE_KUBE_APISERVER;
-  const etcd = process.env.CHAPERONE_ETCD;
-  if (!kubeApiserver && !etcd) return undefined;
-  for (const [name, value] of [
-    ['CHAPERONE_KUBE_APISERVER', kubeApiserver],
-    ['CHAPERONE_ETCD', etcd],
-  ] as const) {
-    if (!value) throw new Error(`${name} is not set, but its companion is: set both, or neither. ${HOW_TO_PROVIDE}`);
-    if (!isExecutable(value)) throw new Error(`${name}=${value} is not an executable file.`);
+  const given = BINARY_NAMES.filter((name) => process.env[BINARIES[name].env]);
+  if (given.length === 0) return undefined;
+  const paths = {} as Record<BinaryName, string>;
+  for (const name of BINARY_NAMES) {
+    const { env } = BINARIES[name];
+    const value = process.env[env];
+    if (!value) throw new Error(`${env} is not set, but ${given.map((n) => BINARIES[n].env).join(' and ')} is: set all of ${BINARY_NAMES.map((n) => BINARIES[n].env).join(', ')}, or none. ${HOW_TO_PROVIDE}`);
+    if (!isExecutable(value)) throw new Error(`${env}=${value} is not an executable file.`);
+    paths[name] = value;
   }
-  return { kubeApiserver: kubeApiserver!, etcd: etcd!, source: 'environment' };
+  return { ...paths, source: 'environment' };
 }
 
 function cached(): ControlPlaneBinaries | undefined {
   const dir = path.join(versionDir(), 'bin');
-  const kubeApiserver = path.join(dir, 'kube-apiserver');
-  const etcd = path.join(dir, 'etcd');
-  if (!isExecutable(kubeApiserver) || !isExecutable(etcd)) return undefined;
+  const paths = Object.fromEntries(BINARY_NAMES.map((name) => [name, path.join(dir, BINARIES[name].file)])) as Record<BinaryName, string>;
+  if (!Object.values(paths).every(isExecutable)) return undefined;
   try {
     const stamp = JSON.parse(readFileSync(path.join(dir, 'versions.json'), 'utf8')) as { recipe?: number };
     if (stamp.recipe !== RECIPE_REVISION) return undefined;
   } catch {
     return undefined;
   }
-  return { kubeApiserver, etcd, source: 'cache' };
+  return { ...paths, source: 'cache' };
 }
 
 /** What `kubectl version` and /version report, as the release's own build stamps it. */
@@ -231,23 +241,27 @@ export function scratchGoMod(module: string, goVersion: string, requires: Record
   return `${lines.join('\n')}\n`;
 }
 
-function toolsFile(pkg: string): string {
-  return `//go:build tools\n\npackage tools\n\nimport _ "${pkg}"\n`;
+function toolsFile(packages: string[]): string {
+  return `//go:build tools\n\npackage tools\n\n${packages.map((pkg) => `import _ "${pkg}"`).join('\n')}\n`;
 }
 
-async function buildOne(run: GoRun, name: string, goMod: string, pkg: string, output: string, ldflags = ''): Promise<void> {
+/** Builds main packages of one scratch module: [package, output file] pairs. */
+async function buildModule(run: GoRun, name: string, goMod: string, targets: [string, string][], ldflags = ''): Promise<void> {
   const dir = path.join(run.cwd, name);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'go.mod'), goMod);
-  await writeFile(path.join(dir, 'tools.go'), toolsFile(pkg));
+  await writeFile(path.join(dir, 'tools.go'), toolsFile(targets.map(([pkg]) => pkg)));
   const inDir = { ...run, cwd: dir };
   run.log(`resolving modules for ${name}`);
   await go(inDir, ['mod', 'tidy'], `resolving ${name}'s modules`);
-  run.log(`compiling ${name} (the first build takes several minutes on 2 cores)`);
-  const started = Date.now();
-  await go(inDir, ['build', '-trimpath', ...(ldflags ? ['-ldflags', ldflags] : []), '-o', output, pkg], `compiling ${name}`);
-  run.log(`compiled ${name} in ${Math.round((Date.now() - started) / 1000)}s`);
+  for (const [pkg, output] of targets) {
+    const binary = path.basename(output);
+    run.log(`compiling ${binary} (the first build takes several minutes on 2 cores)`);
+    const started = Date.now();
+    await go(inDir, ['build', '-trimpath', ...(ldflags ? ['-ldflags', ldflags] : []), '-o', output, pkg], `compiling ${binary}`);
+    run.log(`compiled ${binary} in ${Math.round((Date.now() - started) / 1000)}s`);
+  }
 }
 
 function fixtureBuildEnv(): NodeJS.ProcessEnv {
@@ -275,7 +289,7 @@ export async function ensureKubectl(log: (line: string) => void = stderrLine): P
   const found = onPath('kubectl') ?? path.join(versionDir(), 'bin', 'kubectl');
   if (isExecutable(found)) return found;
   await ensureControlPlaneBinaries(log);
-  const moduleDir = path.join(versionDir(), 'build', 'kube-apiserver');
+  const moduleDir = path.join(versionDir(), 'build', 'kubernetes');
   log(`kubectl is not on PATH: building it from k8s.io/kubernetes ${KUBERNETES_VERSION}`);
   await go({ cwd: moduleDir, env: fixtureBuildEnv(), log }, ['build', '-trimpath', '-ldflags', versionLdflags(KUBERNETES_VERSION), '-o', found, 'k8s.io/kubernetes/cmd/kubectl'], 'compiling kubectl');
   return found;
@@ -289,7 +303,7 @@ export async function buildControlPlaneBinaries(log: (line: string) => void = st
   await mkdir(work, { recursive: true });
   await mkdir(staging, { recursive: true });
   const run: GoRun = { cwd: work, env: fixtureBuildEnv(), log };
-  log(`building kube-apiserver ${KUBERNETES_VERSION} and etcd into ${root} (once per version)`);
+  log(`building kube-apiserver, kube-controller-manager ${KUBERNETES_VERSION} and etcd into ${root} (once per version)`);
 
   const info = JSON.parse(await go(run, ['mod', 'download', '-json', `k8s.io/kubernetes@${KUBERNETES_VERSION}`], 'downloading k8s.io/kubernetes')) as ModuleInfo;
   const kubernetesGoMod = await readFile(info.GoMod, 'utf8');
@@ -297,21 +311,19 @@ export async function buildControlPlaneBinaries(log: (line: string) => void = st
   const stagingReplaces = Object.fromEntries(stagingModules(kubernetesGoMod).map((m) => [m, stagingVersion(KUBERNETES_VERSION)]));
   const etcdVersion = requiredVersion(kubernetesGoMod, 'go.etcd.io/etcd/server/v3');
 
-  await buildOne(
+  await buildModule(
     run,
-    'kube-apiserver',
-    scratchGoMod('chaperone.dev/fixtures/kube-apiserver', goVersion, { 'k8s.io/kubernetes': KUBERNETES_VERSION }, stagingReplaces),
-    'k8s.io/kubernetes/cmd/kube-apiserver',
-    path.join(staging, 'kube-apiserver'),
+    'kubernetes',
+    scratchGoMod('chaperone.dev/fixtures/kubernetes', goVersion, { 'k8s.io/kubernetes': KUBERNETES_VERSION }, stagingReplaces),
+    [
+      ['k8s.io/kubernetes/cmd/kube-apiserver', path.join(staging, BINARIES.kubeApiserver.file)],
+      ['k8s.io/kubernetes/cmd/kube-controller-manager', path.join(staging, BINARIES.kubeControllerManager.file)],
+    ],
     versionLdflags(KUBERNETES_VERSION),
   );
-  await buildOne(
-    run,
-    'etcd',
-    scratchGoMod('chaperone.dev/fixtures/etcd', goVersion, { 'go.etcd.io/etcd/server/v3': etcdVersion }),
-    'go.etcd.io/etcd/server/v3',
-    path.join(staging, 'etcd'),
-  );
+  await buildModule(run, 'etcd', scratchGoMod('chaperone.dev/fixtures/etcd', goVersion, { 'go.etcd.io/etcd/server/v3': etcdVersion }), [
+    ['go.etcd.io/etcd/server/v3', path.join(staging, BINARIES.etcd.file)],
+  ]);
   await writeFile(
     path.join(staging, 'versions.json'),
     `${JSON.stringify({ kubernetes: KUBERNETES_VERSION, etcd: etcdVersion, recipe: RECIPE_REVISION, builtAt: new Date().toISOString() }, null, 2)}\n`,
@@ -319,5 +331,5 @@ export async function buildControlPlaneBinaries(log: (line: string) => void = st
   const bin = path.join(root, 'bin');
   if (existsSync(bin)) await rm(bin, { recursive: true, force: true });
   await rename(staging, bin);
-  log(`kube-apiserver ${KUBERNETES_VERSION} and etcd ${etcdVersion} are ready in ${bin}`);
+  log(`Kubernetes ${KUBERNETES_VERSION} and etcd ${etcdVersion} are ready in ${bin}`);
 }

@@ -72,6 +72,25 @@ rules:
   - level: Metadata
 `;
 
+/**
+ * The controllers tests rely on: the aggregated roles (view, edit, admin) get their rules, deleted
+ * namespaces and owned objects go away, namespaces get their default service account and CA bundle.
+ * Nothing that would run pods: there is no scheduler and no kubelet.
+ */
+const CONTROLLERS = [
+  'clusterrole-aggregation-controller',
+  'garbage-collector-controller',
+  'namespace-controller',
+  'serviceaccount-controller',
+  'root-ca-certificate-publisher-controller',
+];
+
+function hasRules(response: { status: number; body: string }): boolean {
+  if (response.status !== 200) return false;
+  const role = JSON.parse(response.body) as { rules?: unknown[] };
+  return (role.rules ?? []).length > 0;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -209,10 +228,31 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const agent = new Agent({ ca: ca.certPem, cert: admin.certPem, key: admin.keyPem });
     await waitUntil('kube-apiserver /readyz', apiserver, async () => (await httpsGet(`${url}/readyz`, agent)).status === 200, 90_000);
     const version = JSON.parse((await httpsGet(`${url}/version`, agent)).body) as { gitVersion: string };
-    agent.destroy();
 
     const adminKubeconfig = file('admin.kubeconfig');
     await writeFile(adminKubeconfig, kubeconfigYaml(url, ca.certPem, 'chaperone-test-admin', admin), { mode: 0o600 });
+
+    const controllerManager = startProcess(
+      'kube-controller-manager',
+      binaries.kubeControllerManager,
+      [
+        `--kubeconfig=${adminKubeconfig}`,
+        `--authentication-kubeconfig=${adminKubeconfig}`,
+        `--authorization-kubeconfig=${adminKubeconfig}`,
+        `--controllers=${CONTROLLERS.join(',')}`,
+        '--leader-elect=false',
+        '--bind-address=127.0.0.1',
+        `--secure-port=${await freePort()}`,
+        `--cert-dir=${file('kcm-certs')}`,
+        `--root-ca-file=${file('ca.crt')}`,
+        '--profiling=false',
+      ],
+      file('kube-controller-manager.log'),
+    );
+    processes.push(controllerManager);
+    register(dir, processes.map((p) => p.child.pid!));
+    await waitUntil('RBAC role aggregation (the view ClusterRole has rules)', controllerManager, async () => hasRules(await httpsGet(`${url}/apis/rbac.authorization.k8s.io/v1/clusterroles/view`, agent)), 60_000);
+    agent.destroy();
     log(`kube-apiserver ${version.gitVersion} (built as ${KUBERNETES_VERSION}, binaries from ${binaries.source}) ready at ${url}; admin kubeconfig ${adminKubeconfig}`);
     return {
       url,

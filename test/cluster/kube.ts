@@ -97,6 +97,20 @@ export async function mintServiceAccountToken(clients: AdminClients, namespace: 
   return token;
 }
 
+/**
+ * RBAC changes reach the API server's authoriser through an informer, a moment after the write.
+ * Waits until `kubectl auth can-i` (asked as the admin, impersonating) gives the wanted answer.
+ */
+export async function waitForCanI(cp: ControlPlane, asUser: string, args: string[], want: 'yes' | 'no' = 'yes', timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const result = await kubectl(cp.adminKubeconfig, ['auth', 'can-i', ...args, '--as', asUser]);
+    if (result.stdout.trim() === want) return;
+    if (Date.now() > deadline) throw new Error(`kubectl auth can-i ${args.join(' ')} --as ${asUser} still says ${result.stdout.trim()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 // ---- the API server's audit log ----
 
 export interface AuditEvent {
