@@ -1,0 +1,17 @@
+// Operational logs: JSON lines on stderr (stdout belongs to audit events). Secrets never go here.
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+
+export function createLogger(component: string, level: LogLevel = 'info'): Logger {
+  return pino(
+    {
+      name: `chaperone-${component}`,
+      level,
+      base: { component },
+      redact: { paths: ['token', '*.token', 'authorization', '*.authorization', 'headers.authorization', 'key', '*.key'], censor: '[redacted]' },
+    },
+    pino.destination(2),
+  );
+}

@@ -1,0 +1,74 @@
+// Files that change under a running process: rotated tokens, renewed certificates. Kubernetes
+// updates mounted Secrets and projected volumes by swapping a symlink, which defeats fs.watch on
+// the file itself, so this polls the content and uses a watch on the directory only to notice sooner.
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface WatchedFile {
+  /** The content as last read; undefined while the file is missing or empty. */
+  current(): Buffer | undefined;
+  /** Re-reads now; resolves once any change has been reported. */
+  refresh(): Promise<void>;
+  close(): void;
+}
+
+export interface WatchOptions {
+  intervalMs?: number;
+  /** Called with the new content (undefined when the file went missing or empty). */
+  onChange?: (content: Buffer | undefined) => void;
+  onError?: (error: Error) => void;
+}
+
+function readNow(file: string): Buffer | undefined {
+  try {
+    const content = readFileSync(file);
+    return content.length > 0 ? content : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function watchFile(file: string, options: WatchOptions = {}): WatchedFile {
+  let content = readNow(file);
+  let refreshing: Promise<void> | undefined;
+
+  const refresh = (): Promise<void> => {
+    refreshing ??= (async () => {
+      let next: Buffer | undefined;
+      try {
+        const read = await readFile(file);
+        next = read.length > 0 ? read : undefined;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') options.onError?.(err as Error);
+        next = undefined;
+      }
+      const changed = next === undefined ? content !== undefined : content === undefined || !next.equals(content);
+      if (changed) {
+        content = next;
+        options.onChange?.(next);
+      }
+    })().finally(() => (refreshing = undefined));
+    return refreshing;
+  };
+
+  const timer = setInterval(() => void refresh(), options.intervalMs ?? 1000);
+  timer.unref();
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(path.dirname(file), { persistent: false }, () => void refresh());
+    watcher.on('error', () => watcher?.close());
+  } catch {
+    // the directory may not exist yet: polling covers it
+  }
+
+  return {
+    current: () => content,
+    refresh,
+    close: () => {
+      clearInterval(timer);
+      watcher?.close();
+    },
+  };
+}

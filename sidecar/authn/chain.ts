@@ -1,0 +1,56 @@
+// The authenticator chain, like the API server's union authenticator: the first success wins, and a
+// failure never says which method came close.
+import type { IncomingMessage } from 'node:http';
+import { ANONYMOUS, type Authenticated, type AuthenticationMethod } from '../identity.js';
+import { unauthorized } from '../status.js';
+
+export type AuthenticationResult =
+  | { outcome: 'success'; authenticated: Authenticated }
+  /** The request carried nothing this method reads. */
+  | { outcome: 'no-credential' }
+  /** It carried a credential for this method, and the credential was bad. The reason is for logs and audit only. */
+  | { outcome: 'failure'; reason: string };
+
+export interface Authenticator {
+  readonly method: AuthenticationMethod;
+  authenticate(req: IncomingMessage): Promise<AuthenticationResult>;
+}
+
+export interface ChainOutcome {
+  authenticated: Authenticated;
+  /** Failures of earlier methods, e.g. a bad certificate before a good token. */
+  failures: { method: AuthenticationMethod; reason: string }[];
+}
+
+/** Thrown as a 401; carries why, for the audit event and the log, never for the client. */
+export class AuthenticationFailed extends Error {
+  readonly status = unauthorized();
+  constructor(readonly failures: { method: AuthenticationMethod; reason: string }[]) {
+    super(failures.length > 0 ? failures.map((f) => `${f.method}: ${f.reason}`).join('; ') : 'no credentials');
+  }
+}
+
+export class AuthenticatorChain {
+  constructor(
+    private readonly authenticators: readonly Authenticator[],
+    private readonly anonymous: boolean,
+  ) {}
+
+  async authenticate(req: IncomingMessage): Promise<ChainOutcome> {
+    const failures: ChainOutcome['failures'] = [];
+    for (const authenticator of this.authenticators) {
+      const result = await authenticator.authenticate(req);
+      if (result.outcome === 'success') return { authenticated: withAuthenticatedGroup(result.authenticated), failures };
+      if (result.outcome === 'failure') failures.push({ method: authenticator.method, reason: result.reason });
+    }
+    if (failures.length === 0 && this.anonymous) return { authenticated: { identity: ANONYMOUS, method: 'anonymous' }, failures };
+    throw new AuthenticationFailed(failures);
+  }
+}
+
+/** Every authenticated identity is in system:authenticated, as the API server adds it. */
+function withAuthenticatedGroup(authenticated: Authenticated): Authenticated {
+  const { identity } = authenticated;
+  if (identity.groups.includes('system:authenticated')) return authenticated;
+  return { ...authenticated, identity: { ...identity, groups: [...identity.groups, 'system:authenticated'] } };
+}

@@ -1,0 +1,20 @@
+/** The one shape of "who" that flows through the sidecar, as the API server's user.Info. */
+export interface Identity {
+  username: string;
+  uid?: string;
+  groups: string[];
+  extra: Record<string, string[]>;
+}
+
+/** How a person proved who they are; named in metrics and audit events. */
+export type AuthenticationMethod = 'x509' | 'oidc' | 'webhook' | 'cluster-token-review' | 'anonymous';
+
+export interface Authenticated {
+  identity: Identity;
+  method: AuthenticationMethod;
+}
+
+export const ANONYMOUS: Identity = { username: 'system:anonymous', groups: ['system:unauthenticated'], extra: {} };
+
+/** The extra key under which the authenticated identity travels when the client impersonates. */
+export const ORIGINAL_USER_INFO_EXTRA = 'original-user-info.chaperone.dev';

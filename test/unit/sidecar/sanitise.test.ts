@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { isIdentityHeader, sanitiseHeaders } from '../../../sidecar/sanitise.js';
+
+const IDENTITY_NAMES = ['Authorization', 'Proxy-Authorization', 'Impersonate-User', 'Impersonate-Group', 'Impersonate-Uid', 'Impersonate-Extra-scopes', 'X-Remote-User', 'X-Remote-Group', 'X-Remote-Extra-foo', 'Audit-ID'];
+const OTHER_DROPPED = ['X-Forwarded-For', 'X-Forwarded-Host', 'Forwarded', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'Upgrade', 'TE', 'Trailer', 'Host', 'Proxy-Connection'];
+
+/** Any letter case of a header name. */
+function anyCase(name: string): fc.Arbitrary<string> {
+  return fc.array(fc.boolean(), { minLength: name.length, maxLength: name.length }).map((upper) =>
+    [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c.toLowerCase())).join(''),
+  );
+}
+
+const headerValue = fc.string({ maxLength: 20 }).filter((v) => !/[\r\n]/.test(v));
+const headerName = fc.oneof(
+  fc.constantFrom(...IDENTITY_NAMES, ...OTHER_DROPPED).chain(anyCase),
+  fc.stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,20}$/),
+  fc.stringMatching(/^(impersonate|x-remote|x-forwarded)-[a-z0-9%-]{0,12}$/).chain(anyCase),
+);
+
+describe('sidecar/sanitise', function () {
+  it('never lets an identity header through, whatever the client sends (property)', function () {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(headerName, headerValue), { maxLength: 30 }), (pairs) => {
+        const out = sanitiseHeaders(pairs.flat());
+        for (const name of Object.keys(out)) {
+          assert.ok(!isIdentityHeader(name.toLowerCase()), `${name} survived`);
+          assert.ok(!name.toLowerCase().startsWith('x-forwarded-'), `${name} survived`);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('drops every identity, forwarding and hop-by-hop header in any letter case', function () {
+    const raw = [...IDENTITY_NAMES, ...OTHER_DROPPED].flatMap((name) => [name.toUpperCase(), 'x', name, 'y']);
+    assert.deepEqual(sanitiseHeaders(raw), {});
+  });
+
+  it('drops the headers a client names in Connection', function () {
+    assert.deepEqual(sanitiseHeaders(['Connection', 'keep-alive, X-Secret', 'x-secret', '1', 'Accept', 'application/json']), { accept: 'application/json' });
+  });
+
+  it('keeps everything else, repeated headers as repeated values', function () {
+    assert.deepEqual(sanitiseHeaders(['Accept', 'application/json', 'X-Custom', 'a', 'x-custom', 'b', 'Content-Type', 'application/merge-patch+json']), {
+      accept: 'application/json',
+      'x-custom': ['a', 'b'],
+      'content-type': 'application/merge-patch+json',
+    });
+  });
+});
