@@ -307,3 +307,43 @@ describe('sidecar request path (client certificates, real API server)', function
   });
 });
 
+
+describe('sidecar anonymous access (only when enabled)', function () {
+  this.timeout(120_000);
+  let cp: ControlPlane;
+  let sidecar: TestSidecar;
+
+  before(async function () {
+    this.timeout(15 * 60_000);
+    cp = await sharedControlPlane();
+    sidecar = await startTestSidecar(cp, adminClients(cp), { flags: ['--anonymous'] });
+  });
+
+  after(async function () {
+    await sidecar?.stop();
+  });
+
+  it('forwards a request without credentials as system:anonymous, never as the service account', async function () {
+    const response = await rawRequest(`${sidecar.url}/version`, { ca: sidecar.servingCa.certPem });
+    assert.equal(response.status, 200, response.body);
+    const events = await auditEventsFor(cp, response.headers['audit-id'] as string);
+    assert.equal(events.length, 1);
+    assert.equal(events[0]!.user.username, sidecar.serviceAccountUsername);
+    assert.equal(events[0]!.impersonatedUser?.username, 'system:anonymous');
+    assert.deepEqual(events[0]!.impersonatedUser?.groups, ['system:unauthenticated']);
+  });
+
+  it('refuses what anonymous may not do, naming system:anonymous', async function () {
+    const response = await rawRequest(`${sidecar.url}/api/v1/namespaces/default/pods`, { ca: sidecar.servingCa.certPem });
+    assert.equal(response.status, 403);
+    assert.match((JSON.parse(response.body) as { message: string }).message, /User "system:anonymous" cannot list resource "pods"/);
+  });
+
+  it('still refuses a bad certificate instead of treating it as no credential', async function () {
+    const response = await rawRequest(`${sidecar.url}/version`, {
+      ca: sidecar.servingCa.certPem,
+      cert: sidecar.clientCert('alice', [], {}, createCA({ commonName: 'impostor' })),
+    });
+    assert.equal(response.status, 401);
+  });
+});

@@ -1,0 +1,122 @@
+// The listeners: certificates swapped under a running server without dropping connections.
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { Agent, request } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createCA, issueCertificate, type CertificateAndKey } from '../../../lib/pki.js';
+import { pino } from 'pino';
+import { TlsListeners } from '../../../sidecar/server.js';
+
+interface Answer {
+  status: number;
+  body: string;
+  servedBy: string;
+}
+
+function get(port: number, agent: Agent): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+      let body = '';
+      const servedBy = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, servedBy }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function serialOf(cert: CertificateAndKey): string {
+  return new X509Certificate(cert.certPem).serialNumber;
+}
+
+/** Writes atomically, as the kubelet does, so a reload never sees half a file. */
+async function replace(file: string, content: string): Promise<void> {
+  await writeFile(`${file}.new`, content);
+  await rename(`${file}.new`, file);
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error('not in time');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('sidecar/server (TLS listeners)', function () {
+  this.timeout(20_000);
+  let dir: string;
+  let listeners: TlsListeners;
+  let ports: number[];
+  const logLines: string[] = [];
+  const servingCa1 = createCA({ commonName: 'serving-1' });
+  const servingCa2 = createCA({ commonName: 'serving-2' });
+  const identityCa1 = createCA({ commonName: 'identity-1' });
+  const identityCa2 = createCA({ commonName: 'identity-2' });
+  const serving1 = issueCertificate(servingCa1, { commonName: 'chaperone', usage: 'server', ipAddresses: ['127.0.0.1'] });
+  const serving2 = issueCertificate(servingCa2, { commonName: 'chaperone', usage: 'server', ipAddresses: ['127.0.0.1'] });
+
+  before(async function () {
+    dir = await mkdtemp(path.join(tmpdir(), 'chaperone-server-'));
+    await writeFile(path.join(dir, 'tls.crt'), serving1.certPem);
+    await writeFile(path.join(dir, 'tls.key'), serving1.keyPem);
+    await writeFile(path.join(dir, 'ca.crt'), identityCa1.certPem);
+    listeners = new TlsListeners(
+      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), clientCaFile: path.join(dir, 'ca.crt') },
+      {
+        request: (req, res) => {
+          const socket = req.socket as TLSSocket;
+          res.end(socket.authorized ? `client ${socket.getPeerCertificate().subject.CN}` : 'anonymous');
+        },
+      },
+      pino({ level: 'warn' }, { write: (line: string) => void logLines.push(line) }),
+    );
+    ports = (await listeners.listen(['127.0.0.1:0', '127.0.0.1:0'])).map((l) => l.port);
+  });
+
+  after(async function () {
+    await listeners.close();
+  });
+
+  it('serves on the main and the extra listener, asking for a client certificate without requiring one', async function () {
+    for (const port of ports) {
+      const anonymous = await get(port, new Agent({ ca: servingCa1.certPem }));
+      assert.equal(anonymous.body, 'anonymous');
+      const alice = issueCertificate(identityCa1, { commonName: 'alice', usage: 'client' });
+      const withCert = await get(port, new Agent({ ca: servingCa1.certPem, cert: alice.certPem, key: alice.keyPem }));
+      assert.equal(withCert.body, 'client alice');
+    }
+  });
+
+  it('swaps in a new serving certificate and identity CA without dropping open connections', async function () {
+    const keepAlive = new Agent({ ca: servingCa1.certPem, keepAlive: true, maxSockets: 1 });
+    const before = await get(ports[0]!, keepAlive);
+    assert.equal(before.servedBy, serialOf(serving1));
+
+    await replace(path.join(dir, 'tls.key'), serving2.keyPem);
+    await replace(path.join(dir, 'tls.crt'), serving2.certPem);
+    await replace(path.join(dir, 'ca.crt'), identityCa2.certPem);
+
+    await eventually(async () => (await get(ports[0]!, new Agent({ ca: servingCa2.certPem }))).servedBy === serialOf(serving2));
+    const stillOpen = await get(ports[0]!, keepAlive);
+    assert.equal(stillOpen.status, 200, 'the connection opened before the rotation still works');
+    assert.equal(stillOpen.servedBy, serialOf(serving1));
+    await assert.rejects(get(ports[1]!, new Agent({ ca: servingCa1.certPem })), /self-signed|unable to verify|certificate/i);
+
+    const bob = issueCertificate(identityCa2, { commonName: 'bob', usage: 'client' });
+    assert.equal((await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: bob.certPem, key: bob.keyPem }))).body, 'client bob');
+    const oldAlice = issueCertificate(identityCa1, { commonName: 'alice', usage: 'client' });
+    assert.equal((await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: oldAlice.certPem, key: oldAlice.keyPem }))).body, 'anonymous');
+    keepAlive.destroy();
+  });
+
+  it('keeps serving with the old certificate when a new one does not match its key', async function () {
+    await replace(path.join(dir, 'tls.crt'), serving1.certPem); // key is still serving2's
+    await eventually(() => Promise.resolve(logLines.some((line) => line.includes('keeping the previous ones'))));
+    assert.equal((await get(ports[0]!, new Agent({ ca: servingCa2.certPem }))).servedBy, serialOf(serving2));
+  });
+});
