@@ -70,7 +70,7 @@ describe('sidecar/server (TLS listeners)', function () {
       {
         request: (req, res) => {
           const socket = req.socket as TLSSocket;
-          res.end(socket.authorized ? `client ${socket.getPeerCertificate().subject.CN}` : 'anonymous');
+          res.end(socket.authorized ? `client ${String(socket.getPeerCertificate().subject.CN)}` : 'anonymous');
         },
       },
       pino({ level: 'warn' }, { write: (line: string) => void logLines.push(line) }),
