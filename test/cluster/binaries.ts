@@ -5,6 +5,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync } fr
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { isAlive } from './pids.js';
 
 /** The Kubernetes release the fixtures are built from. The etcd version follows from its go.mod. */
 export const KUBERNETES_VERSION = 'v1.37.2';
@@ -137,14 +138,6 @@ function readFileSyncOr(file: string, fallback: string): string {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function stderrLine(line: string): void {
   process.stderr.write(`[control-plane] ${line}\n`);

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { isAlive } from './pids.js';
 import { cacheRoot } from './binaries.js';
 
 export interface ManagedProcess {
@@ -50,14 +51,6 @@ function registryDir(): string {
   return path.join(cacheRoot(), 'running');
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A pid is ours only if its command line still names our temp dir: pids get reused. */
 function belongsTo(pid: number, dir: string): boolean {
