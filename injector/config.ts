@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { bool, defineSpec, duration, hostPort, httpsUrl, list, loadConfig, oneOf, option, path, str } from '../lib/config.js';
+import type { ConfigOf, Env, ValueType } from '../lib/config.js';
+import { canonicalQuantity } from './quantity.js';
+
+export const AUTHENTICATORS = ['client-cert', 'oidc', 'cluster-token-review', 'anonymous'] as const;
+export type AuthenticatorName = (typeof AUTHENTICATORS)[number];
+
+function authenticatorsSchema() {
+  const error = `is not a list of authenticators (${AUTHENTICATORS.join(', ')})`;
+  return z
+    .array(z.enum(AUTHENTICATORS, { error: `is not one of ${AUTHENTICATORS.join(', ')}` }), { error })
+    .min(1, { error: 'must name at least one authenticator' })
+    .refine((names) => new Set(names).size === names.length, { error: 'names an authenticator twice' });
+}
+
+/** The sidecar's authentication methods, a comma-separated list. */
+export function authenticators(): ValueType<ReturnType<typeof authenticatorsSchema>> {
+  return {
+    name: `list of ${AUTHENTICATORS.map((name) => `\`${name}\``).join(', ')}`,
+    placeholder: 'a,b,...',
+    schema: authenticatorsSchema(),
+    list: true,
+    standalone: false,
+    fromText: (text) => text.split(',').map((item) => item.trim()).filter((item) => item !== ''),
+  };
+}
+
+function quantitySchema() {
+  const error = 'is not a resource quantity (examples: 100m, 0.5, 64Mi, 1Gi)';
+  return z.string({ error }).transform((text, ctx) => {
+    const canonical = canonicalQuantity(text);
+    if (canonical === undefined) {
+      ctx.issues.push({ code: 'custom', message: error, input: text });
+      return z.NEVER;
+    }
+    return canonical;
+  });
+}
+
+/** A Kubernetes resource quantity; the loaded value is the API server's canonical spelling of it. */
+export function quantity(): ValueType<ReturnType<typeof quantitySchema>> {
+  return { name: 'resource quantity', placeholder: 'quantity', schema: quantitySchema(), list: false, standalone: false, fromText: (text) => text };
+}
+
+const COMPONENT = '[a-z0-9]+(?:[._-]+[a-z0-9]+)*';
+/** registry[:port]/path[:tag][@sha256:digest], as a container runtime parses it. */
+const IMAGE = new RegExp(`^${COMPONENT}(?::\\d+)?(?:/${COMPONENT})*(?::\\w[\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`);
+
+function imageSchema() {
+  const error = 'is not an image reference (example: ghcr.io/chaperone-dev/chaperone-sidecar:v0.1.0)';
+  return z.string({ error }).regex(IMAGE, { error });
+}
+
+export function image(): ValueType<ReturnType<typeof imageSchema>> {
+  return { name: 'image reference', placeholder: 'image', schema: imageSchema(), list: false, standalone: false, fromText: (text) => text };
+}
+
+export const DEFAULT_SIDECAR_IMAGE = 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.1.0';
+
+export const injectorConfigSpec = defineSpec({
+  command: 'chaperone-injector',
+  summary: 'The chaperone admission webhook: adds the auth-proxy sidecar to pods in labelled namespaces and takes the dashboard\'s own token away.',
+  options: {
+    listen: option(hostPort(), { default: ':8443', description: 'The HTTPS listener the API server calls (POST /mutate; GET /healthz).' }),
+    tlsCertFile: option(path(), { required: true, description: "The webhook's serving certificate (PEM, with its chain); reloaded when it changes." }),
+    tlsKeyFile: option(path(), { required: true, description: "The serving certificate's private key (PEM); reloaded when it changes." }),
+    kubeconfig: option(path(), {
+      description: "A kubeconfig to reach the API server with (to read namespace labels); without it, the pod's in-cluster service account.",
+    }),
+    namespace: option(str(), {
+      default: 'chaperone-system',
+      description: 'The namespace the injector runs in; its pods are never injected.',
+    }),
+    logLevel: option(oneOf(['trace', 'debug', 'info', 'warn', 'error']), { default: 'info', description: "The injector's least severe log level written." }),
+    serviceAccount: option(str(), {
+      default: 'chaperone-impersonator',
+      description: 'The scoped service account injected pods run as, one per labelled namespace.',
+    }),
+    servingSecret: option(str(), {
+      default: 'chaperone-serving',
+      description: "The Secret (tls.crt, tls.key) in each labelled namespace holding the sidecar's serving certificate.",
+    }),
+    caConfigMap: option(str(), {
+      default: 'chaperone-ca',
+      description: 'The ConfigMap in each labelled namespace holding serving-ca.crt (what the dashboard trusts) and identity-ca.crt (what signs people\'s certificates).',
+    }),
+    tokenAudience: option(str(), {
+      description: "The audience of the sidecar's service-account token; without it, the API server's own.",
+      example: 'https://kubernetes.default.svc.cluster.local',
+    }),
+    tokenExpiration: option(duration(), {
+      default: '1h',
+      description: "How long the sidecar's service-account token lives; the kubelet renews it well before.",
+    }),
+    sidecarImage: option(image(), { default: DEFAULT_SIDECAR_IMAGE, description: "The sidecar's image, unless a pod's chaperone.dev/image says otherwise." }),
+    allowedImages: option(list(), {
+      default: ['ghcr.io/chaperone-dev/chaperone-sidecar'],
+      description: 'The image repositories a pod\'s chaperone.dev/image may name (any tag or digest of them): the sidecar holds the scoped token, so a pod does not get to run just any image there.',
+    }),
+    sidecarMode: option(oneOf(['native', 'classic']), {
+      default: 'native',
+      description: 'native: an init container with restartPolicy Always, started and ready before the dashboard; classic: an ordinary container, for clusters without native sidecars.',
+    }),
+    authenticators: option(authenticators(), { default: ['client-cert'], description: 'How the sidecar authenticates people.' }),
+    oidcIssuerUrl: option(httpsUrl(), { description: 'The OpenID issuer the sidecar trusts, when the oidc authenticator is on.', example: 'https://accounts.example.com' }),
+    oidcClientId: option(str(), { description: 'The client ID OIDC tokens must be issued for, when the oidc authenticator is on.', example: 'headlamp' }),
+    readOnly: option(bool(), { default: false, description: 'Let people only read (get, list, watch) through the sidecar.' }),
+    sidecarLogLevel: option(oneOf(['trace', 'debug', 'info', 'warn', 'error']), { default: 'info', description: "The sidecar's least severe log level." }),
+    cpuRequest: option(quantity(), { default: '50m', description: "The sidecar's CPU request." }),
+    cpuLimit: option(quantity(), { default: '500m', description: "The sidecar's CPU limit." }),
+    memoryRequest: option(quantity(), { default: '64Mi', description: "The sidecar's memory request." }),
+    memoryLimit: option(quantity(), { default: '256Mi', description: "The sidecar's memory limit." }),
+  },
+});
+
+export type InjectorConfig = ConfigOf<typeof injectorConfigSpec>;
+
+/** Throws ConfigError naming every problem, or HelpRequested for --help. */
+export function loadInjectorConfig(argv: readonly string[], env: Env): InjectorConfig {
+  return loadConfig(injectorConfigSpec, { argv, env });
+}

@@ -1,0 +1,18 @@
+// A pod the injector will not admit: the message reaches the person who ran kubectl, verbatim.
+
+export type DenialReason = 'BadRequest' | 'Forbidden' | 'InternalError';
+
+const CODES: Readonly<Record<DenialReason, number>> = { BadRequest: 400, Forbidden: 403, InternalError: 500 };
+
+export class Denial extends Error {
+  readonly code: number;
+
+  constructor(
+    readonly reason: DenialReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'Denial';
+    this.code = CODES[reason];
+  }
+}

@@ -1,0 +1,182 @@
+// The heart of the injector, a pure function: a pod in, the injected pod out (or a Denial).
+// It is a fixpoint: injecting an injected pod gives the same pod, which makes re-invocation safe.
+import type { V1Container, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
+import { Denial } from './denial.js';
+import { ORIGINAL_SERVICE_ACCOUNT_ANNOTATION, PLACEHOLDER_TOKEN_ANNOTATION, STATUS_ANNOTATION } from './names.js';
+import {
+  API_ACCESS_MOUNT,
+  injectedVolumes,
+  PLACEHOLDER_TOKEN,
+  PROXY_ENV,
+  RESERVED_VOLUMES,
+  SERVICE_ACCOUNT_DIR,
+  SIDECAR_NAME,
+  sidecarContainer,
+  TOKEN_VOLUME,
+} from './proxy.js';
+import type { InjectionSettings } from './settings.js';
+
+const STATUS_VERSION = 1;
+
+/** What chaperone.dev/status records. */
+export interface InjectionStatus {
+  version: number;
+  container: string;
+  mode: InjectionSettings['sidecarMode'];
+  image: string;
+  serviceAccount: string;
+  volumes: string[];
+  authenticators: string[];
+  readOnly: boolean;
+}
+
+function status(settings: InjectionSettings, volumes: V1Volume[]): string {
+  const recorded: InjectionStatus = {
+    version: STATUS_VERSION,
+    container: SIDECAR_NAME,
+    mode: settings.sidecarMode,
+    image: settings.sidecarImage,
+    serviceAccount: settings.serviceAccount,
+    volumes: volumes.map((volume) => volume.name),
+    authenticators: settings.authenticators,
+    readOnly: settings.readOnly,
+  };
+  return JSON.stringify(recorded);
+}
+
+export function isUnderServiceAccountDir(mountPath: string): boolean {
+  const path = mountPath.replace(/\/+$/, '');
+  return path === SERVICE_ACCOUNT_DIR || path.startsWith(`${SERVICE_ACCOUNT_DIR}/`);
+}
+
+/** A volume that would hand whoever mounts it a token of the pod's service account: the scoped one. */
+export function projectsServiceAccountToken(volume: V1Volume): boolean {
+  return (volume.projected?.sources ?? []).some((source) => source.serviceAccountToken !== undefined);
+}
+
+export function appContainers(spec: V1PodSpec): V1Container[] {
+  return [...(spec.initContainers ?? []), ...spec.containers, ...((spec.ephemeralContainers ?? []) as V1Container[])].filter(
+    (container) => container.name !== SIDECAR_NAME,
+  );
+}
+
+/** Containers that could read the sidecar's token: the ways the issue and DESIGN.md rule out. */
+export function refuseUnsafe(spec: V1PodSpec): void {
+  const forbid = (why: string) => {
+    throw new Denial('Forbidden', `chaperone refuses this pod: ${why}; the dashboard could read the sidecar's service-account token`);
+  };
+  if (spec.shareProcessNamespace) forbid('spec.shareProcessNamespace is true');
+  if (spec.hostPID) forbid('spec.hostPID is true');
+  // TOKEN_VOLUME even when the pod has no such volume yet: a mount of it would be completed by ours.
+  const tokenVolumes = new Set([TOKEN_VOLUME, ...(spec.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
+  for (const container of appContainers(spec)) {
+    for (const mount of container.volumeMounts ?? []) {
+      if (tokenVolumes.has(mount.name)) {
+        forbid(`container ${container.name} mounts volume ${mount.name}, which holds a service-account token (the pod runs as the scoped service account)`);
+      }
+    }
+    if ((container as { targetContainerName?: string }).targetContainerName === SIDECAR_NAME) {
+      forbid(`ephemeral container ${container.name} targets the ${SIDECAR_NAME} container`);
+    }
+  }
+}
+
+function freeName(name: string, taken: Set<string>): string {
+  for (let i = 1; ; i++) {
+    const candidate = `${name}-${i}`;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
+/** Gives the pod's own volumes that carry a name the injector owns another name, in every mount. */
+function renameReservedVolumes(spec: V1PodSpec): void {
+  const taken = new Set((spec.volumes ?? []).map((volume) => volume.name));
+  const renamed = new Map<string, string>();
+  for (const volume of spec.volumes ?? []) {
+    if (!RESERVED_VOLUMES.includes(volume.name)) continue;
+    const name = freeName(volume.name, taken);
+    taken.add(name);
+    renamed.set(volume.name, name);
+    volume.name = name;
+  }
+  if (renamed.size === 0) return;
+  for (const container of appContainers(spec)) {
+    for (const ref of [...(container.volumeMounts ?? []), ...(container.volumeDevices ?? [])]) ref.name = renamed.get(ref.name) ?? ref.name;
+  }
+}
+
+/** Points one app container at the proxy: its own service-account directory and the API's address. */
+function disarm(container: V1Container): void {
+  const mounts = container.volumeMounts ?? [];
+  const first = mounts.findIndex((mount) => isUnderServiceAccountDir(mount.mountPath));
+  const kept = mounts.filter((mount) => !isUnderServiceAccountDir(mount.mountPath));
+  kept.splice(first === -1 ? kept.length : first, 0, { ...API_ACCESS_MOUNT });
+  container.volumeMounts = kept;
+  // First in the list: the kubelet expands $(VAR) in later entries from the entries before them, so
+  // a later `$(KUBERNETES_SERVICE_HOST)` then means the proxy, not the real API server.
+  const names = new Set(PROXY_ENV.map((env) => env.name));
+  container.env = [...PROXY_ENV.map((env) => ({ ...env })), ...(container.env ?? []).filter((env) => !names.has(env.name))];
+}
+
+function upsert<T extends { name: string }>(list: T[], item: T): void {
+  const index = list.findIndex((existing) => existing.name === item.name);
+  if (index === -1) list.push(item);
+  else list[index] = item;
+}
+
+function isMounted(spec: V1PodSpec, volume: string): boolean {
+  return appContainers(spec).some((container) => (container.volumeMounts ?? []).some((mount) => mount.name === volume));
+}
+
+/**
+ * The injected pod. Throws a Denial for a pod that cannot be made safe. On a pod chaperone injected
+ * before (it carries chaperone.dev/status), the injector's own names are taken as its own and
+ * rewritten; on any other pod, a container called `chaperone` is refused and volumes with the
+ * injector's names are renamed out of the way.
+ */
+export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
+  const pod = structuredClone(original);
+  const spec = pod.spec;
+  if (!spec || !Array.isArray(spec.containers)) throw new Denial('BadRequest', 'chaperone cannot inject this pod: it has no spec.containers');
+  const annotations = (pod.metadata ??= {}).annotations ?? {};
+  const injectedBefore = annotations[STATUS_ANNOTATION] !== undefined;
+  const hadInitContainers = spec.initContainers !== undefined;
+
+  if (!injectedBefore) {
+    const clash = [...(spec.initContainers ?? []), ...spec.containers].find((container) => container.name === SIDECAR_NAME);
+    if (clash) throw new Denial('BadRequest', `chaperone cannot inject this pod: the container name ${SIDECAR_NAME} is reserved for the chaperone sidecar; rename the pod's container`);
+    renameReservedVolumes(spec);
+  }
+  spec.initContainers = (spec.initContainers ?? []).filter((container) => container.name !== SIDECAR_NAME);
+  spec.containers = spec.containers.filter((container) => container.name !== SIDECAR_NAME);
+  appContainers(spec).forEach(disarm);
+
+  const ours = injectedVolumes(settings);
+  const volumes = (spec.volumes ?? []).filter((volume) => {
+    if (RESERVED_VOLUMES.includes(volume.name)) return ours.some((own) => own.name === volume.name) || isMounted(spec, volume.name);
+    // Such as the kube-api-access-* volume the ServiceAccount admission plugin added: its mounts are
+    // gone, and left in place it would still have the kubelet fetch a token of the scoped account.
+    return !(projectsServiceAccountToken(volume) && !isMounted(spec, volume.name));
+  });
+  for (const volume of ours) upsert(volumes, volume);
+  spec.volumes = volumes;
+  refuseUnsafe(spec);
+
+  const sidecar = sidecarContainer(settings);
+  if (settings.sidecarMode === 'native') spec.initContainers.unshift(sidecar);
+  else spec.containers.push(sidecar);
+  if (spec.initContainers.length === 0 && !hadInitContainers) delete spec.initContainers;
+
+  const originalServiceAccount = spec.serviceAccountName ?? spec.serviceAccount ?? 'default';
+  spec.serviceAccountName = settings.serviceAccount;
+  if (spec.serviceAccount !== undefined) spec.serviceAccount = settings.serviceAccount;
+  spec.automountServiceAccountToken = false;
+
+  pod.metadata.annotations = {
+    ...annotations,
+    ...(injectedBefore ? {} : { [ORIGINAL_SERVICE_ACCOUNT_ANNOTATION]: originalServiceAccount }),
+    [PLACEHOLDER_TOKEN_ANNOTATION]: PLACEHOLDER_TOKEN,
+    [STATUS_ANNOTATION]: status(settings, ours),
+  };
+  return pod;
+}

@@ -1,0 +1,148 @@
+// One admission.k8s.io/v1 AdmissionReview in, its answer out: whether to inject (selection), what
+// to inject (settings, mutation), and the JSONPatch. No HTTP here; server.ts is the shell.
+import type { V1Pod } from '@kubernetes/client-node';
+import type { Logger } from '../lib/log.js';
+import type { InjectorConfig } from './config.js';
+import { Denial } from './denial.js';
+import { injectPod, refuseUnsafe } from './mutate.js';
+import { INJECT_LABEL } from './names.js';
+import { jsonPatch, type PatchOperation } from './patch.js';
+import { SIDECAR_NAME } from './proxy.js';
+import { resolveSettings } from './settings.js';
+
+/** Never injected, whatever their labels say. */
+export const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease'];
+
+/** The labels of a namespace, undefined if there is no such namespace. */
+export type NamespaceLabels = (namespace: string) => Promise<Readonly<Record<string, string>> | undefined>;
+
+export interface ReviewContext {
+  config: InjectorConfig;
+  namespaceLabels: NamespaceLabels;
+  log: Logger;
+}
+
+interface AdmissionRequest {
+  uid: string;
+  kind?: { group?: string; version?: string; kind?: string };
+  subResource?: string;
+  namespace?: string;
+  name?: string;
+  operation?: string;
+  dryRun?: boolean;
+  object?: unknown;
+}
+
+export interface AdmissionResponse {
+  uid: string;
+  allowed: boolean;
+  patchType?: 'JSONPatch';
+  patch?: string;
+  status?: { code: number; reason: string; message: string };
+  warnings?: string[];
+}
+
+export interface AdmissionReviewOut {
+  apiVersion: 'admission.k8s.io/v1';
+  kind: 'AdmissionReview';
+  response: AdmissionResponse;
+}
+
+/** A body that is not a review at all: the server answers 400 with this message. */
+export class MalformedReview extends Error {}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Checks the envelope; everything inside the request is checked where it is used. */
+export function parseReview(body: unknown): AdmissionRequest {
+  if (!isObject(body)) throw new MalformedReview('the body is not a JSON object');
+  if (body.apiVersion !== 'admission.k8s.io/v1' || body.kind !== 'AdmissionReview') {
+    throw new MalformedReview('the body is not an admission.k8s.io/v1 AdmissionReview');
+  }
+  const request = body.request;
+  if (!isObject(request)) throw new MalformedReview('the AdmissionReview has no request');
+  if (typeof request.uid !== 'string' || request.uid === '') throw new MalformedReview('the AdmissionReview request has no uid');
+  return request as unknown as AdmissionRequest;
+}
+
+function allow(uid: string, patch?: PatchOperation[]): AdmissionResponse {
+  if (!patch || patch.length === 0) return { uid, allowed: true };
+  return { uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') };
+}
+
+function deny(uid: string, denial: Denial): AdmissionResponse {
+  return { uid, allowed: false, status: { code: denial.code, reason: denial.reason, message: denial.message } };
+}
+
+type Selection = { inject: true } | { inject: false; why: string };
+
+/** Whether this pod in this namespace gets the sidecar. The namespace is the request's, never the object's. */
+async function select(namespace: string, pod: V1Pod, ctx: ReviewContext): Promise<Selection> {
+  if (SYSTEM_NAMESPACES.includes(namespace)) return { inject: false, why: 'system namespace' };
+  if (namespace === ctx.config.namespace) return { inject: false, why: "the injector's own namespace" };
+  const podLabel = pod.metadata?.labels?.[INJECT_LABEL];
+  if (podLabel === 'disabled') return { inject: false, why: `the pod is labelled ${INJECT_LABEL}=disabled` };
+  if (podLabel !== undefined && podLabel !== 'enabled') {
+    throw new Denial('BadRequest', `chaperone cannot inject this pod: its label ${INJECT_LABEL}=${podLabel} is neither disabled (to opt out) nor enabled`);
+  }
+  let labels: Readonly<Record<string, string>> | undefined;
+  try {
+    labels = await ctx.namespaceLabels(namespace);
+  } catch (err) {
+    throw new Denial('InternalError', `chaperone cannot tell whether namespace ${namespace} is labelled ${INJECT_LABEL}=enabled: ${(err as Error).message}`);
+  }
+  if (labels?.[INJECT_LABEL] !== 'enabled') return { inject: false, why: `the namespace is not labelled ${INJECT_LABEL}=enabled` };
+  return { inject: true };
+}
+
+function podOf(request: AdmissionRequest): V1Pod {
+  if (!isObject(request.object)) throw new Denial('BadRequest', 'the admission request carries no pod');
+  const pod = request.object as V1Pod;
+  if (!isObject(pod.spec)) throw new Denial('BadRequest', 'the pod has no spec');
+  return pod;
+}
+
+async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<AdmissionResponse> {
+  const { uid } = request;
+  const isPod = request.kind?.group === '' && request.kind.kind === 'Pod';
+  const subResource = request.subResource ?? '';
+  const creating = request.operation === 'CREATE' && subResource === '';
+  const addingEphemeral = request.operation === 'UPDATE' && subResource === 'ephemeralcontainers';
+  if (!isPod || !(creating || addingEphemeral)) return allow(uid);
+  const namespace = request.namespace;
+  if (typeof namespace !== 'string' || namespace === '') throw new Denial('BadRequest', 'the admission request names no namespace');
+
+  const pod = podOf(request);
+  const selection = await select(namespace, pod, ctx);
+  const who = { uid, namespace, pod: pod.metadata?.name ?? `${pod.metadata?.generateName ?? ''}*`, dryRun: request.dryRun === true };
+  if (!selection.inject) {
+    ctx.log.debug({ ...who, why: selection.why }, 'not injecting');
+    return allow(uid);
+  }
+  if (addingEphemeral) {
+    if ([...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].some((c) => c.name === SIDECAR_NAME)) refuseUnsafe(pod.spec!);
+    return allow(uid);
+  }
+  const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {});
+  const injected = JSON.parse(JSON.stringify(injectPod(pod, settings))) as Record<string, unknown>;
+  const patch = jsonPatch(pod as unknown as Record<string, unknown>, injected);
+  ctx.log.info({ ...who, mode: settings.sidecarMode, operations: patch.length }, patch.length > 0 ? 'injected' : 'already injected');
+  return allow(uid, patch);
+}
+
+/** The answer to one review; throws MalformedReview for a body that is not one. */
+export async function answerReview(body: unknown, ctx: ReviewContext): Promise<AdmissionReviewOut> {
+  const request = parseReview(body);
+  let response: AdmissionResponse;
+  try {
+    response = await decide(request, ctx);
+  } catch (err) {
+    const denial = err instanceof Denial ? err : new Denial('InternalError', `chaperone failed to inject this pod: ${(err as Error).message}`);
+    if (denial.reason === 'InternalError') ctx.log.error({ uid: request.uid, err: (err as Error).message }, 'admission failed');
+    else ctx.log.info({ uid: request.uid, namespace: request.namespace, reason: denial.message }, 'denied');
+    response = deny(request.uid, denial);
+  }
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response };
+}

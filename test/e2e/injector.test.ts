@@ -1,0 +1,251 @@
+// The injector end to end: the real API server calls it through the shipped
+// MutatingWebhookConfiguration (manifests/base), rewritten only to reach a local URL and to select
+// this run's namespaces alone (the control plane is shared with the other suites).
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { AdmissionregistrationV1Api, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
+import type { ControlPlane } from '../cluster/control-plane.js';
+import { adminClients, createNamespace, createServiceAccount, kubectl, type AdminClients } from '../cluster/kube.js';
+import { sharedControlPlane } from '../cluster/shared.js';
+import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
+import { goldenCases } from '../../scripts/gen-injector-goldens.js';
+import { canonicalQuantity } from '../../injector/quantity.js';
+import { decodePatch, review, startTestInjector, type TestInjector } from '../unit/injector/helpers.js';
+
+const WEBHOOK_FILE = fileURLToPath(new URL('../../manifests/base/mutatingwebhookconfiguration.yaml', import.meta.url));
+const RUN_LABEL = 'chaperone.dev/test-run';
+const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+interface Registered {
+  injector: TestInjector;
+  webhook: string;
+  run: string;
+  /** Labelled for injection, with the scoped and the default service account. */
+  labelled: string;
+  /** Only this run's label. */
+  unlabelled: string;
+  remove(): Promise<void>;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function podJson(name: string, extra: Partial<V1Pod['metadata']> = {}): V1Pod {
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name, ...extra }, spec: { containers: [{ name: 'app', image: 'nginx:1.27' }] } };
+}
+
+describe('injector (the real API server calls it)', function () {
+  this.timeout(120_000);
+  let cp: ControlPlane;
+  let clients: AdminClients;
+  let dir: string;
+  let main: Registered;
+
+  /** kubectl, with a pod written to a file for -f; the JSON the API server answered. */
+  async function kubectlPod(verb: string[], pod: V1Pod, namespace: string): Promise<{ code: number; pod?: V1Pod; stderr: string }> {
+    const file = path.join(dir, `${randomBytes(4).toString('hex')}.json`);
+    await writeFile(file, JSON.stringify(pod));
+    const result = await kubectl(cp.adminKubeconfig, [...verb, '-n', namespace, '-f', file, '-o', 'json']);
+    return { code: result.code, stderr: result.stderr, ...(result.code === 0 ? { pod: JSON.parse(result.stdout) as V1Pod } : {}) };
+  }
+
+  async function create(pod: V1Pod, namespace: string): Promise<V1Pod> {
+    const result = await kubectlPod(['create'], pod, namespace);
+    assert.equal(result.code, 0, result.stderr);
+    return result.pod!;
+  }
+
+  /** The shipped webhook configuration, for a local injector and this run's namespaces only. */
+  async function register(injector: TestInjector, run: string): Promise<string> {
+    const config = YAML.parse(await readFile(WEBHOOK_FILE, 'utf8')) as V1MutatingWebhookConfiguration;
+    const name = `${config.metadata!.name}-${run}`;
+    config.metadata!.name = name;
+    const webhook = config.webhooks![0]!;
+    webhook.clientConfig = { url: `${injector.url}/mutate`, caBundle: Buffer.from(injector.caPem).toString('base64') };
+    webhook.namespaceSelector!.matchExpressions!.push({ key: RUN_LABEL, operator: 'In', values: [run] });
+    await clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: config });
+    return name;
+  }
+
+  async function setUp(): Promise<Registered> {
+    const run = randomBytes(4).toString('hex');
+    const injector = await startTestInjector(namespaceLabelsFromApi(clients.kubeconfig));
+    const labelled = await createNamespace(clients, 'inject', { 'chaperone.dev/inject': 'enabled', [RUN_LABEL]: run });
+    const unlabelled = await createNamespace(clients, 'plain', { [RUN_LABEL]: run });
+    // The ServiceAccount admission plugin refuses a pod whose service account does not exist.
+    await createServiceAccount(clients, labelled, 'chaperone-impersonator');
+    for (const namespace of [labelled, unlabelled]) {
+      await waitFor(`the default service account in ${namespace}`, async () => (await kubectl(cp.adminKubeconfig, ['get', 'serviceaccount', 'default', '-n', namespace])).code === 0);
+    }
+    const webhook = await register(injector, run);
+    // The API server picks up webhook configurations from an informer, a moment after the write.
+    await waitFor('the API server to call the injector', async () => {
+      const result = await kubectlPod(['create', '--dry-run=server'], podJson('probe'), labelled);
+      return result.pod?.spec?.serviceAccountName === 'chaperone-impersonator';
+    });
+    const admission = clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api);
+    return {
+      injector,
+      webhook,
+      run,
+      labelled,
+      unlabelled,
+      remove: async () => {
+        await admission.deleteMutatingWebhookConfiguration({ name: webhook });
+        await injector.stop();
+      },
+    };
+  }
+
+  before(async function () {
+    this.timeout(15 * 60_000);
+    cp = await sharedControlPlane();
+    clients = adminClients(cp);
+    dir = await mkdtemp(path.join(tmpdir(), 'chaperone-injector-e2e-'));
+    main = await setUp();
+  });
+
+  after(async function () {
+    await main?.remove();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('injects a bare pod created in a labelled namespace, and the API server accepts the result', async function () {
+    const stored = await create(podJson('bare'), main.labelled);
+    const spec = stored.spec!;
+    assert.equal(spec.initContainers?.[0]?.name, 'chaperone');
+    assert.equal(spec.initContainers[0].restartPolicy, 'Always');
+    assert.equal(spec.serviceAccountName, 'chaperone-impersonator');
+    assert.equal(spec.automountServiceAccountToken, false);
+    assert.equal(stored.metadata!.annotations!['chaperone.dev/original-service-account'], 'default');
+    const app = spec.containers[0]!;
+    assert.deepEqual(app.volumeMounts, [{ name: 'chaperone-api-access', mountPath: SA_DIR, readOnly: true }]);
+    assert.deepEqual(app.env!.map((e) => `${e.name}=${e.value}`), ['KUBERNETES_SERVICE_HOST=127.0.0.1', 'KUBERNETES_SERVICE_PORT=6443', 'KUBERNETES_SERVICE_PORT_HTTPS=6443']);
+    // The ServiceAccount admission plugin ran before the webhook and added its token volume: gone.
+    const tokenVolumes = spec.volumes!.filter((v) => v.projected?.sources?.some((s) => s.serviceAccountToken));
+    assert.deepEqual(tokenVolumes.map((v) => v.name), ['chaperone-upstream']);
+  });
+
+  it('stores exactly what the injector wrote: injecting the stored pod again changes nothing', async function () {
+    const stored = await create(podJson('stored', { annotations: { 'chaperone.dev/cpu-request': '0.25', 'chaperone.dev/memory-limit': '0.5Gi', 'chaperone.dev/cpu-limit': '1000m' } }), main.labelled);
+    const resources = stored.spec!.initContainers![0]!.resources!;
+    // The API server's own spelling of 0.25, 1000m and 0.5Gi, and the injector's.
+    assert.deepEqual(resources, { requests: { cpu: '250m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
+    assert.deepEqual([canonicalQuantity('0.25'), canonicalQuantity('1000m'), canonicalQuantity('0.5Gi')], ['250m', '1', '512Mi']);
+    const again = await review({ object: stored, namespace: main.labelled }, undefined, namespaceLabelsFromApi(clients.kubeconfig));
+    assert.equal(again.response.allowed, true);
+    assert.deepEqual(decodePatch(again), [], 'the API server defaulted nothing the injector left out');
+  });
+
+  describe('every golden input, created for real', function () {
+    before(async function () {
+      // The ServiceAccount admission plugin runs before the webhook: the pod's own account must exist too.
+      const own = new Set(goldenCases().map((c) => c.input.spec!.serviceAccountName ?? 'default'));
+      for (const name of own) if (!['default', 'chaperone-impersonator'].includes(name)) await createServiceAccount(clients, main.labelled, name);
+    });
+
+    for (const golden of goldenCases()) {
+      it(`${golden.name}: the API server accepts the injected pod and keeps the golden output`, async function () {
+        const input = structuredClone(golden.input);
+        // The golden inputs may name a namespace and an owner that do not exist here.
+        delete input.metadata!.namespace;
+        delete input.metadata!.ownerReferences;
+        const stored = await create(input, main.labelled);
+        const expected = YAML.parse(await readFile(golden.outputFile, 'utf8')) as V1Pod;
+        assert.deepEqual(stored.spec!.serviceAccountName, expected.spec!.serviceAccountName);
+        for (const list of ['initContainers', 'containers'] as const) {
+          assert.deepEqual((stored.spec![list] ?? []).map((c) => c.name), (expected.spec![list] ?? []).map((c) => c.name), list);
+        }
+        assert.deepEqual(stored.spec!.initContainers?.find((c) => c.name === 'chaperone') ?? stored.spec!.containers.find((c) => c.name === 'chaperone'),
+          expected.spec!.initContainers?.find((c) => c.name === 'chaperone') ?? expected.spec!.containers.find((c) => c.name === 'chaperone'));
+        for (const name of ['chaperone-upstream', 'chaperone-serving', 'chaperone-identity-ca', 'chaperone-api-access']) {
+          assert.deepEqual(stored.spec!.volumes!.find((v) => v.name === name), expected.spec!.volumes!.find((v) => v.name === name), name);
+        }
+        const again = await review({ object: stored, namespace: main.labelled }, undefined, namespaceLabelsFromApi(clients.kubeconfig));
+        assert.deepEqual(decodePatch(again), []);
+      });
+    }
+  });
+
+  it('leaves a pod in a namespace without the label untouched', async function () {
+    const stored = await create(podJson('untouched'), main.unlabelled);
+    assert.equal(stored.spec!.initContainers, undefined);
+    assert.equal(stored.spec!.serviceAccountName, 'default');
+    assert.equal(stored.metadata!.annotations?.['chaperone.dev/status'], undefined);
+  });
+
+  it('leaves a pod labelled chaperone.dev/inject=disabled untouched', async function () {
+    const stored = await create(podJson('opted-out', { labels: { 'chaperone.dev/inject': 'disabled' } }), main.labelled);
+    assert.equal(stored.spec!.initContainers, undefined);
+    assert.equal(stored.spec!.serviceAccountName, 'default');
+    assert.ok(stored.spec!.volumes!.some((v) => v.name.startsWith('kube-api-access-')), 'it keeps its own service-account token');
+  });
+
+  it('shows the injection to kubectl apply --dry-run=server, and stores nothing', async function () {
+    const result = await kubectlPod(['apply', '--dry-run=server'], podJson('dry-run'), main.labelled);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.pod!.spec!.initContainers?.[0]?.name, 'chaperone');
+    const get = await kubectl(cp.adminKubeconfig, ['get', 'pod', 'dry-run', '-n', main.labelled]);
+    assert.match(get.stderr, /NotFound/);
+  });
+
+  it('refuses with its own message a pod it cannot make safe', async function () {
+    const pod = podJson('shared-pids');
+    pod.spec!.shareProcessNamespace = true;
+    const result = await kubectlPod(['create'], pod, main.labelled);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /admission webhook "inject\.chaperone\.dev" denied the request: chaperone refuses this pod: spec\.shareProcessNamespace is true/);
+  });
+
+  it('refuses a bad annotation, naming it and what is allowed', async function () {
+    const result = await kubectlPod(['create'], podJson('bad-setting', { annotations: { 'chaperone.dev/log-level': 'loud' } }), main.labelled);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /annotation chaperone\.dev\/log-level: "loud" is not one of trace, debug, info, warn, error/);
+  });
+
+  it('refuses an ephemeral container (kubectl debug) that targets the sidecar', async function () {
+    await create(podJson('debug-me'), main.labelled);
+    const ephemeral = (target: string) => ({ spec: { ephemeralContainers: [{ name: `debug-${target}`, image: 'busybox:1.36', targetContainerName: target }] } });
+    const patch = (target: string) =>
+      kubectl(cp.adminKubeconfig, ['patch', 'pod', 'debug-me', '-n', main.labelled, '--subresource=ephemeralcontainers', '--type=strategic', '-p', JSON.stringify(ephemeral(target))]);
+    const refused = await patch('chaperone');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /ephemeral container debug-chaperone targets the chaperone container/);
+    const allowed = await patch('app');
+    assert.equal(allowed.code, 0, allowed.stderr);
+  });
+
+  describe('with failurePolicy Fail and the injector stopped', function () {
+    let stopped: Registered;
+
+    before(async function () {
+      stopped = await setUp();
+      await stopped.injector.stop();
+    });
+
+    after(async function () {
+      await clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api).deleteMutatingWebhookConfiguration({ name: stopped.webhook });
+    });
+
+    it('refuses pods in a labelled namespace: a dashboard never starts without its proxy', async function () {
+      const result = await kubectlPod(['create'], podJson('no-proxy'), stopped.labelled);
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /failed calling webhook "inject\.chaperone\.dev"/);
+    });
+
+    it('still admits pods everywhere else, and opted-out pods', async function () {
+      assert.equal((await create(podJson('elsewhere'), stopped.unlabelled)).spec!.serviceAccountName, 'default');
+      assert.equal((await create(podJson('opted-out', { labels: { 'chaperone.dev/inject': 'disabled' } }), stopped.labelled)).spec!.serviceAccountName, 'default');
+    });
+  });
+});
