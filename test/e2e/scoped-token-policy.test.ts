@@ -54,8 +54,8 @@ describe('the scoped-token ValidatingAdmissionPolicy (real API server)', functio
     ];
     policy.metadata!.name = name;
     binding.metadata!.name = name;
-    binding.spec!.policyName = name;
-    binding.spec!.matchResources!.namespaceSelector = { matchLabels: { 'chaperone-test/policy-run': run } };
+    binding.spec.policyName = name;
+    binding.spec.matchResources!.namespaceSelector = { matchLabels: { 'chaperone-test/policy-run': run } };
     await admission.createValidatingAdmissionPolicy({ body: policy });
     await admission.createValidatingAdmissionPolicyBinding({ body: binding });
     ns = await createNamespace(clients, 'policy', { 'chaperone.dev/inject': 'enabled', 'chaperone-test/policy-run': run });
