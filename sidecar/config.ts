@@ -1,5 +1,7 @@
 import { bool, defineSpec, duration, hostPort, httpsUrl, int, list, loadConfig, oneOf, option, path, str } from '../lib/config.js';
-import type { ConfigOf, Env } from '../lib/config.js';
+import { ConfigError, type ConfigOf, type Env } from '../lib/config.js';
+import { tokenAuthenticationProblems } from './authn/tokens.js';
+import { auditConfigProblems, auditOptions } from './audit/options.js';
 
 /** The API server as client-go's in-cluster config finds it. */
 function inClusterApiServer(env: Env): string | undefined {
@@ -40,6 +42,42 @@ export const sidecarConfigSpec = defineSpec({
       description: "The scoped service account's token, sent to the API server; re-read when it changes.",
     }),
     anonymous: option(bool(), { default: false, description: 'Let requests without credentials through as system:anonymous instead of refusing them.' }),
+    authenticationConfig: option(path(), {
+      description:
+        "An AuthenticationConfiguration file (apiserver.config.k8s.io/v1) whose jwt list names the OIDC/JWT issuers whose tokens are accepted, read exactly as the API server's --authentication-config; not together with the --oidc-* flags.",
+      example: '/etc/chaperone/authentication-config.yaml',
+    }),
+    oidcIssuerUrl: option(httpsUrl(), { description: "The OpenID issuer whose ID tokens are accepted, as the API server's --oidc-issuer-url; needs --oidc-client-id.", example: 'https://accounts.example.com' }),
+    oidcClientId: option(str(), { description: 'The audience (client ID) ID tokens must be issued for, as --oidc-client-id.', example: 'headlamp' }),
+    oidcUsernameClaim: option(str(), { default: 'sub', description: 'The claim that names the user, as --oidc-username-claim; with email, email_verified must not be false.' }),
+    oidcUsernamePrefix: option(str(), {
+      description: 'Put before every username, as --oidc-username-prefix: unset means "<issuer URL>#" unless the username claim is email, and "-" means no prefix.',
+      example: 'oidc:',
+    }),
+    oidcGroupsClaim: option(str(), { description: 'The claim that lists the groups (a string or a list of strings), as --oidc-groups-claim.', example: 'groups' }),
+    oidcGroupsPrefix: option(str(), { description: 'Put before every group, as --oidc-groups-prefix.', example: 'oidc:' }),
+    oidcRequiredClaim: option(list(), { default: [], description: 'claim=value pairs every ID token must carry, as --oidc-required-claim.', example: 'hd=example.com' }),
+    oidcCaFile: option(path(), { description: "The CA bundle that verifies the issuer's certificate, as --oidc-ca-file; the system's roots when unset." }),
+    oidcSigningAlgs: option(list(), { default: ['RS256'], description: 'The signing algorithms accepted with the --oidc-* flags, as --oidc-signing-algs (asymmetric ones only).', example: 'RS256,ES256' }),
+    authenticationTokenWebhookConfigFile: option(path(), {
+      description: "A kubeconfig naming a token webhook (TokenReview, such as pam_hook) and how to reach it, as the API server's --authentication-token-webhook-config-file.",
+      example: '/etc/chaperone/token-webhook.kubeconfig',
+    }),
+    authenticationTokenWebhookVersion: option(oneOf(['v1', 'v1beta1']), { default: 'v1beta1', description: 'The authentication.k8s.io TokenReview version the webhook speaks, as --authentication-token-webhook-version.' }),
+    authenticationTokenWebhookCacheAuthorizedTtl: option(duration(), { default: '2m', description: "How long the webhook's acceptance of a token is cached." }),
+    authenticationTokenWebhookCacheUnauthorizedTtl: option(duration(), { default: '30s', description: "How long the webhook's refusal of a token is cached." }),
+    authenticationTokenWebhookTimeout: option(duration(), { default: '10s', description: 'How long the token webhook may take to answer before the token is refused.' }),
+    authenticationTokenWebhookAudiences: option(list(), {
+      default: [],
+      description: 'Audiences asked of the token webhook; when it names the audiences of a token, one must be among these.',
+    }),
+    clusterTokenReview: option(bool(), {
+      default: false,
+      description:
+        "Also accept tokens the cluster itself accepts (service-account tokens), judged by its TokenReview API; the scoped service account then needs the cluster-token-review role (docs/authentication.md).",
+    }),
+    clusterTokenReviewAudiences: option(list(), { default: [], description: "Audiences cluster tokens must be for; empty means the API server's own." }),
+    clusterTokenReviewCacheTtl: option(duration(), { default: '10s', description: "How long the cluster's TokenReview answers are cached." }),
     guardAllow: option(list(), {
       default: [],
       description: 'User and group names starting with system: that an identity from outside the cluster may carry although the guard would refuse them.',
@@ -55,12 +93,33 @@ export const sidecarConfigSpec = defineSpec({
     authzCacheSize: option(int({ min: 1 }), { default: 10000, description: 'How many authorization decisions the cache holds at most.' }),
     upstreamTimeout: option(duration(), {
       default: '60s',
-      description: 'How long a request to the API server may take; watches, exec, attach and port-forward are exempt.',
+      description: 'How long the API server may take to start answering; watches, logs, exec, attach and port-forward are exempt.',
+    }),
+    maxRequestBodyBytes: option(int({ min: 1 }), {
+      default: 3 * 1024 * 1024,
+      description: 'The largest request body forwarded (the API server itself takes 3 MiB); larger ones are refused with 413.',
+    }),
+    maxHeaderBytes: option(int({ min: 1024 }), {
+      default: 64 * 1024,
+      description: 'The most bytes of request headers accepted; more is refused with 431.',
+    }),
+    headersTimeout: option(duration(), {
+      default: '10s',
+      description: 'How long a client may take to send its request headers (protection against slow clients).',
+    }),
+    maxUpgrades: option(int({ min: 1 }), {
+      default: 100,
+      description: 'The most upgraded connections (exec, attach, port-forward) open at once; more are refused with 429.',
+    }),
+    shutdownTimeout: option(duration(), {
+      default: '20s',
+      description: 'On SIGTERM, how long requests in flight may take to finish before the process exits; watches end at once.',
     }),
     opsListen: option(hostPort(), { default: ':9901', description: 'The plain-HTTP listener for /healthz, /readyz and /metrics.' }),
     logLevel: option(oneOf(['trace', 'debug', 'info', 'warn', 'error']), { default: 'info', description: 'The least severe log level written.' }),
     podName: option(str(), { description: 'The name of the pod served, recorded in audit events.', example: '$(POD_NAME)' }),
     podNamespace: option(str(), { description: 'The namespace of the pod served, recorded in audit events.', example: '$(POD_NAMESPACE)' }),
+    ...auditOptions,
   },
 });
 
@@ -68,5 +127,8 @@ export type SidecarConfig = ConfigOf<typeof sidecarConfigSpec>;
 
 /** Throws ConfigError naming every problem, or HelpRequested for --help. */
 export function loadSidecarConfig(argv: readonly string[], env: Env): SidecarConfig {
-  return loadConfig(sidecarConfigSpec, { argv, env });
+  const config = loadConfig(sidecarConfigSpec, { argv, env });
+  const problems = [...tokenAuthenticationProblems(config), ...auditConfigProblems(config)];
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
 }

@@ -24,7 +24,12 @@ async function main(): Promise<void> {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       log.info({ signal }, 'shutting down');
-      void sidecar.stop().then(() => process.exit(0));
+      // Whatever happens, the process is gone shortly after the grace period.
+      setTimeout(() => process.exit(1), config.shutdownTimeout + 5000).unref();
+      void sidecar.stop().then(() => {
+        log.info('stopped');
+        process.exit(0);
+      });
     });
   }
 }

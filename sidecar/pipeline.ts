@@ -1,18 +1,35 @@
 // The request path, top to bottom:
 // authenticate -> read nested impersonation -> guard -> authorise -> sanitise + impersonate -> forward -> record.
+// Plain requests and upgraded connections (exec, attach, port-forward) go through the same decision.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../lib/log.js';
 import { requestInfo, type RequestInfo } from './authz/request-info.js';
 import { attributesOf, type AccessReviewer } from './authz/review.js';
 import { AuthenticationFailed, type AuthenticatorChain } from './authn/chain.js';
 import type { AuditRecorder, RequestRecord } from './audit/record.js';
-import { HttpForwarder, UnauthorisedForward } from './forward/http.js';
+import { BodyLimit, BodyTooLarge } from './forward/body-limit.js';
+import { HttpForwarder, UnauthorisedForward, UpstreamTimeout } from './forward/http.js';
+import { UpgradeForwarder } from './forward/upgrade.js';
 import type { Upstream } from './forward/upstream.js';
 import { guardAuthenticated, guardEffective, type GuardPolicy } from './guard.js';
+import type { Authenticated, Identity } from './identity.js';
 import { authorizeImpersonation, impersonationHeaders, readImpersonationRequest } from './impersonation.js';
+import type { SidecarMetrics } from './metrics.js';
 import { sanitiseHeaders } from './sanitise.js';
-import { badRequest, forbidden, internalError, serviceUnavailable, StatusError, writeStatus } from './status.js';
+import {
+  badRequest,
+  forbidden,
+  gatewayTimeout,
+  internalError,
+  serviceUnavailable,
+  StatusError,
+  tooLarge,
+  tooManyRequests,
+  writeStatus,
+  writeStatusToSocket,
+} from './status.js';
 
 export interface PipelineOptions {
   authenticators: AuthenticatorChain;
@@ -20,9 +37,12 @@ export interface PipelineOptions {
   guard: GuardPolicy;
   upstream: Upstream;
   audit: AuditRecorder;
+  metrics: SidecarMetrics;
   log: Logger;
-  /** Timeout for requests that are not long-running. */
+  /** How long the API server may take to start answering a request that is not long-running. */
   upstreamTimeoutMs: number;
+  maxRequestBodyBytes: number;
+  maxUpgrades: number;
 }
 
 /** The API server's long-running requests: never cut by a timeout. */
@@ -30,24 +50,86 @@ export function isLongRunning(info: RequestInfo): boolean {
   return info.verb === 'watch' || info.verb === 'proxy' || ['attach', 'exec', 'proxy', 'log', 'portforward'].includes(info.subresource);
 }
 
+const CONNECT_SUBRESOURCES_NEEDING_CREATE = new Set(['exec', 'attach', 'portforward']);
+
+/**
+ * The API server also requires `create` on pods/exec, attach and portforward when they are opened
+ * with GET, as WebSocket upgrades are (AuthorizePodWebsocketUpgradeCreatePermission, on since 1.35).
+ */
+function compoundCreate(info: RequestInfo): RequestInfo | undefined {
+  const needsCreate = info.isResourceRequest && info.apiGroup === '' && info.resource === 'pods' && CONNECT_SUBRESOURCES_NEEDING_CREATE.has(info.subresource);
+  return needsCreate && info.verb === 'get' ? { ...info, verb: 'create' } : undefined;
+}
+
+/** A stream being relayed, so shutdown can end it cleanly instead of cutting it. */
+interface Streaming {
+  res: ServerResponse;
+  upstream: IncomingMessage;
+}
+
 export class Pipeline {
-  private readonly forwarder: HttpForwarder;
+  private readonly http: HttpForwarder;
+  private readonly upgrades: UpgradeForwarder;
+  private readonly streaming = new Set<Streaming>();
+  private readonly draining = new WeakSet<ServerResponse>();
 
   constructor(private readonly options: PipelineOptions) {
-    this.forwarder = new HttpForwarder(options.upstream);
+    this.http = new HttpForwarder(options.upstream);
+    this.upgrades = new UpgradeForwarder(options.upstream);
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const record = this.startRecord(req);
-    res.once('close', () => this.finish(record, res));
-    this.run(req, res, record).catch((err: unknown) => this.refuse(res, record, err));
+    res.once('close', () => this.finish(record, res.statusCode));
+    this.decide(req, record)
+      .then((identityHeaders) => this.forward(req, res, record, identityHeaders))
+      .catch((err: unknown) => this.refuse(res, record, err));
   };
 
-  private async run(req: IncomingMessage, res: ServerResponse, record: RequestRecord): Promise<void> {
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const record = this.startRecord(req);
+    let code = 0;
+    socket.once('close', () => this.finish(record, code));
+    const refuse = (err: unknown) => {
+      const status = this.statusFor(err, record);
+      code = status.code;
+      writeStatusToSocket(socket, status, record.auditID);
+    };
+    if (this.upgrades.openCount >= this.options.maxUpgrades) {
+      refuse(tooManyRequests(`chaperone already relays ${this.options.maxUpgrades} upgraded connections (--max-upgrades)`));
+      return;
+    }
+    this.decide(req, record)
+      .then((identityHeaders) => {
+        if (socket.destroyed) {
+          record.error = 'the client went away before the connection was forwarded';
+          return;
+        }
+        record.forwarded = true;
+        this.options.metrics.openUpgrades.inc();
+        socket.once('close', () => this.options.metrics.openUpgrades.dec());
+        this.upgrades.forward({
+          req,
+          socket,
+          head,
+          headers: { ...sanitiseHeaders(req.rawHeaders), ...identityHeaders },
+          identityHeaders,
+          onResponse: (statusCode) => {
+            code = statusCode;
+            this.options.audit.started?.(record, statusCode);
+          },
+          onError: refuse,
+          onClose: () => undefined,
+        });
+      })
+      .catch(refuse);
+  };
+
+  /** Who is asking, may they, and as whom the request goes upstream: the identity headers to send. */
+  private async decide(req: IncomingMessage, record: RequestRecord): Promise<OutgoingHttpHeaders> {
+    await this.options.audit.begin?.(record, req); // waits while the audit buffer is full (block mode)
     if (!record.requestURI.startsWith('/')) throw badRequest('chaperone accepts only a path as the request target, not a full URL');
-    const { authenticated, failures } = await this.options.authenticators.authenticate(req);
-    record.authenticated = authenticated;
-    record.authenticationFailures = failures;
+    const authenticated = await this.authenticate(req, record);
 
     const nested = readImpersonationRequest(req.rawHeaders);
     record.nestedImpersonation = nested !== undefined;
@@ -55,25 +137,75 @@ export class Pipeline {
     const effective = nested ? await authorizeImpersonation(this.options.reviewer, authenticated.identity, nested) : authenticated.identity;
     guardEffective(effective, this.options.guard);
 
-    const decision = await this.options.reviewer.review(effective, attributesOf(record.info));
-    record.decision = decision;
-    if (!decision.allowed) throw forbidden(effective.username, record.info, decision.reason);
+    await this.authorise(effective, record.info, record);
+    const create = compoundCreate(record.info);
+    if (create) await this.authorise(effective, create, record);
 
     const token = this.options.upstream.bearerToken();
     if (!token) throw serviceUnavailable('chaperone has no service-account token to reach the API server with');
-    const identityHeaders: OutgoingHttpHeaders = {
-      ...impersonationHeaders(effective),
-      authorization: `Bearer ${token}`,
-      'audit-id': record.auditID,
-    };
     record.impersonated = effective;
+    return { ...impersonationHeaders(effective), authorization: `Bearer ${token}`, 'audit-id': record.auditID };
+  }
+
+  private async authenticate(req: IncomingMessage, record: RequestRecord): Promise<Authenticated> {
+    const { metrics } = this.options;
+    const countFailures = (failures: RequestRecord['authenticationFailures']) => {
+      record.authenticationFailures = failures;
+      failures.forEach((f) => metrics.authentications.inc({ method: f.method, outcome: 'failure' }));
+    };
+    try {
+      const outcome = await this.options.authenticators.authenticate(req);
+      countFailures(outcome.failures);
+      metrics.authentications.inc({ method: outcome.authenticated.method, outcome: 'success' });
+      record.authenticated = outcome.authenticated;
+      return outcome.authenticated;
+    } catch (err) {
+      if (err instanceof AuthenticationFailed) countFailures(err.failures);
+      throw err;
+    }
+  }
+
+  private async authorise(identity: Identity, info: RequestInfo, record: RequestRecord): Promise<void> {
+    const decision = await this.options.reviewer.review(identity, attributesOf(info));
+    record.decision = decision;
+    if (!decision.allowed) throw forbidden(identity.username, info, decision.reason);
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse, record: RequestRecord, identityHeaders: OutgoingHttpHeaders): void {
+    const { metrics, maxRequestBodyBytes } = this.options;
+    // The client may have gone while the decision was being made: then nothing goes upstream
+    // (a watch opened for nobody would stream until the API server's own timeout).
+    if (res.destroyed || req.socket.destroyed) {
+      record.error = 'the client went away before the request was forwarded';
+      return;
+    }
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > maxRequestBodyBytes) throw tooLarge(`the request body is larger than ${maxRequestBodyBytes} bytes`);
+    const body = req.pipe(new BodyLimit(maxRequestBodyBytes));
+    body.on('error', (err) => this.refuse(res, record, err));
+
+    const longRunning = isLongRunning(record.info);
+    const started = process.hrtime.bigint();
     record.forwarded = true;
-    this.forwarder.forward({
+    this.http.forward({
       req,
       res,
+      body,
       headers: { ...sanitiseHeaders(req.rawHeaders), ...identityHeaders },
       identityHeaders,
-      timeoutMs: isLongRunning(record.info) ? undefined : this.options.upstreamTimeoutMs,
+      timeoutMs: longRunning ? undefined : this.options.upstreamTimeoutMs,
+      onResponse: (upstream) => {
+        this.options.audit.started?.(record, upstream.statusCode ?? 0, upstream);
+        metrics.upstreamLatency.observe({ verb: record.info.verb }, Number(process.hrtime.bigint() - started) / 1e9);
+        if (!longRunning) return;
+        const entry = { res, upstream };
+        this.streaming.add(entry);
+        metrics.openWatches.inc();
+        res.once('close', () => {
+          this.streaming.delete(entry);
+          metrics.openWatches.dec();
+        });
+      },
       onError: (err) => this.refuse(res, record, err),
     });
   }
@@ -97,28 +229,49 @@ export class Pipeline {
   }
 
   private refuse(res: ServerResponse, record: RequestRecord, err: unknown): void {
+    if (this.draining.has(res)) return;
+    writeStatus(res, this.statusFor(err, record), record.auditID);
+  }
+
+  private statusFor(err: unknown, record: RequestRecord): StatusError {
     if (err instanceof UnauthorisedForward) record.forwarded = false;
-    const status = this.toStatusError(err, record);
     record.error = err instanceof AuthenticationFailed ? `authentication failed: ${err.message}` : (err as Error).message;
+    const status = this.toStatusError(err, record);
+    record.refusal = status;
     if (status.code >= 500) this.options.log.error({ auditID: record.auditID, err: record.error }, 'request failed');
-    writeStatus(res, status, record.auditID);
+    return status;
   }
 
   private toStatusError(err: unknown, record: RequestRecord): StatusError {
     if (err instanceof AuthenticationFailed) return err.status;
     if (err instanceof StatusError) return err;
     if (err instanceof UnauthorisedForward) return internalError('chaperone stopped a request on its way out that was not the one it authorised');
+    if (err instanceof BodyTooLarge) return tooLarge(err.message);
+    if (err instanceof UpstreamTimeout) return gatewayTimeout(err.message);
     if (record.forwarded) return serviceUnavailable(`chaperone could not reach the API server: ${(err as Error).message}`);
+    record.crashed = true; // nothing planned for this: the API server's Panic stage
     return internalError('chaperone failed to handle the request');
   }
 
-  private finish(record: RequestRecord, res: ServerResponse): void {
+  private finish(record: RequestRecord, responseCode: number): void {
     record.completedAt = new Date();
-    record.responseCode = res.statusCode;
+    record.responseCode = responseCode;
+    this.options.metrics.requests.inc({ code: String(responseCode), verb: record.info.verb });
     this.options.audit.record(record);
   }
 
+  /** Ends every watch and log stream as a clean end of stream, and closes upgraded connections. */
+  endStreams(): void {
+    for (const { res, upstream } of this.streaming) {
+      this.draining.add(res);
+      upstream.unpipe(res);
+      upstream.destroy();
+      res.end();
+    }
+    this.upgrades.closeAll();
+  }
+
   close(): void {
-    this.forwarder.close();
+    this.http.close();
   }
 }

@@ -42,10 +42,22 @@ function connectionTokens(rawHeaders: readonly string[]): Set<string> {
   return tokens;
 }
 
+/** Browsers cannot set Authorization on a WebSocket, so Kubernetes clients put the token in a subprotocol. */
+export const WEBSOCKET_BEARER_PROTOCOL_PREFIX = 'base64url.bearer.authorization.k8s.io.';
+
+/** Sec-WebSocket-Protocol without the subprotocols that carry a bearer token; undefined when nothing is left. */
+function withoutBearerProtocols(value: string): string | undefined {
+  const kept = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '' && !p.toLowerCase().startsWith(WEBSOCKET_BEARER_PROTOCOL_PREFIX));
+  return kept.length > 0 ? kept.join(', ') : undefined;
+}
+
 /**
  * The headers to send upstream, built from the client's raw header list (every occurrence, in any
- * letter case) with identity, forwarding and hop-by-hop headers removed. Repeated headers stay
- * repeated.
+ * letter case) with identity, forwarding and hop-by-hop headers removed, and bearer tokens taken
+ * out of WebSocket subprotocols. Repeated headers stay repeated.
  */
 export function sanitiseHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
   const namedByConnection = connectionTokens(rawHeaders);
@@ -53,7 +65,8 @@ export function sanitiseHeaders(rawHeaders: readonly string[]): OutgoingHttpHead
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i]!.toLowerCase();
     if (isDropped(lower, namedByConnection)) continue;
-    (out[lower] ??= []).push(rawHeaders[i + 1]!);
+    const value = lower === 'sec-websocket-protocol' ? withoutBearerProtocols(rawHeaders[i + 1]!) : rawHeaders[i + 1]!;
+    if (value !== undefined) (out[lower] ??= []).push(value);
   }
   return Object.fromEntries(Object.entries(out).map(([name, values]) => [name, values.length === 1 ? values[0]! : values]));
 }

@@ -7,6 +7,12 @@ import { readFileSync } from 'node:fs';
 import { watchFile, type WatchedFile } from '../lib/watch-file.js';
 import type { Logger } from '../lib/log.js';
 import { parseHostPort } from '../lib/config.js';
+import { StatusError, writeStatusToSocket } from './status.js';
+
+export interface ListenerLimits {
+  maxHeaderBytes: number;
+  headersTimeoutMs: number;
+}
 
 export interface TlsFiles {
   certFile: string;
@@ -35,6 +41,7 @@ export class TlsListeners {
     private readonly files: TlsFiles,
     private readonly handlers: { request: RequestHandler; upgrade?: UpgradeHandler },
     private readonly log: Logger,
+    private readonly limits: ListenerLimits = { maxHeaderBytes: 64 * 1024, headersTimeoutMs: 10_000 },
   ) {}
 
   async listen(addresses: string[]): Promise<{ address: string; port: number }[]> {
@@ -50,9 +57,15 @@ export class TlsListeners {
           requestCert: this.files.clientCaFile !== undefined,
           rejectUnauthorized: false,
           minVersion: 'TLSv1.2',
+          maxHeaderSize: this.limits.maxHeaderBytes,
+          headersTimeout: this.limits.headersTimeoutMs,
+          // Only for receiving the request: a watch may then stream for hours.
+          requestTimeout: 0,
+          connectionsCheckingInterval: 1000,
         },
         this.handlers.request,
       );
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, this.limits));
       if (this.handlers.upgrade) server.on('upgrade', this.handlers.upgrade);
       server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
       await new Promise<void>((resolve, reject) => {
@@ -83,6 +96,7 @@ export class TlsListeners {
     }
   }
 
+  /** Stops accepting; resolves once every open connection has ended. */
   async close(): Promise<void> {
     this.watched.forEach((w) => w.close());
     await Promise.all(
@@ -94,5 +108,25 @@ export class TlsListeners {
           }),
       ),
     );
+  }
+
+  /** Cuts whatever is still open, when the grace period is over. */
+  closeAllConnections(): void {
+    this.servers.forEach((server) => server.closeAllConnections());
+  }
+}
+
+/** Node answers protocol errors itself, as plain text; these are the limits a client can hit, as Status. */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: ListenerLimits): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    writeStatusToSocket(socket, new StatusError(431, 'BadRequest', `the request headers are larger than ${limits.maxHeaderBytes} bytes`));
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    writeStatusToSocket(socket, new StatusError(408, 'Timeout', `the request headers did not arrive within ${limits.headersTimeoutMs}ms`));
+  } else {
+    writeStatusToSocket(socket, new StatusError(400, 'BadRequest', 'malformed HTTP request'));
   }
 }

@@ -2,66 +2,114 @@
 import { createLogger, type Logger } from '../lib/log.js';
 import { AuthenticatorChain, type Authenticator } from './authn/chain.js';
 import { ClientCertificateAuthenticator } from './authn/client-cert.js';
+import { tokenAuthenticators } from './authn/tokens.js';
 import { CachingReviewer } from './authz/review.js';
 import { subjectAccessReviewsVia } from './authz/sar-transport.js';
-import type { AuditRecorder } from './audit/record.js';
+import type { AuditStats } from './audit/auditor.js';
+import { createAuditor } from './audit/setup.js';
 import type { SidecarConfig } from './config.js';
 import { Upstream } from './forward/upstream.js';
 import { Pipeline } from './pipeline.js';
 import { TlsListeners } from './server.js';
+import { SidecarMetrics } from './metrics.js';
+import { OpsServer, type ReadinessCheck } from './ops.js';
 
 export interface RunningSidecar {
   listening: { address: string; port: number }[];
+  opsPort: number;
+  metrics: SidecarMetrics;
+  /** Audit events written, dropped and waiting, per sink (for /metrics). */
+  auditStats(): AuditStats;
+  /** Stops accepting, ends watches and upgrades cleanly, lets requests in flight finish within shutdownTimeout. */
   stop(): Promise<void>;
 }
 
-/** Until the audit issue lands its sinks: one debug log line per request. */
-function logRecorder(log: Logger): AuditRecorder {
-  return {
-    record: (r) =>
-      log.debug(
-        { auditID: r.auditID, user: r.authenticated?.identity.username, verb: r.info.verb, uri: r.requestURI, code: r.responseCode, forwarded: r.forwarded },
-        'request',
-      ),
-  };
-}
-
 export async function startSidecar(config: SidecarConfig, log: Logger = createLogger('sidecar', config.logLevel)): Promise<RunningSidecar> {
+  const metrics = new SidecarMetrics();
+  const audit = createAuditor(config, log); // a bad policy or webhook kubeconfig refuses to start, naming the file
   const upstream = new Upstream({
     url: config.upstream,
     caFile: config.upstreamCaFile,
     tokenFile: config.tokenFile,
     timeoutMs: config.upstreamTimeout,
-    onTokenChange: (present) => log.info({ present }, present ? 'service-account token loaded' : 'service-account token missing: refusing requests'),
+    onTokenChange: (present) => {
+      metrics.tokenReloads.inc({ present: String(present) });
+      log.info({ present }, present ? 'service-account token loaded' : 'service-account token missing: refusing requests');
+    },
   });
   const authenticators: Authenticator[] = [];
   if (config.clientCaFile) authenticators.push(new ClientCertificateAuthenticator());
+  const tokens = tokenAuthenticators(config, upstream, log);
+  authenticators.push(...tokens.authenticators);
+  await tokens.start();
+  if (tokens.extraKeys.length > 0) log.info({ extraKeys: tokens.extraKeys }, 'the scoped service account must be allowed to impersonate these userextras');
+  const chain = new AuthenticatorChain(authenticators, config.anonymous);
   const pipeline = new Pipeline({
-    authenticators: new AuthenticatorChain(authenticators, config.anonymous),
+    authenticators: chain,
     reviewer: new CachingReviewer(subjectAccessReviewsVia(upstream), {
       allowedTtlMs: config.authzAllowedTtl,
       deniedTtlMs: config.authzDeniedTtl,
       maxEntries: config.authzCacheSize,
+      onLookup: (hit) => metrics.authorizationCache.inc({ result: hit ? 'hit' : 'miss' }),
     }),
     guard: { allow: config.guardAllow, deny: config.guardDeny },
     upstream,
-    audit: logRecorder(log),
+    audit,
+    metrics,
     log,
     upstreamTimeoutMs: config.upstreamTimeout,
+    maxRequestBodyBytes: config.maxRequestBodyBytes,
+    maxUpgrades: config.maxUpgrades,
   });
+  const ops = new OpsServer(readinessChecks(upstream, chain), metrics);
+  const opsPort = await ops.listen(config.opsListen);
   const listeners = new TlsListeners(
     { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(config.clientCaFile ? { clientCaFile: config.clientCaFile } : {}) },
-    { request: pipeline.handle },
+    { request: pipeline.handle, upgrade: pipeline.handleUpgrade },
     log,
+    { maxHeaderBytes: config.maxHeaderBytes, headersTimeoutMs: config.headersTimeout },
   );
   const listening = await listeners.listen([config.listen, ...(config.extraListen ? [config.extraListen] : [])]);
-  log.info({ listening, upstream: config.upstream, authenticators: authenticators.map((a) => a.method) }, 'chaperone sidecar serving');
+  log.info({ listening, opsPort, upstream: config.upstream, authenticators: authenticators.map((a) => a.method) }, 'chaperone sidecar serving');
   return {
     listening,
+    opsPort,
+    metrics,
+    auditStats: () => audit.stats(),
     stop: async () => {
-      await listeners.close();
+      const drained = listeners.close();
+      pipeline.endStreams();
+      const graceOver = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownTimeout).unref());
+      if ((await Promise.race([drained, graceOver])) === 'timeout') {
+        log.warn('requests still in flight at the end of the shutdown grace period: closing them');
+        listeners.closeAllConnections();
+        await drained;
+      }
+      await ops.close();
       pipeline.close();
+      await audit.close(); // every request has ended: deliver what the sinks still hold
+      tokens.close();
       upstream.close();
     },
   };
+}
+
+const UPSTREAM_CHECK_TIMEOUT_MS = 2000;
+
+/** Ready means a person's request could be served now: a token, a reachable API server, every method able to authenticate. */
+function readinessChecks(upstream: Upstream, chain: AuthenticatorChain): ReadinessCheck[] {
+  return [
+    { name: 'service-account-token', check: () => Promise.resolve(upstream.bearerToken() ? undefined : 'the token file is missing or empty') },
+    {
+      name: 'upstream',
+      check: async () => ((await upstream.reachable(UPSTREAM_CHECK_TIMEOUT_MS)) ? undefined : 'the API server did not answer /readyz'),
+    },
+    {
+      name: 'authenticators',
+      check: () => {
+        const notReady = chain.notReady();
+        return Promise.resolve(notReady.length === 0 ? undefined : notReady.join('; '));
+      },
+    },
+  ];
 }

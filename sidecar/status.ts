@@ -1,5 +1,6 @@
 // Errors as the Kubernetes Status objects that kubectl and dashboards already know how to show.
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { RequestInfo } from './authz/request-info.js';
 
 export type StatusReason =
@@ -71,6 +72,21 @@ export function writeStatus(res: ServerResponse, error: StatusError, auditID?: s
   res.end(body);
 }
 
+/** The same Status on a connection that asked to be upgraded: there is no response object, only the socket. */
+export function writeStatusToSocket(socket: Duplex, error: StatusError, auditID?: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify(toStatus(error));
+  const head = [
+    `HTTP/1.1 ${error.code} ${STATUS_CODES[error.code] ?? ''}`,
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Cache-Control: no-cache, private',
+    ...(auditID ? [`Audit-Id: ${auditID}`] : []),
+    'Connection: close',
+  ];
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+}
+
 /** Exactly the API server's 401 for a request without valid credentials. */
 export function unauthorized(): StatusError {
   return new StatusError(401, 'Unauthorized', 'Unauthorized');
@@ -82,6 +98,18 @@ export function badRequest(message: string): StatusError {
 
 export function serviceUnavailable(message: string): StatusError {
   return new StatusError(503, 'ServiceUnavailable', message);
+}
+
+export function tooLarge(message: string): StatusError {
+  return new StatusError(413, 'RequestEntityTooLarge', message);
+}
+
+export function tooManyRequests(message: string): StatusError {
+  return new StatusError(429, 'TooManyRequests', message);
+}
+
+export function gatewayTimeout(message: string): StatusError {
+  return new StatusError(504, 'Timeout', message);
 }
 
 export function internalError(message: string): StatusError {

@@ -1,6 +1,8 @@
 // What the pipeline knows about each request when it ends: the raw material of an audit event.
+import type { IncomingMessage } from 'node:http';
 import type { RequestInfo } from '../authz/request-info.js';
 import type { Authenticated, AuthenticationMethod, Identity } from '../identity.js';
+import type { StatusError } from '../status.js';
 
 export interface RequestRecord {
   /** The Audit-ID sent upstream, chosen by the sidecar; never the client's. */
@@ -22,9 +24,26 @@ export interface RequestRecord {
   responseCode: number;
   /** Why the sidecar refused or failed, in words for the security team. */
   error?: string;
+  /** The Status the sidecar itself answered with, when it refused or failed the request. */
+  refusal?: StatusError;
+  /** The handler failed in a way nobody planned for (the API server's Panic stage). */
+  crashed?: boolean;
 }
 
-/** Where each finished request goes; the audit issue's event writer implements it. */
+/** Where each request goes, at its start, when its response starts, and when it ends. */
 export interface AuditRecorder {
+  /**
+   * The request has arrived and nothing of it has been read yet. May watch the request body (the
+   * policy may want it). Resolves when the request may go on: while the audit buffer is full in
+   * block mode, that is later (back-pressure).
+   */
+  begin?(record: RequestRecord, req: IncomingMessage): Promise<void>;
+  /**
+   * The API server's response headers arrived (HTTP: pass the response, whose body may be kept for
+   * the event) or an upgrade was answered (code only). Long-running requests get their
+   * ResponseStarted event here.
+   */
+  started?(record: RequestRecord, code: number, response?: IncomingMessage): void;
+  /** The request is over: its ResponseComplete (or Panic) event. Never throws. */
   record(record: RequestRecord): void;
 }

@@ -14,6 +14,8 @@ export type AuthenticationResult =
 export interface Authenticator {
   readonly method: AuthenticationMethod;
   authenticate(req: IncomingMessage): Promise<AuthenticationResult>;
+  /** Why this method cannot serve yet (keys not fetched, say); undefined when it can. */
+  notReady?(): string | undefined;
 }
 
 export interface ChainOutcome {
@@ -35,6 +37,14 @@ export class AuthenticatorChain {
     private readonly authenticators: readonly Authenticator[],
     private readonly anonymous: boolean,
   ) {}
+
+  /** What keeps the chain from serving, one line per method; empty when all are ready. */
+  notReady(): string[] {
+    return this.authenticators.flatMap((a) => {
+      const reason = a.notReady?.();
+      return reason ? [`${a.method}: ${reason}`] : [];
+    });
+  }
 
   async authenticate(req: IncomingMessage): Promise<ChainOutcome> {
     const failures: ChainOutcome['failures'] = [];

@@ -76,6 +76,8 @@ export interface CacheOptions {
   allowedTtlMs: number;
   deniedTtlMs: number;
   maxEntries: number;
+  /** Told of every lookup, for metrics. */
+  onLookup?: (hit: boolean) => void;
 }
 
 export interface CacheStats {
@@ -103,6 +105,7 @@ export class CachingReviewer implements AccessReviewer {
     const body = subjectAccessReviewBody(identity, attributes);
     const key = createHash('sha256').update(JSON.stringify(body)).digest('base64url');
     const cached = this.decisions.get(key);
+    this.options.onLookup?.(cached !== undefined);
     if (cached) {
       this.stats.hits++;
       return cached;

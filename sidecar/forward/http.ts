@@ -1,5 +1,6 @@
 // Forwards an authorised request to the API server and streams the response back unchanged.
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import { isIdentityHeader } from '../sanitise.js';
 import type { Upstream } from './upstream.js';
@@ -12,6 +13,8 @@ const CHOSEN = Symbol('chaperone.authorised');
 interface Authorised {
   identityHeaders: OutgoingHttpHeaders;
   path: string;
+  onResponse: (response: IncomingMessage) => void;
+  proxyReq?: ClientRequest;
 }
 type WithAuthorised = IncomingMessage & { [CHOSEN]?: Authorised };
 
@@ -42,15 +45,21 @@ export function assertIdentityHeaders(outgoing: OutgoingHttpHeaders, chosen: Out
   for (const name of expected.keys()) if (!seen.has(name)) throw new UnauthorisedForward(`identity header ${name} went missing`);
 }
 
+/** The API server did not start answering within the timeout. */
+export class UpstreamTimeout extends Error {}
+
 export interface ForwardRequest {
   req: IncomingMessage;
   res: ServerResponse;
+  /** What to send as the body, when not the request itself (a size-limited view of it). */
+  body?: Readable;
   /** The complete outgoing header set: sanitised client headers plus the identity headers. */
   headers: OutgoingHttpHeaders;
   /** The identity headers among them, as chosen by the sidecar. */
   identityHeaders: OutgoingHttpHeaders;
   /** Undefined for long-running requests (watches, streams), which must never be cut. */
   timeoutMs: number | undefined;
+  onResponse: (response: IncomingMessage) => void;
   onError: (error: Error) => void;
 }
 
@@ -76,10 +85,12 @@ export class HttpForwarder {
         if (!authorised) throw new UnauthorisedForward('nothing was authorised for this request');
         assertIdentityHeaders(proxyReq.getHeaders(), authorised.identityHeaders);
         if (!samePath(proxyReq.path, authorised.path)) throw new UnauthorisedForward(`the path on the wire is not the one authorised`);
+        authorised.proxyReq = proxyReq;
       } catch (err) {
         proxyReq.destroy(err as Error);
       }
     });
+    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage) => (req as WithAuthorised)[CHOSEN]?.onResponse(proxyRes));
   }
 
   forward(request: ForwardRequest): void {
@@ -87,10 +98,25 @@ export class HttpForwarder {
     // http-proxy-3 copies req.headers to the outgoing request; replacing them is how the sanitised
     // set, and only it, goes out.
     request.req.headers = request.headers as IncomingMessage['headers'];
-    (request.req as WithAuthorised)[CHOSEN] = { identityHeaders: request.identityHeaders, path: request.req.url ?? '' };
-    this.proxy.web(request.req, request.res, { ...(request.timeoutMs ? { proxyTimeout: request.timeoutMs } : {}) }, (err: Error) =>
-      request.onError(err),
-    );
+    let timer: NodeJS.Timeout | undefined;
+    const authorised: Authorised = {
+      identityHeaders: request.identityHeaders,
+      path: request.req.url ?? '',
+      onResponse: (response) => {
+        clearTimeout(timer);
+        request.onResponse(response);
+      },
+    };
+    (request.req as WithAuthorised)[CHOSEN] = authorised;
+    if (request.timeoutMs !== undefined) {
+      const timeoutMs = request.timeoutMs;
+      timer = setTimeout(() => authorised.proxyReq?.destroy(new UpstreamTimeout(`the API server did not answer within ${timeoutMs}ms`)), timeoutMs);
+      request.res.once('close', () => clearTimeout(timer));
+    }
+    this.proxy.web(request.req, request.res, request.body ? { buffer: request.body } : {}, (err: Error) => {
+      clearTimeout(timer);
+      request.onError(err);
+    });
   }
 
   close(): void {

@@ -2,6 +2,7 @@
 // certificate, and the scoped service-account token, re-read whenever the kubelet rotates it.
 import { Agent, request } from 'node:https';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { watchFile, type WatchedFile } from '../../lib/watch-file.js';
 
 export interface UpstreamOptions {
@@ -20,12 +21,14 @@ export interface JsonResponse {
 export class Upstream {
   readonly url: URL;
   readonly agent: Agent;
+  private readonly ca: Buffer;
   private readonly token: WatchedFile;
 
   constructor(private readonly options: UpstreamOptions) {
     this.url = new URL(options.url);
     if (this.url.protocol !== 'https:') throw new Error(`the upstream must be https, not ${this.url.protocol}`);
-    this.agent = new Agent({ keepAlive: true, ca: readFileSync(options.caFile), maxSockets: 256 });
+    this.ca = readFileSync(options.caFile);
+    this.agent = new Agent({ keepAlive: true, ca: this.ca, maxSockets: 256 });
     this.token = watchFile(options.tokenFile, { onChange: (content) => options.onTokenChange?.(content !== undefined) });
   }
 
@@ -36,6 +39,28 @@ export class Upstream {
 
   async refreshToken(): Promise<void> {
     await this.token.refresh();
+  }
+
+  /** TLS options for connections made outside the agent (upgrades). */
+  tlsOptions(): { host: string; port: number; ca: Buffer; servername?: string } {
+    const host = this.url.hostname.replace(/^\[|\]$/g, '');
+    // SNI carries names only (RFC 6066); an IP is verified against the certificate's IP SANs.
+    return { host, port: Number(this.url.port || 443), ca: this.ca, ...(isIP(host) ? {} : { servername: host }) };
+  }
+
+  /** Whether the API server answers its /readyz under the scoped token, within the timeout. */
+  async reachable(timeoutMs: number): Promise<boolean> {
+    const token = this.bearerToken();
+    if (!token) return false;
+    return new Promise((resolve) => {
+      const req = request(new URL('/readyz', this.url), { agent: this.agent, timeout: timeoutMs, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      });
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => resolve(false));
+      req.end();
+    });
   }
 
   /** A JSON request under the scoped service account's own identity (SubjectAccessReview, TokenReview). */

@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Agent, get } from 'node:https';
 import { get as httpGet } from 'node:http';
-import YAML from 'yaml';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
+import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { ensureControlPlaneBinaries, KUBERNETES_VERSION } from './binaries.js';
 import { logTail, reapOrphans, register, startProcess, stopProcess, unregister, type ManagedProcess } from './processes.js';
 
@@ -49,21 +49,6 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function kubeconfigYaml(server: string, caPem: string, user: string, client: { certPem: string; keyPem: string } | { token: string }): string {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const credentials =
-    'token' in client
-      ? { token: client.token }
-      : { 'client-certificate-data': b64(client.certPem), 'client-key-data': b64(client.keyPem) };
-  return YAML.stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'chaperone-test', cluster: { server, 'certificate-authority-data': b64(caPem) } }],
-    users: [{ name: user, user: credentials }],
-    contexts: [{ name: user, context: { cluster: 'chaperone-test', user } }],
-    'current-context': user,
-  });
-}
 
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy

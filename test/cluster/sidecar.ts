@@ -1,7 +1,9 @@
 // A sidecar set up as an injected pod would have it, against the local control plane: a scoped
 // service account bound to the shipped impersonator role, a TokenRequest token, an identity CA and a
 // serving CA of its own.
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request, type RequestOptions } from 'node:https';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -13,31 +15,45 @@ import { createCA, issueCertificate, type CertificateAndKey, type CertificateReq
 import { createLogger } from '../../lib/log.js';
 import { loadSidecarConfig } from '../../sidecar/config.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
-import { kubeconfigYaml, type ControlPlane } from './control-plane.js';
+import { freePort, type ControlPlane } from './control-plane.js';
+import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { createNamespace, createServiceAccount, mintServiceAccountToken, serviceAccountSubject, type AdminClients } from './kube.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const IMPERSONATOR_ROLE_FILE = path.join(REPO, 'manifests/base/impersonator-clusterrole.yaml');
 
-export interface TestSidecar {
+/** A sidecar with its own identity CA, serving CA and files, pointed at some upstream. */
+export interface LocalSidecar {
   url: string;
   port: number;
+  /** The ops listener: /healthz, /readyz, /metrics. */
+  opsUrl: string;
   dir: string;
+  identityCa: CertificateAndKey;
+  servingCa: CertificateAndKey;
+  servingCert: CertificateAndKey;
+  tokenFile: string;
+  /** The audit file sink's file: every sidecar started here writes its events there (not to stdout). */
+  auditLog: string;
+  /** Audit events written and dropped, per sink; only when it runs inside the test process. */
+  auditStats?: RunningSidecar['auditStats'];
+  /** Set when it runs as its own process (sidecar/main.ts), as in a pod. */
+  process?: ChildProcess;
+  /** A client certificate from the identity CA (or another CA, to test refusal). */
+  clientCert(username: string, groups?: string[], overrides?: Partial<CertificateRequest>, ca?: CertificateAndKey): CertificateAndKey;
+  /** A kubeconfig that reaches the upstream through this sidecar as that person. */
+  kubeconfigFor(username: string, groups?: string[]): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** A sidecar set up against the local control plane, with a scoped service account of its own. */
+export interface TestSidecar extends LocalSidecar {
   /** The namespace of the scoped service account. */
   namespace: string;
   serviceAccount: string;
   /** system:serviceaccount:<namespace>:<name>, as the API server's audit log names it. */
   serviceAccountUsername: string;
   bindingName: string;
-  identityCa: CertificateAndKey;
-  servingCa: CertificateAndKey;
-  servingCert: CertificateAndKey;
-  tokenFile: string;
-  /** A client certificate from the identity CA (or another CA, to test refusal). */
-  clientCert(username: string, groups?: string[], overrides?: Partial<CertificateRequest>, ca?: CertificateAndKey): CertificateAndKey;
-  /** A kubeconfig that reaches the API server through this sidecar as that person. */
-  kubeconfigFor(username: string, groups?: string[]): Promise<string>;
-  stop(): Promise<void>;
 }
 
 export interface RawResponse {
@@ -86,14 +102,127 @@ export async function ensureImpersonatorRole(clients: AdminClients): Promise<str
   return name;
 }
 
+export interface LaunchOptions {
+  upstream: string;
+  upstreamCaPem: string;
+  token: string;
+  /** Extra sidecar flags, e.g. ['--anonymous']. */
+  flags?: string[];
+  /** Run sidecar/main.ts as its own process instead of inside the test process. */
+  asProcess?: boolean;
+  /** With asProcess: files for the process's standard output and error, instead of the test's own. */
+  output?: ProcessOutput;
+}
+
+export interface ProcessOutput {
+  stdout: string;
+  stderr: string;
+}
+
+const MAIN = path.join(REPO, 'sidecar/main.ts');
+
+export async function launchSidecar(options: LaunchOptions): Promise<LocalSidecar> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-sidecar-'));
+  const file = (name: string) => path.join(dir, name);
+  const identityCa = createCA({ commonName: 'chaperone-test-identity-ca' });
+  const servingCa = createCA({ commonName: 'chaperone-test-serving-ca' });
+  const servingCert = issueCertificate(servingCa, { commonName: 'chaperone', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  await Promise.all([
+    writeFile(file('tls.crt'), servingCert.certPem),
+    writeFile(file('tls.key'), servingCert.keyPem, { mode: 0o600 }),
+    writeFile(file('identity-ca.crt'), identityCa.certPem),
+    writeFile(file('upstream-ca.crt'), options.upstreamCaPem),
+    writeFile(file('token'), options.token, { mode: 0o600 }),
+  ]);
+  const [port, opsPort] = options.asProcess ? [await freePort(), await freePort()] : [0, 0];
+  const args = [
+    `--listen=127.0.0.1:${port}`,
+    `--ops-listen=127.0.0.1:${opsPort}`,
+    `--tls-cert-file=${file('tls.crt')}`,
+    `--tls-key-file=${file('tls.key')}`,
+    `--client-ca-file=${file('identity-ca.crt')}`,
+    `--upstream=${options.upstream}`,
+    `--upstream-ca-file=${file('upstream-ca.crt')}`,
+    `--token-file=${file('token')}`,
+    '--log-level=warn',
+    '--audit-sinks=file',
+    `--audit-file-path=${file('audit.jsonl')}`,
+    ...(options.flags ?? []),
+  ];
+  const started = options.asProcess ? await startProcessSidecar(args, port, opsPort, options.output) : await startInProcess(args);
+  const url = `https://127.0.0.1:${started.port}`;
+  const clientCert: LocalSidecar['clientCert'] = (username, groups = [], overrides = {}, ca = identityCa) =>
+    issueCertificate(ca, { commonName: username, organizations: groups, usage: 'client', validitySeconds: 3600, ...overrides });
+  return {
+    url,
+    port: started.port,
+    opsUrl: `http://127.0.0.1:${started.opsPort}`,
+    dir,
+    identityCa,
+    servingCa,
+    servingCert,
+    tokenFile: file('token'),
+    auditLog: file('audit.jsonl'),
+    ...(started.auditStats ? { auditStats: started.auditStats } : {}),
+    ...(started.process ? { process: started.process } : {}),
+    clientCert,
+    kubeconfigFor: async (username, groups = []) => {
+      const kubeconfig = file(`${username}.kubeconfig`);
+      await writeFile(kubeconfig, kubeconfigYaml(url, servingCa.certPem, username, clientCert(username, groups)), { mode: 0o600 });
+      return kubeconfig;
+    },
+    stop: async () => {
+      await started.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface Started {
+  port: number;
+  opsPort: number;
+  process?: ChildProcess;
+  auditStats?: RunningSidecar['auditStats'];
+  stop: () => Promise<void>;
+}
+
+async function startInProcess(args: string[]): Promise<Started> {
+  const running: RunningSidecar = await startSidecar(loadSidecarConfig(args, {}), createLogger('sidecar', 'warn'));
+  return { port: running.listening[0]!.port, opsPort: running.opsPort, auditStats: () => running.auditStats(), stop: () => running.stop() };
+}
+
+async function startProcessSidecar(args: string[], port: number, opsPort: number, output?: ProcessOutput): Promise<Started> {
+  const files = output ? [openSync(output.stdout, 'w'), openSync(output.stderr, 'w')] : undefined;
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { stdio: files ? ['ignore', ...files] : ['ignore', 'inherit', 'inherit'] });
+  files?.forEach((fd) => closeSync(fd));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the sidecar exited with code ${child.exitCode} before it was ready`);
+    const ok = await fetch(`http://127.0.0.1:${opsPort}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error('the sidecar did not come up within 30s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    port,
+    opsPort,
+    process: child,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 export interface TestSidecarOptions {
   /** Extra sidecar flags, e.g. ['--anonymous']. */
   flags?: string[];
+  asProcess?: boolean;
+  output?: ProcessOutput;
 }
 
 export async function startTestSidecar(cp: ControlPlane, clients: AdminClients, options: TestSidecarOptions = {}): Promise<TestSidecar> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-sidecar-'));
-  const file = (name: string) => path.join(dir, name);
   const namespace = await createNamespace(clients, 'chaperone');
   const serviceAccount = 'chaperone-impersonator';
   await createServiceAccount(clients, namespace, serviceAccount);
@@ -106,58 +235,13 @@ export async function startTestSidecar(cp: ControlPlane, clients: AdminClients, 
       subjects: [serviceAccountSubject(namespace, serviceAccount)],
     },
   });
-
-  const identityCa = createCA({ commonName: 'chaperone-test-identity-ca' });
-  const servingCa = createCA({ commonName: 'chaperone-test-serving-ca' });
-  const servingCert = issueCertificate(servingCa, { commonName: 'chaperone', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   const token = await mintServiceAccountToken(clients, namespace, serviceAccount);
-  await Promise.all([
-    writeFile(file('tls.crt'), servingCert.certPem),
-    writeFile(file('tls.key'), servingCert.keyPem, { mode: 0o600 }),
-    writeFile(file('identity-ca.crt'), identityCa.certPem),
-    writeFile(file('upstream-ca.crt'), cp.ca.certPem),
-    writeFile(file('token'), token, { mode: 0o600 }),
-  ]);
-
-  const config = loadSidecarConfig(
-    [
-      '--listen=127.0.0.1:0',
-      `--tls-cert-file=${file('tls.crt')}`,
-      `--tls-key-file=${file('tls.key')}`,
-      `--client-ca-file=${file('identity-ca.crt')}`,
-      `--upstream=${cp.url}`,
-      `--upstream-ca-file=${file('upstream-ca.crt')}`,
-      `--token-file=${file('token')}`,
-      '--log-level=warn',
-      ...(options.flags ?? []),
-    ],
-    {},
-  );
-  const running: RunningSidecar = await startSidecar(config, createLogger('sidecar', 'warn'));
-  const port = running.listening[0]!.port;
-  const url = `https://127.0.0.1:${port}`;
-
-  const clientCert: TestSidecar['clientCert'] = (username, groups = [], overrides = {}, ca = identityCa) =>
-    issueCertificate(ca, { commonName: username, organizations: groups, usage: 'client', validitySeconds: 3600, ...overrides });
-
+  const sidecar = await launchSidecar({ upstream: cp.url, upstreamCaPem: cp.ca.certPem, token, ...options });
   return {
-    url,
-    port,
-    dir,
+    ...sidecar,
     namespace,
     serviceAccount,
     serviceAccountUsername: `system:serviceaccount:${namespace}:${serviceAccount}`,
     bindingName,
-    identityCa,
-    servingCa,
-    servingCert,
-    tokenFile: file('token'),
-    clientCert,
-    kubeconfigFor: async (username, groups = []) => {
-      const kubeconfig = file(`${username}.kubeconfig`);
-      await writeFile(kubeconfig, kubeconfigYaml(url, servingCa.certPem, username, clientCert(username, groups)), { mode: 0o600 });
-      return kubeconfig;
-    },
-    stop: () => running.stop(),
   };
 }

@@ -4,7 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import path from 'node:path';
-import { kubeconfigYaml, type ControlPlane } from '../cluster/control-plane.js';
+import type { ControlPlane } from '../cluster/control-plane.js';
+import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import {
   adminClients,

@@ -50,3 +50,13 @@ describe('sidecar/sanitise', function () {
     });
   });
 });
+
+describe('sidecar/sanitise: bearer tokens in WebSocket subprotocols', function () {
+  it('takes base64url.bearer.authorization.k8s.io.* out of Sec-WebSocket-Protocol and keeps the rest', function () {
+    const token = Buffer.from('secret-token').toString('base64url');
+    assert.deepEqual(sanitiseHeaders(['Sec-WebSocket-Protocol', `base64url.bearer.authorization.k8s.io.${token}, v5.channel.k8s.io`]), {
+      'sec-websocket-protocol': 'v5.channel.k8s.io',
+    });
+    assert.deepEqual(sanitiseHeaders(['Sec-WebSocket-Protocol', `Base64url.Bearer.Authorization.K8s.Io.${token}`]), {});
+  });
+});

@@ -1,0 +1,180 @@
+// The audit recorder the pipeline talks to: applies the policy to each request, keeps the bodies
+// the policy asks for, and writes one event per stage to every sink. Back-pressure (block mode)
+// is applied when a request arrives, never by dropping what is already recorded.
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from '../../lib/log.js';
+import { isLongRunning } from '../pipeline.js';
+import { BodyCopy } from './body.js';
+import { buildEvent, responseStatusOf, type RecordedBody, type Served } from './event.js';
+import { policyAttributes, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig } from './policy.js';
+import type { AuditRecorder, RequestRecord } from './record.js';
+import type { Sink, SinkName, SinkStats } from './sinks/sink.js';
+import { levelAtLeast, type Stage } from './types.js';
+import { serviceUnavailable, toStatus } from '../status.js';
+
+/** Counters for /metrics: events written, and per sink what was written, dropped and is waiting. */
+export interface AuditStats {
+  /** Requests that ended (each one audited, or not audited because the policy said None). */
+  requests: number;
+  /** Events produced (one request may produce two: ResponseStarted and ResponseComplete). */
+  events: number;
+  sinks: Partial<Record<SinkName, SinkStats>>;
+}
+
+export interface AuditorOptions {
+  policy: AuditPolicy;
+  sinks: Sink[];
+  served: Served;
+  /** The largest body kept for an event. */
+  bodyLimit: number;
+  log: Logger;
+  /** Microseconds since the epoch. */
+  clock?: () => number;
+}
+
+/** Wall-clock microseconds: Date.now() gives milliseconds only, performance.now() the rest. */
+export function microClock(): () => number {
+  let offset = Date.now() - performance.now();
+  return () => {
+    const now = performance.now();
+    const wall = Date.now();
+    // Follow the wall clock when it is set (NTP steps), as the API server's clock does.
+    if (Math.abs(offset + now - wall) > 1) offset = wall - now;
+    return Math.floor((offset + now) * 1000);
+  };
+}
+
+interface RequestState {
+  receivedMicros: number;
+  config?: RequestAuditConfig;
+  requestBody?: BodyCopy;
+  responseBody?: BodyCopy;
+  /** The status code the API server answered with, once its response started. */
+  upstreamCode?: number;
+  startedWritten: boolean;
+}
+
+const BODY_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+
+const attributesOf = (record: RequestRecord): PolicyAttributes => policyAttributes(record.info, record.authenticated?.identity);
+
+export class Auditor implements AuditRecorder {
+  private readonly states = new WeakMap<RequestRecord, RequestState>();
+  private readonly clock: () => number;
+  private requests = 0;
+  private events = 0;
+
+  constructor(private readonly options: AuditorOptions) {
+    this.clock = options.clock ?? microClock();
+  }
+
+  private stateOf(record: RequestRecord): RequestState {
+    let state = this.states.get(record);
+    if (!state) {
+      state = { receivedMicros: record.receivedAt.getTime() * 1000, startedWritten: false };
+      this.states.set(record, state);
+    }
+    return state;
+  }
+
+  /** Evaluated once, when the person is known (or known to be nobody), and kept for every stage. */
+  private configOf(record: RequestRecord, state: RequestState): RequestAuditConfig {
+    state.config ??= this.options.policy.evaluate(attributesOf(record));
+    return state.config;
+  }
+
+  async begin(record: RequestRecord, req: IncomingMessage): Promise<void> {
+    const state = this.stateOf(record);
+    state.receivedMicros = this.clock();
+    const { info } = record;
+    const mayCarryObject = info.isResourceRequest && BODY_VERBS.has(info.verb) && req.headers.upgrade === undefined;
+    if (mayCarryObject && levelAtLeast(this.options.policy.highestLevel(attributesOf(record)), 'Request')) {
+      state.requestBody = new BodyCopy(this.options.bodyLimit, req.headers).watch(req);
+    }
+    await this.room();
+    // Held back so long that the client gave up: its event is written; the request must not go on.
+    if (req.socket?.destroyed) throw serviceUnavailable('the client went away while chaperone waited for room in the audit buffer');
+  }
+
+  /** Waits while any sink is full in block mode. */
+  private async room(): Promise<void> {
+    for (;;) {
+      const waits = this.options.sinks.map((sink) => sink.ready()).filter((wait) => wait !== undefined);
+      if (waits.length === 0) return;
+      await Promise.all(waits);
+    }
+  }
+
+  started(record: RequestRecord, code: number, response?: IncomingMessage): void {
+    this.safely(record, () => {
+      const state = this.stateOf(record);
+      state.upstreamCode = code;
+      const config = this.configOf(record, state);
+      if (config.level === 'None') return;
+      const longRunning = isLongRunning(record.info);
+      // Failures carry a Status worth recording at every level; objects only at RequestResponse.
+      if (response && (code >= 400 || (config.level === 'RequestResponse' && !longRunning))) {
+        state.responseBody = new BodyCopy(this.options.bodyLimit, response.headers).watch(response);
+      }
+      if (longRunning) this.writeStarted(record, state, config);
+    });
+  }
+
+  record(record: RequestRecord): void {
+    this.requests++;
+    this.safely(record, () => {
+      const state = this.stateOf(record);
+      const config = this.configOf(record, state);
+      if (config.level === 'None') return;
+      // A refused watch or upgrade never started streaming; it still gets both stages, as in the API server.
+      if (isLongRunning(record.info)) this.writeStarted(record, state, config);
+      this.write(record, state, config, record.crashed ? 'Panic' : 'ResponseComplete');
+    });
+  }
+
+  private writeStarted(record: RequestRecord, state: RequestState, config: RequestAuditConfig): void {
+    if (state.startedWritten) return;
+    state.startedWritten = true;
+    this.write(record, state, config, 'ResponseStarted');
+  }
+
+  private write(record: RequestRecord, state: RequestState, config: RequestAuditConfig, stage: Stage): void {
+    if (config.level === 'None' || config.omitStages.has(stage)) return;
+    const complete = stage !== 'ResponseStarted';
+    const upstream: RecordedBody = complete ? state.responseBody?.recorded(config.omitManagedFields) : undefined;
+    const upstreamObject = upstream && 'object' in upstream ? upstream.object : undefined;
+    const responseStatus = complete || state.upstreamCode === undefined ? responseStatusOf(record, state.upstreamCode, upstreamObject) : { metadata: {}, code: state.upstreamCode };
+    const ownAnswer: RecordedBody = state.upstreamCode === undefined && record.refusal ? { object: toStatus(record.refusal) } : undefined;
+    const event = buildEvent({
+      record,
+      level: config.level,
+      stage,
+      receivedMicros: state.receivedMicros,
+      stageMicros: this.clock(),
+      served: this.options.served,
+      responseStatus,
+      ...(complete ? { requestBody: state.requestBody?.recorded(config.omitManagedFields), responseBody: upstream ?? ownAnswer } : {}),
+    });
+    const serialised = { auditID: record.auditID, json: JSON.stringify(event) };
+    this.events++;
+    for (const sink of this.options.sinks) sink.write(serialised);
+  }
+
+  /** An audit failure must never take the request path (or the process) down with it. */
+  private safely(record: RequestRecord, work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.options.log.error({ auditID: record.auditID, err: (err as Error).message }, 'could not write the audit event');
+    }
+  }
+
+  stats(): AuditStats {
+    return { requests: this.requests, events: this.events, sinks: Object.fromEntries(this.options.sinks.map((sink) => [sink.name, sink.stats()])) };
+  }
+
+  /** Delivers what the sinks still hold (within their flush timeout) and closes them. */
+  async close(): Promise<void> {
+    await Promise.all(this.options.sinks.map((sink) => sink.close()));
+  }
+}

@@ -1,0 +1,236 @@
+// Audit events to a webhook, as the API server sends them with --audit-webhook-config-file: a
+// kubeconfig names the receiver (server, CA, client certificate or token), and events go as
+// audit.k8s.io/v1 EventList batches. Batches are retried with backoff until the receiver takes
+// them; a bounded buffer holds what waits. When it is full, `block` holds new requests back until
+// there is room (nothing is lost), `drop` drops new events (each one counted and logged).
+import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../../../lib/log.js';
+import { AUDIT_API_VERSION } from '../types.js';
+import { emptyStats, type OverflowMode, type SerialisedEvent, type Sink, type SinkStats } from './sink.js';
+
+export interface WebhookOptions {
+  /** Events per EventList. */
+  batchMaxSize: number;
+  /** How long the first event of a batch waits for more before the batch goes anyway. */
+  batchMaxWaitMs: number;
+  /** Events held at most while the receiver is slow or away. */
+  bufferSize: number;
+  overflow: OverflowMode;
+  /** The first retry waits this long; each further one twice as long, up to maxBackoffMs. */
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  /** On close, how long to keep trying to deliver what is buffered. */
+  flushTimeoutMs: number;
+}
+
+/** Sends one EventList body; resolves when the receiver accepted it (2xx), rejects otherwise. */
+export type Deliver = (body: string) => Promise<void>;
+
+export function eventListJson(events: readonly SerialisedEvent[]): string {
+  return `{"kind":"EventList","apiVersion":"${AUDIT_API_VERSION}","metadata":{},"items":[${events.map((e) => e.json).join(',')}]}`;
+}
+
+export class WebhookSink implements Sink {
+  readonly name = 'webhook';
+  private queue: SerialisedEvent[] = [];
+  private readonly counters: SinkStats = emptyStats();
+  private sending = false;
+  private batchTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private backoffMs: number;
+  private closing = false;
+  private closed = false;
+  /** Requests held back in block mode, each waiting for room. */
+  private readonly waiting: (() => void)[] = [];
+  private readonly idle: (() => void)[] = [];
+
+  constructor(
+    private readonly deliver: Deliver,
+    private readonly options: WebhookOptions,
+    private readonly log: Logger,
+    private readonly onClose: () => void = () => undefined,
+  ) {
+    this.backoffMs = options.initialBackoffMs;
+  }
+
+  write(event: SerialisedEvent): void {
+    this.counters.received++;
+    if (this.closed) return this.drop([event], 'the webhook sink is closed');
+    if (this.options.overflow === 'drop' && this.queue.length >= this.options.bufferSize) return this.drop([event], 'the audit buffer is full');
+    this.queue.push(event);
+    this.schedule();
+  }
+
+  ready(): Promise<void> | undefined {
+    if (this.closed || this.options.overflow !== 'block' || this.queue.length < this.options.bufferSize) return undefined;
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  stats(): SinkStats {
+    return { ...this.counters, buffered: this.queue.length };
+  }
+
+  private drop(events: SerialisedEvent[], why: string): void {
+    this.counters.dropped += events.length;
+    for (const event of events) this.log.warn({ sink: this.name, auditID: event.auditID, dropped: this.counters.dropped }, `audit event dropped: ${why}`);
+  }
+
+  private schedule(): void {
+    if (this.sending || this.retryTimer || this.queue.length === 0) return;
+    if (this.closing || this.queue.length >= this.options.batchMaxSize) {
+      clearTimeout(this.batchTimer);
+      this.batchTimer = undefined;
+      void this.send();
+    } else {
+      this.batchTimer ??= setTimeout(() => {
+        this.batchTimer = undefined;
+        void this.send();
+      }, this.options.batchMaxWaitMs).unref();
+    }
+  }
+
+  private async send(): Promise<void> {
+    if (this.sending || this.closed || this.queue.length === 0) return;
+    this.sending = true;
+    const batch = this.queue.slice(0, this.options.batchMaxSize);
+    try {
+      await this.deliver(eventListJson(batch));
+      if (this.closed) return;
+      this.queue.splice(0, batch.length);
+      this.counters.written += batch.length;
+      this.backoffMs = this.options.initialBackoffMs;
+      this.admitWaiting();
+    } catch (err) {
+      if (this.closed) return;
+      this.counters.failures++;
+      const retryInMs = this.backoffMs;
+      this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs);
+      this.log.warn({ sink: this.name, err: (err as Error).message, buffered: this.queue.length, retryInMs }, 'could not deliver audit events to the webhook; retrying');
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        void this.send();
+      }, retryInMs).unref();
+    } finally {
+      this.sending = false;
+    }
+    if (this.queue.length === 0) this.idle.splice(0).forEach((resolve) => resolve());
+    this.schedule();
+  }
+
+  /** Lets as many held-back requests go on as there is room for. */
+  private admitWaiting(): void {
+    let room = this.options.bufferSize - this.queue.length;
+    while (room-- > 0 && this.waiting.length > 0) this.waiting.shift()!();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closing = true;
+    const drained = new Promise<void>((resolve) => (this.queue.length === 0 && !this.sending ? resolve() : this.idle.push(resolve)));
+    this.schedule();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.flushTimeoutMs)));
+    await Promise.race([drained, timedOut]);
+    clearTimeout(timer);
+    this.closed = true;
+    clearTimeout(this.batchTimer);
+    clearTimeout(this.retryTimer);
+    if (this.queue.length > 0) {
+      this.log.error({ sink: this.name, lost: this.queue.length }, 'shutting down before the webhook took these audit events: they are lost');
+      this.counters.dropped += this.queue.length;
+      this.queue = [];
+    }
+    this.waiting.splice(0).forEach((resolve) => resolve());
+    this.onClose();
+  }
+}
+
+// ---- the receiver, from a kubeconfig file ----
+
+export interface WebhookTarget {
+  url: URL;
+  /** TLS and authentication for each request; holds the client key or token, so it is never logged. */
+  requestOptions: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean; servername?: string; headers?: Record<string, string> };
+}
+
+/** The receiver as the kubeconfig's current context (or its only context, cluster and user) names it. */
+export function loadWebhookTarget(file: string): WebhookTarget {
+  const kubeconfig = new KubeConfig();
+  try {
+    kubeconfig.loadFromFile(file);
+  } catch (err) {
+    throw new Error(`${file}: not a usable kubeconfig: ${(err as Error).message}`);
+  }
+  const context = kubeconfig.getContextObject(kubeconfig.getCurrentContext()) ?? kubeconfig.getContexts()[0];
+  const cluster = context ? kubeconfig.getCluster(context.cluster) : kubeconfig.getClusters()[0];
+  const user = context ? kubeconfig.getUser(context.user) : kubeconfig.getUsers()[0];
+  if (!cluster?.server) throw new Error(`${file}: names no cluster with a server to send audit events to`);
+  let url: URL;
+  try {
+    url = new URL(cluster.server);
+  } catch {
+    throw new Error(`${file}: the server ${JSON.stringify(cluster.server)} is not a URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`${file}: the server must be an https (or http) URL`);
+  const fromFileOrData = (path: string | undefined, data: string | undefined) => (path || data ? readKubeconfigValue(file, path, data) : undefined);
+  const ca = fromFileOrData(cluster.caFile, cluster.caData);
+  const cert = fromFileOrData(user?.certFile, user?.certData);
+  const key = fromFileOrData(user?.keyFile, user?.keyData);
+  return {
+    url,
+    requestOptions: {
+      ...(ca ? { ca } : {}),
+      ...(cert ? { cert } : {}),
+      ...(key ? { key } : {}),
+      ...(cluster.skipTLSVerify ? { rejectUnauthorized: false } : {}),
+      ...(cluster.tlsServerName ? { servername: cluster.tlsServerName } : {}),
+      ...(user?.token ? { headers: { authorization: `Bearer ${user.token.trim()}` } } : {}),
+    },
+  };
+}
+
+function readKubeconfigValue(file: string, path: string | undefined, data: string | undefined): Buffer {
+  try {
+    return path ? readFileSync(path) : Buffer.from(data!, 'base64');
+  } catch (err) {
+    throw new Error(`${file}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+const REQUEST_TIMEOUT_MS = 10_000;
+
+/** POSTs EventList bodies to the target over keep-alive connections. */
+export function webhookDelivery(target: WebhookTarget): { deliver: Deliver; close: () => void } {
+  const secure = target.url.protocol === 'https:';
+  const agent = secure ? new HttpsAgent({ keepAlive: true, ...target.requestOptions }) : new HttpAgent({ keepAlive: true });
+  const send = secure ? httpsRequest : httpRequest;
+  const deliver: Deliver = (body) =>
+    new Promise((resolve, reject) => {
+      const req = send(
+        target.url,
+        {
+          ...target.requestOptions,
+          method: 'POST',
+          agent,
+          timeout: REQUEST_TIMEOUT_MS,
+          headers: { ...target.requestOptions.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res: IncomingMessage) => {
+          res.resume();
+          res.on('end', () => {
+            const code = res.statusCode ?? 0;
+            if (code >= 200 && code < 300) resolve();
+            else reject(new Error(`the webhook answered ${code}`));
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`no answer from the webhook within ${REQUEST_TIMEOUT_MS}ms`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  return { deliver, close: () => agent.destroy() };
+}

@@ -1,0 +1,72 @@
+// OIDC/JWT bearer tokens from the issuers of an AuthenticationConfiguration (or the --oidc-* flags):
+// the token's unverified iss picks the issuer, as in the API server; that issuer's keys, claim rules
+// and mappings decide. A token no issuer claims is a failure, so it never falls through to anonymous.
+import type { Logger } from '../../../lib/log.js';
+import type { AuthenticationResult } from '../chain.js';
+import { TokenAuthenticator } from '../bearer.js';
+import { CREDENTIAL_ID_EXTRA, identityFromClaims } from './claims.js';
+import type { JwtIssuer } from './config.js';
+import { IssuerKeys, TokenRejected, untrustedIssuer, verifyJwt } from './verify.js';
+
+interface ServedIssuer {
+  issuer: JwtIssuer;
+  keys: IssuerKeys;
+}
+
+export class JwtAuthenticator extends TokenAuthenticator {
+  readonly method = 'oidc' as const;
+  private readonly byUrl = new Map<string, ServedIssuer>();
+
+  constructor(issuers: readonly JwtIssuer[], log?: Logger) {
+    super();
+    for (const issuer of issuers) {
+      const { url, discoveryURL, certificateAuthority } = issuer.config.issuer;
+      const keys = new IssuerKeys({
+        issuerUrl: url,
+        ...(discoveryURL ? { discoveryUrl: discoveryURL } : {}),
+        ...(certificateAuthority ? { caPem: certificateAuthority } : {}),
+        onError: (message) => log?.warn({ issuer: url }, message),
+      });
+      this.byUrl.set(url, { issuer, keys });
+    }
+  }
+
+  /** Fetches every issuer's discovery document once; failures are retried in the background. */
+  async start(): Promise<void> {
+    await Promise.all([...this.byUrl.values()].map(({ keys }) => keys.start()));
+  }
+
+  notReady(): string | undefined {
+    const reasons = [...this.byUrl.values()].map(({ keys }) => keys.notReady()).filter((r) => r !== undefined);
+    return reasons.length > 0 ? reasons.join('; ') : undefined;
+  }
+
+  /** Every extra key these issuers can produce: the scoped service account must be allowed to impersonate each. */
+  extraKeys(): string[] {
+    const keys = new Set([CREDENTIAL_ID_EXTRA]);
+    for (const { issuer } of this.byUrl.values()) issuer.config.claimMappings.extra.forEach((e) => keys.add(e.key));
+    return [...keys];
+  }
+
+  async authenticateToken(token: string): Promise<AuthenticationResult> {
+    const iss = untrustedIssuer(token);
+    const served = iss === undefined ? undefined : this.byUrl.get(iss);
+    if (!served) return { outcome: 'failure', reason: 'the token is not a JWT from a configured issuer' };
+    const { issuer, keys } = served;
+    try {
+      const claims = await verifyJwt(token, keys.keys(), {
+        issuerUrl: issuer.config.issuer.url,
+        audiences: issuer.config.issuer.audiences,
+        algorithms: issuer.algorithms,
+      });
+      return { outcome: 'success', authenticated: { method: 'oidc', identity: identityFromClaims(issuer, claims) } };
+    } catch (err) {
+      if (!(err instanceof TokenRejected)) throw err;
+      return { outcome: 'failure', reason: `issuer ${issuer.config.issuer.url}: ${err.message}` };
+    }
+  }
+
+  close(): void {
+    for (const { keys } of this.byUrl.values()) keys.close();
+  }
+}

@@ -1,0 +1,194 @@
+// A JWT checked as the API server checks it (go-oidc's IDTokenVerifier and the oidc authenticator):
+// signature by a key from the issuer's discovery document and JWKS, an asymmetric algorithm from the
+// allow-list, the exact issuer, one of the audiences, exp strictly, nbf with one minute of leeway.
+// iat is not checked, as the API server does not check it.
+import { Agent } from 'node:https';
+import { compactVerify, createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWTVerifyGetKey } from 'jose';
+import { httpsCall, jsonBody } from '../https.js';
+
+const GOOGLE = 'https://accounts.google.com';
+/** go-oidc's leeway on nbf; exp has none. */
+export const NOT_BEFORE_LEEWAY_MS = 60_000;
+const DISCOVERY_RETRY_MS = 10_000;
+const FETCH_TIMEOUT_MS = 10_000;
+/** A token naming an unknown key refetches the JWKS at most this often. */
+export const JWKS_REFETCH_COOLDOWN_MS = 10_000;
+
+/** Why a token was refused; the message goes to logs and audit events only. */
+export class TokenRejected extends Error {}
+
+function decodeSegment(segment: string): unknown {
+  if (!/^[A-Za-z0-9_-]*$/.test(segment)) throw new Error('not base64url');
+  return JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as unknown;
+}
+
+/**
+ * The issuer a token claims, unverified, as the API server reads it to pick an authenticator;
+ * undefined when the token is not a compact JWT with a string iss.
+ */
+export function untrustedIssuer(token: string): string | undefined {
+  if (token.trimStart().startsWith('{')) return undefined;
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const payload = decodeSegment(parts[1]!) as { iss?: unknown } | null;
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return undefined;
+    const iss = payload.iss ?? '';
+    if (typeof iss !== 'string') return undefined;
+    return iss === 'accounts.google.com' ? GOOGLE : iss;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface IssuerKeysOptions {
+  issuerUrl: string;
+  discoveryUrl?: string;
+  /** PEM bundle that verifies the issuer's certificate; the system's roots when absent. */
+  caPem?: string;
+  onError?: (message: string) => void;
+}
+
+/** The issuer's keys: discovery at start (retried every 10s until it works), then its JWKS. */
+export class IssuerKeys {
+  private readonly agent: Agent;
+  private getKey: JWTVerifyGetKey | undefined;
+  private lastError = 'discovery has not completed yet';
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly options: IssuerKeysOptions) {
+    this.agent = new Agent({ keepAlive: true, ...(options.caPem ? { ca: options.caPem } : {}) });
+  }
+
+  /** Starts discovery; resolves after the first attempt, whether it worked or not. */
+  async start(): Promise<void> {
+    try {
+      await this.discover();
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.options.onError?.(`OIDC discovery for ${this.options.issuerUrl} failed, retrying every ${DISCOVERY_RETRY_MS / 1000}s: ${this.lastError}`);
+      if (!this.closed) {
+        this.timer = setTimeout(() => void this.start(), DISCOVERY_RETRY_MS);
+        this.timer.unref();
+      }
+    }
+  }
+
+  /** Why tokens of this issuer cannot be verified yet; undefined once its keys can be had. */
+  notReady(): string | undefined {
+    return this.getKey ? undefined : `issuer ${this.options.issuerUrl}: ${this.lastError}`;
+  }
+
+  keys(): JWTVerifyGetKey {
+    if (!this.getKey) throw new TokenRejected(`authenticator for issuer ${this.options.issuerUrl} is not initialized: ${this.lastError}`);
+    return this.getKey;
+  }
+
+  private async discover(): Promise<void> {
+    const url = this.options.discoveryUrl || `${this.options.issuerUrl.replace(/\/$/, '')}/.well-known/openid-configuration`;
+    const answer = await httpsCall(url, { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS });
+    if (answer.status !== 200) throw new Error(`${url} answered ${answer.status}`);
+    const document = jsonBody(answer, url) as { issuer?: unknown; jwks_uri?: unknown };
+    if (document.issuer !== this.options.issuerUrl) {
+      throw new Error(`issuer did not match the issuer returned by provider, expected ${JSON.stringify(this.options.issuerUrl)} got ${JSON.stringify(document.issuer)}`);
+    }
+    if (typeof document.jwks_uri !== 'string' || !document.jwks_uri.startsWith('https://')) throw new Error(`${url} has no https jwks_uri`);
+    this.getKey = createRemoteJWKSet(new URL(document.jwks_uri), {
+      timeoutDuration: FETCH_TIMEOUT_MS,
+      cooldownDuration: JWKS_REFETCH_COOLDOWN_MS,
+      [customFetch]: this.fetchWithCa,
+    });
+  }
+
+  /** jose fetches the JWKS through this, so the issuer's own CA is the one trusted. */
+  private readonly fetchWithCa: FetchImplementation = async (url) => {
+    const answer = await httpsCall(url, { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS });
+    return new Response(new Uint8Array(answer.body), { status: answer.status, headers: { 'content-type': answer.contentType } });
+  };
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.agent.destroy();
+  }
+}
+
+export interface VerifyOptions {
+  issuerUrl: string;
+  audiences: readonly string[];
+  algorithms: readonly string[];
+  now?: number;
+}
+
+export type Claims = Record<string, unknown>;
+
+/** go-oidc's jsonTime: a number (or a string holding one), in seconds. */
+function seconds(value: unknown, name: string): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(n)) throw new TokenRejected(`failed to unmarshal claims: ${name} is not a number`);
+  return Math.trunc(n);
+}
+
+/** The standard claims must have the types go-oidc unmarshals them into, or the token is refused. */
+function checkClaimTypes(claims: Claims): void {
+  for (const name of ['iss', 'sub', 'nonce', 'at_hash']) {
+    if (claims[name] !== undefined && claims[name] !== null && typeof claims[name] !== 'string') throw new TokenRejected(`failed to unmarshal claims: ${name} is not a string`);
+  }
+  const aud = claims.aud;
+  if (aud !== undefined && aud !== null && typeof aud !== 'string' && !(Array.isArray(aud) && aud.every((a) => typeof a === 'string'))) {
+    throw new TokenRejected('failed to unmarshal claims: aud is neither a string nor a list of strings');
+  }
+}
+
+function audiencesOf(claims: Claims): string[] {
+  const aud = claims.aud;
+  if (typeof aud === 'string') return [aud];
+  return Array.isArray(aud) ? (aud as string[]) : [];
+}
+
+/** Verifies signature and standard claims; resolves with the claims or rejects with TokenRejected. */
+export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options: VerifyOptions): Promise<Claims> {
+  if (token.split('.').length !== 3) throw new TokenRejected('malformed jwt');
+  let payload: Uint8Array;
+  try {
+    ({ payload } = await compactVerify(token, getKey, { algorithms: [...options.algorithms] }));
+  } catch (err) {
+    throw new TokenRejected(rejection(err, options.algorithms));
+  }
+  let claims: Claims;
+  try {
+    const parsed = JSON.parse(Buffer.from(payload).toString('utf8')) as unknown;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    claims = parsed as Claims;
+  } catch {
+    throw new TokenRejected('failed to unmarshal claims: the payload is not a JSON object');
+  }
+  checkClaimTypes(claims);
+  const iss = claims.iss ?? '';
+  if (iss !== options.issuerUrl && !(options.issuerUrl === GOOGLE && iss === 'accounts.google.com')) {
+    throw new TokenRejected(`id token issued by a different provider, expected ${JSON.stringify(options.issuerUrl)} got ${JSON.stringify(iss)}`);
+  }
+  const audiences = audiencesOf(claims);
+  if (!audiences.some((a) => options.audiences.includes(a))) {
+    throw new TokenRejected(`expected audience in ${JSON.stringify(options.audiences)} got ${JSON.stringify(audiences)}`);
+  }
+  const now = options.now ?? Date.now();
+  const exp = claims.exp === undefined || claims.exp === null ? 0 : seconds(claims.exp, 'exp');
+  if (exp * 1000 < now) throw new TokenRejected(`token is expired (exp ${new Date(exp * 1000).toISOString()})`);
+  if (claims.nbf !== undefined && claims.nbf !== null) {
+    const nbf = seconds(claims.nbf, 'nbf');
+    if (now + NOT_BEFORE_LEEWAY_MS < nbf * 1000) throw new TokenRejected(`token is not valid before ${new Date(nbf * 1000).toISOString()}`);
+  }
+  if (claims.iat !== undefined && claims.iat !== null) seconds(claims.iat, 'iat');
+  return claims;
+}
+
+function rejection(err: unknown, algorithms: readonly string[]): string {
+  if (err instanceof errors.JOSEAlgNotAllowed) return `id token signed with an algorithm not allowed (expected one of ${algorithms.join(', ')})`;
+  if (err instanceof errors.JWKSNoMatchingKey) return 'no key of the issuer matches the token (unknown kid)';
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'failed to verify id token signature';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JOSENotSupported) return `malformed jwt: ${(err as Error).message}`;
+  if (err instanceof TokenRejected) return err.message;
+  return `could not verify the token: ${(err as Error).message}`;
+}

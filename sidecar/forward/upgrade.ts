@@ -1,0 +1,83 @@
+// Upgraded connections: exec, attach, cp and port-forward over WebSocket or SPDY/3.1. http-proxy-3
+// proxies only WebSocket upgrades, so this does both itself, with the same headers and the same
+// last check as every other request.
+import { request } from 'node:https';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { assertIdentityHeaders, UnauthorisedForward } from './http.js';
+import type { Upstream } from './upstream.js';
+
+export interface UpgradeRequest {
+  req: IncomingMessage;
+  socket: Duplex;
+  head: Buffer;
+  headers: OutgoingHttpHeaders;
+  identityHeaders: OutgoingHttpHeaders;
+  /** The status line the API server answered with: 101 when the connection was upgraded. */
+  onResponse: (statusCode: number) => void;
+  onError: (error: Error) => void;
+  onClose: () => void;
+}
+
+function rawHead(statusCode: number, statusMessage: string, rawHeaders: readonly string[]): string {
+  const lines = [`HTTP/1.1 ${statusCode} ${statusMessage}`];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) lines.push(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
+  return `${lines.join('\r\n')}\r\n\r\n`;
+}
+
+export class UpgradeForwarder {
+  private readonly open = new Set<Duplex>();
+
+  constructor(private readonly upstream: Upstream) {}
+
+  get openCount(): number {
+    return this.open.size;
+  }
+
+  forward(upgrade: UpgradeRequest): void {
+    const { req, socket, head } = upgrade;
+    const headers: OutgoingHttpHeaders = { ...upgrade.headers, connection: 'Upgrade', upgrade: req.headers.upgrade ?? '' };
+    assertIdentityHeaders(headers, upgrade.identityHeaders);
+    const tls = this.upstream.tlsOptions();
+    const outgoing = request({ ...tls, method: req.method, path: req.url, headers, agent: false });
+    if (outgoing.path !== req.url) throw new UnauthorisedForward('the path on the wire is not the one authorised');
+    assertIdentityHeaders(outgoing.getHeaders(), upgrade.identityHeaders);
+
+    const closeBoth = (upstreamSocket?: Duplex) => {
+      socket.destroy();
+      upstreamSocket?.destroy();
+    };
+    socket.on('error', () => outgoing.destroy());
+    socket.once('close', () => {
+      outgoing.destroy();
+      upgrade.onClose();
+    });
+    outgoing.on('error', (err) => upgrade.onError(err));
+    outgoing.on('response', (res) => {
+      // Refused or failed upstream (403, 404, 400): hand the answer back as it is, then close.
+      upgrade.onResponse(res.statusCode ?? 0);
+      socket.write(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', res.rawHeaders));
+      res.pipe(socket);
+    });
+    outgoing.on('upgrade', (res, upstreamSocket, upstreamHead) => {
+      upgrade.onResponse(101);
+      this.open.add(socket);
+      socket.once('close', () => this.open.delete(socket));
+      socket.write(rawHead(101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));
+      if (upstreamHead.length > 0) socket.write(upstreamHead);
+      if (head.length > 0) upstreamSocket.write(head);
+      upstreamSocket.on('error', () => closeBoth(upstreamSocket));
+      socket.on('error', () => closeBoth(upstreamSocket));
+      upstreamSocket.once('close', () => socket.end());
+      socket.once('close', () => upstreamSocket.destroy());
+      upstreamSocket.pipe(socket);
+      socket.pipe(upstreamSocket);
+    });
+    outgoing.end();
+  }
+
+  /** Ends every upgraded connection, for shutdown. */
+  closeAll(): void {
+    for (const socket of this.open) socket.end();
+  }
+}

@@ -1,0 +1,44 @@
+// What an operator graphs: requests, authentication outcomes, cache behaviour, upstream latency,
+// open streams, token reloads. Served on the ops listener as /metrics.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class SidecarMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'chaperone_requests_total',
+    help: 'Requests the sidecar answered, by HTTP status code and Kubernetes verb.',
+    labelNames: ['code', 'verb'] as const,
+    registers: [this.registry],
+  });
+  readonly authentications = new Counter({
+    name: 'chaperone_authentications_total',
+    help: 'Authentication attempts by method and outcome (success, failure).',
+    labelNames: ['method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly authorizationCache = new Counter({
+    name: 'chaperone_authorization_cache_total',
+    help: 'Authorization decisions looked up in the cache, by result (hit, miss).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: 'chaperone_upstream_request_duration_seconds',
+    help: 'Time from forwarding a request to the API server until its response headers arrived.',
+    labelNames: ['verb'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly openWatches = new Gauge({ name: 'chaperone_open_watches', help: 'Long-running responses (watches, logs) now streaming.', registers: [this.registry] });
+  readonly openUpgrades = new Gauge({ name: 'chaperone_open_upgrades', help: 'Upgraded connections (exec, attach, port-forward) now open.', registers: [this.registry] });
+  readonly tokenReloads = new Counter({
+    name: 'chaperone_token_reloads_total',
+    help: 'Times the service-account token file changed, by whether a token is now present.',
+    labelNames: ['present'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'chaperone_' });
+  }
+}

@@ -1,0 +1,477 @@
+// Token identities, with the real API server as the oracle. A control plane of its own is given the
+// same AuthenticationConfiguration and the same token webhook (a pam_hook look-alike) as a sidecar;
+// for every token the identity from a SelfSubjectReview sent straight to the API server must equal
+// the one from a SelfSubjectReview sent through the sidecar, and rejections must match, except where
+// the sidecar's guard refuses on purpose. Tokens come from a real OpenID provider (oidc-provider),
+// plus crafted attack tokens.
+import assert from 'node:assert/strict';
+import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { SignJWT } from 'jose';
+import YAML from 'yaml';
+import type { V1ClusterRole } from '@kubernetes/client-node';
+import { createCA } from '../../lib/pki.js';
+import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
+import { adminClients, createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents, type AdminClients } from '../cluster/kube.js';
+import { sharedControlPlane } from '../cluster/shared.js';
+import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
+import { OTHER_CLIENT, startTestProvider, type TestAccount, type TestProvider } from '../fixtures/authn/oidc-provider.js';
+import { startPamHook, type PamHook } from '../fixtures/authn/pam-hook.js';
+
+const CLUSTER_TOKEN_REVIEW_ROLE = path.resolve(import.meta.dirname, '../fixtures/authn/cluster-token-review-clusterrole.yaml');
+const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
+const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
+
+interface UserInfo {
+  username?: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+interface Outcome {
+  status: number;
+  user?: UserInfo;
+  body: string;
+}
+
+function outcome(response: RawResponse): Outcome {
+  if (response.status !== 201) return { status: response.status, body: response.body };
+  const review = JSON.parse(response.body) as { status?: { userInfo?: UserInfo } };
+  return { status: 201, user: review.status?.userInfo ?? {}, body: response.body };
+}
+
+/** POST a SelfSubjectReview with the bearer token: "who am I?", answered by whoever authenticates the request. */
+function selfSubjectReview(url: string, ca: string, token: string): Promise<RawResponse> {
+  return rawRequest(`${url}${SELF_SUBJECT_REVIEW}`, {
+    method: 'POST',
+    ca,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: REVIEW_BODY,
+  });
+}
+
+const statusMessage = (body: string): string => (JSON.parse(body) as { message: string }).message;
+const now = () => Math.floor(Date.now() / 1000);
+const b64 = (value: object | string) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+
+describe('token identities: OIDC/JWT and webhook tokens, the API server as the oracle', function () {
+  this.timeout(180_000);
+  const ca = createCA({ commonName: 'chaperone-test-oidc-ca' });
+  let dir: string;
+  let cp: ControlPlane;
+  let clients: AdminClients;
+  let claimsIssuer: TestProvider;
+  let emailIssuer: TestProvider;
+  let celIssuer: TestProvider;
+  let stranger: TestProvider;
+  let pamHook: PamHook;
+  let sidecar: TestSidecar;
+  let legacySidecar: TestSidecar;
+
+  const claimsAccounts: Record<string, TestAccount> = {
+    alice: { claims: { hd: 'example.com', groups: ['dev', 'ops'] } },
+    'single-group': { claims: { hd: 'example.com', groups: 'admins' } },
+    'no-groups': { claims: { hd: 'example.com' } },
+    'null-groups': { claims: { hd: 'example.com', groups: null } },
+    'with-jti': { claims: { hd: 'example.com', jti: 'token-4711' } },
+    'missing-required-claim': { claims: { groups: ['dev'] } },
+    'wrong-required-claim': { claims: { hd: 'evil.example', groups: ['dev'] } },
+    'numeric-required-claim': { claims: { hd: 42 } },
+    expired: { claims: { hd: 'example.com' }, ttlSeconds: 1 },
+    'not-yet-valid': { claims: { hd: 'example.com', nbf: now() + 3600 } },
+    'nbf-within-leeway': { claims: { hd: 'example.com', nbf: now() + 20 } },
+    'iat-in-the-future': { claims: { hd: 'example.com', iat: now() + 3600 } },
+  };
+  const emailAccounts: Record<string, TestAccount> = {
+    carol: { claims: { email: 'carol@example.com', email_verified: true, groups: ['team-a'] } },
+    'unverified-email': { claims: { email: 'eve@example.com', email_verified: false, groups: ['team-a'] } },
+    'email-without-verified-claim': { claims: { email: 'dan@example.com' } },
+    'email-verified-not-a-bool': { claims: { email: 'dan@example.com', email_verified: 'true' } },
+    'missing-email': { claims: { groups: ['team-a'] } },
+    'masters-group': { claims: { email: 'mallory@example.com', email_verified: true, groups: ['system:masters'] } },
+    'system-group': { claims: { email: 'oscar@example.com', email_verified: true, groups: ['system:nodes', 'team-a'] } },
+  };
+  const celAccounts: Record<string, TestAccount> = {
+    erin: { claims: { preferred_username: 'erin', roles: ['viewer', 'editor'], tenant: 'acme', level: 3 } },
+    frank: { claims: { preferred_username: 'frank', level: 2.5 } },
+    'blocked-tenant': { claims: { preferred_username: 'gina', tenant: 'blocked' } },
+    'admin-username': { claims: { preferred_username: 'admin-henry' } },
+    'missing-username-claim': { claims: { roles: ['viewer'] } },
+    'roles-not-strings': { claims: { preferred_username: 'ivan', roles: [1, 2] } },
+  };
+
+  function authenticationConfiguration(): string {
+    const certificateAuthority = ca.certPem;
+    return YAML.stringify({
+      apiVersion: 'apiserver.config.k8s.io/v1',
+      kind: 'AuthenticationConfiguration',
+      jwt: [
+        {
+          issuer: { url: claimsIssuer.issuer, audiences: ['chaperone-test'], certificateAuthority },
+          claimValidationRules: [{ claim: 'hd', requiredValue: 'example.com' }],
+          claimMappings: { username: { claim: 'sub', prefix: 'claims:' }, groups: { claim: 'groups', prefix: 'claims:' } },
+        },
+        {
+          issuer: { url: emailIssuer.issuer, audiences: ['chaperone-test'], certificateAuthority },
+          claimMappings: { username: { claim: 'email', prefix: '' }, groups: { claim: 'groups', prefix: '' } },
+        },
+        {
+          issuer: {
+            url: celIssuer.issuer,
+            discoveryURL: celIssuer.alternateDiscoveryUrl,
+            audiences: ['chaperone-test', 'another-audience'],
+            audienceMatchPolicy: 'MatchAny',
+            certificateAuthority,
+          },
+          claimValidationRules: [{ expression: "claims.?tenant.orValue('') != 'blocked'", message: 'the tenant is blocked' }],
+          claimMappings: {
+            username: { expression: "'cel:' + claims.preferred_username" },
+            groups: { expression: "dyn(claims.?roles.orValue([])).map(r, 'role:' + string(r))" },
+            uid: { expression: "'uid-' + claims.sub" },
+            extra: [
+              { key: 'example.com/tenant', valueExpression: "claims.?tenant.orValue('')" },
+              { key: 'example.com/level', valueExpression: "has(claims.level) ? string(claims.level) : ''" },
+            ],
+          },
+          userValidationRules: [{ expression: "!user.username.startsWith('cel:admin')", message: 'administrators sign in elsewhere' }],
+        },
+      ],
+    });
+  }
+
+  before(async function () {
+    this.timeout(15 * 60_000);
+    dir = await mkdtemp(path.join(tmpdir(), 'chaperone-authn-'));
+    [claimsIssuer, emailIssuer, celIssuer, stranger] = await Promise.all([
+      startTestProvider(ca, claimsAccounts),
+      startTestProvider(ca, emailAccounts),
+      startTestProvider(ca, celAccounts),
+      startTestProvider(ca, { alice: { claims: { hd: 'example.com' } } }),
+    ]);
+    pamHook = await startPamHook({
+      jdoe: { password: 'correct horse', uid: '1000', groups: ['jdoe', 'sudo'] },
+      root: { password: 'toor', uid: '0', groups: ['system:masters'] },
+    });
+    const authnConfig = path.join(dir, 'authentication-config.yaml');
+    const webhookConfig = path.join(dir, 'pamhook.kubeconfig');
+    await writeFile(authnConfig, authenticationConfiguration());
+    await writeFile(webhookConfig, pamHook.kubeconfig());
+    cp = await startControlPlane({
+      extraApiserverFlags: [`--authentication-config=${authnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`, '--authentication-token-webhook-cache-ttl=0s'],
+    });
+    clients = adminClients(cp);
+    sidecar = await startTestSidecar(cp, clients, {
+      flags: [`--authentication-config=${authnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`],
+    });
+    // Extras from claimMappings.extra need rules of their own (docs/authentication.md).
+    await grantClusterWide(clients, 'chaperone-claim-extras', [{ apiGroups: ['authentication.k8s.io'], resources: ['userextras/example.com/tenant', 'userextras/example.com/level'], verbs: ['impersonate'] }], [
+      serviceAccountSubject(sidecar.namespace, sidecar.serviceAccount),
+    ]);
+    const caFile = path.join(dir, 'oidc-ca.crt');
+    await writeFile(caFile, ca.certPem);
+    legacySidecar = await startTestSidecar(cp, clients, {
+      flags: [`--oidc-issuer-url=${claimsIssuer.issuer}`, '--oidc-client-id=chaperone-test', '--oidc-groups-claim=groups', `--oidc-ca-file=${caFile}`, '--oidc-required-claim=hd=example.com'],
+    });
+    // The API server initialises its JWT authenticators in the background: wait until it accepts a token.
+    const token = await claimsIssuer.idToken('alice');
+    for (let i = 0; (await direct(token)).status !== 201; i++) {
+      if (i > 100) throw new Error('the API server never accepted a token of the test issuer');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  });
+
+  after(async function () {
+    await Promise.all([sidecar?.stop(), legacySidecar?.stop()]);
+    await cp?.stop();
+    await Promise.all([claimsIssuer, emailIssuer, celIssuer, stranger, pamHook].map((s) => s?.stop()));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const direct = async (token: string): Promise<Outcome> => outcome(await selfSubjectReview(cp.url, cp.ca.certPem, token));
+  const through = async (token: string, via: TestSidecar = sidecar): Promise<Outcome> => outcome(await selfSubjectReview(via.url, via.servingCa.certPem, token));
+
+  /** Both accept with the same identity, or both refuse with 401. */
+  async function assertSame(token: string, expect: 'accepted' | 'rejected'): Promise<UserInfo | undefined> {
+    const [straight, proxied] = [await direct(token), await through(token)];
+    if (expect === 'rejected') {
+      assert.equal(straight.status, 401, `the API server should refuse: ${straight.body}`);
+      assert.equal(proxied.status, 401, `the sidecar should refuse as the API server does: ${proxied.body}`);
+      assert.equal(statusMessage(proxied.body), 'Unauthorized', 'the refusal does not say which method came close');
+      return undefined;
+    }
+    assert.equal(straight.status, 201, `the API server should accept: ${straight.body}`);
+    assert.equal(proxied.status, 201, `the sidecar should accept as the API server does: ${proxied.body}`);
+    assert.deepEqual(proxied.user, straight.user);
+    return straight.user;
+  }
+
+  describe('the same identity as the API server, or the same refusal', function () {
+    const cases: { issuer: () => TestProvider; account: string; expect: 'accepted' | 'rejected'; check?: (user: UserInfo) => void }[] = [
+      { issuer: () => claimsIssuer, account: 'alice', expect: 'accepted', check: (u) => assert.deepEqual(u, { username: 'claims:alice', groups: ['claims:dev', 'claims:ops', 'system:authenticated'] }) },
+      { issuer: () => claimsIssuer, account: 'single-group', expect: 'accepted', check: (u) => assert.deepEqual(u.groups, ['claims:admins', 'system:authenticated']) },
+      { issuer: () => claimsIssuer, account: 'no-groups', expect: 'accepted', check: (u) => assert.deepEqual(u.groups, ['system:authenticated']) },
+      { issuer: () => claimsIssuer, account: 'null-groups', expect: 'accepted' },
+      {
+        issuer: () => claimsIssuer,
+        account: 'with-jti',
+        expect: 'accepted',
+        check: (u) => assert.deepEqual(u.extra, { 'authentication.kubernetes.io/credential-id': ['JTI=token-4711'] }),
+      },
+      { issuer: () => claimsIssuer, account: 'missing-required-claim', expect: 'rejected' },
+      { issuer: () => claimsIssuer, account: 'wrong-required-claim', expect: 'rejected' },
+      { issuer: () => claimsIssuer, account: 'numeric-required-claim', expect: 'rejected' },
+      { issuer: () => claimsIssuer, account: 'not-yet-valid', expect: 'rejected' },
+      { issuer: () => claimsIssuer, account: 'nbf-within-leeway', expect: 'accepted' },
+      { issuer: () => claimsIssuer, account: 'iat-in-the-future', expect: 'accepted' },
+      { issuer: () => emailIssuer, account: 'carol', expect: 'accepted', check: (u) => assert.equal(u.username, 'carol@example.com') },
+      { issuer: () => emailIssuer, account: 'unverified-email', expect: 'rejected' },
+      { issuer: () => emailIssuer, account: 'email-without-verified-claim', expect: 'accepted' },
+      { issuer: () => emailIssuer, account: 'email-verified-not-a-bool', expect: 'rejected' },
+      { issuer: () => emailIssuer, account: 'missing-email', expect: 'rejected' },
+      {
+        issuer: () => celIssuer,
+        account: 'erin',
+        expect: 'accepted',
+        check: (u) =>
+          assert.deepEqual(u, {
+            username: 'cel:erin',
+            uid: 'uid-erin',
+            groups: ['role:viewer', 'role:editor', 'system:authenticated'],
+            extra: { 'example.com/tenant': ['acme'], 'example.com/level': ['3'] },
+          }),
+      },
+      { issuer: () => celIssuer, account: 'frank', expect: 'accepted', check: (u) => assert.deepEqual(u.extra, { 'example.com/level': ['2.5'] }) },
+      { issuer: () => celIssuer, account: 'blocked-tenant', expect: 'rejected' },
+      { issuer: () => celIssuer, account: 'admin-username', expect: 'rejected' },
+      { issuer: () => celIssuer, account: 'missing-username-claim', expect: 'rejected' },
+      { issuer: () => celIssuer, account: 'roles-not-strings', expect: 'accepted' },
+    ];
+    for (const { issuer, account, expect, check } of cases) {
+      it(`${expect === 'accepted' ? 'accepts' : 'refuses'} ${account}`, async function () {
+        const user = await assertSame(await issuer().idToken(account), expect);
+        if (user && check) check(user);
+      });
+    }
+
+    it('refuses a token for another audience', async function () {
+      await assertSame(await claimsIssuer.idToken('alice', OTHER_CLIENT), 'rejected');
+    });
+
+    it('refuses an expired token (exp has no leeway)', async function () {
+      const token = await claimsIssuer.idToken('expired');
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      await assertSame(token, 'rejected');
+    });
+
+    it('refuses a real token from an issuer nobody configured', async function () {
+      await assertSame(await stranger.idToken('alice'), 'rejected');
+    });
+  });
+
+  describe('crafted attack tokens are refused by both', function () {
+    let good: string;
+    before(async function () {
+      good = await claimsIssuer.idToken('alice');
+    });
+    const payload = () => ({ iss: claimsIssuer.issuer, sub: 'attacker', aud: 'chaperone-test', hd: 'example.com', groups: ['admins'], exp: now() + 600, iat: now() });
+
+    it('alg none', async function () {
+      await assertSame(`${b64({ alg: 'none', typ: 'JWT' })}.${b64(payload())}.`, 'rejected');
+    });
+
+    it('HS256 signed with the provider\'s public key as the secret', async function () {
+      const pem = createPublicKey({ key: claimsIssuer.publicJwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+      for (const secret of [pem, JSON.stringify(claimsIssuer.publicJwk)]) {
+        const hs = await new SignJWT(payload()).setProtectedHeader({ alg: 'HS256', kid: claimsIssuer.publicJwk.kid }).sign(new TextEncoder().encode(secret));
+        await assertSame(hs, 'rejected');
+      }
+    });
+
+    it('a key the issuer never published (unknown kid)', async function () {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const forged = await new SignJWT(payload()).setProtectedHeader({ alg: 'RS256', kid: 'not-the-issuers' }).sign(privateKey);
+      await assertSame(forged, 'rejected');
+    });
+
+    it('a key the issuer never published, under the issuer\'s own kid', async function () {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const forged = await new SignJWT(payload()).setProtectedHeader({ alg: 'RS256', kid: claimsIssuer.publicJwk.kid }).sign(privateKey);
+      await assertSame(forged, 'rejected');
+    });
+
+    it('a tampered payload under a genuine signature', async function () {
+      const [header, body, signature] = good.split('.');
+      const claims = JSON.parse(Buffer.from(body!, 'base64url').toString()) as { groups: string[] };
+      claims.groups.push('admins');
+      await assertSame(`${header}.${b64(claims)}.${signature}`, 'rejected');
+    });
+
+    it('a genuine token claiming another issuer in a re-encoded payload', async function () {
+      const [header, body, signature] = good.split('.');
+      const claims = JSON.parse(Buffer.from(body!, 'base64url').toString()) as { iss: string };
+      claims.iss = emailIssuer.issuer;
+      await assertSame(`${header}.${b64(claims)}.${signature}`, 'rejected');
+    });
+
+    for (const [what, token] of [
+      ['garbage', 'not-a-token'],
+      ['three dots of nothing', '..'],
+      ['four segments', 'a.b.c.d'],
+      ['JSON instead of a compact JWT', JSON.stringify({ iss: 'x' })],
+      ['base64 garbage', `${b64('{"alg":"RS256"')}.${b64('{"iss":')}.AAAA`],
+    ] as const) {
+      it(what, async function () {
+        await assertSame(token, 'rejected');
+      });
+    }
+
+    it('a token of several megabytes never gets through', async function () {
+      const huge = `${good.split('.')[0]}.${b64({ ...payload(), padding: 'x'.repeat(3 * 1024 * 1024) })}.AAAA`;
+      const [straight, proxied] = await Promise.all([direct(huge).catch(() => ({ status: 0, body: 'connection closed' })), through(huge).catch(() => ({ status: 0, body: 'connection closed' }))]);
+      assert.ok(straight.status >= 400 || straight.status === 0, `the API server refuses it (${straight.status})`);
+      assert.ok(proxied.status >= 400 || proxied.status === 0, `the sidecar refuses it (${proxied.status})`);
+      assert.notEqual(proxied.status, 201);
+    });
+  });
+
+  describe('where the sidecar refuses on purpose: the identity provider does not hand out cluster-admin', function () {
+    it('a groups claim with system:masters: the API server takes it, the sidecar\'s guard refuses', async function () {
+      const token = await emailIssuer.idToken('masters-group');
+      const straight = await direct(token);
+      assert.equal(straight.status, 201);
+      assert.ok(straight.user?.groups?.includes('system:masters'), 'the API server would make this person cluster-admin');
+      const proxied = await through(token);
+      assert.equal(proxied.status, 403);
+      assert.match(statusMessage(proxied.body), /system:masters/);
+    });
+
+    it('a groups claim with another system: group is refused too', async function () {
+      const token = await emailIssuer.idToken('system-group');
+      assert.equal((await direct(token)).status, 201);
+      const proxied = await through(token);
+      assert.equal(proxied.status, 403);
+      assert.match(statusMessage(proxied.body), /system:nodes/);
+    });
+  });
+
+  describe('the legacy --oidc-* flags, with the API server\'s defaults', function () {
+    it('prefixes a username from any claim but email with the issuer URL and #', async function () {
+      const proxied = await through(await claimsIssuer.idToken('alice'), legacySidecar);
+      assert.equal(proxied.status, 201, proxied.body);
+      assert.deepEqual(proxied.user, { username: `${claimsIssuer.issuer}#alice`, groups: ['dev', 'ops', 'system:authenticated'] });
+    });
+
+    it('applies --oidc-required-claim', async function () {
+      assert.equal((await through(await claimsIssuer.idToken('wrong-required-claim'), legacySidecar)).status, 401);
+    });
+
+    it('accepts only RS256 unless --oidc-signing-algs says otherwise, and only the flag\'s issuer', async function () {
+      assert.equal((await through(await emailIssuer.idToken('carol'), legacySidecar)).status, 401);
+    });
+  });
+
+  describe('the token webhook (pam_hook)', function () {
+    it('gives the identity the API server gives, uid included', async function () {
+      const token = await pamHook.token('jdoe', 'correct horse');
+      assert.ok(token, 'pam_hook issued a token');
+      const user = await assertSame(token, 'accepted');
+      assert.deepEqual(user, { username: 'jdoe', uid: '1000', groups: ['jdoe', 'sudo', 'system:authenticated'] });
+    });
+
+    it('shows the API server the scoped service account impersonating jdoe, uid and all', async function () {
+      const token = (await pamHook.token('jdoe', 'correct horse'))!;
+      const response = await selfSubjectReview(sidecar.url, sidecar.servingCa.certPem, token);
+      const auditID = response.headers['audit-id'] as string;
+      const [event] = await waitForAuditEvents(cp, (e) => e.auditID === auditID);
+      assert.ok(event, 'the request reached the API server');
+      assert.equal(event.user.username, sidecar.serviceAccountUsername);
+      assert.equal(event.impersonatedUser?.username, 'jdoe');
+      assert.equal(event.impersonatedUser?.uid, '1000');
+    });
+
+    it('refuses a token pam_hook does not vouch for', async function () {
+      await assertSame('eyJhbGciOiJIUzI1NiJ9.eyJ1c2VybmFtZSI6Impkb2UifQ.forged', 'rejected');
+    });
+
+    it('refuses root\'s system:masters from the webhook, where the API server would take it', async function () {
+      const token = (await pamHook.token('root', 'toor'))!;
+      assert.ok((await direct(token)).user?.groups?.includes('system:masters'));
+      assert.equal((await through(token)).status, 403);
+    });
+  });
+});
+
+describe('cluster TokenReview (opt-in): service-account tokens through the sidecar', function () {
+  this.timeout(120_000);
+  let cp: ControlPlane;
+  let clients: AdminClients;
+  let sidecar: TestSidecar;
+  let withoutReview: TestSidecar;
+  let namespace: string;
+
+  before(async function () {
+    this.timeout(15 * 60_000);
+    cp = await sharedControlPlane();
+    clients = adminClients(cp);
+    sidecar = await startTestSidecar(cp, clients, { flags: ['--cluster-token-review'] });
+    const role = YAML.parse(await readFile(CLUSTER_TOKEN_REVIEW_ROLE, 'utf8')) as V1ClusterRole;
+    await clients.rbac.createClusterRole({ body: role }).catch(() => undefined);
+    await clients.rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: `chaperone-cluster-token-review-${sidecar.namespace}` },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata!.name! },
+        subjects: [serviceAccountSubject(sidecar.namespace, sidecar.serviceAccount)],
+      },
+    });
+    withoutReview = await startTestSidecar(cp, clients);
+    namespace = await createNamespace(clients, 'sa-tokens');
+    await createServiceAccount(clients, namespace, 'reader');
+  });
+
+  after(async function () {
+    await Promise.all([sidecar?.stop(), withoutReview?.stop()]);
+  });
+
+  const review = async (url: string, ca: string, token: string): Promise<Outcome> => outcome(await selfSubjectReview(url, ca, token));
+
+  it('gives a TokenRequest token the identity the API server gives it: uid and credential id included', async function () {
+    const token = await mintServiceAccountToken(clients, namespace, 'reader');
+    const straight = await review(cp.url, cp.ca.certPem, token);
+    const proxied = await review(sidecar.url, sidecar.servingCa.certPem, token);
+    assert.equal(straight.status, 201, straight.body);
+    assert.equal(proxied.status, 201, proxied.body);
+    assert.deepEqual(proxied.user, straight.user);
+    assert.equal(proxied.user?.username, `system:serviceaccount:${namespace}:reader`);
+    assert.ok(proxied.user?.uid, 'the service account\'s uid travels as Impersonate-Uid');
+    assert.match(proxied.user?.extra?.['authentication.kubernetes.io/credential-id']?.[0] ?? '', /^JTI=/);
+  });
+
+  it('carries the pod a bound token belongs to', async function () {
+    const pod = await clients.core.createNamespacedPod({ namespace, body: { metadata: { name: 'bound' }, spec: { serviceAccountName: 'reader', containers: [{ name: 'c', image: 'busybox' }] } } });
+    const response = await clients.core.createNamespacedServiceAccountToken({
+      name: 'reader',
+      namespace,
+      body: { spec: { audiences: [], expirationSeconds: 3600, boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'bound', uid: pod.metadata!.uid! } } },
+    });
+    const token = response.status!.token!;
+    const straight = await review(cp.url, cp.ca.certPem, token);
+    const proxied = await review(sidecar.url, sidecar.servingCa.certPem, token);
+    assert.equal(proxied.status, 201, proxied.body);
+    assert.deepEqual(proxied.user, straight.user);
+    assert.deepEqual(proxied.user?.extra?.['authentication.kubernetes.io/pod-name'], ['bound']);
+  });
+
+  it('refuses the sidecar\'s own token', async function () {
+    const own = (await readFile(sidecar.tokenFile, 'utf8')).trim();
+    assert.equal((await review(sidecar.url, sidecar.servingCa.certPem, own)).status, 401);
+  });
+
+  it('refuses an invalid token with 401, and a sidecar without the option ignores service-account tokens', async function () {
+    assert.equal((await review(sidecar.url, sidecar.servingCa.certPem, `${randomUUID()}.x.y`)).status, 401);
+    const token = await mintServiceAccountToken(clients, namespace, 'reader');
+    assert.equal((await review(withoutReview.url, withoutReview.servingCa.certPem, token)).status, 401);
+  });
+});

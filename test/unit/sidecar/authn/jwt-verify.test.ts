@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT, createLocalJWKSet, exportJWK } from 'jose';
+import { createCA } from '../../../../lib/pki.js';
+import { toStringList } from '../../../../sidecar/authn/jwt/cel.js';
+import { IssuerKeys, NOT_BEFORE_LEEWAY_MS, TokenRejected, untrustedIssuer, verifyJwt } from '../../../../sidecar/authn/jwt/verify.js';
+import { startTestProvider, type TestProvider } from '../../../fixtures/authn/oidc-provider.js';
+
+const ISSUER = 'https://issuer.example.com';
+const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const ALL = ['ES256', 'RS256'];
+
+async function keySet() {
+  return createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
+}
+
+async function token(claims: Record<string, unknown>, header: Record<string, unknown> = {}): Promise<string> {
+  return new SignJWT({ iss: ISSUER, aud: 'app', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 60, ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'k1', ...header }).sign(privateKey);
+}
+
+async function rejected(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
+  await assert.rejects(promise, (err: Error) => err instanceof TokenRejected && pattern.test(err.message));
+}
+
+describe('sidecar/authn/jwt/verify: signature and standard claims, as the API server checks them', function () {
+  it('reads the unverified issuer as the API server does, Google\'s legacy one included', function () {
+    assert.equal(untrustedIssuer(`x.${Buffer.from('{"iss":"https://a"}').toString('base64url')}.y`), 'https://a');
+    assert.equal(untrustedIssuer(`x.${Buffer.from('{"iss":"accounts.google.com"}').toString('base64url')}.y`), 'https://accounts.google.com');
+    for (const bad of ['x.y', '{"iss":"x"}', `x.${Buffer.from('{"iss":1}').toString('base64url')}.y`, 'a.b=.c', 'a.b.c.d']) assert.equal(untrustedIssuer(bad), undefined, bad);
+  });
+
+  it('accepts a good token and returns its claims', async function () {
+    const claims = await verifyJwt(await token({ groups: ['a'] }), await keySet(), { issuerUrl: ISSUER, audiences: ['other', 'app'], algorithms: ALL });
+    assert.deepEqual(claims.groups, ['a']);
+  });
+
+  it('checks exp strictly and nbf with one minute of leeway; iat not at all', async function () {
+    const keys = await keySet();
+    const options = { issuerUrl: ISSUER, audiences: ['app'], algorithms: ALL };
+    const now = Math.floor(Date.now() / 1000);
+    await rejected(verifyJwt(await token({ exp: now - 1 }), keys, options), /expired/);
+    await rejected(verifyJwt(await token({ exp: undefined }), keys, options), /expired/);
+    await rejected(verifyJwt(await token({ nbf: now + NOT_BEFORE_LEEWAY_MS / 1000 + 30 }), keys, options), /not valid before/);
+    await verifyJwt(await token({ nbf: now + 30 }), keys, options);
+    await verifyJwt(await token({ iat: now + 3600 }), keys, options);
+    await rejected(verifyJwt(await token({ iat: 'yesterday' }), keys, options), /iat is not a number/);
+  });
+
+  it('refuses the wrong issuer, the wrong audience, a non-string sub, and algorithms off the list', async function () {
+    const keys = await keySet();
+    const options = { issuerUrl: ISSUER, audiences: ['app'], algorithms: ALL };
+    await rejected(verifyJwt(await token({ iss: 'https://other' }), keys, options), /different provider/);
+    await rejected(verifyJwt(await token({ aud: ['x', 'y'] }), keys, options), /expected audience/);
+    await rejected(verifyJwt(await token({ sub: 7 }), keys, options), /sub is not a string/);
+    await rejected(verifyJwt(await token({}), keys, { ...options, algorithms: ['RS256'] }), /algorithm not allowed/);
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISSUER, aud: 'app', exp: 2e9 })).toString('base64url')}.`;
+    await rejected(verifyJwt(none, keys, options), /not allowed|malformed/);
+  });
+});
+
+describe('sidecar/authn/jwt/verify: keys from discovery and JWKS', function () {
+  this.timeout(20_000);
+  const ca = createCA({ commonName: 'test-ca' });
+  let provider: TestProvider;
+
+  before(async function () {
+    provider = await startTestProvider(ca, { alice: { claims: {} } });
+  });
+
+  after(async function () {
+    await provider?.stop();
+  });
+
+  it('discovers the keys and verifies the provider\'s tokens', async function () {
+    const keys = new IssuerKeys({ issuerUrl: provider.issuer, caPem: ca.certPem });
+    await keys.start();
+    assert.equal(keys.notReady(), undefined);
+    const claims = await verifyJwt(await provider.idToken('alice'), keys.keys(), { issuerUrl: provider.issuer, audiences: ['chaperone-test'], algorithms: ['RS256'] });
+    assert.equal(claims.sub, 'alice');
+    keys.close();
+  });
+
+  it('refetches the JWKS for an unknown kid at most once per cool-down, however many such tokens arrive', async function () {
+    const keys = new IssuerKeys({ issuerUrl: provider.issuer, caPem: ca.certPem });
+    await keys.start();
+    const options = { issuerUrl: provider.issuer, audiences: ['chaperone-test'], algorithms: ['RS256'] };
+    await verifyJwt(await provider.idToken('alice'), keys.keys(), options);
+    const before = provider.jwksFetches();
+    const { privateKey: stranger } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    for (let i = 0; i < 20; i++) {
+      const forged = await new SignJWT({ iss: provider.issuer, aud: 'chaperone-test', exp: 2e9 }).setProtectedHeader({ alg: 'RS256', kid: `unknown-${i}` }).sign(stranger);
+      await rejected(verifyJwt(forged, keys.keys(), options), /no key of the issuer matches/);
+    }
+    assert.ok(provider.jwksFetches() - before <= 1, `fetched the JWKS ${provider.jwksFetches() - before} times`);
+    keys.close();
+  });
+
+  it('is not ready while discovery fails (an issuer it cannot trust), and says why', async function () {
+    const keys = new IssuerKeys({ issuerUrl: provider.issuer, caPem: createCA({ commonName: 'other' }).certPem });
+    await keys.start();
+    assert.match(keys.notReady() ?? '', /certificate/);
+    assert.throws(() => keys.keys(), /not initialized/);
+    keys.close();
+  });
+
+  it('refuses a discovery document naming another issuer', async function () {
+    const keys = new IssuerKeys({ issuerUrl: `${provider.issuer}/`, caPem: ca.certPem });
+    await keys.start();
+    assert.match(keys.notReady() ?? '', /issuer did not match/);
+    keys.close();
+  });
+});
+
+describe('sidecar/authn/jwt/cel: results as the API server converts them', function () {
+  it('turns strings and lists into string lists, dropping empties, and refuses other types', function () {
+    assert.deepEqual(toStringList('a'), ['a']);
+    assert.equal(toStringList(''), undefined);
+    assert.equal(toStringList(null), undefined);
+    assert.deepEqual(toStringList(['a', '', 'b']), ['a', 'b']);
+    assert.equal(toStringList(['']), undefined);
+    assert.throws(() => toStringList([1]), /string or a list of strings/);
+    assert.throws(() => toStringList(3n), /not int/);
+  });
+});
