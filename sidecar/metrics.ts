@@ -1,6 +1,8 @@
 // What an operator graphs: requests, authentication outcomes, cache behaviour, upstream latency,
 // open streams, token reloads. Served on the ops listener as /metrics.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AuditStats } from './audit/auditor.js';
+import type { SinkStats } from './audit/sinks/sink.js';
 
 export class SidecarMetrics {
   readonly registry = new Registry();
@@ -40,5 +42,16 @@ export class SidecarMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'chaperone_' });
+  }
+
+  /** Audit events per sink, read from the sinks' own counts whenever Prometheus scrapes. */
+  watchAudit(stats: () => AuditStats): void {
+    const bySink = (pick: (s: SinkStats) => number) =>
+      function (this: Gauge<'sink'>) {
+        for (const [sink, counts] of Object.entries(stats().sinks)) if (counts) this.set({ sink }, pick(counts));
+      };
+    new Gauge({ name: 'chaperone_audit_events_written', help: 'Audit events written or delivered, per sink, since start.', labelNames: ['sink'] as const, registers: [this.registry], collect: bySink((s) => s.written) });
+    new Gauge({ name: 'chaperone_audit_events_dropped', help: 'Audit events lost (drop mode, failed writes), per sink, since start.', labelNames: ['sink'] as const, registers: [this.registry], collect: bySink((s) => s.dropped) });
+    new Gauge({ name: 'chaperone_audit_events_buffered', help: 'Audit events waiting to be sent, per sink.', labelNames: ['sink'] as const, registers: [this.registry], collect: bySink((s) => s.buffered) });
   }
 }

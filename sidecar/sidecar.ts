@@ -27,6 +27,7 @@ export interface RunningSidecar {
 export async function startSidecar(config: SidecarConfig, log: Logger = createLogger('sidecar', config.logLevel)): Promise<RunningSidecar> {
   const metrics = new SidecarMetrics();
   const audit = createAuditor(config, log); // a bad policy or webhook kubeconfig refuses to start, naming the file
+  metrics.watchAudit(() => audit.stats());
   const upstream = new Upstream({
     url: config.upstream,
     caFile: config.upstreamCaFile,

@@ -82,6 +82,13 @@ async function readyz(sidecar: TestSidecar): Promise<number> {
   return (await fetch(`${sidecar.opsUrl}/readyz`)).status;
 }
 
+/** One sample from /metrics, 0 when absent. */
+async function metric(sidecar: TestSidecar, series: string): Promise<number> {
+  const text = await (await fetch(`${sidecar.opsUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
 async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -236,6 +243,7 @@ describe('streams through the sidecar (real API server)', function () {
 
     it('turns /readyz false and refuses requests with 503 while the token file is gone, and recovers', async function () {
       assert.equal(await readyz(sidecar), 200);
+      const reloadsBefore = await metric(sidecar, 'chaperone_token_reloads_total{present="false"}');
       const token = await mintServiceAccountToken(clients, sidecar.namespace, sidecar.serviceAccount);
       await rm(sidecar.tokenFile);
       try {
@@ -245,6 +253,7 @@ describe('streams through the sidecar (real API server)', function () {
         const refused = await rawRequest(`${sidecar.url}/api/v1/namespaces/${ns}/configmaps`, { ca: sidecar.servingCa.certPem, cert: alice });
         assert.equal(refused.status, 503);
         assert.deepEqual(await auditEventsFor(cp, refused.headers['audit-id'] as string, 500), [], 'nothing went upstream without the token');
+        assert.equal(await metric(sidecar, 'chaperone_token_reloads_total{present="false"}'), reloadsBefore + 1);
       } finally {
         await writeFile(sidecar.tokenFile, token);
       }
@@ -254,12 +263,14 @@ describe('streams through the sidecar (real API server)', function () {
 
   describe('metrics', function () {
     it('counts requests, authentications and cache lookups', async function () {
+      for (let i = 0; i < 2; i++) assert.equal((await rawRequest(`${sidecar.url}/api/v1/namespaces/${ns}/configmaps`, { ca: sidecar.servingCa.certPem, cert: alice })).status, 200);
       const text = await (await fetch(`${sidecar.opsUrl}/metrics`)).text();
       assert.match(text, /chaperone_requests_total\{code="200",verb="list"\} \d+/);
       assert.match(text, /chaperone_authentications_total\{method="x509",outcome="success"\} \d+/);
       assert.match(text, /chaperone_authorization_cache_total\{result="hit"\} \d+/);
       assert.match(text, /chaperone_upstream_request_duration_seconds_bucket/);
-      assert.match(text, /chaperone_token_reloads_total\{present="false"\} 1/);
+      assert.match(text, /chaperone_audit_events_written\{sink="file"\} [1-9]\d*/);
+      assert.match(text, /chaperone_audit_events_dropped\{sink="file"\} 0/);
     });
   });
 });
