@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 
 /** A certificate and its private key, both PEM. */
@@ -52,11 +52,17 @@ function validity(notBefore: Date | undefined, notAfter: Date | undefined, secon
   return [start, end];
 }
 
+/** The characters an ASN.1 PrintableString may hold; anything else (`@`, `_`, non-ASCII) needs UTF8String. */
+const PRINTABLE = /^[A-Za-z0-9 '()+,\-./:=?]*$/;
+
+// forge writes PrintableString unless told otherwise; Go (the API server) rightly refuses a
+// PrintableString holding, say, an `@`.
+function field(shortName: string, value: string): forge.pki.CertificateField {
+  return PRINTABLE.test(value) ? { shortName, value } : { shortName, value, valueTagClass: forge.asn1.Type.UTF8 as unknown as forge.asn1.Class };
+}
+
 function subject(commonName: string, organizations: string[] = []): forge.pki.CertificateField[] {
-  return [
-    ...organizations.map((value) => ({ shortName: 'O', value })),
-    { shortName: 'CN', value: commonName },
-  ];
+  return [...organizations.map((value) => field('O', value)), field('CN', commonName)];
 }
 
 function toPem(cert: forge.pki.Certificate): string {
@@ -125,4 +131,79 @@ export function issueCertificate(ca: CertificateAndKey, request: CertificateRequ
   ]);
   cert.sign(caKey, forge.md.sha256.create());
   return { certPem: toPem(cert), keyPem };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading certificates back: what a renewal or a rotation needs to decide.
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** The PEM certificates in a bundle, in order, each ending in a newline. */
+export function splitPemCertificates(bundle: string): string[] {
+  return [...bundle.matchAll(PEM_CERTIFICATE)].map((match) => `${match[0]}\n`);
+}
+
+/** PEM certificates as one bundle, without duplicates, in the order given. */
+export function joinPemCertificates(certificates: readonly string[]): string {
+  const seen = new Set<string>();
+  const unique: string[] = [];
+  for (const pem of certificates.flatMap(splitPemCertificates)) {
+    const key = pem.replace(/\s+/g, '');
+    if (!seen.has(key)) unique.push(pem);
+    seen.add(key);
+  }
+  return unique.join('');
+}
+
+export interface CertificateInfo {
+  notBefore: Date;
+  notAfter: Date;
+  /** Lower-case hex SHA-256 of the DER, without separators. */
+  sha256: string;
+  isCA: boolean;
+  dnsNames: string[];
+  ipAddresses: string[];
+}
+
+/** Node prints SANs as `DNS:a, IP Address:127.0.0.1`; names with commas are quoted, which ours never are. */
+function parseSubjectAltName(text: string | undefined): { dnsNames: string[]; ipAddresses: string[] } {
+  const dnsNames: string[] = [];
+  const ipAddresses: string[] = [];
+  for (const part of (text ?? '').split(', ')) {
+    if (part.startsWith('DNS:')) dnsNames.push(part.slice(4));
+    else if (part.startsWith('IP Address:')) ipAddresses.push(part.slice(11));
+  }
+  return { dnsNames, ipAddresses };
+}
+
+/** Reads one PEM certificate; throws on text that is not one. */
+export function certificateInfo(certPem: string): CertificateInfo {
+  const cert = new X509Certificate(certPem);
+  return {
+    notBefore: cert.validFromDate,
+    notAfter: cert.validToDate,
+    sha256: cert.fingerprint256.replace(/:/g, '').toLowerCase(),
+    isCA: cert.ca,
+    ...parseSubjectAltName(cert.subjectAltName),
+  };
+}
+
+/** Whether the CA certificate issued and signed this certificate. */
+export function isIssuedBy(certPem: string, caCertPem: string): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    const ca = new X509Certificate(caCertPem);
+    return cert.checkIssued(ca) && cert.verify(ca.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the private key belongs to the certificate. */
+export function keyMatchesCertificate(certPem: string, keyPem: string): boolean {
+  try {
+    return new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem));
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,133 @@
+// The injector's controller: what runs beside the webhook so that labelling a namespace is all a
+// person does. Every replica serves the certificate in its Secret (and swaps in each new one); the
+// one replica that holds the Lease writes: the CAs, the serving certificate, the webhook
+// configuration's caBundle, and every labelled namespace's provisioning.
+import { AdmissionregistrationV1Api, CoordinationV1Api, CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { createLogger, type Logger } from '../lib/log.js';
+import { CertificateFeed, type CertificateListener, type ServingCertificate } from './certs/feed.js';
+import { CertificateReconciler } from './certs/reconciler.js';
+import type { ControllerConfig } from './controller-config.js';
+import { kubeConfigFrom } from './namespaces.js';
+import { LeaderElection } from './provision/lease.js';
+import { ownLabels, SECRETS } from './provision/names.js';
+import type { ProvisioningNames } from './provision/objects.js';
+import { checkProvisioning, type ProvisioningStatus } from './provision/readiness.js';
+import { NamespaceProvisioner } from './provision/reconciler.js';
+
+export interface Controller {
+  /** This replica's name in the Lease. */
+  readonly identity: string;
+  /** Resolves once the first serving certificate is available (delivered to listeners, written to webhookCertDir). */
+  ready(): Promise<void>;
+  /** Stops watching and writing; a leader releases the Lease so that another replica takes over at once. */
+  stop(): Promise<void>;
+  /** Every new serving certificate, and at once the current one: for https.Server.setSecureContext. */
+  onCertificate(listener: CertificateListener): () => void;
+  currentCertificate(): ServingCertificate | undefined;
+  /** What a labelled namespace still lacks for a pod to start there (four GETs by name). */
+  provisioningStatus(namespace: string): Promise<ProvisioningStatus>;
+  isLeader(): boolean;
+}
+
+export interface ControllerDependencies {
+  kubeconfig?: KubeConfig;
+  log?: Logger;
+}
+
+export function provisioningNames(config: ControllerConfig): ProvisioningNames {
+  return {
+    installation: config.namespace,
+    serviceAccount: config.serviceAccount,
+    servingSecret: config.servingSecret,
+    caConfigMap: config.caConfigMap,
+    impersonatorRole: config.impersonatorRole,
+    impersonatorBinding: config.impersonatorBinding,
+  };
+}
+
+export function startController(config: ControllerConfig, dependencies: ControllerDependencies = {}): Controller {
+  const kubeconfig = dependencies.kubeconfig ?? kubeConfigFrom(config.kubeconfig);
+  const log = (dependencies.log ?? createLogger('injector')).child({ part: 'controller' });
+  const core = kubeconfig.makeApiClient(CoreV1Api);
+  const rbac = kubeconfig.makeApiClient(RbacAuthorizationV1Api);
+  const admission = kubeconfig.makeApiClient(AdmissionregistrationV1Api);
+  const names = provisioningNames(config);
+  const labels = ownLabels(config.namespace);
+
+  const feed = new CertificateFeed({
+    kubeconfig,
+    core,
+    namespace: config.namespace,
+    secret: config.certificates === 'cert-manager' ? config.certManagerSecret : SECRETS.webhookTls,
+    log,
+    ...(config.webhookCertDir ? { directory: config.webhookCertDir } : {}),
+  });
+
+  let leaderWork: { certificates: CertificateReconciler; provisioner: NamespaceProvisioner } | undefined;
+  const election = new LeaderElection({
+    coordination: kubeconfig.makeApiClient(CoordinationV1Api),
+    namespace: config.namespace,
+    name: config.leaseName,
+    ...(config.leaderIdentity ? { identity: config.leaderIdentity } : {}),
+    leaseDurationMs: config.leaseDuration,
+    log,
+    onStartedLeading: () => {
+      const provisioner = new NamespaceProvisioner({
+        kubeconfig,
+        core,
+        rbac,
+        names,
+        ...(config.provisionSelector ? { namespaceSelector: config.provisionSelector } : {}),
+        leafValidityMs: config.certificateValidity,
+        resyncMs: config.resyncInterval,
+        log,
+      });
+      const certificates = new CertificateReconciler({
+        kubeconfig,
+        core,
+        admission,
+        labels,
+        log,
+        settings: {
+          mode: config.certificates,
+          namespace: config.namespace,
+          webhookConfiguration: config.webhookConfiguration,
+          webhookService: config.webhookService,
+          webhookHosts: config.webhookHosts,
+          certManagerCertificate: `${config.namespace}/${config.certManagerCertificate}`,
+          leafValidityMs: config.certificateValidity,
+          caValidityMs: config.caValidity,
+          caPropagationMs: config.caPropagationDelay,
+          caOverlapMs: config.caOverlap,
+          resyncMs: config.resyncInterval,
+        },
+        onSidecarCas: (cas) => provisioner.setCas(cas),
+      });
+      leaderWork = { certificates, provisioner };
+      certificates.start();
+    },
+    onStoppedLeading: async () => {
+      const work = leaderWork;
+      leaderWork = undefined;
+      await work?.certificates.stop();
+      await work?.provisioner.stop();
+    },
+  });
+
+  feed.start();
+  election.start();
+  log.info({ identity: election.identity, namespace: config.namespace, certificates: config.certificates }, 'controller started');
+
+  return {
+    identity: election.identity,
+    ready: () => feed.ready(),
+    stop: async () => {
+      await election.stop();
+      await feed.stop();
+    },
+    onCertificate: (listener) => feed.onCertificate(listener),
+    currentCertificate: () => feed.current(),
+    provisioningStatus: (namespace) => checkProvisioning({ core, rbac }, names, namespace),
+    isLeader: () => election.isLeader(),
+  };
+}

@@ -1,0 +1,107 @@
+// Rotates one of the injector's CAs, with an overlap in which the old and the new one are both trusted:
+//
+//   npx tsx injector/rotate.ts identity|serving|webhook [--kubeconfig FILE] [--namespace NS] [--ca-propagation-delay 2m]
+//
+// It writes the successor into the CA's Secret as pending: trusted at once (the running injector puts
+// it into every namespace's CA ConfigMap, or the webhook's caBundle), signing after the propagation
+// delay. The injector then re-issues what the old CA signed and keeps the old CA trusted for its
+// --ca-overlap before dropping it (docs/operations.md, "Rotating a CA").
+import { pathToFileURL } from 'node:url';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { ConfigError, defineSpec, HelpRequested, loadConfig, renderHelp } from '../lib/config.js';
+import { certificateInfo } from '../lib/pki.js';
+import { beginRotation } from './certs/ca-set.js';
+import { updateCaSecret } from './certs/ca-secret.js';
+import { caPolicy } from './certs/reconciler.js';
+import { controllerConfigSpec } from './controller-config.js';
+import { kubeConfigFrom } from './namespaces.js';
+import { CA_KINDS, CA_SECRET, ownLabels, type CaKind } from './provision/names.js';
+
+export const rotateConfigSpec = defineSpec({
+  command: 'npx tsx injector/rotate.ts identity|serving|webhook',
+  summary: "Starts the rotation of one of the injector's CAs: the new CA is trusted at once and signs after the propagation delay.",
+  options: {
+    kubeconfig: controllerConfigSpec.options.kubeconfig,
+    namespace: controllerConfigSpec.options.namespace,
+    caPropagationDelay: controllerConfigSpec.options.caPropagationDelay,
+    caValidity: controllerConfigSpec.options.caValidity,
+  },
+});
+
+export interface RotationRequest {
+  core: CoreV1Api;
+  namespace: string;
+  kind: CaKind;
+  propagationMs: number;
+  validityMs: number;
+  now?: Date;
+}
+
+export interface RotationResult {
+  /** False when a rotation was already under way: it is left as it was. */
+  started: boolean;
+  /** The successor's SHA-256 fingerprint. */
+  successor: string;
+  activateAt: Date;
+  message: string;
+}
+
+/** Starts a rotation; throws when the CA does not exist yet (the injector creates it on its first start). */
+export async function rotateCa(request: RotationRequest): Promise<RotationResult> {
+  const { core, namespace, kind } = request;
+  const now = request.now ?? new Date();
+  const secret = `${namespace}/${CA_SECRET[kind]}`;
+  // Overlap is the controller's to apply when the successor takes over; it plays no part here.
+  const policy = caPolicy(kind, { caValidityMs: request.validityMs, caPropagationMs: request.propagationMs, caOverlapMs: 0 });
+  const update = await updateCaSecret({ core, namespace, name: CA_SECRET[kind], labels: ownLabels(namespace) }, (current) => {
+    if (!current) throw new Error(`the ${kind} CA does not exist yet (Secret ${secret}): the injector creates it when it first starts`);
+    return beginRotation(current, now, policy);
+  });
+  const pending = update.set.pending!;
+  const successor = certificateInfo(pending.ca.certPem).sha256;
+  const started = update.events.length > 0;
+  const message = started
+    ? `${kind} CA rotation started (Secret ${secret}): the new CA ${successor.slice(0, 16)} is trusted now and signs from ${pending.activateAt.toISOString()}; ` +
+      "the injector then re-issues what the old CA signed and keeps the old CA trusted for its --ca-overlap"
+    : `a ${kind} CA rotation is already under way (Secret ${secret}): the new CA ${successor.slice(0, 16)} signs from ${pending.activateAt.toISOString()}`;
+  return { started, successor, activateAt: pending.activateAt, message };
+}
+
+function isKind(text: string | undefined): text is CaKind {
+  return CA_KINDS.includes(text as CaKind);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const kind = argv.find((arg) => !arg.startsWith('-'));
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(renderHelp(rotateConfigSpec));
+    return 0;
+  }
+  if (!isKind(kind)) {
+    process.stderr.write(`name the CA to rotate: one of ${CA_KINDS.join(', ')}\n\n${renderHelp(rotateConfigSpec)}`);
+    return 2;
+  }
+  let config;
+  try {
+    config = loadConfig(rotateConfigSpec, { argv: argv.filter((arg) => arg !== kind), env: process.env });
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(err.text);
+      return 0;
+    }
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`invalid configuration:\n${err.message}\n`);
+    return 2;
+  }
+  const core = kubeConfigFrom(config.kubeconfig).makeApiClient(CoreV1Api);
+  try {
+    const result = await rotateCa({ core, namespace: config.namespace, kind, propagationMs: config.caPropagationDelay, validityMs: config.caValidity });
+    process.stdout.write(`${result.message}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) process.exitCode = await main(process.argv.slice(2));

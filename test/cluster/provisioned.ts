@@ -1,0 +1,339 @@
+// The injector's controller against the local control plane, installed as the shipped manifests
+// install it: its own namespace, its service account with exactly the rules of
+// manifests/base/injector-rbac.yaml, and a webhook configuration. Names that are cluster-wide get a
+// suffix per test run, so suites sharing the control plane never see each other's. And a sidecar
+// started from an admitted pod exactly as the kubelet would start it: every file it mounts, read from
+// the objects the pod's volumes name.
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import {
+  AdmissionregistrationV1Api,
+  KubeConfig,
+  KubernetesObjectApi,
+  type KubernetesObject,
+  type V1ClusterRole,
+  type V1Container,
+  type V1MutatingWebhookConfiguration,
+  type V1Pod,
+  type V1Role,
+  type V1VolumeProjection,
+} from '@kubernetes/client-node';
+import { kubeconfigYaml } from '../../lib/kubeconfig.js';
+import { createLogger } from '../../lib/log.js';
+import { loadSidecarConfig } from '../../sidecar/config.js';
+import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
+import { startController, type Controller } from '../../injector/controller.js';
+import { loadControllerConfig, type ControllerConfig } from '../../injector/controller-config.js';
+import { decodeData } from '../../injector/provision/kube.js';
+import type { ControlPlane } from './control-plane.js';
+import { mintServiceAccountToken, type AdminClients } from './kube.js';
+import { ensureImpersonatorRole } from './sidecar.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const INJECTOR_RBAC_FILE = path.join(REPO, 'manifests/base/injector-rbac.yaml');
+export const WEBHOOK_CONFIGURATION_FILE = path.join(REPO, 'manifests/base/mutatingwebhookconfiguration.yaml');
+
+const SHIPPED = { namespace: 'chaperone-system', webhookConfiguration: 'chaperone-injector', binding: 'chaperone-impersonator', injectorRole: 'chaperone-injector' };
+
+/** One injector installation of a test run. */
+export interface InjectorInstallation {
+  /** The injector's namespace. */
+  namespace: string;
+  /** `key=value`: only namespaces carrying it (and chaperone.dev/inject=enabled) are this run's. */
+  runLabel: [string, string];
+  webhookConfiguration: string;
+  /** The impersonator ClusterRoleBinding this installation keeps. */
+  binding: string;
+  /** A kubeconfig file for the injector's service account. */
+  kubeconfigFile: string;
+  dir: string;
+  admission: AdmissionregistrationV1Api;
+  /** The controller configuration of this installation, with more flags. */
+  config(flags?: string[]): ControllerConfig;
+  /** A controller replica with a client (and token) of its own; stopped by cleanup() unless stopped before. */
+  startReplica(flags?: string[]): Controller;
+  /** A new namespace of this run, labelled for injection. */
+  createLabelledNamespace(prefix: string): Promise<string>;
+  cleanup(): Promise<void>;
+}
+
+function renamed<T extends KubernetesObject>(object: T, changes: { namespace: string; suffix: string; webhookConfiguration: string; binding: string }): T {
+  const copy = structuredClone(object);
+  const metadata = copy.metadata!;
+  const clusterScoped = copy.kind === 'ClusterRole' || copy.kind === 'ClusterRoleBinding';
+  if (metadata.namespace === SHIPPED.namespace) metadata.namespace = changes.namespace;
+  if (clusterScoped) metadata.name = `${metadata.name}-${changes.suffix}`;
+  const withRules = copy as unknown as V1ClusterRole | V1Role;
+  for (const rule of withRules.rules ?? []) {
+    if (rule.resources?.includes('clusterrolebindings')) rule.resourceNames = rule.resourceNames?.map(() => changes.binding);
+    if (rule.resources?.includes('mutatingwebhookconfigurations')) rule.resourceNames = rule.resourceNames?.map(() => changes.webhookConfiguration);
+  }
+  const binding = copy as unknown as { roleRef?: { kind: string; name: string }; subjects?: { namespace?: string }[] };
+  if (binding.roleRef?.kind === 'ClusterRole') binding.roleRef.name = `${binding.roleRef.name}-${changes.suffix}`;
+  for (const subject of binding.subjects ?? []) if (subject.namespace === SHIPPED.namespace) subject.namespace = changes.namespace;
+  return copy;
+}
+
+/** Installs the injector's RBAC (the shipped rules, names made unique) and a namespace for it. */
+export async function installInjector(cp: ControlPlane, clients: AdminClients): Promise<InjectorInstallation> {
+  const suffix = randomBytes(4).toString('hex');
+  const namespace = `chaperone-system-${suffix}`;
+  const webhookConfiguration = `chaperone-injector-${suffix}`;
+  const binding = `chaperone-impersonator-${suffix}`;
+  const runLabel: [string, string] = ['chaperone.dev/test-run', suffix];
+  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-injector-'));
+  await clients.core.createNamespace({ body: { metadata: { name: namespace } } });
+  await ensureImpersonatorRole(clients);
+
+  const objects = YAML.parseAllDocuments(await readFile(INJECTOR_RBAC_FILE, 'utf8')).map((doc) =>
+    renamed(doc.toJS() as KubernetesObject, { namespace, suffix, webhookConfiguration, binding }),
+  );
+  const kube = clients.kubeconfig;
+  const objectApi = KubernetesObjectApi.makeApiClient(kube);
+  for (const object of objects) await objectApi.create(object);
+  const clusterScoped = objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding');
+
+  const token = await mintServiceAccountToken(clients, namespace, 'chaperone-injector', { expirationSeconds: 3600 });
+  const kubeconfigFile = path.join(dir, 'injector.kubeconfig');
+  await writeFile(kubeconfigFile, kubeconfigYaml(cp.url, cp.ca.certPem, 'chaperone-injector', { token }), { mode: 0o600 });
+
+  const replicas: Controller[] = [];
+  const namespaces: string[] = [];
+  const config = (flags: string[] = []) =>
+    loadControllerConfig(
+      [
+        `--namespace=${namespace}`,
+        `--kubeconfig=${kubeconfigFile}`,
+        `--webhook-configuration=${webhookConfiguration}`,
+        `--impersonator-binding=${binding}`,
+        `--provision-selector=${runLabel.join('=')}`,
+        ...flags,
+      ],
+      {},
+    );
+  return {
+    namespace,
+    runLabel,
+    webhookConfiguration,
+    binding,
+    kubeconfigFile,
+    dir,
+    admission: kube.makeApiClient(AdmissionregistrationV1Api),
+    config,
+    startReplica: (flags = []) => {
+      // Each replica loads the file itself: a client of its own, as a process of its own would have.
+      const kubeconfig = new KubeConfig();
+      kubeconfig.loadFromFile(kubeconfigFile);
+      const replica = startController(config(flags), { kubeconfig, log: createLogger('injector', 'error') });
+      replicas.push(replica);
+      return replica;
+    },
+    createLabelledNamespace: async (prefix) => {
+      const name = `${prefix}-${randomBytes(4).toString('hex')}`;
+      await clients.core.createNamespace({ body: { metadata: { name, labels: { 'chaperone.dev/inject': 'enabled', [runLabel[0]]: runLabel[1] } } } });
+      namespaces.push(name);
+      return name;
+    },
+    cleanup: async () => {
+      await Promise.all(replicas.map((replica) => replica.stop()));
+      const admission = kube.makeApiClient(AdmissionregistrationV1Api);
+      const ignore = () => undefined;
+      await admission.deleteMutatingWebhookConfiguration({ name: webhookConfiguration }).catch(ignore);
+      await clients.rbac.deleteClusterRoleBinding({ name: binding }).catch(ignore);
+      for (const object of clusterScoped) await objectApi.delete(object).catch(ignore);
+      for (const name of [...namespaces, namespace]) await clients.core.deleteNamespace({ name }).catch(ignore);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The shipped webhook configuration, pointed at URLs instead of the Service (one webhook per URL) and
+ * limited to this run's namespaces, so that no other suite's pods ever reach it.
+ */
+export async function createWebhookConfiguration(installation: InjectorInstallation, urls: string[]): Promise<V1MutatingWebhookConfiguration> {
+  const shipped = YAML.parse(await readFile(WEBHOOK_CONFIGURATION_FILE, 'utf8')) as V1MutatingWebhookConfiguration;
+  const template = shipped.webhooks![0]!;
+  const [key, value] = installation.runLabel;
+  const body: V1MutatingWebhookConfiguration = {
+    ...shipped,
+    metadata: { ...shipped.metadata, name: installation.webhookConfiguration },
+    webhooks: urls.map((url, i) => ({
+      ...template,
+      name: `w${i}.inject.chaperone.dev`,
+      clientConfig: { url },
+      namespaceSelector: {
+        matchLabels: { [key]: value },
+        matchExpressions: (template.namespaceSelector?.matchExpressions ?? []).map((expression) =>
+          expression.key === 'kubernetes.io/metadata.name' ? { ...expression, values: [...(expression.values ?? []), installation.namespace] } : expression,
+        ),
+      },
+    })),
+  };
+  return installation.admission.createMutatingWebhookConfiguration({ body });
+}
+
+/** The base64 caBundle of each webhook, decoded. */
+export async function readCaBundles(installation: InjectorInstallation): Promise<{ bundles: string[]; resourceVersion: string }> {
+  const configuration = await installation.admission.readMutatingWebhookConfiguration({ name: installation.webhookConfiguration });
+  return {
+    bundles: (configuration.webhooks ?? []).map((webhook) => Buffer.from(webhook.clientConfig.caBundle ?? '', 'base64').toString('utf8')),
+    resourceVersion: configuration.metadata?.resourceVersion ?? '',
+  };
+}
+
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const result = await check();
+      if (result !== undefined && result !== false) return result;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+// ---- a pod's files, as the kubelet would write them ----
+
+function fieldValue(pod: V1Pod, fieldPath: string): string {
+  if (fieldPath === 'metadata.name') return pod.metadata!.name!;
+  if (fieldPath === 'metadata.namespace') return pod.metadata!.namespace!;
+  const annotation = /^metadata\.annotations\['(.+)'\]$/.exec(fieldPath);
+  if (annotation) return pod.metadata?.annotations?.[annotation[1]!] ?? '';
+  throw new Error(`the test kubelet does not know the field ${fieldPath}`);
+}
+
+async function projectedFiles(clients: AdminClients, pod: V1Pod, source: V1VolumeProjection): Promise<Record<string, string>> {
+  const namespace = pod.metadata!.namespace!;
+  const files: Record<string, string> = {};
+  if (source.serviceAccountToken) {
+    const token = await clients.core.createNamespacedServiceAccountToken({
+      name: pod.spec!.serviceAccountName!,
+      namespace,
+      body: {
+        spec: {
+          audiences: source.serviceAccountToken.audience ? [source.serviceAccountToken.audience] : [],
+          expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3600,
+          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! },
+        },
+      },
+    });
+    files[source.serviceAccountToken.path] = token.status?.token ?? '';
+  }
+  if (source.configMap) {
+    const configMap = await clients.core.readNamespacedConfigMap({ name: source.configMap.name!, namespace });
+    for (const item of source.configMap.items ?? []) {
+      const value = configMap.data?.[item.key];
+      if (value === undefined) throw new Error(`ConfigMap ${namespace}/${source.configMap.name} has no key ${item.key}`);
+      files[item.path] = value;
+    }
+  }
+  if (source.secret) {
+    const data = decodeData((await clients.core.readNamespacedSecret({ name: source.secret.name!, namespace })).data);
+    for (const item of source.secret.items ?? Object.keys(data).map((key) => ({ key, path: key }))) {
+      if (data[item.key] === undefined) throw new Error(`Secret ${namespace}/${source.secret.name} has no key ${item.key}`);
+      files[item.path] = data[item.key]!;
+    }
+  }
+  for (const item of source.downwardAPI?.items ?? []) files[item.path] = fieldValue(pod, item.fieldRef!.fieldPath);
+  return files;
+}
+
+/**
+ * Writes the files of every volume the container mounts under `dir`, as the kubelet would (failing,
+ * as the kubelet would, when an object or key a volume names is missing); returns mount path -> directory.
+ */
+export async function writeMountedFiles(clients: AdminClients, pod: V1Pod, container: V1Container, dir: string): Promise<Map<string, string>> {
+  const mounts = new Map<string, string>();
+  for (const mount of container.volumeMounts ?? []) {
+    const volume = pod.spec!.volumes!.find((v) => v.name === mount.name);
+    if (!volume) throw new Error(`container ${container.name} mounts volume ${mount.name}, which the pod does not have`);
+    const sources: V1VolumeProjection[] = volume.projected?.sources ?? [
+      ...(volume.secret ? [{ secret: { name: volume.secret.secretName!, ...(volume.secret.items ? { items: volume.secret.items } : {}) } }] : []),
+      ...(volume.configMap ? [{ configMap: volume.configMap }] : []),
+    ];
+    if (sources.length === 0) throw new Error(`the test kubelet cannot mount volume ${volume.name}`);
+    const local = path.join(dir, container.name, mount.name);
+    await mkdir(local, { recursive: true });
+    for (const source of sources) {
+      for (const [file, content] of Object.entries(await projectedFiles(clients, pod, source))) {
+        // Whole files at once, as the kubelet's symlink swap gives them: never half-written.
+        const target = path.join(local, file);
+        await writeFile(`${target}.tmp`, content, { mode: 0o600 });
+        await rename(`${target}.tmp`, target);
+      }
+    }
+    mounts.set(mount.mountPath, local);
+  }
+  return mounts;
+}
+
+/** Replaces mount paths in a flag value with where their files were written. */
+function relocate(arg: string, mounts: Map<string, string>): string {
+  for (const [mountPath, local] of mounts) if (arg.includes(`=${mountPath}/`)) return arg.replace(`=${mountPath}/`, `=${local}/`);
+  return arg;
+}
+
+export interface PodSidecar {
+  url: string;
+  /** The files the dashboard container sees in its service-account directory: ca.crt, namespace, token. */
+  dashboard: { caPem: string; token: string; namespace: string };
+  /** The files the sidecar mounts: mount path -> local directory. */
+  mounts: Map<string, string>;
+  /** Writes every file again from the objects as they are now, as the kubelet does when they change. */
+  refresh(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the pod's chaperone container in this process with its own arguments and environment and
+ * exactly the files the pod mounts; only its listeners move to free ports on 127.0.0.1, and the
+ * service variables name the local API server.
+ */
+export async function startPodSidecar(cp: ControlPlane, clients: AdminClients, pod: V1Pod, containerName = 'chaperone'): Promise<PodSidecar> {
+  const containers = [...(pod.spec!.initContainers ?? []), ...pod.spec!.containers];
+  const sidecar = containers.find((c) => c.name === containerName);
+  const dashboard = containers.find((c) => c.name !== containerName);
+  if (!sidecar || !dashboard) throw new Error(`pod ${pod.metadata?.name} has no ${containerName} container beside the dashboard`);
+  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-pod-'));
+  const mounts = await writeMountedFiles(clients, pod, sidecar, dir);
+  const dashboardMounts = await writeMountedFiles(clients, pod, dashboard, dir);
+  const serviceAccountDir = dashboardMounts.get('/var/run/secrets/kubernetes.io/serviceaccount')!;
+  const read = (file: string) => readFile(path.join(serviceAccountDir, file), 'utf8');
+  const readDashboard = async () => ({ caPem: await read('ca.crt'), token: await read('token'), namespace: await read('namespace') });
+
+  const env: Record<string, string> = { KUBERNETES_SERVICE_HOST: cp.host, KUBERNETES_SERVICE_PORT: String(cp.port) };
+  for (const variable of sidecar.env ?? []) env[variable.name] = variable.value ?? fieldValue(pod, variable.valueFrom!.fieldRef!.fieldPath);
+  const args = [
+    ...(sidecar.args ?? []).map((arg) => relocate(arg, mounts)),
+    '--listen=127.0.0.1:0',
+    '--ops-listen=127.0.0.1:0',
+    '--log-level=warn',
+    '--audit-sinks=file',
+    `--audit-file-path=${path.join(dir, 'audit.jsonl')}`,
+  ];
+  const running: RunningSidecar = await startSidecar(loadSidecarConfig(args, env), createLogger('sidecar', 'warn'));
+  const result: PodSidecar = {
+    url: `https://127.0.0.1:${running.listening[0]!.port}`,
+    dashboard: await readDashboard(),
+    mounts,
+    refresh: async () => {
+      await writeMountedFiles(clients, pod, sidecar, dir);
+      await writeMountedFiles(clients, pod, dashboard, dir);
+      result.dashboard = await readDashboard();
+    },
+    stop: async () => {
+      await running.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return result;
+}

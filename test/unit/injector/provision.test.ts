@@ -1,0 +1,213 @@
+// Namespace provisioning without an API server: what the readiness check reports, the shared
+// binding's subjects, leader election over a Lease, and that the controller's names are the ones the
+// injected pod refers to.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { ApiException, type CoordinationV1Api, type V1Lease, type V1Secret } from '@kubernetes/client-node';
+import { createCA, issueCertificate } from '../../../lib/pki.js';
+import { controllerConfigSpec, loadControllerConfig } from '../../../injector/controller-config.js';
+import { injectorConfigSpec } from '../../../injector/config.js';
+import { renderReference, type Options } from '../../../lib/config.js';
+import { injectedVolumes } from '../../../injector/proxy.js';
+import { resolveSettings } from '../../../injector/settings.js';
+import { newCaSet, trustBundle } from '../../../injector/certs/ca-set.js';
+import { encodeData } from '../../../injector/provision/kube.js';
+import { LeaderElection } from '../../../injector/provision/lease.js';
+import { ownLabels } from '../../../injector/provision/names.js';
+import {
+  boundNamespaces,
+  caConfigMapData,
+  sameSubjects,
+  serviceAccountSubject,
+  withoutSubject,
+  withSubject,
+  type ProvisioningNames,
+} from '../../../injector/provision/objects.js';
+import { missingPieces, notProvisionedMessage, type ObservedProvisioning } from '../../../injector/provision/readiness.js';
+import { provisioningNames } from '../../../injector/controller.js';
+import { silentLog, testConfig } from './helpers.js';
+
+const names: ProvisioningNames = {
+  installation: 'chaperone-system',
+  serviceAccount: 'chaperone-impersonator',
+  servingSecret: 'chaperone-serving',
+  caConfigMap: 'chaperone-ca',
+  impersonatorRole: 'chaperone-impersonator',
+  impersonatorBinding: 'chaperone-impersonator',
+};
+
+describe('injector namespace provisioning', function () {
+  this.timeout(20_000);
+
+  describe('the readiness check', function () {
+    const ca = createCA({ commonName: 'serving' });
+    const labels = ownLabels('chaperone-system');
+    const leaf = issueCertificate(ca, { commonName: 'sidecar', usage: 'server', ipAddresses: ['127.0.0.1'] });
+    const secret = (certPem: string): V1Secret => ({ metadata: { name: 'chaperone-serving', labels }, data: encodeData({ 'tls.crt': certPem, 'tls.key': leaf.keyPem }) });
+    const complete: ObservedProvisioning = {
+      serviceAccount: { metadata: { name: 'chaperone-impersonator', labels } },
+      binding: {
+        metadata: { name: 'chaperone-impersonator', labels },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'chaperone-impersonator' },
+        subjects: [serviceAccountSubject('team-a', 'chaperone-impersonator')],
+      },
+      configMap: { metadata: { name: 'chaperone-ca', labels }, data: { 'serving-ca.crt': ca.certPem, 'identity-ca.crt': ca.certPem } },
+      secret: secret(leaf.certPem),
+    };
+    const now = new Date();
+
+    it('finds nothing missing in a provisioned namespace', function () {
+      assert.deepEqual(missingPieces(complete, names, 'team-a', now), []);
+    });
+
+    it('names every missing object', function () {
+      const nothing = { serviceAccount: undefined, binding: undefined, configMap: undefined, secret: undefined };
+      assert.deepEqual(missingPieces(nothing, names, 'team-a', now), [
+        'ServiceAccount chaperone-impersonator',
+        'ClusterRoleBinding chaperone-impersonator',
+        'ConfigMap chaperone-ca',
+        'Secret chaperone-serving',
+      ]);
+    });
+
+    it('sees a binding that does not name this namespace, a missing key, and an expired certificate', function () {
+      const expired = issueCertificate(ca, { commonName: 'old', usage: 'server', notBefore: new Date(now.getTime() - 7200_000), notAfter: new Date(now.getTime() - 3600_000) });
+      const observed: ObservedProvisioning = {
+        ...complete,
+        binding: { ...complete.binding!, subjects: [serviceAccountSubject('team-b', 'chaperone-impersonator')] },
+        configMap: { ...complete.configMap!, data: { 'serving-ca.crt': ca.certPem } },
+        secret: secret(expired.certPem),
+      };
+      const missing = missingPieces(observed, names, 'team-a', now);
+      assert.equal(missing.length, 3);
+      assert.equal(missing[0], 'ServiceAccount chaperone-impersonator among the subjects of ClusterRoleBinding chaperone-impersonator');
+      assert.equal(missing[1], 'ConfigMap chaperone-ca key identity-ca.crt');
+      assert.match(missing[2]!, /^Secret chaperone-serving \(it holds a certificate that expired at /);
+    });
+
+    it('does not count objects another installation (or a person) created', function () {
+      const foreign = { metadata: { name: 'chaperone-impersonator', labels: ownLabels('other-system') } };
+      const missing = missingPieces({ ...complete, serviceAccount: foreign }, names, 'team-a', now);
+      assert.deepEqual(missing, ['ServiceAccount chaperone-impersonator (exists, but this chaperone installation did not create it and leaves it alone)']);
+    });
+
+    it('words the admission refusal with the namespace, what is missing and where to look', function () {
+      const message = notProvisionedMessage('team-a', { ready: false, missing: ['ServiceAccount chaperone-impersonator', 'Secret chaperone-serving'] });
+      assert.match(message, /namespace team-a is labelled for injection but not ready; missing: ServiceAccount chaperone-impersonator; Secret chaperone-serving\./);
+      assert.match(message, /docs\/operations\.md#troubleshooting/);
+    });
+  });
+
+  describe('the shared ClusterRoleBinding', function () {
+    const a = serviceAccountSubject('team-a', 'chaperone-impersonator');
+    const b = serviceAccountSubject('team-b', 'chaperone-impersonator');
+
+    it('gets each namespace once, in a stable order, and loses it again', function () {
+      const both = withSubject(withSubject([], b), a);
+      assert.deepEqual(both, [a, b]);
+      assert.deepEqual(withSubject(both, a), both, 'adding twice changes nothing');
+      assert.ok(sameSubjects(both, withSubject([b], a)));
+      assert.deepEqual(withoutSubject(both, b), [a]);
+      assert.deepEqual(boundNamespaces([...both, { kind: 'User', name: 'x', apiGroup: 'rbac.authorization.k8s.io' }], 'chaperone-impersonator'), ['team-a', 'team-b']);
+    });
+  });
+
+  describe('the names', function () {
+    it('are the ones the injected pod refers to', function () {
+      const config = loadControllerConfig([], {});
+      const cas = { identity: newCaSet(new Date(), { commonName: 'i', validityMs: 3600_000, propagationMs: 0, overlapMs: 0 }), serving: newCaSet(new Date(), { commonName: 's', validityMs: 3600_000, propagationMs: 0, overlapMs: 0 }) };
+      const data = caConfigMapData(cas);
+      assert.equal(data['serving-ca.crt'], trustBundle(cas.serving));
+      const settings = resolveSettings(testConfig());
+      assert.equal(settings.serviceAccount, config.serviceAccount);
+      const volumes = injectedVolumes(settings);
+      const secretNames = volumes.flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+      assert.deepEqual(secretNames, [config.servingSecret]);
+      const configMapKeys = volumes.flatMap((v) => [
+        ...(v.configMap ? [[v.configMap.name, v.configMap.items![0]!.key]] : []),
+        ...(v.projected?.sources ?? []).flatMap((s) => (s.configMap && s.configMap.name !== 'kube-root-ca.crt' ? [[s.configMap.name, s.configMap.items![0]!.key]] : [])),
+      ]);
+      for (const [name, key] of configMapKeys) {
+        assert.equal(name, config.caConfigMap);
+        assert.ok(key! in data, `the ConfigMap holds ${key}`);
+      }
+      assert.equal(provisioningNames(config).installation, 'chaperone-system');
+    });
+
+    it('are listed in docs/operations.md exactly as the spec defines them', function () {
+      const doc = readFileSync(new URL('../../../docs/operations.md', import.meta.url), 'utf8');
+      const generated = /<!-- controller options: generated[^\n]*-->\n([\s\S]*?)<!-- end of controller options -->/.exec(doc)?.[1];
+      const reference = renderReference(controllerConfigSpec, 'x').split('\n').slice(2).join('\n').trim();
+      assert.equal(generated?.trim(), reference, 'regenerate the table from injector/controller-config.ts');
+    });
+
+    it('have the same keys and defaults as the injector configuration, so the two merge', function () {
+      for (const [key, option] of Object.entries(controllerConfigSpec.options)) {
+        const theirs = (injectorConfigSpec.options as Options)[key];
+        if (theirs) assert.deepEqual(option.presence, theirs.presence, `${key} has the same default`);
+      }
+    });
+  });
+
+  describe('leader election', function () {
+    /** A Lease store with the API server's optimistic concurrency. */
+    function fakeCoordination(): CoordinationV1Api {
+      let stored: V1Lease | undefined;
+      let version = 0;
+      const copy = (lease: V1Lease) => JSON.parse(JSON.stringify(lease)) as V1Lease;
+      const api = {
+        readNamespacedLease: () => (stored ? Promise.resolve(copy(stored)) : Promise.reject(new ApiException(404, 'not found', {}, {}))),
+        createNamespacedLease: ({ body }: { body: V1Lease }) => {
+          if (stored) return Promise.reject(new ApiException(409, 'exists', {}, {}));
+          stored = { ...copy(body), metadata: { ...body.metadata, resourceVersion: String(++version) } };
+          return Promise.resolve(copy(stored));
+        },
+        replaceNamespacedLease: ({ body }: { body: V1Lease }) => {
+          if (body.metadata?.resourceVersion !== stored?.metadata?.resourceVersion) return Promise.reject(new ApiException(409, 'conflict', {}, {}));
+          stored = { ...copy(body), metadata: { ...body.metadata, resourceVersion: String(++version) } };
+          return Promise.resolve(copy(stored));
+        },
+      };
+      return api as unknown as CoordinationV1Api;
+    }
+
+    async function waitFor(condition: () => boolean, what: string): Promise<void> {
+      const deadline = Date.now() + 5000;
+      while (!condition()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+
+    it('makes one replica the leader, and hands over at once when it stops', async function () {
+      const coordination = fakeCoordination();
+      const leading: string[] = [];
+      const elector = (identity: string) =>
+        new LeaderElection({
+          coordination,
+          namespace: 'chaperone-system',
+          name: 'chaperone-injector',
+          identity,
+          leaseDurationMs: 60_000,
+          retryPeriodMs: 50,
+          log: silentLog,
+          onStartedLeading: () => leading.push(`+${identity}`),
+          onStoppedLeading: () => {
+            leading.push(`-${identity}`);
+            return Promise.resolve();
+          },
+        });
+      const [a, b] = [elector('a'), elector('b')];
+      a.start();
+      await waitFor(() => a.isLeader(), 'a to lead');
+      b.start();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.ok(!b.isLeader(), 'b waits while a renews');
+      await a.stop();
+      // The lease lasts a minute: b takes it this soon only because a released it.
+      await waitFor(() => b.isLeader(), 'b to lead');
+      assert.deepEqual(leading, ['+a', '-a', '+b']);
+      await b.stop();
+    });
+  });
+});
