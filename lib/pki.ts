@@ -69,16 +69,18 @@ function toPem(cert: forge.pki.Certificate): string {
   return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
 }
 
-export function createCA(request: CARequest): CertificateAndKey {
+/** A certificate with a fresh key, a random serial and its validity; subject and extensions are the caller's. */
+function newCertificate(notBefore: Date | undefined, notAfter: Date | undefined, seconds: number) {
   const { forgeKey, keyPem } = generateRsaKey();
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e);
   cert.serialNumber = serialNumber();
-  [cert.validity.notBefore, cert.validity.notAfter] = validity(
-    request.notBefore,
-    undefined,
-    request.validitySeconds ?? DEFAULT_CA_VALIDITY_SECONDS,
-  );
+  [cert.validity.notBefore, cert.validity.notAfter] = validity(notBefore, notAfter, seconds);
+  return { cert, forgeKey, keyPem };
+}
+
+export function createCA(request: CARequest): CertificateAndKey {
+  const { cert, forgeKey, keyPem } = newCertificate(request.notBefore, undefined, request.validitySeconds ?? DEFAULT_CA_VALIDITY_SECONDS);
   const name = subject(request.commonName);
   cert.setSubject(name);
   cert.setIssuer(name);
@@ -110,15 +112,7 @@ function subjectAltNames(request: CertificateRequest): Record<string, unknown>[]
 export function issueCertificate(ca: CertificateAndKey, request: CertificateRequest): CertificateAndKey {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
-  const { forgeKey, keyPem } = generateRsaKey();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e);
-  cert.serialNumber = serialNumber();
-  [cert.validity.notBefore, cert.validity.notAfter] = validity(
-    request.notBefore,
-    request.notAfter,
-    request.validitySeconds ?? DEFAULT_LEAF_VALIDITY_SECONDS,
-  );
+  const { cert, keyPem } = newCertificate(request.notBefore, request.notAfter, request.validitySeconds ?? DEFAULT_LEAF_VALIDITY_SECONDS);
   cert.setSubject(subject(request.commonName, request.organizations));
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([
