@@ -6,7 +6,7 @@ import { AdmissionregistrationV1Api, CoordinationV1Api, CoreV1Api, RbacAuthoriza
 import { createLogger, type Logger } from '../lib/log.js';
 import { CertificateFeed, type CertificateListener, type ServingCertificate } from './certs/feed.js';
 import { CertificateReconciler } from './certs/reconciler.js';
-import type { ControllerConfig } from './controller-config.js';
+import type { InjectorConfig } from './config.js';
 import { kubeConfigFrom } from './namespaces.js';
 import { LeaderElection } from './provision/lease.js';
 import { ownLabels, SECRETS } from './provision/names.js';
@@ -34,7 +34,7 @@ export interface ControllerDependencies {
   log?: Logger;
 }
 
-export function provisioningNames(config: ControllerConfig): ProvisioningNames {
+export function provisioningNames(config: InjectorConfig): ProvisioningNames {
   return {
     installation: config.namespace,
     serviceAccount: config.serviceAccount,
@@ -45,7 +45,7 @@ export function provisioningNames(config: ControllerConfig): ProvisioningNames {
   };
 }
 
-export function startController(config: ControllerConfig, dependencies: ControllerDependencies = {}): Controller {
+export function startController(config: InjectorConfig, dependencies: ControllerDependencies = {}): Controller {
   const kubeconfig = dependencies.kubeconfig ?? kubeConfigFrom(config.kubeconfig);
   const log = (dependencies.log ?? createLogger('injector')).child({ part: 'controller' });
   const core = kubeconfig.makeApiClient(CoreV1Api);

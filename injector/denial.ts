@@ -1,8 +1,9 @@
 // A pod the injector will not admit: the message reaches the person who ran kubectl, verbatim.
 
-export type DenialReason = 'BadRequest' | 'Forbidden' | 'InternalError';
+/** ServiceUnavailable: not yet (a namespace still being provisioned); the same request may succeed soon. */
+export type DenialReason = 'BadRequest' | 'Forbidden' | 'InternalError' | 'ServiceUnavailable';
 
-const CODES: Readonly<Record<DenialReason, number>> = { BadRequest: 400, Forbidden: 403, InternalError: 500 };
+const CODES: Readonly<Record<DenialReason, number>> = { BadRequest: 400, Forbidden: 403, InternalError: 500, ServiceUnavailable: 503 };
 
 export class Denial extends Error {
   readonly code: number;

@@ -1,6 +1,12 @@
-// Wires the injector together from its configuration and starts serving.
+// Wires the injector together from its configuration and starts serving: the controller
+// (certificates, namespace provisioning) and the webhook, which serves the controller's certificate
+// unless certificate files are configured, and refuses pods in namespaces not provisioned yet.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createLogger, type Logger } from '../lib/log.js';
 import type { InjectorConfig } from './config.js';
+import { startController, type Controller } from './controller.js';
 import { Denial } from './denial.js';
 import { kubeConfigFrom, namespaceLabelsFromApi } from './namespaces.js';
 import type { NamespaceLabels } from './review.js';
@@ -10,6 +16,12 @@ import { resolveSettings } from './settings.js';
 export interface RunningInjector {
   port: number;
   stop(): Promise<void>;
+}
+
+export interface InjectorDependencies {
+  namespaceLabels?: NamespaceLabels;
+  /** A controller started elsewhere (tests): used, and left running on stop. Without it the injector starts its own. */
+  controller?: Controller;
 }
 
 /** A configuration the injector cannot work with, found on start: a refusal to start. */
@@ -23,10 +35,18 @@ function apiNamespaceLabels(kubeconfig: string | undefined): NamespaceLabels {
   }
 }
 
+function ownController(config: InjectorConfig, log: Logger): Controller {
+  try {
+    return startController(config, { log });
+  } catch (err) {
+    throw new CannotStart(`cannot start the controller: ${(err as Error).message}`);
+  }
+}
+
 export async function startInjector(
   config: InjectorConfig,
   log: Logger = createLogger('injector', config.logLevel),
-  namespaceLabels?: NamespaceLabels,
+  dependencies: InjectorDependencies = {},
 ): Promise<RunningInjector> {
   try {
     resolveSettings(config);
@@ -35,12 +55,53 @@ export async function startInjector(
     if (err instanceof Denial) throw new CannotStart(err.message.replace(/^chaperone cannot inject this pod: /, ''));
     throw err;
   }
-  const server = await startInjectorServer(
-    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
-    config.listen,
-    { config, namespaceLabels: namespaceLabels ?? apiNamespaceLabels(config.kubeconfig), log },
-    log,
+  if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
+    throw new CannotStart('--tls-cert-file and --tls-key-file go together: give both (to serve those files) or neither (to serve the certificate the controller keeps)');
+  }
+  const namespaceLabels = dependencies.namespaceLabels ?? apiNamespaceLabels(config.kubeconfig);
+  const controller = dependencies.controller ?? ownController(config, log);
+  const stopController = dependencies.controller ? () => Promise.resolve() : () => controller.stop();
+
+  let bootstrapDir: string | undefined;
+  let server;
+  try {
+    await controller.ready();
+    let files: { certFile: string; keyFile: string };
+    if (config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined) {
+      files = { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile };
+    } else {
+      // The listeners start from files; the controller's certificate is swapped in from memory after.
+      const current = controller.currentCertificate();
+      if (!current) throw new Error('the controller is ready but has no certificate');
+      bootstrapDir = await mkdtemp(path.join(tmpdir(), 'chaperone-injector-tls-'));
+      files = { certFile: path.join(bootstrapDir, 'tls.crt'), keyFile: path.join(bootstrapDir, 'tls.key') };
+      await writeFile(files.certFile, current.certPem, { mode: 0o600 });
+      await writeFile(files.keyFile, current.keyPem, { mode: 0o600 });
+    }
+    server = await startInjectorServer(
+      files,
+      config.listen,
+      { config, namespaceLabels, provisioning: (namespace) => controller.provisioningStatus(namespace), log },
+      log,
+    );
+  } catch (err) {
+    await stopController();
+    if (bootstrapDir) await rm(bootstrapDir, { recursive: true, force: true });
+    throw err;
+  }
+  const running = server;
+  const unsubscribe = bootstrapDir ? controller.onCertificate((certificate) => running.setCertificate(certificate.certPem, certificate.keyPem)) : () => undefined;
+  log.info(
+    { port: server.port, namespace: config.namespace, mode: config.sidecarMode, image: config.sidecarImage, certificate: bootstrapDir ? 'controller' : 'files' },
+    'chaperone injector serving',
   );
-  log.info({ port: server.port, namespace: config.namespace, mode: config.sidecarMode, image: config.sidecarImage }, 'chaperone injector serving');
-  return { port: server.port, stop: () => server.close() };
+  return {
+    port: server.port,
+    stop: async () => {
+      unsubscribe();
+      await running.close();
+      await stopController();
+      if (bootstrapDir) await rm(bootstrapDir, { recursive: true, force: true });
+    },
+  };
 }

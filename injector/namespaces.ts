@@ -6,7 +6,7 @@ import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { NamespaceLabels } from './review.js';
 
 /** Below the webhook's timeoutSeconds (manifests/base), so the injector answers before the API server gives up. */
-const LOOKUP_TIMEOUT_MS = 3000;
+export const LOOKUP_TIMEOUT_MS = 3000;
 
 export function kubeConfigFrom(file: string | undefined): KubeConfig {
   const kubeconfig = new KubeConfig();

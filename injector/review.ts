@@ -6,7 +6,9 @@ import type { InjectorConfig } from './config.js';
 import { Denial } from './denial.js';
 import { injectPod, refuseUnsafe } from './mutate.js';
 import { INJECT_LABEL } from './names.js';
+import { LOOKUP_TIMEOUT_MS } from './namespaces.js';
 import { jsonPatch, type PatchOperation } from './patch.js';
+import { notProvisionedMessage, type ProvisioningStatus } from './provision/readiness.js';
 import { SIDECAR_NAME } from './proxy.js';
 import { resolveSettings } from './settings.js';
 
@@ -16,10 +18,29 @@ export const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public
 /** The labels of a namespace, undefined if there is no such namespace. */
 export type NamespaceLabels = (namespace: string) => Promise<Readonly<Record<string, string>> | undefined>;
 
+/** What a labelled namespace still lacks for a pod to start there (the controller's provisioningStatus). */
+export type Provisioning = (namespace: string) => Promise<ProvisioningStatus>;
+
 export interface ReviewContext {
   config: InjectorConfig;
   namespaceLabels: NamespaceLabels;
+  /** Without it, every labelled namespace counts as provisioned. */
+  provisioning?: Provisioning;
   log: Logger;
+}
+
+async function provisioningOf(namespace: string, provisioning: Provisioning, timeoutMs = LOOKUP_TIMEOUT_MS): Promise<ProvisioningStatus> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the API server within ${timeoutMs}ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([provisioning(namespace), timeout]);
+  } catch (err) {
+    throw new Denial('InternalError', `chaperone cannot tell whether namespace ${namespace} is provisioned: ${(err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 interface AdmissionRequest {
@@ -124,6 +145,10 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
   if (addingEphemeral) {
     if ([...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].some((c) => c.name === SIDECAR_NAME)) refuseUnsafe(pod.spec!);
     return allow(uid);
+  }
+  if (ctx.provisioning) {
+    const status = await provisioningOf(namespace, ctx.provisioning);
+    if (!status.ready) throw new Denial('ServiceUnavailable', notProvisionedMessage(namespace, status));
   }
   const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {});
   const injected = JSON.parse(JSON.stringify(injectPod(pod, settings))) as Record<string, unknown>;

@@ -13,7 +13,7 @@ import { certificateInfo } from '../lib/pki.js';
 import { beginRotation } from './certs/ca-set.js';
 import { updateCaSecret } from './certs/ca-secret.js';
 import { caPolicy } from './certs/reconciler.js';
-import { controllerConfigSpec } from './controller-config.js';
+import { injectorConfigSpec } from './config.js';
 import { kubeConfigFrom } from './namespaces.js';
 import { CA_KINDS, CA_SECRET, ownLabels, type CaKind } from './provision/names.js';
 
@@ -21,10 +21,10 @@ export const rotateConfigSpec = defineSpec({
   command: 'npx tsx injector/rotate.ts identity|serving|webhook',
   summary: "Starts the rotation of one of the injector's CAs: the new CA is trusted at once and signs after the propagation delay.",
   options: {
-    kubeconfig: controllerConfigSpec.options.kubeconfig,
-    namespace: controllerConfigSpec.options.namespace,
-    caPropagationDelay: controllerConfigSpec.options.caPropagationDelay,
-    caValidity: controllerConfigSpec.options.caValidity,
+    kubeconfig: injectorConfigSpec.options.kubeconfig,
+    namespace: injectorConfigSpec.options.namespace,
+    caPropagationDelay: injectorConfigSpec.options.caPropagationDelay,
+    caValidity: injectorConfigSpec.options.caValidity,
   },
 });
 

@@ -99,11 +99,13 @@ function handler(ctx: ReviewContext) {
 
 export interface InjectorServer {
   port: number;
+  /** Serves this certificate from now on (the controller's, when no files are configured). */
+  setCertificate(certPem: string, keyPem: string): void;
   close(): Promise<void>;
 }
 
 export async function startInjectorServer(files: { certFile: string; keyFile: string }, listen: string, ctx: ReviewContext, log: Logger): Promise<InjectorServer> {
   const listeners = new TlsListeners(files, { request: handler(ctx) }, log);
   const [bound] = await listeners.listen([listen]);
-  return { port: bound!.port, close: () => listeners.close() };
+  return { port: bound!.port, setCertificate: (certPem, keyPem) => listeners.setCertificate(certPem, keyPem), close: () => listeners.close() };
 }

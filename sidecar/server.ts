@@ -96,6 +96,16 @@ export class TlsListeners {
     }
   }
 
+  /**
+   * Serves this certificate from now on (new connections; open ones keep theirs), with the CA the
+   * listeners already have: for a certificate that comes from elsewhere than the files.
+   */
+  setCertificate(certPem: string, keyPem: string): void {
+    const ca = this.files.clientCaFile ? { ca: readFileSync(this.files.clientCaFile) } : {};
+    for (const server of this.servers) server.setSecureContext({ cert: certPem, key: keyPem, ...ca });
+    this.log.info('serving a new certificate');
+  }
+
   /** Stops accepting; resolves once every open connection has ended. */
   async close(): Promise<void> {
     this.watched.forEach((w) => w.close());

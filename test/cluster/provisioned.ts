@@ -27,7 +27,7 @@ import { createLogger } from '../../lib/log.js';
 import { loadSidecarConfig } from '../../sidecar/config.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
 import { startController, type Controller } from '../../injector/controller.js';
-import { loadControllerConfig, type ControllerConfig } from '../../injector/controller-config.js';
+import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import type { ControlPlane } from './control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from './kube.js';
@@ -52,8 +52,10 @@ export interface InjectorInstallation {
   kubeconfigFile: string;
   dir: string;
   admission: AdmissionregistrationV1Api;
-  /** The controller configuration of this installation, with more flags. */
-  config(flags?: string[]): ControllerConfig;
+  /** The flags that make an injector (and its controller) this installation's: namespace, kubeconfig, and the names of this run. */
+  flags: string[];
+  /** The injector configuration of this installation, with more flags. */
+  config(flags?: string[]): InjectorConfig;
   /** A controller replica with a client (and token) of its own; stopped by cleanup() unless stopped before. */
   startReplica(flags?: string[]): Controller;
   /** A new namespace of this run, labelled for injection. */
@@ -103,18 +105,14 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients): 
 
   const replicas: Controller[] = [];
   const namespaces: string[] = [];
-  const config = (flags: string[] = []) =>
-    loadControllerConfig(
-      [
-        `--namespace=${namespace}`,
-        `--kubeconfig=${kubeconfigFile}`,
-        `--webhook-configuration=${webhookConfiguration}`,
-        `--impersonator-binding=${binding}`,
-        `--provision-selector=${runLabel.join('=')}`,
-        ...flags,
-      ],
-      {},
-    );
+  const installationFlags = [
+    `--namespace=${namespace}`,
+    `--kubeconfig=${kubeconfigFile}`,
+    `--webhook-configuration=${webhookConfiguration}`,
+    `--impersonator-binding=${binding}`,
+    `--provision-selector=${runLabel.join('=')}`,
+  ];
+  const config = (flags: string[] = []) => loadInjectorConfig([...installationFlags, ...flags], {});
   return {
     namespace,
     runLabel,
@@ -123,6 +121,7 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients): 
     kubeconfigFile,
     dir,
     admission: kube.makeApiClient(AdmissionregistrationV1Api),
+    flags: installationFlags,
     config,
     startReplica: (flags = []) => {
       // Each replica loads the file itself: a client of its own, as a process of its own would have.

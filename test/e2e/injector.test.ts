@@ -1,6 +1,8 @@
-// The injector end to end: the real API server calls it through the shipped
-// MutatingWebhookConfiguration (manifests/base), rewritten only to reach a local URL and to select
-// this run's namespaces alone (the control plane is shared with the other suites).
+// The injector end to end, as it ships: with its controller, which keeps its serving certificate and
+// the webhook configuration's caBundle and provisions the labelled namespaces. The real API server
+// calls it through the shipped MutatingWebhookConfiguration (manifests/base), rewritten only to reach
+// a local URL and to select this run's namespaces alone; the cluster-wide names are this run's own
+// (test/cluster/provisioned.ts), since the control plane is shared with the other suites.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,21 +10,24 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { AdmissionregistrationV1Api, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, PatchStrategy, setHeaderOptions, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
 import type { ControlPlane } from '../cluster/control-plane.js';
 import { adminClients, createNamespace, createServiceAccount, kubectl, type AdminClients } from '../cluster/kube.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
+import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { goldenCases } from '../../scripts/gen-injector-goldens.js';
 import { canonicalQuantity } from '../../injector/quantity.js';
-import { decodePatch, review, startTestInjector, type TestInjector } from '../unit/injector/helpers.js';
+import { installInjector, type InjectorInstallation } from '../cluster/provisioned.js';
+import { decodePatch, review, silentLog } from '../unit/injector/helpers.js';
 
 const WEBHOOK_FILE = fileURLToPath(new URL('../../manifests/base/mutatingwebhookconfiguration.yaml', import.meta.url));
 const RUN_LABEL = 'chaperone.dev/test-run';
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 interface Registered {
-  injector: TestInjector;
+  installation: InjectorInstallation;
+  injector: RunningInjector;
   webhook: string;
   run: string;
   /** Labelled for injection, with the scoped and the default service account. */
@@ -32,9 +37,11 @@ interface Registered {
   remove(): Promise<void>;
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+async function waitFor<T>(what: string, check: () => Promise<T | false | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
+  for (;;) {
+    const result = await check();
+    if (result !== false && result !== undefined) return result;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
@@ -65,44 +72,57 @@ describe('injector (the real API server calls it)', function () {
     return result.pod!;
   }
 
-  /** The shipped webhook configuration, for a local injector and this run's namespaces only. */
-  async function register(injector: TestInjector, run: string): Promise<string> {
+  /** The shipped webhook configuration, for a local injector and this run's namespaces only; the injector sets its caBundle. */
+  async function register(injector: RunningInjector, installation: InjectorInstallation, run: string): Promise<string> {
     const config = YAML.parse(await readFile(WEBHOOK_FILE, 'utf8')) as V1MutatingWebhookConfiguration;
-    const name = `${config.metadata!.name}-${run}`;
+    const name = installation.webhookConfiguration;
     config.metadata!.name = name;
     const webhook = config.webhooks![0]!;
-    webhook.clientConfig = { url: `${injector.url}/mutate`, caBundle: Buffer.from(injector.caPem).toString('base64') };
+    webhook.clientConfig = { url: `https://127.0.0.1:${injector.port}/mutate` };
     webhook.namespaceSelector!.matchExpressions!.push({ key: RUN_LABEL, operator: 'In', values: [run] });
     await clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api).createMutatingWebhookConfiguration({ body: config });
     return name;
   }
 
   async function setUp(): Promise<Registered> {
-    const run = randomBytes(4).toString('hex');
-    const injector = await startTestInjector(namespaceLabelsFromApi(clients.kubeconfig));
-    const labelled = await createNamespace(clients, 'inject', { 'chaperone.dev/inject': 'enabled', [RUN_LABEL]: run });
+    const installation = await installInjector(cp, clients);
+    const run = installation.runLabel[1];
+    // No certificate files: it serves its controller's certificate, issued for 127.0.0.1 too.
+    const config = installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s']);
+    const injector = await startInjector(config, silentLog, { namespaceLabels: namespaceLabelsFromApi(clients.kubeconfig) });
+    // Its controller creates the scoped service account (and the rest) in the labelled namespace.
+    const labelled = await installation.createLabelledNamespace('inject');
     const unlabelled = await createNamespace(clients, 'plain', { [RUN_LABEL]: run });
-    // The ServiceAccount admission plugin refuses a pod whose service account does not exist.
-    await createServiceAccount(clients, labelled, 'chaperone-impersonator');
     for (const namespace of [labelled, unlabelled]) {
       await waitFor(`the default service account in ${namespace}`, async () => (await kubectl(cp.adminKubeconfig, ['get', 'serviceaccount', 'default', '-n', namespace])).code === 0);
     }
-    const webhook = await register(injector, run);
-    // The API server picks up webhook configurations from an informer, a moment after the write.
-    await waitFor('the API server to call the injector', async () => {
-      const result = await kubectlPod(['create', '--dry-run=server'], podJson('probe'), labelled);
-      return result.pod?.spec?.serviceAccountName === 'chaperone-impersonator';
-    });
-    const admission = clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api);
+    const webhook = await register(injector, installation, run);
+    // The API server picks up webhook configurations from an informer, a moment after the write; the
+    // controller sets the caBundle and provisions the namespace within seconds.
+    await waitFor(
+      'the API server to call the injector',
+      async () => {
+        const result = await kubectlPod(['create', '--dry-run=server'], podJson('probe'), labelled);
+        return result.pod?.spec?.serviceAccountName === 'chaperone-impersonator';
+      },
+      60_000,
+    );
+    let stopped = false;
+    const stop = async () => {
+      if (stopped) return;
+      stopped = true;
+      await injector.stop();
+    };
     return {
-      injector,
+      installation,
+      injector: { port: injector.port, stop },
       webhook,
       run,
       labelled,
       unlabelled,
       remove: async () => {
-        await admission.deleteMutatingWebhookConfiguration({ name: webhook });
-        await injector.stop();
+        await stop();
+        await installation.cleanup();
       },
     };
   }
@@ -225,6 +245,41 @@ describe('injector (the real API server calls it)', function () {
     assert.equal(allowed.code, 0, allowed.stderr);
   });
 
+  it('refuses a pod in a labelled namespace that is not provisioned, naming what is missing; injects it once it is', async function () {
+    // Deterministically not ready: a ServiceAccount of the scoped account's name that the injector did
+    // not create (it leaves such an object alone), made before the namespace is labelled.
+    const namespace = await createNamespace(clients, 'fresh', { [RUN_LABEL]: main.run });
+    try {
+      await createServiceAccount(clients, namespace, 'chaperone-impersonator');
+      await waitFor(`the default service account in ${namespace}`, async () => (await kubectl(cp.adminKubeconfig, ['get', 'serviceaccount', 'default', '-n', namespace])).code === 0);
+      await clients.core.patchNamespace(
+        { name: namespace, body: { metadata: { labels: { 'chaperone.dev/inject': 'enabled', [main.installation.runLabel[0]]: main.installation.runLabel[1] } } } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      const notReady =
+        /chaperone cannot inject this pod yet: namespace fresh-\S+ is labelled for injection but not ready; missing: ServiceAccount chaperone-impersonator \(exists, but this chaperone installation did not create it and leaves it alone\)/;
+      // The API server sees the new label a moment after the write (its namespace informer).
+      const refused = await waitFor('the API server to call the injector for the new namespace', async () => {
+        const result = await kubectlPod(['create', '--dry-run=server'], podJson('early'), namespace);
+        assert.ok(result.code !== 0 || result.pod?.spec?.serviceAccountName === 'default', 'a pod is never injected into a namespace that is not ready');
+        return result.code !== 0 && result.stderr;
+      });
+      assert.match(refused, /admission webhook "inject\.chaperone\.dev" denied the request/);
+      assert.match(refused, notReady);
+      const created = await kubectlPod(['create'], podJson('early'), namespace);
+      assert.notEqual(created.code, 0);
+      assert.match(created.stderr, notReady);
+
+      await clients.core.deleteNamespacedServiceAccount({ name: 'chaperone-impersonator', namespace });
+      await waitFor('the namespace to be provisioned', async () => (await kubectlPod(['create', '--dry-run=server'], podJson('late'), namespace)).code === 0, 30_000);
+      const stored = await create(podJson('late'), namespace);
+      assert.equal(stored.spec!.initContainers?.[0]?.name, 'chaperone');
+      assert.equal(stored.spec!.serviceAccountName, 'chaperone-impersonator');
+    } finally {
+      await clients.core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    }
+  });
+
   describe('with failurePolicy Fail and the injector stopped', function () {
     let stopped: Registered;
 
@@ -234,7 +289,7 @@ describe('injector (the real API server calls it)', function () {
     });
 
     after(async function () {
-      await clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api).deleteMutatingWebhookConfiguration({ name: stopped.webhook });
+      await stopped?.remove();
     });
 
     it('refuses pods in a labelled namespace: a dashboard never starts without its proxy', async function () {

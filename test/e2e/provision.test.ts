@@ -10,7 +10,6 @@ import { promisify } from 'node:util';
 import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, isIssuedBy, splitPemCertificates, type CertificateAndKey } from '../../lib/pki.js';
 import { createLogger } from '../../lib/log.js';
-import { loadInjectorConfig } from '../../injector/config.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import type { Controller } from '../../injector/controller.js';
 import { rotateCa } from '../../injector/rotate.js';
@@ -64,11 +63,10 @@ describe('namespace provisioning (two injector replicas, real API server)', func
     const certDir = path.join(installation.dir, 'tls');
     replicas = [installation.startReplica([...flags, `--webhook-cert-dir=${certDir}`]), installation.startReplica(flags)];
     await Promise.all(replicas.map((replica) => replica.ready()));
-    const config = loadInjectorConfig(
-      ['--listen=127.0.0.1:0', `--tls-cert-file=${certDir}/tls.crt`, `--tls-key-file=${certDir}/tls.key`, `--kubeconfig=${installation.kubeconfigFile}`, `--namespace=${installation.namespace}`],
-      {},
-    );
-    injector = await startInjector(config, createLogger('injector', 'warn'));
+    // The webhook serves the files the first replica writes, and asks that replica about provisioning
+    // (a process of its own would start a controller of its own: a third replica, as in test/e2e/injector.test.ts).
+    const config = installation.config(['--listen=127.0.0.1:0', `--tls-cert-file=${certDir}/tls.crt`, `--tls-key-file=${certDir}/tls.key`]);
+    injector = await startInjector(config, createLogger('injector', 'warn'), { controller: replicas[0]! });
     await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
     await waitFor('the caBundle', async () => (await readCaBundles(installation)).bundles[0] !== '');
   });

@@ -11,6 +11,8 @@ import { pino } from 'pino';
 import type { Logger } from '../../../lib/log.js';
 import { createCA, issueCertificate } from '../../../lib/pki.js';
 import { startInjector } from '../../../injector/injector.js';
+import type { Controller } from '../../../injector/controller.js';
+import type { ProvisioningStatus } from '../../../injector/provision/readiness.js';
 import { loadInjectorConfig, type InjectorConfig } from '../../../injector/config.js';
 import { answerReview, type AdmissionReviewOut, type NamespaceLabels } from '../../../injector/review.js';
 import type { PatchOperation } from '../../../injector/patch.js';
@@ -19,6 +21,19 @@ export const LABELLED_NAMESPACE = 'team-a';
 
 export function testConfig(argv: string[] = []): InjectorConfig {
   return loadInjectorConfig(['--tls-cert-file=/unused/tls.crt', '--tls-key-file=/unused/tls.key', ...argv], {});
+}
+
+/** A controller without an API server: no certificate of its own, every namespace provisioned unless told otherwise. */
+export function fakeController(provisioning: (namespace: string) => Promise<ProvisioningStatus> = () => Promise.resolve({ ready: true, missing: [] })): Controller {
+  return {
+    identity: 'fake',
+    ready: () => Promise.resolve(),
+    stop: () => Promise.resolve(),
+    onCertificate: () => () => undefined,
+    currentCertificate: () => undefined,
+    provisioningStatus: provisioning,
+    isLeader: () => false,
+  };
 }
 
 /** team-a is labelled for injection; plain exists without the label; anything else does not exist. */
@@ -90,15 +105,18 @@ export interface TestInjector {
   stop(): Promise<void>;
 }
 
-/** The injector on a free port of 127.0.0.1, with a serving certificate from a CA of its own. */
-export async function startTestInjector(namespaceLabels: NamespaceLabels, argv: string[] = []): Promise<TestInjector> {
+/**
+ * The injector on a free port of 127.0.0.1, with a serving certificate from a CA of its own. With
+ * controller 'own' it starts its own controller (argv must then reach an API server).
+ */
+export async function startTestInjector(namespaceLabels: NamespaceLabels, argv: string[] = [], controller: Controller | 'own' = fakeController()): Promise<TestInjector> {
   const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-injector-'));
   const ca = createCA({ commonName: 'chaperone-test-injector-ca' });
   const serving = issueCertificate(ca, { commonName: 'chaperone-injector', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   await writeFile(path.join(dir, 'tls.crt'), serving.certPem);
   await writeFile(path.join(dir, 'tls.key'), serving.keyPem, { mode: 0o600 });
   const config = loadInjectorConfig(['--listen=127.0.0.1:0', `--tls-cert-file=${dir}/tls.crt`, `--tls-key-file=${dir}/tls.key`, ...argv], {});
-  const injector = await startInjector(config, silentLog, namespaceLabels);
+  const injector = await startInjector(config, silentLog, { namespaceLabels, ...(controller === 'own' ? {} : { controller }) });
   return {
     url: `https://127.0.0.1:${injector.port}`,
     port: injector.port,

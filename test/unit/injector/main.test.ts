@@ -29,7 +29,12 @@ describe('injector/main (the process)', function () {
     assert.equal(result.code, 2);
     assert.match(result.stderr, /--sidecar-mode: "sideways" is not one of native, classic/);
     assert.match(result.stderr, /CHAPERONE_MEMORY_LIMIT: "lots" is not a resource quantity/);
-    assert.match(result.stderr, /tlsCertFile: required/);
+  });
+
+  it('refuses to start with a certificate file without its key (or the other way round)', async function () {
+    const result = await run(['--tls-key-file=/k', '--kubeconfig=/nonexistent']);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /invalid configuration: --tls-cert-file and --tls-key-file go together/);
   });
 
   it('refuses to start with defaults that every pod would be denied for', async function () {

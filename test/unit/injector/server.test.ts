@@ -1,10 +1,15 @@
 // The webhook over HTTPS, as the API server calls it.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import fc from 'fast-check';
 import type { V1Pod } from '@kubernetes/client-node';
 import { rawRequest, type RawResponse } from '../../cluster/sidecar.js';
+import { createCA, issueCertificate } from '../../../lib/pki.js';
+import { startInjectorServer } from '../../../injector/server.js';
 import type { AdmissionReviewOut, NamespaceLabels } from '../../../injector/review.js';
-import { admissionReview, applyPatch, decodePatch, LABELLED_NAMESPACE, startTestInjector, testNamespaces, type ReviewInput, type TestInjector } from './helpers.js';
+import { admissionReview, applyPatch, decodePatch, LABELLED_NAMESPACE, silentLog, startTestInjector, testConfig, testNamespaces, type ReviewInput, type TestInjector } from './helpers.js';
 
 const POD: V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'dash' }, spec: { containers: [{ name: 'app', image: 'app:1' }] } };
 
@@ -183,5 +188,37 @@ describe('injector/server (HTTPS, POST /mutate)', function () {
       { numRuns: 300 },
     );
     assert.equal((await rawRequest(`${injector.url}/healthz`, { ca: injector.caPem })).status, 200);
+  });
+});
+
+describe('injector/server: a certificate from the controller', function () {
+  this.timeout(60_000);
+
+  it('serves the certificate it is given from then on (setCertificate), without a restart', async function () {
+    const issue = (name: string) => {
+      const ca = createCA({ commonName: name });
+      return { ca, leaf: issueCertificate(ca, { commonName: 'chaperone-injector', usage: 'server', ipAddresses: ['127.0.0.1'] }) };
+    };
+    const first = issue('first');
+    const second = issue('second');
+    const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-injector-set-'));
+    await writeFile(path.join(dir, 'tls.crt'), first.leaf.certPem);
+    await writeFile(path.join(dir, 'tls.key'), first.leaf.keyPem);
+    const server = await startInjectorServer(
+      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key') },
+      '127.0.0.1:0',
+      { config: testConfig(), namespaceLabels: testNamespaces, log: silentLog },
+      silentLog,
+    );
+    try {
+      const healthz = (ca: string) => rawRequest(`https://127.0.0.1:${server.port}/healthz`, { ca }).then((r) => r.status, (err: Error) => err.message);
+      assert.equal(await healthz(first.ca.certPem), 200);
+      server.setCertificate(second.leaf.certPem, second.leaf.keyPem);
+      assert.equal(await healthz(second.ca.certPem), 200);
+      assert.notEqual(await healthz(first.ca.certPem), 200, 'the first certificate is no longer served');
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
