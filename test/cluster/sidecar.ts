@@ -193,7 +193,10 @@ async function startInProcess(args: string[]): Promise<Started> {
 
 async function startProcessSidecar(args: string[], port: number, opsPort: number, output?: ProcessOutput): Promise<Started> {
   const files = output ? [openSync(output.stdout, 'w'), openSync(output.stderr, 'w')] : undefined;
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { stdio: files ? ['ignore', ...files] : ['ignore', 'inherit', 'inherit'] });
+  // As in a pod: none of the test harness's own CHAPERONE_* variables (CHAPERONE_CACHE_DIR…), which
+  // the sidecar would rightly refuse as unknown configuration.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('CHAPERONE_')));
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env, stdio: files ? ['ignore', ...files] : ['ignore', 'inherit', 'inherit'] });
   files?.forEach((fd) => closeSync(fd));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 30_000;
