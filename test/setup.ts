@@ -10,8 +10,16 @@ if (major !== REQUIRED_NODE_MAJOR) {
   );
 }
 
+const EXIT_GRACE_MS = 30_000;
+
 export async function mochaGlobalTeardown(): Promise<void> {
   await stopSharedControlPlane();
+  // A test that leaves a server or socket open keeps mocha from exiting, and CI would hang until its
+  // time limit. Fail instead, quickly, naming what is still open.
+  setTimeout(() => {
+    process.stderr.write(`mocha had not exited ${EXIT_GRACE_MS / 1000}s after the last test; still open: ${process.getActiveResourcesInfo().join(', ')}\n`);
+    process.exit(1);
+  }, EXIT_GRACE_MS).unref();
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

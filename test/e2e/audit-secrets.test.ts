@@ -39,6 +39,11 @@ function tellTales(name: string, secret: string): [string, string][] {
 
 describe('audit: nothing secret in any output (the sidecar as a process)', function () {
   this.timeout(180_000);
+  // A failure before the end must not leave the receiver listening: mocha would never exit.
+  let leftOpen: { dispose(): Promise<void> } | undefined;
+  after(async function () {
+    await leftOpen?.dispose();
+  });
 
   it('writes no token, key or Secret value to standard output, standard error, the audit file or the webhook', async function () {
     this.timeout(15 * 60_000);
@@ -57,6 +62,7 @@ describe('audit: nothing secret in any output (the sidecar as a process)', funct
     AuditPolicy.parse(policy, 'docs/audit.md'); // the recommended policy is one the sidecar accepts
     await writeFile(file('policy.yaml'), policy);
     const receiver = await startReceiver();
+    leftOpen = receiver;
     const sidecar = await startTestSidecar(cp, clients, {
       asProcess: true,
       output: { stdout: file('stdout'), stderr: file('stderr') },
@@ -105,6 +111,7 @@ describe('audit: nothing secret in any output (the sidecar as a process)', funct
       ['the webhook', JSON.stringify(receiver.events)],
     ];
     await receiver.dispose();
+    leftOpen = undefined;
     await rm(out, { recursive: true, force: true });
 
     const events = parseEventLines(outputs[0]![1]);
