@@ -1,18 +1,8 @@
 // The injector as a process: what an operator sees when they start it wrong, or ask for help.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { runMain } from '../../cluster/run-main.js';
 
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../injector/main.ts');
-
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 30_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runMain('injector/main.ts', args, env);
 
 describe('injector/main (the process)', function () {
   this.timeout(30_000);
