@@ -6,7 +6,13 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
 import { ensureKubectl } from '../test/cluster/binaries.js';
-import { adminClients, auditEventsFor, bindClusterRoleInNamespace, mintServiceAccountToken, serviceAccountSubject, userSubject, waitForCanI } from '../test/cluster/kube.js';
+import {
+  adminClients,
+  auditEventsFor,
+  grantInNamespace,
+  mintServiceAccountToken,
+  serviceAccountSubject,
+} from '../test/cluster/kube.js';
 import { ensureImpersonatorRole, launchSidecar, rawRequest, type LocalSidecar } from '../test/cluster/sidecar.js';
 import { personKubeconfig } from './kubeconfig.js';
 
@@ -37,8 +43,7 @@ async function provision(cp: ControlPlane): Promise<string> {
       subjects: [serviceAccountSubject(NAMESPACE, SERVICE_ACCOUNT)],
     },
   });
-  await bindClusterRoleInNamespace(clients, NAMESPACE, 'view', [userSubject('alice')]);
-  await waitForCanI(cp, 'alice', ['list', 'pods', '-n', NAMESPACE]);
+  await grantInNamespace(cp, clients, NAMESPACE, 'view', 'alice');
   await clients.core.createNamespacedConfigMap({ namespace: NAMESPACE, body: { metadata: { name: 'dashboard-settings' }, data: { theme: 'dark' } } });
   return mintServiceAccountToken(clients, NAMESPACE, SERVICE_ACCOUNT);
 }

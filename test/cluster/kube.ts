@@ -111,6 +111,16 @@ export async function waitForCanI(cp: ControlPlane, asUser: string, args: string
   }
 }
 
+/**
+ * Binds view, edit or admin to a person in a namespace and waits until the API server's authoriser
+ * has seen it (every one of those roles lets them list config maps).
+ */
+export async function grantInNamespace(cp: ControlPlane, clients: AdminClients, namespace: string, clusterRole: 'view' | 'edit' | 'admin', user: string): Promise<string> {
+  const binding = await bindClusterRoleInNamespace(clients, namespace, clusterRole, [userSubject(user)]);
+  await waitForCanI(cp, user, ['list', 'configmaps', '-n', namespace]);
+  return binding;
+}
+
 // ---- the API server's audit log ----
 
 export interface AuditEvent {

@@ -8,7 +8,14 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, createNamespace, readAuditEvents, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
+import {
+  type AdminClients,
+  adminClients,
+  createNamespace,
+  grantInNamespace,
+  readAuditEvents,
+  waitForCanI,
+} from '../cluster/kube.js';
 import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { Event } from '../../sidecar/audit/types.js';
@@ -71,9 +78,8 @@ describe('audit policy: the same decisions as the API server with the same polic
     cp = await startControlPlane({ extraApiserverFlags: [`--audit-policy-file=${policyFile}`] });
     clients = adminClients(cp);
     ns = await createNamespace(clients, 'policy');
-    await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject('alice')]);
-    await bindClusterRoleInNamespace(clients, ns, 'view', [userSubject('quinn')]);
-    await waitForCanI(cp, 'alice', ['patch', 'configmaps', '-n', ns]);
+    await grantInNamespace(cp, clients, ns, 'edit', 'alice');
+    await grantInNamespace(cp, clients, ns, 'view', 'quinn');
     await waitForCanI(cp, 'quinn', ['list', 'pods', '-n', ns]);
     sidecar = await startTestSidecar(cp, clients, { flags: [`--audit-policy-file=${policyFile}`] });
   });

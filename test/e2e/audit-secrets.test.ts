@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sharedControlPlane } from '../cluster/shared.js';
-import { adminClients, bindClusterRoleInNamespace, createNamespace, createServiceAccount, mintServiceAccountToken, userSubject, waitForCanI } from '../cluster/kube.js';
+import {
+  adminClients,
+  createNamespace,
+  createServiceAccount,
+  grantInNamespace,
+  mintServiceAccountToken,
+} from '../cluster/kube.js';
 import { rawRequest, startTestSidecar, type RawResponse } from '../cluster/sidecar.js';
 import { AuditPolicy } from '../../sidecar/audit/policy.js';
 import { auditIdOf, parseEventLines, startReceiver, waitForEventLines } from '../unit/sidecar/audit/support.js';
@@ -50,8 +56,7 @@ describe('audit: nothing secret in any output (the sidecar as a process)', funct
     const cp = await sharedControlPlane();
     const clients = adminClients(cp);
     const ns = await createNamespace(clients, 'audit-secrets');
-    await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject('alice')]);
-    await waitForCanI(cp, 'alice', ['create', 'secrets', '-n', ns]);
+    await grantInNamespace(cp, clients, ns, 'edit', 'alice');
     await createServiceAccount(clients, ns, 'powerful');
     const forgedToken = await mintServiceAccountToken(clients, ns, 'powerful');
     const strangerToken = await mintServiceAccountToken(clients, ns, 'powerful', { expirationSeconds: 600 });

@@ -6,15 +6,15 @@ import path from 'node:path';
 import type { ControlPlane } from '../cluster/control-plane.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import {
+  type AdminClients,
   adminClients,
+  type AuditEvent,
   auditEventsFor,
-  bindClusterRoleInNamespace,
   createNamespace,
   grantClusterWide,
+  grantInNamespace,
   userSubject,
   waitForCanI,
-  type AdminClients,
-  type AuditEvent,
 } from '../cluster/kube.js';
 import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
 import { createCA, type CertificateAndKey } from '../../lib/pki.js';
@@ -36,8 +36,7 @@ describe('audit events (real API server)', function () {
     cp = await sharedControlPlane();
     clients = adminClients(cp);
     ns = await createNamespace(clients, 'audit');
-    await bindClusterRoleInNamespace(clients, ns, 'view', [userSubject('alice')]);
-    await waitForCanI(cp, 'alice', ['list', 'pods', '-n', ns]);
+    await grantInNamespace(cp, clients, ns, 'view', 'alice');
   });
 
   describe('one event per request, joined to the API server\'s by auditID', function () {
@@ -63,8 +62,7 @@ describe('audit events (real API server)', function () {
     it('writes exactly one ResponseComplete per request, allowed or refused by either side, and the API server agrees on every forwarded one', async function () {
       // Refused by the API server although the sidecar allowed it: dave's allowed decision is
       // cached, then his RoleBinding goes; the API server, asked again, says no.
-      const daveBinding = await bindClusterRoleInNamespace(clients, ns, 'view', [userSubject('dave')]);
-      await waitForCanI(cp, 'dave', ['list', 'configmaps', '-n', ns]);
+      const daveBinding = await grantInNamespace(cp, clients, ns, 'view', 'dave');
       const dave = sidecar.clientCert('dave', ['contractors']);
       const daveBefore = await via(`/api/v1/namespaces/${ns}/configmaps`, { cert: dave });
       assert.equal(daveBefore.status, 200, daveBefore.body);
@@ -152,8 +150,7 @@ describe('audit events (real API server)', function () {
     it('writes ResponseStarted and ResponseComplete for upgrades, failed upstream or refused by the sidecar', async function () {
       const execNs = await createNamespace(clients, 'audit-exec');
       await clients.core.createNamespacedPod({ namespace: execNs, body: { metadata: { name: 'web' }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } });
-      await bindClusterRoleInNamespace(clients, execNs, 'edit', [userSubject('erin')]);
-      await waitForCanI(cp, 'erin', ['create', 'pods/exec', '-n', execNs]);
+      await grantInNamespace(cp, clients, execNs, 'edit', 'erin');
       const exec = (cert: CertificateAndKey) =>
         rawRequest(`${sidecar.url}/api/v1/namespaces/${execNs}/pods/web/exec?command=true&stdout=true`, {
           method: 'POST',

@@ -16,7 +16,11 @@ import { rotateCa } from '../../injector/rotate.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { PROVISIONED_BY_LABEL, SECRETS } from '../../injector/provision/names.js';
 import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
+import {
+  type AdminClients,
+  adminClients,
+  grantInNamespace,
+} from '../cluster/kube.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import { rawRequest } from '../cluster/sidecar.js';
 import {
@@ -135,8 +139,7 @@ describe('namespace provisioning (two injector replicas, real API server)', func
     // Every volume of every container is written from the objects it names, or this throws.
     sidecar = await startPodSidecar(cp, clients, pod);
     assert.equal(sidecar.dashboard.namespace, team);
-    await bindClusterRoleInNamespace(clients, team, 'view', [userSubject('alice')]);
-    await waitForCanI(cp, 'alice', ['list', 'pods', '-n', team]);
+    await grantInNamespace(cp, clients, team, 'view', 'alice');
 
     const response = await listPods(await person('alice'));
     assert.equal(response.status, 200, response.body);
@@ -161,8 +164,7 @@ describe('namespace provisioning (two injector replicas, real API server)', func
     await waitFor('both identity CAs in the ConfigMap', async () => (await identityBundle()) === 2);
     await waitFor('the new identity CA to sign', async () => (await caSecret(SECRETS.identityCa))['ca.crt'] !== old['ca.crt']);
     const after = await person('bob-new');
-    await bindClusterRoleInNamespace(clients, team, 'view', [userSubject('bob-new')]);
-    await waitForCanI(cp, 'bob-new', ['list', 'pods', '-n', team]);
+    await grantInNamespace(cp, clients, team, 'view', 'bob-new');
     await sidecar!.refresh();
     await waitFor('a certificate from the new CA to work', async () => (await listPods(after)).status === 200);
     assert.equal((await listPods(before)).status, 200, 'a certificate from the old CA still works during the overlap');

@@ -6,17 +6,17 @@ import { connect } from 'node:tls';
 import type { ControlPlane } from '../cluster/control-plane.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import {
+  type AdminClients,
   adminClients,
   auditEventsFor,
-  bindClusterRoleInNamespace,
   createNamespace,
   grantClusterWide,
+  grantInNamespace,
   kubectl,
   mintServiceAccountToken,
   readAuditEvents,
   userSubject,
   waitForCanI,
-  type AdminClients,
 } from '../cluster/kube.js';
 import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
@@ -50,8 +50,7 @@ describe('sidecar request path (client certificates, real API server)', function
     sidecar = await startTestSidecar(cp, clients);
     allowedNs = await createNamespace(clients, 'alice-view');
     otherNs = await createNamespace(clients, 'elsewhere');
-    await bindClusterRoleInNamespace(clients, allowedNs, 'view', [userSubject('alice')]);
-    await waitForCanI(cp, 'alice', ['list', 'pods', '-n', allowedNs]);
+    await grantInNamespace(cp, clients, allowedNs, 'view', 'alice');
     alice = sidecar.clientCert('alice', ['dev', 'ops']);
     aliceKubeconfig = await sidecar.kubeconfigFor('alice', ['dev', 'ops']);
   });

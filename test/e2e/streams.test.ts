@@ -7,17 +7,17 @@ import type { IncomingMessage } from 'node:http';
 import type { ControlPlane } from '../cluster/control-plane.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import {
+  type AdminClients,
   adminClients,
   auditEventsFor,
-  bindClusterRoleInNamespace,
   createNamespace,
   grantClusterWide,
+  grantInNamespace,
   kubectl,
   mintServiceAccountToken,
   userSubject,
   waitForAuditEvents,
   waitForCanI,
-  type AdminClients,
 } from '../cluster/kube.js';
 import { rawRequest, startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
@@ -111,8 +111,7 @@ describe('streams through the sidecar (real API server)', function () {
     clients = adminClients(cp);
     sidecar = await startTestSidecar(cp, clients);
     ns = await createNamespace(clients, 'streams');
-    await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject('alice')]);
-    await waitForCanI(cp, 'alice', ['create', 'pods', '--subresource=exec', '-n', ns]);
+    await grantInNamespace(cp, clients, ns, 'edit', 'alice');
     alice = sidecar.clientCert('alice', ['dev']);
   });
 
@@ -193,8 +192,7 @@ describe('streams through the sidecar (real API server)', function () {
 
     it('refuses exec to someone without the right, from the sidecar itself', async function () {
       const bob = sidecar.clientCert('bob', []);
-      await bindClusterRoleInNamespace(clients, ns, 'view', [userSubject('bob')]);
-      await waitForCanI(cp, 'bob', ['get', 'pods', '-n', ns]);
+      await grantInNamespace(cp, clients, ns, 'view', 'bob');
       const response = await rawRequest(`${sidecar.url}/api/v1/namespaces/${ns}/pods/${pod}/exec?command=true&stdout=true`, {
         method: 'POST',
         ca: sidecar.servingCa.certPem,
@@ -287,8 +285,7 @@ describe('sidecar shutdown on SIGTERM (a real process)', function () {
     const clients = adminClients(cp);
     sidecar = await startTestSidecar(cp, clients, { asProcess: true, flags: ['--shutdown-timeout=5s'] });
     ns = await createNamespace(clients, 'shutdown');
-    await bindClusterRoleInNamespace(clients, ns, 'view', [userSubject('alice')]);
-    await waitForCanI(cp, 'alice', ['watch', 'configmaps', '-n', ns]);
+    await grantInNamespace(cp, clients, ns, 'view', 'alice');
   });
 
   after(async function () {
