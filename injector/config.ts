@@ -154,10 +154,29 @@ export const injectorConfigSpec = defineSpec({
       default: '24h',
       description: 'How long a CA stays trusted after its successor took over: longer than any certificate it signed is still in use.',
     }),
-    impersonatorRole: option(str(), { default: 'chaperone-impersonator', description: 'The ClusterRole of the scoped service accounts (manifests/base/impersonator-clusterrole.yaml).' }),
-    impersonatorBinding: option(str(), {
+    impersonatorRole: option(str(), {
       default: 'chaperone-impersonator',
-      description: "The one ClusterRoleBinding the injector keeps, binding every labelled namespace's scoped service account to the impersonator role.",
+      description: "The prefix of each labelled namespace's impersonator ClusterRole and ClusterRoleBinding, named <prefix>:<namespace> and generated from the namespace's access policy.",
+    }),
+    impersonationMode: option(oneOf(['auto', 'constrained', 'classic']), {
+      default: 'auto',
+      description:
+        'constrained: the impersonator roles hold only constrained-impersonation verbs (KEP-5284), so the API server itself limits what the scoped token can do; classic: the impersonate verb, for clusters without it; auto: constrained when the API server honours it (probed at start).',
+    }),
+    impersonationGroups: option(list(), {
+      default: [],
+      description: 'The only groups the scoped service accounts may impersonate (besides system:authenticated); empty: any group but system:masters. Needed for least privilege in classic mode.',
+      example: 'dev,ops',
+    }),
+    impersonationExtras: option(list(), {
+      default: [],
+      description:
+        "User-extra keys the sidecars may send besides chaperone's own (chaperone.dev/original-user-info, authentication.kubernetes.io/credential-id): those an AuthenticationConfiguration's claimMappings.extra or a token webhook adds.",
+      example: 'example.com/team',
+    }),
+    defaultAccess: option(oneOf(['dashboard', 'read-only']), {
+      default: 'dashboard',
+      description: 'The access policy of a labelled namespace that has no chaperone.dev/access annotation (docs/security-model.md).',
     }),
     provisionSelector: option(str(), {
       description: 'A label selector namespaces must also match to be provisioned, besides chaperone.dev/inject=enabled (to split namespaces between installations).',
@@ -189,7 +208,10 @@ export const CONTROLLER_OPTION_KEYS = [
   'caPropagationDelay',
   'caOverlap',
   'impersonatorRole',
-  'impersonatorBinding',
+  'impersonationMode',
+  'impersonationGroups',
+  'impersonationExtras',
+  'defaultAccess',
   'provisionSelector',
   'resyncInterval',
 ] as const satisfies readonly (keyof typeof injectorConfigSpec.options)[];

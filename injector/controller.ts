@@ -24,7 +24,7 @@ export interface Controller {
   /** Every new serving certificate, and at once the current one: for https.Server.setSecureContext. */
   onCertificate(listener: CertificateListener): () => void;
   currentCertificate(): ServingCertificate | undefined;
-  /** What a labelled namespace still lacks for a pod to start there (four GETs by name). */
+  /** What a labelled namespace still lacks for a pod to start there (a few GETs by name). */
   provisioningStatus(namespace: string): Promise<ProvisioningStatus>;
   isLeader(): boolean;
 }
@@ -41,7 +41,6 @@ export function provisioningNames(config: InjectorConfig): ProvisioningNames {
     servingSecret: config.servingSecret,
     caConfigMap: config.caConfigMap,
     impersonatorRole: config.impersonatorRole,
-    impersonatorBinding: config.impersonatorBinding,
   };
 }
 
@@ -80,6 +79,12 @@ export function startController(config: InjectorConfig, dependencies: Controller
         ...(config.provisionSelector ? { namespaceSelector: config.provisionSelector } : {}),
         leafValidityMs: config.certificateValidity,
         resyncMs: config.resyncInterval,
+        impersonation: {
+          mode: config.impersonationMode,
+          groups: config.impersonationGroups,
+          extras: config.impersonationExtras,
+          access: config.defaultAccess,
+        },
         log,
       });
       const certificates = new CertificateReconciler({

@@ -17,19 +17,23 @@ export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccoun
 const UPSTREAM_DIR = '/var/run/secrets/chaperone/upstream';
 const SERVING_DIR = '/var/run/secrets/chaperone/serving';
 const IDENTITY_DIR = '/var/run/secrets/chaperone/identity';
+const POLICY_DIR = '/var/run/secrets/chaperone/policy';
 
 /** The projected token of the scoped service account: mounted into the sidecar and nowhere else. */
 export const TOKEN_VOLUME = 'chaperone-upstream';
 const SERVING_VOLUME = 'chaperone-serving';
 const IDENTITY_VOLUME = 'chaperone-identity-ca';
+const POLICY_VOLUME = 'chaperone-access-policy';
 /** The stand-in service-account directory of every app container. */
 export const API_ACCESS_VOLUME = 'chaperone-api-access';
 /** Volume names the injector owns; a pod's own volume of such a name is renamed on first injection. */
-export const RESERVED_VOLUMES: readonly string[] = [TOKEN_VOLUME, SERVING_VOLUME, IDENTITY_VOLUME, API_ACCESS_VOLUME];
+export const RESERVED_VOLUMES: readonly string[] = [TOKEN_VOLUME, SERVING_VOLUME, IDENTITY_VOLUME, POLICY_VOLUME, API_ACCESS_VOLUME];
 
 /** The keys the provisioning creates in each labelled namespace. */
 export const SERVING_CA_KEY = 'serving-ca.crt';
 export const IDENTITY_CA_KEY = 'identity-ca.crt';
+/** The namespace's access policy (lib/access-policy.ts), which the sidecar enforces too. */
+export const ACCESS_POLICY_KEY = 'access-policy.json';
 
 /** What the dashboard's in-cluster config sends as its token. It has no power: nothing accepts it. */
 export const PLACEHOLDER_TOKEN = 'chaperone-placeholder-token.this-token-has-no-power';
@@ -62,6 +66,7 @@ function sidecarFlags(settings: InjectionSettings): SidecarFlag[] {
     { key: 'tlsKeyFile', value: `${SERVING_DIR}/tls.key`, because: always },
     { key: 'upstreamCaFile', value: `${UPSTREAM_DIR}/ca.crt`, because: always },
     { key: 'tokenFile', value: `${UPSTREAM_DIR}/token`, because: always },
+    { key: 'accessPolicyFile', value: `${POLICY_DIR}/${ACCESS_POLICY_KEY}`, because: always },
     { key: 'logLevel', value: settings.sidecarLogLevel, because: always },
   ];
   const authenticators = settings.authenticators;
@@ -100,6 +105,7 @@ export function sidecarContainer(settings: InjectionSettings): V1Container {
   const mounts: V1VolumeMount[] = [
     { name: TOKEN_VOLUME, mountPath: UPSTREAM_DIR, readOnly: true },
     { name: SERVING_VOLUME, mountPath: SERVING_DIR, readOnly: true },
+    { name: POLICY_VOLUME, mountPath: POLICY_DIR, readOnly: true },
   ];
   if (settings.authenticators.includes('client-cert')) mounts.push({ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true });
   return {
@@ -153,6 +159,7 @@ export function injectedVolumes(settings: InjectionSettings): V1Volume[] {
       },
     },
     { name: SERVING_VOLUME, secret: { secretName: settings.servingSecret, defaultMode: DEFAULT_MODE } },
+    { name: POLICY_VOLUME, configMap: { name: settings.caConfigMap, items: [{ key: ACCESS_POLICY_KEY, path: ACCESS_POLICY_KEY }], defaultMode: DEFAULT_MODE } },
   ];
   if (settings.authenticators.includes('client-cert')) {
     volumes.push({ name: IDENTITY_VOLUME, configMap: { name: settings.caConfigMap, items: [{ key: IDENTITY_CA_KEY, path: 'ca.crt' }], defaultMode: DEFAULT_MODE } });

@@ -78,6 +78,12 @@ export const sidecarConfigSpec = defineSpec({
     }),
     clusterTokenReviewAudiences: option(list(), { default: [], description: "Audiences cluster tokens must be for; empty means the API server's own." }),
     clusterTokenReviewCacheTtl: option(duration(), { default: '10s', description: "How long the cluster's TokenReview answers are cached." }),
+    accessPolicyFile: option(path(), {
+      description:
+        "The namespace's access policy (JSON, written by the injector into the chaperone-ca ConfigMap): the impersonation mode and what people may do at most; re-read when it changes. Without it there is no namespace policy and impersonation is classic.",
+      example: '/var/run/secrets/chaperone/policy/access-policy.json',
+    }),
+    readOnly: option(bool(), { default: false, description: 'Let people only get, list and watch through this sidecar, whatever the namespace policy allows.' }),
     guardAllow: option(list(), {
       default: [],
       description: 'User and group names starting with system: that an identity from outside the cluster may carry although the guard would refuse them.',

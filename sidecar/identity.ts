@@ -16,5 +16,4 @@ export interface Authenticated {
 
 export const ANONYMOUS: Identity = { username: 'system:anonymous', groups: ['system:unauthenticated'], extra: {} };
 
-/** The extra key under which the authenticated identity travels when the client impersonates. */
-export const ORIGINAL_USER_INFO_EXTRA = 'original-user-info.chaperone.dev';
+export { ORIGINAL_USER_INFO_EXTRA } from '../lib/access-policy.js';

@@ -1,6 +1,7 @@
 // Impersonation both ways: a client's own Impersonate-* headers in (kubectl --as), judged by the API
 // server's rules; the sidecar's Impersonate-* headers out.
 import type { OutgoingHttpHeaders } from 'node:http';
+import type { ImpersonationMode } from '../lib/access-policy.js';
 import { ORIGINAL_USER_INFO_EXTRA, type Identity } from './identity.js';
 import type { AccessReviewer, ResourceAttributes } from './authz/review.js';
 import { badRequest, forbidden, forbiddenBecause } from './status.js';
@@ -30,7 +31,8 @@ export function readImpersonationRequest(rawHeaders: readonly string[]): Imperso
   let username: string | undefined;
   let uid: string | undefined;
   const groups: string[] = [];
-  const extra: Record<string, string[]> = {};
+  // A Map: keys are the client's, and "constructor" or "__proto__" must be keys like any other.
+  const extra = new Map<string, string[]>();
   let any = false;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
@@ -47,18 +49,20 @@ export function readImpersonationRequest(rawHeaders: readonly string[]): Imperso
     } else if (name.startsWith(EXTRA_PREFIX)) {
       any = true;
       const key = unescapeExtraKey(name.slice(EXTRA_PREFIX.length));
-      (extra[key] ??= []).push(value);
+      const values = extra.get(key);
+      if (values) values.push(value);
+      else extra.set(key, [value]);
     }
   }
   if (!any) return undefined;
   if (username === undefined || username === '') {
-    const asked = [groups.length > 0 && 'groups', uid !== undefined && 'uid', Object.keys(extra).length > 0 && 'extra'].filter(Boolean);
+    const asked = [groups.length > 0 && 'groups', uid !== undefined && 'uid', extra.size > 0 && 'extra'].filter(Boolean);
     throw badRequest(`requested ${asked.join(', ') || 'impersonation'} without impersonating a user`);
   }
-  if (ORIGINAL_USER_INFO_EXTRA in extra) {
+  if (extra.has(ORIGINAL_USER_INFO_EXTRA)) {
     throw forbiddenBecause(`the extra ${ORIGINAL_USER_INFO_EXTRA} is set by chaperone and cannot be impersonated`);
   }
-  return { username, ...(uid !== undefined ? { uid } : {}), groups, extra };
+  return { username, ...(uid !== undefined ? { uid } : {}), groups, extra: Object.fromEntries(extra) };
 }
 
 function unescapeExtraKey(encoded: string): string {
@@ -81,6 +85,10 @@ export function escapeExtraKey(key: string): string {
     out += PLAIN_KEY_BYTE.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
+}
+
+export function isServiceAccount(username: string): boolean {
+  return serviceAccountOf(username) !== undefined;
 }
 
 function serviceAccountOf(username: string): { namespace: string; name: string } | undefined {
@@ -153,16 +161,24 @@ export async function authorizeImpersonation(reviewer: AccessReviewer, original:
   return impersonatedIdentity(request, original);
 }
 
-/** Names and values must survive as header lines: no control characters, nothing empty. */
+/**
+ * Names and values must survive as header lines: no control characters, nothing empty, and no
+ * spaces at either end (the API server trims those, and would see another name).
+ */
 function assertSendable(what: string, value: string): void {
    
-  if (value === '' || /[\u0000-\u001f\u007f]/.test(value)) throw badRequest(`the ${what} ${JSON.stringify(value)} cannot be sent as an impersonation header`);
+  if (value === '' || /[\u0000-\u001f\u007f]|^ | $/.test(value)) throw badRequest(`the ${what} ${JSON.stringify(value)} cannot be sent as an impersonation header`);
 }
 
-/** The Impersonate-* headers that make the API server see exactly this identity. */
-export function impersonationHeaders(identity: Identity): OutgoingHttpHeaders {
+/**
+ * The Impersonate-* headers that make the API server see this identity. Under constrained
+ * impersonation a service account is impersonated by name alone (the API server refuses more): it
+ * gets the groups the API server gives every service account, and no extras.
+ */
+export function impersonationHeaders(identity: Identity, mode: ImpersonationMode): OutgoingHttpHeaders {
   assertSendable('username', identity.username);
   const headers: OutgoingHttpHeaders = { 'impersonate-user': toWire(identity.username) };
+  if (mode === 'constrained' && isServiceAccount(identity.username)) return headers;
   if (identity.groups.length > 0) {
     identity.groups.forEach((group) => assertSendable('group', group));
     headers['impersonate-group'] = identity.groups.map(toWire);

@@ -8,6 +8,8 @@ export interface ReadinessCheck {
   name: string;
   /** Undefined when fine, else why not. */
   check(): Promise<string | undefined>;
+  /** What /readyz shows beside `ok`. */
+  detail?(): string;
 }
 
 export class OpsServer {
@@ -29,7 +31,7 @@ export class OpsServer {
         res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
       } else if (path === '/readyz') {
         void this.readiness().then((failures) => {
-          const body = this.checks.map((c) => (failures.has(c.name) ? `[-]${c.name} failed: ${failures.get(c.name)}` : `[+]${c.name} ok`)).join('\n');
+          const body = this.checks.map((c) => (failures.has(c.name) ? `[-]${c.name} failed: ${failures.get(c.name)}` : `[+]${c.name} ok${c.detail ? `: ${c.detail()}` : ''}`)).join('\n');
           res.writeHead(failures.size === 0 ? 200 : 503, { 'content-type': 'text/plain' }).end(`${body}\n${failures.size === 0 ? 'readyz check passed' : 'readyz check failed'}\n`);
         });
       } else if (path === '/metrics') {

@@ -1,10 +1,11 @@
 // The request path, top to bottom:
-// authenticate -> read nested impersonation -> guard -> authorise -> sanitise + impersonate -> forward -> record.
+// authenticate -> read nested impersonation -> guard -> access policy -> authorise -> sanitise + impersonate -> forward -> record.
 // Plain requests and upgraded connections (exec, attach, port-forward) go through the same decision.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../lib/log.js';
+import type { AccessGate } from './access.js';
 import { requestInfo, type RequestInfo } from './authz/request-info.js';
 import { attributesOf, type AccessReviewer } from './authz/review.js';
 import { AuthenticationFailed, type AuthenticatorChain } from './authn/chain.js';
@@ -35,6 +36,7 @@ export interface PipelineOptions {
   authenticators: AuthenticatorChain;
   reviewer: AccessReviewer;
   guard: GuardPolicy;
+  access: AccessGate;
   upstream: Upstream;
   audit: AuditRecorder;
   metrics: SidecarMetrics;
@@ -137,14 +139,17 @@ export class Pipeline {
     const effective = nested ? await authorizeImpersonation(this.options.reviewer, authenticated.identity, nested) : authenticated.identity;
     guardEffective(effective, this.options.guard);
 
-    await this.authorise(effective, record.info, record);
     const create = compoundCreate(record.info);
+    const { access } = this.options;
+    access.check(effective, record.info);
+    if (create) access.check(effective, create);
+    await this.authorise(effective, record.info, record);
     if (create) await this.authorise(effective, create, record);
 
     const token = this.options.upstream.bearerToken();
     if (!token) throw serviceUnavailable('chaperone has no service-account token to reach the API server with');
     record.impersonated = effective;
-    return { ...impersonationHeaders(effective), authorization: `Bearer ${token}`, 'audit-id': record.auditID };
+    return { ...impersonationHeaders(effective, access.mode()), authorization: `Bearer ${token}`, 'audit-id': record.auditID };
   }
 
   private async authenticate(req: IncomingMessage, record: RequestRecord): Promise<Authenticated> {

@@ -1,5 +1,6 @@
 // Wires the parts of the sidecar together from its configuration and starts serving.
 import { createLogger, type Logger } from '../lib/log.js';
+import { AccessGate } from './access.js';
 import { AuthenticatorChain, type Authenticator } from './authn/chain.js';
 import { ClientCertificateAuthenticator } from './authn/client-cert.js';
 import { tokenAuthenticators } from './authn/tokens.js';
@@ -45,6 +46,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   await tokens.start();
   if (tokens.extraKeys.length > 0) log.info({ extraKeys: tokens.extraKeys }, 'the scoped service account must be allowed to impersonate these userextras');
   const chain = new AuthenticatorChain(authenticators, config.anonymous);
+  const access = new AccessGate({ policyFile: config.accessPolicyFile, readOnly: config.readOnly, log });
   const pipeline = new Pipeline({
     authenticators: chain,
     reviewer: new CachingReviewer(subjectAccessReviewsVia(upstream), {
@@ -54,6 +56,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
       onLookup: (hit) => metrics.authorizationCache.inc({ result: hit ? 'hit' : 'miss' }),
     }),
     guard: { allow: config.guardAllow, deny: config.guardDeny },
+    access,
     upstream,
     audit,
     metrics,
@@ -62,7 +65,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     maxRequestBodyBytes: config.maxRequestBodyBytes,
     maxUpgrades: config.maxUpgrades,
   });
-  const ops = new OpsServer(readinessChecks(upstream, chain), metrics);
+  const ops = new OpsServer(readinessChecks(upstream, chain, access), metrics);
   const opsPort = await ops.listen(config.opsListen);
   const listeners = new TlsListeners(
     { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(config.clientCaFile ? { clientCaFile: config.clientCaFile } : {}) },
@@ -71,7 +74,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     { maxHeaderBytes: config.maxHeaderBytes, headersTimeoutMs: config.headersTimeout },
   );
   const listening = await listeners.listen([config.listen, ...(config.extraListen ? [config.extraListen] : [])]);
-  log.info({ listening, opsPort, upstream: config.upstream, authenticators: authenticators.map((a) => a.method) }, 'chaperone sidecar serving');
+  log.info({ listening, opsPort, upstream: config.upstream, authenticators: authenticators.map((a) => a.method), access: access.describe() }, 'chaperone sidecar serving');
   return {
     listening,
     opsPort,
@@ -90,6 +93,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
       pipeline.close();
       await audit.close(); // every request has ended: deliver what the sinks still hold
       tokens.close();
+      access.close();
       upstream.close();
     },
   };
@@ -98,8 +102,10 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
 const UPSTREAM_CHECK_TIMEOUT_MS = 2000;
 
 /** Ready means a person's request could be served now: a token, a reachable API server, every method able to authenticate. */
-function readinessChecks(upstream: Upstream, chain: AuthenticatorChain): ReadinessCheck[] {
+function readinessChecks(upstream: Upstream, chain: AuthenticatorChain, access: AccessGate): ReadinessCheck[] {
   return [
+    // Always listed, so that /readyz also says which impersonation mode and policy are in force.
+    { name: 'access-policy', check: () => Promise.resolve(access.problem()), detail: () => access.describe() },
     { name: 'service-account-token', check: () => Promise.resolve(upstream.bearerToken() ? undefined : 'the token file is missing or empty') },
     {
       name: 'upstream',

@@ -1,12 +1,14 @@
 // "Can a pod in this namespace start?" — what the injector asks before it admits a pod into a
 // labelled namespace, so that a pod whose service account, certificate or CA bundle is not there yet
 // is refused with a message that says what is missing, rather than admitted to fail at start.
-import type { CoreV1Api, RbacAuthorizationV1Api, V1ClusterRoleBinding, V1ConfigMap, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
+import type { CoreV1Api, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
+import { parsePolicy } from '../../lib/access-policy.js';
 import { certificateInfo } from '../../lib/pki.js';
 import { TLS_CERT_KEY, TLS_KEY_KEY } from '../certs/feed.js';
+import { accessPolicyFor, AccessPolicyError } from './access.js';
 import { decodeData, unlessNotFound } from './kube.js';
-import { IDENTITY_CA_KEY, isOwn, SERVING_CA_KEY } from './names.js';
-import { boundNamespaces, type ProvisioningNames } from './objects.js';
+import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, isOwn, SERVING_CA_KEY } from './names.js';
+import { bindsOnly, impersonatorName, serviceAccountSubject, type ProvisioningNames } from './objects.js';
 
 export interface ProvisioningStatus {
   ready: boolean;
@@ -17,9 +19,12 @@ export interface ProvisioningStatus {
 /** The objects as read; undefined: there is none. */
 export interface ObservedProvisioning {
   serviceAccount: V1ServiceAccount | undefined;
+  role: V1ClusterRole | undefined;
   binding: V1ClusterRoleBinding | undefined;
   configMap: V1ConfigMap | undefined;
   secret: V1Secret | undefined;
+  /** The namespace's annotations, whose access policy may be the thing that is wrong. */
+  annotations?: Record<string, string> | undefined;
 }
 
 const FOREIGN = 'exists, but this chaperone installation did not create it and leaves it alone';
@@ -35,22 +40,46 @@ function certificateProblem(secret: V1Secret, now: Date): string | undefined {
   }
 }
 
+function accessPolicyProblem(annotations: Record<string, string> | undefined): string | undefined {
+  try {
+    // Only whether the annotations make a policy: the mode and served resources do not change that.
+    accessPolicyFor(annotations, { mode: 'classic', access: 'dashboard', groups: [], extras: [] }, { core: [], groups: [] });
+    return undefined;
+  } catch (err) {
+    if (err instanceof AccessPolicyError) return `a valid access policy: ${err.message}`;
+    throw err;
+  }
+}
+
 /** What is missing, judged from the objects as read. */
 export function missingPieces(observed: ObservedProvisioning, names: ProvisioningNames, namespace: string, now: Date): string[] {
   const missing: string[] = [];
   const own = (labels: Record<string, string> | undefined) => isOwn(labels, names.installation);
-  const { serviceAccount, binding, configMap, secret } = observed;
+  const { serviceAccount, role, binding, configMap, secret } = observed;
+  const rbacName = impersonatorName(names, namespace);
+  const policyProblem = accessPolicyProblem(observed.annotations);
+  if (policyProblem) missing.push(policyProblem);
   if (!serviceAccount) missing.push(`ServiceAccount ${names.serviceAccount}`);
   else if (!own(serviceAccount.metadata?.labels)) missing.push(`ServiceAccount ${names.serviceAccount} (${FOREIGN})`);
-  if (!binding) missing.push(`ClusterRoleBinding ${names.impersonatorBinding}`);
-  else if (!boundNamespaces(binding.subjects, names.serviceAccount).includes(namespace)) {
-    missing.push(`ServiceAccount ${names.serviceAccount} among the subjects of ClusterRoleBinding ${names.impersonatorBinding}`);
+  if (!role) missing.push(`ClusterRole ${rbacName}`);
+  else if (!own(role.metadata?.labels)) missing.push(`ClusterRole ${rbacName} (${FOREIGN})`);
+  if (!binding) missing.push(`ClusterRoleBinding ${rbacName}`);
+  else if (!own(binding.metadata?.labels)) missing.push(`ClusterRoleBinding ${rbacName} (${FOREIGN})`);
+  else if (!bindsOnly(binding, rbacName, serviceAccountSubject(namespace, names.serviceAccount))) {
+    missing.push(`ClusterRoleBinding ${rbacName} binding ClusterRole ${rbacName} to ServiceAccount ${names.serviceAccount} alone`);
   }
   if (!configMap) missing.push(`ConfigMap ${names.caConfigMap}`);
   else if (!own(configMap.metadata?.labels)) missing.push(`ConfigMap ${names.caConfigMap} (${FOREIGN})`);
   else {
-    const absent = [SERVING_CA_KEY, IDENTITY_CA_KEY].filter((key) => !configMap.data?.[key]);
+    const absent = [SERVING_CA_KEY, IDENTITY_CA_KEY, ACCESS_POLICY_KEY].filter((key) => !configMap.data?.[key]);
     if (absent.length > 0) missing.push(`ConfigMap ${names.caConfigMap} key ${absent.join(' and ')}`);
+    else {
+      try {
+        parsePolicy(configMap.data![ACCESS_POLICY_KEY]!, `ConfigMap ${names.caConfigMap} key ${ACCESS_POLICY_KEY}`);
+      } catch (err) {
+        missing.push((err as Error).message);
+      }
+    }
   }
   if (!secret) missing.push(`Secret ${names.servingSecret}`);
   else if (!own(secret.metadata?.labels)) missing.push(`Secret ${names.servingSecret} (${FOREIGN})`);
@@ -66,16 +95,19 @@ export interface ProvisioningApis {
   rbac: RbacAuthorizationV1Api;
 }
 
-/** Reads what the namespace holds (four GETs by name, in parallel) and says what is missing. */
+/** Reads the namespace and what it holds (six GETs by name, in parallel) and says what is missing. */
 export async function checkProvisioning(apis: ProvisioningApis, names: ProvisioningNames, namespace: string, now = new Date()): Promise<ProvisioningStatus> {
   const { core, rbac } = apis;
-  const [serviceAccount, binding, configMap, secret] = await Promise.all([
+  const rbacName = impersonatorName(names, namespace);
+  const [ns, serviceAccount, role, binding, configMap, secret] = await Promise.all([
+    unlessNotFound(core.readNamespace({ name: namespace })),
     unlessNotFound(core.readNamespacedServiceAccount({ name: names.serviceAccount, namespace })),
-    unlessNotFound(rbac.readClusterRoleBinding({ name: names.impersonatorBinding })),
+    unlessNotFound(rbac.readClusterRole({ name: rbacName })),
+    unlessNotFound(rbac.readClusterRoleBinding({ name: rbacName })),
     unlessNotFound(core.readNamespacedConfigMap({ name: names.caConfigMap, namespace })),
     unlessNotFound(core.readNamespacedSecret({ name: names.servingSecret, namespace })),
   ]);
-  const missing = missingPieces({ serviceAccount, binding, configMap, secret }, names, namespace, now);
+  const missing = missingPieces({ serviceAccount, role, binding, configMap, secret, annotations: ns?.metadata?.annotations }, names, namespace, now);
   return { ready: missing.length === 0, missing };
 }
 

@@ -1,27 +1,23 @@
 // The namespace reconciler the leader runs: it watches namespaces labelled chaperone.dev/inject=enabled
-// and keeps in each the scoped service account, its place in the impersonator ClusterRoleBinding, the
-// CA ConfigMap and the sidecar's serving certificate; when the label goes, so does all of it.
+// and keeps in each the scoped service account, its own impersonator ClusterRole (generated from the
+// namespace's access policy) and ClusterRoleBinding, the CA ConfigMap (with the policy) and the
+// sidecar's serving certificate; when the label goes, so does all of it.
 //
 // Only objects labelled as this installation's are changed or deleted; one of the same name that is
-// not is left alone and reported (the readiness check names it). The ClusterRoleBinding's subjects
-// are also the record of which namespaces were provisioned, so that a label removed while no
-// injector ran is still cleaned up.
-import type { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, V1ClusterRoleBinding, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
+// not is left alone and reported (the readiness check names it). The ClusterRoleBindings, labelled with
+// their namespace, are also the record of which namespaces were provisioned, so that a label removed
+// while no injector ran is still cleaned up.
+import type { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
+import type { AccessPolicy, ImpersonationMode } from '../../lib/access-policy.js';
 import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
 import { readSecret, writeLeafSecret } from '../certs/webhook.js';
 import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type Watching } from './kube.js';
-import { INJECT_SELECTOR, isOwn, ownLabels } from './names.js';
-import {
-  boundNamespaces,
-  caConfigMapData,
-  sameSubjects,
-  serviceAccountSubject,
-  sidecarLeafSpec,
-  withoutSubject,
-  withSubject,
-  type ProvisioningNames,
-} from './objects.js';
+import { accessPolicyFor, AccessPolicyError, type AccessDefaults, type ServedResources } from './access.js';
+import { detectImpersonationMode, servedResources } from './cluster-support.js';
+import { impersonatorRules, sameRules } from './impersonator-role.js';
+import { FOR_NAMESPACE_LABEL, INJECT_SELECTOR, isOwn, ownLabels, PROVISIONED_BY_LABEL } from './names.js';
+import { bindsOnly, caConfigMapData, impersonatorName, serviceAccountSubject, sidecarLeafSpec, type ProvisioningNames } from './objects.js';
 
 export interface ProvisionerOptions {
   kubeconfig: KubeConfig;
@@ -32,6 +28,8 @@ export interface ProvisionerOptions {
   namespaceSelector?: string;
   leafValidityMs: number;
   resyncMs: number;
+  /** How the scoped accounts impersonate; `auto` is resolved by probing the API server once. */
+  impersonation: Omit<AccessDefaults, 'mode'> & { mode: ImpersonationMode | 'auto' };
   log: Logger;
 }
 
@@ -39,7 +37,7 @@ export interface ProvisionerOptions {
 class Foreign extends Error {}
 
 const MAX_BACKOFF_MS = 60_000;
-const MAX_ATTEMPTS = 5;
+const SERVED_RESOURCES_TTL_MS = 30_000;
 
 export class NamespaceProvisioner {
   private cas: SidecarCas | undefined;
@@ -51,6 +49,8 @@ export class NamespaceProvisioner {
   private working: Promise<void> | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private mode: ImpersonationMode | undefined;
+  private served: { at: number; resources: ServedResources } | undefined;
 
   constructor(private readonly options: ProvisionerOptions) {}
 
@@ -92,14 +92,17 @@ export class NamespaceProvisioner {
     this.resyncTimer = setInterval(() => void this.resync(), this.options.resyncMs);
   }
 
-  /** Every labelled namespace again, and every namespace the binding still names but is not labelled. */
+  /** Every labelled namespace again, and every namespace that still has a binding of ours but is not labelled. */
   private async resync(): Promise<void> {
     for (const name of this.labelled.keys()) this.enqueue(name);
     try {
-      const binding = await this.options.rbac.readClusterRoleBinding({ name: this.options.names.impersonatorBinding });
-      for (const name of boundNamespaces(binding.subjects, this.options.names.serviceAccount)) if (!this.labelled.has(name)) this.enqueue(name);
+      const bindings = await this.options.rbac.listClusterRoleBinding({ labelSelector: `${PROVISIONED_BY_LABEL}=${this.options.names.installation}` });
+      for (const binding of bindings.items) {
+        const name = binding.metadata?.labels?.[FOR_NAMESPACE_LABEL];
+        if (name && !this.labelled.has(name) && isOwn(binding.metadata?.labels, this.options.names.installation)) this.enqueue(name);
+      }
     } catch (err) {
-      if (!isNotFound(err)) this.options.log.warn({ err: describeError(err) }, 'could not read the impersonator ClusterRoleBinding');
+      this.options.log.warn({ err: describeError(err) }, 'could not list the impersonator ClusterRoleBindings');
     }
   }
 
@@ -143,7 +146,8 @@ export class NamespaceProvisioner {
     } catch (err) {
       const failures = (this.failures.get(name) ?? 0) + 1;
       this.failures.set(name, failures);
-      const retryMs = err instanceof Foreign ? resyncMs : Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
+      // Waiting on a person (a foreign object, a wrong annotation): the next change or resync brings it back.
+      const retryMs = err instanceof Foreign || err instanceof AccessPolicyError ? resyncMs : Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
       log.warn({ namespace: name, err: describeError(err), retryMs }, ns ? 'could not provision the namespace' : 'could not clean up the namespace');
       this.enqueue(name, retryMs);
     }
@@ -164,7 +168,19 @@ export class NamespaceProvisioner {
       created.push(`ServiceAccount ${names.serviceAccount}`);
     }
 
-    const data = caConfigMapData(cas);
+    let policy: AccessPolicy;
+    try {
+      policy = await this.policyFor(namespace);
+    } catch (err) {
+      // Fail closed: a policy that cannot be read grants nothing, rather than leaving the last one in force.
+      if (err instanceof AccessPolicyError && (await this.deleteOwn('binding', namespace))) log.warn({ namespace }, 'unbound the scoped service account until the access policy is fixed');
+      throw err;
+    }
+    // The role before the binding, so that a narrower policy is in force before anything is granted.
+    if (await this.applyRole(namespace, policy)) created.push(`ClusterRole ${impersonatorName(names, namespace)}`);
+    if (await this.applyBinding(namespace)) created.push(`ClusterRoleBinding ${impersonatorName(names, namespace)}`);
+
+    const data = caConfigMapData(cas, policy);
     const configMap = await unlessNotFound(core.readNamespacedConfigMap({ name: names.caConfigMap, namespace }));
     if (!configMap) {
       await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: names.caConfigMap, labels }, data } });
@@ -173,7 +189,7 @@ export class NamespaceProvisioner {
       this.mustOwn(configMap, 'ConfigMap', namespace);
       if (Object.entries(data).some(([key, value]) => configMap.data?.[key] !== value)) {
         await core.replaceNamespacedConfigMap({ name: names.caConfigMap, namespace, body: { ...configMap, data: { ...configMap.data, ...data } } });
-        log.info({ namespace }, 'updated the CA bundles');
+        log.info({ namespace }, 'updated the CA bundles and access policy');
       }
     }
 
@@ -183,8 +199,7 @@ export class NamespaceProvisioner {
     if (leaf.issued && secret) log.info({ namespace, why: leaf.issued }, "renewed the sidecars' serving certificate");
     if (!secret) created.push(`Secret ${names.servingSecret}`);
 
-    if (await this.updateBinding(namespace, 'add')) created.push(`ClusterRoleBinding ${names.impersonatorBinding} subject`);
-    if (created.length > 0) log.info({ namespace, created }, 'provisioned the namespace');
+    if (created.length > 0) log.info({ namespace, created, policy: `${policy.mode}, ${policy.access}` }, 'provisioned the namespace');
     return leaf.renewAt.getTime();
   }
 
@@ -209,7 +224,8 @@ export class NamespaceProvisioner {
       ],
     ];
     // The binding first: from then on the account can do nothing, whatever is left.
-    if (await this.updateBinding(namespace, 'remove')) removed.push(`ClusterRoleBinding ${names.impersonatorBinding} subject`);
+    if (await this.deleteOwn('binding', namespace)) removed.push(`ClusterRoleBinding ${impersonatorName(names, namespace)}`);
+    if (await this.deleteOwn('role', namespace)) removed.push(`ClusterRole ${impersonatorName(names, namespace)}`);
     for (const [what, read, remove] of reads) {
       const object = await unlessNotFound(read());
       if (!object || !isOwn(object.metadata?.labels, names.installation)) continue;
@@ -225,47 +241,96 @@ export class NamespaceProvisioner {
 
   private mustOwn(object: { metadata?: V1ObjectMeta }, kind: string, namespace: string): void {
     if (!isOwn(object.metadata?.labels, this.options.names.installation)) {
-      throw new Foreign(`${kind} ${namespace}/${object.metadata?.name ?? ''} was not created by this chaperone installation`);
+      const where = kind.startsWith('Cluster') ? `${kind} ${object.metadata?.name ?? ''} (for namespace ${namespace})` : `${kind} ${namespace}/${object.metadata?.name ?? ''}`;
+      throw new Foreign(`${where} was not created by this chaperone installation`);
     }
   }
 
-  /** Adds or removes the namespace's account in the shared binding; true when the binding changed. */
-  private async updateBinding(namespace: string, change: 'add' | 'remove'): Promise<boolean> {
-    const { rbac, names } = this.options;
-    const subject = serviceAccountSubject(namespace, names.serviceAccount);
-    let lastError: unknown;
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const binding = await unlessNotFound(rbac.readClusterRoleBinding({ name: names.impersonatorBinding }));
-      if (!binding) {
-        if (change === 'remove') return false;
-        const body: V1ClusterRoleBinding = {
-          metadata: { name: names.impersonatorBinding, labels: this.labels },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: names.impersonatorRole },
-          subjects: [subject],
-        };
-        try {
-          await rbac.createClusterRoleBinding({ body });
-          return true;
-        } catch (err) {
-          if (!isConflict(err)) throw err;
-          lastError = err;
-          continue;
-        }
-      }
-      if (binding.roleRef.name !== names.impersonatorRole || !isOwn(binding.metadata?.labels, names.installation)) {
-        throw new Foreign(`ClusterRoleBinding ${names.impersonatorBinding} was not created by this chaperone installation (or binds another role)`);
-      }
-      const subjects = change === 'add' ? withSubject(binding.subjects ?? [], subject) : withoutSubject(binding.subjects ?? [], subject);
-      if (sameSubjects(binding.subjects, subjects)) return false;
-      try {
-        await rbac.replaceClusterRoleBinding({ name: names.impersonatorBinding, body: { ...binding, subjects } });
-        return true;
-      } catch (err) {
-        if (!isConflict(err)) throw err;
-        lastError = err;
-      }
+  private async impersonationMode(): Promise<ImpersonationMode> {
+    const { impersonation, kubeconfig, log } = this.options;
+    if (impersonation.mode !== 'auto') return impersonation.mode;
+    if (!this.mode) {
+      const detected = await detectImpersonationMode(kubeconfig);
+      log.info({ mode: detected.mode, because: detected.because }, 'impersonation mode');
+      this.mode = detected.mode;
     }
-    throw new Error(`ClusterRoleBinding ${names.impersonatorBinding} kept changing under us: ${describeError(lastError)}`);
+    return this.mode;
+  }
+
+  private async policyFor(namespace: string): Promise<AccessPolicy> {
+    const { impersonation, kubeconfig } = this.options;
+    const annotations = this.labelled.get(namespace)?.metadata?.annotations;
+    const defaults = { ...impersonation, mode: await this.impersonationMode() };
+    // A bad annotation is reported without asking for the served resources; a custom policy does not need them.
+    const policy = accessPolicyFor(annotations, defaults, { core: [], groups: [] });
+    if (policy.access === 'custom') return policy;
+    if (!this.served || Date.now() - this.served.at > SERVED_RESOURCES_TTL_MS) this.served = { at: Date.now(), resources: await servedResources(kubeconfig) };
+    return accessPolicyFor(annotations, defaults, this.served.resources);
+  }
+
+  private ownMetadata(namespace: string): V1ObjectMeta {
+    return { name: impersonatorName(this.options.names, namespace), labels: { ...this.labels, [FOR_NAMESPACE_LABEL]: namespace } };
+  }
+
+  /** Creates or updates the namespace's role to the policy's rules; true when created. */
+  private async applyRole(namespace: string, policy: AccessPolicy): Promise<boolean> {
+    const { rbac, log } = this.options;
+    const name = impersonatorName(this.options.names, namespace);
+    const rules = impersonatorRules(policy);
+    const role = await unlessNotFound(rbac.readClusterRole({ name }));
+    if (!role) {
+      await rbac.createClusterRole({ body: { metadata: this.ownMetadata(namespace), rules } });
+      return true;
+    }
+    this.mustOwn(role, 'ClusterRole', namespace);
+    if (sameRules(role.rules ?? [], rules)) return false;
+    await rbac.replaceClusterRole({ name, body: { ...role, rules } });
+    log.info({ namespace, mode: policy.mode, access: policy.access }, 'updated the impersonator role to the access policy');
+    return false;
+  }
+
+  /** Creates the namespace's binding, or recreates one that binds anything else; true when created. */
+  private async applyBinding(namespace: string): Promise<boolean> {
+    const { rbac, names } = this.options;
+    const name = impersonatorName(names, namespace);
+    const subject = serviceAccountSubject(namespace, names.serviceAccount);
+    const body: V1ClusterRoleBinding = {
+      metadata: this.ownMetadata(namespace),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects: [subject],
+    };
+    const binding = await unlessNotFound(rbac.readClusterRoleBinding({ name }));
+    if (binding) {
+      this.mustOwn(binding, 'ClusterRoleBinding', namespace);
+      if (bindsOnly(binding, name, subject)) return false;
+      // A roleRef cannot change; subjects could, but one object that is exactly ours is simpler to trust.
+      await rbac.deleteClusterRoleBinding({ name, body: { preconditions: { resourceVersion: binding.metadata?.resourceVersion ?? '' } } });
+    }
+    try {
+      await rbac.createClusterRoleBinding({ body });
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      return false; // created meanwhile: the next pass checks it
+    }
+    return true;
+  }
+
+  /** Deletes the namespace's role or binding if it is ours; true when something was deleted. */
+  private async deleteOwn(kind: 'role' | 'binding', namespace: string): Promise<boolean> {
+    const { rbac, names } = this.options;
+    const name = impersonatorName(names, namespace);
+    const object: V1ClusterRole | V1ClusterRoleBinding | undefined =
+      kind === 'role' ? await unlessNotFound(rbac.readClusterRole({ name })) : await unlessNotFound(rbac.readClusterRoleBinding({ name }));
+    if (!object || !isOwn(object.metadata?.labels, names.installation)) return false;
+    const body = { preconditions: { resourceVersion: object.metadata?.resourceVersion ?? '' } };
+    try {
+      if (kind === 'role') await rbac.deleteClusterRole({ name, body });
+      else await rbac.deleteClusterRoleBinding({ name, body });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
   }
 
   async stop(): Promise<void> {
@@ -277,4 +342,5 @@ export class NamespaceProvisioner {
     await this.working;
   }
 }
+
 

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
   AuthenticationV1Api,
+  AuthorizationV1Api,
   CoreV1Api,
   KubeConfig,
   RbacAuthorizationV1Api,
@@ -19,6 +20,7 @@ export interface AdminClients {
   core: CoreV1Api;
   rbac: RbacAuthorizationV1Api;
   authentication: AuthenticationV1Api;
+  authorization: AuthorizationV1Api;
 }
 
 export function adminClients(cp: ControlPlane): AdminClients {
@@ -29,6 +31,7 @@ export function adminClients(cp: ControlPlane): AdminClients {
     core: kubeconfig.makeApiClient(CoreV1Api),
     rbac: kubeconfig.makeApiClient(RbacAuthorizationV1Api),
     authentication: kubeconfig.makeApiClient(AuthenticationV1Api),
+    authorization: kubeconfig.makeApiClient(AuthorizationV1Api),
   };
 }
 

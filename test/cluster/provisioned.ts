@@ -23,7 +23,7 @@ import {
   type V1VolumeProjection,
 } from '@kubernetes/client-node';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
-import { createLogger } from '../../lib/log.js';
+import { createLogger, type Logger } from '../../lib/log.js';
 import { loadSidecarConfig } from '../../sidecar/config.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
 import { startController, type Controller } from '../../injector/controller.js';
@@ -31,13 +31,13 @@ import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.j
 import { decodeData } from '../../injector/provision/kube.js';
 import type { ControlPlane } from './control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from './kube.js';
-import { ensureImpersonatorRole } from './sidecar.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const INJECTOR_RBAC_FILE = path.join(REPO, 'manifests/base/injector-rbac.yaml');
 export const WEBHOOK_CONFIGURATION_FILE = path.join(REPO, 'manifests/base/mutatingwebhookconfiguration.yaml');
+export const CLASSIC_IMPERSONATION_RBAC_FILE = path.join(REPO, 'manifests/components/classic-impersonation/injector-classic-rbac.yaml');
 
-const SHIPPED = { namespace: 'chaperone-system', webhookConfiguration: 'chaperone-injector', binding: 'chaperone-impersonator', injectorRole: 'chaperone-injector' };
+const SHIPPED = { namespace: 'chaperone-system', webhookConfiguration: 'chaperone-injector', injectorRole: 'chaperone-injector' };
 
 /** One injector installation of a test run. */
 export interface InjectorInstallation {
@@ -46,8 +46,8 @@ export interface InjectorInstallation {
   /** `key=value`: only namespaces carrying it (and chaperone.dev/inject=enabled) are this run's. */
   runLabel: [string, string];
   webhookConfiguration: string;
-  /** The impersonator ClusterRoleBinding this installation keeps. */
-  binding: string;
+  /** The prefix of the impersonator ClusterRole and ClusterRoleBinding of each namespace: `<prefix>:<namespace>`. */
+  impersonatorRole: string;
   /** A kubeconfig file for the injector's service account. */
   kubeconfigFile: string;
   dir: string;
@@ -63,7 +63,7 @@ export interface InjectorInstallation {
   cleanup(): Promise<void>;
 }
 
-function renamed<T extends KubernetesObject>(object: T, changes: { namespace: string; suffix: string; webhookConfiguration: string; binding: string }): T {
+function renamed<T extends KubernetesObject>(object: T, changes: { namespace: string; suffix: string; webhookConfiguration: string }): T {
   const copy = structuredClone(object);
   const metadata = copy.metadata!;
   const clusterScoped = copy.kind === 'ClusterRole' || copy.kind === 'ClusterRoleBinding';
@@ -71,7 +71,6 @@ function renamed<T extends KubernetesObject>(object: T, changes: { namespace: st
   if (clusterScoped) metadata.name = `${metadata.name}-${changes.suffix}`;
   const withRules = copy as unknown as V1ClusterRole | V1Role;
   for (const rule of withRules.rules ?? []) {
-    if (rule.resources?.includes('clusterrolebindings')) rule.resourceNames = rule.resourceNames?.map(() => changes.binding);
     if (rule.resources?.includes('mutatingwebhookconfigurations')) rule.resourceNames = rule.resourceNames?.map(() => changes.webhookConfiguration);
   }
   const binding = copy as unknown as { roleRef?: { kind: string; name: string }; subjects?: { namespace?: string }[] };
@@ -80,26 +79,31 @@ function renamed<T extends KubernetesObject>(object: T, changes: { namespace: st
   return copy;
 }
 
+export interface InstallOptions {
+  tokenExpirationSeconds?: number;
+  /** Also install manifests/components/classic-impersonation, which lets the injector grant the classic verb. */
+  classicImpersonation?: boolean;
+}
+
 /** Installs the injector's RBAC (the shipped rules, names made unique) and a namespace for it. */
-export async function installInjector(cp: ControlPlane, clients: AdminClients): Promise<InjectorInstallation> {
+export async function installInjector(cp: ControlPlane, clients: AdminClients, options: InstallOptions = {}): Promise<InjectorInstallation> {
   const suffix = randomBytes(4).toString('hex');
   const namespace = `chaperone-system-${suffix}`;
   const webhookConfiguration = `chaperone-injector-${suffix}`;
-  const binding = `chaperone-impersonator-${suffix}`;
+  const impersonatorRole = `chaperone-impersonator-${suffix}`;
   const runLabel: [string, string] = ['chaperone.dev/test-run', suffix];
   const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-injector-'));
   await clients.core.createNamespace({ body: { metadata: { name: namespace } } });
-  await ensureImpersonatorRole(clients);
 
-  const objects = YAML.parseAllDocuments(await readFile(INJECTOR_RBAC_FILE, 'utf8')).map((doc) =>
-    renamed(doc.toJS() as KubernetesObject, { namespace, suffix, webhookConfiguration, binding }),
-  );
+  const files = [INJECTOR_RBAC_FILE, ...(options.classicImpersonation ? [CLASSIC_IMPERSONATION_RBAC_FILE] : [])];
+  const documents = (await Promise.all(files.map((file) => readFile(file, 'utf8')))).flatMap((text) => YAML.parseAllDocuments(text));
+  const objects = documents.map((doc) => renamed(doc.toJS() as KubernetesObject, { namespace, suffix, webhookConfiguration }));
   const kube = clients.kubeconfig;
   const objectApi = KubernetesObjectApi.makeApiClient(kube);
   for (const object of objects) await objectApi.create(object);
   const clusterScoped = objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding');
 
-  const token = await mintServiceAccountToken(clients, namespace, 'chaperone-injector', { expirationSeconds: 3600 });
+  const token = await mintServiceAccountToken(clients, namespace, 'chaperone-injector', { expirationSeconds: options.tokenExpirationSeconds ?? 3600 });
   const kubeconfigFile = path.join(dir, 'injector.kubeconfig');
   await writeFile(kubeconfigFile, kubeconfigYaml(cp.url, cp.ca.certPem, 'chaperone-injector', { token }), { mode: 0o600 });
 
@@ -109,7 +113,7 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients): 
     `--namespace=${namespace}`,
     `--kubeconfig=${kubeconfigFile}`,
     `--webhook-configuration=${webhookConfiguration}`,
-    `--impersonator-binding=${binding}`,
+    `--impersonator-role=${impersonatorRole}`,
     `--provision-selector=${runLabel.join('=')}`,
   ];
   const config = (flags: string[] = []) => loadInjectorConfig([...installationFlags, ...flags], {});
@@ -117,7 +121,7 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients): 
     namespace,
     runLabel,
     webhookConfiguration,
-    binding,
+    impersonatorRole,
     kubeconfigFile,
     dir,
     admission: kube.makeApiClient(AdmissionregistrationV1Api),
@@ -142,7 +146,9 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients): 
       const admission = kube.makeApiClient(AdmissionregistrationV1Api);
       const ignore = () => undefined;
       await admission.deleteMutatingWebhookConfiguration({ name: webhookConfiguration }).catch(ignore);
-      await clients.rbac.deleteClusterRoleBinding({ name: binding }).catch(ignore);
+      const provisioned = { labelSelector: `chaperone.dev/provisioned-by=${namespace}` };
+      for (const b of (await clients.rbac.listClusterRoleBinding(provisioned)).items) await clients.rbac.deleteClusterRoleBinding({ name: b.metadata!.name! }).catch(ignore);
+      for (const r of (await clients.rbac.listClusterRole(provisioned)).items) await clients.rbac.deleteClusterRole({ name: r.metadata!.name! }).catch(ignore);
       for (const object of clusterScoped) await objectApi.delete(object).catch(ignore);
       for (const name of [...namespaces, namespace]) await clients.core.deleteNamespace({ name }).catch(ignore);
       await rm(dir, { recursive: true, force: true });
@@ -259,7 +265,7 @@ export async function writeMountedFiles(clients: AdminClients, pod: V1Pod, conta
       ...(volume.secret ? [{ secret: { name: volume.secret.secretName!, ...(volume.secret.items ? { items: volume.secret.items } : {}) } }] : []),
       ...(volume.configMap ? [{ configMap: volume.configMap }] : []),
     ];
-    if (sources.length === 0) throw new Error(`the test kubelet cannot mount volume ${volume.name}`);
+    if (sources.length === 0 && !volume.emptyDir) throw new Error(`the test kubelet cannot mount volume ${volume.name}`);
     const local = path.join(dir, container.name, mount.name);
     await mkdir(local, { recursive: true });
     for (const source of sources) {
@@ -287,6 +293,10 @@ export interface PodSidecar {
   dashboard: { caPem: string; token: string; namespace: string };
   /** The files the sidecar mounts: mount path -> local directory. */
   mounts: Map<string, string>;
+  /** The sidecar's audit events (its file sink). */
+  auditLog: string;
+  /** The ops listener: /healthz, /readyz, /metrics. */
+  opsUrl: string;
   /** Writes every file again from the objects as they are now, as the kubelet does when they change. */
   refresh(): Promise<void>;
   stop(): Promise<void>;
@@ -297,7 +307,13 @@ export interface PodSidecar {
  * exactly the files the pod mounts; only its listeners move to free ports on 127.0.0.1, and the
  * service variables name the local API server.
  */
-export async function startPodSidecar(cp: ControlPlane, clients: AdminClients, pod: V1Pod, containerName = 'chaperone'): Promise<PodSidecar> {
+export async function startPodSidecar(
+  cp: ControlPlane,
+  clients: AdminClients,
+  pod: V1Pod,
+  containerName = 'chaperone',
+  log: Logger = createLogger('sidecar', 'warn'),
+): Promise<PodSidecar> {
   const containers = [...(pod.spec!.initContainers ?? []), ...pod.spec!.containers];
   const sidecar = containers.find((c) => c.name === containerName);
   const dashboard = containers.find((c) => c.name !== containerName);
@@ -319,11 +335,13 @@ export async function startPodSidecar(cp: ControlPlane, clients: AdminClients, p
     '--audit-sinks=file',
     `--audit-file-path=${path.join(dir, 'audit.jsonl')}`,
   ];
-  const running: RunningSidecar = await startSidecar(loadSidecarConfig(args, env), createLogger('sidecar', 'warn'));
+  const running: RunningSidecar = await startSidecar(loadSidecarConfig(args, env), log);
   const result: PodSidecar = {
     url: `https://127.0.0.1:${running.listening[0]!.port}`,
     dashboard: await readDashboard(),
     mounts,
+    auditLog: path.join(dir, 'audit.jsonl'),
+    opsUrl: `http://127.0.0.1:${running.opsPort}`,
     refresh: async () => {
       await writeMountedFiles(clients, pod, sidecar, dir);
       await writeMountedFiles(clients, pod, dashboard, dir);

@@ -3,14 +3,16 @@
 // serving CA of its own.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request, type RequestOptions } from 'node:https';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import YAML from 'yaml';
-import type { V1ClusterRole } from '@kubernetes/client-node';
+import { accessPolicyFor } from '../../injector/provision/access.js';
+import { servedResources } from '../../injector/provision/cluster-support.js';
+import { impersonatorRules } from '../../injector/provision/impersonator-role.js';
+import { serialisePolicy, type AccessPolicy, type ImpersonationMode } from '../../lib/access-policy.js';
 import { createCA, issueCertificate, type CertificateAndKey, type CertificateRequest } from '../../lib/pki.js';
 import { createLogger } from '../../lib/log.js';
 import { loadSidecarConfig } from '../../sidecar/config.js';
@@ -20,7 +22,6 @@ import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { createNamespace, createServiceAccount, mintServiceAccountToken, serviceAccountSubject, type AdminClients } from './kube.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const IMPERSONATOR_ROLE_FILE = path.join(REPO, 'manifests/base/impersonator-clusterrole.yaml');
 
 /** A sidecar with its own identity CA, serving CA and files, pointed at some upstream. */
 export interface LocalSidecar {
@@ -91,13 +92,18 @@ export function rawRequest(
   });
 }
 
-export async function ensureImpersonatorRole(clients: AdminClients): Promise<string> {
-  const role = YAML.parse(await readFile(IMPERSONATOR_ROLE_FILE, 'utf8')) as V1ClusterRole;
-  const name = role.metadata!.name!;
+/** The policy a labelled namespace gets by default (dashboard access) on this cluster, in this impersonation mode. */
+export async function dashboardPolicy(clients: AdminClients, mode: ImpersonationMode): Promise<AccessPolicy> {
+  return accessPolicyFor(undefined, { mode, access: 'dashboard', groups: [], extras: [] }, await servedResources(clients.kubeconfig));
+}
+
+/** The impersonator role provisioning would generate for the dashboard policy in this mode (shared by the suites). */
+export async function ensureImpersonatorRole(clients: AdminClients, mode: ImpersonationMode = 'classic'): Promise<string> {
+  const name = `chaperone-test-impersonator-${mode}`;
   try {
     await clients.rbac.readClusterRole({ name });
   } catch {
-    await clients.rbac.createClusterRole({ body: role });
+    await clients.rbac.createClusterRole({ body: { metadata: { name }, rules: impersonatorRules(await dashboardPolicy(clients, mode)) } });
   }
   return name;
 }
@@ -110,6 +116,8 @@ export interface LaunchOptions {
   flags?: string[];
   /** Run sidecar/main.ts as its own process instead of inside the test process. */
   asProcess?: boolean;
+  /** The namespace access policy, written where --access-policy-file reads it. */
+  accessPolicy?: AccessPolicy;
   /** With asProcess: files for the process's standard output and error, instead of the test's own. */
   output?: ProcessOutput;
 }
@@ -133,6 +141,7 @@ export async function launchSidecar(options: LaunchOptions): Promise<LocalSideca
     writeFile(file('identity-ca.crt'), identityCa.certPem),
     writeFile(file('upstream-ca.crt'), options.upstreamCaPem),
     writeFile(file('token'), options.token, { mode: 0o600 }),
+    ...(options.accessPolicy ? [writeFile(file('access-policy.json'), serialisePolicy(options.accessPolicy))] : []),
   ]);
   const [port, opsPort] = options.asProcess ? [await freePort(), await freePort()] : [0, 0];
   const args = [
@@ -147,6 +156,7 @@ export async function launchSidecar(options: LaunchOptions): Promise<LocalSideca
     '--log-level=warn',
     '--audit-sinks=file',
     `--audit-file-path=${file('audit.jsonl')}`,
+    ...(options.accessPolicy ? [`--access-policy-file=${file('access-policy.json')}`] : []),
     ...(options.flags ?? []),
   ];
   const started = options.asProcess ? await startProcessSidecar(args, port, opsPort, options.output) : await startInProcess(args);
@@ -223,13 +233,19 @@ export interface TestSidecarOptions {
   flags?: string[];
   asProcess?: boolean;
   output?: ProcessOutput;
+  /**
+   * How the scoped account impersonates (the role it is bound to). Constrained also gives the sidecar
+   * the dashboard policy file, as provisioning would; classic (the default) runs it without one.
+   */
+  mode?: ImpersonationMode;
 }
 
 export async function startTestSidecar(cp: ControlPlane, clients: AdminClients, options: TestSidecarOptions = {}): Promise<TestSidecar> {
   const namespace = await createNamespace(clients, 'chaperone');
   const serviceAccount = 'chaperone-impersonator';
   await createServiceAccount(clients, namespace, serviceAccount);
-  const role = await ensureImpersonatorRole(clients);
+  const mode = options.mode ?? 'classic';
+  const role = await ensureImpersonatorRole(clients, mode);
   const bindingName = `chaperone-impersonator-${namespace}`;
   await clients.rbac.createClusterRoleBinding({
     body: {
@@ -239,7 +255,13 @@ export async function startTestSidecar(cp: ControlPlane, clients: AdminClients, 
     },
   });
   const token = await mintServiceAccountToken(clients, namespace, serviceAccount);
-  const sidecar = await launchSidecar({ upstream: cp.url, upstreamCaPem: cp.ca.certPem, token, ...options });
+  const sidecar = await launchSidecar({
+    upstream: cp.url,
+    upstreamCaPem: cp.ca.certPem,
+    token,
+    ...options,
+    ...(mode === 'constrained' ? { accessPolicy: await dashboardPolicy(clients, 'constrained') } : {}),
+  });
   return {
     ...sidecar,
     namespace,

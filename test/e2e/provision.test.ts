@@ -100,9 +100,13 @@ describe('namespace provisioning (two injector replicas, real API server)', func
     const account = await clients.core.readNamespacedServiceAccount({ name: 'chaperone-impersonator', namespace: team });
     assert.equal(account.automountServiceAccountToken, false, 'no pod gets its token unless it asks (the sidecar does)');
     assert.equal(account.metadata?.labels?.[PROVISIONED_BY_LABEL], installation.namespace);
-    const binding = await clients.rbac.readClusterRoleBinding({ name: installation.binding });
-    assert.deepEqual({ ...binding.roleRef }, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'chaperone-impersonator' });
+    const rbacName = `${installation.impersonatorRole}:${team}`;
+    const binding = await clients.rbac.readClusterRoleBinding({ name: rbacName });
+    assert.deepEqual({ ...binding.roleRef }, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: rbacName });
     assert.deepEqual(binding.subjects?.map((s) => ({ ...s })), [{ kind: 'ServiceAccount', namespace: team, name: 'chaperone-impersonator' }]);
+    const role = await clients.rbac.readClusterRole({ name: rbacName });
+    assert.ok(role.rules?.some((r) => r.verbs.includes('impersonate:user-info')), 'constrained impersonation: this API server honours it');
+    assert.ok(!role.rules?.some((r) => r.verbs.includes('impersonate')), 'and no classic impersonate verb');
     const configMap = await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace: team });
     assert.equal(configMap.data?.['serving-ca.crt'], (await caSecret(SECRETS.servingCa))['bundle.crt']);
     assert.equal(configMap.data?.['identity-ca.crt'], (await caSecret(SECRETS.identityCa))['bundle.crt']);
@@ -120,7 +124,8 @@ describe('namespace provisioning (two injector replicas, real API server)', func
       assert.equal(result.ready, false);
       assert.deepEqual(result.missing, [
         'ServiceAccount chaperone-impersonator',
-        `ServiceAccount chaperone-impersonator among the subjects of ClusterRoleBinding ${installation.binding}`,
+        `ClusterRole ${installation.impersonatorRole}:${plain}`,
+        `ClusterRoleBinding ${installation.impersonatorRole}:${plain}`,
         'ConfigMap chaperone-ca',
         'Secret chaperone-serving',
       ]);
@@ -222,8 +227,8 @@ describe('namespace provisioning (two injector replicas, real API server)', func
       assert.match(result.missing[0]!, /^ServiceAccount chaperone-impersonator \(exists, but this chaperone installation did not create it/);
       const account = await clients.core.readNamespacedServiceAccount({ name: 'chaperone-impersonator', namespace: other });
       assert.equal(account.metadata?.labels, undefined, 'untouched');
-      const binding = await clients.rbac.readClusterRoleBinding({ name: installation.binding });
-      assert.ok(!binding.subjects?.some((s) => s.namespace === other), 'not bound');
+      const binding = await clients.rbac.readClusterRoleBinding({ name: `${installation.impersonatorRole}:${other}` }).catch(() => undefined);
+      assert.equal(binding, undefined, 'not bound');
     } finally {
       await clients.core.deleteNamespace({ name: other });
     }
@@ -243,7 +248,7 @@ describe('namespace provisioning (two injector replicas, real API server)', func
     await clients.core.patchNamespace({ name: team, body: { metadata: { labels: { 'chaperone.dev/inject': null } } } }, mergePatch());
     const gone = async () => {
       const result = await replicas[0]!.provisioningStatus(team);
-      return result.missing.length === 4;
+      return result.missing.length === 5;
     };
     await waitFor('everything to be gone', gone, 10_000);
     const [accounts, configMaps, secrets] = await Promise.all([
@@ -254,8 +259,9 @@ describe('namespace provisioning (two injector replicas, real API server)', func
     assert.deepEqual(accounts.items.map((a) => a.metadata?.name), ['default']);
     assert.deepEqual(configMaps.items.map((c) => c.metadata?.name), ['kube-root-ca.crt']);
     assert.deepEqual(secrets.items, []);
-    const binding = await clients.rbac.readClusterRoleBinding({ name: installation.binding });
-    assert.ok(!binding.subjects?.some((s) => s.namespace === team), 'no longer bound');
+    const rbacName = `${installation.impersonatorRole}:${team}`;
+    await assert.rejects(clients.rbac.readClusterRoleBinding({ name: rbacName }), (err: { code?: number }) => err.code === 404, 'no longer bound');
+    await assert.rejects(clients.rbac.readClusterRole({ name: rbacName }), (err: { code?: number }) => err.code === 404, 'its role gone too');
     await clients.core.readNamespacedPod({ name: 'dashboard', namespace: team }); // pods are the person's: left alone
   });
 });

@@ -1,5 +1,5 @@
-// Namespace provisioning without an API server: what the readiness check reports, the shared
-// binding's subjects, leader election over a Lease, and that the controller's names are the ones the
+// Namespace provisioning without an API server: what the readiness check reports, the namespace's
+// own binding, leader election over a Lease, and that the controller's names are the ones the
 // injected pod refers to.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -13,15 +13,8 @@ import { newCaSet, trustBundle } from '../../../injector/certs/ca-set.js';
 import { encodeData } from '../../../injector/provision/kube.js';
 import { LeaderElection } from '../../../injector/provision/lease.js';
 import { ownLabels } from '../../../injector/provision/names.js';
-import {
-  boundNamespaces,
-  caConfigMapData,
-  sameSubjects,
-  serviceAccountSubject,
-  withoutSubject,
-  withSubject,
-  type ProvisioningNames,
-} from '../../../injector/provision/objects.js';
+import { bindsOnly, caConfigMapData, serviceAccountSubject, type ProvisioningNames } from '../../../injector/provision/objects.js';
+import { serialisePolicy, type AccessPolicy } from '../../../lib/access-policy.js';
 import { missingPieces, notProvisionedMessage, type ObservedProvisioning } from '../../../injector/provision/readiness.js';
 import { provisioningNames } from '../../../injector/controller.js';
 import { silentLog, testConfig } from './helpers.js';
@@ -32,8 +25,8 @@ const names: ProvisioningNames = {
   servingSecret: 'chaperone-serving',
   caConfigMap: 'chaperone-ca',
   impersonatorRole: 'chaperone-impersonator',
-  impersonatorBinding: 'chaperone-impersonator',
 };
+const policy: AccessPolicy = { mode: 'constrained', access: 'dashboard', rules: [], nonResourceURLs: ['*'], extras: [] };
 
 describe('injector namespace provisioning', function () {
   this.timeout(20_000);
@@ -45,12 +38,16 @@ describe('injector namespace provisioning', function () {
     const secret = (certPem: string): V1Secret => ({ metadata: { name: 'chaperone-serving', labels }, data: encodeData({ 'tls.crt': certPem, 'tls.key': leaf.keyPem }) });
     const complete: ObservedProvisioning = {
       serviceAccount: { metadata: { name: 'chaperone-impersonator', labels } },
+      role: { metadata: { name: 'chaperone-impersonator:team-a', labels }, rules: [] },
       binding: {
-        metadata: { name: 'chaperone-impersonator', labels },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'chaperone-impersonator' },
+        metadata: { name: 'chaperone-impersonator:team-a', labels },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'chaperone-impersonator:team-a' },
         subjects: [serviceAccountSubject('team-a', 'chaperone-impersonator')],
       },
-      configMap: { metadata: { name: 'chaperone-ca', labels }, data: { 'serving-ca.crt': ca.certPem, 'identity-ca.crt': ca.certPem } },
+      configMap: {
+        metadata: { name: 'chaperone-ca', labels },
+        data: { 'serving-ca.crt': ca.certPem, 'identity-ca.crt': ca.certPem, 'access-policy.json': serialisePolicy(policy) },
+      },
       secret: secret(leaf.certPem),
     };
     const now = new Date();
@@ -60,10 +57,11 @@ describe('injector namespace provisioning', function () {
     });
 
     it('names every missing object', function () {
-      const nothing = { serviceAccount: undefined, binding: undefined, configMap: undefined, secret: undefined };
+      const nothing = { serviceAccount: undefined, role: undefined, binding: undefined, configMap: undefined, secret: undefined };
       assert.deepEqual(missingPieces(nothing, names, 'team-a', now), [
         'ServiceAccount chaperone-impersonator',
-        'ClusterRoleBinding chaperone-impersonator',
+        'ClusterRole chaperone-impersonator:team-a',
+        'ClusterRoleBinding chaperone-impersonator:team-a',
         'ConfigMap chaperone-ca',
         'Secret chaperone-serving',
       ]);
@@ -79,9 +77,14 @@ describe('injector namespace provisioning', function () {
       };
       const missing = missingPieces(observed, names, 'team-a', now);
       assert.equal(missing.length, 3);
-      assert.equal(missing[0], 'ServiceAccount chaperone-impersonator among the subjects of ClusterRoleBinding chaperone-impersonator');
-      assert.equal(missing[1], 'ConfigMap chaperone-ca key identity-ca.crt');
+      assert.equal(missing[0], 'ClusterRoleBinding chaperone-impersonator:team-a binding ClusterRole chaperone-impersonator:team-a to ServiceAccount chaperone-impersonator alone');
+      assert.equal(missing[1], 'ConfigMap chaperone-ca key identity-ca.crt and access-policy.json');
       assert.match(missing[2]!, /^Secret chaperone-serving \(it holds a certificate that expired at /);
+    });
+
+    it('names the annotation that keeps a namespace from having an access policy', function () {
+      const missing = missingPieces({ ...complete, annotations: { 'chaperone.dev/access': 'readonly' } }, names, 'team-a', now);
+      assert.deepEqual(missing, ['a valid access policy: annotation chaperone.dev/access: "readonly" is not one of dashboard, read-only, custom']);
     });
 
     it('does not count objects another installation (or a person) created', function () {
@@ -97,17 +100,15 @@ describe('injector namespace provisioning', function () {
     });
   });
 
-  describe('the shared ClusterRoleBinding', function () {
+  describe("the namespace's ClusterRoleBinding", function () {
     const a = serviceAccountSubject('team-a', 'chaperone-impersonator');
-    const b = serviceAccountSubject('team-b', 'chaperone-impersonator');
+    const binding = (roleName: string, subjects = [a]) => ({ roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: roleName }, subjects });
 
-    it('gets each namespace once, in a stable order, and loses it again', function () {
-      const both = withSubject(withSubject([], b), a);
-      assert.deepEqual(both, [a, b]);
-      assert.deepEqual(withSubject(both, a), both, 'adding twice changes nothing');
-      assert.ok(sameSubjects(both, withSubject([b], a)));
-      assert.deepEqual(withoutSubject(both, b), [a]);
-      assert.deepEqual(boundNamespaces([...both, { kind: 'User', name: 'x', apiGroup: 'rbac.authorization.k8s.io' }], 'chaperone-impersonator'), ['team-a', 'team-b']);
+    it('is right only when it binds the namespace role to the scoped account alone', function () {
+      assert.ok(bindsOnly(binding('chaperone-impersonator:team-a'), 'chaperone-impersonator:team-a', a));
+      assert.ok(!bindsOnly(binding('cluster-admin'), 'chaperone-impersonator:team-a', a), 'another role');
+      assert.ok(!bindsOnly(binding('chaperone-impersonator:team-a', [a, serviceAccountSubject('team-b', 'x')]), 'chaperone-impersonator:team-a', a), 'one subject too many');
+      assert.ok(!bindsOnly(binding('chaperone-impersonator:team-a', []), 'chaperone-impersonator:team-a', a), 'no subject');
     });
   });
 
@@ -115,7 +116,7 @@ describe('injector namespace provisioning', function () {
     it('are the ones the injected pod refers to', function () {
       const config = loadInjectorConfig([], {});
       const cas = { identity: newCaSet(new Date(), { commonName: 'i', validityMs: 3600_000, propagationMs: 0, overlapMs: 0 }), serving: newCaSet(new Date(), { commonName: 's', validityMs: 3600_000, propagationMs: 0, overlapMs: 0 }) };
-      const data = caConfigMapData(cas);
+      const data = caConfigMapData(cas, policy);
       assert.equal(data['serving-ca.crt'], trustBundle(cas.serving));
       const settings = resolveSettings(testConfig());
       assert.equal(settings.serviceAccount, config.serviceAccount);

@@ -49,6 +49,8 @@ describe('sidecar/config', function () {
       clusterTokenReview: false,
       clusterTokenReviewAudiences: [],
       clusterTokenReviewCacheTtl: 10_000,
+      accessPolicyFile: undefined,
+      readOnly: false,
       guardAllow: [],
       guardDeny: [],
       authzAllowedTtl: 30_000,

@@ -81,25 +81,33 @@ describe('sidecar/impersonation', function () {
 
   describe('outbound headers', function () {
     it('sends one Impersonate-Group per group, the uid, and escaped extra keys', function () {
-      assert.deepEqual(impersonationHeaders({ username: 'alice', uid: '7', groups: ['a', 'b'], extra: { 'example.com/Team': ['x'] } }), {
-        'impersonate-user': 'alice',
-        'impersonate-group': ['a', 'b'],
-        'impersonate-uid': '7',
-        'impersonate-extra-example.com%2F%54eam': ['x'],
-      });
+      for (const mode of ['classic', 'constrained'] as const) {
+        assert.deepEqual(impersonationHeaders({ username: 'alice', uid: '7', groups: ['a', 'b'], extra: { 'example.com/Team': ['x'] } }, mode), {
+          'impersonate-user': 'alice',
+          'impersonate-group': ['a', 'b'],
+          'impersonate-uid': '7',
+          'impersonate-extra-example.com%2F%54eam': ['x'],
+        });
+      }
+    });
+
+    it('impersonates a service account by name alone under constrained impersonation, as the API server requires', function () {
+      const robot = { username: 'system:serviceaccount:ci:deployer', uid: '9', groups: ['system:serviceaccounts', 'system:serviceaccounts:ci', 'system:authenticated'], extra: { 'authentication.kubernetes.io/credential-id': ['JTI=1'] } };
+      assert.deepEqual(impersonationHeaders(robot, 'constrained'), { 'impersonate-user': 'system:serviceaccount:ci:deployer' });
+      assert.deepEqual(Object.keys(impersonationHeaders(robot, 'classic')).sort(), ['impersonate-extra-authentication.kubernetes.io%2Fcredential-id', 'impersonate-group', 'impersonate-uid', 'impersonate-user']);
     });
 
     it('escapes what cannot be a header name, and upper case, which the API server would lower', function () {
       assert.equal(escapeExtraKey('a b/C%é'), 'a%20b%2F%43%25%C3%A9');
-      for (const key of ['a b/C%é', 'Example.COM/Team', 'original-user-info.chaperone.dev']) {
+      for (const key of ['a b/C%é', 'Example.COM/Team', 'chaperone.dev/original-user-info']) {
         // what the API server does: lower-case the header name, then unescape it
         assert.equal(decodeURIComponent(escapeExtraKey(key).toLowerCase()), key);
       }
     });
 
     it('refuses names that cannot travel in a header line', function () {
-      assert.throws(() => impersonationHeaders({ username: 'alice\r\nImpersonate-Group: system:masters', groups: [], extra: {} }), (err: StatusError) => err.code === 400);
-      assert.throws(() => impersonationHeaders({ username: '', groups: [], extra: {} }), (err: StatusError) => err.code === 400);
+      assert.throws(() => impersonationHeaders({ username: 'alice\r\nImpersonate-Group: system:masters', groups: [], extra: {} }, 'constrained'), (err: StatusError) => err.code === 400);
+      assert.throws(() => impersonationHeaders({ username: '', groups: [], extra: {} }, 'constrained'), (err: StatusError) => err.code === 400);
     });
   });
 });
