@@ -20,7 +20,7 @@ import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from
 import { OTHER_CLIENT, startTestProvider, type TestAccount, type TestProvider } from '../fixtures/authn/oidc-provider.js';
 import { startPamHook, type PamHook } from '../fixtures/authn/pam-hook.js';
 
-const CLUSTER_TOKEN_REVIEW_ROLE = path.resolve(import.meta.dirname, '../fixtures/authn/cluster-token-review-clusterrole.yaml');
+const CLUSTER_TOKEN_REVIEW_ROLE = path.resolve(import.meta.dirname, '../../manifests/components/cluster-token-review/cluster-token-review-clusterrole.yaml');
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
 const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
 
