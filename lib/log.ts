@@ -4,7 +4,8 @@ import { pino, type Logger } from 'pino';
 export type { Logger };
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
-export function createLogger(component: string, level: LogLevel = 'info'): Logger {
+/** To standard error, unless given another file descriptor or a file path (appended to). */
+export function createLogger(component: string, level: LogLevel = 'info', destination: number | string = 2): Logger {
   return pino(
     {
       name: `chaperone-${component}`,
@@ -12,6 +13,6 @@ export function createLogger(component: string, level: LogLevel = 'info'): Logge
       base: { component },
       redact: { paths: ['token', '*.token', 'authorization', '*.authorization', 'headers.authorization', 'key', '*.key'], censor: '[redacted]' },
     },
-    pino.destination(2),
+    pino.destination(destination),
   );
 }

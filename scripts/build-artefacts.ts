@@ -1,0 +1,236 @@
+// Builds what the images ship and `npx chaperone` runs: one self-contained ESM bundle per entry
+// point (dist/<name>.mjs), its source map, and the notices of every package bundled into it.
+// The Dockerfiles' build stage and CI run exactly this (`npm run build:artefacts`); docs/images.md
+// says what is in the bundles and why.
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build, version as esbuildVersion, type Metafile, type Plugin } from 'esbuild';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const DIST = path.join(REPO, 'dist');
+const SELF = path.relative(REPO, fileURLToPath(import.meta.url));
+/** What shapes the bundles besides their inputs: this script's options and the compiler options esbuild reads. */
+const BUILD_CONFIGURATION = [SELF, 'tsconfig.json'];
+
+/** Bundle name -> entry point. dist/sidecar.mjs is also what the benchmarks start. */
+export const ENTRY_POINTS = {
+  sidecar: 'sidecar/main.ts',
+  injector: 'injector/main.ts',
+  chaperone: 'cli/main.ts',
+} as const;
+export type BundleName = keyof typeof ENTRY_POINTS;
+export const BUNDLE_NAMES = Object.keys(ENTRY_POINTS) as BundleName[];
+
+/** The files of one bundle in dist/, which are all its image copies. */
+export function bundleFiles(name: BundleName): { bundle: string; sourceMap: string; notices: string } {
+  return { bundle: `${name}.mjs`, sourceMap: `${name}.mjs.map`, notices: `${name}.THIRD_PARTY_NOTICES.txt` };
+}
+
+/** How the bundles were made: what dist/build-info.json records, to tell when they are stale. */
+export interface BuildInfo {
+  esbuild: string;
+  /** Every file that went into any bundle (and the build's configuration), relative to the repository: its SHA-256. */
+  inputs: Record<string, string>;
+  bundles: Record<BundleName, { inputs: string[]; packages: BundledPackage[]; bytes: number }>;
+}
+
+export interface BundledPackage {
+  name: string;
+  version: string;
+  license: string;
+  /** The licence and notice files the package ships, relative to the repository. */
+  files: string[];
+}
+
+export const BUILD_INFO = 'build-info.json';
+
+// Licences that let the images ship the code with its notices; anything else stops the build until
+// someone decides. An SPDX OR offers a choice; the build takes the permissive one.
+const PERMISSIVE = new Set(['MIT', 'ISC', 'Apache-2.0', 'BSD-2-Clause', 'BSD-3-Clause', '0BSD', 'BlueOak-1.0.0', 'Unlicense', 'CC0-1.0']);
+
+export function isPermissive(expression: string): boolean {
+  const bare = expression.replace(/[()]/g, '').trim();
+  if (/\sAND\s/.test(bare)) return bare.split(/\s+AND\s+/).every(isPermissive);
+  return bare.split(/\s+OR\s+/).some((id) => PERMISSIVE.has(id.trim()));
+}
+
+// cli/demo.ts runs a control plane with the test harness (test/cluster: Go builds, kube-apiserver,
+// etcd). That is for a checkout, never for an image: the bundle gets this in its place.
+const DEMO_MODULE = path.join(REPO, 'cli/demo.ts');
+const DEMO_IN_BUNDLE = `export async function runDemo() {
+  process.stderr.write('chaperone demo starts a local control plane with the test harness, which this build of chaperone leaves out.\\n' +
+    'Run it from a checkout of the chaperone repository: npm install && npm run demo\\n');
+  process.exitCode = 2;
+}
+`;
+
+const VIRTUAL = 'chaperone-build';
+/** How the metafile names the stand-in: it is in no file. */
+export const DEMO_STAND_IN = `${VIRTUAL}:demo-left-out`;
+
+function demoLeftOut(): Plugin {
+  return {
+    name: 'chaperone-demo-left-out',
+    setup(plugin) {
+      plugin.onResolve({ filter: /(^|\/)demo\.js$/ }, (args) =>
+        path.resolve(args.resolveDir, args.path.replace(/\.js$/, '.ts')) === DEMO_MODULE ? { path: 'demo-left-out', namespace: VIRTUAL } : undefined,
+      );
+      plugin.onLoad({ filter: /.*/, namespace: VIRTUAL }, () => ({ contents: DEMO_IN_BUNDLE, loader: 'js' }));
+    },
+  };
+}
+
+function sha256(content: Buffer | string): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+/** The package a bundled file belongs to: the directory after its last node_modules/. */
+function packageRoot(input: string): string | undefined {
+  const match = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input);
+  return match?.[1];
+}
+
+const NOTICE_FILE = /^(licen[cs]e|copying|notice)(\b|[-._])/i;
+
+async function bundledPackage(root: string): Promise<BundledPackage> {
+  const manifest = JSON.parse(await readFile(path.join(REPO, root, 'package.json'), 'utf8')) as { name: string; version: string; license?: unknown };
+  if (typeof manifest.license !== 'string') throw new Error(`${manifest.name}@${manifest.version} (${root}) declares no SPDX licence: decide whether the images may ship it`);
+  if (!isPermissive(manifest.license)) {
+    throw new Error(`${manifest.name}@${manifest.version} (${root}) is licensed ${manifest.license}, which is not on the permissive list in ${SELF}: decide whether the images may ship it`);
+  }
+  const files = (await readdir(path.join(REPO, root), { withFileTypes: true }))
+    .filter((entry) => entry.isFile() && NOTICE_FILE.test(entry.name))
+    .map((entry) => path.posix.join(root, entry.name))
+    .sort();
+  return { name: manifest.name, version: manifest.version, license: manifest.license, files };
+}
+
+async function notices(name: BundleName, packages: BundledPackage[]): Promise<string> {
+  const sections = await Promise.all(
+    packages.map(async (pkg) => {
+      const texts = await Promise.all(pkg.files.map(async (file) => `--- ${path.posix.basename(file)}\n\n${(await readFile(path.join(REPO, file), 'utf8')).trim()}\n`));
+      const body = texts.length > 0 ? texts.join('\n') : `(the package ships no licence file; it declares ${pkg.license})\n`;
+      return `=== ${pkg.name}@${pkg.version} (${pkg.license})\n\n${body}`;
+    }),
+  );
+  return `Third-party software in ${bundleFiles(name).bundle}, with the licence and notice files each package ships.\n\n${sections.join('\n')}`;
+}
+
+/** Writes a file under a temporary name and renames it into place: a reader never sees half of it. */
+async function writeAtomically(file: string, content: Uint8Array | string): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, content);
+  await rename(temporary, file);
+}
+
+function outputInputs(metafile: Metafile, name: BundleName): string[] {
+  const key = `dist/${bundleFiles(name).bundle}`;
+  const output = metafile.outputs[key];
+  if (!output) throw new Error(`esbuild wrote no ${key}`);
+  return Object.keys(output.inputs).sort();
+}
+
+/** Whatever a file holds when it changed while the build read it: the next check finds it stale. */
+const CHANGED_DURING_BUILD = 'changed during the build';
+
+export async function buildArtefacts(): Promise<BuildInfo> {
+  const started = Date.now();
+  const result = await build({
+    absWorkingDir: REPO,
+    entryPoints: ENTRY_POINTS,
+    outdir: DIST,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'esm',
+    // CommonJS packages (pino, node-forge, prom-client...) require Node's built-in modules.
+    banner: { js: "import { createRequire as __chaperoneCreateRequire } from 'node:module'; const require = __chaperoneCreateRequire(import.meta.url);" },
+    // Minified, but with names kept and a source map beside it: stack traces name the TypeScript
+    // function, file and line (the images run node --enable-source-maps). Without the sources'
+    // text, the map stays small.
+    minify: true,
+    keepNames: true,
+    sourcemap: 'linked',
+    sourcesContent: false,
+    legalComments: 'eof',
+    plugins: [demoLeftOut()],
+    metafile: true,
+    write: false,
+    logLevel: 'warning',
+  });
+  await mkdir(DIST, { recursive: true });
+  for (const file of result.outputFiles) await writeAtomically(file.path, file.contents);
+
+  const inputs: Record<string, string> = {};
+  for (const input of [...BUILD_CONFIGURATION, ...Object.keys(result.metafile.inputs).filter((input) => input !== DEMO_STAND_IN)]) {
+    const file = path.join(REPO, input);
+    inputs[input] = (await stat(file)).mtimeMs >= started ? CHANGED_DURING_BUILD : sha256(await readFile(file));
+  }
+
+  const bundles = {} as BuildInfo['bundles'];
+  for (const name of BUNDLE_NAMES) {
+    const bundleInputs = outputInputs(result.metafile, name);
+    const roots = [...new Set(bundleInputs.map(packageRoot).filter((root) => root !== undefined))].sort();
+    const packages = await Promise.all(roots.map(bundledPackage));
+    await writeAtomically(path.join(DIST, bundleFiles(name).notices), await notices(name, packages));
+    const bytes = result.outputFiles.find((file) => path.basename(file.path) === bundleFiles(name).bundle)!.contents.byteLength;
+    bundles[name] = { inputs: bundleInputs, packages, bytes };
+  }
+  const info: BuildInfo = { esbuild: esbuildVersion, inputs, bundles };
+  await writeAtomically(path.join(DIST, BUILD_INFO), `${JSON.stringify(info, null, 2)}\n`);
+  return info;
+}
+
+/** Why the artefacts in dist/ are not those of the current sources, or undefined when they are. */
+export async function whyStale(): Promise<string | undefined> {
+  let info: BuildInfo;
+  try {
+    info = JSON.parse(await readFile(path.join(DIST, BUILD_INFO), 'utf8')) as BuildInfo;
+  } catch {
+    return `there is no ${BUILD_INFO}`;
+  }
+  if (info.esbuild !== esbuildVersion) return `esbuild is ${esbuildVersion} now, not ${info.esbuild}`;
+  const present = new Set(await readdir(DIST));
+  for (const name of BUNDLE_NAMES) {
+    if (!info.bundles[name]) return `it has no ${name} bundle`;
+    const missing = Object.values(bundleFiles(name)).find((file) => !present.has(file));
+    if (missing) return `${missing} is missing`;
+  }
+  const unrecorded = BUILD_CONFIGURATION.find((file) => !(file in info.inputs));
+  if (unrecorded) return `${unrecorded} is not among its inputs`;
+  for (const [input, hash] of Object.entries(info.inputs)) {
+    const now = await readFile(path.join(REPO, input)).then(sha256, () => undefined);
+    if (now !== hash) return `${input} ${now === undefined ? 'is gone' : 'changed'}`;
+  }
+  return undefined;
+}
+
+/** The build info of up-to-date artefacts in dist/, building them first when they are missing or stale. */
+export async function ensureArtefacts(log: (line: string) => void = () => undefined): Promise<BuildInfo> {
+  const why = await whyStale();
+  if (why === undefined) return JSON.parse(await readFile(path.join(DIST, BUILD_INFO), 'utf8')) as BuildInfo;
+  log(`building the artefacts: ${why}`);
+  return buildArtefacts();
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  let info: BuildInfo;
+  try {
+    info = await buildArtefacts();
+  } catch (err) {
+    // esbuild has printed its errors, each with the file and line.
+    process.stderr.write(`build-artefacts: ${(err as { errors?: unknown[] }).errors ? 'the build failed' : (err as Error).message}\n`);
+    process.exit(1);
+  }
+  for (const name of BUNDLE_NAMES) {
+    const bundle = info.bundles[name];
+    process.stdout.write(`dist/${bundleFiles(name).bundle}: ${(bundle.bytes / 1024 / 1024).toFixed(1)} MiB, ${bundle.packages.length} packages\n`);
+  }
+  process.stdout.write(`built in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();
