@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The chaperone command for people.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../lib/config.js';
-import { runDemo } from './demo.js';
-import { runKubeconfig } from './kubeconfig.js';
+import { runDoctor, type DoctorOptions } from './doctor/command.js';
+import { runKubeconfig, type KubeconfigCommandOptions } from './kubeconfig.js';
 
 function duration(text: string): number {
   const ms = parseDuration(text);
@@ -15,26 +15,94 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-const program = new Command('chaperone').description('Kubernetes auth proxy sidecar for dashboards and tools');
+/** Runs a command; an error is one line on standard error and exit code 1, never a stack trace. */
+function failing<A extends unknown[]>(name: string, action: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+  return async (...args) => {
+    try {
+      const code = await action(...args);
+      if (typeof code === 'number') process.exitCode = code;
+    } catch (err) {
+      process.stderr.write(`chaperone ${name}: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+/** The options with which a command reaches the cluster, as kubectl's. */
+function clusterOptions(command: Command, namespaceHelp: string): Command {
+  return command
+    .option('--kubeconfig <file>', 'the kubeconfig to use (default: KUBECONFIG, else ~/.kube/config)')
+    .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
+    .option('-n, --namespace <name>', `${namespaceHelp} (default: the context's namespace, else "default")`)
+    .option('--injector-namespace <name>', "the injector's namespace (default: chaperone-system, or the one in --injector-config)")
+    .option('--injector-config <file>', "the injector's own YAML config file, if it names what it creates differently from the defaults");
+}
+
+const program = new Command('chaperone')
+  .description('Kubernetes auth proxy sidecar for dashboards and tools')
+  .showHelpAfterError()
+  .addHelpText('after', '\nRun `chaperone <command> --help` for a command\'s options and examples.');
 
 program
   .command('demo')
   .description('run chaperone on a local control plane (builds kube-apiserver and etcd on first use)')
-  .action(runDemo);
+  .addHelpText('after', '\nExample:\n  chaperone demo     # stays up until Ctrl-C, then cleans up')
+  // Loaded only when asked for: the demo brings the local control-plane harness with it.
+  .action(async () => (await import('./demo.js')).runDemo());
 
-program
-  .command('kubeconfig')
-  .description('issue a short-lived client certificate from the identity CA and write a kubeconfig that reaches the API server through a sidecar')
-  .requiredOption('--user <name>', 'the person: the certificate CN, which becomes the username')
-  .option('--group <name>', 'a group (the certificate O); repeat for more', collect, [])
-  .option('--ttl <duration>', 'how long the certificate is valid (at most 168h)', duration, 8 * 3600)
-  .option('--server <url>', 'the sidecar as the person reaches it', 'https://127.0.0.1:6443')
-  .requiredOption('--identity-ca-cert <file>', 'the identity CA certificate (PEM)')
-  .requiredOption('--identity-ca-key <file>', 'the identity CA private key (PEM)')
-  .requiredOption('--serving-ca <file>', "the CA bundle that signed the sidecar's serving certificate (PEM)")
-  .option('-o, --output <file>', 'write the kubeconfig here (mode 0600) instead of to stdout')
-  .action((options: { user: string; group: string[]; ttl: number; server: string; identityCaCert: string; identityCaKey: string; servingCa: string; output?: string }) =>
-    runKubeconfig({ ...options, ttlSeconds: options.ttl }),
-  );
+clusterOptions(
+  program
+    .command('kubeconfig')
+    .summary('issue a person a kubeconfig with a short-lived client certificate, to reach the API server through a sidecar')
+    .description(
+      'issue a short-lived client certificate from the identity CA and write a kubeconfig that reaches the API server through a sidecar. ' +
+        "The CAs are read from the cluster with your kubeconfig (the identity CA from the Secret chaperone-identity-ca in the injector's namespace: " +
+        'you need get on it; the serving CA bundle from the ConfigMap chaperone-ca in the dashboard\'s namespace), unless files are given',
+    )
+    .requiredOption('--user <name>', 'the person: the certificate CN, which becomes the username')
+    .option('--group <name>', 'a group (the certificate O); repeat for more', collect, [])
+    .addOption(new Option('--ttl <duration>', 'how long the certificate is valid (at most 168h)').argParser(duration).default(8 * 3600, '8h'))
+    .option('--server <url>', 'the sidecar as the person reaches it', 'https://127.0.0.1:6443')
+    .option('--identity-ca-cert <file>', 'the identity CA certificate (PEM), instead of reading it from the cluster')
+    .option('--identity-ca-key <file>', 'the identity CA private key (PEM), with --identity-ca-cert')
+    .option('--serving-ca <file>', "the CA bundle that signed the sidecar's serving certificate (PEM), instead of reading it from the cluster")
+    .option('-o, --output <file>', 'write the kubeconfig here (mode 0600) instead of to stdout'),
+  "the dashboard's namespace, whose ConfigMap chaperone-ca holds the serving CA bundle",
+)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  # alice, in group dev, for 8 hours, for the dashboard in namespace team-a (reached with kubectl port-forward):
+  chaperone kubeconfig --user alice --group dev --ttl 8h -n team-a -o alice.kubeconfig
+  kubectl port-forward -n team-a pod/dashboard 6443:6443 &
+  kubectl --kubeconfig alice.kubeconfig get pods -n team-a
+
+  # from files, with no cluster access:
+  chaperone kubeconfig --user bob --identity-ca-cert ca.crt --identity-ca-key ca.key --serving-ca serving-ca.crt`,
+  )
+  .action(failing('kubeconfig', (options: Omit<KubeconfigCommandOptions, 'ttlSeconds'> & { ttl: number }) => runKubeconfig({ ...options, ttlSeconds: options.ttl })));
+
+clusterOptions(
+  program
+    .command('doctor')
+    .summary('check a namespace (and a pod) for chaperone: what is wrong, and how to fix it')
+    .description(
+      'check a namespace (and a pod) for chaperone and say in plain words what is wrong, with a fix for each finding: the namespace label, ' +
+        "what the injector provisions, the webhook configuration, the scoped service account's RBAC, and the pod. Exit code 0 when nothing fails, 1 otherwise",
+    )
+    .option('--pod <name>', 'also check this pod: its sidecar, service account, tokens and readiness')
+    .addOption(new Option('-o, --output <format>', 'text for people, json for machines').choices(['text', 'json']).default('text')),
+  'the namespace to check',
+)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  chaperone doctor -n team-a
+  chaperone doctor -n team-a --pod headlamp-7d9c5-x2x8q
+  chaperone doctor -n team-a -o json | jq '.findings[] | select(.status != "ok")'`,
+  )
+  .action(failing('doctor', (options: DoctorOptions) => runDoctor(options)));
 
 await program.parseAsync(process.argv);
