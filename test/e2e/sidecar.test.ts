@@ -33,7 +33,9 @@ function rawHttp(sidecar: TestSidecar, cert: CertificateAndKey, text: string): P
   });
 }
 
-describe('sidecar request path (client certificates, real API server)', function () {
+// The whole path in both impersonation modes: classic (the impersonate verb) and constrained (the
+// role generated from the dashboard access policy, which the sidecar is given too).
+for (const mode of ['classic', 'constrained'] as const) describe(`sidecar request path (client certificates, real API server, ${mode} impersonation)`, function () {
   this.timeout(120_000);
   let cp: ControlPlane;
   let clients: AdminClients;
@@ -47,7 +49,7 @@ describe('sidecar request path (client certificates, real API server)', function
     this.timeout(15 * 60_000);
     cp = await sharedControlPlane();
     clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients);
+    sidecar = await startTestSidecar(cp, clients, { mode });
     allowedNs = await createNamespace(clients, 'alice-view');
     otherNs = await createNamespace(clients, 'elsewhere');
     await grantInNamespace(cp, clients, allowedNs, 'view', 'alice');
