@@ -52,16 +52,21 @@ export const SECURITY_GROUPS: readonly string[] = [
   'apiextensions.k8s.io',
   'certificates.k8s.io',
 ];
-/** Core resources dashboard access does not create: a token of any service account is its power. */
-const NOT_WRITTEN_CORE = new Set(['serviceaccounts/token']);
-const WRITE_VERBS = GRANTABLE_VERBS.filter((v) => !(READ_VERBS as readonly string[]).includes(v));
+/**
+ * Core resources dashboard access does not touch at all: a token of any service account is that
+ * account's power, and a node's proxy is its kubelet's API (exec into any pod on the node).
+ */
+const NOT_DASHBOARD_CORE = new Set(['serviceaccounts/token', 'nodes/proxy']);
 
 function dashboardRules(served: ServedResources): ResourceRule[] {
-  const core = served.core.filter(({ name, verbs }) => !NOT_WRITTEN_CORE.has(name) && verbs.some((v) => WRITE_VERBS.includes(v as (typeof WRITE_VERBS)[number])));
-  const groups = served.groups.filter((g) => g !== '' && !SECURITY_GROUPS.includes(g)).sort();
-  const rules: ResourceRule[] = [{ apiGroups: ['*'], resources: ['*'], verbs: [...READ_VERBS] }];
-  if (core.length > 0) rules.push({ apiGroups: [''], resources: core.map(({ name }) => name).sort(), verbs: [...WRITE_VERBS] });
-  if (groups.length > 0) rules.push({ apiGroups: groups, resources: ['*'], verbs: [...WRITE_VERBS] });
+  const core = served.core.filter(({ name }) => !NOT_DASHBOARD_CORE.has(name)).map(({ name }) => name).sort();
+  const groups = served.groups.filter((g) => g !== '').sort();
+  const written = groups.filter((g) => !SECURITY_GROUPS.includes(g));
+  const read = groups.filter((g) => SECURITY_GROUPS.includes(g));
+  const rules: ResourceRule[] = [];
+  if (core.length > 0) rules.push({ apiGroups: [''], resources: core, verbs: [...GRANTABLE_VERBS] });
+  if (written.length > 0) rules.push({ apiGroups: written, resources: ['*'], verbs: [...GRANTABLE_VERBS] });
+  if (read.length > 0) rules.push({ apiGroups: read, resources: ['*'], verbs: [...READ_VERBS] });
   return rules;
 }
 

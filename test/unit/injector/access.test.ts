@@ -12,6 +12,7 @@ const served: ServedResources = {
     { name: 'pods/exec', verbs: ['create', 'get'] },
     { name: 'pods/portforward', verbs: ['create', 'get'] },
     { name: 'services/proxy', verbs: ['get', 'create'] },
+    { name: 'nodes/proxy', verbs: ['get', 'create'] },
     { name: 'secrets', verbs: ['get', 'list', 'watch', 'create'] },
     { name: 'serviceaccounts/token', verbs: ['create'] },
     { name: 'bindings', verbs: ['create'] },
@@ -21,7 +22,7 @@ const served: ServedResources = {
 const get = (resource: string, subresource = '', apiGroup = '', verb = 'get'): AccessAttributes => ({ isResourceRequest: true, path: '', verb, apiGroup, resource, subresource, name: '' });
 
 describe('injector access policies', function () {
-  it('gives a dashboard every ordinary verb, but writes no security setting and mints no token', function () {
+  it("gives a dashboard every ordinary verb, but writes no security setting, mints no token and never reaches a kubelet", function () {
     const policy = accessPolicyFor(undefined, defaults, served);
     assert.equal(policy.access, 'dashboard');
     assert.ok(policyAllows(policy, get('secrets', '', '', 'delete')));
@@ -31,6 +32,8 @@ describe('injector access policies', function () {
     assert.ok(!policyAllows(policy, get('clusterrolebindings', '', 'rbac.authorization.k8s.io', 'create')));
     assert.ok(!policyAllows(policy, get('mutatingwebhookconfigurations', '', 'admissionregistration.k8s.io', 'update')));
     assert.ok(!policyAllows(policy, get('serviceaccounts', 'token', '', 'create')));
+    assert.ok(!policyAllows(policy, get('nodes', 'proxy')), "a node's proxy is its kubelet");
+    assert.ok(policyAllows(policy, get('services', 'proxy')), 'a service proxy is an ordinary dashboard feature');
     assert.ok(!policyAllows(policy, get('users', '', '', 'impersonate')));
     assert.ok(!policyAllows(policy, get('clusterroles', '', 'rbac.authorization.k8s.io', 'escalate')));
   });
