@@ -3,6 +3,7 @@
 // one replica that holds the Lease writes: the CAs, the serving certificate, the webhook
 // configuration's caBundle, and every labelled namespace's provisioning.
 import { AdmissionregistrationV1Api, CoordinationV1Api, CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { KeepAliveKubeReader } from '../lib/kube-reads.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { CertificateFeed, type CertificateListener, type ServingCertificate } from './certs/feed.js';
 import { CertificateReconciler } from './certs/reconciler.js';
@@ -50,6 +51,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
   const core = kubeconfig.makeApiClient(CoreV1Api);
   const rbac = kubeconfig.makeApiClient(RbacAuthorizationV1Api);
   const admission = kubeconfig.makeApiClient(AdmissionregistrationV1Api);
+  const reader = new KeepAliveKubeReader(kubeconfig);
   const names = provisioningNames(config);
   const labels = ownLabels(config.namespace);
 
@@ -129,10 +131,11 @@ export function startController(config: InjectorConfig, dependencies: Controller
     stop: async () => {
       await election.stop();
       await feed.stop();
+      reader.close();
     },
     onCertificate: (listener) => feed.onCertificate(listener),
     currentCertificate: () => feed.current(),
-    provisioningStatus: (namespace) => checkProvisioning({ core, rbac }, names, namespace),
+    provisioningStatus: (namespace) => checkProvisioning(reader, names, namespace),
     isLeader: () => election.isLeader(),
   };
 }

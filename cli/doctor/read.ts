@@ -8,13 +8,13 @@ import {
   AuthorizationV1Api,
   CoreV1Api,
   DiscoveryV1Api,
-  RbacAuthorizationV1Api,
   type KubeConfig,
   type V1MutatingWebhookConfiguration,
 } from '@kubernetes/client-node';
 import type { InjectorConfig } from '../../injector/config.js';
 import { provisioningNames } from '../../injector/controller.js';
 import { checkProvisioning } from '../../injector/provision/readiness.js';
+import { KeepAliveKubeReader, KubeReadError } from '../../lib/kube-reads.js';
 import { apiErrorMessage } from '../cluster.js';
 import { accessQuestions, serviceAccountUser } from './access.js';
 import { absent, found, unreadable, type DoctorFacts, type Installation, type Observed, type WebhookServiceFacts } from './facts.js';
@@ -41,6 +41,7 @@ async function observe<T>(read: () => Promise<T>, need: string): Promise<Observe
   try {
     return found(await read());
   } catch (err) {
+    if (err instanceof KubeReadError) return unreadable(err.status === 403 ? `forbidden: you need ${need}` : err.message);
     if (!(err instanceof ApiException)) throw err;
     if (err.code === 404) return absent;
     return unreadable(apiErrorMessage(err, need));
@@ -92,7 +93,7 @@ async function webhookServices(clients: Clients, webhook: Observed<V1MutatingWeb
 
 export async function readFacts(kubeconfig: KubeConfig, config: InjectorConfig, target: DoctorTarget, now = new Date()): Promise<DoctorFacts> {
   const core = kubeconfig.makeApiClient(CoreV1Api);
-  const rbac = kubeconfig.makeApiClient(RbacAuthorizationV1Api);
+  const reader = new KeepAliveKubeReader(kubeconfig);
   const clients: Clients = { core, discovery: kubeconfig.makeApiClient(DiscoveryV1Api), authorization: kubeconfig.makeApiClient(AuthorizationV1Api) };
   const installation = installationOf(config);
   const { namespace } = target;
@@ -104,13 +105,13 @@ export async function readFacts(kubeconfig: KubeConfig, config: InjectorConfig, 
     observe(() => core.readNamespacedConfigMap({ name: installation.caConfigMap, namespace }), `get on configmaps in ${namespace}`),
     observe(() => core.readNamespacedSecret({ name: installation.servingSecret, namespace }), `get on secrets/${installation.servingSecret} in ${namespace}`),
     observe(
-      () => checkProvisioning({ core, rbac }, provisioningNames(config), namespace, now),
+      () => checkProvisioning(reader, provisioningNames(config), namespace, now),
       `get on what the injector's readiness check reads (the namespace, its serviceaccounts, configmaps and secrets, clusterroles, clusterrolebindings)`,
     ),
     observe(() => kubeconfig.makeApiClient(AdmissionregistrationV1Api).readMutatingWebhookConfiguration({ name: installation.webhookConfiguration }), 'get on mutatingwebhookconfigurations'),
     observe(() => askAll(clients, namespace, installation.serviceAccount), 'create on subjectaccessreviews (authorization.k8s.io)'),
     target.pod !== undefined ? observe(() => core.readNamespacedPod({ name: target.pod!, namespace }), `get on pods in ${namespace}`) : undefined,
-  ]);
+  ]).finally(() => reader.close());
   return {
     now,
     namespaceName: namespace,

@@ -1,12 +1,13 @@
 // "Can a pod in this namespace start?" — what the injector asks before it admits a pod into a
 // labelled namespace, so that a pod whose service account, certificate or CA bundle is not there yet
 // is refused with a message that says what is missing, rather than admitted to fail at start.
-import type { CoreV1Api, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
+import type { V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
+import type { KubeReader } from '../../lib/kube-reads.js';
 import { parsePolicy } from '../../lib/access-policy.js';
 import { certificateInfo } from '../../lib/pki.js';
 import { TLS_CERT_KEY, TLS_KEY_KEY } from '../certs/feed.js';
 import { accessPolicyFor, AccessPolicyError } from './access.js';
-import { decodeData, unlessNotFound } from './kube.js';
+import { decodeData } from './kube.js';
 import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, isOwn, SERVING_CA_KEY } from './names.js';
 import { bindsOnly, impersonatorName, serviceAccountSubject, type ProvisioningNames } from './objects.js';
 
@@ -90,24 +91,20 @@ export function missingPieces(observed: ObservedProvisioning, names: Provisionin
   return missing;
 }
 
-export interface ProvisioningApis {
-  core: CoreV1Api;
-  rbac: RbacAuthorizationV1Api;
-}
-
 /** Reads the namespace and what it holds (six GETs by name, in parallel) and says what is missing. */
-export async function checkProvisioning(apis: ProvisioningApis, names: ProvisioningNames, namespace: string, now = new Date()): Promise<ProvisioningStatus> {
-  const { core, rbac } = apis;
-  const rbacName = impersonatorName(names, namespace);
-  const [ns, serviceAccount, role, binding, configMap, secret] = await Promise.all([
-    unlessNotFound(core.readNamespace({ name: namespace })),
-    unlessNotFound(core.readNamespacedServiceAccount({ name: names.serviceAccount, namespace })),
-    unlessNotFound(rbac.readClusterRole({ name: rbacName })),
-    unlessNotFound(rbac.readClusterRoleBinding({ name: rbacName })),
-    unlessNotFound(core.readNamespacedConfigMap({ name: names.caConfigMap, namespace })),
-    unlessNotFound(core.readNamespacedSecret({ name: names.servingSecret, namespace })),
+export async function checkProvisioning(reader: KubeReader, names: ProvisioningNames, namespace: string, now = new Date()): Promise<ProvisioningStatus> {
+  const rbacName = encodeURIComponent(impersonatorName(names, namespace));
+  const ns = `/api/v1/namespaces/${encodeURIComponent(namespace)}`;
+  const rbac = '/apis/rbac.authorization.k8s.io/v1';
+  const [namespaceObject, serviceAccount, role, binding, configMap, secret] = await Promise.all([
+    reader.get<V1Namespace>(ns),
+    reader.get<V1ServiceAccount>(`${ns}/serviceaccounts/${encodeURIComponent(names.serviceAccount)}`),
+    reader.get<V1ClusterRole>(`${rbac}/clusterroles/${rbacName}`),
+    reader.get<V1ClusterRoleBinding>(`${rbac}/clusterrolebindings/${rbacName}`),
+    reader.get<V1ConfigMap>(`${ns}/configmaps/${encodeURIComponent(names.caConfigMap)}`),
+    reader.get<V1Secret>(`${ns}/secrets/${encodeURIComponent(names.servingSecret)}`),
   ]);
-  const missing = missingPieces({ serviceAccount, role, binding, configMap, secret, annotations: ns?.metadata?.annotations }, names, namespace, now);
+  const missing = missingPieces({ serviceAccount, role, binding, configMap, secret, annotations: namespaceObject?.metadata?.annotations }, names, namespace, now);
   return { ready: missing.length === 0, missing };
 }
 

@@ -114,7 +114,9 @@ export class CachingReviewer implements AccessReviewer {
     const pending = this.inFlight.get(key);
     if (pending) return pending;
     const asked = this.ask(body).then((decision) => {
-      this.decisions.set(key, decision, { ttl: decision.allowed ? this.options.allowedTtlMs : this.options.deniedTtlMs });
+      const ttl = decision.allowed ? this.options.allowedTtlMs : this.options.deniedTtlMs;
+      // A TTL of 0 means "do not cache" here; to lru-cache it would mean "keep for ever".
+      if (ttl > 0) this.decisions.set(key, decision, { ttl });
       return decision;
     });
     this.inFlight.set(key, asked);

@@ -32,6 +32,17 @@ describe('sidecar/authz/review', function () {
     assert.equal(reviewer.stats.hits, 1);
   });
 
+  it('caches nothing when a TTL is 0 (lru-cache would read 0 as for ever)', async function () {
+    let allowed = true;
+    const t = transport(() => Promise.resolve({ allowed }));
+    const reviewer = new CachingReviewer(t.send, { ...options, deniedTtlMs: 0, allowedTtlMs: 0 });
+    assert.equal((await reviewer.review(alice, listPods)).allowed, true);
+    allowed = false;
+    assert.equal((await reviewer.review(alice, listPods)).allowed, false, 'asked again');
+    assert.equal((await reviewer.review(alice, listPods)).allowed, false);
+    assert.equal(t.calls.length, 3);
+  });
+
   it('keeps allowed and denied decisions for their own TTLs', async function () {
     let allowed = false;
     const t = transport(() => Promise.resolve({ allowed }));
