@@ -4,9 +4,10 @@
 // them; a bounded buffer holds what waits. When it is full, `block` holds new requests back until
 // there is room (nothing is lost), `drop` drops new events (each one counted and logged).
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../lib/log.js';
 import { AUDIT_API_VERSION } from '../types.js';
 import { emptyStats, type OverflowMode, type SerialisedEvent, type Sink, type SinkStats } from './sink.js';
@@ -156,38 +157,65 @@ export interface WebhookTarget {
   requestOptions: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean; servername?: string; headers?: Record<string, string> };
 }
 
-/** The receiver as the kubeconfig's current context (or its only context, cluster and user) names it. */
+type Entry = Record<string, unknown>;
+
+const isEntry = (value: unknown): value is Entry => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** A kubeconfig's named list (clusters, users, contexts) as name -> the object under `field`. */
+function namedEntries(list: unknown, field: string): { name: unknown; value: Entry }[] {
+  return (Array.isArray(list) ? list : []).filter(isEntry).map((entry) => ({ name: entry.name, value: isEntry(entry[field]) ? entry[field] : {} }));
+}
+
+const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
+
+/**
+ * The receiver as the kubeconfig's current context (or its first context, or else its first cluster
+ * and user) names it. Read with the yaml package alone: @kubernetes/client-node, for this alone, was
+ * more than half of the sidecar's bundle and a fifth of its idle memory (docs/benchmarks.md).
+ */
 export function loadWebhookTarget(file: string): WebhookTarget {
-  const kubeconfig = new KubeConfig();
+  let config: unknown;
   try {
-    kubeconfig.loadFromFile(file);
+    config = parse(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new Error(`${file}: not a usable kubeconfig: ${(err as Error).message}`);
   }
-  const context = kubeconfig.getContextObject(kubeconfig.getCurrentContext()) ?? kubeconfig.getContexts()[0];
-  const cluster = context ? kubeconfig.getCluster(context.cluster) : kubeconfig.getClusters()[0];
-  const user = context ? kubeconfig.getUser(context.user) : kubeconfig.getUsers()[0];
-  if (!cluster?.server) throw new Error(`${file}: names no cluster with a server to send audit events to`);
+  const root = isEntry(config) ? config : {};
+  const contexts = namedEntries(root.contexts, 'context');
+  const clusters = namedEntries(root.clusters, 'cluster');
+  const users = namedEntries(root.users, 'user');
+  const context = contexts.find((c) => c.name === root['current-context']) ?? contexts[0];
+  const cluster = (context ? clusters.find((c) => c.name === context.value.cluster) : clusters[0])?.value;
+  const user = (context ? users.find((u) => u.name === context.value.user) : users[0])?.value ?? {};
+  const server = text(cluster?.server);
+  if (!cluster || !server) throw new Error(`${file}: names no cluster with a server to send audit events to`);
   let url: URL;
   try {
-    url = new URL(cluster.server);
+    url = new URL(server);
   } catch {
-    throw new Error(`${file}: the server ${JSON.stringify(cluster.server)} is not a URL`);
+    throw new Error(`${file}: the server ${JSON.stringify(server)} is not a URL`);
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`${file}: the server must be an https (or http) URL`);
-  const fromFileOrData = (path: string | undefined, data: string | undefined) => (path || data ? readKubeconfigValue(file, path, data) : undefined);
-  const ca = fromFileOrData(cluster.caFile, cluster.caData);
-  const cert = fromFileOrData(user?.certFile, user?.certData);
-  const key = fromFileOrData(user?.keyFile, user?.keyData);
+  // File paths are relative to the kubeconfig, as client-go reads them.
+  const dir = path.dirname(path.resolve(file));
+  const fromFileOrData = (entry: Entry, fileField: string, dataField: string) => {
+    const [named, data] = [text(entry[fileField]), text(entry[dataField])];
+    return named || data ? readKubeconfigValue(file, named && path.resolve(dir, named), data) : undefined;
+  };
+  const ca = fromFileOrData(cluster, 'certificate-authority', 'certificate-authority-data');
+  const cert = fromFileOrData(user, 'client-certificate', 'client-certificate-data');
+  const key = fromFileOrData(user, 'client-key', 'client-key-data');
+  const token = text(user.token);
+  const serverName = text(cluster['tls-server-name']);
   return {
     url,
     requestOptions: {
       ...(ca ? { ca } : {}),
       ...(cert ? { cert } : {}),
       ...(key ? { key } : {}),
-      ...(cluster.skipTLSVerify ? { rejectUnauthorized: false } : {}),
-      ...(cluster.tlsServerName ? { servername: cluster.tlsServerName } : {}),
-      ...(user?.token ? { headers: { authorization: `Bearer ${user.token.trim()}` } } : {}),
+      ...(cluster['insecure-skip-tls-verify'] === true ? { rejectUnauthorized: false } : {}),
+      ...(serverName ? { servername: serverName } : {}),
+      ...(token ? { headers: { authorization: `Bearer ${token.trim()}` } } : {}),
     },
   };
 }

@@ -1,0 +1,205 @@
+// npm run bench: what the sidecar and the injector cost, measured on a control plane of the bench's
+// own, through the production bundles. Progress on standard error, the report (markdown) on
+// standard output, every figure in a JSON file.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
+import { adminClients } from '../test/cluster/kube.js';
+import { measureAdmission } from './admission.js';
+import { prepareData, type BenchData } from './data.js';
+import type { Workload } from './load.js';
+import { busy, machineInfo } from './machine.js';
+import { authorizationCacheLookups, heapBreakdown } from './metrics.js';
+import { measureOverhead, type Route } from './overhead.js';
+import { preparePeople, type People } from './people.js';
+import { bundlePath, findProcess, PeakMemory, useBundle } from './processes.js';
+import { renderReport } from './report.js';
+import type { BenchResults, BenchSettings, MemoryResult, Section } from './results.js';
+import { FULL, QUICK } from './settings.js';
+import { prepareSidecars, type BenchSidecar, type SidecarLauncher } from './sidecar.js';
+import { measureStartup } from './startup.js';
+import { measureWatches } from './watches.js';
+
+const REQUIRED_NODE_MAJOR = 24;
+const SECTIONS: Section[] = ['startup', 'overhead', 'watches', 'admission'];
+const DEFAULT_OUT = path.join(import.meta.dirname, 'results', 'latest.json');
+
+/**
+ * Caches off: every token goes to the webhook, every request gets a SubjectAccessReview of its own
+ * unless one for the same person and request finished within the last millisecond or is in flight.
+ */
+const COLD_CACHE_FLAGS = ['--authentication-token-webhook-cache-authorized-ttl=0', '--authz-allowed-ttl=1ms'];
+
+interface CliOptions {
+  quick: boolean;
+  out: string;
+  only?: Section[];
+  cpuProf?: string;
+  sidecarBundle?: string;
+}
+
+const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function workloads(data: BenchData): Workload[] {
+  const { list, paged, pageSize } = data.sizes;
+  return [
+    { name: 'GET one small object', path: data.smallObject },
+    { name: `LIST ${list}`, path: data.list },
+    { name: `LIST ${paged} in pages of ${pageSize}`, path: data.pagedList, maxPages: Math.ceil(paged / pageSize) + 1 },
+  ];
+}
+
+type StartSidecar = SidecarLauncher['start'];
+
+async function overheadAndMemory(
+  start: StartSidecar,
+  cp: ControlPlane,
+  people: People,
+  data: BenchData,
+  settings: BenchSettings,
+  cpuProfileDir: string | undefined,
+): Promise<{ overhead: NonNullable<BenchResults['overhead']>; memory: MemoryResult }> {
+  const sidecar = await start('main', [], cpuProfileDir ? { cpuProfileDir } : {});
+  const cold = await start('cold-caches', COLD_CACHE_FLAGS);
+  await sleep(2000);
+  const idleBytes = sidecar.rss();
+  const idleHeap = await heapBreakdown(sidecar.opsUrl);
+  log(`sidecar idle: ${(idleBytes / 2 ** 20).toFixed(1)} MiB resident`);
+  const all = workloads(data);
+  const apiserver = { 'kube-apiserver': findProcess('kube-apiserver', cp.dir) };
+  const warm = (method: string, credentials: Route['credentials']): Route => ({
+    method,
+    caches: 'warm',
+    base: sidecar.url,
+    credentials,
+    watched: { ...apiserver, sidecar: sidecar.child.pid! },
+  });
+  const routes: Route[] = [
+    warm('client certificate', { cert: people.sidecarCert }),
+    warm('OIDC token', { bearer: people.oidcToken }),
+    warm('webhook token', { bearer: people.webhookToken }),
+    {
+      method: 'webhook token',
+      caches: 'cold',
+      base: cold.url,
+      credentials: { bearer: people.webhookToken },
+      workloads: [all[0]!.name],
+      cacheLookups: () => authorizationCacheLookups(cold.opsUrl),
+      watched: { ...apiserver, sidecar: cold.child.pid! },
+    },
+  ];
+  const peak = new PeakMemory(sidecar);
+  let overhead: NonNullable<BenchResults['overhead']>;
+  try {
+    overhead = await measureOverhead(all, settings.concurrencies, { base: cp.url, credentials: { cert: people.directCert }, watched: apiserver }, routes, settings, log);
+  } finally {
+    peak.stop();
+  }
+  await sleep(2000);
+  const memory = { idleBytes, underLoadPeakBytes: peak.peak, afterLoadBytes: sidecar.rss(), heap: { idle: idleHeap, afterLoad: await heapBreakdown(sidecar.opsUrl) } };
+  return { overhead, memory };
+}
+
+async function run(options: CliOptions): Promise<void> {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major !== REQUIRED_NODE_MAJOR) throw new Error(`the benchmarks run on Node.js ${REQUIRED_NODE_MAJOR}, as chaperone ships; this is ${process.version}. Run npm run bench.`);
+  const sections = options.only ?? SECTIONS;
+  if (options.sidecarBundle) useBundle('sidecar', options.sidecarBundle);
+  bundlePath('sidecar');
+  if (sections.includes('admission')) bundlePath('injector');
+  const settings = options.quick ? QUICK : FULL;
+  const startedAt = new Date();
+  const busyBefore = busy();
+  log(`load average ${busyBefore.load.join(' ')}; ${settings.quick ? 'quick run' : 'full run'} of ${sections.join(', ')}`);
+
+  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-bench-'));
+  const file = (name: string) => path.join(dir, name);
+  const cleanups: (() => Promise<void>)[] = [];
+  const sidecars = new Set<BenchSidecar>();
+  const stopSidecars = async () => {
+    for (const sidecar of sidecars) await sidecar.stop();
+    sidecars.clear();
+  };
+  const cleanUp = async () => {
+    await stopSidecars();
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch((err: unknown) => log(`cleaning up: ${(err as Error).message}`));
+    await rm(dir, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void cleanUp().finally(() => process.exit(130)));
+
+  const results: Partial<BenchResults> = { sections };
+  try {
+    const cp = await startControlPlane({ log });
+    cleanups.push(() => cp.stop());
+    const clients = adminClients(cp);
+    const people = await preparePeople(cp, dir);
+    cleanups.push(() => people.stop());
+    const data = await prepareData(cp, clients, settings.objects, log);
+    const launcher = await prepareSidecars(cp, clients, dir, people.sidecarFlags);
+    const startSidecar: StartSidecar = async (...args) => {
+      const sidecar = await launcher.start(...args);
+      sidecars.add(sidecar);
+      return sidecar;
+    };
+
+    if (sections.includes('startup')) {
+      results.startup = await measureStartup(launcher, settings.startupRuns, file('startup.log'));
+      log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.withoutSourceMaps.readyzMs.p50.toFixed(0)}ms without source maps`);
+    }
+    if (sections.includes('overhead')) {
+      const measured = await overheadAndMemory(startSidecar, cp, people, data, settings, options.cpuProf);
+      results.overhead = measured.overhead;
+      results.memory = measured.memory;
+      await stopSidecars(); // the CPU profile, if asked for, is written now
+    }
+    if (sections.includes('watches')) {
+      const sidecar = await startSidecar('watches');
+      const plan = { namespace: data.watchNamespace, watches: settings.watches, updates: settings.watchUpdates, openConcurrency: 50 };
+      results.watches = await measureWatches(clients, { base: cp.url, credentials: { cert: people.directCert } }, { base: sidecar.url, opsUrl: sidecar.opsUrl, credentials: { cert: people.sidecarCert }, sidecar }, plan, log);
+      await stopSidecars();
+    }
+    if (sections.includes('admission')) {
+      const plan = { ...settings, reviewConcurrencies: settings.admissionConcurrencies, podCreateConcurrencies: settings.podCreateConcurrencies };
+      results.admission = await measureAdmission(cp, clients, plan, { stderrFile: file('injector.log'), ...(options.cpuProf ? { cpuProfileDir: options.cpuProf } : {}) }, log);
+    }
+    results.kubernetes = cp.version;
+  } finally {
+    await cleanUp();
+  }
+
+  const finished: BenchResults = {
+    ...(results as BenchResults),
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    machine: machineInfo(),
+    busyBefore,
+    busyAfter: busy(),
+    settings,
+  };
+  await mkdir(path.dirname(options.out), { recursive: true });
+  await writeFile(options.out, `${JSON.stringify(finished, null, 2)}\n`);
+  process.stdout.write(renderReport(finished));
+  log(`results written to ${options.out}`);
+}
+
+const program = new Command('bench')
+  .description("measure what chaperone's sidecar and injector cost against going straight to the API server")
+  .option('--quick', 'short runs and small sizes, to check that the harness works (the figures mean little)', false)
+  .option('--out <file>', 'where to write the results as JSON', DEFAULT_OUT)
+  .addOption(new Option('--only <sections>', `run only these sections (comma-separated: ${SECTIONS.join(', ')})`).argParser((value) => parseSections(value)))
+  .option('--sidecar-bundle <file>', 'run this sidecar bundle instead of dist/sidecar.mjs (to compare two builds)')
+  .option('--cpu-prof <dir>', "write V8 CPU profiles of the overhead section's sidecar and of the injector into this directory")
+  .action((options: CliOptions) => run(options));
+
+function parseSections(value: string): Section[] {
+  const names = value.split(',').map((name) => name.trim());
+  const unknown = names.filter((name) => !(SECTIONS as string[]).includes(name));
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown section ${unknown.join(', ')}: the sections are ${SECTIONS.join(', ')}`);
+  return names as Section[];
+}
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,90 @@
+// The one person every benchmark request is made as, with each credential the sidecar accepts:
+// a client certificate of the API server's own CA (for going direct), one of the sidecar's identity
+// CA, an ID token from a real OpenID provider, and a token of a pam_hook-style webhook. Each method
+// gives the same username and groups, so the API server authorises the same person either way.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import YAML from 'yaml';
+import { createCA, issueCertificate, type CertificateAndKey } from '../lib/pki.js';
+import type { ControlPlane } from '../test/cluster/control-plane.js';
+import { startTestProvider, TEST_CLIENT, type TestProvider } from '../test/fixtures/authn/oidc-provider.js';
+import type { PamHookReady, PamHookWorkerData } from './pam-hook-worker.js';
+
+export const PERSON = 'bench-alice';
+export const GROUP = 'bench';
+
+export interface People {
+  /** A client certificate the API server itself accepts. */
+  directCert: CertificateAndKey;
+  /** A client certificate of the sidecar's identity CA. */
+  sidecarCert: CertificateAndKey;
+  oidcToken: string;
+  webhookToken: string;
+  /** The sidecar flags that accept all three: identity CA, AuthenticationConfiguration, token webhook. */
+  sidecarFlags: string[];
+  stop(): Promise<void>;
+}
+
+function startPamHookWorker(data: PamHookWorkerData): Promise<{ ready: PamHookReady; stop: () => Promise<void> }> {
+  const worker = new Worker(new URL('./pam-hook-worker.ts', import.meta.url), { workerData: data });
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  return new Promise((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('message', (ready: PamHookReady) =>
+      resolve({
+        ready,
+        stop: async () => {
+          worker.postMessage('stop');
+          await exited;
+        },
+      }),
+    );
+  });
+}
+
+export async function preparePeople(cp: ControlPlane, dir: string): Promise<People> {
+  const file = (name: string) => path.join(dir, name);
+  const identityCa = createCA({ commonName: 'chaperone-bench-identity-ca' });
+  const oidcCa = createCA({ commonName: 'chaperone-bench-oidc-ca' });
+  let provider: TestProvider | undefined;
+  let pamHook: Awaited<ReturnType<typeof startPamHookWorker>> | undefined;
+  try {
+    provider = await startTestProvider(oidcCa, { [PERSON]: { claims: { groups: [GROUP] } } });
+    pamHook = await startPamHookWorker({ users: { [PERSON]: { password: 'bench-password', uid: '1000', groups: [GROUP] } }, person: PERSON });
+    const authenticationConfig = YAML.stringify({
+      apiVersion: 'apiserver.config.k8s.io/v1',
+      kind: 'AuthenticationConfiguration',
+      jwt: [
+        {
+          issuer: { url: provider.issuer, audiences: [TEST_CLIENT], certificateAuthority: oidcCa.certPem },
+          claimMappings: { username: { claim: 'sub', prefix: '' }, groups: { claim: 'groups', prefix: '' } },
+        },
+      ],
+    });
+    await Promise.all([
+      writeFile(file('identity-ca.crt'), identityCa.certPem),
+      writeFile(file('authentication-config.yaml'), authenticationConfig),
+      writeFile(file('token-webhook.kubeconfig'), pamHook.ready.kubeconfig, { mode: 0o600 }),
+    ]);
+    const person = { commonName: PERSON, organizations: [GROUP], usage: 'client' as const };
+    const [started, hook] = [provider, pamHook];
+    return {
+      directCert: issueCertificate(cp.ca, person),
+      sidecarCert: issueCertificate(identityCa, person),
+      oidcToken: await provider.idToken(PERSON),
+      webhookToken: pamHook.ready.token,
+      sidecarFlags: [
+        `--client-ca-file=${file('identity-ca.crt')}`,
+        `--authentication-config=${file('authentication-config.yaml')}`,
+        `--authentication-token-webhook-config-file=${file('token-webhook.kubeconfig')}`,
+      ],
+      stop: async () => {
+        await Promise.all([started.stop(), hook.stop()]);
+      },
+    };
+  } catch (err) {
+    await Promise.all([provider?.stop(), pamHook?.stop()]);
+    throw err;
+  }
+}

@@ -1,0 +1,144 @@
+// chaperone's production bundles (dist/, from `npm run build:artefacts`) run as their own processes,
+// as the images run them, so that the load generator never shares an event loop with what it
+// measures; their resident memory read from /proc.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export type Bundle = 'sidecar' | 'injector';
+
+const chosen = new Map<Bundle, string>();
+
+/** Runs this file instead of dist/<name>.mjs (to compare two builds). */
+export function useBundle(name: Bundle, file: string): void {
+  chosen.set(name, path.resolve(file));
+}
+
+export function bundlePath(name: Bundle): string {
+  const file = chosen.get(name) ?? path.join(REPO, 'dist', `${name}.mjs`);
+  if (!existsSync(file)) throw new Error(`${path.relative(REPO, file)} is missing: the benchmarks run the production bundles; build them with npm run build:artefacts`);
+  return file;
+}
+
+/** How Dockerfile.sidecar and Dockerfile.injector run the bundles: stack traces through the source map. */
+export const IMAGE_NODE_FLAGS = ['--enable-source-maps'];
+
+export interface StartOptions {
+  /** Where its standard error (the operational log) goes; standard output (audit events) is discarded. */
+  stderrFile: string;
+  /** Write a V8 CPU profile into this directory when the process exits. */
+  cpuProfileDir?: string;
+  /** Node's flags; the images' own unless given. */
+  nodeFlags?: string[];
+}
+
+export interface BundleProcess {
+  child: ChildProcess;
+  /** Resident set size now, in bytes. */
+  rss(): number;
+  /** SIGTERM, and wait until it has exited. */
+  stop(): Promise<void>;
+}
+
+export function startBundle(name: Bundle, args: string[], options: StartOptions): BundleProcess {
+  const node = [...(options.nodeFlags ?? IMAGE_NODE_FLAGS), ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [])];
+  // As in a pod: none of the harness's own CHAPERONE_* variables, which chaperone would refuse as unknown configuration.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('CHAPERONE_')));
+  const stderr = openSync(options.stderrFile, 'a');
+  const child = spawn(process.execPath, [...node, bundlePath(name), ...args], { env, stdio: ['ignore', 'ignore', stderr] });
+  closeSync(stderr);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    rss: () => residentBytes(child.pid!),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** VmRSS of a process, from /proc (Linux). */
+export function residentBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]) * 1024;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, the unit of /proc/<pid>/stat on Linux
+
+/** CPU time a process has used so far, user and system, every thread, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after "(command)": state is the 3rd field of the line, utime the 14th, stime the 15th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** The process whose command line holds this text (one of the harness's, by its temp dir). */
+export function findProcess(name: string, text: string): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== name) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`no ${name} process with ${text} in its command line`);
+}
+
+/** Samples a process's resident memory until stopped; keeps the peak. */
+export class PeakMemory {
+  peak = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly process: BundleProcess,
+    intervalMs = 100,
+  ) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), intervalMs);
+  }
+
+  private sample(): void {
+    if (this.process.child.exitCode !== null) return;
+    this.peak = Math.max(this.peak, this.process.rss());
+  }
+
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    return this.peak;
+  }
+}
+
+/** The status of one GET, 0 when there was no answer; https is not verified (a probe, as the kubelet's). */
+export function probe(url: string): Promise<number> {
+  const get = url.startsWith('https:') ? httpsGet : httpGet;
+  return new Promise((resolve) => {
+    const req = get(url, { timeout: 2000, rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+  });
+}
+
+/** Polls the URL until it answers 200; fails when the process exits or the time is up. */
+export async function waitUntilOk(url: string, proc: BundleProcess, what: string, timeoutMs = 60_000, intervalMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.child.exitCode !== null) throw new Error(`${what} exited with code ${proc.child.exitCode} before ${url} answered`);
+    if ((await probe(url)) === 200) return;
+    if (Date.now() > deadline) throw new Error(`${what}: ${url} did not answer 200 within ${timeoutMs / 1000}s`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

@@ -1,0 +1,267 @@
+// The results as markdown: the targets of issue #10 first, then every section's table.
+import type { LoadStats } from './load.js';
+import type { HeapBreakdown } from './metrics.js';
+import { markdownTable, mib, ms, perSecond, ratio, signedMs, type Column } from './markdown.js';
+import type { BenchResults, StartupVariant } from './results.js';
+import type { LatencySummary } from './stats.js';
+import { MIB } from './stats.js';
+
+export interface TargetRow {
+  target: string;
+  goal: string;
+  measured: string;
+  /** Undefined when the run did not measure it. */
+  met: boolean | undefined;
+}
+
+const GOALS = {
+  throughputRatio: 0.9,
+  addedP50Ms: 1,
+  idleRssMiB: 60,
+  watchesRssMiB: 150,
+  watchesCount: 1000,
+  startToReadyMs: 500,
+  reviewP99Ms: 5,
+  reviewConcurrency: 50,
+  smallGetConcurrency: 16,
+};
+
+export const SMALL_GET = 'GET one small object';
+
+const notMeasured = (target: string, goal: string): TargetRow => ({ target, goal, measured: 'not measured', met: undefined });
+
+/** Where a run stands against each target of issue #10. */
+export function targets(results: BenchResults): TargetRow[] {
+  const rows: TargetRow[] = [];
+  const warmSmallGets = (results.overhead ?? []).filter((p) => p.workload === SMALL_GET && p.concurrency === GOALS.smallGetConcurrency && p.caches === 'warm');
+  if (warmSmallGets.length === 0) {
+    rows.push(notMeasured(`small GET at concurrency ${GOALS.smallGetConcurrency}, warm caches: throughput through / direct`, `≥ ${GOALS.throughputRatio}`));
+  }
+  for (const pair of warmSmallGets) {
+    const { throughputRatio, addedP50 } = pair.comparison;
+    rows.push({
+      target: `small GET at concurrency ${GOALS.smallGetConcurrency}, ${pair.method}: throughput through / direct`,
+      goal: `≥ ${GOALS.throughputRatio}`,
+      measured: ratio(throughputRatio),
+      met: throughputRatio >= GOALS.throughputRatio,
+    });
+    rows.push({
+      target: `small GET at concurrency ${GOALS.smallGetConcurrency}, ${pair.method}: added p50 latency`,
+      goal: `≤ ${GOALS.addedP50Ms} ms`,
+      measured: `${signedMs(addedP50)} ms`,
+      met: addedP50 <= GOALS.addedP50Ms,
+    });
+  }
+  const idle = results.memory?.idleBytes;
+  rows.push(
+    idle === undefined
+      ? notMeasured('sidecar resident memory, idle', `≤ ${GOALS.idleRssMiB} MiB`)
+      : { target: 'sidecar resident memory, idle', goal: `≤ ${GOALS.idleRssMiB} MiB`, measured: `${mib(idle)} MiB`, met: idle <= GOALS.idleRssMiB * MIB },
+  );
+  const watches = results.watches;
+  const watchTarget = `sidecar resident memory with ${GOALS.watchesCount} watches open`;
+  if (!watches) rows.push(notMeasured(watchTarget, `≤ ${GOALS.watchesRssMiB} MiB`));
+  else {
+    const peak = watches.sidecarRssBytes.peak;
+    rows.push({
+      target: watches.watches === GOALS.watchesCount ? watchTarget : `sidecar resident memory with ${watches.watches} watches open (the target is for ${GOALS.watchesCount})`,
+      goal: `≤ ${GOALS.watchesRssMiB} MiB`,
+      measured: `${mib(peak)} MiB`,
+      met: watches.watches >= GOALS.watchesCount ? peak <= GOALS.watchesRssMiB * MIB : undefined,
+    });
+  }
+  const startup = results.startup;
+  rows.push(
+    startup
+      ? {
+          target: 'start to ready (production bundle, as the image runs it), median',
+          goal: `≤ ${GOALS.startToReadyMs} ms`,
+          measured: `${ms(startup.asImage.readyzMs.p50)} ms (max ${ms(startup.asImage.readyzMs.max)})`,
+          met: startup.asImage.readyzMs.p50 <= GOALS.startToReadyMs,
+        }
+      : notMeasured('start to ready (production bundle), median', `≤ ${GOALS.startToReadyMs} ms`),
+  );
+  const review = results.admission?.review.find((r) => r.concurrency === GOALS.reviewConcurrency);
+  rows.push(
+    review
+      ? {
+          target: `AdmissionReview p99 at concurrency ${GOALS.reviewConcurrency}`,
+          goal: `≤ ${GOALS.reviewP99Ms} ms`,
+          measured: `${ms(review.stats.latency.p99)} ms`,
+          met: review.stats.latency.p99 <= GOALS.reviewP99Ms,
+        }
+      : notMeasured(`AdmissionReview p99 at concurrency ${GOALS.reviewConcurrency}`, `≤ ${GOALS.reviewP99Ms} ms`),
+  );
+  return rows;
+}
+
+const right = (title: string): Column => ({ title, align: 'right' });
+const percentiles = (l: LatencySummary) => `${ms(l.p50)} / ${ms(l.p90)} / ${ms(l.p99)}`;
+const APISERVER = 'kube-apiserver';
+const INJECTOR = 'injector';
+const cpu = (s: LoadStats, process: string) => {
+  const micros = s.cpuMicrosPerRequest?.[process];
+  return micros === undefined ? '' : micros.toFixed(0);
+};
+const failures = (s: LoadStats) => Object.values(s.non2xx).reduce((a, b) => a + b, 0) + s.errors;
+
+function overheadTable(results: BenchResults): string {
+  const rows = (results.overhead ?? []).map((p) => {
+    const failed = failures(p.direct) + failures(p.through);
+    const cache = p.authorizationCache ? ` (authz cache ${p.authorizationCache.hits} hits, ${p.authorizationCache.misses} misses)` : '';
+    return [
+      p.workload,
+      String(p.concurrency),
+      `${p.method}, ${p.caches}${cache}`,
+      perSecond(p.direct.rps),
+      perSecond(p.through.rps),
+      ratio(p.comparison.throughputRatio),
+      percentiles(p.direct.latency),
+      percentiles(p.through.latency),
+      signedMs(p.comparison.addedP50),
+      signedMs(p.comparison.addedP99),
+      cpu(p.through, 'sidecar'),
+      `${cpu(p.direct, APISERVER)} → ${cpu(p.through, APISERVER)}`,
+      failed === 0 ? '0' : `${failed} (${JSON.stringify({ direct: p.direct.non2xx, through: p.through.non2xx })})`,
+    ];
+  });
+  return markdownTable(
+    [
+      { title: 'workload' },
+      right('conns'),
+      { title: 'through the sidecar with' },
+      right('direct /s'),
+      right('through /s'),
+      right('ratio'),
+      right('direct p50 / p90 / p99 ms'),
+      right('through p50 / p90 / p99 ms'),
+      right('added p50 ms'),
+      right('added p99 ms'),
+      right('sidecar CPU µs/request'),
+      right('API server CPU µs/request, direct → through'),
+      right('failed'),
+    ],
+    rows,
+  );
+}
+
+function watchesTable(results: BenchResults): string {
+  const w = results.watches!;
+  const row = (what: string, direct: string, through: string) => [what, direct, through];
+  return markdownTable(
+    [{ title: `${w.watches} watches, ${w.updates} changes` }, right('direct'), right('through the sidecar')],
+    [
+      row('seconds to open them all', w.direct.openSeconds.toFixed(1), w.through.openSeconds.toFixed(1)),
+      row('change to event, p50 / p90 / p99 ms', percentiles(w.direct.delay), percentiles(w.through.delay)),
+      row('change to event, max ms', ms(w.direct.delay.max), ms(w.through.delay.max)),
+      row('change to the last client, p50 / max ms', `${ms(w.direct.lastDelivery.p50)} / ${ms(w.direct.lastDelivery.max)}`, `${ms(w.through.lastDelivery.p50)} / ${ms(w.through.lastDelivery.max)}`),
+    ],
+  );
+}
+
+function heapRows(rows: string[][], moments: [string, HeapBreakdown][]): void {
+  for (const [when, heap] of moments) {
+    rows.push([`of it, V8 heap used / total, ${when}`, `${mib(heap.heapUsedBytes)} / ${mib(heap.heapTotalBytes)}`]);
+    rows.push([`of it, Node's external memory (buffers), ${when}`, mib(heap.externalBytes)]);
+  }
+}
+
+function memoryTable(results: BenchResults): string {
+  const rows: string[][] = [];
+  const m = results.memory;
+  if (m) {
+    rows.push(['idle, ready, before any request', mib(m.idleBytes)]);
+    rows.push(['peak during the proxy-overhead runs', mib(m.underLoadPeakBytes)]);
+    rows.push(['idle again after them', mib(m.afterLoadBytes)]);
+    heapRows(rows, [
+      ['idle', m.heap.idle],
+      ['after the load', m.heap.afterLoad],
+    ]);
+  }
+  const w = results.watches;
+  if (w) {
+    rows.push([`another sidecar, idle before its watches`, mib(w.sidecarRssBytes.idle)]);
+    rows.push([`with ${w.watches} watches open`, mib(w.sidecarRssBytes.open)]);
+    heapRows(rows, [
+      ['idle', w.sidecarHeap.idle],
+      [`with ${w.watches} watches`, w.sidecarHeap.open],
+    ]);
+    rows.push([`peak with ${w.watches} watches, while events flowed`, mib(w.sidecarRssBytes.peak)]);
+  }
+  return markdownTable([{ title: 'sidecar' }, right('resident MiB')], rows);
+}
+
+function admissionTables(results: BenchResults): string {
+  const a = results.admission!;
+  const reviews = markdownTable(
+    [right('concurrent AdmissionReviews'), right('per second'), right('p50 / p90 / p99 ms'), right('max ms'), right('injector CPU µs/review'), right('failed')],
+    a.review.map((r) => [String(r.concurrency), perSecond(r.stats.rps), percentiles(r.stats.latency), ms(r.stats.latency.max), cpu(r.stats, INJECTOR), String(failures(r.stats))]),
+  );
+  const creates = markdownTable(
+    [
+      right('concurrent pod creates'),
+      right('without webhook /s'),
+      right('with webhook /s'),
+      right('without p50 / p90 / p99 ms'),
+      right('with p50 / p90 / p99 ms'),
+      right('added p50 ms'),
+      right('API server CPU µs/create, without → with'),
+      right('injector CPU µs/create'),
+      right('failed'),
+    ],
+    a.podCreate.map((p) => [
+      String(p.concurrency),
+      perSecond(p.without.rps),
+      perSecond(p.with.rps),
+      percentiles(p.without.latency),
+      percentiles(p.with.latency),
+      signedMs(p.comparison.addedP50),
+      `${cpu(p.without, APISERVER)} → ${cpu(p.with, APISERVER)}`,
+      cpu(p.with, INJECTOR),
+      String(failures(p.without) + failures(p.with)),
+    ]),
+  );
+  return `${reviews}\n\n${creates}`;
+}
+
+export function renderReport(results: BenchResults): string {
+  const { machine, busyBefore, busyAfter } = results;
+  const processes = (busy: BenchResults['busyBefore']) =>
+    Object.entries(busy.processes)
+      .map(([name, count]) => `${count} ${name}`)
+      .join(', ');
+  const parts = [
+    `# chaperone benchmarks${results.settings.quick ? ' (quick run: the harness works; the figures mean little)' : ''}`,
+    [
+      `- ${results.startedAt} to ${results.finishedAt}, \`${results.command}\``,
+      `- ${machine.cpus} × ${machine.cpuModel}, ${mib(machine.memoryBytes)} MiB memory, ${machine.os}, Node.js ${machine.node}, Kubernetes ${results.kubernetes}`,
+      `- load average before ${busyBefore.load.join(' ')} (${processes(busyBefore)}), after ${busyAfter.load.join(' ')} (${processes(busyAfter)})`,
+    ].join('\n'),
+    '## Targets',
+    markdownTable(
+      [{ title: 'target' }, { title: 'goal' }, right('measured'), { title: 'met' }],
+      targets(results).map((t) => [t.target, t.goal, t.measured, t.met === undefined ? 'n/a' : t.met ? 'yes' : 'no']),
+    ),
+  ];
+  if (results.overhead) parts.push('## Proxy overhead', overheadTable(results));
+  if (results.memory || results.watches) parts.push('## Sidecar memory', memoryTable(results));
+  if (results.watches) parts.push('## Watches', watchesTable(results));
+  if (results.startup) {
+    const s = results.startup;
+    const flags = (v: StartupVariant) => (v.nodeFlags.length > 0 ? `node ${v.nodeFlags.join(' ')}` : 'node');
+    parts.push(
+      '## Start to ready (production bundle)',
+      markdownTable(
+        [{ title: `${s.runs} starts each` }, right('to /healthz, median / max ms'), right('to /readyz 200, median / max ms'), right('idle resident MiB')],
+        [s.asImage, s.withoutSourceMaps].map((v) => [
+          `${flags(v)} dist/sidecar.mjs`,
+          `${ms(v.healthzMs.p50)} / ${ms(v.healthzMs.max)}`,
+          `${ms(v.readyzMs.p50)} / ${ms(v.readyzMs.max)}`,
+          mib(v.idleRssBytes),
+        ]),
+      ),
+    );
+  }
+  if (results.admission) parts.push('## Admission', admissionTables(results));
+  return `${parts.join('\n\n')}\n`;
+}

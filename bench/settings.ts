@@ -1,0 +1,27 @@
+// The sizes and durations of a full run (about 8 minutes on two cores) and of a --quick one, which
+// only shows that the harness works.
+import type { BenchSettings } from './results.js';
+
+export const FULL: BenchSettings = {
+  quick: false,
+  seconds: 4,
+  warmupSeconds: 1,
+  concurrencies: [1, 16, 64],
+  objects: { list: 500, paged: 5000, pageSize: 500 },
+  watches: 1000,
+  watchUpdates: 20,
+  startupRuns: 5,
+  admissionConcurrencies: [1, 50],
+  podCreateConcurrencies: [1, 16],
+};
+
+export const QUICK: BenchSettings = {
+  ...FULL,
+  quick: true,
+  seconds: 2,
+  warmupSeconds: 0.5,
+  objects: { list: 100, paged: 1000, pageSize: 100 },
+  watches: 100,
+  watchUpdates: 5,
+  startupRuns: 2,
+};

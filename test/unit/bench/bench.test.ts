@@ -1,0 +1,213 @@
+// The arithmetic and formatting of the benchmarks (bench/): what turns raw timings into the figures
+// the report and docs/benchmarks.md state.
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { markdownTable, ms, signedMs } from '../../../bench/markdown.js';
+import { sampleValue } from '../../../bench/metrics.js';
+import { selfTimes, sourceGroup } from '../../../bench/profile.js';
+import { targets } from '../../../bench/report.js';
+import type { BenchResults } from '../../../bench/results.js';
+import { FULL } from '../../../bench/settings.js';
+import { compare, percentile, SequenceTimer, summarise } from '../../../bench/stats.js';
+
+describe('bench/stats', function () {
+  it('takes percentiles by nearest rank', function () {
+    const values = Array.from({ length: 100 }, (_, i) => i + 1); // 1..100
+    assert.equal(percentile(values, 0.5), 50);
+    assert.equal(percentile(values, 0.9), 90);
+    assert.equal(percentile(values, 0.99), 99);
+    assert.equal(percentile(values, 1), 100);
+    assert.equal(percentile([7], 0.01), 7);
+    assert.equal(percentile([1, 2, 3], 0.5), 2);
+    assert.equal(percentile([1, 2], 0.5), 1);
+  });
+
+  it('refuses what is not a percentile of anything', function () {
+    assert.throws(() => percentile([], 0.5), /no values/);
+    assert.throws(() => percentile([1], 0), /quantile/);
+    assert.throws(() => percentile([1], 1.5), /quantile/);
+    assert.throws(() => summarise([]), /no values/);
+  });
+
+  it('summarises unsorted values: every percentile is a value, in order, between min and max', function () {
+    fc.assert(
+      fc.property(fc.array(fc.double({ min: 0, max: 1e6, noNaN: true }), { minLength: 1, maxLength: 500 }), (values) => {
+        const s = summarise(values);
+        assert.equal(s.count, values.length);
+        for (const p of [s.p50, s.p90, s.p99, s.max]) assert.ok(values.includes(p));
+        assert.ok(s.p50 <= s.p90 && s.p90 <= s.p99 && s.p99 <= s.max);
+        assert.equal(s.max, Math.max(...values));
+        assert.ok(s.mean >= Math.min(...values) - 1e-6 && s.mean <= s.max + 1e-6);
+      }),
+    );
+  });
+
+  it('compares a pair: throughput ratio and added latency', function () {
+    const latency = (p50: number, p90: number, p99: number) => ({ count: 10, mean: p50, p50, p90, p99, max: p99 });
+    const result = compare({ rps: 1000, latency: latency(2, 3, 5) }, { rps: 900, latency: latency(2.5, 3.2, 4) });
+    assert.equal(result.throughputRatio, 0.9);
+    assert.equal(result.addedP50, 0.5);
+    assert.ok(Math.abs(result.addedP90 - 0.2) < 1e-9);
+    assert.equal(result.addedP99, -1);
+    assert.throws(() => compare({ rps: 0, latency: latency(1, 1, 1) }, { rps: 1, latency: latency(1, 1, 1) }), /no requests/);
+  });
+
+  it('sums the requests of one operation per source, and drops an operation one of whose requests failed', function () {
+    const timer = new SequenceTimer<string>();
+    timer.add('a', 1, false);
+    timer.add('b', 10, false);
+    timer.add('a', 2, false);
+    timer.add('b', 20, true);
+    timer.add('a', 3, true);
+    timer.add('a', 5, false);
+    timer.abandon('a');
+    timer.add('a', 7, true);
+    assert.deepEqual(timer.totals, [30, 6, 7]);
+    assert.equal(timer.completedSteps, 6);
+    assert.equal(timer.steps, 7);
+  });
+
+  it('counts operations per second with the unfinished one of each source in proportion', function () {
+    const timer = new SequenceTimer<string>();
+    for (let i = 0; i < 10; i++) timer.add('a', 1, i === 9); // one list of ten pages
+    for (let i = 0; i < 5; i++) timer.add('a', 1, false); // half of the next one when time ran out
+    assert.equal(timer.rate(1), 1.5);
+    assert.equal(new SequenceTimer<string>().rate(1), 0);
+  });
+});
+
+describe('bench/markdown', function () {
+  it('lays out a table with aligned columns and escapes what would break a row', function () {
+    const table = markdownTable(
+      [{ title: 'name' }, { title: 'n', align: 'right' }],
+      [
+        ['a|b', '1'],
+        ['longer name', '12345'],
+      ],
+    );
+    assert.equal(
+      table,
+      ['| name        |     n |', '|-------------|------:|', '| a\\|b        |     1 |', '| longer name | 12345 |'].join('\n'),
+    );
+    assert.throws(() => markdownTable([{ title: 'one' }], [['a', 'b']]), /row 0 has 2 cells for 1 columns/);
+  });
+
+  it('writes milliseconds with a precision that suits them, differences signed', function () {
+    assert.equal(ms(0.4234), '0.42');
+    assert.equal(ms(27.25), '27.3');
+    assert.equal(ms(1234.4), '1234');
+    assert.equal(signedMs(0.31), '+0.31');
+    assert.equal(signedMs(-0.05), '-0.05');
+    assert.equal(signedMs(-150), '-150');
+  });
+});
+
+describe('bench/metrics', function () {
+  const text = [
+    '# HELP chaperone_authorization_cache_total Authorization decisions looked up in the cache',
+    '# TYPE chaperone_authorization_cache_total counter',
+    'chaperone_authorization_cache_total{result="hit"} 42',
+    'chaperone_authorization_cache_total{result="miss"} 7',
+    'chaperone_requests_total{verb="get",code="200"} 3',
+    'chaperone_nodejs_heap_size_used_bytes 1048576',
+  ].join('\n');
+
+  it('reads a sample by name and labels, in any order of the labels', function () {
+    assert.equal(sampleValue(text, 'chaperone_authorization_cache_total', { result: 'hit' }), 42);
+    assert.equal(sampleValue(text, 'chaperone_authorization_cache_total', { result: 'miss' }), 7);
+    assert.equal(sampleValue(text, 'chaperone_requests_total', { code: '200', verb: 'get' }), 3);
+    assert.equal(sampleValue(text, 'chaperone_nodejs_heap_size_used_bytes', {}), 1048576);
+  });
+
+  it('gives 0 for a sample not there yet, and never matches on a subset of the labels', function () {
+    assert.equal(sampleValue(text, 'chaperone_authorization_cache_total', { result: 'other' }), 0);
+    assert.equal(sampleValue(text, 'chaperone_requests_total', { verb: 'get' }), 0);
+    assert.equal(sampleValue(text, 'chaperone_authorization_cache', { result: 'hit' }), 0);
+  });
+});
+
+describe('bench/profile', function () {
+  it('groups files by package, scoped or not, and leaves our own files as they are', function () {
+    assert.equal(sourceGroup('node_modules/http-proxy-3/dist/lib/index.js'), 'node_modules/http-proxy-3');
+    assert.equal(sourceGroup('node_modules/@kubernetes/client-node/dist/config.js'), 'node_modules/@kubernetes/client-node');
+    assert.equal(sourceGroup('node_modules/a/node_modules/b/index.js'), 'node_modules/b');
+    assert.equal(sourceGroup('sidecar/pipeline.ts'), 'sidecar/pipeline.ts');
+  });
+
+  it('adds up self time per key from the samples and their time deltas', function () {
+    const frame = (functionName: string) => ({ functionName, url: '', lineNumber: 0, columnNumber: 0 });
+    const profile = {
+      nodes: [
+        { id: 1, callFrame: frame('a') },
+        { id: 2, callFrame: frame('b') },
+        { id: 3, callFrame: frame('a') },
+      ],
+      samples: [1, 2, 3, 2, 1],
+      timeDeltas: [10, 20, 30, 40, 50],
+    };
+    assert.deepEqual(
+      selfTimes(profile, (node) => node.callFrame.functionName),
+      [
+        ['a', 90],
+        ['b', 60],
+      ],
+    );
+  });
+});
+
+describe('bench/report: where a run stands against the targets', function () {
+  const latency = (p50: number, p99: number) => ({ count: 100, mean: p50, p50, p90: p99, p99, max: p99 });
+  const stats = (rps: number, p50: number, p99: number) => ({ rps, latency: latency(p50, p99), requests: 100, non2xx: {}, errors: 0 });
+  const heap = { heapUsedBytes: 0, heapTotalBytes: 0, externalBytes: 0 };
+  const MiB = 1024 * 1024;
+
+  function results(overrides: Partial<BenchResults>): BenchResults {
+    return {
+      startedAt: '',
+      finishedAt: '',
+      command: 'npm run bench',
+      machine: { cpus: 2, cpuModel: 'test', memoryBytes: 0, os: 'test', node: 'v24' },
+      busyBefore: { load: [0, 0, 0], processes: {} },
+      busyAfter: { load: [0, 0, 0], processes: {} },
+      kubernetes: 'v1.37.2',
+      settings: FULL,
+      sections: [],
+      ...overrides,
+    };
+  }
+
+  it('judges each warm small GET at concurrency 16 by its ratio and its added p50, and ignores cold caches', function () {
+    const pair = (method: string, caches: 'warm' | 'cold', through: ReturnType<typeof stats>) => {
+      const direct = stats(1000, 2, 5);
+      return { workload: 'GET one small object', concurrency: 16, method, caches, direct, through, comparison: compare(direct, through) };
+    };
+    const rows = targets(results({ overhead: [pair('client certificate', 'warm', stats(950, 2.5, 6)), pair('webhook token', 'warm', stats(800, 4, 9)), pair('webhook token', 'cold', stats(100, 40, 90))] }));
+    const met = Object.fromEntries(rows.map((r) => [r.target, r.met]));
+    assert.equal(met['small GET at concurrency 16, client certificate: throughput through / direct'], true);
+    assert.equal(met['small GET at concurrency 16, client certificate: added p50 latency'], true);
+    assert.equal(met['small GET at concurrency 16, webhook token: throughput through / direct'], false);
+    assert.equal(met['small GET at concurrency 16, webhook token: added p50 latency'], false);
+    assert.equal(rows.filter((r) => r.target.includes('webhook token')).length, 2, 'the cold run is not judged against the warm target');
+  });
+
+  it('judges memory, start and admission, and says what a run did not measure', function () {
+    const rows = targets(
+      results({
+        memory: { idleBytes: 59 * MiB, underLoadPeakBytes: 0, afterLoadBytes: 0, heap: { idle: heap, afterLoad: heap } },
+        admission: { review: [{ concurrency: 50, stats: stats(100, 2, 5.5) }], podCreate: [] },
+      }),
+    );
+    const byTarget = new Map(rows.map((r) => [r.target, r]));
+    assert.equal(byTarget.get('sidecar resident memory, idle')?.met, true);
+    assert.equal(byTarget.get('AdmissionReview p99 at concurrency 50')?.met, false);
+    assert.equal(byTarget.get('start to ready (production bundle, as the image runs it), median')?.met, undefined);
+    assert.equal(byTarget.get('sidecar resident memory with 1000 watches open')?.measured, 'not measured');
+  });
+
+  it('does not judge the watch memory target on fewer watches than it names', function () {
+    const side = { openSeconds: 1, delay: latency(1, 2), lastDelivery: latency(1, 2) };
+    const watches = { watches: 100, updates: 5, direct: side, through: side, sidecarRssBytes: { idle: MiB, open: MiB, peak: MiB }, sidecarHeap: { idle: heap, open: heap } };
+    const row = targets(results({ watches })).find((r) => r.target.startsWith('sidecar resident memory with 100 watches'));
+    assert.equal(row?.met, undefined);
+  });
+});
