@@ -118,10 +118,40 @@ async function select(namespace: string, pod: V1Pod, ctx: ReviewContext): Promis
   return { inject: true };
 }
 
+type Check = (value: Record<string, unknown>, at: string) => string | undefined;
+
+/** A list of objects, each passing the check; undefined is fine unless required. */
+function listOf(value: unknown, at: string, check: Check, required = false): string | undefined {
+  if (value === undefined && !required) return undefined;
+  if (!Array.isArray(value)) return `${at} is not a list`;
+  for (const [i, item] of value.entries()) {
+    const problem = isObject(item) ? check(item, `${at}[${i}]`) : `${at}[${i}] is not an object`;
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
+const named: Check = (value, at) => (typeof value.name === 'string' ? undefined : `${at}.name is not a string`);
+const mount: Check = (value, at) => named(value, at) ?? (typeof value.mountPath === 'string' ? undefined : `${at}.mountPath is not a string`);
+const container: Check = (value, at) =>
+  named(value, at) ?? listOf(value.volumeMounts, `${at}.volumeMounts`, mount) ?? listOf(value.volumeDevices, `${at}.volumeDevices`, named) ?? listOf(value.env, `${at}.env`, named);
+
+/**
+ * The parts of the pod the injector reads and rewrites must have the shape the API server's own
+ * decoding gives them: anything else did not come from the API server, and is refused rather than
+ * half understood.
+ */
 function podOf(request: AdmissionRequest): V1Pod {
   if (!isObject(request.object)) throw new Denial('BadRequest', 'the admission request carries no pod');
   const pod = request.object as V1Pod;
   if (!isObject(pod.spec)) throw new Denial('BadRequest', 'the pod has no spec');
+  const spec = pod.spec as unknown as Record<string, unknown>;
+  const problem =
+    listOf(spec.containers, 'spec.containers', container, true) ??
+    listOf(spec.initContainers, 'spec.initContainers', container) ??
+    listOf(spec.ephemeralContainers, 'spec.ephemeralContainers', container) ??
+    listOf(spec.volumes, 'spec.volumes', named);
+  if (problem) throw new Denial('BadRequest', `chaperone cannot read this pod: ${problem}`);
   return pod;
 }
 

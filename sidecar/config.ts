@@ -111,7 +111,7 @@ export const sidecarConfigSpec = defineSpec({
     }),
     headersTimeout: option(duration(), {
       default: '10s',
-      description: 'How long a client may take to send its request headers (protection against slow clients).',
+      description: 'How long a client may take to finish its TLS handshake, and then to send its request headers (protection against slow clients).',
     }),
     maxUpgrades: option(int({ min: 1 }), {
       default: 100,

@@ -74,6 +74,8 @@ export class Pipeline {
   private readonly upgrades: UpgradeForwarder;
   private readonly streaming = new Set<Streaming>();
   private readonly draining = new WeakSet<ServerResponse>();
+  /** Upgrade requests from arrival until their connection closes: deciding, relaying, or answered. */
+  private upgradesInProgress = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.http = new HttpForwarder(options.upstream);
@@ -97,10 +99,13 @@ export class Pipeline {
       code = status.code;
       writeStatusToSocket(socket, status, record.auditID);
     };
-    if (this.upgrades.openCount >= this.options.maxUpgrades) {
+    // Counted from arrival, not from the 101: many arriving at once would all pass while deciding.
+    if (this.upgradesInProgress >= this.options.maxUpgrades) {
       refuse(tooManyRequests(`chaperone already relays ${this.options.maxUpgrades} upgraded connections (--max-upgrades)`));
       return;
     }
+    this.upgradesInProgress++;
+    socket.once('close', () => this.upgradesInProgress--);
     this.decide(req, record)
       .then((identityHeaders) => {
         if (socket.destroyed) {
@@ -202,7 +207,18 @@ export class Pipeline {
       onResponse: (upstream) => {
         this.options.audit.started?.(record, upstream.statusCode ?? 0, upstream);
         metrics.upstreamLatency.observe({ verb: record.info.verb }, Number(process.hrtime.bigint() - started) / 1e9);
+        // The API server went away mid-response (a crash, a restart): cut the client's response too,
+        // or a watch would hang open with nothing behind it. http-proxy-3 leaves it open.
+        upstream.once('close', () => {
+          if (!upstream.complete && !this.draining.has(res)) res.destroy();
+        });
         if (!longRunning) return;
+        // The API server sends a stream's headers at once; Node would hold them back until the first
+        // event, and a client waiting for them (client-go's Watch) would wait that long. http-proxy-3
+        // copies them onto res synchronously after this callback: send them right after.
+        queueMicrotask(() => {
+          if (!res.headersSent && !res.destroyed) res.flushHeaders();
+        });
         const entry = { res, upstream };
         this.streaming.add(entry);
         metrics.openWatches.inc();

@@ -61,12 +61,16 @@ function withoutBearerProtocols(value: string): string | undefined {
  */
 export function sanitiseHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
   const namedByConnection = connectionTokens(rawHeaders);
-  const out: Record<string, string[]> = {};
+  // A Map: names are the client's, and "constructor" or "__proto__" must be names like any other.
+  const out = new Map<string, string[]>();
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const lower = rawHeaders[i]!.toLowerCase();
     if (isDropped(lower, namedByConnection)) continue;
     const value = lower === 'sec-websocket-protocol' ? withoutBearerProtocols(rawHeaders[i + 1]!) : rawHeaders[i + 1]!;
-    if (value !== undefined) (out[lower] ??= []).push(value);
+    if (value === undefined) continue;
+    const values = out.get(lower);
+    if (values) values.push(value);
+    else out.set(lower, [value]);
   }
-  return Object.fromEntries(Object.entries(out).map(([name, values]) => [name, values.length === 1 ? values[0]! : values]));
+  return Object.fromEntries([...out].map(([name, values]) => [name, values.length === 1 ? values[0]! : values]));
 }

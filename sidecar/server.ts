@@ -59,6 +59,8 @@ export class TlsListeners {
           minVersion: 'TLSv1.2',
           maxHeaderSize: this.limits.maxHeaderBytes,
           headersTimeout: this.limits.headersTimeoutMs,
+          // A client gets as long for its TLS handshake as for its headers; Node's default is 120s.
+          handshakeTimeout: this.limits.headersTimeoutMs,
           // Only for receiving the request: a watch may then stream for hours.
           requestTimeout: 0,
           connectionsCheckingInterval: 1000,
@@ -126,9 +128,18 @@ export class TlsListeners {
   }
 }
 
-/** Node answers protocol errors itself, as plain text; these are the limits a client can hit, as Status. */
+/** An error of the HTTP layer (the parser, the headers timeout), which can be answered on the connection. */
+function isHttpError(err: NodeJS.ErrnoException): boolean {
+  return err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+}
+
+/**
+ * Node answers protocol errors itself, as plain text; these are the limits a client can hit, as
+ * Status. A TLS handshake that failed or timed out comes here too, and has no HTTP to answer in: it
+ * is closed, or it would stay open for as long as the client liked.
+ */
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: ListenerLimits): void {
-  if (!socket.writable) {
+  if (!socket.writable || !isHttpError(err)) {
     socket.destroy();
     return;
   }

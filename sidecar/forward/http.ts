@@ -90,7 +90,12 @@ export class HttpForwarder {
         proxyReq.destroy(err as Error);
       }
     });
-    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage) => (req as WithAuthorised)[CHOSEN]?.onResponse(proxyRes));
+    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
+      // Connection is hop-by-hop: the client's request decides it. http-proxy-3 would otherwise answer
+      // keep-alive (the sanitised request has no Connection header) to a client that asked to close.
+      proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
+      (req as WithAuthorised)[CHOSEN]?.onResponse(proxyRes);
+    });
   }
 
   forward(request: ForwardRequest): void {

@@ -30,10 +30,6 @@ export class UpgradeForwarder {
 
   constructor(private readonly upstream: Upstream) {}
 
-  get openCount(): number {
-    return this.open.size;
-  }
-
   forward(upgrade: UpgradeRequest): void {
     const { req, socket, head } = upgrade;
     const headers: OutgoingHttpHeaders = { ...upgrade.headers, connection: 'Upgrade', upgrade: req.headers.upgrade ?? '' };

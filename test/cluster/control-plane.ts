@@ -32,6 +32,14 @@ export interface ControlPlane {
   serviceAccountIssuer: string;
   dir: string;
   version: string;
+  /**
+   * Stops the kube-apiserver alone (etcd and the controller manager keep running): SIGTERM, its
+   * graceful shutdown, or with kill a SIGKILL, as a crash. For fault-injection tests on a control
+   * plane of their own.
+   */
+  stopApiserver(options?: { kill?: boolean }): Promise<void>;
+  /** Starts the kube-apiserver again on the same port with the same flags; resolves once it is ready. */
+  startApiserver(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -177,41 +185,53 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   try {
     await waitUntil('etcd /health', etcd, async () => (await httpGetStatus(`${etcdUrl}/health`)) === 200, 30_000);
 
-    const apiserver = startProcess(
-      'kube-apiserver',
-      binaries.kubeApiserver,
-      [
-        `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        `--secure-port=${apiserverPort}`,
-        `--cert-dir=${file('certs')}`,
-        `--tls-cert-file=${file('apiserver.crt')}`,
-        `--tls-private-key-file=${file('apiserver.key')}`,
-        `--client-ca-file=${file('ca.crt')}`,
-        '--authorization-mode=RBAC',
-        `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
-        `--service-account-key-file=${file('sa.pub')}`,
-        `--service-account-signing-key-file=${file('sa.key')}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
-        '--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
-        '--allow-privileged=true',
-        '--endpoint-reconciler-type=none',
-        `--audit-policy-file=${file('audit-policy.yaml')}`,
-        `--audit-log-path=${file('audit.log')}`,
-        '--audit-log-format=json',
-        '--audit-log-mode=blocking',
-        '--profiling=false',
-        ...(options.extraApiserverFlags ?? []),
-      ],
-      file('kube-apiserver.log'),
-    );
-    processes.push(apiserver);
-    register(dir, processes.map((p) => p.child.pid!));
-
+    const apiserverArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${apiserverPort}`,
+      `--cert-dir=${file('certs')}`,
+      `--tls-cert-file=${file('apiserver.crt')}`,
+      `--tls-private-key-file=${file('apiserver.key')}`,
+      `--client-ca-file=${file('ca.crt')}`,
+      '--authorization-mode=RBAC',
+      `--service-account-issuer=${SERVICE_ACCOUNT_ISSUER}`,
+      `--service-account-key-file=${file('sa.pub')}`,
+      `--service-account-signing-key-file=${file('sa.key')}`,
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--enable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook',
+      '--allow-privileged=true',
+      '--endpoint-reconciler-type=none',
+      `--audit-policy-file=${file('audit-policy.yaml')}`,
+      `--audit-log-path=${file('audit.log')}`,
+      '--audit-log-format=json',
+      '--audit-log-mode=blocking',
+      '--profiling=false',
+      ...(options.extraApiserverFlags ?? []),
+    ];
     const url = `https://127.0.0.1:${apiserverPort}`;
     const agent = new Agent({ ca: ca.certPem, cert: admin.certPem, key: admin.keyPem });
-    await waitUntil('kube-apiserver /readyz', apiserver, async () => (await httpsGet(`${url}/readyz`, agent)).status === 200, 90_000);
+    let apiserver: ManagedProcess | undefined;
+    const startApiserver = async () => {
+      const started = startProcess('kube-apiserver', binaries.kubeApiserver, apiserverArgs, file('kube-apiserver.log'));
+      const index = apiserver ? processes.indexOf(apiserver) : -1;
+      if (index === -1) processes.push(started);
+      else processes[index] = started;
+      apiserver = started;
+      register(dir, processes.map((p) => p.child.pid!));
+      const probe = new Agent({ ca: ca.certPem, cert: admin.certPem, key: admin.keyPem });
+      try {
+        await waitUntil('kube-apiserver /readyz', started, async () => (await httpsGet(`${url}/readyz`, probe)).status === 200, 90_000);
+      } finally {
+        probe.destroy();
+      }
+    };
+    const stopApiserver = async ({ kill = false }: { kill?: boolean } = {}) => {
+      if (!apiserver) return;
+      if (kill) apiserver.child.kill('SIGKILL');
+      await stopProcess(apiserver);
+    };
+    await startApiserver();
     const version = JSON.parse((await httpsGet(`${url}/version`, agent)).body) as { gitVersion: string };
 
     const adminKubeconfig = file('admin.kubeconfig');
@@ -250,6 +270,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       serviceAccountIssuer: SERVICE_ACCOUNT_ISSUER,
       dir,
       version: version.gitVersion,
+      stopApiserver,
+      startApiserver,
       stop,
     };
   } catch (err) {

@@ -147,9 +147,13 @@ function audiencesOf(claims: Claims): string[] {
   return Array.isArray(aud) ? (aud as string[]) : [];
 }
 
+const COMPACT_JWS = /^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+
 /** Verifies signature and standard claims; resolves with the claims or rejects with TokenRejected. */
 export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options: VerifyOptions): Promise<Claims> {
-  if (token.split('.').length !== 3) throw new TokenRejected('malformed jwt');
+  // Three segments of base64url and nothing else, as the API server's decoder takes them: jose's
+  // would skip whitespace inside a segment, and verify a token the API server refuses.
+  if (!COMPACT_JWS.test(token)) throw new TokenRejected('malformed jwt');
   let payload: Uint8Array;
   try {
     ({ payload } = await compactVerify(token, getKey, { algorithms: [...options.algorithms] }));

@@ -1,0 +1,89 @@
+// The API server stopped and started again under a running sidecar (a process, as in a pod), on a
+// control plane of this suite's own: while it is down every request is answered with a 503 Status
+// and /readyz fails; open watches end instead of hanging; once it is back the sidecar serves again
+// by itself; and it is left holding no socket the API server closed (CLOSE_WAIT) and no more
+// descriptors than before.
+import assert from 'node:assert/strict';
+import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
+import { adminClients, createNamespace, grantInNamespace, type AdminClients } from '../cluster/kube.js';
+import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import type { CertificateAndKey } from '../../lib/pki.js';
+import { figure, size } from './support/knobs.js';
+import { call, openStream } from './support/load.js';
+import { describeStats, processStats } from './support/process-stats.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function eventually<T>(what: string, attempt: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await attempt();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs}ms`);
+    await sleep(250);
+  }
+}
+
+describe('hardening: the API server stopped and started again', function () {
+  this.timeout(size(240_000, 1_800_000));
+  let cp: ControlPlane;
+  let clients: AdminClients;
+  let sidecar: TestSidecar;
+  let ns: string;
+  let alice: CertificateAndKey;
+  let pid: number;
+
+  before(async function () {
+    this.timeout(15 * 60_000);
+    cp = await startControlPlane();
+    clients = adminClients(cp);
+    sidecar = await startTestSidecar(cp, clients, { asProcess: true });
+    pid = sidecar.process!.pid!;
+    ns = await createNamespace(clients, 'hardening-restart');
+    await grantInNamespace(cp, clients, ns, 'view', 'alice');
+    alice = sidecar.clientCert('alice');
+  });
+
+  after(async function () {
+    await sidecar?.stop();
+    await cp?.stop();
+  });
+
+  const get = (path: string) => call({ port: sidecar.port, path, ca: sidecar.servingCa.certPem, cert: alice });
+  const readyz = async () => (await fetch(`${sidecar.opsUrl}/readyz`)).status;
+
+  const cycles = size<('term' | 'kill')[]>(['kill'], ['kill', 'term', 'kill', 'term', 'kill']);
+  cycles.forEach((how, i) => {
+    it(`${how === 'kill' ? 'killed' : 'stopped'} (${i + 1}/${cycles.length}): 503 while down, watches end, recovery, no stuck sockets`, async function () {
+      const list = `/api/v1/namespaces/${ns}/configmaps`;
+      assert.equal((await get(list)).status, 200);
+      const before = processStats(pid);
+      const watch = await openStream({ port: sidecar.port, path: `${list}?watch=true`, ca: sidecar.servingCa.certPem, cert: alice });
+      assert.equal(watch.status, 200);
+
+      await cp.stopApiserver({ kill: how === 'kill' });
+      const ended = await Promise.race([watch.ended, sleep(30_000).then(() => 'hanging' as const)]);
+      assert.notEqual(ended, 'hanging', 'the open watch ended when the API server went away');
+
+      for (const path of [list, `/api/v1/namespaces/${ns}/configmaps/never-asked-${i}`, '/version']) {
+        const answer = await get(path);
+        assert.equal(answer.status, 503, `${path} while the API server is down: ${answer.status} ${answer.error ?? answer.body}`);
+        assert.equal((JSON.parse(answer.body) as { kind: string }).kind, 'Status');
+      }
+      await eventually('/readyz fails', async () => ((await readyz()) === 503 ? true : undefined), 10_000);
+
+      const downAt = Date.now();
+      await cp.startApiserver();
+      await eventually('the sidecar serves again', async () => ((await get(list)).status === 200 ? true : undefined));
+      const recoveredMs = Date.now() - downAt;
+      await eventually('/readyz passes', async () => ((await readyz()) === 200 ? true : undefined));
+
+      // Keep-alive connections to the old API server are gone; what is left must be live.
+      await sleep(1000);
+      const after = processStats(pid);
+      figure(`API server ${how}: serving again ${recoveredMs} ms after the restart began; before ${describeStats(before)}; after ${describeStats(after)}`);
+      assert.equal(after.tcp.CLOSE_WAIT ?? 0, 0, `sockets the API server closed are still open: ${describeStats(after)}`);
+      assert.ok(after.fds <= before.fds + 4, `descriptors grew: ${describeStats(before)} -> ${describeStats(after)}`);
+    });
+  });
+});
