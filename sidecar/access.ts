@@ -16,7 +16,7 @@ import { watchFile, type WatchedFile } from '../lib/watch-file.js';
 import type { Logger } from '../lib/log.js';
 import type { RequestInfo } from './authz/request-info.js';
 import type { Identity } from './identity.js';
-import { isServiceAccount } from './impersonation.js';
+import { isServiceAccount, type ImpersonationRequest } from './impersonation.js';
 import { forbidden, forbiddenBecause, serviceUnavailable } from './status.js';
 
 export interface AccessGateOptions {
@@ -60,6 +60,18 @@ export class AccessGate {
     if (!this.loaded) return `no access policy file: impersonation mode classic${this.options.readOnly ? ', read-only' : ''}`;
     if ('problem' in this.loaded) return this.loaded.problem;
     return `${describePolicy(this.loaded.policy)}${this.options.readOnly ? ', this pod read-only' : ''}`;
+  }
+
+  /**
+   * Under constrained impersonation the API server impersonates a service account by its name alone,
+   * with the groups every service account has: a client asking for more would be authorised for one
+   * identity and run as another, so it is refused.
+   */
+  checkNested(request: ImpersonationRequest): void {
+    if (this.mode() !== 'constrained' || !isServiceAccount(request.username)) return;
+    if (request.groups.length > 0 || request.uid !== undefined || Object.keys(request.extra).length > 0) {
+      throw forbiddenBecause(`under constrained impersonation a service account is impersonated by its name alone: ${request.username} cannot be given groups, a uid or extras`);
+    }
   }
 
   /** Throws the Status that refuses the request, when the policy does not allow it. */

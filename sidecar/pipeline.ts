@@ -140,6 +140,7 @@ export class Pipeline {
 
     const nested = readImpersonationRequest(req.rawHeaders);
     record.nestedImpersonation = nested !== undefined;
+    if (nested) this.options.access.checkNested(nested);
     guardAuthenticated(authenticated, this.options.guard);
     const effective = nested ? await authorizeImpersonation(this.options.reviewer, authenticated.identity, nested) : authenticated.identity;
     guardEffective(effective, this.options.guard);

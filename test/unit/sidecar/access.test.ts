@@ -74,6 +74,17 @@ describe('sidecar access policy', function () {
     assert.equal(refusal(g, robot, 'GET', '/api/v1/namespaces/team/pods'), undefined);
   });
 
+  it('refuses, under constrained impersonation, a service account asked for with groups, a uid or extras', async function () {
+    await writeFile(file, serialisePolicy(readOnly));
+    const g = gate({ policyFile: file });
+    const robot = { username: 'system:serviceaccount:ci:bot', groups: [], extra: {} };
+    assert.doesNotThrow(() => g.checkNested(robot));
+    assert.throws(() => g.checkNested({ ...robot, groups: ['dev'] }), /impersonated by its name alone/);
+    assert.throws(() => g.checkNested({ ...robot, uid: '1' }), /impersonated by its name alone/);
+    assert.doesNotThrow(() => g.checkNested({ username: 'carol', groups: ['dev'], extra: {} }), 'a user may have groups');
+    assert.doesNotThrow(() => gate().checkNested({ ...robot, groups: ['dev'] }), 'classic impersonation takes them');
+  });
+
   it('refuses every request, 503, and says why, while a configured policy is missing or invalid; recovers when it is fixed', async function () {
     const g = gate({ policyFile: file });
     assert.match(g.problem()!, /missing or empty/);
