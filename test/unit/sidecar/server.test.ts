@@ -107,8 +107,9 @@ describe('sidecar/server (TLS listeners)', function () {
     assert.equal(stillOpen.servedBy, serialOf(serving1));
     await assert.rejects(get(ports[1]!, new Agent({ ca: servingCa1.certPem })), /self-signed|unable to verify|certificate/i);
 
+    // The identity CA file is replaced after the serving certificate, and reloaded on its own: wait for it too.
     const bob = issueCertificate(identityCa2, { commonName: 'bob', usage: 'client' });
-    assert.equal((await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: bob.certPem, key: bob.keyPem }))).body, 'client bob');
+    await eventually(async () => (await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: bob.certPem, key: bob.keyPem }))).body === 'client bob');
     const oldAlice = issueCertificate(identityCa1, { commonName: 'alice', usage: 'client' });
     assert.equal((await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: oldAlice.certPem, key: oldAlice.keyPem }))).body, 'anonymous');
     keepAlive.destroy();
