@@ -50,6 +50,7 @@ export class NamespaceProvisioner {
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private mode: ImpersonationMode | undefined;
+  private lastMode: ImpersonationMode | undefined;
   private served: { at: number; resources: ServedResources } | undefined;
 
   constructor(private readonly options: ProvisionerOptions) {}
@@ -94,6 +95,8 @@ export class NamespaceProvisioner {
 
   /** Every labelled namespace again, and every namespace that still has a binding of ours but is not labelled. */
   private async resync(): Promise<void> {
+    // Probe the mode again: a cluster upgraded (or its feature gate turned on) moves every namespace to it.
+    this.mode = undefined;
     for (const name of this.labelled.keys()) this.enqueue(name);
     try {
       const bindings = await this.options.rbac.listClusterRoleBinding({ labelSelector: `${PROVISIONED_BY_LABEL}=${this.options.names.installation}` });
@@ -251,8 +254,8 @@ export class NamespaceProvisioner {
     if (impersonation.mode !== 'auto') return impersonation.mode;
     if (!this.mode) {
       const detected = await detectImpersonationMode(kubeconfig);
-      log.info({ mode: detected.mode, because: detected.because }, 'impersonation mode');
-      this.mode = detected.mode;
+      if (detected.mode !== this.lastMode) log.info({ mode: detected.mode, because: detected.because }, 'impersonation mode');
+      this.mode = this.lastMode = detected.mode;
     }
     return this.mode;
   }
