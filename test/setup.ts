@@ -1,4 +1,5 @@
 // Loaded by mocha before any test (see .mocharc.json).
+import { armAuditJoin, removeAuditJoinCopies, runAuditJoin } from './cluster/audit-join.js';
 import { stopSharedControlPlane } from './cluster/shared.js';
 
 const REQUIRED_NODE_MAJOR = 24;
@@ -11,6 +12,27 @@ if (major !== REQUIRED_NODE_MAJOR) {
 }
 
 const EXIT_GRACE_MS = 30_000;
+
+// Every control plane and sidecar of the run registers its audit log; after the last test, each API
+// server's log is joined with its sidecars' (test/cluster/audit-join.ts, docs/testing.md). A run
+// that started no control plane (the unit tests) joins nothing.
+armAuditJoin();
+
+export const mochaHooks = {
+  async afterAll(this: Mocha.Context): Promise<void> {
+    this.timeout(10 * 60_000);
+    await stopSharedControlPlane(); // its log, complete and copied
+    const join = await runAuditJoin();
+    if (join && !join.ok) {
+      throw new Error(
+        'The audit join failed: requests an API server ran for a scoped service account do not match the sidecars\' audit events one to one ' +
+          `(test/cluster/audit-join.ts, joinAuditLogs, says what must match).\n${join.report}\nEvery log of the run is kept in ${join.dir}`,
+      );
+    }
+    if (join) process.stderr.write(`[audit join] ${join.report.replaceAll('\n', '\n[audit join] ')}\n`);
+    await removeAuditJoinCopies();
+  },
+};
 
 export async function mochaGlobalTeardown(): Promise<void> {
   await stopSharedControlPlane();

@@ -10,6 +10,7 @@ import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pk
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { ensureControlPlaneBinaries, KUBERNETES_VERSION } from './binaries.js';
 import { logTail, reapOrphans, register, startProcess, stopProcess, unregister, type ManagedProcess } from './processes.js';
+import { preserveControlPlaneLog, registerControlPlane } from './audit-join.js';
 
 export interface ControlPlaneOptions {
   /** Extra kube-apiserver flags, e.g. --authentication-config=... or --feature-gates=... */
@@ -176,6 +177,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     process.off('exit', killOnExit);
     for (const proc of [...processes].reverse()) await stopProcess(proc);
     unregister(registration);
+    // For the audit join at the end of the run (test/cluster/audit-join.ts); a copy that fails is reported there.
+    await preserveControlPlaneLog({ dir }).catch(() => undefined);
     if (!process.env.CHAPERONE_KEEP_CONTROL_PLANE) await rm(dir, { recursive: true, force: true });
   };
   // Last resort when the runner exits without calling stop(): exit handlers cannot wait.
@@ -232,6 +235,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       await stopProcess(apiserver);
     };
     await startApiserver();
+    registerControlPlane({ dir, url });
     const version = JSON.parse((await httpsGet(`${url}/version`, agent)).body) as { gitVersion: string };
 
     const adminKubeconfig = file('admin.kubeconfig');

@@ -31,6 +31,7 @@ import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.j
 import { decodeData } from '../../injector/provision/kube.js';
 import type { ControlPlane } from './control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from './kube.js';
+import { preserveSidecarAuditLog, registerSidecarAuditLog, serviceAccountUsername } from './audit-join.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const INJECTOR_RBAC_FILE = path.join(REPO, 'manifests/base/injector-rbac.yaml');
@@ -336,6 +337,8 @@ export async function startPodSidecar(
     `--audit-file-path=${path.join(dir, 'audit.jsonl')}`,
   ];
   const running: RunningSidecar = await startSidecar(loadSidecarConfig(args, env), log);
+  const serviceAccount = serviceAccountUsername(pod.metadata!.namespace!, pod.spec!.serviceAccountName ?? 'default');
+  const joined = registerSidecarAuditLog({ controlPlane: cp, serviceAccount, file: path.join(dir, 'audit.jsonl'), what: `sidecar of pod ${pod.metadata!.namespace}/${pod.metadata!.name}` });
   const result: PodSidecar = {
     url: `https://127.0.0.1:${running.listening[0]!.port}`,
     dashboard: await readDashboard(),
@@ -349,6 +352,7 @@ export async function startPodSidecar(
     },
     stop: async () => {
       await running.stop();
+      await preserveSidecarAuditLog(joined);
       await rm(dir, { recursive: true, force: true });
     },
   };

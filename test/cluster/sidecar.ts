@@ -18,6 +18,7 @@ import { createLogger } from '../../lib/log.js';
 import { loadSidecarConfig } from '../../sidecar/config.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
 import { freePort, type ControlPlane } from './control-plane.js';
+import { preserveSidecarAuditLog, registerSidecarAuditLog } from './audit-join.js';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { createNamespace, createServiceAccount, mintServiceAccountToken, serviceAccountSubject, type AdminClients } from './kube.js';
 
@@ -120,6 +121,12 @@ export interface LaunchOptions {
   accessPolicy?: AccessPolicy;
   /** With asProcess: files for the process's standard output and error, instead of the test's own. */
   output?: ProcessOutput;
+  /**
+   * For the audit join (test/cluster/audit-join.ts): the control plane the token belongs to (whatever
+   * --upstream it goes through) and the scoped account's username. Without it (a stand-in upstream)
+   * the log is still registered, only never joined with an API server's.
+   */
+  auditJoin?: { controlPlane: ControlPlane; serviceAccount: string };
 }
 
 export interface ProcessOutput {
@@ -160,6 +167,13 @@ export async function launchSidecar(options: LaunchOptions): Promise<LocalSideca
     ...(options.flags ?? []),
   ];
   const started = options.asProcess ? await startProcessSidecar(args, port, opsPort, options.output) : await startInProcess(args);
+  // The file sink is always on (lists of sinks add up); a test may move its file with a later flag.
+  const auditFile = args.filter((arg) => arg.startsWith('--audit-file-path=')).at(-1)!.slice('--audit-file-path='.length);
+  const joined = registerSidecarAuditLog({
+    file: auditFile,
+    ...(options.auditJoin ? { controlPlane: options.auditJoin.controlPlane, serviceAccount: options.auditJoin.serviceAccount } : {}),
+    what: options.asProcess ? 'sidecar process' : 'sidecar',
+  });
   const url = `https://127.0.0.1:${started.port}`;
   const clientCert: LocalSidecar['clientCert'] = (username, groups = [], overrides = {}, ca = identityCa) =>
     issueCertificate(ca, { commonName: username, organizations: groups, usage: 'client', validitySeconds: 3600, ...overrides });
@@ -182,7 +196,11 @@ export async function launchSidecar(options: LaunchOptions): Promise<LocalSideca
       return kubeconfig;
     },
     stop: async () => {
-      await started.stop();
+      try {
+        await started.stop();
+      } finally {
+        await preserveSidecarAuditLog(joined);
+      }
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -255,18 +273,20 @@ export async function startTestSidecar(cp: ControlPlane, clients: AdminClients, 
     },
   });
   const token = await mintServiceAccountToken(clients, namespace, serviceAccount);
+  const serviceAccountUsername = `system:serviceaccount:${namespace}:${serviceAccount}`;
   const sidecar = await launchSidecar({
     upstream: cp.url,
     upstreamCaPem: cp.ca.certPem,
     token,
     ...options,
+    auditJoin: { controlPlane: cp, serviceAccount: serviceAccountUsername },
     ...(mode === 'constrained' ? { accessPolicy: await dashboardPolicy(clients, 'constrained') } : {}),
   });
   return {
     ...sidecar,
     namespace,
     serviceAccount,
-    serviceAccountUsername: `system:serviceaccount:${namespace}:${serviceAccount}`,
+    serviceAccountUsername,
     bindingName,
   };
 }
