@@ -24,6 +24,7 @@ import { startControlPlane, type ControlPlane } from '../cluster/control-plane.j
 import { adminClients, bindClusterRoleInNamespace, grantClusterWide, grantInNamespace, groupSubject, userSubject, type AdminClients, mintServiceAccountToken } from '../cluster/kube.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import { rawRequest, type RawResponse } from '../cluster/sidecar.js';
+import { declareNoSidecarEvent } from '../cluster/audit-join.js';
 import { installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -220,6 +221,7 @@ describe('least privilege for the scoped service account (real API server)', fun
           if (as) headers['impersonate-user'] = as.user;
           if (as?.groups) headers['impersonate-group'] = as.groups;
           const response = await rawRequest(`${cp.url}${target}`, { method, ca: cp.ca.certPem, headers, ...(body ? { body: JSON.stringify(body) } : {}) });
+          declareNoSidecarEvent(response.headers['audit-id'], 'least-privilege: the stolen scoped token, used straight against the API server');
           outcomes[key] = outcomeOf(response, `${attempt.what} (${column.title})`);
           assert.equal(outcomes[key], attempt.expected[key], `${attempt.what} under ${column.title}: HTTP ${response.status} ${response.body.slice(0, 300)}`);
         }
@@ -388,6 +390,7 @@ describe('a cluster without constrained impersonation (ConstrainedImpersonation=
     assert.deepEqual(role.rules?.find((r) => r.resources?.includes('groups'))?.resourceNames, ['dev', 'system:authenticated', 'system:unauthenticated']);
     const token = await mintServiceAccountToken(clients, ns, 'chaperone-impersonator', { expirationSeconds: 600 });
     const masters = await rawRequest(`${cp!.url}/api/v1/namespaces`, { ca: cp!.ca.certPem, headers: { authorization: `Bearer ${token}`, 'impersonate-user': 'mallory', 'impersonate-group': 'system:masters' } });
+    declareNoSidecarEvent(masters.headers['audit-id'], 'least-privilege: the scoped token of a cluster without constrained impersonation, used straight');
     assert.equal(masters.status, 403, masters.body);
   });
 });
