@@ -14,7 +14,7 @@ if (major !== REQUIRED_NODE_MAJOR) {
 const EXIT_GRACE_MS = 30_000;
 
 // Every control plane and sidecar of the run registers its audit log; after the last test, each API
-// server's log is joined with its sidecars' (test/cluster/audit-join.ts, docs/testing.md). A run
+// server's log is joined with its sidecars' (test/cluster/audit-join.ts, the README's Tests). A run
 // that started no control plane (the unit tests) joins nothing.
 armAuditJoin();
 

@@ -3,7 +3,7 @@
 // have exactly one sidecar audit event with the same auditID, the same verb and objectRef, and the
 // same impersonated user. A request smuggled past the sidecar runs under the scoped account with an
 // auditID, verb or object the sidecar never recorded, so every end-to-end test is also a smuggling
-// detector. The rules are in joinAuditLogs; docs/testing.md says them in words.
+// detector. The rules are in joinAuditLogs; the README (Tests) says them in words.
 //
 // The registry: control planes and sidecars register their audit logs as they start, and copy them
 // here before they remove their directories (tests remove theirs too). Processes started by a test
