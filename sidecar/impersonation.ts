@@ -37,10 +37,13 @@ export function readImpersonationRequest(rawHeaders: readonly string[]): Imperso
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
     const value = fromWire(rawHeaders[i + 1]!);
+    // The API server takes the first of two, a reader of the last would take the other: neither is said.
     if (name === 'impersonate-user') {
+      if (username !== undefined) throw badRequest('two Impersonate-User headers: say whom to impersonate once');
       any = true;
       username = value;
     } else if (name === 'impersonate-uid') {
+      if (uid !== undefined) throw badRequest('two Impersonate-Uid headers: say which uid to impersonate once');
       any = true;
       uid = value;
     } else if (name === 'impersonate-group') {

@@ -3,14 +3,15 @@
 // Plain requests and upgraded connections (exec, attach, port-forward) go through the same decision.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from '../lib/log.js';
 import type { AccessGate } from './access.js';
 import { requestInfo, type RequestInfo } from './authz/request-info.js';
 import { attributesOf, type AccessReviewer } from './authz/review.js';
 import { AuthenticationFailed, type AuthenticatorChain } from './authn/chain.js';
 import type { AuditRecorder, RequestRecord } from './audit/record.js';
-import { BodyLimit, BodyTooLarge } from './forward/body-limit.js';
+import { BodyTooLarge } from './forward/body-limit.js';
+import { bodyFraming } from './forward/framing.js';
 import { HttpForwarder, UnauthorisedForward, UpstreamTimeout } from './forward/http.js';
 import { UpgradeForwarder } from './forward/upgrade.js';
 import type { Upstream } from './forward/upstream.js';
@@ -66,14 +67,13 @@ function compoundCreate(info: RequestInfo): RequestInfo | undefined {
 /** A stream being relayed, so shutdown can end it cleanly instead of cutting it. */
 interface Streaming {
   res: ServerResponse;
-  upstream: IncomingMessage;
+  upstream: Readable;
 }
 
 export class Pipeline {
   private readonly http: HttpForwarder;
   private readonly upgrades: UpgradeForwarder;
   private readonly streaming = new Set<Streaming>();
-  private readonly draining = new WeakSet<ServerResponse>();
   /** Upgrade requests from arrival until their connection closes: deciding, relaying, or answered. */
   private upgradesInProgress = 0;
 
@@ -136,6 +136,10 @@ export class Pipeline {
   private async decide(req: IncomingMessage, record: RequestRecord): Promise<OutgoingHttpHeaders> {
     await this.options.audit.begin?.(record, req); // waits while the audit buffer is full (block mode)
     if (!record.requestURI.startsWith('/')) throw badRequest('chaperone accepts only a path as the request target, not a full URL');
+    const framing = bodyFraming(req);
+    if (framing !== 'none' && req.headers.upgrade !== undefined && req.headers.connection?.toLowerCase().includes('upgrade')) {
+      throw badRequest('chaperone accepts no body on a request to upgrade the connection');
+    }
     const authenticated = await this.authenticate(req, record);
 
     const nested = readImpersonationRequest(req.rawHeaders);
@@ -192,8 +196,6 @@ export class Pipeline {
     }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > maxRequestBodyBytes) throw tooLarge(`the request body is larger than ${maxRequestBodyBytes} bytes`);
-    const body = req.pipe(new BodyLimit(maxRequestBodyBytes));
-    body.on('error', (err) => this.refuse(res, record, err));
 
     const longRunning = isLongRunning(record.info);
     const started = process.hrtime.bigint();
@@ -201,26 +203,16 @@ export class Pipeline {
     this.http.forward({
       req,
       res,
-      body,
+      maxBodyBytes: maxRequestBodyBytes,
       headers: { ...sanitiseHeaders(req.rawHeaders), ...identityHeaders },
       identityHeaders,
-      timeoutMs: longRunning ? undefined : this.options.upstreamTimeoutMs,
+      longRunning,
+      timeoutMs: this.options.upstreamTimeoutMs,
       onResponse: (upstream) => {
-        this.options.audit.started?.(record, upstream.statusCode ?? 0, upstream);
+        this.options.audit.started?.(record, upstream.statusCode, upstream);
         metrics.upstreamLatency.observe({ verb: record.info.verb }, Number(process.hrtime.bigint() - started) / 1e9);
-        // The API server went away mid-response (a crash, a restart): cut the client's response too,
-        // or a watch would hang open with nothing behind it. http-proxy-3 leaves it open.
-        upstream.once('close', () => {
-          if (!upstream.complete && !this.draining.has(res)) res.destroy();
-        });
         if (!longRunning) return;
-        // The API server sends a stream's headers at once; Node would hold them back until the first
-        // event, and a client waiting for them (client-go's Watch) would wait that long. http-proxy-3
-        // copies them onto res synchronously after this callback: send them right after.
-        queueMicrotask(() => {
-          if (!res.headersSent && !res.destroyed) res.flushHeaders();
-        });
-        const entry = { res, upstream };
+        const entry = { res, upstream: upstream.body };
         this.streaming.add(entry);
         metrics.openWatches.inc();
         res.once('close', () => {
@@ -251,7 +243,7 @@ export class Pipeline {
   }
 
   private refuse(res: ServerResponse, record: RequestRecord, err: unknown): void {
-    if (this.draining.has(res)) return;
+    if (res.writableEnded) return;
     writeStatus(res, this.statusFor(err, record), record.auditID);
   }
 
@@ -285,15 +277,11 @@ export class Pipeline {
   /** Ends every watch and log stream as a clean end of stream, and closes upgraded connections. */
   endStreams(): void {
     for (const { res, upstream } of this.streaming) {
-      this.draining.add(res);
       upstream.unpipe(res);
-      upstream.destroy();
       res.end();
+      upstream.destroy();
     }
     this.upgrades.closeAll();
   }
 
-  close(): void {
-    this.http.close();
-  }
 }

@@ -22,11 +22,19 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
-  'forwarded',
+  'http2-settings',
 ]);
 
+/** Headers the API server reads as where a request came from (utilnet.SourceIPs), which its audit log records. */
+function isOriginHeader(lowerName: string): boolean {
+  return lowerName === 'x-real-ip' || lowerName === 'forwarded' || lowerName.startsWith('x-forwarded-');
+}
+
 function isDropped(lowerName: string, namedByConnection: Set<string>): boolean {
-  return isIdentityHeader(lowerName) || HOP_BY_HOP.has(lowerName) || lowerName.startsWith('x-forwarded-') || namedByConnection.has(lowerName);
+  // Some servers and proxies read "_" as "-" in header names (nginx, CGI): such a spelling of a
+  // dropped name is dropped too.
+  const name = lowerName.replaceAll('_', '-');
+  return isIdentityHeader(name) || isOriginHeader(name) || HOP_BY_HOP.has(name) || namedByConnection.has(lowerName) || namedByConnection.has(name);
 }
 
 /** Header names a client listed in Connection are hop-by-hop too (RFC 9110 §7.6.1). */

@@ -39,7 +39,7 @@ export class TlsListeners {
 
   constructor(
     private readonly files: TlsFiles,
-    private readonly handlers: { request: RequestHandler; upgrade?: UpgradeHandler },
+    private readonly handlers: { request: RequestHandler; upgrade?: UpgradeHandler; checkContinue?: RequestHandler },
     private readonly log: Logger,
     private readonly limits: ListenerLimits = { maxHeaderBytes: 64 * 1024, headersTimeoutMs: 10_000 },
   ) {}
@@ -69,6 +69,8 @@ export class TlsListeners {
       );
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket, this.limits));
       if (this.handlers.upgrade) server.on('upgrade', this.handlers.upgrade);
+      // Without a listener Node answers `Expect: 100-continue` itself, before anyone has looked at the request.
+      if (this.handlers.checkContinue) server.on('checkContinue', this.handlers.checkContinue);
       server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);

@@ -69,7 +69,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const opsPort = await ops.listen(config.opsListen);
   const listeners = new TlsListeners(
     { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(config.clientCaFile ? { clientCaFile: config.clientCaFile } : {}) },
-    { request: pipeline.handle, upgrade: pipeline.handleUpgrade },
+    // Expect: 100-continue: the body is asked for only once the request is authorised and on its way.
+    { request: pipeline.handle, upgrade: pipeline.handleUpgrade, checkContinue: pipeline.handle },
     log,
     { maxHeaderBytes: config.maxHeaderBytes, headersTimeoutMs: config.headersTimeout },
   );
@@ -90,7 +91,6 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
         await drained;
       }
       await ops.close();
-      pipeline.close();
       await audit.close(); // every request has ended: deliver what the sinks still hold
       tokens.close();
       access.close();

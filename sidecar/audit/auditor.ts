@@ -8,6 +8,7 @@ import { BodyCopy } from './body.js';
 import { buildEvent, responseStatusOf, type RecordedBody, type Served } from './event.js';
 import { policyAttributes, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig } from './policy.js';
 import type { AuditRecorder, RequestRecord } from './record.js';
+import type { UpstreamResponse } from '../forward/http.js';
 import type { Sink, SinkName, SinkStats } from './sinks/sink.js';
 import { levelAtLeast, type Stage } from './types.js';
 import { serviceUnavailable, toStatus } from '../status.js';
@@ -105,7 +106,7 @@ export class Auditor implements AuditRecorder {
     }
   }
 
-  started(record: RequestRecord, code: number, response?: IncomingMessage): void {
+  started(record: RequestRecord, code: number, response?: UpstreamResponse): void {
     this.safely(record, () => {
       const state = this.stateOf(record);
       state.upstreamCode = code;
@@ -114,7 +115,7 @@ export class Auditor implements AuditRecorder {
       const longRunning = isLongRunning(record.info);
       // Failures carry a Status worth recording at every level; objects only at RequestResponse.
       if (response && (code >= 400 || (config.level === 'RequestResponse' && !longRunning))) {
-        state.responseBody = new BodyCopy(this.options.bodyLimit, response.headers).watch(response);
+        state.responseBody = new BodyCopy(this.options.bodyLimit, response.headers).watch(response.body);
       }
       if (longRunning) this.writeStarted(record, state, config);
     });

@@ -1,5 +1,6 @@
 // What the pipeline knows about each request when it ends: the raw material of an audit event.
 import type { IncomingMessage } from 'node:http';
+import type { UpstreamResponse } from '../forward/http.js';
 import type { RequestInfo } from '../authz/request-info.js';
 import type { Authenticated, AuthenticationMethod, Identity } from '../identity.js';
 import type { StatusError } from '../status.js';
@@ -43,7 +44,7 @@ export interface AuditRecorder {
    * the event) or an upgrade was answered (code only). Long-running requests get their
    * ResponseStarted event here.
    */
-  started?(record: RequestRecord, code: number, response?: IncomingMessage): void;
+  started?(record: RequestRecord, code: number, response?: UpstreamResponse): void;
   /** The request is over: its ResponseComplete (or Panic) event. Never throws. */
   record(record: RequestRecord): void;
 }

@@ -1,27 +1,20 @@
-// Forwards an authorised request to the API server and streams the response back unchanged.
-import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+// Forwards an authorised request to the API server, as one HTTP/2 stream of its own, and streams the
+// response back. The sidecar frames everything that leaves: the body the client's HTTP/1.1 parser
+// delimited goes out as that stream's data, and nothing else can ride along with it.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ClientHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
-import { createProxyServer } from 'http-proxy-3';
 import { isIdentityHeader } from '../sanitise.js';
+import { BodyLimit } from './body-limit.js';
+import { bodyFraming } from './framing.js';
+import { CANCEL } from './sessions.js';
 import type { Upstream } from './upstream.js';
 
 /** The request about to leave is not the one the sidecar authorised: a bug, and it must not go. */
 export class UnauthorisedForward extends Error {}
 
-/** What was authorised rides along with the request, for the last check in 'proxyReq'. */
-const CHOSEN = Symbol('chaperone.authorised');
-interface Authorised {
-  identityHeaders: OutgoingHttpHeaders;
-  path: string;
-  onResponse: (response: IncomingMessage) => void;
-  proxyReq?: ClientRequest;
-}
-type WithAuthorised = IncomingMessage & { [CHOSEN]?: Authorised };
-
-/** http-proxy-3 drops a query separator with nothing after it; nothing else may change. */
-function samePath(sent: string, authorised: string): boolean {
-  return sent === authorised || (authorised.endsWith('?') && sent === authorised.slice(0, -1));
-}
+/** The API server did not start answering within the timeout. */
+export class UpstreamTimeout extends Error {}
 
 function normalise(value: OutgoingHttpHeaders[string]): string {
   if (value === undefined) return '';
@@ -45,86 +38,134 @@ export function assertIdentityHeaders(outgoing: OutgoingHttpHeaders, chosen: Out
   for (const name of expected.keys()) if (!seen.has(name)) throw new UnauthorisedForward(`identity header ${name} went missing`);
 }
 
-/** The API server did not start answering within the timeout. */
-export class UpstreamTimeout extends Error {}
+/** The API server's answer as it arrived: status, headers, and the body still to be read. */
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+}
 
 export interface ForwardRequest {
   req: IncomingMessage;
   res: ServerResponse;
-  /** What to send as the body, when not the request itself (a size-limited view of it). */
-  body?: Readable;
+  /** A body larger than this is cut off and the request refused (BodyTooLarge). */
+  maxBodyBytes: number;
   /** The complete outgoing header set: sanitised client headers plus the identity headers. */
   headers: OutgoingHttpHeaders;
   /** The identity headers among them, as chosen by the sidecar. */
   identityHeaders: OutgoingHttpHeaders;
-  /** Undefined for long-running requests (watches, streams), which must never be cut. */
-  timeoutMs: number | undefined;
-  onResponse: (response: IncomingMessage) => void;
+  /**
+   * A watch or a log stream: never cut by a timeout, and its response headers go to the client at
+   * once (client-go's Watch waits for them before the first event).
+   */
+  longRunning: boolean;
+  /** How long the API server may take to start answering a request that is not long-running. */
+  timeoutMs: number;
+  onResponse: (response: UpstreamResponse) => void;
   onError: (error: Error) => void;
 }
 
-export class HttpForwarder {
-  private readonly proxy;
+/** Headers of HTTP/2's own, or of one HTTP/1.1 hop, which must not be copied onto the client's response. */
+function isResponseHeaderToDrop(name: string): boolean {
+  return name.startsWith(':') || ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'].includes(name);
+}
 
-  constructor(private readonly upstream: Upstream) {
-    // toProxy + prependPath:false send the request target as received. By default http-proxy-3
-    // re-parses it as a URL, which resolves dot segments and drops fragments: the API server would
-    // then act on another path than the one the sidecar authorised.
-    this.proxy = createProxyServer({
-      target: upstream.url,
-      agent: upstream.agent,
-      secure: true,
-      changeOrigin: true,
-      xfwd: false,
-      toProxy: true,
-      prependPath: false,
-    });
-    this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage) => {
-      const authorised = (req as WithAuthorised)[CHOSEN];
-      try {
-        if (!authorised) throw new UnauthorisedForward('nothing was authorised for this request');
-        assertIdentityHeaders(proxyReq.getHeaders(), authorised.identityHeaders);
-        if (!samePath(proxyReq.path, authorised.path)) throw new UnauthorisedForward(`the path on the wire is not the one authorised`);
-        authorised.proxyReq = proxyReq;
-      } catch (err) {
-        proxyReq.destroy(err as Error);
-      }
-    });
-    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
-      // Connection is hop-by-hop: the client's request decides it. http-proxy-3 would otherwise answer
-      // keep-alive (the sanitised request has no Connection header) to a client that asked to close.
-      proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
-      (req as WithAuthorised)[CHOSEN]?.onResponse(proxyRes);
-    });
-  }
+function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined && !isResponseHeaderToDrop(name)) out[name] = value;
+  return out;
+}
+
+export class HttpForwarder {
+  constructor(private readonly upstream: Upstream) {}
 
   forward(request: ForwardRequest): void {
-    assertIdentityHeaders(request.headers, request.identityHeaders);
-    // http-proxy-3 copies req.headers to the outgoing request; replacing them is how the sanitised
-    // set, and only it, goes out.
-    request.req.headers = request.headers as IncomingMessage['headers'];
-    let timer: NodeJS.Timeout | undefined;
-    const authorised: Authorised = {
-      identityHeaders: request.identityHeaders,
-      path: request.req.url ?? '',
-      onResponse: (response) => {
-        clearTimeout(timer);
-        request.onResponse(response);
-      },
+    const { req, res } = request;
+    const path = req.url ?? '';
+    const framing = bodyFraming(req);
+    const withBody = framing !== 'none';
+    // Framing is the sidecar's: HTTP/2 data frames; the client's Content-Length only where its parser
+    // used it to delimit the body, and so is exactly what will be sent.
+    const { 'content-length': declared, ...headers } = request.headers;
+    delete headers.expect; // answered here, once the request is on its way
+    const outgoing: OutgoingHttpHeaders = {
+      ...headers,
+      ...(framing === 'length' && declared !== undefined ? { 'content-length': declared } : {}),
+      ':method': req.method ?? 'GET',
+      ':path': path,
+      ':authority': this.upstream.url.host,
+      ':scheme': 'https',
     };
-    (request.req as WithAuthorised)[CHOSEN] = authorised;
-    if (request.timeoutMs !== undefined) {
-      const timeoutMs = request.timeoutMs;
-      timer = setTimeout(() => authorised.proxyReq?.destroy(new UpstreamTimeout(`the API server did not answer within ${timeoutMs}ms`)), timeoutMs);
-      request.res.once('close', () => clearTimeout(timer));
-    }
-    this.proxy.web(request.req, request.res, request.body ? { buffer: request.body } : {}, (err: Error) => {
+    assertIdentityHeaders(outgoing, request.identityHeaders);
+    if (outgoing[':path'] !== path || !path.startsWith('/')) throw new UnauthorisedForward('the path on the wire is not the one authorised');
+
+    const stream = this.upstream.sessions.request(outgoing, !withBody);
+    let timer: NodeJS.Timeout | undefined;
+    let answered = false;
+    const fail = (err: Error) => {
       clearTimeout(timer);
-      request.onError(err);
+      if (answered) res.destroy(err);
+      else request.onError(err);
+    };
+    if (!request.longRunning) {
+      timer = setTimeout(() => {
+        stream.close(CANCEL);
+        fail(new UpstreamTimeout(`the API server did not answer within ${request.timeoutMs}ms`));
+      }, request.timeoutMs);
+    }
+    stream.on('error', fail);
+    // The client went away, or the sidecar ended the stream (shutdown): nothing more is wanted.
+    res.once('close', () => {
+      clearTimeout(timer);
+      if (!stream.closed) stream.close(CANCEL);
     });
+    stream.once('response', (headers) => this.answer(request, stream, headers, () => {
+      clearTimeout(timer);
+      answered = true;
+    }));
+    // A client that asked to be told (Expect: 100-continue) sends its body only once the request is on its way.
+    if (/^100-continue$/i.test(String(req.headers.expect ?? ''))) res.writeContinue();
+    if (withBody) this.sendBody(request, stream);
+    else req.resume();
   }
 
-  close(): void {
-    this.proxy.close();
+  /**
+   * The body as the client's parser delimits it, then the end of the stream. A body that does not
+   * arrive whole (the client went away, its framing broke half-way, it grew past the cap) resets the
+   * stream instead: the API server then sees an aborted request, never a shorter body that looks complete.
+   */
+  private sendBody(request: ForwardRequest, stream: ClientHttp2Stream): void {
+    const { req } = request;
+    const limit = new BodyLimit(request.maxBodyBytes);
+    const reset = () => {
+      if (!stream.closed) stream.close(CANCEL);
+    };
+    req.once('aborted', reset);
+    req.once('error', reset);
+    limit.once('error', (err) => {
+      reset();
+      request.onError(err);
+    });
+    // The parser's own word that the message arrived whole and well-formed: a readable stream can
+    // end without it (a framing error half-way through the body ends the request early).
+    limit.once('end', () => (req.complete ? stream.end() : reset()));
+    req.pipe(limit).pipe(stream, { end: false });
+  }
+
+  private answer(request: ForwardRequest, stream: ClientHttp2Stream, headers: IncomingHttpHeaders, started: () => void): void {
+    const { res } = request;
+    started();
+    const statusCode = Number(headers[':status']);
+    request.onResponse({ statusCode, headers, body: stream });
+    if (res.destroyed) return;
+    res.writeHead(statusCode, responseHeaders(headers));
+    if (request.longRunning) res.flushHeaders();
+    // A response the API server did not finish (it went away, it reset the stream) is cut for the
+    // client too, so the client sees it broken rather than complete; unless the sidecar ended it
+    // itself, for shutdown.
+    stream.once('close', () => {
+      if (!stream.readableEnded && !res.writableEnded) res.destroy();
+    });
+    stream.pipe(res);
   }
 }

@@ -1,6 +1,6 @@
-// Upgraded connections: exec, attach, cp and port-forward over WebSocket or SPDY/3.1. http-proxy-3
-// proxies only WebSocket upgrades, so this does both itself, with the same headers and the same
-// last check as every other request.
+// Upgraded connections: exec, attach, cp and port-forward over WebSocket or SPDY/3.1, each over an
+// HTTP/1.1 connection of its own to the API server (upgrades do not exist in HTTP/2), used once and
+// never shared, with the same headers and the same last check as every other request.
 import { request } from 'node:https';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -19,11 +19,23 @@ export interface UpgradeRequest {
   onClose: () => void;
 }
 
-function rawHead(statusCode: number, statusMessage: string, rawHeaders: readonly string[]): string {
+function rawHead(statusCode: number, statusMessage: string, rawHeaders: readonly string[], extra: string[] = []): string {
   const lines = [`HTTP/1.1 ${statusCode} ${statusMessage}`];
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) lines.push(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
-  return `${lines.join('\r\n')}\r\n\r\n`;
+  return `${[...lines, ...extra].join('\r\n')}\r\n\r\n`;
 }
+
+/** How the API server framed its answer on its connection; the sidecar frames it anew on the client's. */
+const FRAMING_HEADERS = new Set(['transfer-encoding', 'content-length', 'connection', 'keep-alive']);
+
+function withoutFraming(rawHeaders: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) if (!FRAMING_HEADERS.has(rawHeaders[i]!.toLowerCase())) kept.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  return kept;
+}
+
+/** A refusal's body is a Status of a few hundred bytes; anything much larger is cut, never relayed unframed. */
+const MAX_REFUSAL_BYTES = 64 * 1024;
 
 export class UpgradeForwarder {
   private readonly open = new Set<Duplex>();
@@ -50,10 +62,21 @@ export class UpgradeForwarder {
     });
     outgoing.on('error', (err) => upgrade.onError(err));
     outgoing.on('response', (res) => {
-      // Refused or failed upstream (403, 404, 400): hand the answer back as it is, then close.
+      // Refused or failed upstream (403, 404, 400): the answer goes back whole, with a length the
+      // sidecar counted (Node has already taken the API server's chunking off the body), then the
+      // connection closes.
       upgrade.onResponse(res.statusCode ?? 0);
-      socket.write(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', res.rawHeaders));
-      res.pipe(socket);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= MAX_REFUSAL_BYTES) chunks.push(chunk);
+      });
+      res.once('end', () => {
+        const body = size <= MAX_REFUSAL_BYTES ? Buffer.concat(chunks) : Buffer.alloc(0);
+        socket.end(Buffer.concat([Buffer.from(rawHead(res.statusCode ?? 502, res.statusMessage ?? '', withoutFraming(res.rawHeaders), [`Content-Length: ${body.length}`, 'Connection: close']), 'latin1'), body]));
+      });
+      res.once('error', () => socket.destroy());
     });
     outgoing.on('upgrade', (res, upstreamSocket, upstreamHead) => {
       upgrade.onResponse(101);

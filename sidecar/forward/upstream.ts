@@ -1,16 +1,18 @@
-// The API server as the sidecar reaches it: its URL, a keep-alive agent that verifies its
-// certificate, and the scoped service-account token, re-read whenever the kubelet rotates it.
-import { Agent, request } from 'node:https';
+// The API server as the sidecar reaches it: its URL, HTTP/2 sessions that verify its certificate,
+// and the scoped service-account token, re-read whenever the kubelet rotates it.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { watchFile, type WatchedFile } from '../../lib/watch-file.js';
+import { SessionPool } from './sessions.js';
 
 export interface UpstreamOptions {
   url: string;
   caFile: string;
   tokenFile: string;
   timeoutMs: number;
+  /** Requests at once on one HTTP/2 connection; more open another. */
+  maxStreamsPerConnection?: number;
   onTokenChange?: (present: boolean) => void;
 }
 
@@ -19,21 +21,29 @@ export interface JsonResponse {
   body: unknown;
 }
 
+const DEFAULT_STREAMS_PER_CONNECTION = 100;
+const IDLE_CONNECTION_MS = 90_000;
+
 export class Upstream {
   readonly url: URL;
-  readonly agent: Agent;
-  private readonly ca: Buffer;
+  /** Every request but upgrades: one HTTP/2 stream each. */
+  readonly sessions: SessionPool;
+  // One TLS context for every connection: given only `ca`, each new connection would build its own
+  // (a third of a millisecond and some 35 KB each).
+  private readonly secureContext: SecureContext;
   private readonly token: WatchedFile;
 
   constructor(private readonly options: UpstreamOptions) {
     this.url = new URL(options.url);
     if (this.url.protocol !== 'https:') throw new Error(`the upstream must be https, not ${this.url.protocol}`);
-    this.ca = readFileSync(options.caFile);
-    // One TLS context for every connection: given only `ca`, each new connection would build its
-    // own (a third of a millisecond and some 35 KB each). No cap on sockets: every watch holds one
-    // for as long as it runs, and a cap would queue every later request behind them (with a cap of
-    // 256, the 257th watch, and all after it, hung).
-    this.agent = new Agent({ keepAlive: true, secureContext: createSecureContext({ ca: this.ca }) });
+    this.secureContext = createSecureContext({ ca: readFileSync(options.caFile) });
+    this.sessions = new SessionPool({
+      url: this.url,
+      secureContext: this.secureContext,
+      servername: this.servername(),
+      maxStreamsPerSession: options.maxStreamsPerConnection ?? DEFAULT_STREAMS_PER_CONNECTION,
+      idleTimeoutMs: IDLE_CONNECTION_MS,
+    });
     this.token = watchFile(options.tokenFile, { onChange: (content) => options.onTokenChange?.(content !== undefined) });
   }
 
@@ -46,69 +56,76 @@ export class Upstream {
     await this.token.refresh();
   }
 
-  /** TLS options for connections made outside the agent (upgrades). */
-  tlsOptions(): { host: string; port: number; ca: Buffer; servername?: string } {
-    const host = this.url.hostname.replace(/^\[|\]$/g, '');
-    // SNI carries names only (RFC 6066); an IP is verified against the certificate's IP SANs.
-    return { host, port: Number(this.url.port || 443), ca: this.ca, ...(isIP(host) ? {} : { servername: host }) };
+  private host(): string {
+    return this.url.hostname.replace(/^\[|\]$/g, '');
+  }
+
+  /** SNI carries names only (RFC 6066); an IP is verified against the certificate's IP SANs. */
+  private servername(): string | undefined {
+    return isIP(this.host()) ? undefined : this.host();
+  }
+
+  /** TLS options for the HTTP/1.1 connections that upgrades need, one per upgrade. */
+  tlsOptions(): { host: string; port: number; secureContext: SecureContext; servername?: string } {
+    const servername = this.servername();
+    return { host: this.host(), port: Number(this.url.port || 443), secureContext: this.secureContext, ...(servername ? { servername } : {}) };
   }
 
   /** Whether the API server answers its /readyz under the scoped token, within the timeout. */
   async reachable(timeoutMs: number): Promise<boolean> {
     const token = this.bearerToken();
     if (!token) return false;
-    return new Promise((resolve) => {
-      const req = request(new URL('/readyz', this.url), { agent: this.agent, timeout: timeoutMs, headers: { authorization: `Bearer ${token}` } }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      });
-      req.on('timeout', () => req.destroy());
-      req.on('error', () => resolve(false));
-      req.end();
-    });
+    try {
+      const { status } = await this.call('GET', '/readyz', token, undefined, timeoutMs);
+      return status === 200;
+    } catch {
+      return false;
+    }
   }
 
   /** A JSON request under the scoped service account's own identity (SubjectAccessReview, TokenReview). */
-  json(method: string, path: string, body: unknown): Promise<JsonResponse> {
+  async json(method: string, path: string, body: unknown): Promise<JsonResponse> {
     const token = this.bearerToken();
-    if (!token) return Promise.reject(new Error(`no service-account token in ${this.options.tokenFile}`));
-    const payload = JSON.stringify(body);
+    if (!token) throw new Error(`no service-account token in ${this.options.tokenFile}`);
+    const { status, text } = await this.call(method, path, token, JSON.stringify(body), this.options.timeoutMs);
+    try {
+      return { status, body: JSON.parse(text) as unknown };
+    } catch {
+      throw new Error(`the API server answered ${status} with a body that is not JSON`);
+    }
+  }
+
+  private call(method: string, path: string, token: string, payload: string | undefined, timeoutMs: number): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
-      const req = request(
-        new URL(path, this.url),
+      const stream = this.sessions.request(
         {
-          method,
-          agent: this.agent,
-          timeout: this.options.timeoutMs,
-          headers: {
-            authorization: `Bearer ${token}`,
-            'content-type': 'application/json',
-            accept: 'application/json',
-            'content-length': Buffer.byteLength(payload),
-          },
+          ':method': method,
+          ':path': path,
+          authorization: `Bearer ${token}`,
+          accept: 'application/json',
+          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
         },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            try {
-              resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown });
-            } catch {
-              reject(new Error(`the API server answered ${res.statusCode} with a body that is not JSON`));
-            }
-          });
-          res.on('error', reject);
-        },
+        payload === undefined,
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer from the API server within ${this.options.timeoutMs}ms`)));
-      req.on('error', reject);
-      req.end(payload);
+      const timer = setTimeout(() => stream.destroy(new Error(`no answer from the API server within ${timeoutMs}ms`)), timeoutMs);
+      let status = 0;
+      const chunks: Buffer[] = [];
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status, text: Buffer.concat(chunks).toString('utf8') });
+      });
+      stream.on('error', (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      if (payload !== undefined) stream.end(payload);
     });
   }
 
   close(): void {
     this.token.close();
-    this.agent.destroy();
+    this.sessions.destroy();
   }
 }

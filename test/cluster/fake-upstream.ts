@@ -2,7 +2,7 @@
 // It speaks the real protocols at the edges the sidecar touches: SubjectAccessReview, WebSocket
 // (v5.channel.k8s.io) and SPDY/3.1 upgrades, whose bytes it echoes, and it records every request's
 // headers so tests can see exactly what the sidecar sent.
-import { createServer, type Server } from 'node:https';
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
@@ -11,9 +11,19 @@ import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pk
 export interface SeenRequest {
   method: string;
   url: string;
+  /** '2.0' for a request on an HTTP/2 stream; upgrades come over HTTP/1.1. */
+  httpVersion: string;
+  /** Without HTTP/2's pseudo-headers (:method, :path…), which method and url hold. */
   headers: IncomingHttpHeaders;
   rawHeaders: string[];
+  /** The body, once it has all arrived. */
+  body?: Buffer;
+  /** The client reset the stream (or dropped the connection) before the body was complete. */
+  aborted?: boolean;
 }
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
 
 export interface FakeUpstream {
   url: string;
@@ -23,25 +33,42 @@ export interface FakeUpstream {
   allow: boolean;
   /** How long SubjectAccessReviews take to answer (default 0). */
   reviewDelayMs: number;
+  /** How long every other request takes to answer, once its body is in (default 0). */
+  answerDelayMs: number;
   close(): Promise<void>;
 }
 
 const SAR_PATH = '/apis/authorization.k8s.io/v1/subjectaccessreviews';
 
-function record(seen: SeenRequest[], req: IncomingMessage): void {
-  seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
+function record(seen: SeenRequest[], req: AnyRequest): SeenRequest {
+  const headers = Object.fromEntries(Object.entries(req.headers).filter(([name]) => !name.startsWith(':')));
+  const rawHeaders = req.rawHeaders.flatMap((value, i, all) => (i % 2 === 0 && !value.startsWith(':') ? [value, all[i + 1]!] : []));
+  const entry: SeenRequest = { method: req.method ?? '', url: req.url ?? '', httpVersion: req.httpVersion, headers, rawHeaders };
+  seen.push(entry);
+  return entry;
 }
 
-function answerSubjectAccessReview(fake: FakeUpstream, req: IncomingMessage, res: ServerResponse): void {
+function sendJson(res: AnyResponse, status: number, body: unknown): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(body));
+}
+
+function answerSubjectAccessReview(fake: FakeUpstream, req: AnyRequest, res: AnyResponse): void {
   let body = '';
   req.on('data', (chunk: Buffer) => (body += chunk.toString()));
   req.on('end', () => {
     const review = JSON.parse(body) as { spec: unknown };
     setTimeout(() => {
-      res.writeHead(201, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec: review.spec, status: { allowed: fake.allow, reason: fake.allow ? '' : 'fake says no' } }));
+      sendJson(res, 201, { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec: review.spec, status: { allowed: fake.allow, reason: fake.allow ? '' : 'fake says no' } });
     }, fake.reviewDelayMs);
   });
+}
+
+/** The API server refusing an upgrade as Go writes it: a Status in a chunked body. */
+function refuseUpgrade(socket: Duplex): void {
+  const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Forbidden', code: 403, message: 'refused by the stand-in' });
+  socket.end(['HTTP/1.1 403 Forbidden', 'Content-Type: application/json', 'Transfer-Encoding: chunked', '', `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`].join('\r\n'));
 }
 
 function echoSpdy(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -61,19 +88,34 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   const websockets = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => (protocols.has('v5.channel.k8s.io') ? 'v5.channel.k8s.io' : false) });
   websockets.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
 
-  const fake: FakeUpstream = { url: '', ca, seen, allow: true, reviewDelayMs: 0, close: () => Promise.resolve() };
-  const server: Server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
-    record(seen, req);
+  const fake: FakeUpstream = { url: '', ca, seen, allow: true, reviewDelayMs: 0, answerDelayMs: 0, close: () => Promise.resolve() };
+  // HTTP/2 as the API server speaks it, and HTTP/1.1 for the upgrades that need it.
+  const server: Http2SecureServer = createSecureServer({ cert: serving.certPem, key: serving.keyPem, allowHTTP1: true }, (req: AnyRequest, res: AnyResponse) => {
+    const entry = record(seen, req);
     if (req.method === 'POST' && req.url === SAR_PATH) return answerSubjectAccessReview(fake, req, res);
-    if (req.url === '/readyz') return void res.end('ok');
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Success', path: req.url }));
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    // An HTTP/2 request whose stream the client reset ends too, with whatever data came: its stream's
+    // reset code, known when the stream closes (before the request's end), tells it from a complete one.
+    if ('stream' in req) req.stream.once('close', () => (entry.aborted ||= req.stream.rstCode !== 0));
+    req.on('aborted', () => (entry.aborted = true));
+    req.on('end', () => {
+      entry.body = Buffer.concat(chunks);
+      if (req.url === '/readyz') return void res.end('ok');
+      setTimeout(() => sendJson(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success', path: req.url }), fake.answerDelayMs);
+    });
+  });
+  const sessions = new Set<{ destroy(): void }>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
   });
   const upgraded = new Set<Duplex>();
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     record(seen, req);
     upgraded.add(socket);
     socket.once('close', () => upgraded.delete(socket));
+    if (req.url?.includes('/refused-upgrade/')) return refuseUpgrade(socket);
     if ((req.headers.upgrade ?? '').toLowerCase() === 'websocket') websockets.handleUpgrade(req, socket, head, (ws) => websockets.emit('connection', ws, req));
     else echoSpdy(req, socket, head);
   });
@@ -83,7 +125,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   fake.close = async () => {
     websockets.clients.forEach((ws) => ws.terminate());
     upgraded.forEach((socket) => socket.destroy());
-    server.closeAllConnections();
+    sessions.forEach((session) => session.destroy());
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
   return fake;

@@ -1,12 +1,12 @@
 // One upstream for the soak's one sidecar, made of two: the real API server for every request, and
 // the stand-in (test/cluster/fake-upstream.ts) for exec, attach and port-forward upgrades, which the
 // local control plane cannot serve without a kubelet. Requests pass through as they are, identity
-// headers included; each side answers as itself.
-import { Agent, createServer, type Server } from 'node:https';
-import type { IncomingMessage } from 'node:http';
+// headers included; each side answers as itself. HTTP/2 streams go to the API server, HTTP/1.1
+// upgrades to the stand-in.
+import { connect as connectHttp2, constants, createSecureServer, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { connect } from 'node:tls';
-import { createProxyServer } from 'http-proxy-3';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../../lib/pki.js';
 
 export interface Router {
@@ -30,14 +30,33 @@ function requestHead(req: IncomingMessage): string {
 export async function startRouter(apiServer: Upstream, upgrades: Upstream): Promise<Router> {
   const ca = createCA({ commonName: 'chaperone-hardening-router-ca' });
   const serving = issueCertificate(ca, { commonName: 'router', usage: 'server', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
-  const agent = new Agent({ keepAlive: true, ca: apiServer.caPem });
-  const proxy = createProxyServer({ target: apiServer.url, agent, secure: true, toProxy: true, prependPath: false });
-  proxy.on('error', (_err, _req, res) => {
-    if ('writeHead' in res && !res.headersSent) res.writeHead(502).end();
-    else res.destroy();
-  });
+  // The sidecar speaks HTTP/2 to its API server: each stream is passed on as a stream to the real one.
+  const api = connectHttp2(apiServer.url, { ca: apiServer.caPem });
+  api.on('error', () => undefined);
+  const relay = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    const upstream = api.request({ ...headers, ':authority': new URL(apiServer.url).host });
+    upstream.on('response', (answer) => {
+      const { ':status': status, ...rest } = answer;
+      if (!stream.destroyed) stream.respond({ ':status': status, ...rest });
+      upstream.pipe(stream);
+    });
+    const cancel = () => {
+      if (!upstream.closed) upstream.close(constants.NGHTTP2_CANCEL);
+      if (!stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+    };
+    upstream.on('error', cancel);
+    stream.on('error', cancel);
+    stream.once('close', cancel);
+    stream.pipe(upstream);
+  };
   const sockets = new Set<Duplex>();
-  const server: Server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => proxy.web(req, res));
+  const sessions = new Set<{ destroy(): void }>();
+  const server = createSecureServer({ cert: serving.certPem, key: serving.keyPem, allowHTTP1: true });
+  server.on('stream', relay);
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const target = new URL(upgrades.url);
     const upstream = connect({ host: target.hostname, port: Number(target.port), ca: upgrades.caPem, servername: 'localhost' }, () => {
@@ -63,10 +82,9 @@ export async function startRouter(apiServer: Upstream, upgrades: Upstream): Prom
     ca,
     close: async () => {
       sockets.forEach((s) => s.destroy());
-      server.closeAllConnections();
+      sessions.forEach((s) => s.destroy());
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      proxy.close();
-      agent.destroy();
+      api.destroy();
     },
   };
 }

@@ -141,6 +141,18 @@ describe('sidecar forwarding to a stand-in API server', function () {
     }
   });
 
+  it('hands an upgrade the API server refused back whole, framed by its own length', async function () {
+    const refused = EXEC.replace('/pods/dashboard/', '/pods/refused-upgrade/');
+    const { status, headText, socket, rest } = await rawUpgrade(sidecar, alice, [`POST ${refused} HTTP/1.1`, 'Host: localhost', 'Connection: Upgrade', 'Upgrade: SPDY/3.1', '', ''].join('\r\n'));
+    assert.equal(status, 403);
+    assert.doesNotMatch(headText, /transfer-encoding/i, 'the body reaches the client without its chunking: no header may say otherwise');
+    const length = Number(/content-length: (\d+)/i.exec(headText)?.[1]);
+    const body = await readMore(socket, rest, length);
+    socket.destroy();
+    assert.equal(body.length, length);
+    assert.equal((JSON.parse(body.toString()) as { message: string }).message, 'refused by the stand-in');
+  });
+
   it('caps concurrent upgrades with a 429 Status', async function () {
     const spdy = [`POST ${EXEC} HTTP/1.1`, 'Host: localhost', 'Connection: Upgrade', 'Upgrade: SPDY/3.1', '', ''].join('\r\n');
     const open = [await rawUpgrade(sidecar, alice, spdy), await rawUpgrade(sidecar, alice, spdy)];
@@ -174,6 +186,31 @@ describe('sidecar forwarding to a stand-in API server', function () {
       assert.deepEqual(fake.seen.filter((r) => r.url === path), [], 'the watch never reached the upstream');
     } finally {
       fake.reviewDelayMs = 0;
+    }
+  });
+
+  it('asks for the body of Expect: 100-continue only once authorised, and bounds it by --upstream-timeout like any request', async function () {
+    const quick = await launchSidecar({ upstream: fake.url, upstreamCaPem: fake.ca.certPem, token: TOKEN, flags: ['--upstream-timeout=300ms'] });
+    fake.answerDelayMs = 3000;
+    try {
+      const path = '/api/v1/namespaces/team/configmaps?expect=1';
+      const bytes = [`POST ${path} HTTP/1.1`, 'Host: localhost', 'Content-Type: application/json', 'Content-Length: 2', 'Expect: 100-continue', 'Connection: close', '', ''].join('\r\n');
+      const { status, socket } = await rawUpgrade(quick, quick.clientCert('alice', ['dev']), bytes);
+      assert.equal(status, 100, 'told to go on, once the request was authorised');
+      const rest = await new Promise<string>((resolve) => {
+        let text = '';
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        socket.on('close', () => resolve(text));
+        socket.write('{}');
+      });
+      assert.match(rest, /^HTTP\/1\.1 504 /, 'the API server did not answer within the timeout');
+      const seen = fake.seen.find((r) => r.url === path);
+      assert.ok(seen, 'the request went upstream');
+      assertSanitised(seen);
+      assert.equal(seen.headers.expect, undefined, 'the sidecar frames the body; the API server is not asked to continue');
+    } finally {
+      fake.answerDelayMs = 0;
+      await quick.stop();
     }
   });
 

@@ -42,6 +42,13 @@ describe('sidecar/impersonation', function () {
       });
     }
 
+    it('refuses two users or two uids with 400: the API server would take the first, a reader of the last the other', function () {
+      for (const name of ['Impersonate-User', 'Impersonate-Uid']) {
+        const headers = ['Impersonate-User', 'alice', name, 'first', name.toLowerCase(), 'second'];
+        assert.throws(() => readImpersonationRequest(headers), (err: StatusError) => err.code === 400 && err.message.includes(name));
+      }
+    });
+
     it('refuses a client trying to set the original-user extra itself', function () {
       assert.throws(() => readImpersonationRequest(['Impersonate-User', 'a', `Impersonate-Extra-${ORIGINAL_USER_INFO_EXTRA}`, '{}']), (err: StatusError) => err.code === 403);
     });

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { isIdentityHeader, sanitiseHeaders } from '../../../sidecar/sanitise.js';
 
 const IDENTITY_NAMES = ['Authorization', 'Proxy-Authorization', 'Impersonate-User', 'Impersonate-Group', 'Impersonate-Uid', 'Impersonate-Extra-scopes', 'X-Remote-User', 'X-Remote-Group', 'X-Remote-Extra-foo', 'Audit-ID'];
-const OTHER_DROPPED = ['X-Forwarded-For', 'X-Forwarded-Host', 'Forwarded', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'Upgrade', 'TE', 'Trailer', 'Host', 'Proxy-Connection'];
+const OTHER_DROPPED = ['X-Forwarded-For', 'X-Forwarded-Host', 'Forwarded', 'X-Real-Ip', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'Upgrade', 'TE', 'Trailer', 'Host', 'Proxy-Connection'];
 
 /** Any letter case of a header name. */
 function anyCase(name: string): fc.Arbitrary<string> {
@@ -36,6 +36,15 @@ describe('sidecar/sanitise', function () {
   it('drops every identity, forwarding and hop-by-hop header in any letter case', function () {
     const raw = [...IDENTITY_NAMES, ...OTHER_DROPPED].flatMap((name) => [name.toUpperCase(), 'x', name, 'y']);
     assert.deepEqual(sanitiseHeaders(raw), {});
+  });
+
+  it('drops X-Real-Ip, which the API server would record as where the request came from', function () {
+    assert.deepEqual(sanitiseHeaders(['X-Real-Ip', '10.9.8.7', 'x-real-IP', '1.2.3.4', 'Accept', 'application/json']), { accept: 'application/json' });
+  });
+
+  it('drops a dropped name spelt with underscores, as some servers read "_" as "-"', function () {
+    const spelt = ['Impersonate_User', 'root', 'impersonate_extra_scopes', 'x', 'X_Real_Ip', '1.2.3.4', 'x_forwarded_for', '1.2.3.4', 'Audit_ID', 'a', 'Transfer_Encoding', 'chunked', 'x_remote_user', 'root'];
+    assert.deepEqual(sanitiseHeaders([...spelt, 'X_Custom_Thing', 'kept']), { x_custom_thing: 'kept' });
   });
 
   it('drops the headers a client names in Connection', function () {

@@ -1,6 +1,7 @@
 // The recorder the pipeline talks to: stages, levels, bodies and back-pressure, with sinks that remember.
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
+import type { UpstreamResponse } from '../../../../sidecar/forward/http.js';
 import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Auditor } from '../../../../sidecar/audit/auditor.js';
@@ -34,6 +35,11 @@ function message(headers: Record<string, string> = {}, statusCode?: number): Inc
   return Object.assign(new PassThrough(), { headers, statusCode }) as unknown as IncomingMessage;
 }
 
+/** The API server's answer as the forwarder hands it over. */
+function answer(response: IncomingMessage): UpstreamResponse {
+  return { statusCode: response.statusCode ?? 0, headers: response.headers, body: response };
+}
+
 async function drain(stream: IncomingMessage, body?: string): Promise<void> {
   const passThrough = stream as unknown as PassThrough;
   passThrough.end(body);
@@ -55,7 +61,7 @@ describe('sidecar/audit/auditor', function () {
     const { auditor, sink, stages } = setup();
     const record = forwardedFor('GET', '/api/v1/namespaces/a/pods');
     await auditor.begin(record, message());
-    auditor.started(record, 200, message({ 'content-type': 'application/json' }, 200));
+    auditor.started(record, 200, answer(message({ 'content-type': 'application/json' }, 200)));
     auditor.record(record);
     assert.deepEqual(stages(), ['ResponseComplete']);
     assert.equal(sink.events[0]!.requestReceivedTimestamp, '2026-01-02T15:04:05.001000Z');
@@ -68,7 +74,7 @@ describe('sidecar/audit/auditor', function () {
     const { auditor, sink, stages } = setup();
     const record = forwardedFor('GET', '/api/v1/namespaces/a/pods?watch=1');
     await auditor.begin(record, message());
-    auditor.started(record, 200, message({ 'content-type': 'application/json' }, 200));
+    auditor.started(record, 200, answer(message({ 'content-type': 'application/json' }, 200)));
     assert.deepEqual(stages(), ['ResponseStarted'], 'at once, not when the watch ends');
     auditor.record(record);
     assert.deepEqual(stages(), ['ResponseStarted', 'ResponseComplete']);
@@ -120,7 +126,7 @@ describe('sidecar/audit/auditor', function () {
     const req = message({ 'content-type': 'application/json' });
     await auditor.begin(create, req);
     await drain(req, body); // as the forwarder would
-    auditor.started(create, 201, message({}, 201));
+    auditor.started(create, 201, answer(message({}, 201)));
     auditor.record(create);
     assert.deepEqual(sink.events[0]!.requestObject, JSON.parse(body));
     assert.equal(sink.events[0]!.objectRef?.name, 'cm');
@@ -139,7 +145,7 @@ describe('sidecar/audit/auditor', function () {
     const get = forwardedFor('GET', '/api/v1/namespaces/a/configmaps/cm');
     await auditor.begin(get, message());
     const response = message({ 'content-type': 'application/json' }, 200);
-    auditor.started(get, 200, response);
+    auditor.started(get, 200, answer(response));
     await drain(response, JSON.stringify({ kind: 'ConfigMap', metadata: { name: 'cm', managedFields: [] } }));
     auditor.record(get);
     assert.deepEqual(sink.events[0]!.responseObject, { kind: 'ConfigMap', metadata: { name: 'cm', managedFields: [] } });
@@ -147,7 +153,7 @@ describe('sidecar/audit/auditor', function () {
     const missing = forwardedFor('GET', '/api/v1/namespaces/a/secrets/nope');
     await auditor.begin(missing, message());
     const notFound = message({ 'content-type': 'application/json' }, 404);
-    auditor.started(missing, 404, notFound);
+    auditor.started(missing, 404, answer(notFound));
     await drain(notFound, JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'secrets "nope" not found', reason: 'NotFound', code: 404 }));
     auditor.record(missing);
     assert.equal(sink.events[1]!.level, 'Metadata');
