@@ -45,22 +45,20 @@ export class ReviewCache {
   }
 }
 
-const isStringList = (value: unknown): value is string[] => Array.isArray(value) && value.every((v) => typeof v === 'string');
-
-/** The user of a TokenReview status (v1 and v1beta1 have one shape) as an identity; undefined when it is malformed or has no username. */
-export function identityFromUserInfo(user: unknown): Identity | undefined {
-  if (typeof user !== 'object' || user === null) return undefined;
-  const { username, uid, groups, extra } = user as { username?: unknown; uid?: unknown; groups?: unknown; extra?: unknown };
-  if (typeof username !== 'string' || username === '') return undefined;
-  if (uid !== undefined && uid !== null && typeof uid !== 'string') return undefined;
-  if (groups !== undefined && groups !== null && !isStringList(groups)) return undefined;
-  if (extra !== undefined && extra !== null && (typeof extra !== 'object' || Array.isArray(extra))) return undefined;
-  const identity: Identity = { username, groups: groups ?? [], extra: {} };
-  if (uid) identity.uid = uid;
-  for (const [key, values] of Object.entries(extra ?? {})) {
-    if (values === null) continue;
-    if (!isStringList(values)) return undefined;
-    if (values.length > 0) identity.extra[key] = values;
+/**
+ * The identity of a TokenReview's user as the API server decoded it, or an error where chaperone cannot
+ * give the same identity: no username (the API server would take ""), an empty group name (a null in
+ * the list, or ""), an extra without values (the API server keeps the key; an impersonated extra cannot
+ * be empty).
+ */
+export function identityFromUserInfo(user: { username: string; uid: string; groups: string[]; extra: ReadonlyMap<string, string[]> }): Identity {
+  if (user.username === '') throw new Error('the TokenReview authenticated the token but gave no username');
+  if (user.groups.includes('')) throw new Error('the TokenReview authenticated the token but gave a group without a name');
+  const identity: Identity = { username: user.username, groups: user.groups, extra: {} };
+  if (user.uid !== '') identity.uid = user.uid;
+  for (const [key, values] of user.extra) {
+    if (values.length === 0) throw new Error(`the TokenReview authenticated the token but gave the extra ${JSON.stringify(key)} no values`);
+    identity.extra[key] = values;
   }
   return identity;
 }

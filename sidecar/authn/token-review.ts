@@ -69,6 +69,6 @@ export class ClusterTokenReviewAuthenticator extends TokenAuthenticator {
       const message = (response.body as { message?: unknown }).message;
       throw new Error(`TokenReview was refused (${response.status}): ${typeof message === 'string' ? message : 'no message'}`);
     }
-    return verdictOf(response.body, audiences);
+    return verdictOf(response.body, { version: 'v1', audiences, from: 'cluster' });
   }
 }

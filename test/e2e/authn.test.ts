@@ -84,6 +84,11 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
     'not-yet-valid': { claims: { hd: 'example.com', nbf: now() + 3600 } },
     'nbf-within-leeway': { claims: { hd: 'example.com', nbf: now() + 20 } },
     'iat-in-the-future': { claims: { hd: 'example.com', iat: now() + 3600 } },
+    // Claim names in other letter cases. The provider writes its own iss, aud, exp and iat last.
+    'groups-in-two-cases': { claims: { hd: 'example.com', groups: ['dev'], Groups: ['admins'] } },
+    'subject-in-another-case': { claims: { hd: 'example.com', Sub: 'mallory' } },
+    'expiry-in-another-case': { claims: { hd: 'example.com', Exp: now() - 3600 } },
+    'not-before-in-another-case': { claims: { hd: 'example.com', Nbf: now() + 3600 } },
   };
   const emailAccounts: Record<string, TestAccount> = {
     carol: { claims: { email: 'carol@example.com', email_verified: true, groups: ['team-a'] } },
@@ -93,6 +98,9 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
     'missing-email': { claims: { groups: ['team-a'] } },
     'masters-group': { claims: { email: 'mallory@example.com', email_verified: true, groups: ['system:masters'] } },
     'system-group': { claims: { email: 'oscar@example.com', email_verified: true, groups: ['system:nodes', 'team-a'] } },
+    'email-in-two-cases': { claims: { email: 'erin@example.com', EMAIL: 'root@example.com', email_verified: true } },
+    'verified-in-two-cases': { claims: { email: 'eve@example.com', email_verified: false, Email_Verified: true } },
+    'verified-only-in-another-case': { claims: { email: 'dan@example.com', Email_Verified: false } },
   };
   const celAccounts: Record<string, TestAccount> = {
     erin: { claims: { preferred_username: 'erin', roles: ['viewer', 'editor'], tenant: 'acme', level: 3 } },
@@ -101,6 +109,7 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
     'admin-username': { claims: { preferred_username: 'admin-henry' } },
     'missing-username-claim': { claims: { roles: ['viewer'] } },
     'roles-not-strings': { claims: { preferred_username: 'ivan', roles: [1, 2] } },
+    'username-claim-in-two-cases': { claims: { preferred_username: 'judy', Preferred_Username: 'admin-judy', Roles: ['admin'] } },
   };
 
   function authenticationConfiguration(): string {
@@ -269,6 +278,38 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
     it('refuses a real token from an issuer nobody configured', async function () {
       await assertSame(await stranger.idToken('alice'), 'rejected');
     });
+  });
+
+  describe('claim names that differ only in letter case (docs/authentication.md says why chaperone reads them so)', function () {
+    // The API server reads username, groups, email_verified and CEL's claims by their exact names: so does chaperone.
+    const exact: { issuer: () => TestProvider; account: string; expect: 'accepted' | 'rejected'; check?: (user: UserInfo) => void }[] = [
+      { issuer: () => claimsIssuer, account: 'groups-in-two-cases', expect: 'accepted', check: (u) => assert.deepEqual(u.groups, ['claims:dev', 'system:authenticated']) },
+      { issuer: () => emailIssuer, account: 'email-in-two-cases', expect: 'accepted', check: (u) => assert.equal(u.username, 'erin@example.com') },
+      { issuer: () => emailIssuer, account: 'verified-in-two-cases', expect: 'rejected' },
+      { issuer: () => emailIssuer, account: 'verified-only-in-another-case', expect: 'accepted', check: (u) => assert.equal(u.username, 'dan@example.com') },
+      { issuer: () => celIssuer, account: 'username-claim-in-two-cases', expect: 'accepted', check: (u) => assert.deepEqual([u.username, u.groups], ['cel:judy', ['system:authenticated']]) },
+    ];
+    for (const { issuer, account, expect, check } of exact) {
+      it(`${expect === 'accepted' ? 'accepts' : 'refuses'} ${account}, as the API server does`, async function () {
+        const user = await assertSame(await issuer().idToken(account), expect);
+        if (user && check) check(user);
+      });
+    }
+
+    // The registered claims go-oidc decodes into a struct, where Go matches member names in any letter case.
+    it('refuses Nbf, which the API server reads as nbf: both refuse a token not valid for an hour', async function () {
+      await assertSame(await claimsIssuer.idToken('not-before-in-another-case'), 'rejected');
+    });
+
+    for (const account of ['subject-in-another-case', 'expiry-in-another-case']) {
+      it(`refuses ${account} on purpose, where the API server reads the member as a registered claim and (this time) accepts`, async function () {
+        const token = await claimsIssuer.idToken(account);
+        const straight = await direct(token);
+        assert.equal(straight.status, 201, straight.body);
+        const proxied = await through(token);
+        assert.equal(proxied.status, 401, proxied.body);
+      });
+    }
   });
 
   describe('crafted attack tokens are refused by both', function () {

@@ -67,6 +67,10 @@ export function compile(variable: Variable, expression: string, returns: ReturnT
     const range = anyTypedRange(parsed.ast);
     if (range) throw new CelCompileError(`compilation failed: expression of type 'any' cannot be range of a comprehension (must be list, map, or dynamic): ${range}`);
   }
+  const escaped = escapedField(parsed.ast);
+  if (escaped !== undefined) {
+    throw new CelCompileError(`the field name ${JSON.stringify(escaped)} is one the API server unescapes (a__dot__b is "a.b" to it, and an unknown __x__ no field at all); write claims["a.b"] for a claim with a dot`);
+  }
   if (returns === 'bool' && checked.type !== 'bool') throw new CelCompileError(`must evaluate to bool, not ${checked.type}`);
   return {
     expression,
@@ -79,6 +83,27 @@ export function compile(variable: Variable, expression: string, returns: ReturnT
 export function selects(node: ASTNode, variable: string, field: string): boolean {
   if ((node.op === '.' || node.op === '.?') && node.args[1] === field && node.args[0].op === 'id' && node.args[0].args === variable) return true;
   return children(node).some((child) => selects(child, variable, field));
+}
+
+/** The escapes of the API server's CEL field names (__dot__, __dash__, __slash__, __underscores__, __<keyword>__). */
+const ESCAPE = /__[^_]+__/;
+
+/**
+ * A field the expression selects, or indexes with a constant, whose name the API server's CEL would
+ * unescape before looking it up (k8s.io/apiserver/pkg/cel's Unescape, applied to claims and to
+ * user.extra, at every level): such an expression reads another field there than here.
+ */
+function escapedField(node: ASTNode): string | undefined {
+  if ((node.op === '.' || node.op === '.?') && typeof node.args[1] === 'string' && ESCAPE.test(node.args[1])) return node.args[1];
+  if (node.op === '[]' || node.op === '[?]') {
+    const index = node.args[1];
+    if (isNode(index) && index.op === 'value' && typeof index.args === 'string' && ESCAPE.test(index.args)) return index.args;
+  }
+  for (const child of children(node)) {
+    const found = escapedField(child);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 const COMPREHENSIONS = new Set(['all', 'exists', 'exists_one', 'map', 'filter']);

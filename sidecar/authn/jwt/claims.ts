@@ -102,6 +102,9 @@ function checkRules(rules: JwtIssuer['cel']['claimValidation'], value: unknown, 
 /** The identity the API server would give these (verified) claims; throws TokenRejected when it would refuse them. */
 export function identityFromClaims(issuer: JwtIssuer, claims: Claims): Identity {
   const identity: Identity = { username: username(issuer, claims), groups: groups(issuer, claims), extra: {} };
+  // The API server would take both (a null or empty claim, no prefix); no impersonation header can carry them.
+  if (identity.username === '') throw new TokenRejected('the username is empty');
+  if (identity.groups.includes('')) throw new TokenRejected('a group has no name');
   const id = uid(issuer, claims);
   if (id !== '') identity.uid = id;
   identity.extra = extra(issuer, claims);

@@ -5,6 +5,7 @@
 import { Agent } from 'node:https';
 import { compactVerify, createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWTVerifyGetKey } from 'jose';
 import { httpsCall, jsonBody } from '../https.js';
+import { goFieldMatches, goFieldMembers, isObject, JsonRefused, parseGoJson } from './go-json.js';
 
 const GOOGLE = 'https://accounts.google.com';
 /** go-oidc's leeway on nbf; exp has none. */
@@ -123,21 +124,101 @@ export interface VerifyOptions {
 
 export type Claims = Record<string, unknown>;
 
-/** go-oidc's jsonTime: a number (or a string holding one), in seconds. */
-function seconds(value: unknown, name: string): number {
-  const n = typeof value === 'number' ? value : typeof value === 'string' && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value) ? Number(value) : NaN;
+/** A JSON number as Go's json.Number takes it from a string. */
+const GO_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?$/;
+
+/** go-oidc's jsonTime: a JSON number, or a string holding one; fails where Go's strconv fails. */
+function goTime(value: unknown, name: string): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && GO_NUMBER.test(value) ? Number(value) : NaN;
   if (!Number.isFinite(n)) throw new TokenRejected(`failed to unmarshal claims: ${name} is not a number`);
   return Math.trunc(n);
 }
 
-/** The standard claims must have the types go-oidc unmarshals them into, or the token is refused. */
+/**
+ * The seconds of exp or nbf. Go turns them into an int64 (a float beyond it becomes whatever the CPU
+ * makes of it) and adds the seconds from year 1 to 1970, wrapping around: the largest int64 is a time
+ * long past. Within 2^53 both readings are exact and nothing wraps; beyond, the token is refused.
+ */
+function goSeconds(value: unknown, name: string): number {
+  const seconds = goTime(value, name);
+  if (!Number.isSafeInteger(seconds)) throw new TokenRejected(`${name} ${JSON.stringify(value)} is beyond what chaperone reads as the API server does`);
+  return seconds;
+}
+
+/**
+ * The claims go-oidc decodes into a Go struct, whose JSON decoder matches member names without regard
+ * to letter case (and takes K for k, ſ for s): to the API server, "Exp" is the expiry and "ISS" the
+ * issuer, the last such member winning. RFC 7519 says claim names are case-sensitive, so a token with
+ * such a member means one thing to the API server and another to everyone else: it is refused.
+ * (The API server reads every other claim, username, groups, email_verified and the rest, by its exact
+ * name, and so does chaperone.)
+ */
+export const STRUCT_CLAIMS = ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', '_claim_names', '_claim_sources'] as const;
+
+function checkClaimNames(claims: Claims): void {
+  for (const name of Object.keys(claims)) {
+    const field = STRUCT_CLAIMS.find((f) => f !== name && goFieldMatches(name, f));
+    if (field) throw new TokenRejected(`the claim ${JSON.stringify(name)} is read as ${field} by the API server (its JSON decoder ignores letter case there)`);
+  }
+}
+
+const goStringOrNull = (value: unknown) => value === undefined || value === null || typeof value === 'string';
+
+/** The registered claims must have the types go-oidc decodes them into, or the API server refuses the token. */
 function checkClaimTypes(claims: Claims): void {
   for (const name of ['iss', 'sub', 'nonce', 'at_hash']) {
-    if (claims[name] !== undefined && claims[name] !== null && typeof claims[name] !== 'string') throw new TokenRejected(`failed to unmarshal claims: ${name} is not a string`);
+    if (!goStringOrNull(claims[name])) throw new TokenRejected(`failed to unmarshal claims: ${name} is not a string`);
   }
   const aud = claims.aud;
   if (aud !== undefined && aud !== null && typeof aud !== 'string' && !(Array.isArray(aud) && aud.every((a) => typeof a === 'string'))) {
     throw new TokenRejected('failed to unmarshal claims: aud is neither a string nor a list of strings');
+  }
+  // exp and iat are Go values, not pointers: null fails their decoder. nbf is a pointer: null is none.
+  if (claims.iat !== undefined) goTime(claims.iat, 'iat');
+  if (claims.exp === null) goTime(null, 'exp');
+  checkDistributedClaims(claims);
+}
+
+/**
+ * OpenID distributed claims, as go-oidc checks them in every token, whatever the configuration:
+ * _claim_names maps claims to sources, each of which must be in _claim_sources (endpoint and
+ * access_token strings, their member names matched without regard to letter case).
+ */
+function checkDistributedClaims(claims: Claims): void {
+  const { _claim_names: names, _claim_sources: sources } = claims;
+  if (names !== undefined && names !== null && !(isObject(names) && Object.values(names).every(goStringOrNull))) throw new TokenRejected('failed to unmarshal claims: _claim_names is not a map of strings');
+  if (sources !== undefined && sources !== null) {
+    if (!isObject(sources)) throw new TokenRejected('failed to unmarshal claims: _claim_sources is not a map');
+    for (const source of Object.values(sources)) {
+      if (source === null) continue;
+      if (!isObject(source)) throw new TokenRejected('failed to unmarshal claims: a claim source is not an object');
+      for (const field of ['endpoint', 'access_token']) {
+        if (!goFieldMembers(source, field).every((name) => goStringOrNull(source[name]))) throw new TokenRejected(`failed to unmarshal claims: a claim source's ${field} is not a string`);
+      }
+    }
+  }
+  for (const source of Object.values(isObject(names) ? names : {})) {
+    if (typeof source !== 'string' || source === '') throw new TokenRejected('failed to obtain source from claim name');
+    if (!isObject(sources) || !Object.hasOwn(sources, source)) throw new TokenRejected('source does not exist');
+  }
+}
+
+/**
+ * The JOSE header as go-jose reads it: duplicate members are refused, alg, kid and nonce are strings.
+ * go-jose also parses jwk and x5c, and honours b64 (with or without crit), where jose does otherwise:
+ * a token that has any of them (no ID token does) is refused.
+ */
+function checkHeader(segment: string): void {
+  let header: unknown;
+  try {
+    header = parseGoJson(Buffer.from(segment, 'base64url'));
+  } catch (err) {
+    throw new TokenRejected(`malformed jwt: the header is ${(err as Error).message}`);
+  }
+  if (!isObject(header)) throw new TokenRejected('malformed jwt: the header is not a JSON object');
+  for (const name of ['alg', 'kid', 'nonce']) if (!goStringOrNull(header[name])) throw new TokenRejected(`malformed jwt: the header's ${name} is not a string`);
+  for (const name of ['jwk', 'x5c', 'b64', 'crit']) {
+    if (header[name] !== undefined && header[name] !== null) throw new TokenRejected(`the header has ${name}, which the API server's JOSE library reads its own way`);
   }
 }
 
@@ -154,6 +235,7 @@ export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options:
   // Three segments of base64url and nothing else, as the API server's decoder takes them: jose's
   // would skip whitespace inside a segment, and verify a token the API server refuses.
   if (!COMPACT_JWS.test(token)) throw new TokenRejected('malformed jwt');
+  checkHeader(token.slice(0, token.indexOf('.')));
   let payload: Uint8Array;
   try {
     ({ payload } = await compactVerify(token, getKey, { algorithms: [...options.algorithms] }));
@@ -162,12 +244,13 @@ export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options:
   }
   let claims: Claims;
   try {
-    const parsed = JSON.parse(Buffer.from(payload).toString('utf8')) as unknown;
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
-    claims = parsed as Claims;
-  } catch {
-    throw new TokenRejected('failed to unmarshal claims: the payload is not a JSON object');
+    const parsed = parseGoJson(payload);
+    if (!isObject(parsed)) throw new JsonRefused('not an object');
+    claims = parsed;
+  } catch (err) {
+    throw new TokenRejected(`failed to unmarshal claims: the payload is ${(err as Error).message}`);
   }
+  checkClaimNames(claims);
   checkClaimTypes(claims);
   const iss = claims.iss ?? '';
   if (iss !== options.issuerUrl && !(options.issuerUrl === GOOGLE && iss === 'accounts.google.com')) {
@@ -178,13 +261,12 @@ export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options:
     throw new TokenRejected(`expected audience in ${JSON.stringify(options.audiences)} got ${JSON.stringify(audiences)}`);
   }
   const now = options.now ?? Date.now();
-  const exp = claims.exp === undefined || claims.exp === null ? 0 : seconds(claims.exp, 'exp');
+  const exp = claims.exp === undefined ? 0 : goSeconds(claims.exp, 'exp');
   if (exp * 1000 < now) throw new TokenRejected(`token is expired (exp ${new Date(exp * 1000).toISOString()})`);
   if (claims.nbf !== undefined && claims.nbf !== null) {
-    const nbf = seconds(claims.nbf, 'nbf');
+    const nbf = goSeconds(claims.nbf, 'nbf');
     if (now + NOT_BEFORE_LEEWAY_MS < nbf * 1000) throw new TokenRejected(`token is not valid before ${new Date(nbf * 1000).toISOString()}`);
   }
-  if (claims.iat !== undefined && claims.iat !== null) seconds(claims.iat, 'iat');
   return claims;
 }
 

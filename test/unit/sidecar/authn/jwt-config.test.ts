@@ -55,6 +55,9 @@ describe('sidecar/authn/jwt/config: the API server\'s validation of Authenticati
     ['an extra key of kubernetes.io', [plain({ claimMappings: { username: { claim: 'sub', prefix: '' }, extra: [{ key: 'authentication.kubernetes.io/x', valueExpression: "'a'" }] } })], /reserved for Kubernetes use/],
     ['an extra key that is not domain-prefixed', [plain({ claimMappings: { username: { claim: 'sub', prefix: '' }, extra: [{ key: 'tenant', valueExpression: "'a'" }] } })], /must be a domain-prefixed path/],
     ['an extra key in upper case', [plain({ claimMappings: { username: { claim: 'sub', prefix: '' }, extra: [{ key: 'example.com/Tenant', valueExpression: "'a'" }] } })], /must be lowercase/],
+    ['a claim name the API server unescapes (__dot__)', [plain({ claimMappings: { username: { expression: "claims.?a__dot__b.orValue('')" } } })], /"a__dot__b" is one the API server unescapes/],
+    ['an index the API server unescapes', [plain({ claimValidationRules: [{ expression: "claims['x__dash__y'] == 'a'" }] })], /"x__dash__y" is one the API server unescapes/],
+    ['an extra read through an escaped name', [plain({ userValidationRules: [{ expression: "has(user.extra.example__dot__com)" }] })], /"example__dot__com" is one the API server unescapes/],
     ['a message on a claim rule', [plain({ claimValidationRules: [{ claim: 'hd', requiredValue: 'x', message: 'no' }] })], /message: Invalid value: "no": may not be specified when claim is set/],
   ];
   for (const [what, jwt, pattern] of refusals) {
@@ -99,6 +102,13 @@ describe('sidecar/authn/jwt/config: the legacy --oidc-* flags', function () {
 
   it('refuses an email username whose email_verified is false', function () {
     assert.throws(() => identity({ oidcUsernameClaim: 'email' }, { email: 'a@example.com', email_verified: false }), (err: Error) => err instanceof TokenRejected && /email not verified/.test(err.message));
+  });
+
+  it('reads null claims as Go does (""), and refuses the empty username or group name no impersonation header can carry', function () {
+    assert.deepEqual(identity({ oidcUsernamePrefix: 'u:', oidcGroupsClaim: 'groups', oidcGroupsPrefix: 'g:' }, { sub: null, groups: ['x', null] }), { username: 'u:', groups: ['g:x', 'g:'], extra: {} });
+    assert.throws(() => identity({ oidcUsernamePrefix: '-' }, { sub: null }), (err: Error) => err instanceof TokenRejected && /username is empty/.test(err.message));
+    assert.throws(() => identity({ oidcGroupsClaim: 'groups' }, { sub: 'a', groups: ['x', null] }), (err: Error) => err instanceof TokenRejected && /group has no name/.test(err.message));
+    assert.throws(() => identity({ oidcGroupsClaim: 'groups' }, { sub: 'a', groups: '' }), /group has no name/);
   });
 
   it('maps groups with their prefix and checks required claims', function () {

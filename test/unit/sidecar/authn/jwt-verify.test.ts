@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import { SignJWT, createLocalJWKSet, exportJWK } from 'jose';
+import { createSign, generateKeyPairSync } from 'node:crypto';
+import { CompactSign, SignJWT, createLocalJWKSet, exportJWK } from 'jose';
 import { createCA } from '../../../../lib/pki.js';
 import { toStringList } from '../../../../sidecar/authn/jwt/cel.js';
 import { IssuerKeys, NOT_BEFORE_LEEWAY_MS, TokenRejected, untrustedIssuer, verifyJwt } from '../../../../sidecar/authn/jwt/verify.js';
@@ -55,6 +55,94 @@ describe('sidecar/authn/jwt/verify: signature and standard claims, as the API se
     await rejected(verifyJwt(await token({}), keys, { ...options, algorithms: ['RS256'] }), /algorithm not allowed/);
     const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ iss: ISSUER, aud: 'app', exp: 2e9 })).toString('base64url')}.`;
     await rejected(verifyJwt(none, keys, options), /not allowed|malformed/);
+  });
+});
+
+describe('sidecar/authn/jwt/verify: what the API server reads otherwise is refused (test/hardening/identity-parity.test.ts checks against a real one)', function () {
+  const options = { issuerUrl: ISSUER, audiences: ['app'], algorithms: ALL };
+  const now = () => Math.floor(Date.now() / 1000);
+  /** A token over exactly these bytes: a JSON text written member by member. */
+  async function raw(payload: string | Uint8Array, header = '{"alg":"ES256","kid":"k1"}'): Promise<string> {
+    const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
+    const token = await new CompactSign(bytes).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(privateKey);
+    if (header === '{"alg":"ES256","kid":"k1"}') return token;
+    // Signed again under the header as written (jose would write its own).
+    const input = `${Buffer.from(header).toString('base64url')}.${token.split('.')[1]}`;
+    const der = createSign('sha256').update(input).sign({ key: privateKey, dsaEncoding: 'ieee-p1363' });
+    return `${input}.${der.toString('base64url')}`;
+  }
+  const head = () => `"iss":"${ISSUER}","aud":"app","exp":${now() + 60}`;
+
+  it('refuses a case variant of a claim the API server reads into a struct, and reads the others by their exact names', async function () {
+    const keys = await keySet();
+    for (const member of ['"Exp":1', '"EXP":1', '"ISS":"x"', '"i\u017f\u017f":"x"', '"Sub":"bob"', '"AUD":"x"', '"Nbf":1', '"IAT":1', '"Nonce":"n"', '"AT_HASH":"h"', '"_Claim_Names":{}', '"_CLAIM_SOURCES":{}']) {
+      await rejected(verifyJwt(await raw(`{${head()},"sub":"alice",${member}}`), keys, options), /is read as \w+ by the API server/);
+    }
+    const claims = await verifyJwt(await raw(`{${head()},"sub":"alice","Groups":["x"],"EMAIL":"e","Email_Verified":false,"Name":"n"}`), keys, options);
+    assert.deepEqual(claims.Groups, ['x']);
+  });
+
+  it('refuses duplicate members, bytes that are not UTF-8, lone surrogates and numbers beyond float64', async function () {
+    const keys = await keySet();
+    await rejected(verifyJwt(await raw(`{${head()},"sub":"alice","sub":"bob"}`), keys, options), /"sub" appears twice/);
+    await rejected(verifyJwt(await raw(`{${head()},"sub":"alice","x":{"a":1,"a":2}}`), keys, options), /"a" appears twice/);
+    await rejected(verifyJwt(await raw(Buffer.concat([Buffer.from(`{${head()},"sub":"al`), Buffer.from([0xe2, 0x82]), Buffer.from('ice"}')])), keys, options), /not valid UTF-8/);
+    await rejected(verifyJwt(await raw(`{${head()},"sub":"alice\\ud800"}`), keys, options), /unpaired surrogate/);
+    await rejected(verifyJwt(await raw(`{${head()},"sub":"alice","weight":1e400}`), keys, options), /beyond float64/);
+  });
+
+  it('reads exp, nbf and iat as go-oidc does, and refuses what Go would read otherwise', async function () {
+    const keys = await keySet();
+    const timed = (members: string) => raw(`{"iss":"${ISSUER}","aud":"app","sub":"alice",${members}}`);
+    for (const ok of [`"exp":"${now() + 60}"`, `"exp":${now() + 60}.9`, `"exp":${(now() + 60) / 10}e1`, `"exp":${now() + 60},"iat":"12"`, `"exp":${now() + 60},"nbf":null`, `"exp":${now() + 60},"iat":1e300`]) {
+      await verifyJwt(await timed(ok), keys, options);
+    }
+    for (const [members, pattern] of [
+      [`"exp":"0${now() + 60}"`, /exp is not a number/],
+      [`"exp":" ${now() + 60}"`, /exp is not a number/],
+      ['"exp":null', /exp is not a number/],
+      ['"exp":9223372036854775807', /beyond what chaperone reads/],
+      ['"exp":1e300', /beyond what chaperone reads/],
+      [`"exp":${now() + 60},"nbf":1e300`, /beyond what chaperone reads/],
+      [`"exp":${now() + 60},"iat":null`, /iat is not a number/],
+      [`"exp":${now() + 60},"iat":true`, /iat is not a number/],
+      [`"exp":${now() + 60},"iat":"1e400"`, /iat is not a number/],
+    ] as const) {
+      await rejected(verifyJwt(await timed(members), keys, options), pattern);
+    }
+  });
+
+  it('checks distributed claims as go-oidc does in every token', async function () {
+    const keys = await keySet();
+    const base = `${head()},"sub":"alice"`;
+    await verifyJwt(await raw(`{${base},"_claim_names":{"roles":"s1"},"_claim_sources":{"s1":{"endpoint":"https://x","access_token":null}}}`), keys, options);
+    for (const [members, pattern] of [
+      ['"_claim_names":{"roles":"s1"}', /source does not exist/],
+      ['"_claim_names":{"roles":"s1"},"_claim_sources":{"s2":{}}', /source does not exist/],
+      ['"_claim_names":{"roles":null},"_claim_sources":{}', /failed to obtain source/],
+      ['"_claim_names":{"roles":1}', /_claim_names is not a map of strings/],
+      ['"_claim_names":{"roles":"s1"},"_claim_sources":{"s1":{"Endpoint":5}}', /endpoint is not a string/],
+      ['"_claim_sources":{"s1":"x"}', /a claim source is not an object/],
+    ] as const) {
+      await rejected(verifyJwt(await raw(`{${base},${members}}`), keys, options), pattern);
+    }
+  });
+
+  it('reads the header as go-jose does: no duplicate members, string alg and kid, none of jwk, x5c, b64, crit', async function () {
+    const keys = await keySet();
+    const payload = `{${head()},"sub":"alice"}`;
+    await verifyJwt(await raw(payload, '{"alg":"ES256","kid":"k1","typ":7}'), keys, options);
+    for (const [header, pattern] of [
+      ['{"alg":"HS256","alg":"ES256","kid":"k1"}', /"alg" appears twice/],
+      ['{"alg":"ES256","kid":7}', /kid is not a string/],
+      ['{"alg":"ES256","kid":"k1","nonce":1}', /nonce is not a string/],
+      ['{"alg":"ES256","kid":"k1","b64":true}', /header has b64/],
+      ['{"alg":"ES256","kid":"k1","crit":["b64"],"b64":true}', /header has b64|header has crit/],
+      ['{"alg":"ES256","kid":"k1","jwk":{}}', /header has jwk/],
+      ['{"alg":"ES256","kid":"k1","x5c":[]}', /header has x5c/],
+    ] as const) {
+      await rejected(verifyJwt(await raw(payload, header), keys, options), pattern);
+    }
   });
 });
 
