@@ -210,6 +210,7 @@ const WEBHOOK_CASES: WebhookCase[] = [
   { name: 'an extra with no values', answer: withUser({ ...USER, extra: { [EXTRA]: [] } }), api: 'accepts', sidecar: 'refuses' },
   { name: 'an extra whose value is a string', answer: withUser({ ...USER, extra: { [EXTRA]: 'blue' } }), api: 'refuses' },
   { name: 'no username', answer: withUser({ uid: 'parity-uid', groups: ['parity-group'] }), api: 'accepts', sidecar: 'refuses' },
+  { name: 'a username that is a number', answer: withUser({ ...USER, username: 1000 }), api: 'refuses' },
   { name: 'Username instead of username', answer: withUser({ Username: 'root-admin', groups: ['parity-group'] }), api: 'accepts', sidecar: 'refuses' },
   {
     name: 'status twice: Go merges the two, JSON.parse keeps the last',
@@ -394,6 +395,10 @@ const JWT_CASES: JwtCase[] = [
   { name: 'email_verified false, Email_Verified true', issuer: 'email', token: (iss) => claims(iss, ['email', 'erin@example.com'], ['email_verified', false], ['Email_Verified', true]), api: 'refuses' },
   { name: 'email_verified true, EMAIL_VERIFIED false', issuer: 'email', token: (iss) => claims(iss, ['email', 'erin@example.com'], ['email_verified', true], ['EMAIL_VERIFIED', false]), api: 'accepts' },
   { name: 'Email_Verified false only', issuer: 'email', token: (iss) => claims(iss, ['email', 'erin@example.com'], ['Email_Verified', false]), api: 'accepts' },
+  { name: 'an email that is a number', issuer: 'email', token: (iss) => claims(iss, ['email', 42]), api: 'refuses' },
+  { name: 'a groups claim that is a string', issuer: 'sub', token: (iss) => claims(iss, ['sub', 'alice'], ['groups', 'dev']), api: 'accepts' },
+  { name: 'a groups claim that is an object', issuer: 'sub', token: (iss) => claims(iss, ['sub', 'alice'], ['groups', { dev: true }]), api: 'refuses' },
+  { name: 'aud as a list', issuer: 'sub', token: (iss) => members(['iss', iss], ['aud', ['other', AUDIENCE]], ['exp', seconds() + 600], ['sub', 'alice']), api: 'accepts' },
   { name: 'email_verified null', issuer: 'email', token: (iss) => claims(iss, ['email', 'erin@example.com'], ['email_verified', null]), api: 'refuses' },
   { name: 'name and Name, read by CEL', issuer: 'cel', token: (iss) => claims(iss, ['sub', 'x'], ['name', 'erin'], ['Name', 'root'], ['team', 'blue'], ['Team', 'red']), api: 'accepts' },
   // Registered claims the API server also reads into Go structs, whose field names match any letter case.
