@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { isIdentityHeader } from '../sanitise.js';
 import { BodyLimit } from './body-limit.js';
 import { bodyFraming } from './framing.js';
-import { CANCEL } from './sessions.js';
+import { CANCEL, REFUSED_STREAM } from './sessions.js';
 import type { Upstream } from './upstream.js';
 
 /** The request about to leave is not the one the sidecar authorised: a bug, and it must not go. */
@@ -99,7 +99,7 @@ export class HttpForwarder {
     assertIdentityHeaders(outgoing, request.identityHeaders);
     if (outgoing[':path'] !== path || !path.startsWith('/')) throw new UnauthorisedForward('the path on the wire is not the one authorised');
 
-    const stream = this.upstream.sessions.request(outgoing, !withBody);
+    let stream: ClientHttp2Stream;
     let timer: NodeJS.Timeout | undefined;
     let answered = false;
     const fail = (err: Error) => {
@@ -107,25 +107,34 @@ export class HttpForwarder {
       if (answered) res.destroy(err);
       else request.onError(err);
     };
+    const open = (retried: boolean) => {
+      stream = this.upstream.sessions.request(outgoing, !withBody);
+      stream.on('error', (err: NodeJS.ErrnoException) => {
+        // A connection that was told to go away refuses the streams it never began: nothing of them
+        // ran, so a request without a body is sent once more, on another connection.
+        if (!retried && !answered && !withBody && stream.rstCode === REFUSED_STREAM && !res.destroyed) open(true);
+        else fail(err);
+      });
+      stream.once('response', (headers) => this.answer(request, stream, headers, () => {
+        clearTimeout(timer);
+        answered = true;
+      }));
+    };
+    open(false);
     if (!request.longRunning) {
       timer = setTimeout(() => {
         stream.close(CANCEL);
         fail(new UpstreamTimeout(`the API server did not answer within ${request.timeoutMs}ms`));
       }, request.timeoutMs);
     }
-    stream.on('error', fail);
     // The client went away, or the sidecar ended the stream (shutdown): nothing more is wanted.
     res.once('close', () => {
       clearTimeout(timer);
       if (!stream.closed) stream.close(CANCEL);
     });
-    stream.once('response', (headers) => this.answer(request, stream, headers, () => {
-      clearTimeout(timer);
-      answered = true;
-    }));
     // A client that asked to be told (Expect: 100-continue) sends its body only once the request is on its way.
     if (/^100-continue$/i.test(String(req.headers.expect ?? ''))) res.writeContinue();
-    if (withBody) this.sendBody(request, stream);
+    if (withBody) this.sendBody(request, stream!);
     else req.resume();
   }
 

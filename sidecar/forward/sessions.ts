@@ -115,3 +115,4 @@ export class SessionPool {
 }
 
 export const CANCEL = constants.NGHTTP2_CANCEL;
+export const REFUSED_STREAM = constants.NGHTTP2_REFUSED_STREAM;

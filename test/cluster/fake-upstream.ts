@@ -2,7 +2,7 @@
 // It speaks the real protocols at the edges the sidecar touches: SubjectAccessReview, WebSocket
 // (v5.channel.k8s.io) and SPDY/3.1 upgrades, whose bytes it echoes, and it records every request's
 // headers so tests can see exactly what the sidecar sent.
-import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { constants, createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
@@ -20,6 +20,8 @@ export interface SeenRequest {
   body?: Buffer;
   /** The client reset the stream (or dropped the connection) before the body was complete. */
   aborted?: boolean;
+  /** Turned away unprocessed by a GOAWAY that ended before it (refuseNextStream). */
+  refused?: boolean;
 }
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
@@ -35,6 +37,8 @@ export interface FakeUpstream {
   reviewDelayMs: number;
   /** How long every other request takes to answer, once its body is in (default 0). */
   answerDelayMs: number;
+  /** The next HTTP/2 request is refused the way a server going away refuses it: GOAWAY naming an earlier last stream. */
+  refuseNextStream: boolean;
   close(): Promise<void>;
 }
 
@@ -88,11 +92,16 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   const websockets = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => (protocols.has('v5.channel.k8s.io') ? 'v5.channel.k8s.io' : false) });
   websockets.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
 
-  const fake: FakeUpstream = { url: '', ca, seen, allow: true, reviewDelayMs: 0, answerDelayMs: 0, close: () => Promise.resolve() };
+  const fake: FakeUpstream = { url: '', ca, seen, allow: true, reviewDelayMs: 0, answerDelayMs: 0, refuseNextStream: false, close: () => Promise.resolve() };
   // HTTP/2 as the API server speaks it, and HTTP/1.1 for the upgrades that need it.
   const server: Http2SecureServer = createSecureServer({ cert: serving.certPem, key: serving.keyPem, allowHTTP1: true }, (req: AnyRequest, res: AnyResponse) => {
     const entry = record(seen, req);
     if (req.method === 'POST' && req.url === SAR_PATH) return answerSubjectAccessReview(fake, req, res);
+    if (fake.refuseNextStream && 'stream' in req) {
+      fake.refuseNextStream = false;
+      entry.refused = true;
+      return void req.stream.session?.goaway(constants.NGHTTP2_NO_ERROR, req.stream.id! - 2);
+    }
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     // An HTTP/2 request whose stream the client reset ends too, with whatever data came: its stream's

@@ -214,6 +214,16 @@ describe('sidecar forwarding to a stand-in API server', function () {
     }
   });
 
+  it('sends a request once more when the API server, going away, turned it away unprocessed', async function () {
+    fake.refuseNextStream = true;
+    const path = '/api/v1/namespaces/team/configmaps?goaway=1';
+    const answer = await rawRequest(`${sidecar.url}${path}`, { ca: sidecar.servingCa.certPem, cert: alice });
+    assert.equal(answer.status, 200, answer.body);
+    const arrived = fake.seen.filter((r) => r.url === path);
+    assert.deepEqual(arrived.map((r) => Boolean(r.refused)), [true, false], 'refused once, then served');
+    assert.equal(arrived[0]!.headers['audit-id'], arrived[1]!.headers['audit-id'], 'the same request, sent again');
+  });
+
   it('forwards a body within the cap untouched', async function () {
     const response = await rawRequest(`${sidecar.url}/api/v1/namespaces/team/configmaps`, { method: 'POST', ca: sidecar.servingCa.certPem, cert: alice, body: '{"a":1}', headers: { 'content-type': 'application/json' } });
     assert.equal(response.status, 200);
