@@ -135,16 +135,28 @@ function isHttpError(err: NodeJS.ErrnoException): boolean {
   return err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
 }
 
+/** How long a connection answered with an error keeps being read (and what it sends dropped) before it is closed. */
+const MAX_DRAIN_MS = 5000;
+
+/** Connections already answered with an error: the rest of what they send is read and dropped. */
+const answered = new WeakSet<Duplex>();
+
 /**
  * Node answers protocol errors itself, as plain text; these are the limits a client can hit, as
- * Status. A TLS handshake that failed or timed out comes here too, and has no HTTP to answer in: it
- * is closed, or it would stay open for as long as the client liked.
+ * Status. The answer is followed by a half-close, and what the client is still sending (the rest
+ * of headers too large to read) is read and dropped for a while: closing with bytes unread would
+ * reset the connection, and the client would never see the answer. The parser reports the same
+ * error again for each further piece; the connection has been answered once. A TLS handshake that
+ * failed or timed out comes here too, and has no HTTP to answer in: it is closed, or it would stay
+ * open for as long as the client liked.
  */
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: ListenerLimits): void {
+  if (answered.has(socket) && isHttpError(err)) return;
   if (!socket.writable || !isHttpError(err)) {
     socket.destroy();
     return;
   }
+  answered.add(socket);
   if (err.code === 'HPE_HEADER_OVERFLOW') {
     writeStatusToSocket(socket, new StatusError(431, 'BadRequest', `the request headers are larger than ${limits.maxHeaderBytes} bytes`));
   } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
@@ -152,4 +164,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, limits: L
   } else {
     writeStatusToSocket(socket, new StatusError(400, 'BadRequest', 'malformed HTTP request'));
   }
+  const drained = setTimeout(() => socket.destroy(), Math.min(limits.headersTimeoutMs, MAX_DRAIN_MS));
+  drained.unref();
+  socket.once('close', () => clearTimeout(drained));
 }

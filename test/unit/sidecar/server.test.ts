@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import { connect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../../lib/pki.js';
@@ -45,6 +45,18 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Prom
     if (Date.now() > deadline) throw new Error('not in time');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** Writes the whole request (it may be far larger than the server reads) and collects what comes back until the server closes. */
+function sendRaw(port: number, ca: string, requestText: string): Promise<{ text: string; error?: string }> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port, ca }, () => socket.write(requestText));
+    const chunks: Buffer[] = [];
+    let error: string | undefined;
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (err: Error) => (error = err.message));
+    socket.on('close', () => resolve({ text: Buffer.concat(chunks).toString('latin1'), ...(error ? { error } : {}) }));
+  });
 }
 
 describe('sidecar/server (TLS listeners)', function () {
@@ -114,6 +126,15 @@ describe('sidecar/server (TLS listeners)', function () {
     assert.equal((await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: oldAlice.certPem, key: oldAlice.keyPem }))).body, 'anonymous');
     keepAlive.destroy();
   });
+
+  for (const kib of [80, 256, 1024]) {
+    it(`answers ${kib} KiB of headers with a 431 Status the client gets to read, not a reset`, async function () {
+      const answer = await sendRaw(ports[0]!, servingCa1.certPem + servingCa2.certPem, `GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'b'.repeat(kib * 1024)}\r\n\r\n`);
+      assert.match(answer.text, /^HTTP\/1\.1 431 /, `got ${JSON.stringify(answer.text.slice(0, 80))} ${answer.error ?? ''}`);
+      const body = JSON.parse(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4)) as { kind: string; code: number };
+      assert.deepEqual([body.kind, body.code], ['Status', 431]);
+    });
+  }
 
   it('keeps serving with the old certificate when a new one does not match its key', async function () {
     await replace(path.join(dir, 'tls.crt'), serving1.certPem); // key is still serving2's
