@@ -102,9 +102,9 @@ export interface JoinResult {
   verbs: Record<string, number>;
   /**
    * Sidecar events marked forwarded whose auditID the API server never recorded. Not a mismatch (an
-   * API server killed mid-request, a client gone before it answered), only said.
+   * API server killed mid-request, an upstream that is not one), only said: by sidecar log.
    */
-  forwardedUnseen: number;
+  forwardedUnseen: Record<string, number>;
 }
 
 /** The service account username the API server gives a token of that account. */
@@ -201,11 +201,12 @@ const isServiceAccount = (username: string | undefined): boolean => username?.st
 export function joinAuditLogs(input: JoinInput): JoinResult {
   const bySidecarId = groupBy(input.sidecars, (record) => record.event.auditID);
   const elsewhere = groupBy(input.elsewhere ?? [], (record) => record.event.auditID);
-  const result: JoinResult = { joined: 0, ownCalls: 0, declaredUsed: [], mismatches: [], verbs: {}, forwardedUnseen: 0 };
+  const result: JoinResult = { joined: 0, ownCalls: 0, declaredUsed: [], mismatches: [], verbs: {}, forwardedUnseen: {} };
   const unregistered = new Map<string, JoinEvent[]>();
   const seen = new Set(input.apiServer.map((event) => event.auditID));
   for (const [auditID, records] of bySidecarId) {
-    if (!seen.has(auditID) && records.some((record) => record.event.annotations?.[FORWARDED] === 'true')) result.forwardedUnseen++;
+    const forwarded = records.find((record) => record.event.annotations?.[FORWARDED] === 'true');
+    if (!seen.has(auditID) && forwarded) result.forwardedUnseen[forwarded.source] = (result.forwardedUnseen[forwarded.source] ?? 0) + 1;
   }
 
   for (const [auditID, events] of groupBy(input.apiServer, (event) => event.auditID)) {
@@ -295,15 +296,30 @@ function summary(event: JoinEvent): string {
   ].join(' | ');
 }
 
-/** A readable account of the mismatches: each with the API server's events and the sidecar's. */
-export function formatMismatches(mismatches: readonly Mismatch[], limit = 40): string {
+/** What mismatches of one kind share: the kind, the detail with its values left out, the sidecar logs. */
+function shapeOf(m: Mismatch): string {
+  const detail = m.detail.replace(/"(?:[^"\\]|\\.)+"/g, '"…"').replace(/\d+/g, 'N');
+  return `${m.kind} | ${detail} | ${[...new Set(m.sidecar.map((r) => r.source))].join(', ')}`;
+}
+
+/**
+ * A readable account of the mismatches: those of one shape together, largest group first, each with
+ * how many there are and a few examples with the API server's events and the sidecar's.
+ */
+export function formatMismatches(mismatches: readonly Mismatch[], examples = 3): string {
   const lines: string[] = [];
-  for (const m of mismatches.slice(0, limit)) {
-    lines.push(`- ${m.kind}: auditID ${m.auditID}: ${m.detail}`);
-    for (const event of m.apiServer) lines.push(`    API server: ${summary(event)}`);
-    for (const record of m.sidecar) lines.push(`    sidecar (${record.source}): ${summary(record.event)}`);
+  const groups = [...groupBy(mismatches, shapeOf).values()].sort((a, b) => b.length - a.length);
+  for (const group of groups) {
+    const first = group[0]!;
+    const sources = [...new Set(first.sidecar.map((r) => r.source))];
+    lines.push(`- ${first.kind}: ${group.length} request${group.length === 1 ? '' : 's'}${sources.length > 0 ? ` through ${sources.join(', ')}` : ''}`);
+    for (const m of group.slice(0, examples)) {
+      lines.push(`  auditID ${m.auditID}: ${m.detail}`);
+      for (const event of m.apiServer) lines.push(`    API server: ${summary(event)}`);
+      for (const record of m.sidecar) lines.push(`    sidecar (${record.source}): ${summary(record.event)}`);
+    }
+    if (group.length > examples) lines.push(`  … and ${group.length - examples} more like these`);
   }
-  if (mismatches.length > limit) lines.push(`… and ${mismatches.length - limit} more`);
   return lines.join('\n');
 }
 
@@ -525,19 +541,15 @@ function loadDeclared(reg: Registry): Map<string, string> {
 
 async function sidecarRecords(reg: Registry, entry: SidecarEntry): Promise<SidecarRecord[]> {
   const reader = reg.readers.get(entry.id);
-  let events: JoinEvent[];
   if (reader) {
-    events = reader().split('\n').flatMap((line) => {
-      try {
-        const event = line.startsWith('{') ? asEvent(JSON.parse(line)) : undefined;
-        return event ? [event] : [];
-      } catch {
-        return [];
-      }
-    });
-  } else {
-    events = await readEvents(entry.preserved ? [entry.preserved] : entry.file ? sidecarFiles(entry.file) : []);
+    // Kept with the other copies, so a failed run's directory holds every log.
+    const target = path.join(reg.dir, entry.id);
+    mkdirSync(target, { recursive: true });
+    await writeFile(path.join(target, 'audit.jsonl'), reader());
+    entry = { ...entry, preserved: path.join(target, 'audit.jsonl') };
+    save(reg, entry);
   }
+  const events = await readEvents(entry.preserved ? [entry.preserved] : entry.file ? sidecarFiles(entry.file) : []);
   return events.map((event) => ({ source: entry.label, event }));
 }
 
@@ -586,9 +598,10 @@ export async function runAuditJoin(): Promise<RunJoinResult | undefined> {
     result.declaredUsed.forEach((id) => declaredUsed.add(id));
     lines.push(
       `${cp.label}: ${result.joined} requests under ${scopedAccounts.size} scoped accounts joined with ${mine.length} sidecar logs; ` +
-        `${result.ownCalls} of the sidecars' own calls; ${result.declaredUsed.length} declared; ${result.mismatches.length} mismatches` +
-        (result.forwardedUnseen > 0 ? `; ${result.forwardedUnseen} forwarded by a sidecar but never recorded by the API server (not checked)` : ''),
+        `${result.ownCalls} of the sidecars' own calls; ${result.declaredUsed.length} declared; ${result.mismatches.length} mismatches`,
     );
+    const unseen = Object.entries(result.forwardedUnseen);
+    if (unseen.length > 0) lines.push(`  forwarded by a sidecar, never recorded by this API server (not checked): ${unseen.map(([source, n]) => `${n} through ${source}`).join(', ')}`);
     const verbs = Object.entries(result.verbs).sort(([a], [b]) => a.localeCompare(b));
     if (verbs.length > 0) lines.push(`  joined by verb: ${verbs.map(([verb, n]) => `${verb} ${n}`).join(', ')}`);
     if (result.mismatches.length > 0) {

@@ -231,16 +231,30 @@ describe('the audit join', function () {
     });
   });
 
+  it('groups mismatches of one shape, with a few examples', function () {
+    const created = Array.from({ length: 5 }, (_, n) => {
+      const id = nextId();
+      return [apiServer(id, { verb: 'create', objectRef: { ...LIST_PODS.objectRef, name: `cm-${n}` } }), sidecar(id, { verb: 'create' })] as const;
+    });
+    const mismatches = join([...created.map(([a]) => a), apiServer(nextId())], created.map(([, s]) => s)).mismatches;
+    const report = formatMismatches(mismatches, 2);
+    assert.match(report, /^- objectRef: 5 requests through sidecar of test\/e2e\/x\.test\.ts:1$/m);
+    assert.match(report, /^  … and 3 more like these$/m);
+    assert.match(report, /^- no sidecar event: 1 request$/m);
+    assert.equal(report.match(/^  auditID /gm)?.length, 3);
+  });
+
   it('says, without failing, how many forwarded sidecar events the API server never recorded', function () {
     const result = join([], [sidecar(nextId()), sidecar(nextId(), { annotations: { 'chaperone.dev/forwarded': 'false' } })]);
     assert.deepEqual(result.mismatches, []);
-    assert.equal(result.forwardedUnseen, 1);
+    assert.deepEqual(result.forwardedUnseen, { 'sidecar of test/e2e/x.test.ts:1': 1 });
   });
 
   it('reports each mismatch with the events of both sides', function () {
     const id = nextId();
     const report = formatMismatches(join([apiServer(id, { verb: 'delete' })], [sidecar(id)]).mismatches);
-    assert.match(report, new RegExp(`- verb: auditID ${id}: API server "delete", sidecar "list"`));
+    assert.match(report, /^- verb: 1 request through sidecar of test\/e2e\/x\.test\.ts:1$/m);
+    assert.match(report, new RegExp(`^  auditID ${id}: API server "delete", sidecar "list"`, 'm'));
     assert.match(report, /API server: ResponseComplete delete \/api\/v1\/namespaces\/team-a\/pods \| objectRef namespace=team-a,resource=pods,apiVersion=v1 \| user system:serviceaccount:team-a:chaperone-impersonator/);
     assert.match(report, /sidecar \(sidecar of test\/e2e\/x\.test\.ts:1\): ResponseComplete list .* \| impersonated alice groups=\["dev","system:authenticated"\]/);
   });
