@@ -1,6 +1,6 @@
 // People by client certificate: signed by the identity CA, made for client authentication.
-// username = CN, groups = O, as the API server's x509 authenticator maps them, from the subject read
-// as the API server reads it (x509-subject.ts).
+// username = CN, groups = O, uid = the uid attribute, as the API server's x509 authenticator maps
+// them, from the subject read as the API server reads it (x509-subject.ts).
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AuthenticationResult, Authenticator } from './chain.js';
@@ -33,6 +33,7 @@ export class ClientCertificateAuthenticator implements Authenticator {
       return { outcome: 'failure', reason: `certificate subject the API server would not read: ${err.message}` };
     }
     if (!subject.commonName) return { outcome: 'failure', reason: 'certificate has no common name' };
-    return { outcome: 'success', authenticated: { method: 'x509', identity: { username: subject.commonName, groups: subject.organizations, extra: {} } } };
+    const identity = { username: subject.commonName, groups: subject.organizations, ...(subject.uid !== undefined ? { uid: subject.uid } : {}), extra: {} };
+    return { outcome: 'success', authenticated: { method: 'x509', identity } };
   }
 }

@@ -1,60 +1,31 @@
 // The subject of a client certificate read as the API server reads it (Go's crypto/x509 parseName
 // and pkix.Name): every attribute value must be one of the string types Go knows, holding what that
 // type allows, or Go refuses the whole certificate; the last CN is the common name, and every O is
-// an organization, in order. OpenSSL, which verified the certificate, is more lenient (a
+// an organization, in order. The uid is the API server's parseUIDFromCert
+// (k8s.io/apiserver/pkg/authentication/request/x509): at most one uid attribute in the whole
+// subject, in any RDN, never empty; two of them, or an empty one, and the API server refuses the
+// certificate as a credential. OpenSSL, which verified the certificate, is more lenient (a
 // PrintableString with an @, a UniversalString), so the sidecar reads the DER itself rather than
 // taking OpenSSL's reading of a certificate the API server would refuse.
+import { elements, first, MalformedCertificate, OID, SEQUENCE, SET } from './der.js';
 
 export interface X509Subject {
   commonName: string;
   organizations: string[];
+  /** The uid attribute (1.3.6.1.4.1.57683.2), which kube-apiserver 1.33 and later read as the user's UID. */
+  uid?: string;
 }
 
-/** A certificate whose subject the API server could not read. */
-export class UnreadableSubject extends Error {}
+/** A certificate whose subject the API server could not read, or would not take as a person. */
+export class UnreadableSubject extends MalformedCertificate {}
 
-interface Element {
-  tag: number;
-  content: Buffer;
-}
+const unreadable = (why: string) => new UnreadableSubject(why);
 
-const SEQUENCE = 0x30;
-const SET = 0x31;
-const OID = 0x06;
 const VERSION = 0xa0; // [0] EXPLICIT
 const COMMON_NAME = '550403'; // 2.5.4.3
 const ORGANIZATION = '55040a'; // 2.5.4.10
-
-/** The DER elements one after another in the buffer: definite, minimal lengths, low tag numbers. */
-function elements(der: Buffer): Element[] {
-  const out: Element[] = [];
-  let at = 0;
-  while (at < der.length) {
-    const tag = der[at]!;
-    if ((tag & 0x1f) === 0x1f) throw new UnreadableSubject('a high tag number');
-    let length = der[at + 1];
-    if (length === undefined) throw new UnreadableSubject('a truncated element');
-    at += 2;
-    if (length & 0x80) {
-      const octets = length & 0x7f;
-      if (octets === 0 || octets > 4) throw new UnreadableSubject('an indefinite or oversized length');
-      length = 0;
-      for (let i = 0; i < octets; i++) length = length * 256 + der[at + i]!;
-      if (der[at] === 0 || length < 0x80) throw new UnreadableSubject('a length not in its shortest form');
-      at += octets;
-    }
-    if (at + length > der.length) throw new UnreadableSubject('a truncated element');
-    out.push({ tag, content: der.subarray(at, at + length) });
-    at += length;
-  }
-  return out;
-}
-
-function only(der: Buffer, tag: number, what: string): Element {
-  const [element] = elements(der);
-  if (element?.tag !== tag) throw new UnreadableSubject(`no ${what}`);
-  return element;
-}
+// 1.3.6.1.4.1.57683.2, the CNCF's arc for Kubernetes: k8s.io/apimachinery/pkg/apis/asn1.X509UID.
+const UID = '2b0601040183c25302';
 
 // Go's isPrintable: PrintableString's set, and '*' and '&', which Go lets through for compatibility.
 function isPrintable(byte: number): boolean {
@@ -108,25 +79,29 @@ function decodeBmp(bytes: Buffer): string {
 
 /** The subject of a DER certificate, or UnreadableSubject where the API server would refuse it. */
 export function subjectOf(certificateDer: Buffer): X509Subject {
-  const certificate = only(certificateDer, SEQUENCE, 'certificate');
-  const tbs = only(certificate.content, SEQUENCE, 'tbsCertificate');
-  const fields = elements(tbs.content);
+  const certificate = first(certificateDer, SEQUENCE, 'certificate', unreadable);
+  const tbs = first(certificate.content, SEQUENCE, 'tbsCertificate', unreadable);
+  const fields = elements(tbs.content, unreadable);
   // version, serialNumber, signature, issuer, validity, subject; the version may be absent (v1).
   const subject = fields[fields[0]?.tag === VERSION ? 5 : 4];
   if (subject?.tag !== SEQUENCE) throw new UnreadableSubject('no subject');
   let commonName = '';
   const organizations: string[] = [];
-  for (const rdn of elements(subject.content)) {
+  const uids: string[] = [];
+  for (const rdn of elements(subject.content, unreadable)) {
     if (rdn.tag !== SET) throw new UnreadableSubject('a relative distinguished name that is not a SET');
-    for (const attribute of elements(rdn.content)) {
+    for (const attribute of elements(rdn.content, unreadable)) {
       if (attribute.tag !== SEQUENCE) throw new UnreadableSubject('an attribute that is not a SEQUENCE');
-      const [type, value] = elements(attribute.content);
+      const [type, value] = elements(attribute.content, unreadable);
       if (type?.tag !== OID || value === undefined) throw new UnreadableSubject('an attribute without a type and a value');
       const text = decodeString(value.tag, value.content);
       const oid = type.content.toString('hex');
       if (oid === COMMON_NAME) commonName = text;
       if (oid === ORGANIZATION) organizations.push(text);
+      if (oid === UID) uids.push(text);
     }
   }
-  return { commonName, organizations };
+  if (uids.length > 1) throw new UnreadableSubject(`${uids.length} uid attributes (1.3.6.1.4.1.57683.2), where the API server takes exactly one`);
+  if (uids[0] === '') throw new UnreadableSubject('an empty uid attribute (1.3.6.1.4.1.57683.2), which the API server refuses');
+  return { commonName, organizations, ...(uids[0] !== undefined ? { uid: uids[0] } : {}) };
 }

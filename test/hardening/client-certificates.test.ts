@@ -3,7 +3,8 @@
 // (a SelfSubjectReview) asked of the API server directly, and through the sidecar. The sidecar may
 // refuse a certificate the API server would take (the guard, names no header can carry, a missing
 // clientAuth usage), but whenever it lets a certificate through, the API server must know that
-// certificate as the very same user with the very same groups.
+// certificate as the very same user with the very same groups and uid (the subject's uid attribute,
+// 1.3.6.1.4.1.57683.2, which kube-apiserver reads since 1.33).
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -23,6 +24,7 @@ const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kin
 interface Person {
   username: string;
   groups: string[];
+  uid?: string;
 }
 
 type Outcome = { kind: 'person'; person: Person } | { kind: 'refused'; why: string };
@@ -52,6 +54,15 @@ const NAMED: [string, Subject][] = [
   ['a NumericString holding letters', [[attribute('CN', 'henry', 'numeric')]]],
   ['a NUL in the CN', [[attribute('CN', 'ivan\u0000x')]]],
   ['a long O list', [...Array.from({ length: 120 }, (_, i) => [attribute('O', `team-${i}`)]), [attribute('CN', 'judy')]]],
+  ['a uid', [[attribute('O', 'dev')], [attribute('CN', 'kate')], [attribute('UID', 'u-4711')]]],
+  ['a uid in the RDN of the CN', [[attribute('CN', 'kate'), attribute('UID', 'u-4712')]]],
+  ['a uid before the CN, as a PrintableString', [[attribute('UID', 'u-4713', 'printable')], [attribute('CN', 'kate')]]],
+  ['a uid as a BMPString', [[attribute('CN', 'kate')], [attribute('UID', 'ü-4714', 'bmp')]]],
+  ['two uids (the API server refuses the certificate)', [[attribute('CN', 'liam')], [attribute('UID', 'u-1')], [attribute('UID', 'u-2')]]],
+  ['two equal uids', [[attribute('CN', 'liam'), attribute('UID', 'u-1')], [attribute('UID', 'u-1')]]],
+  ['an empty uid (the API server refuses the certificate)', [[attribute('CN', 'mia')], [attribute('UID', '')]]],
+  ['a uid with spaces around it', [[attribute('CN', 'noah')], [attribute('UID', ' u-5 ')]]],
+  ['a uid in a NumericString holding letters', [[attribute('CN', 'olga')], [attribute('UID', 'u-6', 'numeric')]]],
 ];
 
 const TRICKY_TEXT = ['', ' ', 'alice', 'root', 'system:masters', 'system:authenticated', 'a\nb', 'a,b', 'a+b', 'x=y', '\\', '"', '#x', ' pad ', 'zoë', '牯潴', 'a\u0000b', 'é'.repeat(40)];
@@ -67,7 +78,7 @@ const stringType = fc.oneof(
   { weight: 3, arbitrary: fc.constant<StringType>('printable') },
   { weight: 2, arbitrary: fc.constantFrom(...(Object.keys(STRING_TAGS) as StringType[])) },
 );
-const attributeArb = fc.record({ type: fc.constantFrom<SubjectAttribute['type'][]>('CN', 'CN', 'O', 'O', 'O', 'OU'), value: text, stringType });
+const attributeArb = fc.record({ type: fc.constantFrom<SubjectAttribute['type'][]>('CN', 'CN', 'O', 'O', 'O', 'OU', 'UID'), value: text, stringType });
 const rdnArb = fc.array(attributeArb, { minLength: 1, maxLength: 3 });
 // What a CA usually writes: UTF8String, and the occasional PrintableString.
 const plainRdnArb = fc.array(fc.record({ type: fc.constantFrom<SubjectAttribute['type'][]>('O', 'O', 'OU', 'CN'), value: text, stringType: fc.constant<StringType>('utf8') }), { minLength: 1, maxLength: 2 });
@@ -90,7 +101,7 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 /** What the sidecar may refuse on purpose although the API server accepts the certificate. */
 function refusalAllowed(person: Person, eku: ExtendedKeyUsage): string | undefined {
   if (eku !== 'clientAuth') return 'the sidecar requires the clientAuth extended key usage';
-  const names = [person.username, ...person.groups.filter((g) => g !== 'system:authenticated')];
+  const names = [person.username, ...person.groups.filter((g) => g !== 'system:authenticated'), ...(person.uid !== undefined ? [person.uid] : [])];
   if (names.some((n) => n.startsWith('system:'))) return 'the guard keeps system: names out';
   if (names.some((n) => n === '' || CONTROL.test(n) || n !== n.trim())) return 'a name no header can carry';
   return undefined;
@@ -120,8 +131,8 @@ describe('hardening: client certificates with odd subjects (the API server as th
     const response = await call({ port, path: SELF_SUBJECT_REVIEW, method: 'POST', ca, cert, headers: { 'content-type': 'application/json' }, body: REVIEW_BODY, timeoutMs: 20_000 });
     if (response.status === 0) return { kind: 'refused', why: `connection: ${response.error}` };
     if (response.status !== 201) return { kind: 'refused', why: `${response.status} ${response.body.slice(0, 200)}` };
-    const user = (JSON.parse(response.body) as { status: { userInfo: { username: string; groups?: string[] } } }).status.userInfo;
-    return { kind: 'person', person: { username: user.username, groups: user.groups ?? [] } };
+    const user = (JSON.parse(response.body) as { status: { userInfo: { username: string; uid?: string; groups?: string[] } } }).status.userInfo;
+    return { kind: 'person', person: { username: user.username, groups: user.groups ?? [], ...(user.uid ? { uid: user.uid } : {}) } };
   }
 
   /** Whether OpenSSL will present it at all (it refuses, say, a UniversalString that is not UCS-4). */

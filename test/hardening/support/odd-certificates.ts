@@ -19,7 +19,8 @@ export const STRING_TAGS = {
 } as const;
 export type StringType = keyof typeof STRING_TAGS;
 
-export const ATTRIBUTE_OIDS = { CN: '2.5.4.3', O: '2.5.4.10', OU: '2.5.4.11', C: '2.5.4.6' } as const;
+// UID: the uid attribute kube-apiserver reads as the user's UID (k8s.io/apimachinery/pkg/apis/asn1.X509UID).
+export const ATTRIBUTE_OIDS = { CN: '2.5.4.3', O: '2.5.4.10', OU: '2.5.4.11', C: '2.5.4.6', UID: '1.3.6.1.4.1.57683.2' } as const;
 export type AttributeType = keyof typeof ATTRIBUTE_OIDS;
 
 export interface SubjectAttribute {
