@@ -3,6 +3,7 @@ import { createLogger, type Logger } from '../lib/log.js';
 import { AccessGate } from './access.js';
 import { AuthenticatorChain, type Authenticator } from './authn/chain.js';
 import { ClientCertificateAuthenticator } from './authn/client-cert.js';
+import { IdentityBundle } from './authn/identity-bundle.js';
 import { tokenAuthenticators } from './authn/tokens.js';
 import { CachingReviewer } from './authz/review.js';
 import { subjectAccessReviewsVia } from './authz/sar-transport.js';
@@ -40,7 +41,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     },
   });
   const authenticators: Authenticator[] = [];
-  if (config.clientCaFile) authenticators.push(new ClientCertificateAuthenticator());
+  // One bundle for both: the listeners watch it and close what it stops trusting; the authenticator verifies against it.
+  const identityBundle = config.clientCaFile ? new IdentityBundle(config.clientCaFile) : undefined; // a bad bundle refuses to start, naming it
+  if (identityBundle) authenticators.push(new ClientCertificateAuthenticator(identityBundle));
   const tokens = tokenAuthenticators(config, upstream, log);
   authenticators.push(...tokens.authenticators);
   await tokens.start();
@@ -68,7 +71,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const ops = new OpsServer(readinessChecks(upstream, chain, access), metrics);
   const opsPort = await ops.listen(config.opsListen);
   const listeners = new TlsListeners(
-    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(config.clientCaFile ? { clientCaFile: config.clientCaFile } : {}) },
+    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(identityBundle ? { identity: identityBundle } : {}) },
     // Expect: 100-continue: the body is asked for only once the request is authorised and on its way.
     { request: pipeline.handle, upgrade: pipeline.handleUpgrade, checkContinue: pipeline.handle },
     log,

@@ -1,13 +1,14 @@
 // The listeners: certificates swapped under a running server without dropping connections.
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, X509Certificate } from 'node:crypto';
 import { mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
-import { connect, type TLSSocket } from 'node:tls';
+import { connect, createServer as createTlsServer, type TLSSocket, type TlsOptions } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../../lib/pki.js';
 import { pino } from 'pino';
+import { IdentityBundle } from '../../../sidecar/authn/identity-bundle.js';
 import { TlsListeners } from '../../../sidecar/server.js';
 
 interface Answer {
@@ -59,6 +60,56 @@ function sendRaw(port: number, ca: string, requestText: string): Promise<{ text:
   });
 }
 
+/** Asks for a renegotiation: null once it completed, else the error (Node reports a failed one as the socket's error, not to the callback). */
+function renegotiation(socket: TLSSocket): Promise<Error | null> {
+  return new Promise((resolve) => {
+    socket.once('error', resolve);
+    socket.once('close', () => resolve(new Error('closed')));
+    if (!socket.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err))) resolve(new Error('not even started'));
+  });
+}
+
+/** A bare TLS server (not the listeners), to see what each of Node's and OpenSSL's refusals does alone. */
+async function renegotiateAgainst(serverOptions: TlsOptions, onConnection: (socket: TLSSocket) => void): Promise<{ error: string | undefined; handshakes: number }> {
+  const servingCa = createCA({ commonName: 'serving' });
+  const serving = issueCertificate(servingCa, { commonName: 'x', usage: 'server', ipAddresses: ['127.0.0.1'] });
+  let handshakes = 0;
+  const server = createTlsServer({ cert: serving.certPem, key: serving.keyPem, minVersion: 'TLSv1.2', ...serverOptions }, (socket) => {
+    handshakes = 1;
+    socket.on('secure', () => handshakes++);
+    onConnection(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const socket = connect({ host: '127.0.0.1', port, ca: servingCa.certPem, maxVersion: 'TLSv1.2' });
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    const error = await renegotiation(socket);
+    socket.destroy();
+    return { error: error?.message, handshakes };
+  } finally {
+    server.close();
+  }
+}
+
+describe('renegotiation: what each of the two refusals does alone (Node 24, OpenSSL 3)', function () {
+  it('SSL_OP_NO_RENEGOTIATION: OpenSSL refuses it, answering the client with a no_renegotiation alert', async function () {
+    const outcome = await renegotiateAgainst({ secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION }, () => undefined);
+    assert.match(outcome.error ?? '', /no renegotiation/);
+  });
+
+  it('disableRenegotiation() only reports it: a server that does not close the socket on that error renegotiates anyway', async function () {
+    let reported = '';
+    const outcome = await renegotiateAgainst({}, (socket) => {
+      socket.disableRenegotiation();
+      socket.on('error', (err: Error) => (reported = err.message));
+    });
+    assert.match(reported, /renegotiation disabled/);
+    assert.equal(outcome.error, undefined, 'the renegotiation completed');
+    assert.equal(outcome.handshakes, 2);
+  });
+});
+
 describe('sidecar/server (TLS listeners)', function () {
   this.timeout(20_000);
   let dir: string;
@@ -78,7 +129,7 @@ describe('sidecar/server (TLS listeners)', function () {
     await writeFile(path.join(dir, 'tls.key'), serving1.keyPem);
     await writeFile(path.join(dir, 'ca.crt'), identityCa1.certPem);
     listeners = new TlsListeners(
-      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), clientCaFile: path.join(dir, 'ca.crt') },
+      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), identity: new IdentityBundle(path.join(dir, 'ca.crt')) },
       {
         request: (req, res) => {
           const socket = req.socket as TLSSocket;
@@ -135,6 +186,23 @@ describe('sidecar/server (TLS listeners)', function () {
       assert.deepEqual([body.kind, body.code], ['Status', 431]);
     });
   }
+
+  it('refuses a TLS renegotiation: the connection is closed and serves nothing after it', async function () {
+    const alice = issueCertificate(identityCa2, { commonName: 'alice', usage: 'client' });
+    const socket = connect({ host: '127.0.0.1', port: ports[0]!, ca: [servingCa1.certPem, servingCa2.certPem], cert: alice.certPem, key: alice.keyPem, maxVersion: 'TLSv1.2' });
+    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    const received: string[] = [];
+    socket.on('data', (chunk: Buffer) => received.push(chunk.toString('latin1')));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await eventually(() => Promise.resolve(received.join('').includes('client alice')));
+    const renegotiated = await renegotiation(socket);
+    if (!socket.destroyed) socket.write('GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await closed;
+    assert.ok(renegotiated, 'the renegotiation failed');
+    assert.equal(received.join('').match(/HTTP\/1\.1 200/g)?.length, 1, 'nothing was served after the renegotiation');
+    await eventually(() => Promise.resolve(logLines.some((line) => line.includes('refused a TLS renegotiation'))));
+  });
 
   it('keeps serving with the old certificate when a new one does not match its key', async function () {
     await replace(path.join(dir, 'tls.crt'), serving1.certPem); // key is still serving2's
