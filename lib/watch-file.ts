@@ -1,9 +1,7 @@
 // Files that change under a running process: rotated tokens, renewed certificates. Kubernetes
 // updates mounted Secrets and projected volumes by swapping a symlink, which defeats fs.watch on
 // the file itself, so this polls the content and uses a watch on the directory only to notice sooner.
-import { watch, type FSWatcher } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 
 export interface WatchedFile {
@@ -21,36 +19,31 @@ export interface WatchOptions {
   onError?: (error: Error) => void;
 }
 
-function readNow(file: string): Buffer | undefined {
+/** The content now; undefined while the file is missing or empty. */
+function readNow(file: string, onError?: (error: Error) => void): Buffer | undefined {
   try {
     const content = readFileSync(file);
     return content.length > 0 ? content : undefined;
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') onError?.(err as Error);
     return undefined;
   }
 }
 
 export function watchFile(file: string, options: WatchOptions = {}): WatchedFile {
   let content = readNow(file);
-  let refreshing: Promise<void> | undefined;
 
+  // Read at once, not in the background: a read under way could miss a change made while it ran
+  // (a file emptied, then filled, would be left looking empty until the next poll). These files are
+  // tokens, certificates and small configs on tmpfs.
   const refresh = (): Promise<void> => {
-    refreshing ??= (async () => {
-      let next: Buffer | undefined;
-      try {
-        const read = await readFile(file);
-        next = read.length > 0 ? read : undefined;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') options.onError?.(err as Error);
-        next = undefined;
-      }
-      const changed = next === undefined ? content !== undefined : content === undefined || !next.equals(content);
-      if (changed) {
-        content = next;
-        options.onChange?.(next);
-      }
-    })().finally(() => (refreshing = undefined));
-    return refreshing;
+    const next = readNow(file, options.onError);
+    const changed = next === undefined ? content !== undefined : content === undefined || !next.equals(content);
+    if (changed) {
+      content = next;
+      options.onChange?.(next);
+    }
+    return Promise.resolve();
   };
 
   const timer = setInterval(() => void refresh(), options.intervalMs ?? 1000);
