@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../../lib/log.js';
 import { isLongRunning } from '../pipeline.js';
 import { BodyCopy } from './body.js';
-import { buildEvent, responseStatusOf, type RecordedBody, type Served } from './event.js';
+import { buildEvent, completesObjectRef, responseStatusOf, type RecordedBody, type Served } from './event.js';
 import { policyAttributes, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig } from './policy.js';
 import type { AuditRecorder, RequestRecord } from './record.js';
 import type { UpstreamResponse } from '../forward/http.js';
@@ -89,7 +89,10 @@ export class Auditor implements AuditRecorder {
     state.receivedMicros = this.clock();
     const { info } = record;
     const mayCarryObject = info.isResourceRequest && BODY_VERBS.has(info.verb) && req.headers.upgrade === undefined;
-    if (mayCarryObject && levelAtLeast(this.options.policy.highestLevel(attributesOf(record)), 'Request')) {
+    const highest = this.options.policy.highestLevel(attributesOf(record));
+    // The object's metadata completes the objectRef at every level (a create's name), the object itself from Request up.
+    const wanted = completesObjectRef(info) ? highest !== 'None' : levelAtLeast(highest, 'Request');
+    if (mayCarryObject && wanted) {
       state.requestBody = new BodyCopy(this.options.bodyLimit, req.headers).watch(req);
     }
     await this.room();

@@ -51,7 +51,7 @@ export interface EventInput {
   stageMicros: number;
   served: Served;
   responseStatus: ResponseStatus;
-  /** Only at Request level and above. */
+  /** Recorded from Request level up; at Metadata, read only to complete the objectRef of a create or update. */
   requestBody?: RecordedBody;
   /** Only at RequestResponse level. */
   responseBody?: RecordedBody;
@@ -91,6 +91,15 @@ export function objectRef(info: RequestInfo): ObjectReference | undefined {
   if (info.apiVersion) ref.apiVersion = info.apiVersion;
   if (info.subresource) ref.subresource = info.subresource;
   return ref;
+}
+
+/**
+ * The verbs whose handlers call the API server's audit.LogRequestObject, which fills in what the URL
+ * leaves open (a create's name) from the object's metadata at every level from Metadata up. Patches
+ * are logged as patches, and a delete's body is DeleteOptions: neither completes the objectRef.
+ */
+export function completesObjectRef(info: RequestInfo): boolean {
+  return info.isResourceRequest && (info.verb === 'create' || info.verb === 'update');
 }
 
 /** LogRequestObject: what the URL leaves open (a create's name) is taken from the object's metadata. */
@@ -163,13 +172,14 @@ export function annotationsOf(record: RequestRecord, served: Served, bodies: { r
 
 export function buildEvent(input: EventInput): Event {
   const { record, level } = input;
+  const decoded = input.requestBody && 'object' in input.requestBody ? input.requestBody.object : undefined;
   const requestBody = level === 'Metadata' ? undefined : input.requestBody;
   const responseBody = level === 'RequestResponse' ? input.responseBody : undefined;
   const requestObject = requestBody && 'object' in requestBody ? requestBody.object : undefined;
   const responseObject = responseBody && 'object' in responseBody ? responseBody.object : undefined;
   const userAgent = record.userAgent ?? '';
   const ip = sourceIP(record.sourceIP);
-  const ref = requestObject === undefined ? objectRef(record.info) : completedObjectRef(objectRef(record.info), requestObject);
+  const ref = completesObjectRef(record.info) && decoded !== undefined ? completedObjectRef(objectRef(record.info), decoded) : objectRef(record.info);
   const event: Event = {
     kind: 'Event',
     apiVersion: AUDIT_API_VERSION,

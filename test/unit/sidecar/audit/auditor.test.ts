@@ -131,13 +131,27 @@ describe('sidecar/audit/auditor', function () {
     assert.deepEqual(sink.events[0]!.requestObject, JSON.parse(body));
     assert.equal(sink.events[0]!.objectRef?.name, 'cm');
 
-    const update = forwardedFor('PUT', '/api/v1/namespaces/a/configmaps/cm');
-    const untouched = message({ 'content-type': 'application/json' });
-    await auditor.begin(update, untouched);
+    const patch = forwardedFor('PATCH', '/api/v1/namespaces/a/configmaps/cm');
+    const untouched = message({ 'content-type': 'application/merge-patch+json' });
+    await auditor.begin(patch, untouched);
     assert.equal(untouched.listenerCount('data'), 0, 'no rule could want this body: it is not watched');
     await drain(untouched, body);
-    auditor.record(update);
+    auditor.record(patch);
     assert.equal(sink.events[1]!.requestObject, undefined);
+  });
+
+  it('reads a create\'s body at Metadata level too, for the name the API server records in objectRef, and records no object', async function () {
+    const { auditor, sink } = setup();
+    const create = forwardedFor('POST', '/api/v1/namespaces/a/configmaps');
+    const req = message({ 'content-type': 'application/json' });
+    await auditor.begin(create, req);
+    await drain(req, JSON.stringify({ kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'cm', uid: 'u-1' } }));
+    auditor.started(create, 201, answer(message({}, 201)));
+    auditor.record(create);
+    assert.equal(sink.events[0]!.level, 'Metadata');
+    assert.deepEqual(sink.events[0]!.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm', uid: 'u-1', apiVersion: 'v1' });
+    assert.equal(sink.events[0]!.requestObject, undefined);
+    assert.equal(sink.events[0]!.annotations?.['chaperone.dev/request-object-omitted'], undefined);
   });
 
   it('records the response at RequestResponse, and an API server failure\'s Status at any level', async function () {

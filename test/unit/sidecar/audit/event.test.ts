@@ -129,12 +129,12 @@ describe('sidecar/audit/event', function () {
     assert.deepEqual(responseStatusOf(recordFor('GET', '/api'), undefined, undefined), { metadata: {}, status: 'Success', message: 'Connection closed early', code: 200 });
   });
 
-  it('carries the request object at Request level only, completing objectRef from it as LogRequestObject does', function () {
+  it('carries the request object at Request level only, completing objectRef from it at every level as LogRequestObject does', function () {
     const record = forwardedFor('POST', '/api/v1/namespaces/a/configmaps', { responseCode: 201 });
     const body = { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'cm1', namespace: 'a' }, data: { k: 'v' } };
     const metadata = buildEvent(input({ record, requestBody: { object: body }, responseBody: { object: body } }));
     assert.equal(metadata.requestObject, undefined);
-    assert.deepEqual(metadata.objectRef, { resource: 'configmaps', namespace: 'a', apiVersion: 'v1' });
+    assert.deepEqual(metadata.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm1', apiVersion: 'v1' });
     const request = buildEvent(input({ record, level: 'Request', requestBody: { object: body }, responseBody: { object: body } }));
     assert.deepEqual(request.requestObject, body);
     assert.equal(request.responseObject, undefined);
@@ -142,6 +142,14 @@ describe('sidecar/audit/event', function () {
     const both = buildEvent(input({ record, level: 'RequestResponse', requestBody: { object: body }, responseBody: { object: body } }));
     assert.deepEqual(both.responseObject, body);
     assert.deepEqual(Object.keys(both).slice(12, 15), ['responseStatus', 'requestObject', 'responseObject']);
+  });
+
+  it('completes the objectRef of creates and updates only: a patch is logged as a patch, a delete carries DeleteOptions', function () {
+    const body = { metadata: { name: 'other', namespace: 'b', uid: 'u' } };
+    const patch = buildEvent(input({ record: forwardedFor('PATCH', '/api/v1/namespaces/a/configmaps/cm'), level: 'Request', requestBody: { object: body } }));
+    assert.deepEqual(patch.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm', apiVersion: 'v1' });
+    const update = buildEvent(input({ record: forwardedFor('PUT', '/api/v1/namespaces/a/configmaps/cm'), requestBody: { object: body } }));
+    assert.deepEqual(update.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm', uid: 'u', apiVersion: 'v1' }, 'what the URL names wins');
   });
 
   it('says why a body the level asks for is missing', function () {
