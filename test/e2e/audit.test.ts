@@ -147,6 +147,46 @@ describe('audit events (real API server)', function () {
       assert.equal(byWhat('a malformed impersonation').responseStatus?.reason, 'BadRequest');
     });
 
+    it('agrees with the API server on the verb and object of an update, a deletecollection and a service proxy', async function () {
+      await grantInNamespace(cp, clients, ns, 'edit', 'erin');
+      const erin = sidecar.clientCert('erin');
+      await clients.core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'joined', labels: { joined: 'yes' } }, data: { k: 'v' } } });
+      const configMaps = `/api/v1/namespaces/${ns}/configmaps`;
+      const json = { 'content-type': 'application/json' };
+      const update = await rawRequest(`${sidecar.url}${configMaps}/joined`, {
+        method: 'PUT',
+        ca: sidecar.servingCa.certPem,
+        cert: erin,
+        headers: json,
+        body: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'joined', namespace: ns, labels: { joined: 'yes' } }, data: { k: 'w' } }),
+      });
+      assert.equal(update.status, 200, update.body);
+      const collection = await rawRequest(`${sidecar.url}${configMaps}?labelSelector=joined%3Dyes`, { method: 'DELETE', ca: sidecar.servingCa.certPem, cert: erin });
+      assert.equal(collection.status, 200, collection.body);
+      const proxied = await rawRequest(`${sidecar.url}/api/v1/namespaces/${ns}/services/http:nowhere:80/proxy/`, { ca: sidecar.servingCa.certPem, cert: erin });
+      assert.ok([403, 404, 503].includes(proxied.status), `the API server answered the proxy itself: ${proxied.status} ${proxied.body}`);
+
+      const expected: [RawResponse, string, Record<string, string>][] = [
+        [update, 'update', { resource: 'configmaps', namespace: ns, name: 'joined' }],
+        [collection, 'deletecollection', { resource: 'configmaps', namespace: ns }],
+        [proxied, 'get', { resource: 'services', subresource: 'proxy', namespace: ns, name: 'http:nowhere:80' }],
+      ];
+      const ids = expected.map(([response]) => auditIdOf(response));
+      const ours = await waitForEventLines(sidecar.auditLog, ids);
+      for (const [response, verb, ref] of expected) {
+        const id = auditIdOf(response);
+        const [theirs] = (await auditEventsFor(cp, id)).filter((e) => e.stage === 'ResponseComplete');
+        const mine = ours.find((e) => e.auditID === id && e.stage === 'ResponseComplete');
+        assert.ok(theirs && mine, `both logs have ${verb} (${id})`);
+        assert.equal(theirs.verb, verb);
+        assert.equal(mine.verb, theirs.verb);
+        for (const [key, value] of Object.entries(ref)) {
+          assert.equal((theirs.objectRef as Record<string, string>)[key], value, `the API server's ${key}`);
+          assert.equal((mine.objectRef as Record<string, string> | undefined)?.[key], value, `the sidecar's ${key}`);
+        }
+      }
+    });
+
     it('writes ResponseStarted and ResponseComplete for upgrades, failed upstream or refused by the sidecar', async function () {
       const execNs = await createNamespace(clients, 'audit-exec');
       await clients.core.createNamespacedPod({ namespace: execNs, body: { metadata: { name: 'web' }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } });
