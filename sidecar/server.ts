@@ -1,9 +1,10 @@
 // The TLS listeners: serving certificate and identity CA bundle from files, swapped in when they
 // change without dropping a connection, except those whose client certificate the new bundle no
 // longer trusts. Client certificates are requested, never required. A connection's TLS identity
-// cannot change under it: renegotiation is refused (by OpenSSL, and by Node should OpenSSL let one
-// through), and the certificate of the first handshake is pinned for the authenticator
-// (authn/client-cert.ts), which verifies it against the bundle as it is at each request.
+// cannot change under it: renegotiation is refused twice over (OpenSSL's SSL_OP_NO_RENEGOTIATION
+// and Node's disableRenegotiation(), whichever sees it first closes the connection), and the
+// certificate of the first handshake is pinned for the authenticator (authn/client-cert.ts), which
+// verifies it against the bundle as it is at each request.
 import { constants } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -141,7 +142,8 @@ export class TlsListeners {
   }
 
   private accepted(socket: TLSSocket): void {
-    // Node's own refusal, for a renegotiation OpenSSL would let through; OpenSSL's comes first.
+    // Node's refusal: it only reports the renegotiation, as an error, which closes the connection
+    // (answerClientError). OpenSSL's refuses it outright (SECURE_OPTIONS).
     socket.disableRenegotiation();
     if (!this.files.identity) return;
     pinHandshake(socket, () => {
