@@ -23,7 +23,7 @@ export const sidecarConfigSpec = defineSpec({
     tlsCertFile: option(path(), { required: true, description: 'The serving certificate (PEM, with its chain); reloaded when it changes.' }),
     tlsKeyFile: option(path(), { required: true, description: "The serving certificate's private key (PEM); reloaded when it changes." }),
     clientCaFile: option(path(), {
-      description: 'The identity CA bundle that client certificates must chain to; without it, client certificates are not accepted.',
+      description: 'The identity CA bundle: a client certificate must be issued directly by one of its CAs (checked at every request, against the file as it is now); without it, client certificates are not accepted.',
     }),
     upstream: option(httpsUrl(), {
       defaultFrom: {

@@ -65,10 +65,12 @@ export function call(options: CallOptions): Promise<Answer> {
       },
       (res) => {
         const served = (res.socket as TLSSocket).getPeerCertificate?.()?.fingerprint256 ?? '';
-        let body = '';
-        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, served }));
-        res.on('error', (err) => resolve({ status: 0, headers: res.headers, body, served, error: err.message }));
+        // Decoded whole: a character split between two chunks would otherwise come out as two U+FFFD.
+        const chunks: Buffer[] = [];
+        const body = () => Buffer.concat(chunks).toString('utf8');
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body(), served }));
+        res.on('error', (err) => resolve({ status: 0, headers: res.headers, body: body(), served, error: err.message }));
       },
     );
     req.setTimeout(options.timeoutMs ?? 30_000, () => req.destroy(new Error('timed out')));
