@@ -14,6 +14,13 @@ export interface SessionPoolOptions {
   maxStreamsPerSession: number;
   /** A session with no stream open for this long is closed. */
   idleTimeoutMs: number;
+  /**
+   * While streams are open, the API server is pinged this often; a session whose ping is not
+   * answered within healthTimeoutMs is cut, with its streams (as client-go's HTTP/2 health check
+   * does): a connection whose peer vanished would otherwise hold its watches open for ever.
+   */
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
 }
 
 // Flow control: each stream may have this much on its way before the sidecar reads it, and a session
@@ -77,16 +84,30 @@ export class SessionPool {
       entry.retired = true;
     };
     session.once('connect', () => session.setLocalWindowSize(STREAM_WINDOW_BYTES * this.options.maxStreamsPerSession));
+    const health = setInterval(() => this.checkHealth(entry), this.options.healthIntervalMs).unref();
     session.once('goaway', retire);
     // Errors reach the streams on it; the session itself is only taken out of the pool.
     session.on('error', retire);
     session.once('close', () => {
       retire();
       clearTimeout(entry.idle);
+      clearInterval(health);
       const at = this.entries.indexOf(entry);
       if (at >= 0) this.entries.splice(at, 1);
     });
     return entry;
+  }
+
+  private checkHealth(entry: Entry): void {
+    const { session } = entry;
+    if (entry.open === 0 || session.connecting || session.destroyed) return;
+    const { healthTimeoutMs } = this.options;
+    const cut = setTimeout(() => {
+      entry.retired = true;
+      session.destroy(new Error(`the API server did not answer a ping within ${healthTimeoutMs}ms`));
+    }, healthTimeoutMs).unref();
+    const sent = session.ping(() => clearTimeout(cut));
+    if (!sent) clearTimeout(cut); // pings still outstanding: the earlier one decides
   }
 
   /** Nothing open on it: it no longer keeps the process alive, and closes unless used again soon. */

@@ -23,6 +23,9 @@ export interface JsonResponse {
 
 const DEFAULT_STREAMS_PER_CONNECTION = 100;
 const IDLE_CONNECTION_MS = 90_000;
+// client-go's defaults for the same check (ReadIdleTimeout, PingTimeout).
+const HEALTH_INTERVAL_MS = 30_000;
+const HEALTH_TIMEOUT_MS = 15_000;
 
 export class Upstream {
   readonly url: URL;
@@ -43,6 +46,8 @@ export class Upstream {
       servername: this.servername(),
       maxStreamsPerSession: options.maxStreamsPerConnection ?? DEFAULT_STREAMS_PER_CONNECTION,
       idleTimeoutMs: IDLE_CONNECTION_MS,
+      healthIntervalMs: HEALTH_INTERVAL_MS,
+      healthTimeoutMs: HEALTH_TIMEOUT_MS,
     });
     this.token = watchFile(options.tokenFile, { onChange: (content) => options.onTokenChange?.(content !== undefined) });
   }
