@@ -5,6 +5,7 @@
 // started from an admitted pod exactly as the kubelet would start it: every file it mounts, read from
 // the objects the pod's volumes name.
 import { randomBytes } from 'node:crypto';
+import { request, type RequestOptions } from 'node:https';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,6 +21,8 @@ import {
   type V1MutatingWebhookConfiguration,
   type V1Pod,
   type V1Role,
+  type AuthenticationV1TokenRequest,
+  type V1TokenRequestSpec,
   type V1VolumeProjection,
 } from '@kubernetes/client-node';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
@@ -217,20 +220,50 @@ function fieldValue(pod: V1Pod, fieldPath: string): string {
   throw new Error(`the test kubelet does not know the field ${fieldPath}`);
 }
 
+/** The node the test kubelet plays, for a pod that names none (there is no scheduler). */
+const TEST_NODE = 'chaperone-test-node';
+
+/**
+ * TokenRequest as the kubelet makes it: bound to the pod, as its node (the shipped policy gives the
+ * scoped token to nobody else). These control planes have no nodes, so no Node authorizer that could
+ * vouch for one: the test kubelet carries system:masters beside system:nodes, for the authorizer's
+ * sake alone.
+ */
+async function requestTokenAsNode(clients: AdminClients, pod: V1Pod, spec: V1TokenRequestSpec): Promise<AuthenticationV1TokenRequest> {
+  const cluster = clients.kubeconfig.getCurrentCluster();
+  if (!cluster) throw new Error('the admin kubeconfig has no cluster');
+  const url = new URL(`${cluster.server}/api/v1/namespaces/${pod.metadata!.namespace!}/serviceaccounts/${pod.spec!.serviceAccountName!}/token`);
+  const options: RequestOptions = {
+    method: 'POST',
+    host: url.hostname,
+    port: url.port,
+    path: url.pathname,
+    headers: {
+      'content-type': 'application/json',
+      'impersonate-user': `system:node:${pod.spec!.nodeName ?? TEST_NODE}`,
+      'impersonate-group': ['system:nodes', 'system:masters'],
+    },
+  };
+  await clients.kubeconfig.applyToHTTPSOptions(options);
+  return new Promise((resolve, reject) => {
+    const req = request(options, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => (res.statusCode === 201 ? resolve(JSON.parse(body) as AuthenticationV1TokenRequest) : reject(new Error(`TokenRequest as the node: HTTP ${res.statusCode}: ${body}`))));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec }));
+  });
+}
+
 async function projectedFiles(clients: AdminClients, pod: V1Pod, source: V1VolumeProjection): Promise<Record<string, string>> {
   const namespace = pod.metadata!.namespace!;
   const files: Record<string, string> = {};
   if (source.serviceAccountToken) {
-    const token = await clients.core.createNamespacedServiceAccountToken({
-      name: pod.spec!.serviceAccountName!,
-      namespace,
-      body: {
-        spec: {
-          audiences: source.serviceAccountToken.audience ? [source.serviceAccountToken.audience] : [],
-          expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3600,
-          boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! },
-        },
-      },
+    const token = await requestTokenAsNode(clients, pod, {
+      audiences: source.serviceAccountToken.audience ? [source.serviceAccountToken.audience] : [],
+      expirationSeconds: source.serviceAccountToken.expirationSeconds ?? 3600,
+      boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name!, uid: pod.metadata!.uid! },
     });
     files[source.serviceAccountToken.path] = token.status?.token ?? '';
   }
