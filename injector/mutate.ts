@@ -1,6 +1,6 @@
 // The heart of the injector, a pure function: a pod in, the injected pod out (or a Denial).
 // It is a fixpoint: injecting an injected pod gives the same pod, which makes re-invocation safe.
-import type { V1Container, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
+import type { V1Container, V1EphemeralContainer, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { Denial } from './denial.js';
 import { ORIGINAL_SERVICE_ACCOUNT_ANNOTATION, PLACEHOLDER_TOKEN_ANNOTATION, STATUS_ANNOTATION } from './names.js';
 import {
@@ -81,6 +81,59 @@ export function refuseUnsafe(spec: V1PodSpec): void {
   }
 }
 
+/**
+ * Whether a stored pod holds the scoped token: it runs as the scoped account, or carries the sidecar
+ * or the injector's status. Read from the stored pod only, never from a patch of it.
+ */
+export function holdsScopedToken(stored: V1Pod, serviceAccount: string): boolean {
+  const spec = stored.spec;
+  if (!spec) return false;
+  if (spec.serviceAccountName === serviceAccount || spec.serviceAccount === serviceAccount) return true;
+  if ([...(spec.initContainers ?? []), ...spec.containers].some((container) => container.name === SIDECAR_NAME)) return true;
+  return stored.metadata?.annotations?.[STATUS_ANNOTATION] !== undefined;
+}
+
+/** The ephemeral containers a patch adds to the stored pod (they can be added, never changed or removed). */
+export function addedEphemeralContainers(stored: V1Pod, patched: V1Pod): V1EphemeralContainer[] {
+  const existing = new Set((stored.spec?.ephemeralContainers ?? []).map((container) => container.name));
+  return (patched.spec?.ephemeralContainers ?? []).filter((container) => !existing.has(container.name));
+}
+
+/**
+ * New ephemeral containers (kubectl debug) in a pod that holds the scoped token, judged against the
+ * stored pod's volumes and containers: none may mount a volume that holds a token (the sidecar's, or
+ * any projected token of the pod's account, which is the scoped one), join the sidecar's processes, or
+ * run privileged (the node's disk holds the token too).
+ */
+export function refuseUnsafeEphemeral(stored: V1PodSpec, added: V1EphemeralContainer[]): void {
+  const forbid = (why: string) => {
+    throw new Denial('Forbidden', `chaperone refuses this ephemeral container: ${why}; the sidecar's service-account token can impersonate people, and only the sidecar may hold it`);
+  };
+  const tokenVolumes = new Set([TOKEN_VOLUME, ...(stored.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
+  for (const container of added) {
+    for (const mount of container.volumeMounts ?? []) {
+      if (tokenVolumes.has(mount.name)) forbid(`ephemeral container ${container.name} mounts volume ${mount.name}, which holds the scoped service account's token`);
+    }
+    if (container.targetContainerName === SIDECAR_NAME) forbid(`ephemeral container ${container.name} targets the ${SIDECAR_NAME} container, whose processes and files hold that token`);
+    if (container.securityContext?.privileged) forbid(`ephemeral container ${container.name} is privileged: it could read the token from the node's disk`);
+  }
+}
+
+const OS_LABEL = 'kubernetes.io/os';
+
+/** Why the pod runs on Windows nodes only, or undefined. */
+export function windowsOnly(spec: V1PodSpec): string | undefined {
+  if (spec.os?.name === 'windows') return 'spec.os.name is windows';
+  if (spec.nodeSelector?.[OS_LABEL] === 'windows') return `its nodeSelector asks for ${OS_LABEL}=windows`;
+  const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? [];
+  const notLinux = (term: (typeof terms)[number]) =>
+    (term.matchExpressions ?? []).some(
+      (e) => e.key === OS_LABEL && ((e.operator === 'In' && !(e.values ?? []).includes('linux')) || (e.operator === 'NotIn' && (e.values ?? []).includes('linux'))),
+    );
+  if (terms.length > 0 && terms.every(notLinux)) return `its required node affinity excludes ${OS_LABEL}=linux`;
+  return undefined;
+}
+
 function freeName(name: string, taken: Set<string>): string {
   for (let i = 1; ; i++) {
     const candidate = `${name}-${i}`;
@@ -138,6 +191,14 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
   const pod = structuredClone(original);
   const spec = pod.spec;
   if (!spec || !Array.isArray(spec.containers)) throw new Denial('BadRequest', 'chaperone cannot inject this pod: it has no spec.containers');
+  const windows = windowsOnly(spec);
+  if (windows) {
+    throw new Denial(
+      'BadRequest',
+      `chaperone cannot inject this pod: it runs on Windows nodes (${windows}), and the chaperone sidecar is a Linux container; ` +
+        `run the dashboard on Linux nodes, or opt the pod out with the label chaperone.dev/inject=disabled (it then cannot run as the scoped service account)`,
+    );
+  }
   const annotations = (pod.metadata ??= {}).annotations ?? {};
   const injectedBefore = annotations[STATUS_ANNOTATION] !== undefined;
   const hadInitContainers = spec.initContainers !== undefined;

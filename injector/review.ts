@@ -4,16 +4,12 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
 import type { InjectorConfig } from './config.js';
 import { Denial } from './denial.js';
-import { injectPod, refuseUnsafe } from './mutate.js';
+import { addedEphemeralContainers, holdsScopedToken, injectPod, refuseUnsafeEphemeral } from './mutate.js';
 import { INJECT_LABEL } from './names.js';
-import { LOOKUP_TIMEOUT_MS } from './namespaces.js';
+import { LOOKUP_TIMEOUT_MS, neverInjected } from './namespaces.js';
 import { jsonPatch, type PatchOperation } from './patch.js';
 import { notProvisionedMessage, type ProvisioningStatus } from './provision/readiness.js';
-import { SIDECAR_NAME } from './proxy.js';
 import { resolveSettings } from './settings.js';
-
-/** Never injected, whatever their labels say. */
-export const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease'];
 
 /** The labels of a namespace, undefined if there is no such namespace. */
 export type NamespaceLabels = (namespace: string) => Promise<Readonly<Record<string, string>> | undefined>;
@@ -52,6 +48,8 @@ interface AdmissionRequest {
   operation?: string;
   dryRun?: boolean;
   object?: unknown;
+  /** The pod as stored, for an UPDATE. */
+  oldObject?: unknown;
 }
 
 export interface AdmissionResponse {
@@ -101,8 +99,8 @@ type Selection = { inject: true } | { inject: false; why: string };
 
 /** Whether this pod in this namespace gets the sidecar. The namespace is the request's, never the object's. */
 async function select(namespace: string, pod: V1Pod, ctx: ReviewContext): Promise<Selection> {
-  if (SYSTEM_NAMESPACES.includes(namespace)) return { inject: false, why: 'system namespace' };
-  if (namespace === ctx.config.namespace) return { inject: false, why: "the injector's own namespace" };
+  const never = neverInjected(namespace, ctx.config.namespace);
+  if (never) return { inject: false, why: never };
   const podLabel = pod.metadata?.labels?.[INJECT_LABEL];
   if (podLabel === 'disabled') return { inject: false, why: `the pod is labelled ${INJECT_LABEL}=disabled` };
   if (podLabel !== undefined && podLabel !== 'enabled') {
@@ -141,18 +139,39 @@ const container: Check = (value, at) =>
  * decoding gives them: anything else did not come from the API server, and is refused rather than
  * half understood.
  */
-function podOf(request: AdmissionRequest): V1Pod {
-  if (!isObject(request.object)) throw new Denial('BadRequest', 'the admission request carries no pod');
-  const pod = request.object as V1Pod;
-  if (!isObject(pod.spec)) throw new Denial('BadRequest', 'the pod has no spec');
+function podOf(object: unknown, what = 'pod'): V1Pod {
+  if (!isObject(object)) throw new Denial('BadRequest', `the admission request carries no ${what}`);
+  const pod = object as V1Pod;
+  if (!isObject(pod.spec)) throw new Denial('BadRequest', `the ${what} has no spec`);
   const spec = pod.spec as unknown as Record<string, unknown>;
   const problem =
     listOf(spec.containers, 'spec.containers', container, true) ??
     listOf(spec.initContainers, 'spec.initContainers', container) ??
     listOf(spec.ephemeralContainers, 'spec.ephemeralContainers', container) ??
     listOf(spec.volumes, 'spec.volumes', named);
-  if (problem) throw new Denial('BadRequest', `chaperone cannot read this pod: ${problem}`);
+  if (problem) throw new Denial('BadRequest', `chaperone cannot read this ${what}: ${problem}`);
   return pod;
+}
+
+/**
+ * kubectl debug (UPDATE of pods/ephemeralcontainers). The API server hands the webhook the pod as
+ * patched, before that subresource drops every change but the new ephemeral containers: a label, a
+ * renamed container or a removed volume in the patch are never stored. So none of them decides
+ * anything here. Whether the pod holds the scoped token, which volumes hold it and which container is
+ * the sidecar come from the stored pod (oldObject); from the patched one, only the ephemeral
+ * containers it adds, the one thing the request can change.
+ */
+function reviewEphemeral(request: AdmissionRequest, ctx: ReviewContext): AdmissionResponse {
+  const stored = podOf(request.oldObject, 'stored pod (oldObject)');
+  const added = addedEphemeralContainers(stored, podOf(request.object));
+  const who = { uid: request.uid, namespace: request.namespace, pod: stored.metadata?.name, added: added.map((c) => c.name) };
+  if (!holdsScopedToken(stored, ctx.config.serviceAccount)) {
+    ctx.log.debug(who, 'ephemeral containers in a pod without the sidecar');
+    return allow(request.uid);
+  }
+  refuseUnsafeEphemeral(stored.spec!, added);
+  ctx.log.info(who, 'ephemeral containers allowed beside the sidecar');
+  return allow(request.uid);
 }
 
 async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<AdmissionResponse> {
@@ -164,16 +183,13 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
   if (!isPod || !(creating || addingEphemeral)) return allow(uid);
   const namespace = request.namespace;
   if (typeof namespace !== 'string' || namespace === '') throw new Denial('BadRequest', 'the admission request names no namespace');
+  if (addingEphemeral) return reviewEphemeral(request, ctx);
 
-  const pod = podOf(request);
+  const pod = podOf(request.object);
   const selection = await select(namespace, pod, ctx);
   const who = { uid, namespace, pod: pod.metadata?.name ?? `${pod.metadata?.generateName ?? ''}*`, dryRun: request.dryRun === true };
   if (!selection.inject) {
     ctx.log.debug({ ...who, why: selection.why }, 'not injecting');
-    return allow(uid);
-  }
-  if (addingEphemeral) {
-    if ([...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].some((c) => c.name === SIDECAR_NAME)) refuseUnsafe(pod.spec!);
     return allow(uid);
   }
   if (ctx.provisioning) {

@@ -1,6 +1,7 @@
 // What `chaperone doctor` knows about a cluster: everything the checks judge, read beforehand
 // (read.ts), so that the checks are pure functions of it.
 import type {
+  CoreV1Event,
   V1ConfigMap,
   V1MutatingWebhookConfiguration,
   V1Namespace,
@@ -44,6 +45,8 @@ export interface DoctorFacts {
   namespaceName: string;
   installation: Installation;
   namespace: Observed<V1Namespace>;
+  /** For a namespace chaperone never provisions: the injector's events that say it refused the label. */
+  refusals?: Observed<CoreV1Event[]>;
   /** Whether the namespace matches the injector's provisionSelector (the API server's answer); only with one. */
   inProvisionSelector?: Observed<boolean>;
   serviceAccount: Observed<V1ServiceAccount>;

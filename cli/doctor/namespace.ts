@@ -1,9 +1,44 @@
 // Is the namespace one the injector injects and provisions: it exists, it is not a namespace the
-// injector never touches, it carries the label, and it matches the installation's selector.
+// injector never touches (and if it is labelled anyway, that the injector refused the label and left no
+// scoped account there), it carries the label, and it matches the installation's selector.
 import { INJECT_LABEL } from '../../injector/names.js';
-import { SYSTEM_NAMESPACES } from '../../injector/review.js';
+import { neverInjected } from '../../injector/namespaces.js';
 import type { DoctorFacts } from './facts.js';
 import { fail, ok, warn, type Finding } from './findings.js';
+
+/** A namespace chaperone never provisions, labelled all the same: what the injector said, and what it left. */
+function refusedLabelFindings(facts: DoctorFacts, what: string): Finding[] {
+  const name = facts.namespaceName;
+  const unlabel = `kubectl label namespace ${name} ${INJECT_LABEL}-`;
+  const findings: Finding[] = [];
+  const { refusals } = facts;
+  const check = 'namespace/refused-label';
+  if (refusals?.state === 'found' && refusals.value.length > 0) {
+    const last = refusals.value.reduce((a, b) => ((a.lastTimestamp ?? a.eventTime ?? 0) >= (b.lastTimestamp ?? b.eventTime ?? 0) ? a : b));
+    const at = last.lastTimestamp ? ` (${new Date(last.lastTimestamp).toISOString()})` : '';
+    findings.push(warn(check, `the injector refused the label: ${last.message ?? ''}${at}`, unlabel));
+  } else if (refusals?.state === 'unreadable') {
+    findings.push(warn(check, `cannot read the injector's events about ${name}: ${refusals.reason}`, 'run chaperone doctor as someone who may list events in default'));
+  } else {
+    findings.push(
+      warn(
+        check,
+        `no event of the injector about ${name} (${what}) was found: it refuses such a label with a Warning event within seconds, and events expire after an hour`,
+        `${unlabel}; if the injector is running and says nothing, its leader's log does`,
+      ),
+    );
+  }
+  if (facts.serviceAccount.state === 'found') {
+    findings.push(
+      fail(
+        'namespace/scoped-account',
+        `ServiceAccount ${facts.installation.serviceAccount} exists in ${name}, where chaperone never provisions: the shipped policies keep its token from every pod and request, but it should not be there`,
+        `the injector removes its own within seconds of the refusal; delete any other: kubectl -n ${name} delete serviceaccount ${facts.installation.serviceAccount}`,
+      ),
+    );
+  }
+  return findings;
+}
 
 export function namespaceFindings(facts: DoctorFacts): Finding[] {
   const name = facts.namespaceName;
@@ -17,9 +52,13 @@ export function namespaceFindings(facts: DoctorFacts): Finding[] {
   const findings: Finding[] = [];
   const label = namespace.value.metadata?.labels?.[INJECT_LABEL];
   const relabel = `kubectl label namespace ${name} ${INJECT_LABEL}=enabled${label === undefined ? '' : ' --overwrite'}`;
-  if (SYSTEM_NAMESPACES.includes(name) || name === installation.namespace) {
-    const what = name === installation.namespace ? "the injector's own namespace" : 'a system namespace';
-    findings.push(fail('namespace/label', `${name} is ${what}: pods there are never injected, whatever its labels`, 'run the dashboard in a namespace of its own'));
+  const never = neverInjected(name, installation.namespace);
+  if (never) {
+    const labelled = label === 'enabled';
+    const message = `${name} is ${never}: pods there are never injected, whatever its labels${labelled ? `; it is labelled ${INJECT_LABEL}=enabled, but chaperone never provisions or injects it` : ''}`;
+    const fix = labelled ? `kubectl label namespace ${name} ${INJECT_LABEL}-, and run the dashboard in a namespace of its own` : 'run the dashboard in a namespace of its own';
+    findings.push(fail('namespace/label', message, fix));
+    if (labelled) findings.push(...refusedLabelFindings(facts, never));
   } else if (label === 'enabled') {
     findings.push(ok('namespace/label', `${name} is labelled ${INJECT_LABEL}=enabled`));
   } else {

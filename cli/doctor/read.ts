@@ -14,6 +14,7 @@ import {
 import type { InjectorConfig } from '../../injector/config.js';
 import { provisioningNames } from '../../injector/controller.js';
 import { checkProvisioning } from '../../injector/provision/readiness.js';
+import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, REFUSED_REASON } from '../../injector/namespaces.js';
 import { KeepAliveKubeReader, KubeReadError } from '../../lib/kube-reads.js';
 import { apiErrorMessage } from '../cluster.js';
 import { accessQuestions, serviceAccountUser } from './access.js';
@@ -98,8 +99,16 @@ export async function readFacts(kubeconfig: KubeConfig, config: InjectorConfig, 
   const installation = installationOf(config);
   const { namespace } = target;
   const selector = installation.provisionSelector;
-  const [ns, inProvisionSelector, serviceAccount, configMap, servingSecret, readiness, webhook, access, pod] = await Promise.all([
+  const refused = neverInjected(namespace, installation.namespace);
+  const [ns, refusals, inProvisionSelector, serviceAccount, configMap, servingSecret, readiness, webhook, access, pod] = await Promise.all([
     observe(() => core.readNamespace({ name: namespace }), `get on namespaces/${namespace}`),
+    refused
+      ? observe(
+          async () =>
+            (await core.listNamespacedEvent({ namespace: NAMESPACE_EVENTS_NAMESPACE, fieldSelector: `involvedObject.kind=Namespace,involvedObject.name=${namespace},reason=${REFUSED_REASON}` })).items,
+          `list on events in ${NAMESPACE_EVENTS_NAMESPACE}`,
+        )
+      : undefined,
     selector ? observe(async () => (await core.listNamespace({ labelSelector: selector, fieldSelector: `metadata.name=${namespace}` })).items.length > 0, 'list on namespaces') : undefined,
     observe(() => core.readNamespacedServiceAccount({ name: installation.serviceAccount, namespace }), `get on serviceaccounts in ${namespace}`),
     observe(() => core.readNamespacedConfigMap({ name: installation.caConfigMap, namespace }), `get on configmaps in ${namespace}`),
@@ -117,6 +126,7 @@ export async function readFacts(kubeconfig: KubeConfig, config: InjectorConfig, 
     namespaceName: namespace,
     installation,
     namespace: ns,
+    ...(refusals ? { refusals } : {}),
     ...(inProvisionSelector ? { inProvisionSelector } : {}),
     serviceAccount,
     configMap,

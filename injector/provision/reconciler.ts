@@ -12,6 +12,7 @@ import type { AccessPolicy, ImpersonationMode } from '../../lib/access-policy.js
 import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
 import { readSecret, writeLeafSecret } from '../certs/webhook.js';
+import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, refusalEvent } from '../namespaces.js';
 import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type Watching } from './kube.js';
 import { accessPolicyFor, AccessPolicyError, type AccessDefaults, type ServedResources } from './access.js';
 import { detectImpersonationMode, servedResources } from './cluster-support.js';
@@ -37,6 +38,8 @@ export interface ProvisionerOptions {
 class Foreign extends Error {}
 
 const MAX_BACKOFF_MS = 60_000;
+/** Events expire after an hour (the API server's --event-ttl): a refused label is said again as often. */
+const REFUSAL_EVENT_INTERVAL_MS = 55 * 60_000;
 const SERVED_RESOURCES_TTL_MS = 30_000;
 
 export class NamespaceProvisioner {
@@ -52,6 +55,7 @@ export class NamespaceProvisioner {
   private mode: ImpersonationMode | undefined;
   private lastMode: ImpersonationMode | undefined;
   private served: { at: number; resources: ServedResources } | undefined;
+  private readonly refusedAt = new Map<string, number>();
 
   constructor(private readonly options: ProvisionerOptions) {}
 
@@ -138,8 +142,12 @@ export class NamespaceProvisioner {
   private async reconcile(name: string): Promise<void> {
     const { log, resyncMs } = this.options;
     const ns = this.labelled.get(name);
+    // Never provisioned, whatever its labels (kube-system, ..., the injector's own): the label is refused, visibly.
+    const never = neverInjected(name, this.options.names.installation);
+    if (!ns) this.refusedAt.delete(name);
     try {
-      if (ns && !ns.metadata?.deletionTimestamp) {
+      if (ns && never) await this.refuse(ns, never);
+      if (ns && !ns.metadata?.deletionTimestamp && !never) {
         const renewAt = await this.provision(name);
         this.enqueue(name, Math.min(resyncMs, Math.max(0, renewAt - Date.now() + 50)));
       } else {
@@ -240,6 +248,21 @@ export class NamespaceProvisioner {
       }
     }
     if (removed.length > 0) log.info({ namespace, removed }, 'removed what the namespace was provisioned with');
+  }
+
+  /** A Warning event on the namespace (at most one an hour) and a log line; the caller unprovisions it. */
+  private async refuse(ns: V1Namespace, why: string): Promise<void> {
+    const name = ns.metadata!.name!;
+    const last = this.refusedAt.get(name);
+    if (last !== undefined && Date.now() - last < REFUSAL_EVENT_INTERVAL_MS) return;
+    const { core, log, names } = this.options;
+    log.warn({ namespace: name, why }, 'refused to provision a namespace labelled for injection');
+    try {
+      await core.createNamespacedEvent({ namespace: NAMESPACE_EVENTS_NAMESPACE, body: refusalEvent(ns, why, names.installation) });
+      this.refusedAt.set(name, Date.now());
+    } catch (err) {
+      log.warn({ namespace: name, err: describeError(err) }, 'could not record the refusal as an event');
+    }
   }
 
   private mustOwn(object: { metadata?: V1ObjectMeta }, kind: string, namespace: string): void {

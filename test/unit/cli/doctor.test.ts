@@ -108,6 +108,32 @@ describe('chaperone doctor (the pure core)', function () {
         ],
       },
       {
+        name: 'a labelled kube-system: the label is refused, the injector said so, and no scoped account is left',
+        change: (f) => {
+          f.namespaceName = 'kube-system';
+          f.serviceAccount = absent;
+          f.refusals = found([
+            { metadata: {}, involvedObject: { kind: 'Namespace', name: 'kube-system' }, reason: 'InjectionRefused', type: 'Warning', message: 'chaperone never provisions kube-system (a system namespace): its label chaperone.dev/inject=enabled is refused', lastTimestamp: new Date('2026-01-01T00:00:00Z') },
+          ]);
+        },
+        expect: [
+          { check: 'namespace/label', status: 'fail', message: /kube-system is a system namespace: pods there are never injected, whatever its labels; it is labelled chaperone.dev\/inject=enabled, but chaperone never provisions or injects it/, fix: 'kubectl label namespace kube-system chaperone.dev/inject-, and run the dashboard in a namespace of its own' },
+          { check: 'namespace/refused-label', status: 'warn', message: /^the injector refused the label: chaperone never provisions kube-system \(a system namespace\).* \(2026-01-01T00:00:00.000Z\)$/, fix: 'kubectl label namespace kube-system chaperone.dev/inject-' },
+        ],
+        without: ['namespace/scoped-account'],
+      },
+      {
+        name: 'a labelled kube-system without the injector\'s event, and with a scoped account in it',
+        change: (f) => {
+          f.namespaceName = 'kube-system';
+          f.refusals = found([]);
+        },
+        expect: [
+          { check: 'namespace/refused-label', status: 'warn', message: /no event of the injector about kube-system \(a system namespace\) was found/ },
+          { check: 'namespace/scoped-account', status: 'fail', message: /ServiceAccount chaperone-impersonator exists in kube-system, where chaperone never provisions/, fix: /kubectl -n kube-system delete serviceaccount chaperone-impersonator/ },
+        ],
+      },
+      {
         name: "the injector's own namespace is never injected",
         change: (f) => (f.namespaceName = f.installation.namespace),
         expect: [{ check: 'namespace/label', status: 'fail', message: /is the injector's own namespace/ }],

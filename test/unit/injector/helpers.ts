@@ -46,6 +46,8 @@ export const silentLog: Logger = pino({ enabled: false });
 
 export interface ReviewInput {
   object?: unknown;
+  /** The pod as stored, for an UPDATE. */
+  oldObject?: unknown;
   namespace?: string;
   operation?: string;
   kind?: { group: string; version: string; kind: string };
@@ -67,6 +69,7 @@ export function admissionReview(input: ReviewInput): Record<string, unknown> {
       operation: input.operation ?? 'CREATE',
       userInfo: { username: 'alice' },
       object: input.object,
+      ...(input.oldObject !== undefined ? { oldObject: input.oldObject } : {}),
       dryRun: input.dryRun ?? false,
     },
   };

@@ -163,10 +163,12 @@ describe('injector/mutate', function () {
   });
 
   describe('ephemeral containers (kubectl debug) on an injected pod', function () {
+    // As the API server sends it: the stored pod as oldObject, the pod as patched as object.
     async function addEphemeral(container: Record<string, unknown>) {
-      const injected = (await inject(pod())).pod;
-      injected.spec!.ephemeralContainers = [{ name: 'debugger', image: 'busybox:1.36', ...container }];
-      return review({ object: injected, operation: 'UPDATE', subResource: 'ephemeralcontainers' });
+      const stored = (await inject(pod())).pod;
+      const patched = structuredClone(stored);
+      patched.spec!.ephemeralContainers = [{ name: 'debugger', image: 'busybox:1.36', ...container }];
+      return review({ object: patched, oldObject: stored, operation: 'UPDATE', subResource: 'ephemeralcontainers' });
     }
 
     it('allows a debugger that stays away from the sidecar, with no patch', async function () {

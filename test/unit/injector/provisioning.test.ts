@@ -55,7 +55,7 @@ describe('injector/review: namespace provisioning', function () {
     const never = provisioning(() => Promise.resolve({ ready: false, missing: ['everything'] }));
     assert.equal((await reviewWith(never, { object: POD, namespace: 'plain' })).response.allowed, true);
     assert.equal((await reviewWith(never, { object: { ...POD, metadata: { name: 'x', labels: { 'chaperone.dev/inject': 'disabled' } } } })).response.allowed, true);
-    assert.equal((await reviewWith(never, { object: POD, operation: 'UPDATE', subResource: 'ephemeralcontainers' })).response.allowed, true);
+    assert.equal((await reviewWith(never, { object: POD, oldObject: POD, operation: 'UPDATE', subResource: 'ephemeralcontainers' })).response.allowed, true);
     assert.deepEqual(asked, []);
   });
 });
