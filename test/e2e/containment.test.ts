@@ -156,6 +156,7 @@ const RULES = {
   podSecurity: { name: 'Pod Security `baseline`, which the namespace must enforce', words: /violates PodSecurity "baseline:latest"/ },
   outsideInjection: { name: '`scoped-pod-outside-injection`', words: /chaperone rule scoped-pod-outside-injection: / },
   hostAccess: { name: '`host-access-in-scoped-pod`', words: /chaperone rule host-access-in-scoped-pod: / },
+  accountItself: { name: 'RBAC: as itself the account may only impersonate and ask', words: /is forbidden: User "system:serviceaccount:[^:"]+:chaperone-impersonator" cannot / },
 };
 
 const ROUTES: Route[] = [
@@ -246,6 +247,13 @@ const ROUTES: Route[] = [
     needsPod: true,
     rule: RULES.tokenRequest,
     attempt: tokenRequest,
+  },
+  {
+    id: 'impersonate-account',
+    title: '`kubectl --as` the account itself (`edit` and `admin` may impersonate the namespace\'s service accounts) and read Secrets as it',
+    place: 'labelled',
+    rule: RULES.accountItself,
+    attempt: (t) => ({ method: 'GET', path: `/api/v1/namespaces/${t.namespace}/secrets`, headers: { 'impersonate-user': `system:serviceaccount:${t.namespace}:${SCOPED}` } }),
   },
   {
     id: 'legacy-secret',
