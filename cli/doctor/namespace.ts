@@ -6,6 +6,22 @@ import { neverInjected } from '../../injector/namespaces.js';
 import type { DoctorFacts } from './facts.js';
 import { fail, ok, warn, type Finding } from './findings.js';
 
+const POD_SECURITY_LABEL = 'pod-security.kubernetes.io/enforce';
+
+/**
+ * Pod Security baseline (or restricted) keeps hostPath volumes and privileged pods out of the
+ * namespace: either reads every token the kubelet keeps on the node, the sidecar's among them.
+ */
+function podSecurityFinding(name: string, level: string | undefined): Finding {
+  const check = 'namespace/pod-security';
+  if (level === 'baseline' || level === 'restricted') return ok(check, `${name} enforces Pod Security ${level}: no pod there may mount the node's disk or run privileged`);
+  return warn(
+    check,
+    `${name} does not enforce Pod Security baseline (${POD_SECURITY_LABEL} is ${level ?? 'not set'}): a pod there with a hostPath volume, or privileged, could read the sidecar's token from the node, unless the cluster enforces baseline by default`,
+    `kubectl label namespace ${name} ${POD_SECURITY_LABEL}=baseline --overwrite (docs/operations.md, "What operators must also do")`,
+  );
+}
+
 /** A namespace chaperone never provisions, labelled all the same: what the injector said, and what it left. */
 function refusedLabelFindings(facts: DoctorFacts, what: string): Finding[] {
   const name = facts.namespaceName;
@@ -60,7 +76,7 @@ export function namespaceFindings(facts: DoctorFacts): Finding[] {
     findings.push(fail('namespace/label', message, fix));
     if (labelled) findings.push(...refusedLabelFindings(facts, never));
   } else if (label === 'enabled') {
-    findings.push(ok('namespace/label', `${name} is labelled ${INJECT_LABEL}=enabled`));
+    findings.push(ok('namespace/label', `${name} is labelled ${INJECT_LABEL}=enabled`), podSecurityFinding(name, namespace.value.metadata?.labels?.[POD_SECURITY_LABEL]));
   } else {
     const has = label === undefined ? 'has no label' : `is labelled ${INJECT_LABEL}=${label}, not`;
     findings.push(fail('namespace/label', `${name} ${has} ${INJECT_LABEL}=enabled: pods created there get no sidecar`, relabel));

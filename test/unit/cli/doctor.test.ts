@@ -58,6 +58,7 @@ describe('chaperone doctor (the pure core)', function () {
     assert.deepEqual(findings.filter((f) => f.status !== 'ok'), []);
     assert.deepEqual(findings.map((f) => f.check), [
       'namespace/label',
+      'namespace/pod-security',
       'provisioning/service-account',
       'provisioning/serving-ca',
       'provisioning/identity-ca',
@@ -106,6 +107,18 @@ describe('chaperone doctor (the pure core)', function () {
           { check: 'namespace/label', status: 'fail', message: /kube-system is a system namespace: pods there are never injected/ },
           { check: 'webhook/namespace-selector', status: 'fail' },
         ],
+      },
+      {
+        name: 'a labelled namespace that does not enforce Pod Security baseline is warned about, with the label that fixes it',
+        change: (f) => delete present(f.namespace).metadata!.labels!['pod-security.kubernetes.io/enforce'],
+        expect: [
+          { check: 'namespace/pod-security', status: 'warn', message: /team-a does not enforce Pod Security baseline \(pod-security.kubernetes.io\/enforce is not set\): a pod there with a hostPath volume, or privileged, could read the sidecar's token/, fix: /^kubectl label namespace team-a pod-security.kubernetes.io\/enforce=baseline --overwrite/ },
+        ],
+      },
+      {
+        name: 'restricted will do as well as baseline; privileged will not',
+        change: (f) => (present(f.namespace).metadata!.labels!['pod-security.kubernetes.io/enforce'] = 'privileged'),
+        expect: [{ check: 'namespace/pod-security', status: 'warn', message: /enforce is privileged/ }],
       },
       {
         name: 'a labelled kube-system: the label is refused, the injector said so, and no scoped account is left',

@@ -79,7 +79,7 @@ export function healthyFacts(): DoctorFacts {
     now: new Date(),
     namespaceName: NAMESPACE,
     installation,
-    namespace: found({ metadata: { name: NAMESPACE, labels: { 'chaperone.dev/inject': 'enabled', 'kubernetes.io/metadata.name': NAMESPACE } } }),
+    namespace: found({ metadata: { name: NAMESPACE, labels: { 'chaperone.dev/inject': 'enabled', 'kubernetes.io/metadata.name': NAMESPACE, 'pod-security.kubernetes.io/enforce': 'baseline' } } }),
     serviceAccount: found({ metadata: { name: installation.serviceAccount, labels: own }, automountServiceAccountToken: false }),
     configMap: found({
       metadata: { name: installation.caConfigMap, labels: own },
