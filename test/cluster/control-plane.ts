@@ -254,6 +254,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         `--secure-port=${await freePort()}`,
         `--cert-dir=${file('kcm-certs')}`,
         `--root-ca-file=${file('ca.crt')}`,
+        // Each controller as its own service account in kube-system, as kubeadm and most managed clusters
+        // run them: chaperone's policies name the namespace controller and the garbage collector.
+        '--use-service-account-credentials=true',
         '--profiling=false',
       ],
       file('kube-controller-manager.log'),
