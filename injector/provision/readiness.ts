@@ -9,7 +9,7 @@ import { TLS_CERT_KEY, TLS_KEY_KEY } from '../certs/feed.js';
 import { accessPolicyFor, AccessPolicyError } from './access.js';
 import { decodeData } from './kube.js';
 import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, isOwn, SERVING_CA_KEY } from './names.js';
-import { bindsOnly, impersonatorName, serviceAccountSubject, type ProvisioningNames } from './objects.js';
+import { bindsOnly, contentDigest, impersonatorName, readStamp, serviceAccountSubject, VERIFIED_ANNOTATION, type ProvisioningNames } from './objects.js';
 
 export interface ProvisioningStatus {
   ready: boolean;
@@ -88,7 +88,25 @@ export function missingPieces(observed: ObservedProvisioning, names: Provisionin
     const problem = certificateProblem(secret, now);
     if (problem) missing.push(`Secret ${names.servingSecret} (it ${problem})`);
   }
+  if (missing.length === 0 && role) missing.push(...unverified(observed, role, names, rbacName));
   return missing;
+}
+
+/**
+ * What is there but not what the injector wrote or checked, by the record on the namespace's role
+ * (objects.ts, VERIFIED_ANNOTATION): a ServiceAccount someone else created (its tokens are not the
+ * scoped ones), a CA bundle, access policy or serving key someone changed. A pod is not injected until
+ * the injector has put them back, within seconds.
+ */
+function unverified(observed: ObservedProvisioning, role: V1ClusterRole, names: ProvisioningNames, rbacName: string): string[] {
+  const stamp = readStamp(role.metadata?.annotations);
+  if (!stamp) return [`ClusterRole ${rbacName} recording what the injector verified in the namespace (${VERIFIED_ANNOTATION}): it has not verified it yet`];
+  const problems: string[] = [];
+  const restoring = 'the injector is putting it back';
+  if (stamp.serviceAccount !== observed.serviceAccount?.metadata?.uid) problems.push(`ServiceAccount ${names.serviceAccount} (not the account the injector created; ${restoring})`);
+  if (stamp.configMap !== contentDigest(observed.configMap)) problems.push(`ConfigMap ${names.caConfigMap} (its content is not what the injector wrote; ${restoring})`);
+  if (stamp.secret !== contentDigest(observed.secret)) problems.push(`Secret ${names.servingSecret} (its content is not what the injector wrote; ${restoring})`);
+  return problems;
 }
 
 /** Reads the namespace and what it holds (six GETs by name, in parallel) and says what is missing. */

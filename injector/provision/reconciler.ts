@@ -7,18 +7,34 @@
 // not is left alone and reported (the readiness check names it). The ClusterRoleBindings, labelled with
 // their namespace, are also the record of which namespaces were provisioned, so that a label removed
 // while no injector ran is still cleaned up.
-import type { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
+import type { CoreV1Api, KubeConfig, KubernetesObject, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
 import type { AccessPolicy, ImpersonationMode } from '../../lib/access-policy.js';
 import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
 import { readSecret, writeLeafSecret } from '../certs/webhook.js';
 import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, refusalEvent } from '../namespaces.js';
-import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type Watching } from './kube.js';
+import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type ListWatchOptions, type Watching } from './kube.js';
 import { accessPolicyFor, AccessPolicyError, type AccessDefaults, type ServedResources } from './access.js';
 import { detectImpersonationMode, servedResources } from './cluster-support.js';
 import { impersonatorRules, sameRules } from './impersonator-role.js';
 import { FOR_NAMESPACE_LABEL, INJECT_SELECTOR, isOwn, ownLabels, PROVISIONED_BY_LABEL } from './names.js';
-import { bindsOnly, caConfigMapData, impersonatorName, serviceAccountSubject, sidecarLeafSpec, type ProvisioningNames } from './objects.js';
+import {
+  bindsOnly,
+  caConfigMapData,
+  contentDigest,
+  desiredServiceAccount,
+  impersonatorName,
+  metadataDrift,
+  ownMetadataOf,
+  readStamp,
+  serviceAccountDrift,
+  serviceAccountSubject,
+  sidecarLeafSpec,
+  stampAnnotation,
+  VERIFIED_ANNOTATION,
+  type ProvisioningNames,
+  type VerifiedStamp,
+} from './objects.js';
 
 export interface ProvisionerOptions {
   kubeconfig: KubeConfig;
@@ -46,6 +62,8 @@ export class NamespaceProvisioner {
   private cas: SidecarCas | undefined;
   private labelled = new Map<string, V1Namespace>();
   private watching: Watching | undefined;
+  private readonly ownWatches: Watching[] = [];
+  private namespacesListed = false;
   private readonly due = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly queue = new Set<string>();
   private readonly failures = new Map<string, number>();
@@ -74,6 +92,7 @@ export class NamespaceProvisioner {
   private startWatching(): void {
     const { kubeconfig, core, namespaceSelector, log } = this.options;
     const labelSelector = namespaceSelector ? `${INJECT_SELECTOR},${namespaceSelector}` : INJECT_SELECTOR;
+    this.watchOwnObjects();
     this.watching = listWatch<V1Namespace>({
       kubeconfig,
       path: '/api/v1/namespaces',
@@ -82,6 +101,7 @@ export class NamespaceProvisioner {
       onList: (items) => {
         const before = [...this.labelled.keys()];
         this.labelled = new Map(items.map((ns) => [ns.metadata!.name!, ns]));
+        this.namespacesListed = true;
         for (const name of new Set([...before, ...this.labelled.keys()])) this.enqueue(name);
         void this.resync();
       },
@@ -95,6 +115,39 @@ export class NamespaceProvisioner {
       what: `namespaces labelled ${labelSelector}`,
     });
     this.resyncTimer = setInterval(() => void this.resync(), this.options.resyncMs);
+  }
+
+  /**
+   * Watches of what it provisions, so that a change by anyone (an administrator, a system component;
+   * the ValidatingAdmissionPolicy keeps everyone else out) is repaired within seconds, not at the next
+   * resync: the ServiceAccount, ConfigMap and Secret by name in every namespace (RBAC lets it list and
+   * watch those names only), and its own ClusterRoles and ClusterRoleBindings by label. An event only
+   * says which namespace to reconcile; the reconciler reads what it needs itself.
+   */
+  private watchOwnObjects(): void {
+    const { kubeconfig, core, rbac, names, log } = this.options;
+    const own = `${PROVISIONED_BY_LABEL}=${names.installation}`;
+    const byName = (name: string) => `metadata.name=${name}`;
+    const namespaced = (object: KubernetesObject) => object.metadata?.namespace;
+    const forNamespace = (object: KubernetesObject) => object.metadata?.labels?.[FOR_NAMESPACE_LABEL];
+    const watches: [string, Pick<ListWatchOptions<KubernetesObject>, 'path' | 'list' | 'fieldSelector' | 'labelSelector'>, (object: KubernetesObject) => string | undefined][] = [
+      [`ServiceAccounts ${names.serviceAccount}`, { path: '/api/v1/serviceaccounts', fieldSelector: byName(names.serviceAccount), list: () => core.listServiceAccountForAllNamespaces({ fieldSelector: byName(names.serviceAccount) }) }, namespaced],
+      [`ConfigMaps ${names.caConfigMap}`, { path: '/api/v1/configmaps', fieldSelector: byName(names.caConfigMap), list: () => core.listConfigMapForAllNamespaces({ fieldSelector: byName(names.caConfigMap) }) }, namespaced],
+      [`Secrets ${names.servingSecret}`, { path: '/api/v1/secrets', fieldSelector: byName(names.servingSecret), list: () => core.listSecretForAllNamespaces({ fieldSelector: byName(names.servingSecret) }) }, namespaced],
+      ['its impersonator ClusterRoles', { path: '/apis/rbac.authorization.k8s.io/v1/clusterroles', labelSelector: own, list: () => rbac.listClusterRole({ labelSelector: own }) }, forNamespace],
+      ['its impersonator ClusterRoleBindings', { path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', labelSelector: own, list: () => rbac.listClusterRoleBinding({ labelSelector: own }) }, forNamespace],
+    ];
+    for (const [what, source, namespaceOf] of watches) {
+      const touched = (object: KubernetesObject) => {
+        // Until the labelled namespaces are known, every namespace would look unlabelled (and be cleaned
+        // up): their first list reconciles everything anyway.
+        if (!this.namespacesListed) return;
+        const namespace = namespaceOf(object);
+        // Labelled: put back what changed. Not labelled: only a leftover role or binding of ours needs anything (removing).
+        if (namespace && (this.labelled.has(namespace) || namespaceOf === forNamespace)) this.enqueue(namespace);
+      };
+      this.ownWatches.push(listWatch<KubernetesObject>({ kubeconfig, ...source, onList: (items) => items.forEach(touched), onEvent: (_type, object) => touched(object), log, what }));
+    }
   }
 
   /** Every labelled namespace again, and every namespace that still has a binding of ours but is not labelled. */
@@ -164,20 +217,27 @@ export class NamespaceProvisioner {
     }
   }
 
-  /** Returns when the serving certificate is next due for renewal. */
+  /**
+   * Returns when the serving certificate is next due for renewal.
+   *
+   * Nothing in the namespace is trusted for being there: an object of one of its names that this
+   * installation did not verify (a squat from before the label, or from before the
+   * ValidatingAdmissionPolicy existed, whatever labels it carries) is written over, or for the
+   * ServiceAccount, whose tokens would become powerful once bound, replaced. What it verified it
+   * records on the namespace's ClusterRole ({@link VERIFIED_ANNOTATION}), which nobody in the namespace
+   * can write; the webhook injects pods only while that record matches what is there.
+   */
   private async provision(namespace: string): Promise<number> {
-    const { core, names, log } = this.options;
+    const { rbac, names, log } = this.options;
     const cas = this.cas!;
-    const labels = this.labels;
     const created: string[] = [];
+    const repaired: string[] = [];
+    const name = impersonatorName(names, namespace);
 
-    const account = await unlessNotFound(core.readNamespacedServiceAccount({ name: names.serviceAccount, namespace }));
-    if (account) this.mustOwn(account, 'ServiceAccount', namespace);
-    else {
-      // The pod mounts a token of it only into the sidecar; nothing else gets one by default.
-      await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: names.serviceAccount, labels }, automountServiceAccountToken: false } });
-      created.push(`ServiceAccount ${names.serviceAccount}`);
-    }
+    const role = await unlessNotFound(rbac.readClusterRole({ name }));
+    if (role) this.mustOwn(role, 'ClusterRole', namespace);
+    // undefined: a namespace an earlier version of the injector provisioned, which recorded nothing.
+    const stamp = role ? readStamp(role.metadata?.annotations) : undefined;
 
     let policy: AccessPolicy;
     try {
@@ -187,31 +247,146 @@ export class NamespaceProvisioner {
       if (err instanceof AccessPolicyError && (await this.deleteOwn('binding', namespace))) log.warn({ namespace }, 'unbound the scoped service account until the access policy is fixed');
       throw err;
     }
+    const serviceAccount = await this.applyServiceAccount(namespace, role !== undefined, stamp, created, repaired);
     // The role before the binding, so that a narrower policy is in force before anything is granted.
-    if (await this.applyRole(namespace, policy)) created.push(`ClusterRole ${impersonatorName(names, namespace)}`);
-    if (await this.applyBinding(namespace)) created.push(`ClusterRoleBinding ${impersonatorName(names, namespace)}`);
+    // It records the account's uid before the account is bound: only that account is ever the scoped one.
+    const applied = await this.applyRole(namespace, policy, role, { ...stamp, serviceAccount });
+    if (applied.created) created.push(`ClusterRole ${name}`);
+    if (await this.applyBinding(namespace)) created.push(`ClusterRoleBinding ${name}`);
 
-    const data = caConfigMapData(cas, policy);
-    const configMap = await unlessNotFound(core.readNamespacedConfigMap({ name: names.caConfigMap, namespace }));
-    if (!configMap) {
-      await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: names.caConfigMap, labels }, data } });
-      created.push(`ConfigMap ${names.caConfigMap}`);
-    } else {
-      this.mustOwn(configMap, 'ConfigMap', namespace);
-      if (Object.entries(data).some(([key, value]) => configMap.data?.[key] !== value)) {
-        await core.replaceNamespacedConfigMap({ name: names.caConfigMap, namespace, body: { ...configMap, data: { ...configMap.data, ...data } } });
-        log.info({ namespace }, 'updated the CA bundles and access policy');
-      }
+    const configMap = await this.applyConfigMap(namespace, caConfigMapData(cas, policy), stamp, created, repaired);
+    const secret = await this.applySecret(namespace, stamp, created, repaired);
+
+    const verified: VerifiedStamp = { serviceAccount, configMap, secret: secret.digest };
+    if (applied.role.metadata?.annotations?.[VERIFIED_ANNOTATION] !== stampAnnotation(verified)) {
+      await rbac.replaceClusterRole({ name, body: { ...applied.role, metadata: { ...applied.role.metadata, annotations: { ...applied.role.metadata?.annotations, [VERIFIED_ANNOTATION]: stampAnnotation(verified) } } } });
     }
 
-    const secret = await readSecret(core, namespace, names.servingSecret);
-    if (secret) this.mustOwn(secret, 'Secret', namespace);
-    const leaf = await writeLeafSecret({ core, namespace, name: names.servingSecret, labels }, secret, cas.serving, sidecarLeafSpec(namespace, this.options.leafValidityMs), new Date());
-    if (leaf.issued && secret) log.info({ namespace, why: leaf.issued }, "renewed the sidecars' serving certificate");
-    if (!secret) created.push(`Secret ${names.servingSecret}`);
-
     if (created.length > 0) log.info({ namespace, created, policy: `${policy.mode}, ${policy.access}` }, 'provisioned the namespace');
-    return leaf.renewAt.getTime();
+    if (repaired.length > 0) log.warn({ namespace, repaired }, 'put back what someone changed in the namespace');
+    return secret.renewAt;
+  }
+
+  /**
+   * The scoped ServiceAccount: created; repaired in place when someone changed it (its uid, and so
+   * every running sidecar's token, stays); replaced only when it is not the account this installation
+   * created. Returns its uid.
+   */
+  private async applyServiceAccount(namespace: string, provisionedBefore: boolean, stamp: VerifiedStamp | undefined, created: string[], repaired: string[]): Promise<string> {
+    const { core, names, log } = this.options;
+    const labels = this.labels;
+    const what = `ServiceAccount ${names.serviceAccount}`;
+    let account = await unlessNotFound(core.readNamespacedServiceAccount({ name: names.serviceAccount, namespace }));
+    if (account) {
+      const uid = account.metadata?.uid ?? '';
+      // An earlier injector recorded no uid: the account it bound is the one pods use (trusted once, then recorded).
+      const verified = stamp?.serviceAccount !== undefined ? stamp.serviceAccount === uid : provisionedBefore && stamp === undefined;
+      // Someone else's account from before the namespace was provisioned, not claiming to be ours: left alone.
+      if (!verified && stamp?.serviceAccount === undefined) this.mustOwn(account, 'ServiceAccount', namespace);
+      if (!verified) {
+        // Not the account this installation created (a squat, whatever its labels): tokens minted for it
+        // must never become scoped tokens, so it goes, and a new account (a new uid) takes its place.
+        await core.deleteNamespacedServiceAccount({ name: names.serviceAccount, namespace, body: { preconditions: { uid } } }).catch((err: unknown) => {
+          if (!isNotFound(err)) throw err;
+        });
+        log.warn({ namespace, uid }, 'replaced a ServiceAccount this installation did not create');
+        repaired.push(`${what} (not the one this installation created: replaced)`);
+        account = undefined;
+      } else {
+        const drift = serviceAccountDrift(account, labels);
+        if (drift.length > 0) {
+          account = await core.replaceNamespacedServiceAccount({ name: names.serviceAccount, namespace, body: desiredServiceAccount(account.metadata!, labels) });
+          repaired.push(`${what} (${drift.join(', ')}; the same account)`);
+        }
+      }
+    }
+    if (!account) {
+      // The pod mounts a token of it only into the sidecar; nothing else gets one by default.
+      account = await core.createNamespacedServiceAccount({ namespace, body: desiredServiceAccount({ name: names.serviceAccount }, labels) });
+      const replaced = repaired.some((r) => r.startsWith(what));
+      // Deleted by someone above the namespace: a new account, whose tokens the kubelet must fetch anew.
+      if (!replaced && stamp?.serviceAccount !== undefined) repaired.push(`${what} (deleted: a new account; running sidecars need new tokens)`);
+      else if (!replaced) created.push(what);
+    }
+    return account.metadata?.uid ?? '';
+  }
+
+  /** The CA ConfigMap, exactly as the injector writes it, whatever was there; returns the digest of its content. */
+  private async applyConfigMap(namespace: string, data: Record<string, string>, stamp: VerifiedStamp | undefined, created: string[], repaired: string[]): Promise<string> {
+    const { core, names, log } = this.options;
+    const labels = this.labels;
+    const name = names.caConfigMap;
+    let configMap = await unlessNotFound(core.readNamespacedConfigMap({ name, namespace }));
+    // One of this name from before the namespace was provisioned, not claiming to be ours: someone else's.
+    if (configMap && stamp?.configMap === undefined) this.mustOwn(configMap, 'ConfigMap', namespace);
+    const body = (metadata: V1ObjectMeta): V1ConfigMap => ({ metadata: ownMetadataOf(metadata, labels), data });
+    if (configMap) {
+      const wrong = [...metadataDrift(configMap.metadata, labels), ...(contentDigest(configMap) !== contentDigest({ data }) ? ['content'] : []), ...(configMap.immutable ? ['immutable'] : [])];
+      if (wrong.length > 0) {
+        const trusted = stamp?.configMap !== undefined && stamp.configMap === contentDigest(configMap);
+        if (configMap.immutable) {
+          await this.deleteExactly('ConfigMap', namespace, name, configMap.metadata);
+          configMap = undefined;
+        } else configMap = await core.replaceNamespacedConfigMap({ name, namespace, body: body(configMap.metadata!) });
+        // The injector's own change (new CA bundles, a new policy) is an update; anything else a repair.
+        if (trusted && !wrong.some((w) => w !== 'content')) log.info({ namespace }, 'updated the CA bundles and access policy');
+        else repaired.push(`ConfigMap ${name} (${wrong.join(', ')})`);
+      }
+    }
+    if (!configMap) {
+      const deleted = stamp?.configMap !== undefined && !repaired.some((r) => r.startsWith(`ConfigMap ${name}`));
+      configMap = await core.createNamespacedConfigMap({ namespace, body: body({ name }) });
+      if (deleted) repaired.push(`ConfigMap ${name} (deleted)`);
+      else if (!repaired.some((r) => r.startsWith(`ConfigMap ${name}`))) created.push(`ConfigMap ${name}`);
+    }
+    return contentDigest(configMap);
+  }
+
+  /**
+   * The sidecars' serving Secret. A key the injector did not write (its content is not the one it
+   * recorded) is never kept, even under a certificate its CA signed (copied from another namespace):
+   * a new key and certificate are issued.
+   */
+  private async applySecret(namespace: string, stamp: VerifiedStamp | undefined, created: string[], repaired: string[]): Promise<{ digest: string; renewAt: number }> {
+    const { core, names, log } = this.options;
+    const labels = this.labels;
+    const name = names.servingSecret;
+    const what = `Secret ${name}`;
+    let secret = await readSecret(core, namespace, name);
+    if (secret && stamp?.secret === undefined) this.mustOwn(secret, 'Secret', namespace);
+    const wrong: string[] = [];
+    if (secret) {
+      const trusted = stamp?.secret !== undefined && stamp.secret === contentDigest(secret);
+      // No record at all: an earlier injector's namespace (re-issued once, quietly), else a squat.
+      if (!trusted && stamp !== undefined) wrong.push(stamp.secret === undefined ? 'not written by this installation' : 'content');
+      if (secret.type !== 'kubernetes.io/tls' || secret.immutable) {
+        // Neither can change in place.
+        wrong.push(secret.type !== 'kubernetes.io/tls' ? `type ${secret.type ?? ''}` : 'immutable');
+        await this.deleteExactly('Secret', namespace, name, secret.metadata);
+        secret = undefined;
+      } else {
+        const drift = metadataDrift(secret.metadata, labels);
+        wrong.push(...drift);
+        secret = { ...secret, metadata: ownMetadataOf(secret.metadata, labels), ...(trusted ? {} : { data: {} }) };
+        if (drift.length > 0 && trusted) secret = await core.replaceNamespacedSecret({ name, namespace, body: secret });
+      }
+    } else if (stamp?.secret !== undefined) wrong.push('deleted');
+    const leaf = await writeLeafSecret({ core, namespace, name, labels }, secret, this.cas!.serving, sidecarLeafSpec(namespace, this.options.leafValidityMs), new Date());
+    if (wrong.length > 0) repaired.push(`${what} (${wrong.join(', ')}: a new key and certificate)`);
+    else if (!secret) created.push(what);
+    else if (leaf.issued) log.info({ namespace, why: leaf.issued }, "renewed the sidecars' serving certificate");
+    const written = await core.readNamespacedSecret({ name, namespace });
+    return { digest: contentDigest(written), renewAt: leaf.renewAt.getTime() };
+  }
+
+  /** Deletes the object only if it is still exactly the one read (uid and resourceVersion). */
+  private async deleteExactly(kind: 'ConfigMap' | 'Secret', namespace: string, name: string, metadata: V1ObjectMeta | undefined): Promise<void> {
+    const { core } = this.options;
+    const body = { preconditions: { uid: metadata?.uid ?? '', resourceVersion: metadata?.resourceVersion ?? '' } };
+    const remove = kind === 'ConfigMap' ? core.deleteNamespacedConfigMap({ name, namespace, body }) : core.deleteNamespacedSecret({ name, namespace, body });
+    await remove.catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
   }
 
   private async unprovision(namespace: string): Promise<void> {
@@ -298,21 +473,23 @@ export class NamespaceProvisioner {
     return { name: impersonatorName(this.options.names, namespace), labels: { ...this.labels, [FOR_NAMESPACE_LABEL]: namespace } };
   }
 
-  /** Creates or updates the namespace's role to the policy's rules; true when created. */
-  private async applyRole(namespace: string, policy: AccessPolicy): Promise<boolean> {
+  /**
+   * Creates or updates the namespace's role to the policy's rules, recording the scoped account's uid
+   * on it; returns the role as written and whether it was created.
+   */
+  private async applyRole(namespace: string, policy: AccessPolicy, role: V1ClusterRole | undefined, stamp: VerifiedStamp): Promise<{ role: V1ClusterRole; created: boolean }> {
     const { rbac, log } = this.options;
     const name = impersonatorName(this.options.names, namespace);
     const rules = impersonatorRules(policy);
-    const role = await unlessNotFound(rbac.readClusterRole({ name }));
+    const annotations = { [VERIFIED_ANNOTATION]: stampAnnotation(stamp) };
     if (!role) {
-      await rbac.createClusterRole({ body: { metadata: this.ownMetadata(namespace), rules } });
-      return true;
+      return { role: await rbac.createClusterRole({ body: { metadata: { ...this.ownMetadata(namespace), annotations }, rules } }), created: true };
     }
-    this.mustOwn(role, 'ClusterRole', namespace);
-    if (sameRules(role.rules ?? [], rules)) return false;
-    await rbac.replaceClusterRole({ name, body: { ...role, rules } });
-    log.info({ namespace, mode: policy.mode, access: policy.access }, 'updated the impersonator role to the access policy');
-    return false;
+    const recorded = readStamp(role.metadata?.annotations);
+    if (sameRules(role.rules ?? [], rules) && recorded?.serviceAccount === stamp.serviceAccount) return { role, created: false };
+    const written = await rbac.replaceClusterRole({ name, body: { ...role, metadata: { ...role.metadata, annotations: { ...role.metadata?.annotations, ...annotations } }, rules } });
+    if (!sameRules(role.rules ?? [], rules)) log.info({ namespace, mode: policy.mode, access: policy.access }, 'updated the impersonator role to the access policy');
+    return { role: written, created: false };
   }
 
   /** Creates the namespace's binding, or recreates one that binds anything else; true when created. */
@@ -364,7 +541,7 @@ export class NamespaceProvisioner {
     clearInterval(this.resyncTimer);
     for (const { timer } of this.due.values()) clearTimeout(timer);
     this.due.clear();
-    await this.watching?.stop();
+    await Promise.all([this.watching?.stop(), ...this.ownWatches.map((watch) => watch.stop())]);
     await this.working;
   }
 }

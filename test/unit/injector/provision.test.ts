@@ -3,7 +3,7 @@
 // injected pod refers to.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ApiException, type CoordinationV1Api, type V1Lease, type V1Secret } from '@kubernetes/client-node';
+import { ApiException, type CoordinationV1Api, type V1Lease, type V1ConfigMap, type V1Secret, type V1ServiceAccount } from '@kubernetes/client-node';
 import { createCA, issueCertificate } from '../../../lib/pki.js';
 import { CONTROLLER_OPTION_KEYS, injectorConfigSpec, loadInjectorConfig } from '../../../injector/config.js';
 import { OPERATIONS_DOC, renderOperationsDoc } from '../../../scripts/gen-config-docs.js';
@@ -13,7 +13,20 @@ import { newCaSet, trustBundle } from '../../../injector/certs/ca-set.js';
 import { encodeData } from '../../../injector/provision/kube.js';
 import { LeaderElection } from '../../../injector/provision/lease.js';
 import { ownLabels } from '../../../injector/provision/names.js';
-import { bindsOnly, caConfigMapData, serviceAccountSubject, type ProvisioningNames } from '../../../injector/provision/objects.js';
+import {
+  bindsOnly,
+  caConfigMapData,
+  contentDigest,
+  desiredServiceAccount,
+  metadataDrift,
+  ownMetadataOf,
+  readStamp,
+  serviceAccountDrift,
+  serviceAccountSubject,
+  stampAnnotation,
+  VERIFIED_ANNOTATION,
+  type ProvisioningNames,
+} from '../../../injector/provision/objects.js';
 import { serialisePolicy, type AccessPolicy } from '../../../lib/access-policy.js';
 import { missingPieces, notProvisionedMessage, type ObservedProvisioning } from '../../../injector/provision/readiness.js';
 import { provisioningNames } from '../../../injector/controller.js';
@@ -36,18 +49,21 @@ describe('injector namespace provisioning', function () {
     const labels = ownLabels('chaperone-system');
     const leaf = issueCertificate(ca, { commonName: 'sidecar', usage: 'server', ipAddresses: ['127.0.0.1'] });
     const secret = (certPem: string): V1Secret => ({ metadata: { name: 'chaperone-serving', labels }, data: encodeData({ 'tls.crt': certPem, 'tls.key': leaf.keyPem }) });
+    const configMap = {
+      metadata: { name: 'chaperone-ca', labels },
+      data: { 'serving-ca.crt': ca.certPem, 'identity-ca.crt': ca.certPem, 'access-policy.json': serialisePolicy(policy) },
+    };
+    // What the injector recorded on the role when it wrote them.
+    const verified = { [VERIFIED_ANNOTATION]: stampAnnotation({ serviceAccount: 'sa-uid', configMap: contentDigest(configMap), secret: contentDigest(secret(leaf.certPem)) }) };
     const complete: ObservedProvisioning = {
-      serviceAccount: { metadata: { name: 'chaperone-impersonator', labels } },
-      role: { metadata: { name: 'chaperone-impersonator:team-a', labels }, rules: [] },
+      serviceAccount: { metadata: { name: 'chaperone-impersonator', labels, uid: 'sa-uid' } },
+      role: { metadata: { name: 'chaperone-impersonator:team-a', labels, annotations: verified }, rules: [] },
       binding: {
         metadata: { name: 'chaperone-impersonator:team-a', labels },
         roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'chaperone-impersonator:team-a' },
         subjects: [serviceAccountSubject('team-a', 'chaperone-impersonator')],
       },
-      configMap: {
-        metadata: { name: 'chaperone-ca', labels },
-        data: { 'serving-ca.crt': ca.certPem, 'identity-ca.crt': ca.certPem, 'access-policy.json': serialisePolicy(policy) },
-      },
+      configMap,
       secret: secret(leaf.certPem),
     };
     const now = new Date();
@@ -93,10 +109,82 @@ describe('injector namespace provisioning', function () {
       assert.deepEqual(missing, ['ServiceAccount chaperone-impersonator (exists, but this chaperone installation did not create it and leaves it alone)']);
     });
 
+    it('refuses a namespace until the injector has recorded what it verified there', function () {
+      const role = { ...complete.role!, metadata: { ...complete.role!.metadata, annotations: {} } };
+      assert.deepEqual(missingPieces({ ...complete, role }, names, 'team-a', now), [
+        'ClusterRole chaperone-impersonator:team-a recording what the injector verified in the namespace (chaperone.dev/verified): it has not verified it yet',
+      ]);
+    });
+
+    it('refuses a namespace whose account, CA bundle, policy or serving key is not what the injector wrote', function () {
+      const hers = createCA({ commonName: 'hers' });
+      const observed: ObservedProvisioning = {
+        ...complete,
+        // created again by someone else: same name and labels, another uid (its tokens are not the scoped ones)
+        serviceAccount: { metadata: { ...complete.serviceAccount!.metadata, uid: 'another-uid' } },
+        configMap: { ...configMap, data: { ...configMap.data, 'identity-ca.crt': `${ca.certPem}${hers.certPem}` } },
+        secret: { ...secret(leaf.certPem), data: encodeData({ 'tls.crt': leaf.certPem, 'tls.key': leaf.keyPem, extra: 'x' }) },
+      };
+      assert.deepEqual(missingPieces(observed, names, 'team-a', now), [
+        'ServiceAccount chaperone-impersonator (not the account the injector created; the injector is putting it back)',
+        'ConfigMap chaperone-ca (its content is not what the injector wrote; the injector is putting it back)',
+        'Secret chaperone-serving (its content is not what the injector wrote; the injector is putting it back)',
+      ]);
+      const policyOnly = { ...configMap, data: { ...configMap.data, 'access-policy.json': serialisePolicy({ ...policy, access: 'read-only' }) } };
+      assert.equal(missingPieces({ ...complete, configMap: policyOnly }, names, 'team-a', now).length, 1, 'another access policy is another content');
+    });
+
     it('words the admission refusal with the namespace, what is missing and where to look', function () {
       const message = notProvisionedMessage('team-a', { ready: false, missing: ['ServiceAccount chaperone-impersonator', 'Secret chaperone-serving'] });
       assert.match(message, /namespace team-a is labelled for injection but not ready; missing: ServiceAccount chaperone-impersonator; Secret chaperone-serving\./);
       assert.match(message, /docs\/operations\.md#troubleshooting/);
+    });
+  });
+
+  describe('what the injector records and repairs', function () {
+    const labels = ownLabels('chaperone-system');
+
+    it('digests what a pod would mount: every key and value, the type, binary data; not the order or metadata', function () {
+      const base: V1Secret = { metadata: { name: 'x', labels }, data: { a: '1', b: '2' } };
+      const reordered: V1Secret = { metadata: { name: 'y' }, data: { b: '2', a: '1' } };
+      assert.equal(contentDigest(base), contentDigest(reordered));
+      assert.match(contentDigest(base), /^sha256:[0-9a-f]{64}$/);
+      const binary: V1ConfigMap = { ...base, binaryData: { z: 'AA==' } };
+      const others: (V1Secret | V1ConfigMap | undefined)[] = [{ data: { a: '1', b: '3' } }, { data: { a: '1', b: '2', c: '' } }, { data: { a: '1' } }, { ...base, type: 'kubernetes.io/tls' }, binary, undefined];
+      assert.equal(new Set([base, ...others].map((o) => contentDigest(o))).size, others.length + 1);
+    });
+
+    it('reads its record: none (an earlier injector), unreadable (nothing trusted), or what it wrote', function () {
+      assert.equal(readStamp(undefined), undefined);
+      assert.equal(readStamp({ other: 'x' }), undefined);
+      assert.deepEqual(readStamp({ [VERIFIED_ANNOTATION]: 'not json' }), {});
+      assert.deepEqual(readStamp({ [VERIFIED_ANNOTATION]: '{"serviceAccount":7,"configMap":"sha256:a"}' }), { configMap: 'sha256:a' });
+      const stamp = { serviceAccount: 'u', configMap: 'sha256:c', secret: 'sha256:s' };
+      assert.deepEqual(readStamp({ [VERIFIED_ANNOTATION]: stampAnnotation(stamp) }), stamp);
+    });
+
+    it('finds what someone changed on the ServiceAccount, and repairs it keeping its uid', function () {
+      const account = desiredServiceAccount({ name: 'chaperone-impersonator', namespace: 'team-a', uid: 'u', resourceVersion: '7' }, labels);
+      assert.deepEqual(serviceAccountDrift(account, labels), []);
+      const changed: V1ServiceAccount = {
+        metadata: { ...account.metadata, labels: { ...labels, extra: 'x' }, annotations: { 'eks.amazonaws.com/role-arn': 'arn' }, ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'c', uid: 'c' }], finalizers: ['x'] },
+        automountServiceAccountToken: true,
+        secrets: [{ name: 'token' }],
+        imagePullSecrets: [{ name: 'pull' }],
+      };
+      assert.deepEqual(serviceAccountDrift(changed, labels), ['labels', 'annotations', 'owner references', 'finalizers', 'automountServiceAccountToken', 'secrets', 'imagePullSecrets']);
+      assert.deepEqual(serviceAccountDrift({ metadata: { ...account.metadata, labels: {} } }, labels), ['labels', 'automountServiceAccountToken']);
+      const repaired = desiredServiceAccount(changed.metadata!, labels);
+      assert.deepEqual(serviceAccountDrift(repaired, labels), []);
+      assert.equal(repaired.metadata?.uid, 'u');
+      assert.equal(repaired.metadata?.resourceVersion, '7', 'an update, conditional on what was read');
+    });
+
+    it('finds metadata that could change what a ConfigMap or Secret does', function () {
+      assert.deepEqual(metadataDrift({ labels }, labels), []);
+      assert.deepEqual(metadataDrift({ labels: { ...labels, 'chaperone.dev/provisioned-by': 'other' } }, labels), ['labels']);
+      assert.deepEqual(metadataDrift(undefined, labels), ['labels']);
+      assert.deepEqual(ownMetadataOf({ name: 'n', namespace: 'ns', uid: 'u', resourceVersion: '1', annotations: { a: 'b' }, finalizers: ['f'] }, labels), { name: 'n', namespace: 'ns', uid: 'u', resourceVersion: '1', labels });
     });
   });
 
