@@ -94,10 +94,21 @@ export function isServiceAccount(username: string): boolean {
   return serviceAccountOf(username) !== undefined;
 }
 
+// apimachinery's validation: a namespace is a DNS-1123 label, a service account's name a DNS-1123 subdomain.
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const isDnsLabel = (text: string) => text.length <= 63 && DNS_LABEL.test(text);
+const isDnsSubdomain = (text: string) => text.length <= 253 && text.split('.').every((label) => DNS_LABEL.test(label));
+
+/**
+ * The API server's serviceaccount.SplitUsername: a name that is not a valid namespace and service
+ * account name is a user's, whose impersonation needs `impersonate users`, and gets no service
+ * account groups.
+ */
 function serviceAccountOf(username: string): { namespace: string; name: string } | undefined {
   if (!username.startsWith(SERVICE_ACCOUNT_PREFIX)) return undefined;
   const [namespace, name, ...rest] = username.slice(SERVICE_ACCOUNT_PREFIX.length).split(':');
-  return namespace && name && rest.length === 0 ? { namespace, name } : undefined;
+  if (namespace === undefined || name === undefined || rest.length > 0) return undefined;
+  return isDnsLabel(namespace) && isDnsSubdomain(name) ? { namespace, name } : undefined;
 }
 
 /** The checks the API server makes before it lets someone impersonate (filters/impersonation.go). */
@@ -124,8 +135,13 @@ export function impersonatedIdentity(request: ImpersonationRequest, original: Id
   const serviceAccount = serviceAccountOf(request.username);
   let groups = [...request.groups];
   if (serviceAccount && groups.length === 0) groups = ['system:serviceaccounts', `system:serviceaccounts:${serviceAccount.namespace}`];
-  const implicit = request.username === 'system:anonymous' ? 'system:unauthenticated' : 'system:authenticated';
-  if (!groups.includes(implicit)) groups.push(implicit);
+  // As the API server: anonymous is always unauthenticated; anyone else is authenticated, unless
+  // impersonated into system:unauthenticated.
+  if (request.username === 'system:anonymous') {
+    if (!groups.includes('system:unauthenticated')) groups.push('system:unauthenticated');
+  } else if (!groups.includes('system:authenticated') && !groups.includes('system:unauthenticated')) {
+    groups.push('system:authenticated');
+  }
   return {
     username: request.username,
     ...(request.uid !== undefined ? { uid: request.uid } : {}),

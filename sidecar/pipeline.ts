@@ -199,7 +199,6 @@ export class Pipeline {
 
     const longRunning = isLongRunning(record.info);
     const started = process.hrtime.bigint();
-    record.forwarded = true;
     this.http.forward({
       req,
       res,
@@ -222,6 +221,8 @@ export class Pipeline {
       },
       onError: (err) => this.refuse(res, record, err),
     });
+    // Only now: the forwarder refuses some requests before anything leaves (it throws, and they are answered as refused).
+    record.forwarded = true;
   }
 
   private startRecord(req: IncomingMessage): RequestRecord {

@@ -82,3 +82,21 @@ export function sanitiseHeaders(rawHeaders: readonly string[]): OutgoingHttpHead
   }
   return Object.fromEntries([...out].map(([name, values]) => [name, values.length === 1 ? values[0]! : values]));
 }
+
+/**
+ * Headers an HTTP/2 request carries once at most (Node's http2 client refuses a second). A client
+ * that repeats one is refused with a 400 before anything is forwarded: which of the two it meant is
+ * not for the sidecar to guess.
+ */
+const SINGLE_VALUE = new Set([
+  'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method', 'age', 'content-encoding',
+  'content-language', 'content-length', 'content-location', 'content-md5', 'content-range', 'content-type', 'date', 'dnt',
+  'etag', 'expires', 'from', 'if-match', 'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since',
+  'last-modified', 'location', 'max-forwards', 'range', 'referer', 'retry-after', 'tk', 'upgrade-insecure-requests',
+  'user-agent', 'x-content-type-options',
+]);
+
+/** The first header of the set that appears more than once, if any. */
+export function repeatedSingleValueHeader(headers: OutgoingHttpHeaders): string | undefined {
+  return Object.keys(headers).find((name) => SINGLE_VALUE.has(name) && Array.isArray(headers[name]));
+}

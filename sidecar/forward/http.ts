@@ -4,7 +4,8 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
-import { isIdentityHeader } from '../sanitise.js';
+import { isIdentityHeader, repeatedSingleValueHeader } from '../sanitise.js';
+import { badRequest } from '../status.js';
 import { BodyLimit } from './body-limit.js';
 import { bodyFraming } from './framing.js';
 import { CANCEL, REFUSED_STREAM } from './sessions.js';
@@ -82,6 +83,8 @@ export class HttpForwarder {
   forward(request: ForwardRequest): void {
     const { req, res } = request;
     const path = req.url ?? '';
+    const repeated = repeatedSingleValueHeader(request.headers);
+    if (repeated) throw badRequest(`two ${repeated} headers: chaperone forwards one of each`);
     const framing = bodyFraming(req);
     const withBody = framing !== 'none';
     // Framing is the sidecar's: HTTP/2 data frames; the client's Content-Length only where its parser

@@ -75,6 +75,24 @@ describe('sidecar/impersonation', function () {
       assert.deepEqual(JSON.parse(identity.extra[ORIGINAL_USER_INFO_EXTRA]![0]!), carol);
     });
 
+    it('takes a service-account name the API server would not split (SplitUsername) for a user\'s: impersonate users, no service-account groups', async function () {
+      for (const username of ['system:serviceaccount:ns:Ghost_1', 'system:serviceaccount:NS:robot', 'system:serviceaccount:ns:', 'system:serviceaccount::robot', 'system:serviceaccount:ns:a:b', `system:serviceaccount:${'n'.repeat(64)}:robot`, 'system:serviceaccount:ns:-robot']) {
+        assert.deepEqual(impersonationChecks({ username, groups: [], extra: {} }), [{ verb: 'impersonate', group: '', resource: 'users', name: username }], username);
+        const identity = await authorizeImpersonation(reviewer(() => true), carol, { username, groups: [], extra: {} });
+        assert.deepEqual(identity.groups, ['system:authenticated'], username);
+      }
+      assert.deepEqual(impersonationChecks({ username: 'system:serviceaccount:ns:robot.v1-2', groups: [], extra: {} })[0], { verb: 'impersonate', group: '', resource: 'serviceaccounts', namespace: 'ns', name: 'robot.v1-2' });
+    });
+
+    it('adds system:authenticated as the API server does: not to anonymous, nor to someone impersonated into system:unauthenticated', async function () {
+      const groupsOf = async (username: string, groups: string[]) => (await authorizeImpersonation(reviewer(() => true), carol, { username, groups, extra: {} })).groups;
+      assert.deepEqual(await groupsOf('alice', ['system:unauthenticated']), ['system:unauthenticated']);
+      assert.deepEqual(await groupsOf('alice', ['dev']), ['dev', 'system:authenticated']);
+      assert.deepEqual(await groupsOf('alice', ['system:authenticated', 'dev']), ['system:authenticated', 'dev']);
+      assert.deepEqual(await groupsOf('system:anonymous', []), ['system:unauthenticated']);
+      assert.deepEqual(await groupsOf('system:anonymous', ['dev']), ['dev', 'system:unauthenticated']);
+    });
+
     it('refuses at the first check that is not allowed, in the API server\'s words', async function () {
       const r = reviewer((a) => !('resource' in a && a.resource.resource === 'groups'));
       await assert.rejects(authorizeImpersonation(r, carol, { username: 'alice', groups: ['admins', 'other'], extra: {} }), (err: StatusError) => {
