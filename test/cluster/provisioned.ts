@@ -220,40 +220,76 @@ function fieldValue(pod: V1Pod, fieldPath: string): string {
   throw new Error(`the test kubelet does not know the field ${fieldPath}`);
 }
 
-/** The node the test kubelet plays, for a pod that names none (there is no scheduler). */
+/** The node the test kubelet plays (there is no scheduler, so no pod names one). */
 const TEST_NODE = 'chaperone-test-node';
+const TEST_KUBELET_ROLE = 'chaperone-test-kubelet';
+const kubeletRoles = new Map<string, Promise<void>>();
 
 /**
- * TokenRequest as the kubelet makes it: bound to the pod, as its node (the shipped policy gives the
- * scoped token to nobody else). These control planes have no nodes, so no Node authorizer that could
- * vouch for one: the test kubelet carries system:masters beside system:nodes, for the authorizer's
- * sake alone.
+ * These control planes run no nodes, so no Node authorizer vouches for one: the test kubelet's node gets
+ * the one permission a kubelet uses here from RBAC instead (once per API server).
+ */
+function ensureKubeletRole(clients: AdminClients, server: string): Promise<void> {
+  let ready = kubeletRoles.get(server);
+  if (!ready) {
+    const exists = (err: unknown) => {
+      if ((err as { code?: number }).code !== 409) throw err;
+    };
+    ready = (async () => {
+      await clients.rbac
+        .createClusterRole({ body: { metadata: { name: TEST_KUBELET_ROLE }, rules: [{ apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] }] } })
+        .catch(exists);
+      await clients.rbac
+        .createClusterRoleBinding({
+          body: {
+            metadata: { name: TEST_KUBELET_ROLE },
+            roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: TEST_KUBELET_ROLE },
+            subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: `system:node:${TEST_NODE}` }],
+          },
+        })
+        .catch(exists);
+    })();
+    ready.catch(() => kubeletRoles.delete(server));
+    kubeletRoles.set(server, ready);
+  }
+  return ready;
+}
+
+/**
+ * TokenRequest as the kubelet makes it: bound to the pod, as its node (system:node:<name> in
+ * system:nodes), since the shipped policy gives the scoped token to nobody else.
  */
 async function requestTokenAsNode(clients: AdminClients, pod: V1Pod, spec: V1TokenRequestSpec): Promise<AuthenticationV1TokenRequest> {
   const cluster = clients.kubeconfig.getCurrentCluster();
   if (!cluster) throw new Error('the admin kubeconfig has no cluster');
+  await ensureKubeletRole(clients, cluster.server);
   const url = new URL(`${cluster.server}/api/v1/namespaces/${pod.metadata!.namespace!}/serviceaccounts/${pod.spec!.serviceAccountName!}/token`);
   const options: RequestOptions = {
     method: 'POST',
     host: url.hostname,
     port: url.port,
     path: url.pathname,
-    headers: {
-      'content-type': 'application/json',
-      'impersonate-user': `system:node:${pod.spec!.nodeName ?? TEST_NODE}`,
-      'impersonate-group': ['system:nodes', 'system:masters'],
-    },
+    headers: { 'content-type': 'application/json', 'impersonate-user': `system:node:${TEST_NODE}`, 'impersonate-group': 'system:nodes' },
   };
   await clients.kubeconfig.applyToHTTPSOptions(options);
-  return new Promise((resolve, reject) => {
-    const req = request(options, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => (res.statusCode === 201 ? resolve(JSON.parse(body) as AuthenticationV1TokenRequest) : reject(new Error(`TokenRequest as the node: HTTP ${res.statusCode}: ${body}`))));
+  const once = () =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(options, (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec }));
     });
-    req.on('error', reject);
-    req.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec }));
-  });
+  // RBAC sees a new binding a moment after it is written.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { status, body } = await once();
+    if (status === 201) return JSON.parse(body) as AuthenticationV1TokenRequest;
+    if (status !== 403 || !/cannot create resource/.test(body) || Date.now() > deadline) throw new Error(`TokenRequest as the node ${TEST_NODE}: HTTP ${status}: ${body}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 async function projectedFiles(clients: AdminClients, pod: V1Pod, source: V1VolumeProjection): Promise<Record<string, string>> {
