@@ -180,6 +180,17 @@ describe('the shipped policies, rule by rule (real API server, no injector)', fu
     await refused('a relabel through pods/status', clients.core.patchNamespacedPodStatus({ name: 'dashboard', namespace: ns, body: relabel }, mergePatch()), 'opted-out-pod');
   });
 
+  it('covers every subresource that writes a pod, because in 1.37 pods/status stores a label change (resize and ephemeralcontainers drop it)', async function () {
+    await create({ metadata: { name: 'labels' }, spec: { containers: [{ name: 'app', image: 'example.invalid/app:1' }] } });
+    const relabel = (key: string) => ({ metadata: { labels: { [key]: 'changed' } } });
+    const status = await clients.core.patchNamespacedPodStatus({ name: 'labels', namespace: ns, body: relabel('by-status') }, mergePatch());
+    assert.equal(status.metadata?.labels?.['by-status'], 'changed', 'pods/status stores labels');
+    const resize = await clients.core.patchNamespacedPodResize({ name: 'labels', namespace: ns, body: relabel('by-resize') }, mergePatch());
+    assert.equal(resize.metadata?.labels?.['by-resize'], undefined, 'pods/resize drops them');
+    const debug = await clients.core.patchNamespacedPodEphemeralcontainers({ name: 'labels', namespace: ns, body: relabel('by-debug') }, strategicPatch());
+    assert.equal(debug.metadata?.labels?.['by-debug'], undefined, 'pods/ephemeralcontainers drops them');
+  });
+
   it("still lets the kubelet report a pod's status", async function () {
     const stored = await clients.core.patchNamespacedPodStatus(
       { name: 'dashboard', namespace: ns, body: { status: { conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: new Date() }] } } },
