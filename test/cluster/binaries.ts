@@ -1,10 +1,12 @@
 // Builds the real kube-apiserver and etcd from the Go module proxy, once per version, into a cache
 // outside the repository. Tests, benchmarks and the demo all run against these binaries.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isAlive } from './pids.js';
 
 /** The Kubernetes release the fixtures are built from. The etcd version follows from its go.mod. */
@@ -325,4 +327,35 @@ export async function buildControlPlaneBinaries(log: (line: string) => void = st
   if (existsSync(bin)) await rm(bin, { recursive: true, force: true });
   await rename(staging, bin);
   log(`Kubernetes ${KUBERNETES_VERSION} and etcd ${etcdVersion} are ready in ${bin}`);
+}
+
+/** test/fixtures/cel-oracle: a Go program that evaluates CEL as the API server's JWT authenticator does. */
+const CEL_ORACLE_SOURCE = fileURLToPath(new URL('../fixtures/cel-oracle/', import.meta.url));
+const CEL_ORACLE_FILES = ['go.mod', 'go.sum', 'main.go'];
+
+/**
+ * The CEL oracle, built once per version of its source (go.mod, go.sum, main.go) into the cache
+ * beside the control plane: CHAPERONE_CEL_ORACLE, else the cache, else a fresh build.
+ */
+export async function ensureCelOracle(log: (line: string) => void = stderrLine): Promise<string> {
+  const fromEnv = process.env.CHAPERONE_CEL_ORACLE;
+  if (fromEnv) {
+    if (!isExecutable(fromEnv)) throw new Error(`CHAPERONE_CEL_ORACLE=${fromEnv} is not an executable file.`);
+    return fromEnv;
+  }
+  const hash = createHash('sha256');
+  for (const file of CEL_ORACLE_FILES) hash.update(file).update('\0').update(await readFile(path.join(CEL_ORACLE_SOURCE, file)));
+  const dir = path.join(cacheRoot(), 'cel-oracle');
+  const binary = path.join(dir, `cel-oracle-${hash.digest('hex').slice(0, 16)}`);
+  if (isExecutable(binary)) return binary;
+  await mkdir(dir, { recursive: true });
+  const partial = `${binary}.partial-${process.pid}`;
+  log(`building the CEL oracle (test/fixtures/cel-oracle, k8s.io/apiserver ${stagingVersion(KUBERNETES_VERSION)}) into ${dir}`);
+  const started = Date.now();
+  // -mod=readonly: the committed go.mod and go.sum are the whole recipe; the build never edits them.
+  const env = { ...process.env, GOFLAGS: '-mod=readonly', CGO_ENABLED: '0' };
+  await go({ cwd: CEL_ORACLE_SOURCE, env, log }, ['build', '-trimpath', '-o', partial, '.'], 'compiling the CEL oracle');
+  await rename(partial, binary);
+  log(`compiled the CEL oracle in ${Math.round((Date.now() - started) / 1000)}s`);
+  return binary;
 }

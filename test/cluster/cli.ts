@@ -1,5 +1,5 @@
-// npm run control-plane:build — build (or find) kube-apiserver and etcd ahead of the tests.
-import { ensureControlPlaneBinaries } from './binaries.js';
+// npm run control-plane:build — build (or find) kube-apiserver and etcd, and the CEL oracle, ahead of the tests.
+import { ensureCelOracle, ensureControlPlaneBinaries } from './binaries.js';
 
 const [command] = process.argv.slice(2);
 if (command !== 'build') {
@@ -11,3 +11,6 @@ const binaries = await ensureControlPlaneBinaries();
 process.stderr.write(
   `[control-plane] kube-apiserver: ${binaries.kubeApiserver}\n[control-plane] etcd: ${binaries.etcd}\n[control-plane] (${binaries.source}, ${Math.round((Date.now() - started) / 1000)}s)\n`,
 );
+const oracleStarted = Date.now();
+const oracle = await ensureCelOracle();
+process.stderr.write(`[control-plane] CEL oracle: ${oracle} (${Math.round((Date.now() - oracleStarted) / 1000)}s)\n`);
