@@ -13,6 +13,7 @@ import { SignJWT } from 'jose';
 import YAML from 'yaml';
 import type { V1ClusterRole } from '@kubernetes/client-node';
 import { createCA } from '../../lib/pki.js';
+import { parseAuthenticationConfiguration } from '../../sidecar/authn/jwt/config.js';
 import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
 import { adminClients, createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents, type AdminClients } from '../cluster/kube.js';
 import { sharedControlPlane } from '../cluster/shared.js';
@@ -66,7 +67,10 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   let claimsIssuer: TestProvider;
   let emailIssuer: TestProvider;
   let celIssuer: TestProvider;
+  let celAttackIssuer: TestProvider;
+  let regexIssuer: TestProvider;
   let stranger: TestProvider;
+  let apiServerOnlyConfig: string;
   let pamHook: PamHook;
   let sidecar: TestSidecar;
   let legacySidecar: TestSidecar;
@@ -112,8 +116,29 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
     'username-claim-in-two-cases': { claims: { preferred_username: 'judy', Preferred_Username: 'admin-judy', Roles: ['admin'] } },
   };
 
-  function authenticationConfiguration(): string {
+  // Attacks on the sidecar's CEL (an independent run's F9 and F10): functions chaperone evaluated
+  // otherwise than cel-go, so a token got another identity through the sidecar than the API server gives it.
+  const celAttackAccounts: Record<string, TestAccount> = {
+    // F9: the Kelvin sign, which full Unicode case mapping makes a k; cel-go's lowerAscii leaves it
+    mallory: { claims: { preferred_username: '\u212Aate' } },
+    kate: { claims: { preferred_username: 'Kate' } },
+    // F10: cel-go prints a double as Go's %g does
+    employee: { claims: { preferred_username: 'emp', employee_id: 1234567 } },
+    // the list split() makes is one the API server does not take as groups
+    'split-groups': { claims: { preferred_username: 'sam', departments: 'a,b' } },
+    // code points, not UTF-16 units, and Go's trim
+    'astral-name': { claims: { preferred_username: '😀bob\uFEFF' } },
+  };
+  // F11: matches() is RE2 in the API server; chaperone refuses a configuration that uses it.
+  const regexAccounts: Record<string, TestAccount> = { kate: { claims: { preferred_username: 'Kate' } }, lower: { claims: { preferred_username: 'kate' } } };
+
+  function authenticationConfiguration(withRegexIssuer = false): string {
     const certificateAuthority = ca.certPem;
+    const regex = {
+      issuer: { url: regexIssuer.issuer, audiences: ['chaperone-test'], certificateAuthority },
+      claimValidationRules: [{ expression: "!claims.preferred_username.matches('\\\\p{Lu}')", message: 'no capitals' }],
+      claimMappings: { username: { expression: "'re:' + claims.preferred_username" } },
+    };
     return YAML.stringify({
       apiVersion: 'apiserver.config.k8s.io/v1',
       kind: 'AuthenticationConfiguration',
@@ -147,6 +172,16 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
           },
           userValidationRules: [{ expression: "!user.username.startsWith('cel:admin')", message: 'administrators sign in elsewhere' }],
         },
+        {
+          issuer: { url: celAttackIssuer.issuer, audiences: ['chaperone-test'], certificateAuthority },
+          claimMappings: {
+            username: { expression: "'oidc:' + claims.preferred_username.lowerAscii() + ':' + string(claims.preferred_username.substring(1).size())" },
+            groups: { expression: "has(claims.departments) ? claims.departments.split(',') : []" },
+            uid: { expression: "claims.preferred_username.trim()" },
+            extra: [{ key: 'example.com/employee', valueExpression: "has(claims.employee_id) ? string(claims.employee_id) : ''" }],
+          },
+        },
+        ...(withRegexIssuer ? [regex] : []),
       ],
     });
   }
@@ -154,10 +189,12 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   before(async function () {
     this.timeout(15 * 60_000);
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-authn-'));
-    [claimsIssuer, emailIssuer, celIssuer, stranger] = await Promise.all([
+    [claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger] = await Promise.all([
       startTestProvider(ca, claimsAccounts),
       startTestProvider(ca, emailAccounts),
       startTestProvider(ca, celAccounts),
+      startTestProvider(ca, celAttackAccounts),
+      startTestProvider(ca, regexAccounts),
       startTestProvider(ca, { alice: { claims: { hd: 'example.com' } } }),
     ]);
     pamHook = await startPamHook({
@@ -165,18 +202,22 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
       root: { password: 'toor', uid: '0', groups: ['system:masters'] },
     });
     const authnConfig = path.join(dir, 'authentication-config.yaml');
+    // The API server's file has one issuer more, whose rule uses matches(): chaperone refuses that file.
+    const apiServerAuthnConfig = path.join(dir, 'apiserver-authentication-config.yaml');
     const webhookConfig = path.join(dir, 'pamhook.kubeconfig');
+    apiServerOnlyConfig = authenticationConfiguration(true);
     await writeFile(authnConfig, authenticationConfiguration());
+    await writeFile(apiServerAuthnConfig, apiServerOnlyConfig);
     await writeFile(webhookConfig, pamHook.kubeconfig());
     cp = await startControlPlane({
-      extraApiserverFlags: [`--authentication-config=${authnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`, '--authentication-token-webhook-cache-ttl=0s'],
+      extraApiserverFlags: [`--authentication-config=${apiServerAuthnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`, '--authentication-token-webhook-cache-ttl=0s'],
     });
     clients = adminClients(cp);
     sidecar = await startTestSidecar(cp, clients, {
       flags: [`--authentication-config=${authnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`],
     });
     // Extras from claimMappings.extra need rules of their own (docs/authentication.md).
-    await grantClusterWide(clients, 'chaperone-claim-extras', [{ apiGroups: ['authentication.k8s.io'], resources: ['userextras/example.com/tenant', 'userextras/example.com/level'], verbs: ['impersonate'] }], [
+    await grantClusterWide(clients, 'chaperone-claim-extras', [{ apiGroups: ['authentication.k8s.io'], resources: ['userextras/example.com/tenant', 'userextras/example.com/level', 'userextras/example.com/employee'], verbs: ['impersonate'] }], [
       serviceAccountSubject(sidecar.namespace, sidecar.serviceAccount),
     ]);
     const caFile = path.join(dir, 'oidc-ca.crt');
@@ -195,7 +236,7 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   after(async function () {
     await Promise.all([sidecar?.stop(), legacySidecar?.stop()]);
     await cp?.stop();
-    await Promise.all([claimsIssuer, emailIssuer, celIssuer, stranger, pamHook].map((s) => s?.stop()));
+    await Promise.all([claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger, pamHook].map((s) => s?.stop()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -277,6 +318,37 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
 
     it('refuses a real token from an issuer nobody configured', async function () {
       await assertSame(await stranger.idToken('alice'), 'rejected');
+    });
+  });
+
+  describe("CEL as the API server evaluates it (cel-go's functions, not JavaScript's)", function () {
+    it('F9: lowerAscii() changes ASCII letters only: the Kelvin sign stays, so mallory is not kate', async function () {
+      const mallory = await assertSame(await celAttackIssuer.idToken('mallory'), 'accepted');
+      assert.equal(mallory?.username, 'oidc:\u212Aate:3');
+      const kate = await assertSame(await celAttackIssuer.idToken('kate'), 'accepted');
+      assert.equal(kate?.username, 'oidc:kate:3');
+    });
+
+    it('F10: string() of a JSON number is Go\'s %g (1.234567e+06), and strings count code points', async function () {
+      const user = await assertSame(await celAttackIssuer.idToken('employee'), 'accepted');
+      assert.deepEqual(user?.extra?.['example.com/employee'], ['1.234567e+06']);
+      const astral = await assertSame(await celAttackIssuer.idToken('astral-name'), 'accepted');
+      assert.deepEqual([astral?.username, astral?.uid], ['oidc:😀bob\uFEFF:4', '😀bob\uFEFF']);
+    });
+
+    it('refuses groups from split(), whose list the API server does not take as one of strings', async function () {
+      await assertSame(await celAttackIssuer.idToken('split-groups'), 'rejected');
+    });
+
+    it('F11: a rule with matches() (RE2 in the API server) makes chaperone refuse the configuration, naming the rule', async function () {
+      assert.equal((await direct(await regexIssuer.idToken('kate'))).status, 401, 'the API server reads \\p{Lu} as RE2 does: Kate has a capital');
+      assert.equal((await direct(await regexIssuer.idToken('lower'))).status, 201);
+      assert.throws(() => parseAuthenticationConfiguration(apiServerOnlyConfig, 'apiserver-authentication-config.yaml'), (err: Error) => {
+        assert.match(err.message, /jwt\[4\]\.claimValidationRules\[0\]\.expression: Invalid value: .*matches\(\) is not supported: the API server runs RE2/);
+        return true;
+      });
+      // The sidecar, configured without that issuer, knows no such token.
+      assert.equal((await through(await regexIssuer.idToken('kate'))).status, 401);
     });
   });
 
