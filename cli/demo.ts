@@ -177,7 +177,8 @@ async function dashboard(demo: Demo, clients: AdminClients): Promise<V1Pod> {
 
 async function sidecar(demo: Demo, cp: ControlPlane, clients: AdminClients, pod: V1Pod): Promise<PodSidecar> {
   const step = demo.step("The pod's sidecar, run as the kubelet would run it");
-  await waitFor(`ConfigMap kube-root-ca.crt in ${NAMESPACE}`, () => clients.core.readNamespacedConfigMap({ name: 'kube-root-ca.crt', namespace: NAMESPACE }).then(() => true));
+  // Every file its volumes name is the injector's (the cluster's CA too: chaperone-ca's upstream-ca.crt),
+  // there since the webhook admitted the pod only into a provisioned namespace.
   const running = await startPodSidecar(cp, clients, pod, 'chaperone', createLogger('sidecar', 'info', demo.logFile));
   demo.life.defer('the sidecar', () => running.stop());
   const refresh = setInterval(() => {

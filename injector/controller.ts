@@ -14,6 +14,7 @@ import { ownLabels, SECRETS } from './provision/names.js';
 import type { ProvisioningNames } from './provision/objects.js';
 import { checkProvisioning, type ProvisioningStatus } from './provision/readiness.js';
 import { NamespaceProvisioner } from './provision/reconciler.js';
+import { upstreamCaOf } from './provision/upstream-ca.js';
 
 export interface Controller {
   /** This replica's name in the Lease. */
@@ -65,6 +66,16 @@ export function startController(config: InjectorConfig, dependencies: Controller
   });
 
   let leaderWork: { certificates: CertificateReconciler; provisioner: NamespaceProvisioner } | undefined;
+  // What the sidecars verify the API server with: the CA this injector verifies it with itself.
+  const upstreamCa = upstreamCaOf(kubeconfig, {
+    onChange: () => {
+      log.info({ from: upstreamCa.source }, "the cluster's CA changed: writing it into every labelled namespace");
+      leaderWork?.provisioner.upstreamCaChanged();
+    },
+    onError: (err) => log.warn({ err: err.message, from: upstreamCa.source }, "could not read the cluster's CA"),
+  });
+  if (upstreamCa.current()) log.info({ from: upstreamCa.source }, "the sidecars verify the API server with the cluster's CA from here");
+  else log.error({ from: upstreamCa.source }, "the cluster's CA is not known: no namespace is ready (ConfigMap key upstream-ca.crt) until it is");
   const election = new LeaderElection({
     coordination: kubeconfig.makeApiClient(CoordinationV1Api),
     namespace: config.namespace,
@@ -81,6 +92,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
         ...(config.provisionSelector ? { namespaceSelector: config.provisionSelector } : {}),
         leafValidityMs: config.certificateValidity,
         resyncMs: config.resyncInterval,
+        upstreamCa: () => upstreamCa.current(),
         impersonation: {
           mode: config.impersonationMode,
           groups: config.impersonationGroups,
@@ -131,6 +143,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
     stop: async () => {
       await election.stop();
       await feed.stop();
+      upstreamCa.close();
       reader.close();
     },
     onCertificate: (listener) => feed.onCertificate(listener),

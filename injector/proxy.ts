@@ -19,7 +19,7 @@ const SERVING_DIR = '/var/run/secrets/chaperone/serving';
 const IDENTITY_DIR = '/var/run/secrets/chaperone/identity';
 const POLICY_DIR = '/var/run/secrets/chaperone/policy';
 
-/** The projected token of the scoped service account: mounted into the sidecar and nowhere else. */
+/** The projected token of the scoped service account and the cluster's CA: mounted into the sidecar and nowhere else. */
 export const TOKEN_VOLUME = 'chaperone-upstream';
 const SERVING_VOLUME = 'chaperone-serving';
 const IDENTITY_VOLUME = 'chaperone-identity-ca';
@@ -32,6 +32,12 @@ export const RESERVED_VOLUMES: readonly string[] = [TOKEN_VOLUME, SERVING_VOLUME
 /** The keys the provisioning creates in each labelled namespace. */
 export const SERVING_CA_KEY = 'serving-ca.crt';
 export const IDENTITY_CA_KEY = 'identity-ca.crt';
+/**
+ * The cluster's CA bundle, what the sidecar verifies the API server with: the injector writes the CA
+ * it verifies the API server with itself. Not Kubernetes' kube-root-ca.crt, which anyone with `edit`
+ * in the namespace may change.
+ */
+export const UPSTREAM_CA_KEY = 'upstream-ca.crt';
 /** The namespace's access policy (lib/access-policy.ts), which the sidecar enforces too. */
 export const ACCESS_POLICY_KEY = 'access-policy.json';
 
@@ -154,7 +160,7 @@ export function injectedVolumes(settings: InjectionSettings): V1Volume[] {
               path: 'token',
             },
           },
-          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+          { configMap: { name: settings.caConfigMap, items: [{ key: UPSTREAM_CA_KEY, path: 'ca.crt' }] } },
         ],
       },
     },

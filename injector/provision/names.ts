@@ -11,7 +11,7 @@ export const PROVISIONED_BY_LABEL = 'chaperone.dev/provisioned-by';
 export const INJECT_SELECTOR = `${INJECT_LABEL}=enabled`;
 
 /** Keys of the per-namespace ConfigMap and Secret, as the injected pod mounts them (injector/proxy.ts). */
-export { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, SERVING_CA_KEY } from '../proxy.js';
+export { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, SERVING_CA_KEY, UPSTREAM_CA_KEY } from '../proxy.js';
 
 /** On the impersonator ClusterRole and ClusterRoleBinding: the namespace they are for. */
 export const FOR_NAMESPACE_LABEL = 'chaperone.dev/namespace';

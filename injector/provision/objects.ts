@@ -6,7 +6,7 @@ import type { RbacV1Subject, V1ClusterRoleBinding, V1ObjectMeta, V1ServiceAccoun
 import type { LeafSpec } from '../certs/leaf.js';
 import { trustBundle, type CaSet } from '../certs/ca-set.js';
 import { serialisePolicy, type AccessPolicy } from '../../lib/access-policy.js';
-import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, SERVING_CA_KEY } from './names.js';
+import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, SERVING_CA_KEY, UPSTREAM_CA_KEY } from './names.js';
 
 export interface ProvisioningNames {
   /** The injector's namespace: it labels what it creates with it, and touches nothing labelled otherwise. */
@@ -18,9 +18,18 @@ export interface ProvisioningNames {
   impersonatorRole: string;
 }
 
-/** The ConfigMap the pod mounts: what the dashboard trusts, what signs people's certificates, and the access policy. */
-export function caConfigMapData(cas: { identity: CaSet; serving: CaSet }, policy: AccessPolicy): Record<string, string> {
-  return { [SERVING_CA_KEY]: trustBundle(cas.serving), [IDENTITY_CA_KEY]: trustBundle(cas.identity), [ACCESS_POLICY_KEY]: serialisePolicy(policy) };
+/**
+ * The ConfigMap the pod mounts: what the dashboard trusts, what signs people's certificates, the access
+ * policy, and the cluster's CA the sidecar verifies the API server with (`upstreamCa`: the injector's
+ * own; left out while it is not known, which the readiness check reports).
+ */
+export function caConfigMapData(cas: { identity: CaSet; serving: CaSet }, policy: AccessPolicy, upstreamCa: string | undefined): Record<string, string> {
+  return {
+    [SERVING_CA_KEY]: trustBundle(cas.serving),
+    [IDENTITY_CA_KEY]: trustBundle(cas.identity),
+    [ACCESS_POLICY_KEY]: serialisePolicy(policy),
+    ...(upstreamCa ? { [UPSTREAM_CA_KEY]: upstreamCa } : {}),
+  };
 }
 
 /** The sidecar listens on 127.0.0.1:6443 only; `localhost` and `::1` for clients that resolve it. */

@@ -8,7 +8,7 @@ import { certificateInfo } from '../../lib/pki.js';
 import { TLS_CERT_KEY, TLS_KEY_KEY } from '../certs/feed.js';
 import { accessPolicyFor, AccessPolicyError } from './access.js';
 import { decodeData } from './kube.js';
-import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, isOwn, SERVING_CA_KEY } from './names.js';
+import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, isOwn, SERVING_CA_KEY, UPSTREAM_CA_KEY } from './names.js';
 import { bindsOnly, contentDigest, impersonatorName, readStamp, serviceAccountSubject, VERIFIED_ANNOTATION, type ProvisioningNames } from './objects.js';
 
 export interface ProvisioningStatus {
@@ -72,7 +72,7 @@ export function missingPieces(observed: ObservedProvisioning, names: Provisionin
   if (!configMap) missing.push(`ConfigMap ${names.caConfigMap}`);
   else if (!own(configMap.metadata?.labels)) missing.push(`ConfigMap ${names.caConfigMap} (${FOREIGN})`);
   else {
-    const absent = [SERVING_CA_KEY, IDENTITY_CA_KEY, ACCESS_POLICY_KEY].filter((key) => !configMap.data?.[key]);
+    const absent = [SERVING_CA_KEY, IDENTITY_CA_KEY, ACCESS_POLICY_KEY, UPSTREAM_CA_KEY].filter((key) => !configMap.data?.[key]);
     if (absent.length > 0) missing.push(`ConfigMap ${names.caConfigMap} key ${absent.join(' and ')}`);
     else {
       try {

@@ -1,6 +1,7 @@
 // The namespace reconciler the leader runs: it watches namespaces labelled chaperone.dev/inject=enabled
 // and keeps in each the scoped service account, its own impersonator ClusterRole (generated from the
-// namespace's access policy) and ClusterRoleBinding, the CA ConfigMap (with the policy) and the
+// namespace's access policy) and ClusterRoleBinding, the CA ConfigMap (with the policy and the
+// cluster's CA the sidecar verifies the API server with) and the
 // sidecar's serving certificate; when the label goes, so does all of it.
 //
 // Only objects labelled as this installation's are changed or deleted; one of the same name that is
@@ -45,6 +46,8 @@ export interface ProvisionerOptions {
   namespaceSelector?: string;
   leafValidityMs: number;
   resyncMs: number;
+  /** The cluster's CA bundle as the injector verifies the API server with it (upstream-ca.ts); undefined while unknown. */
+  upstreamCa: () => string | undefined;
   /** How the scoped accounts impersonate; `auto` is resolved by probing the API server once. */
   impersonation: Omit<AccessDefaults, 'mode'> & { mode: ImpersonationMode | 'auto' };
   log: Logger;
@@ -87,6 +90,11 @@ export class NamespaceProvisioner {
     this.cas = cas;
     if (first) this.startWatching();
     else for (const name of this.labelled.keys()) this.enqueue(name);
+  }
+
+  /** A new cluster CA bundle: every namespace is brought up to date. */
+  upstreamCaChanged(): void {
+    if (this.cas) for (const name of this.labelled.keys()) this.enqueue(name);
   }
 
   private startWatching(): void {
@@ -254,7 +262,7 @@ export class NamespaceProvisioner {
     if (applied.created) created.push(`ClusterRole ${name}`);
     if (await this.applyBinding(namespace)) created.push(`ClusterRoleBinding ${name}`);
 
-    const configMap = await this.applyConfigMap(namespace, caConfigMapData(cas, policy), stamp, created, repaired);
+    const configMap = await this.applyConfigMap(namespace, caConfigMapData(cas, policy, this.options.upstreamCa()), stamp, created, repaired);
     const secret = await this.applySecret(namespace, stamp, created, repaired);
 
     const verified: VerifiedStamp = { serviceAccount, configMap, secret: secret.digest };

@@ -54,7 +54,7 @@ import { sharedControlPlane } from '../cluster/shared.js';
 import { rawRequest, type RawResponse } from '../cluster/sidecar.js';
 import { declareNoSidecarEvent } from '../cluster/audit-join.js';
 import { checkDocTable } from '../cluster/doc-table.js';
-import { installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
+import { installInjector, startPodSidecar, waitFor, writeMountedFiles, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');
@@ -65,6 +65,8 @@ const ROOT_ADMIN = 'tampering-root-admin';
 const SA = 'chaperone-impersonator';
 const CM = 'chaperone-ca';
 const SECRET = 'chaperone-serving';
+/** Where the sidecar finds the CA it verifies the API server with (--upstream-ca-file). */
+const UPSTREAM_MOUNT = '/var/run/secrets/chaperone/upstream';
 /** Namespaces of this run that the run's copy of the policy protects (the shipped binding protects every namespace). */
 const POLICY_RUN_LABEL = 'chaperone.dev/test-tampering';
 
@@ -105,6 +107,16 @@ const ROUTES: Route[] = [
       const cm = await p.core.readNamespacedConfigMap({ name: CM, namespace: ns });
       const mine = createCA({ commonName: `${p.name}-ca` });
       return p.core.replaceNamespacedConfigMap({ name: CM, namespace: ns, body: { ...cm, data: { ...cm.data, 'identity-ca.crt': `${cm.data!['identity-ca.crt']}${mine.certPem}` } } });
+    },
+  },
+  {
+    what: 'append her own CA to `upstream-ca.crt` in ConfigMap `chaperone-ca` (what the sidecar verifies the API server with)',
+    where: 'labelled',
+    expected: { edit: 'refused by the policy', admin: 'refused by the policy' },
+    attempt: async (p, ns) => {
+      const cm = await p.core.readNamespacedConfigMap({ name: CM, namespace: ns });
+      const mine = createCA({ commonName: `${p.name}-ca` });
+      return p.core.replaceNamespacedConfigMap({ name: CM, namespace: ns, body: { ...cm, data: { ...cm.data, 'upstream-ca.crt': `${cm.data!['upstream-ca.crt']}${mine.certPem}` } } });
     },
   },
   {
@@ -224,24 +236,38 @@ const ROUTES: Route[] = [
       }),
   },
   {
-    what: "append her own CA to `ca.crt` in ConfigMap `kube-root-ca.crt` (what the sidecar verifies the API server with)",
+    what: "append her own CA to `ca.crt` in ConfigMap `kube-root-ca.crt` (Kubernetes' cluster CA for pods, which the sidecar does not read)",
     where: 'labelled',
     expected: { edit: 'allowed', admin: 'allowed' },
     allowedBecause:
-      "allowed: Kubernetes' own ConfigMap, which chaperone does not guard yet; the kube-controller-manager puts it back within seconds, and using it takes intercepting the sidecar's connections to the API server as well ([what else](#what-else-in-a-namespace-could-change-what-the-sidecar-trusts))",
+      "allowed, and it changes nothing the sidecar trusts: Kubernetes' own ConfigMap, which the kube-controller-manager puts back within seconds; the sidecar verifies the API server with `upstream-ca.crt` in `chaperone-ca`, the injector's own copy of the cluster's CA ([what else](#what-else-in-a-namespace-could-change-what-the-sidecar-trusts))",
     attempt: async (p, ns) => {
+      // The pod whose sidecar would trust her CA if it read kube-root-ca.crt: there before she writes.
+      injectedPods.set(ns, await injectedPod(ns));
       const cm = await p.core.readNamespacedConfigMap({ name: 'kube-root-ca.crt', namespace: ns });
       const mine = createCA({ commonName: `${p.name}-ca` });
       squatted.set(ns, mine.certPem);
       return p.core.replaceNamespacedConfigMap({ name: 'kube-root-ca.crt', namespace: ns, body: { ...cm, data: { ...cm.data, 'ca.crt': `${cm.data!['ca.crt']}${mine.certPem}` } } });
     },
     afterAttempt: async (_p, ns) => {
+      const found: string[] = [];
+      const hers = squatted.get(ns)!;
+      // At once, while her CA may still be there: the files the kubelet would now give the sidecar.
+      const pod = injectedPods.get(ns)!;
+      const upstreamCa = await sidecarUpstreamCa(pod);
+      const stillHers = (await adminCore().readNamespacedConfigMap({ name: 'kube-root-ca.crt', namespace: ns })).data?.['ca.crt']?.includes(hers) ?? false;
+      if (JSON.stringify(pod.spec?.volumes ?? []).includes('kube-root-ca.crt')) found.push("the injected pod's volumes name kube-root-ca.crt");
+      if (upstreamCa.includes(hers)) found.push(`the sidecar's upstream CA file holds her CA${stillHers ? '' : ' (after kube-root-ca.crt was put back)'}`);
+      const written = (await adminCore().readNamespacedConfigMap({ name: CM, namespace: ns })).data?.['upstream-ca.crt'];
+      if (upstreamCa !== written) found.push(`the sidecar's upstream CA file is not \`upstream-ca.crt\` of ConfigMap ${CM}`);
+      if (written !== clusterCaPem()) found.push(`\`upstream-ca.crt\` of ConfigMap ${CM} is not the CA the injector verifies the API server with`);
       // Kubernetes' root-ca-cert-publisher watches it and writes it back.
-      const restored = await waitFor('kube-root-ca.crt to be put back', async () => !(await adminCore().readNamespacedConfigMap({ name: 'kube-root-ca.crt', namespace: ns })).data?.['ca.crt']?.includes(squatted.get(ns)!), 30_000).then(
+      const restored = await waitFor('kube-root-ca.crt to be put back', async () => !(await adminCore().readNamespacedConfigMap({ name: 'kube-root-ca.crt', namespace: ns })).data?.['ca.crt']?.includes(hers), 30_000).then(
         () => true,
         () => false,
       );
-      return restored ? undefined : 'kube-root-ca.crt still holds her CA after 30 s';
+      if (!restored) found.push('kube-root-ca.crt still holds her CA after 30 s');
+      return found.length > 0 ? found.join('; ') : undefined;
     },
   },
   {
@@ -258,6 +284,12 @@ const injectorLabels: Record<string, string> = {};
 const squatted = new Map<string, string>();
 /** Set up by the suite: the admin's core client, a provisioned namespace attackers may read, a token used straight. */
 let adminCore: () => CoreV1Api;
+/** The pod the injector would admit in the namespace, stored as such; the CA its sidecar's upstream volume gives it (as the kubelet writes it). */
+let injectedPod: (namespace: string) => Promise<V1Pod>;
+let sidecarUpstreamCa: (pod: V1Pod) => Promise<string>;
+/** The CA in the injector's kubeconfig: what it verifies the API server with. */
+let clusterCaPem: () => string;
+const injectedPods = new Map<string, V1Pod>();
 let anyProvisioned: () => Promise<string>;
 let useToken: (token: string, path: string, asUser?: string) => Promise<RawResponse>;
 
@@ -324,6 +356,18 @@ describe('tampering with what chaperone provisions (real API server)', function 
     for (const attacker of ATTACKERS) people.set(attacker, personClients(cp, `mallory-${attacker}`));
     Object.assign(injectorLabels, ownLabels(installation.namespace));
     adminCore = () => clients.core;
+    injectedPod = (namespace) => createInjectedPod(clients, installation, namespace);
+    sidecarUpstreamCa = async (pod) => {
+      const container = [...(pod.spec!.initContainers ?? []), ...pod.spec!.containers].find((c) => c.name === 'chaperone')!;
+      const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-kubelet-'));
+      try {
+        const mounts = await writeMountedFiles(clients, pod, container, dir);
+        return await readFile(path.join(mounts.get(UPSTREAM_MOUNT)!, 'ca.crt'), 'utf8');
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    };
+    clusterCaPem = () => cp.ca.certPem;
     let provisioned: Promise<string> | undefined;
     // Every attacker may read it: edit and admin both read ConfigMaps and Secrets.
     anyProvisioned = () => (provisioned ??= (async () => {

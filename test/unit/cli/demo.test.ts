@@ -45,7 +45,7 @@ describe('cli/demo: what the injector did, in a few lines', function () {
     assert.match(text, /^~ serviceAccountName: headlamp -> chaperone-impersonator$/m);
     assert.match(text, /^~ automountServiceAccountToken: \(unset\) -> false$/m);
     assert.match(text, /^- volume kube-api-access-x7k2p +token of ServiceAccount headlamp, 60m; ConfigMap kube-root-ca\.crt \(ca\.crt\); namespace$/m);
-    assert.match(text, /^\+ volume chaperone-upstream +token of ServiceAccount chaperone-impersonator, 1h; ConfigMap kube-root-ca\.crt \(ca\.crt\)$/m);
+    assert.match(text, /^\+ volume chaperone-upstream +token of ServiceAccount chaperone-impersonator, 1h; ConfigMap chaperone-ca \(upstream-ca\.crt\)$/m);
     assert.match(text, /^\+ volume chaperone-api-access +ConfigMap chaperone-ca \(serving-ca\.crt\); namespace; token "chaperone-placeholder-token\.this-token-has-no-power"$/m);
     assert.match(text, /^\+ annotations .*chaperone\.dev\/status/m);
     assert.equal(lines.at(-1), 'service-account tokens: mounted by headlamp without chaperone, by chaperone with it');

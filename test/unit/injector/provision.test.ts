@@ -46,12 +46,13 @@ describe('injector namespace provisioning', function () {
 
   describe('the readiness check', function () {
     const ca = createCA({ commonName: 'serving' });
+    const clusterCa = createCA({ commonName: 'cluster' });
     const labels = ownLabels('chaperone-system');
     const leaf = issueCertificate(ca, { commonName: 'sidecar', usage: 'server', ipAddresses: ['127.0.0.1'] });
     const secret = (certPem: string): V1Secret => ({ metadata: { name: 'chaperone-serving', labels }, data: encodeData({ 'tls.crt': certPem, 'tls.key': leaf.keyPem }) });
     const configMap = {
       metadata: { name: 'chaperone-ca', labels },
-      data: { 'serving-ca.crt': ca.certPem, 'identity-ca.crt': ca.certPem, 'access-policy.json': serialisePolicy(policy) },
+      data: { 'serving-ca.crt': ca.certPem, 'identity-ca.crt': ca.certPem, 'access-policy.json': serialisePolicy(policy), 'upstream-ca.crt': clusterCa.certPem },
     };
     // What the injector recorded on the role when it wrote them.
     const verified = { [VERIFIED_ANNOTATION]: stampAnnotation({ serviceAccount: 'sa-uid', configMap: contentDigest(configMap), secret: contentDigest(secret(leaf.certPem)) }) };
@@ -94,7 +95,7 @@ describe('injector namespace provisioning', function () {
       const missing = missingPieces(observed, names, 'team-a', now);
       assert.equal(missing.length, 3);
       assert.equal(missing[0], 'ClusterRoleBinding chaperone-impersonator:team-a binding ClusterRole chaperone-impersonator:team-a to ServiceAccount chaperone-impersonator alone');
-      assert.equal(missing[1], 'ConfigMap chaperone-ca key identity-ca.crt and access-policy.json');
+      assert.equal(missing[1], 'ConfigMap chaperone-ca key identity-ca.crt and access-policy.json and upstream-ca.crt');
       assert.match(missing[2]!, /^Secret chaperone-serving \(it holds a certificate that expired at /);
     });
 
@@ -132,6 +133,14 @@ describe('injector namespace provisioning', function () {
       ]);
       const policyOnly = { ...configMap, data: { ...configMap.data, 'access-policy.json': serialisePolicy({ ...policy, access: 'read-only' }) } };
       assert.equal(missingPieces({ ...complete, configMap: policyOnly }, names, 'team-a', now).length, 1, 'another access policy is another content');
+      const upstreamOnly = { ...configMap, data: { ...configMap.data, 'upstream-ca.crt': `${clusterCa.certPem}${hers.certPem}` } };
+      assert.deepEqual(missingPieces({ ...complete, configMap: upstreamOnly }, names, 'team-a', now), ['ConfigMap chaperone-ca (its content is not what the injector wrote; the injector is putting it back)'], 'another cluster CA is another content');
+    });
+
+    it('refuses a namespace without the cluster CA the sidecar verifies the API server with', function () {
+      const withoutUpstream: Record<string, string> = { ...configMap.data };
+      delete withoutUpstream['upstream-ca.crt'];
+      assert.deepEqual(missingPieces({ ...complete, configMap: { ...configMap, data: withoutUpstream } }, names, 'team-a', now), ['ConfigMap chaperone-ca key upstream-ca.crt']);
     });
 
     it('words the admission refusal with the namespace, what is missing and where to look', function () {
@@ -204,8 +213,11 @@ describe('injector namespace provisioning', function () {
     it('are the ones the injected pod refers to', function () {
       const config = loadInjectorConfig([], {});
       const cas = { identity: newCaSet(new Date(), { commonName: 'i', validityMs: 3600_000, propagationMs: 0, overlapMs: 0 }), serving: newCaSet(new Date(), { commonName: 's', validityMs: 3600_000, propagationMs: 0, overlapMs: 0 }) };
-      const data = caConfigMapData(cas, policy);
+      const clusterCa = createCA({ commonName: 'cluster' }).certPem;
+      const data = caConfigMapData(cas, policy, clusterCa);
       assert.equal(data['serving-ca.crt'], trustBundle(cas.serving));
+      assert.equal(data['upstream-ca.crt'], clusterCa);
+      assert.ok(!('upstream-ca.crt' in caConfigMapData(cas, policy, undefined)), 'no key while the cluster CA is not known');
       const settings = resolveSettings(testConfig());
       assert.equal(settings.serviceAccount, config.serviceAccount);
       const volumes = injectedVolumes(settings);
@@ -213,8 +225,10 @@ describe('injector namespace provisioning', function () {
       assert.deepEqual(secretNames, [config.servingSecret]);
       const configMapKeys = volumes.flatMap((v) => [
         ...(v.configMap ? [[v.configMap.name, v.configMap.items![0]!.key]] : []),
-        ...(v.projected?.sources ?? []).flatMap((s) => (s.configMap && s.configMap.name !== 'kube-root-ca.crt' ? [[s.configMap.name, s.configMap.items![0]!.key]] : [])),
+        ...(v.projected?.sources ?? []).flatMap((s) => (s.configMap ? [[s.configMap.name, s.configMap.items![0]!.key]] : [])),
       ]);
+      // Every CA the pod mounts comes from the injector's ConfigMap, which nobody in the namespace may change; none from kube-root-ca.crt.
+      assert.ok(configMapKeys.some(([, key]) => key === 'upstream-ca.crt'), 'the sidecar verifies the API server with upstream-ca.crt');
       for (const [name, key] of configMapKeys) {
         assert.equal(name, config.caConfigMap);
         assert.ok(key! in data, `the ConfigMap holds ${key}`);
