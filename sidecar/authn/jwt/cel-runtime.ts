@@ -622,7 +622,9 @@ class Evaluation {
       }
       case '+': {
         const [a, b] = this.both(node.args, scope);
-        this.charge(typeof a === 'string' && typeof b === 'string' ? Math.max(1, ceilTenth(actualSize(a) + actualSize(b))) : 1);
+        // add_string costs by both sizes, also when one side is an error; add_list 1. Both are
+        // covered by the larger of the two, so the charge is never below cel-go's.
+        this.charge(Math.max(1, ceilTenth(actualSize(a) + actualSize(b))));
         if (isErr(a)) return a;
         if (isErr(b)) return b;
         return add(a, b);
