@@ -99,11 +99,46 @@ export function addedEphemeralContainers(stored: V1Pod, patched: V1Pod): V1Ephem
   return (patched.spec?.ephemeralContainers ?? []).filter((container) => !existing.has(container.name));
 }
 
+/** The capabilities Pod Security `baseline` lets a container add (k8s.io/pod-security-admission, capabilities_baseline). */
+export const BASELINE_CAPABILITIES = [
+  'AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT',
+];
+/** The SELinux types Pod Security `baseline` allows (seLinuxOptions, 1.31 and later). */
+const BASELINE_SELINUX_TYPES = ['', 'container_t', 'container_init_t', 'container_kvm_t', 'container_engine_t'];
+/** The seccomp and AppArmor profile types Pod Security `baseline` allows. */
+const CONFINED_PROFILES = ['RuntimeDefault', 'Localhost'];
+
+/**
+ * What Pod Security `baseline` refuses in one container, and why, or undefined: a way out of the
+ * container onto the node, whose disk holds the scoped token (k8s.io/pod-security-admission's
+ * baseline checks that look at a container). hostUsers false (a user namespace) relaxes procMount, as
+ * baseline does since 1.35.
+ */
+export function baselineViolation(container: V1Container | V1EphemeralContainer, podSpec: V1PodSpec): string | undefined {
+  const context = container.securityContext;
+  if (context?.privileged) return 'is privileged';
+  const added = (context?.capabilities?.add ?? []).filter((capability) => !BASELINE_CAPABILITIES.includes(capability));
+  if (added.length > 0) return `adds capabilities ${added.join(', ')}, beyond Pod Security baseline's`;
+  if (context?.seccompProfile && !CONFINED_PROFILES.includes(context.seccompProfile.type)) return `sets seccomp profile ${context.seccompProfile.type}`;
+  if (context?.appArmorProfile && !CONFINED_PROFILES.includes(context.appArmorProfile.type)) return `sets AppArmor profile ${context.appArmorProfile.type}`;
+  const selinux = context?.seLinuxOptions;
+  if (selinux && (!BASELINE_SELINUX_TYPES.includes(selinux.type ?? '') || selinux.user || selinux.role)) {
+    return `sets SELinux options beyond Pod Security baseline's (type ${selinux.type ?? ''}, user ${selinux.user ?? ''}, role ${selinux.role ?? ''})`;
+  }
+  if (context?.procMount !== undefined && context.procMount !== 'Default' && podSpec.hostUsers !== false) return `sets procMount ${context.procMount}`;
+  if (context?.windowsOptions?.hostProcess) return 'is a Windows hostProcess container';
+  const hostPorts = (container.ports ?? []).filter((port) => port.hostPort).map((port) => port.hostPort);
+  if (hostPorts.length > 0) return `uses hostPort ${hostPorts.join(', ')}`;
+  return undefined;
+}
+
 /**
  * New ephemeral containers (kubectl debug) in a pod that holds the scoped token, judged against the
  * stored pod's volumes and containers: none may mount a volume that holds a token (the sidecar's, or
  * any projected token of the pod's account, which is the scoped one), join the sidecar's processes, or
- * run privileged (the node's disk holds the token too).
+ * do what Pod Security `baseline` refuses (privileged, capabilities beyond baseline's, seccomp or
+ * AppArmor unconfined, SELinux options, an unmasked /proc, hostProcess, hostPorts): a way onto the
+ * node, whose disk holds the token too.
  */
 export function refuseUnsafeEphemeral(stored: V1PodSpec, added: V1EphemeralContainer[]): void {
   const forbid = (why: string) => {
@@ -115,7 +150,8 @@ export function refuseUnsafeEphemeral(stored: V1PodSpec, added: V1EphemeralConta
       if (tokenVolumes.has(mount.name)) forbid(`ephemeral container ${container.name} mounts volume ${mount.name}, which holds the scoped service account's token`);
     }
     if (container.targetContainerName === SIDECAR_NAME) forbid(`ephemeral container ${container.name} targets the ${SIDECAR_NAME} container, whose processes and files hold that token`);
-    if (container.securityContext?.privileged) forbid(`ephemeral container ${container.name} is privileged: it could read the token from the node's disk`);
+    const violation = baselineViolation(container, stored);
+    if (violation) forbid(`ephemeral container ${container.name} ${violation}: it could read the token from the node's disk (Pod Security baseline refuses it too)`);
   }
 }
 

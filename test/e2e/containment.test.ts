@@ -136,6 +136,16 @@ const debugRenaming = (t: Target): Attempt => ({
     { op: 'replace', path: '/spec/initContainers/0/name', value: 'renamed' },
   ],
 });
+/** F3: as root, SYS_ADMIN and friends, seccomp and AppArmor off: all but privileged (a known container escape; the node's disk holds the token). */
+const nearPrivileged = {
+  runAsUser: 0,
+  allowPrivilegeEscalation: true,
+  capabilities: { add: ['SYS_ADMIN', 'SYS_PTRACE', 'DAC_READ_SEARCH', 'SYS_MODULE'] },
+  seccompProfile: { type: 'Unconfined' },
+  appArmorProfile: { type: 'Unconfined' },
+  procMount: 'Default',
+};
+const debugNearPrivileged = (t: Target): Attempt => ({ method: 'PATCH', path: podPath(t, 'ephemeralcontainers'), ...strategic({ spec: { ephemeralContainers: [debugContainer({ securityContext: nearPrivileged })] } }) });
 const createPod = (target: Target, pod: V1Pod): Attempt => ({ method: 'POST', path: `/api/v1/namespaces/${target.namespace}/pods`, body: { apiVersion: 'v1', kind: 'Pod', ...pod } });
 const plainScopedPod = (): V1Pod => ({
   metadata: { generateName: 'thief-' },
@@ -143,10 +153,15 @@ const plainScopedPod = (): V1Pod => ({
 });
 
 const RULES = {
+  baselineHostAccess: { name: '`host-access-in-scoped-pod`', words: /chaperone rule host-access-in-scoped-pod: a pod that runs as chaperone-impersonator may not add capabilities beyond Pod Security baseline's \(debug: SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH, SYS_MODULE\); turn seccomp off \(debug: Unconfined\); turn AppArmor off \(debug: Unconfined\)/ },
   execIntoSidecar: { name: '`no-exec-into-sidecar`', words: /chaperone rule no-exec-into-sidecar: / },
   tokenOutsideSidecar: { name: '`token-outside-sidecar`', words: /chaperone rule token-outside-sidecar: / },
   injectorEphemeral: { name: 'the injector: debug container mounts the token', words: /admission webhook "[^"]*inject\.chaperone\.dev" denied the request: chaperone refuses this ephemeral container: .* mounts volume chaperone-upstream/ },
   injectorPrivileged: { name: 'the injector: privileged debug container', words: /denied the request: chaperone refuses this ephemeral container: ephemeral container debug is privileged/ },
+  injectorBaseline: {
+    name: 'the injector: debug container beyond Pod Security `baseline`',
+    words: /denied the request: chaperone refuses this ephemeral container: ephemeral container debug adds capabilities SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH, SYS_MODULE, beyond Pod Security baseline's/,
+  },
   injectorTarget: { name: 'the injector: debug container targets the sidecar', words: /admission webhook "[^"]*inject\.chaperone\.dev" denied the request: chaperone refuses this ephemeral container: ephemeral container debug targets the chaperone container/ },
   optedOut: { name: '`opted-out-pod`', words: /chaperone rule opted-out-pod: / },
   tokenRequest: { name: '`token-request-by-node-only`', words: /chaperone rule token-request-by-node-only: / },
@@ -223,6 +238,14 @@ const ROUTES: Route[] = [
     needsPod: true,
     rule: RULES.injectorPrivileged,
     attempt: (t) => ({ method: 'PATCH', path: podPath(t, 'ephemeralcontainers'), ...strategic({ spec: { ephemeralContainers: [debugContainer({ securityContext: { privileged: true } })] } }) }),
+  },
+  {
+    id: 'debug-caps',
+    title: 'add a debug container with `SYS_ADMIN`, `SYS_PTRACE`, `DAC_READ_SEARCH`, `SYS_MODULE`, seccomp and AppArmor `Unconfined` (privileged in all but name)',
+    place: 'labelled',
+    needsPod: true,
+    rule: RULES.injectorBaseline,
+    attempt: debugNearPrivileged,
   },
   {
     id: 'status-relabel',
@@ -366,6 +389,14 @@ const ROUTES: Route[] = [
     needsPod: true,
     rule: RULES.hostAccess,
     attempt: (t) => ({ method: 'PATCH', path: podPath(t, 'ephemeralcontainers'), ...strategic({ spec: { ephemeralContainers: [debugContainer({ securityContext: { privileged: true } })] } }) }),
+  },
+  {
+    id: 'down-debug-caps',
+    title: 'unlabelled while the injector was down (no Pod Security there): a debug container with `SYS_ADMIN`, `SYS_PTRACE`, `DAC_READ_SEARCH`, `SYS_MODULE`, seccomp and AppArmor `Unconfined`',
+    place: 'down',
+    needsPod: true,
+    rule: RULES.baselineHostAccess,
+    attempt: debugNearPrivileged,
   },
   {
     id: 'down-token-request',

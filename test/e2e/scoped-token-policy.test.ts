@@ -298,6 +298,67 @@ describe('the shipped policies, rule by rule (real API server, no injector)', fu
     assert.match(await refused('a privileged container', create(privileged), 'host-access-in-scoped-pod'), /run privileged containers \(dashboard\)/);
   });
 
+  it('host-access-in-scoped-pod: refuses what Pod Security baseline refuses, in a pod created as the scoped account and in a debug container added to one (F3)', async function () {
+    // Here no Pod Security applies, as in a namespace unlabelled while the injector was down: the policy alone.
+    const pod = (name: string, more: Partial<V1PodSpec> = {}, container: V1PodSpec['containers'][number] = { name: 'dashboard', image: 'example.invalid/dashboard:1' }, annotations?: Record<string, string>) => {
+      const p = injected(name, more);
+      p.spec!.containers = [container];
+      if (annotations) p.metadata!.annotations = annotations;
+      return p;
+    };
+    const dashboard = (more: Partial<V1PodSpec['containers'][number]>) => ({ name: 'dashboard', image: 'example.invalid/dashboard:1', ...more });
+    const cases: [string, V1Pod, RegExp][] = [
+      ['hostNetwork', pod('host-network', { hostNetwork: true }), /may not use the host's network \(hostNetwork\)/],
+      ['hostIPC', pod('host-ipc', { hostIPC: true }), /may not use the host's IPC namespace \(hostIPC\)/],
+      ['hostPID', pod('host-pid', { hostPID: true }), /may not use the host's process namespace/],
+      ['capabilities', pod('caps', {}, dashboard({ securityContext: { capabilities: { add: ['NET_BIND_SERVICE', 'SYS_ADMIN', 'SYS_PTRACE'] } } })), /may not add capabilities beyond Pod Security baseline's \(dashboard: SYS_ADMIN, SYS_PTRACE\)/],
+      ['capabilities of an init container', pod('init-caps', { initContainers: [...injected('x').spec!.initContainers!, { name: 'setup', image: 'busybox:1.36', securityContext: { capabilities: { add: ['SYS_MODULE'] } } }] }), /add capabilities beyond Pod Security baseline's \(setup: SYS_MODULE\)/],
+      ['container seccomp Unconfined', pod('seccomp', {}, dashboard({ securityContext: { seccompProfile: { type: 'Unconfined' } } })), /may not turn seccomp off \(dashboard: Unconfined\)/],
+      ['pod seccomp Unconfined', pod('pod-seccomp', { securityContext: { seccompProfile: { type: 'Unconfined' } } }), /may not turn seccomp off \(pod: Unconfined\)/],
+      ['container AppArmor Unconfined', pod('apparmor', {}, dashboard({ securityContext: { appArmorProfile: { type: 'Unconfined' } } })), /may not turn AppArmor off \(dashboard: Unconfined\)/],
+      ['pod AppArmor Unconfined', pod('pod-apparmor', { securityContext: { appArmorProfile: { type: 'Unconfined' } } }), /may not turn AppArmor off \(pod: Unconfined\)/],
+      // The API server copies the annotation into the field, and both are named.
+      ['AppArmor annotation unconfined', pod('apparmor-annotation', {}, undefined, { 'container.apparmor.security.beta.kubernetes.io/dashboard': 'unconfined' }), /may not turn AppArmor off \(dashboard: Unconfined; container\.apparmor\.security\.beta\.kubernetes\.io\/dashboard=unconfined\)/],
+      ['SELinux type', pod('selinux', {}, dashboard({ securityContext: { seLinuxOptions: { type: 'spc_t' } } })), /may not set SELinux options beyond Pod Security baseline's \(dashboard\)/],
+      ['SELinux user of the pod', pod('pod-selinux', { securityContext: { seLinuxOptions: { user: 'system_u' } } }), /may not set SELinux options beyond Pod Security baseline's \(pod\)/],
+      ['sysctls', pod('sysctls', { securityContext: { sysctls: [{ name: 'net.ipv4.tcp_syncookies', value: '1' }, { name: 'kernel.msgmax', value: '65536' }] } }), /may not set sysctls beyond Pod Security baseline's \(kernel\.msgmax\)/],
+      ['hostPort', pod('host-port', {}, dashboard({ ports: [{ containerPort: 8080, hostPort: 8080 }] })), /may not use hostPorts \(dashboard\)/],
+      ['a probe of another host', pod('probe-host', {}, dashboard({ livenessProbe: { httpGet: { host: '169.254.169.254', port: 80, path: '/' } } })), /may not point probes or lifecycle hooks at another host \(dashboard\)/],
+    ];
+    for (const [what, body, words] of cases) {
+      const message = await refused(what, create(body), 'host-access-in-scoped-pod');
+      assert.match(message, words, `${what}: ${message}`);
+    }
+    // What baseline allows stays allowed: its capabilities, RuntimeDefault and Localhost profiles, container_t, safe sysctls.
+    await create(
+      pod('baseline', { securityContext: { seccompProfile: { type: 'RuntimeDefault' }, sysctls: [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }] } }, dashboard({
+        securityContext: { capabilities: { add: ['NET_BIND_SERVICE', 'CHOWN'], drop: ['ALL'] }, appArmorProfile: { type: 'RuntimeDefault' }, seLinuxOptions: { type: 'container_t', level: 's0:c1,c2' }, procMount: 'Default' },
+      }), { 'container.apparmor.security.beta.kubernetes.io/dashboard': 'runtime/default' }),
+    );
+
+    // F3: kubectl debug as a role holding only pods/ephemeralcontainers, near-privileged, beside the sidecar.
+    const debug = (container: Record<string, unknown>) =>
+      clients.core.patchNamespacedPodEphemeralcontainers({ name: 'dashboard', namespace: ns, body: { spec: { ephemeralContainers: [{ image: 'busybox:1.36', ...container }] } } }, strategicPatch());
+    const f3 = {
+      name: 'caps',
+      securityContext: { runAsUser: 0, allowPrivilegeEscalation: true, capabilities: { add: ['SYS_ADMIN', 'SYS_PTRACE', 'DAC_READ_SEARCH', 'SYS_MODULE'] }, seccompProfile: { type: 'Unconfined' }, appArmorProfile: { type: 'Unconfined' }, procMount: 'Default' },
+    };
+    assert.match(
+      await refused('the F3 debug container', debug(f3), 'host-access-in-scoped-pod'),
+      /may not add capabilities beyond Pod Security baseline's \(caps: SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH, SYS_MODULE\); turn seccomp off \(caps: Unconfined\); turn AppArmor off \(caps: Unconfined\)/,
+    );
+    for (const [what, securityContext, words] of [
+      ['SYS_PTRACE', { capabilities: { add: ['SYS_PTRACE'] } }, /add capabilities beyond Pod Security baseline's \(c: SYS_PTRACE\)/],
+      ['seccomp Unconfined', { seccompProfile: { type: 'Unconfined' } }, /turn seccomp off \(c: Unconfined\)/],
+      ['AppArmor Unconfined', { appArmorProfile: { type: 'Unconfined' } }, /turn AppArmor off \(c: Unconfined\)/],
+      ['SELinux role', { seLinuxOptions: { role: 'system_r' } }, /set SELinux options beyond Pod Security baseline's \(c\)/],
+    ] as const) {
+      assert.match(await refused(`a debug container: ${what}`, debug({ name: 'c', securityContext }), 'host-access-in-scoped-pod'), words, what);
+    }
+    const allowed = await debug({ name: 'baseline-debug', targetContainerName: 'dashboard', securityContext: { capabilities: { add: ['NET_BIND_SERVICE'] }, seccompProfile: { type: 'RuntimeDefault' } } });
+    assert.ok(allowed.spec?.ephemeralContainers?.some((c) => c.name === 'baseline-debug'));
+  });
+
   it("sidecar-image-unchanged: refuses swapping the sidecar's image, and allows other image updates", async function () {
     await refused(
       'an image swap',

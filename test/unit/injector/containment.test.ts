@@ -70,6 +70,41 @@ describe('injector: kubectl debug is judged on what will be stored', function ()
     }
   });
 
+  it('refuses a debug container that Pod Security baseline would refuse (F3: SYS_ADMIN, seccomp and AppArmor off), and allows what baseline allows', async function () {
+    const stored = await injected();
+    const f3: V1EphemeralContainer = {
+      name: 'caps',
+      image: 'busybox:1.36',
+      securityContext: { runAsUser: 0, allowPrivilegeEscalation: true, capabilities: { add: ['SYS_ADMIN', 'SYS_PTRACE', 'DAC_READ_SEARCH', 'SYS_MODULE'] }, seccompProfile: { type: 'Unconfined' }, appArmorProfile: { type: 'Unconfined' }, procMount: 'Default' },
+    };
+    const debugWith = (securityContext: V1EphemeralContainer['securityContext'], more: Partial<V1EphemeralContainer> = {}): V1EphemeralContainer => ({ name: 'debug', image: 'busybox', securityContext, ...more });
+    const cases: [V1EphemeralContainer, RegExp][] = [
+      [f3, /ephemeral container caps adds capabilities SYS_ADMIN, SYS_PTRACE, DAC_READ_SEARCH, SYS_MODULE, beyond Pod Security baseline's: it could read the token from the node's disk \(Pod Security baseline refuses it too\)/],
+      [debugWith({ capabilities: { add: ['CHOWN', 'SYS_PTRACE'] } }), /debug adds capabilities SYS_PTRACE, beyond Pod Security baseline's/],
+      [debugWith({ seccompProfile: { type: 'Unconfined' } }), /debug sets seccomp profile Unconfined/],
+      [debugWith({ appArmorProfile: { type: 'Unconfined' } }), /debug sets AppArmor profile Unconfined/],
+      [debugWith({ seLinuxOptions: { type: 'spc_t' } }), /debug sets SELinux options beyond Pod Security baseline's \(type spc_t/],
+      [debugWith({ seLinuxOptions: { user: 'system_u' } }), /debug sets SELinux options beyond Pod Security baseline's/],
+      [debugWith({ procMount: 'Unmasked' }), /debug sets procMount Unmasked/],
+      [debugWith({ windowsOptions: { hostProcess: true } }), /debug is a Windows hostProcess container/],
+      [debugWith(undefined, { ports: [{ containerPort: 80, hostPort: 80 }] }), /debug uses hostPort 80/],
+    ];
+    for (const [container, words] of cases) {
+      const out = await debug(stored, withEphemeral(stored, container));
+      assert.equal(out.response.allowed, false, JSON.stringify(container.securityContext));
+      assert.match(out.response.status!.message, words);
+    }
+    const allowed: V1EphemeralContainer[] = [
+      debugWith({ capabilities: { add: ['NET_BIND_SERVICE', 'CHOWN', 'SYS_CHROOT'], drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' }, appArmorProfile: { type: 'Localhost', localhostProfile: 'p' } }),
+      debugWith({ seLinuxOptions: { type: 'container_t', level: 's0:c1,c2' }, procMount: 'Default', runAsUser: 0, allowPrivilegeEscalation: true }),
+    ];
+    for (const container of allowed) assert.equal((await debug(stored, withEphemeral(stored, container))).response.allowed, true, JSON.stringify(container.securityContext));
+    // In a user namespace (hostUsers false), baseline allows an unmasked /proc.
+    const userns = await injected();
+    userns.spec!.hostUsers = false;
+    assert.equal((await debug(userns, withEphemeral(userns, debugWith({ procMount: 'Unmasked' })))).response.allowed, true);
+  });
+
   it('allows a debug container that keeps away from the sidecar, and judges only the containers the patch adds', async function () {
     const stored = await injected();
     assert.equal((await debug(stored, withEphemeral(stored, harmless))).response.allowed, true);
@@ -200,7 +235,7 @@ describe('injector: namespaces it never injects nor provisions', function () {
   });
 
   it('never injects there, whatever the labels', async function () {
-    const labelled = () => Promise.resolve({ 'chaperone.dev/inject': 'enabled' });
+    const labelled = () => Promise.resolve({ labels: { 'chaperone.dev/inject': 'enabled' }, annotations: {} });
     for (const namespace of [...SYSTEM_NAMESPACES, testConfig().namespace]) {
       const out = await review({ object: pod(), namespace }, testConfig(), labelled);
       assert.equal(out.response.allowed, true);
