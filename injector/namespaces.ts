@@ -1,6 +1,7 @@
-// How the injector learns a namespace's labels (the AdmissionReview does not carry them): it asks the
-// API server on every admission, with no cache, so that a namespace labelled a moment ago is injected
-// and one unlabelled a moment ago is not; over kept-alive connections, so that one GET costs little.
+// How the injector learns a namespace's labels and annotations (the AdmissionReview does not carry
+// them): it asks the API server on every admission, with no cache, so that a namespace labelled a
+// moment ago is injected and one unlabelled a moment ago is not, and a change of what its sidecars
+// trust (its annotations) reaches the next pod; over kept-alive connections, so that one GET costs little.
 import { KubeConfig, type CoreV1Event, type V1Namespace } from '@kubernetes/client-node';
 import { KeepAliveKubeReader, type KubeReader } from '../lib/kube-reads.js';
 import type { NamespaceLabels } from './review.js';
@@ -63,7 +64,7 @@ export function namespaceLabelsFromApi(source: KubeConfig | KubeReader, timeoutM
     });
     try {
       const namespace = await Promise.race([reader.get<V1Namespace>(`/api/v1/namespaces/${encodeURIComponent(name)}`), timeout]);
-      return namespace ? (namespace.metadata?.labels ?? {}) : undefined;
+      return namespace ? { labels: namespace.metadata?.labels ?? {}, annotations: namespace.metadata?.annotations ?? {} } : undefined;
     } finally {
       clearTimeout(timer);
     }

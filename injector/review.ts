@@ -11,8 +11,14 @@ import { jsonPatch, type PatchOperation } from './patch.js';
 import { notProvisionedMessage, type ProvisioningStatus } from './provision/readiness.js';
 import { resolveSettings } from './settings.js';
 
-/** The labels of a namespace, undefined if there is no such namespace. */
-export type NamespaceLabels = (namespace: string) => Promise<Readonly<Record<string, string>> | undefined>;
+/** What the injector reads of a namespace: its labels (is it labelled?) and annotations (what its sidecars trust). */
+export interface NamespaceMetadata {
+  labels: Readonly<Record<string, string>>;
+  annotations: Readonly<Record<string, string>>;
+}
+
+/** The labels and annotations of a namespace, undefined if there is no such namespace. */
+export type NamespaceLabels = (namespace: string) => Promise<NamespaceMetadata | undefined>;
 
 /** What a labelled namespace still lacks for a pod to start there (the controller's provisioningStatus). */
 export type Provisioning = (namespace: string) => Promise<ProvisioningStatus>;
@@ -95,7 +101,7 @@ function deny(uid: string, denial: Denial): AdmissionResponse {
   return { uid, allowed: false, status: { code: denial.code, reason: denial.reason, message: denial.message } };
 }
 
-type Selection = { inject: true } | { inject: false; why: string };
+type Selection = { inject: true; namespaceAnnotations: Readonly<Record<string, string>> } | { inject: false; why: string };
 
 /** Whether this pod in this namespace gets the sidecar. The namespace is the request's, never the object's. */
 async function select(namespace: string, pod: V1Pod, ctx: ReviewContext): Promise<Selection> {
@@ -106,14 +112,14 @@ async function select(namespace: string, pod: V1Pod, ctx: ReviewContext): Promis
   if (podLabel !== undefined && podLabel !== 'enabled') {
     throw new Denial('BadRequest', `chaperone cannot inject this pod: its label ${INJECT_LABEL}=${podLabel} is neither disabled (to opt out) nor enabled`);
   }
-  let labels: Readonly<Record<string, string>> | undefined;
+  let metadata: NamespaceMetadata | undefined;
   try {
-    labels = await ctx.namespaceLabels(namespace);
+    metadata = await ctx.namespaceLabels(namespace);
   } catch (err) {
     throw new Denial('InternalError', `chaperone cannot tell whether namespace ${namespace} is labelled ${INJECT_LABEL}=enabled: ${(err as Error).message}`);
   }
-  if (labels?.[INJECT_LABEL] !== 'enabled') return { inject: false, why: `the namespace is not labelled ${INJECT_LABEL}=enabled` };
-  return { inject: true };
+  if (metadata?.labels[INJECT_LABEL] !== 'enabled') return { inject: false, why: `the namespace is not labelled ${INJECT_LABEL}=enabled` };
+  return { inject: true, namespaceAnnotations: metadata.annotations };
 }
 
 type Check = (value: Record<string, unknown>, at: string) => string | undefined;
@@ -196,7 +202,8 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
     const status = await provisioningOf(namespace, ctx.provisioning);
     if (!status.ready) throw new Denial('ServiceUnavailable', notProvisionedMessage(namespace, status));
   }
-  const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {});
+  // What the sidecar trusts comes from the namespace as read just now (cluster administrators' annotations), never from the pod.
+  const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: selection.namespaceAnnotations });
   const injected = JSON.parse(JSON.stringify(injectPod(pod, settings))) as Record<string, unknown>;
   const patch = jsonPatch(pod as unknown as Record<string, unknown>, injected);
   ctx.log.info({ ...who, mode: settings.sidecarMode, operations: patch.length }, patch.length > 0 ? 'injected' : 'already injected');

@@ -1,6 +1,10 @@
-// What one pod gets: the injector's defaults, overridden by the pod's chaperone.dev/<setting>
-// annotations. Each annotation is read with the value type of the injector option it overrides, so
-// the two cannot disagree on what is allowed.
+// What one pod gets: the injector's defaults, overridden where the namespace's cluster administrators
+// say (chaperone.dev/<setting> annotations on the Namespace) and, for how the sidecar runs, where the
+// pod says (chaperone.dev/<setting> annotations on the pod). What the sidecar trusts is never a pod's
+// to choose: a pod author could otherwise point it at her own issuer or client ID (replaying tokens
+// issued to another app as the people the cluster's RBAC names) or turn on anonymous access. Each
+// annotation is read with the value type of the injector option it overrides, so the two cannot
+// disagree on what is allowed.
 import { flagName, type Options, type ValueType } from '../lib/config.js';
 import { sidecarConfigSpec } from '../sidecar/config.js';
 import { injectorConfigSpec, type InjectorConfig } from './config.js';
@@ -16,13 +20,13 @@ import {
 import { unsupportedSidecarFlags } from './proxy.js';
 import { quantityNano } from './quantity.js';
 
-/** Each per-pod setting: its annotation (chaperone.dev/<name>) and the injector option it overrides. */
+/**
+ * Each per-pod setting: its annotation (chaperone.dev/<name>) and the injector option it overrides.
+ * read-only only narrows: a pod may turn it on, never off where the injector turns it on.
+ */
 export const POD_SETTINGS = {
   image: 'sidecarImage',
   'sidecar-mode': 'sidecarMode',
-  authenticators: 'authenticators',
-  'oidc-issuer-url': 'oidcIssuerUrl',
-  'oidc-client-id': 'oidcClientId',
   'read-only': 'readOnly',
   'log-level': 'sidecarLogLevel',
   'cpu-request': 'cpuRequest',
@@ -31,11 +35,27 @@ export const POD_SETTINGS = {
   'memory-limit': 'memoryLimit',
 } as const satisfies Record<string, keyof InjectorConfig>;
 
-type PodSettingKey = (typeof POD_SETTINGS)[keyof typeof POD_SETTINGS];
+/**
+ * What the sidecar trusts: chosen by cluster administrators only, as annotations on the Namespace
+ * (which the admin and edit roles cannot write) or the injector's flags. A pod carrying one is refused.
+ */
+export const NAMESPACE_SETTINGS = {
+  authenticators: 'authenticators',
+  'oidc-issuer-url': 'oidcIssuerUrl',
+  'oidc-client-id': 'oidcClientId',
+} as const satisfies Record<string, keyof InjectorConfig>;
+
+type SettingKey = (typeof POD_SETTINGS)[keyof typeof POD_SETTINGS] | (typeof NAMESPACE_SETTINGS)[keyof typeof NAMESPACE_SETTINGS];
 type InjectorWideKey = 'serviceAccount' | 'servingSecret' | 'caConfigMap' | 'tokenAudience' | 'tokenExpiration';
 
 /** Everything the mutation needs, validated; tokenExpiration in milliseconds. */
-export type InjectionSettings = Pick<InjectorConfig, PodSettingKey | InjectorWideKey>;
+export type InjectionSettings = Pick<InjectorConfig, SettingKey | InjectorWideKey>;
+
+/** The namespace a pod is created in: its name and annotations, as the injector read them. */
+export interface NamespaceSettingsSource {
+  name: string;
+  annotations: Readonly<Record<string, string>>;
+}
 
 const INJECTOR_WRITTEN = [STATUS_ANNOTATION, ORIGINAL_SERVICE_ACCOUNT_ANNOTATION, PLACEHOLDER_TOKEN_ANNOTATION];
 
@@ -44,12 +64,13 @@ function show(text: string): string {
   return quoted.length > 80 ? `${quoted.slice(0, 77)}...` : quoted;
 }
 
-function parseAnnotation(annotation: string, type: ValueType, text: string, problems: string[]): { value: unknown } | undefined {
+/** Parses one annotation; subject names it in a problem ("annotation chaperone.dev/x", or the namespace's). */
+function parseAnnotation(subject: string, type: ValueType, text: string, problems: string[]): { value: unknown } | undefined {
   const result = type.schema.safeParse(type.fromText(text));
   if (result.success) return { value: result.data };
   for (const issue of result.error.issues) {
     const at = issue.path.length > 0 ? ` (item ${issue.path.map(String).join('.')})` : '';
-    problems.push(`annotation ${annotation}: ${show(text)}${at} ${issue.message}`);
+    problems.push(`${subject}: ${show(text)}${at} ${issue.message}`);
   }
   return undefined;
 }
@@ -58,20 +79,43 @@ function isAllowedImage(image: string, repositories: readonly string[]): boolean
   return repositories.some((repository) => image === repository || image.startsWith(`${repository}:`) || image.startsWith(`${repository}@`));
 }
 
+/** The namespace's chaperone.dev/<setting> annotations for what the sidecar trusts, over the injector's flags. */
+function applyNamespaceSettings(settings: Record<string, unknown>, namespace: NamespaceSettingsSource, problems: string[]): void {
+  for (const [name, key] of Object.entries(NAMESPACE_SETTINGS)) {
+    const text = namespace.annotations[annotationOf(name)];
+    if (text === undefined) continue;
+    const parsed = parseAnnotation(`namespace ${namespace.name}'s annotation ${annotationOf(name)}`, injectorConfigSpec.options[key].type, text, problems);
+    if (parsed) settings[key] = parsed.value;
+  }
+}
+
+/** Why a pod may not carry a setting of what its sidecar trusts, and where that setting lives. */
+function notPerPod(annotation: string, name: keyof typeof NAMESPACE_SETTINGS, namespace: string): string {
+  return (
+    `annotation ${annotation}: what the sidecar trusts is not a pod's to choose: remove it from the pod; ` +
+    `cluster administrators set it on the namespace (kubectl annotate namespace ${namespace} ${annotation}=...) ` +
+    `or as the injector's ${flagName(NAMESPACE_SETTINGS[name])}`
+  );
+}
+
 /**
  * The settings for one pod; throws a Denial naming every annotation that is wrong and what is
- * allowed. sidecarOptions: what the sidecar's configuration knows, to refuse settings it cannot honour.
+ * allowed. namespace: the namespace the pod is created in, whose annotations set what the sidecar
+ * trusts (without it, the injector's flags alone). sidecarOptions: what the sidecar's configuration
+ * knows, to refuse settings it cannot honour.
  */
 export function resolveSettings(
   config: InjectorConfig,
   annotations: Readonly<Record<string, string>> = {},
+  namespace?: NamespaceSettingsSource,
   sidecarOptions: Options = sidecarConfigSpec.options,
 ): InjectionSettings {
   const settings: Record<string, unknown> = {};
-  for (const key of [...Object.values(POD_SETTINGS), 'serviceAccount', 'servingSecret', 'caConfigMap', 'tokenAudience', 'tokenExpiration'] as const) {
+  for (const key of [...Object.values(POD_SETTINGS), ...Object.values(NAMESPACE_SETTINGS), 'serviceAccount', 'servingSecret', 'caConfigMap', 'tokenAudience', 'tokenExpiration'] as const) {
     settings[key] = config[key];
   }
   const problems: string[] = [];
+  if (namespace) applyNamespaceSettings(settings, namespace, problems);
   const settingNames = Object.keys(POD_SETTINGS) as (keyof typeof POD_SETTINGS)[];
   for (const [annotation, text] of Object.entries(annotations)) {
     if (!annotation.startsWith(ANNOTATION_PREFIX) || INJECTOR_WRITTEN.includes(annotation)) continue;
@@ -80,15 +124,23 @@ export function resolveSettings(
       problems.push(`annotation ${annotation}: opting out is a label, not an annotation: label the pod ${INJECT_LABEL}=disabled`);
       continue;
     }
+    if (Object.hasOwn(NAMESPACE_SETTINGS, name)) {
+      problems.push(notPerPod(annotation, name as keyof typeof NAMESPACE_SETTINGS, namespace?.name ?? '<namespace>'));
+      continue;
+    }
     if (!Object.hasOwn(POD_SETTINGS, name)) {
       problems.push(`annotation ${annotation}: not a chaperone setting (the settings are ${settingNames.map(annotationOf).join(', ')})`);
       continue;
     }
     const key = POD_SETTINGS[name as keyof typeof POD_SETTINGS];
-    const parsed = parseAnnotation(annotation, injectorConfigSpec.options[key].type, text, problems);
+    const parsed = parseAnnotation(`annotation ${annotation}`, injectorConfigSpec.options[key].type, text, problems);
     if (!parsed) continue;
     if (key === 'sidecarImage' && !isAllowedImage(parsed.value as string, config.allowedImages)) {
       problems.push(`annotation ${annotation}: ${show(text)} is not an image of ${config.allowedImages.join(' or ')} (the injector's --allowed-images)`);
+      continue;
+    }
+    if (key === 'readOnly' && parsed.value === false && config.readOnly) {
+      problems.push(`annotation ${annotation}: ${show(text)} would let people write through a sidecar the injector makes read-only (${flagName('readOnly')}): a pod may only turn read-only on`);
       continue;
     }
     settings[key] = parsed.value;
@@ -103,9 +155,9 @@ function crossChecks(settings: InjectionSettings, sidecarOptions: Options): stri
   const problems: string[] = [];
   if (settings.authenticators.includes('oidc')) {
     for (const setting of ['oidc-issuer-url', 'oidc-client-id'] as const) {
-      const key = POD_SETTINGS[setting];
+      const key = NAMESPACE_SETTINGS[setting];
       if (settings[key] === undefined) {
-        problems.push(`${annotationOf('authenticators')} includes oidc, which needs ${annotationOf(setting)} (or the injector's ${flagName(key)})`);
+        problems.push(`${annotationOf('authenticators')} includes oidc, which needs ${annotationOf(setting)} on the namespace (or the injector's ${flagName(key)})`);
       }
     }
   }
@@ -121,17 +173,27 @@ function crossChecks(settings: InjectionSettings, sidecarOptions: Options): stri
   return problems;
 }
 
-/** The annotations as a markdown table, for docs/injector.md and docs/configuration.md. */
-export function renderAnnotationReference(): string {
-  const rows = Object.entries(POD_SETTINGS).map(([name, key]) => {
+function annotationRows(settings: Readonly<Record<string, keyof InjectorConfig>>): string[] {
+  return Object.entries(settings).map(([name, key]) => {
     const opt = injectorConfigSpec.options[key];
     const presence = opt.presence;
     const fallback = presence.kind === 'default' ? `\`${Array.isArray(presence.value) ? presence.value.join(',') : String(presence.value)}\`` : 'none';
     return `| \`${ANNOTATION_PREFIX}${name}\` | ${opt.type.name} | \`${flagName(key)}\` (${fallback}) | ${opt.description} |`;
   });
+}
+
+/** The annotations as markdown tables (the pod's, the namespace's), for docs/injector.md and docs/configuration.md. */
+export function renderAnnotationReference(): string {
+  const header = ['| Annotation | Allowed values | Default: the injector\'s | Description |', '|---|---|---|---|'];
   return [
-    '| Annotation | Allowed values | Default: the injector\'s | Description |',
-    '|---|---|---|---|',
-    ...rows,
+    'On the pod (a pod may turn `read-only` on, never off where the injector turns it on):',
+    '',
+    ...header,
+    ...annotationRows(POD_SETTINGS),
+    '',
+    'On the Namespace, set by cluster administrators only (what the sidecar trusts; a pod carrying one of these is refused):',
+    '',
+    ...header,
+    ...annotationRows(NAMESPACE_SETTINGS),
   ].join('\n');
 }

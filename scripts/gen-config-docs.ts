@@ -46,7 +46,7 @@ export function renderConfigurationDoc(): string {
     INTRO,
     renderReference(sidecarConfigSpec, 'Sidecar'),
     renderReference(injectorConfigSpec, 'Injector'),
-    '### Per-pod annotations\n\nA pod overrides the injector\'s defaults with these annotations ([injector.md](injector.md)).\n',
+    '### Annotations\n\nA pod overrides the injector\'s defaults for how its sidecar runs with annotations of its own; what the sidecar trusts, only cluster administrators choose, as annotations on the Namespace ([injector.md](injector.md#settings)).\n',
     `${renderAnnotationReference()}\n`,
   ].join('\n');
 }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { AdmissionregistrationV1Api, PatchStrategy, setHeaderOptions, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
 import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, createNamespace, createServiceAccount, kubectl, type AdminClients } from '../cluster/kube.js';
+import { adminClients, bindClusterRoleInNamespace, createNamespace, createServiceAccount, kubectl, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
 import { sharedControlPlane } from '../cluster/shared.js';
 import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
@@ -231,6 +231,62 @@ describe('injector (the real API server calls it)', function () {
     const result = await kubectlPod(['create'], podJson('bad-setting', { annotations: { 'chaperone.dev/log-level': 'loud' } }), main.labelled);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /annotation chaperone\.dev\/log-level: "loud" is not one of trace, debug, info, warn, error/);
+  });
+
+  describe('what the sidecar trusts: the Namespace (cluster administrators), never the pod (F2 of the red-team run)', function () {
+    const EDIT = 'trust-edit';
+    const ISSUER = 'https://auth.example.com/realms/company';
+    const sidecarArgs = (pod: V1Pod) => [...(pod.spec?.initContainers ?? []), ...pod.spec!.containers].find((c) => c.name === 'chaperone')!.args!;
+
+    before(async function () {
+      await bindClusterRoleInNamespace(clients, main.labelled, 'edit', [userSubject(EDIT)]);
+      await waitForCanI(cp, EDIT, ['create', 'pods', '-n', main.labelled]);
+    });
+
+    afterEach(async function () {
+      const remove = ['authenticators', 'oidc-issuer-url', 'oidc-client-id'].map((name) => `chaperone.dev/${name}-`);
+      await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, ...remove]);
+    });
+
+    it('refuses, as edit, a pod that names its own issuer, client ID and anonymous, saying where each setting lives', async function () {
+      const annotations = { 'chaperone.dev/authenticators': 'oidc,anonymous', 'chaperone.dev/oidc-issuer-url': 'https://issuer.attacker.example', 'chaperone.dev/oidc-client-id': 'any-client-of-hers' };
+      const result = await kubectlPod(['create', '--as', EDIT], podJson('own-issuer', { annotations }), main.labelled);
+      assert.notEqual(result.code, 0, `stored, with a sidecar that trusts her issuer: ${JSON.stringify(result.pod && sidecarArgs(result.pod))}`);
+      assert.match(result.stderr, /admission webhook "inject\.chaperone\.dev" denied the request: chaperone cannot inject this pod:/);
+      for (const name of Object.keys(annotations)) {
+        const setting = name.slice('chaperone.dev/'.length);
+        assert.match(
+          result.stderr,
+          new RegExp(`annotation chaperone\\.dev/${setting}: what the sidecar trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \\(kubectl annotate namespace ${main.labelled} chaperone\\.dev/${setting}=\\.\\.\\.\\) or as the injector's --${setting}`),
+        );
+      }
+    });
+
+    it("refuses a pod that keeps the namespace's issuer and names only another client ID (replay across audiences)", async function () {
+      await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, 'chaperone.dev/authenticators=oidc', `chaperone.dev/oidc-issuer-url=${ISSUER}`, 'chaperone.dev/oidc-client-id=headlamp']);
+      const result = await kubectlPod(['create', '--as', EDIT], podJson('other-audience', { annotations: { 'chaperone.dev/oidc-client-id': 'any-client-of-hers' } }), main.labelled);
+      assert.notEqual(result.code, 0, `stored: ${JSON.stringify(result.pod && sidecarArgs(result.pod))}`);
+      assert.match(result.stderr, /annotation chaperone\.dev\/oidc-client-id: what the sidecar trusts is not a pod's to choose/);
+    });
+
+    it("takes the Namespace's annotations, which edit cannot write, at the next pod", async function () {
+      const denied = await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, 'chaperone.dev/oidc-client-id=any-client-of-hers', '--as', EDIT]);
+      assert.notEqual(denied.code, 0);
+      assert.match(denied.stderr, /namespaces "[^"]+" is forbidden: User "trust-edit" cannot patch resource "namespaces"/);
+
+      await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, 'chaperone.dev/authenticators=oidc', `chaperone.dev/oidc-issuer-url=${ISSUER}`, 'chaperone.dev/oidc-client-id=headlamp']);
+      const created = await kubectlPod(['create', '--as', EDIT], podJson('namespace-oidc'), main.labelled);
+      assert.equal(created.code, 0, created.stderr);
+      const args = sidecarArgs(created.pod!);
+      assert.ok(args.includes(`--oidc-issuer-url=${ISSUER}`) && args.includes('--oidc-client-id=headlamp'), args.join(' '));
+      assert.ok(!args.some((a) => a === '--anonymous' || a.startsWith('--client-ca-file')), args.join(' '));
+
+      // A namespace annotation the injector's flag would refuse refuses the namespace's pods, naming it.
+      await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, '--overwrite', 'chaperone.dev/oidc-issuer-url=http://insecure.example']);
+      const bad = await kubectlPod(['create'], podJson('namespace-bad-issuer'), main.labelled);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, new RegExp(`namespace ${main.labelled}'s annotation chaperone\\.dev/oidc-issuer-url: "http://insecure\\.example" is not an https URL`));
+    });
   });
 
   it('refuses an ephemeral container (kubectl debug) that targets the sidecar', async function () {

@@ -234,7 +234,11 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
       const objects = rendered.get(example)!;
       // As its README says.
       await kubectlApply(['--server-side', '-k', path.join(MANIFESTS, example)]);
-      const namespace = only(ofKind<V1Namespace>(objects, 'Namespace'), 'Namespace').metadata!.name!;
+      const namespaceObject = only(ofKind<V1Namespace>(objects, 'Namespace'), 'Namespace');
+      const namespace = namespaceObject.metadata!.name!;
+      // What the sidecars trust is the Namespace's (cluster administrators'), never a pod template's.
+      const trust = namespaceObject.metadata!.annotations!;
+      assert.equal(trust['chaperone.dev/authenticators'], 'oidc', `${example} signs people in with OIDC`);
       await waitFor(`namespace ${namespace} to be provisioned`, () => provisioned(namespace), 30_000);
       const deployments = ofKind<V1Deployment>(objects, 'Deployment');
       assert.deepEqual(deployments.map((d) => d.metadata!.name).sort(), [...injected, ...leftAlone].sort());
@@ -254,11 +258,14 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
         }
         assert.ok(proxy, `${name} has the sidecar`);
         assert.equal(pod.spec!.serviceAccountName, 'chaperone-impersonator');
-        const annotations = template.metadata!.annotations!;
-        assert.equal(annotations['chaperone.dev/authenticators'], 'oidc', `${name} signs people in with OIDC`);
-        for (const flag of ['oidc-issuer-url', 'oidc-client-id']) {
-          assert.ok(proxy.args!.includes(`--${flag}=${annotations[`chaperone.dev/${flag}`]}`), `${name}'s sidecar has --${flag} of its annotation: ${proxy.args!.join(' ')}`);
+        const annotations = template.metadata!.annotations ?? {};
+        for (const setting of ['authenticators', 'oidc-issuer-url', 'oidc-client-id']) {
+          assert.equal(annotations[`chaperone.dev/${setting}`], undefined, `${name}'s pods choose nothing of what their sidecar trusts`);
         }
+        for (const flag of ['oidc-issuer-url', 'oidc-client-id']) {
+          assert.ok(proxy.args!.includes(`--${flag}=${trust[`chaperone.dev/${flag}`]}`), `${name}'s sidecar has --${flag} of its namespace's annotation: ${proxy.args!.join(' ')}`);
+        }
+        assert.ok(!proxy.args!.some((a) => a.startsWith('--client-ca-file') || a === '--anonymous'), `${name}'s sidecar takes OIDC only: ${proxy.args!.join(' ')}`);
         for (const container of pod.spec!.containers) {
           assert.deepEqual({ ...container.env?.[0] }, { name: 'KUBERNETES_SERVICE_HOST', value: '127.0.0.1' }, `${name}'s ${container.name} talks to the sidecar`);
         }
@@ -268,7 +275,7 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
     // Headlamp and its sidecar trust the one issuer and client the kustomization names.
     const headlamp = rendered.get('examples/headlamp')!;
     const oidc = only(ofKind<V1ConfigMap>(headlamp, 'ConfigMap'), 'ConfigMap').data!;
-    const annotations = only(ofKind<V1Deployment>(headlamp, 'Deployment'), 'Deployment').spec!.template.metadata!.annotations!;
+    const annotations = only(ofKind<V1Namespace>(headlamp, 'Namespace'), 'Namespace').metadata!.annotations!;
     assert.deepEqual([annotations['chaperone.dev/oidc-issuer-url'], annotations['chaperone.dev/oidc-client-id']], [oidc.issuerURL, oidc.clientID]);
   });
 });

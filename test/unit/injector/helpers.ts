@@ -14,7 +14,7 @@ import { startInjector } from '../../../injector/injector.js';
 import type { Controller } from '../../../injector/controller.js';
 import type { ProvisioningStatus } from '../../../injector/provision/readiness.js';
 import { loadInjectorConfig, type InjectorConfig } from '../../../injector/config.js';
-import { answerReview, type AdmissionReviewOut, type NamespaceLabels } from '../../../injector/review.js';
+import { answerReview, type AdmissionReviewOut, type NamespaceLabels, type NamespaceMetadata } from '../../../injector/review.js';
 import type { PatchOperation } from '../../../injector/patch.js';
 
 export const LABELLED_NAMESPACE = 'team-a';
@@ -36,11 +36,17 @@ export function fakeController(provisioning: (namespace: string) => Promise<Prov
   };
 }
 
+/** team-a is labelled for injection (with these annotations); plain exists without the label; anything else does not exist. */
+export function namespacesWith(annotations: Record<string, string>): NamespaceLabels {
+  const namespaces: Record<string, NamespaceMetadata> = {
+    [LABELLED_NAMESPACE]: { labels: { 'chaperone.dev/inject': 'enabled' }, annotations },
+    plain: { labels: {}, annotations: {} },
+  };
+  return (name) => Promise.resolve(namespaces[name]);
+}
+
 /** team-a is labelled for injection; plain exists without the label; anything else does not exist. */
-export const testNamespaces: NamespaceLabels = (name) => {
-  const labels: Record<string, Record<string, string>> = { [LABELLED_NAMESPACE]: { 'chaperone.dev/inject': 'enabled' }, plain: {} };
-  return Promise.resolve(labels[name]);
-};
+export const testNamespaces: NamespaceLabels = namespacesWith({});
 
 export const silentLog: Logger = pino({ enabled: false });
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { isUnderServiceAccountDir, projectsServiceAccountToken, type InjectionStatus } from '../../../injector/mutate.js';
-import { applyPatch, decodePatch, review } from './helpers.js';
+import { applyPatch, decodePatch, namespacesWith, review as reviewIn, testConfig } from './helpers.js';
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const VOLUME_NAMES = ['data', 'cache', 'kube-api-access-x1', 'tokens', 'chaperone-upstream', 'chaperone-serving', 'chaperone-serving-1', 'chaperone-api-access', 'chaperone-identity-ca'];
@@ -51,7 +51,6 @@ const annotations = fc.record(
   {
     'chaperone.dev/sidecar-mode': fc.constantFrom('native', 'classic'),
     'chaperone.dev/log-level': fc.constantFrom('debug', 'warn'),
-    'chaperone.dev/authenticators': fc.constantFrom('client-cert', 'anonymous', 'client-cert,anonymous'),
     'chaperone.dev/memory-limit': fc.constantFrom('0.5Gi', '300Mi'),
     'chaperone.dev/status': fc.constant('{"forged":true}'),
     'example.com/other': fc.string({ maxLength: 8 }),
@@ -97,11 +96,11 @@ const RESERVED = ['chaperone-upstream', 'chaperone-serving', 'chaperone-api-acce
  * taken for the injector's own, of which only chaperone-upstream holds a token; any other pod's are
  * renamed.
  */
-function isUnsafe(pod: V1Pod): boolean {
+function isUnsafe(pod: V1Pod, authenticators: string): boolean {
   const spec = pod.spec!;
   if (spec.shareProcessNamespace || spec.hostPID) return true;
   const annotations = pod.metadata?.annotations ?? {};
-  const usesIdentityCa = (annotations['chaperone.dev/authenticators'] ?? 'client-cert').split(',').includes('client-cert');
+  const usesIdentityCa = authenticators.split(',').includes('client-cert');
   const replaced = annotations['chaperone.dev/status'] === undefined ? [] : RESERVED.filter((name) => name !== 'chaperone-identity-ca' || usesIdentityCa);
   const holdsToken = (v: V1Volume) => (replaced.includes(v.name) ? v.name === 'chaperone-upstream' : projectsServiceAccountToken(v));
   const tokens = new Set((spec.volumes ?? []).filter(holdsToken).map((v) => v.name));
@@ -157,9 +156,12 @@ describe('injector (property: random valid pods)', function () {
 
   it('refuses exactly the unsafe pods, and injects the others safely, once', async function () {
     await fc.assert(
-      fc.asyncProperty(validPod, async (pod) => {
+      // The authenticators are the namespace's (cluster administrators' annotation), never the pod's.
+      fc.asyncProperty(validPod, fc.constantFrom('client-cert', 'anonymous', 'client-cert,anonymous'), async (pod, authenticators) => {
+        const namespace = namespacesWith({ 'chaperone.dev/authenticators': authenticators });
+        const review = (input: Parameters<typeof reviewIn>[0]) => reviewIn(input, testConfig(), namespace);
         const out = await review({ object: pod });
-        if (isUnsafe(pod)) {
+        if (isUnsafe(pod, authenticators)) {
           assert.equal(out.response.allowed, false, 'an unsafe pod is refused');
           assert.equal(out.response.status?.code, 403);
           return;

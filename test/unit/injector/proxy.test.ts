@@ -24,12 +24,13 @@ function source(container: V1Container, volumes: V1Volume[], file: string): { vo
 }
 
 describe('injector/proxy (the sidecar container)', function () {
-  function settings(annotations: Record<string, string> = {}): InjectionSettings {
-    return resolveSettings(testConfig(), annotations);
+  /** The settings of a pod with these annotations in team-a, whose annotations are namespaceAnnotations. */
+  function settings(annotations: Record<string, string> = {}, namespaceAnnotations: Record<string, string> = {}): InjectionSettings {
+    return resolveSettings(testConfig(), annotations, { name: 'team-a', annotations: namespaceAnnotations });
   }
 
   it("is accepted by the sidecar's own configuration, listening where the dashboard is pointed", function () {
-    const container = sidecarContainer(settings({ 'chaperone.dev/authenticators': 'client-cert,anonymous', 'chaperone.dev/log-level': 'debug' }));
+    const container = sidecarContainer(settings({ 'chaperone.dev/log-level': 'debug' }, { 'chaperone.dev/authenticators': 'client-cert,anonymous' }));
     const config = loadSidecarConfig(container.args!, kubeletEnv(container));
     assert.equal(config.listen, '127.0.0.1:6443');
     assert.equal(config.opsListen, ':9901');
@@ -64,13 +65,13 @@ describe('injector/proxy (the sidecar container)', function () {
   });
 
   it('mounts no identity CA when client certificates are not among the authenticators', function () {
-    const s = settings({ 'chaperone.dev/authenticators': 'anonymous' });
+    const s = settings({}, { 'chaperone.dev/authenticators': 'anonymous' });
     assert.ok(!sidecarArgs(s).some((arg) => arg.startsWith('--client-ca-file')));
     assert.ok(!injectedVolumes(s).some((v) => v.name === 'chaperone-identity-ca'));
   });
 
   it('passes the OIDC issuer and client ID as the sidecar flags that mirror the API server', function () {
-    const s = { ...settings(), authenticators: ['oidc'], oidcIssuerUrl: 'https://issuer.example', oidcClientId: 'headlamp' } as InjectionSettings;
+    const s = settings({}, { 'chaperone.dev/authenticators': 'oidc', 'chaperone.dev/oidc-issuer-url': 'https://issuer.example', 'chaperone.dev/oidc-client-id': 'headlamp' });
     const args = sidecarArgs(s);
     assert.ok(args.includes('--oidc-issuer-url=https://issuer.example'), args.join(' '));
     assert.ok(args.includes('--oidc-client-id=headlamp'), args.join(' '));

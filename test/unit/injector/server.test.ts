@@ -89,7 +89,7 @@ describe('injector/server (HTTPS, POST /mutate)', function () {
   });
 
   it('never injects in kube-system, kube-public, kube-node-lease or its own namespace, whatever their labels', async function () {
-    labels = () => Promise.resolve({ 'chaperone.dev/inject': 'enabled' });
+    labels = () => Promise.resolve({ labels: { 'chaperone.dev/inject': 'enabled' }, annotations: {} });
     for (const namespace of ['kube-system', 'kube-public', 'kube-node-lease', 'chaperone-system']) {
       const out = await admit({ object: POD, namespace });
       assert.deepEqual(out.response, { uid: out.response.uid, allowed: true }, namespace);

@@ -3,17 +3,24 @@ import { ConfigError, type Options } from '../../../lib/config.js';
 import { sidecarConfigSpec } from '../../../sidecar/config.js';
 import { loadInjectorConfig } from '../../../injector/config.js';
 import { Denial } from '../../../injector/denial.js';
-import { resolveSettings } from '../../../injector/settings.js';
-import { testConfig } from './helpers.js';
+import { resolveSettings, type NamespaceSettingsSource } from '../../../injector/settings.js';
+import { applyPatch, decodePatch, inject, namespacesWith, review, testConfig } from './helpers.js';
 
 /** The sidecar's options without some: a sidecar release that lacks those flags. */
 function sidecarWithout(...keys: string[]): Options {
   return Object.fromEntries(Object.entries(sidecarConfigSpec.options).filter(([key]) => !keys.includes(key)));
 }
 
-function denial(annotations: Record<string, string>, sidecarOptions?: Options): Denial {
+const TEAM_A = 'team-a';
+
+/** The namespace team-a with these annotations, as the injector reads it. */
+function namespace(annotations: Record<string, string>): NamespaceSettingsSource {
+  return { name: TEAM_A, annotations };
+}
+
+function denial(annotations: Record<string, string>, sidecarOptions?: Options, namespaceAnnotations: Record<string, string> = {}, config = testConfig()): Denial {
   try {
-    resolveSettings(testConfig(), annotations, sidecarOptions);
+    resolveSettings(config, annotations, namespace(namespaceAnnotations), sidecarOptions);
   } catch (err) {
     assert.ok(err instanceof Denial, `expected a Denial, got ${String(err)}`);
     return err;
@@ -67,7 +74,7 @@ describe('injector/settings', function () {
     const settings = resolveSettings(testConfig(), {
       'chaperone.dev/image': 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0',
       'chaperone.dev/sidecar-mode': 'classic',
-      'chaperone.dev/authenticators': 'client-cert, anonymous',
+      'chaperone.dev/read-only': 'true',
       'chaperone.dev/log-level': 'debug',
       'chaperone.dev/cpu-request': '0.1',
       'chaperone.dev/cpu-limit': '1',
@@ -76,7 +83,7 @@ describe('injector/settings', function () {
     });
     assert.equal(settings.sidecarImage, 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0');
     assert.equal(settings.sidecarMode, 'classic');
-    assert.deepEqual(settings.authenticators, ['client-cert', 'anonymous']);
+    assert.equal(settings.readOnly, true);
     assert.equal(settings.sidecarLogLevel, 'debug');
     assert.deepEqual([settings.cpuRequest, settings.cpuLimit, settings.memoryRequest, settings.memoryLimit], ['100m', '1', '128Mi', '1Gi']);
   });
@@ -85,10 +92,7 @@ describe('injector/settings', function () {
     ['chaperone.dev/log-level', 'loud', /"loud" is not one of trace, debug, info, warn, error/],
     ['chaperone.dev/sidecar-mode', 'sideways', /"sideways" is not one of native, classic/],
     ['chaperone.dev/read-only', 'yes', /"yes" is not a boolean \(true or false\)/],
-    ['chaperone.dev/authenticators', 'client-cert,ldap', /"client-cert,ldap" \(item 1\) is not one of client-cert, oidc, cluster-token-review, anonymous/],
-    ['chaperone.dev/authenticators', 'client-cert,client-cert', /names an authenticator twice/],
     ['chaperone.dev/cpu-request', 'a lot', /"a lot" is not a resource quantity \(examples: 100m, 0.5, 64Mi, 1Gi\)/],
-    ['chaperone.dev/oidc-issuer-url', 'http://issuer.example', /is not an https URL/],
     ['chaperone.dev/image', 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0; rm -rf', /is not an image reference/],
   ];
   for (const [annotation, value, message] of BAD) {
@@ -134,9 +138,9 @@ describe('injector/settings', function () {
   });
 
   it('denies the oidc authenticator without an issuer and a client ID', function () {
-    const err = denial({ 'chaperone.dev/authenticators': 'oidc' });
-    assert.match(err.message, /includes oidc, which needs chaperone\.dev\/oidc-issuer-url \(or the injector's --oidc-issuer-url\)/);
-    assert.match(err.message, /needs chaperone\.dev\/oidc-client-id/);
+    const err = denial({}, undefined, { 'chaperone.dev/authenticators': 'oidc' });
+    assert.match(err.message, /includes oidc, which needs chaperone\.dev\/oidc-issuer-url on the namespace \(or the injector's --oidc-issuer-url\)/);
+    assert.match(err.message, /needs chaperone\.dev\/oidc-client-id on the namespace/);
   });
 
   it('denies a setting the sidecar has no flag for yet, rather than admitting a pod whose sidecar would not start', function () {
@@ -145,8 +149,99 @@ describe('injector/settings', function () {
       denial({ 'chaperone.dev/read-only': 'true' }, older).message,
       /chaperone\.dev\/read-only is true, which needs the sidecar flag --read-only: this release of the sidecar does not have it yet/,
     );
-    assert.match(denial({ 'chaperone.dev/authenticators': 'cluster-token-review' }, older).message, /chaperone\.dev\/authenticators includes cluster-token-review, which needs the sidecar flag --cluster-token-review/);
+    assert.match(denial({}, older, { 'chaperone.dev/authenticators': 'cluster-token-review' }).message, /chaperone\.dev\/authenticators includes cluster-token-review, which needs the sidecar flag --cluster-token-review/);
     const newer = { ...sidecarConfigSpec.options, readOnly: sidecarConfigSpec.options.anonymous, clusterTokenReview: sidecarConfigSpec.options.anonymous };
-    assert.equal(resolveSettings(testConfig(), { 'chaperone.dev/read-only': 'true' }, newer).readOnly, true);
+    assert.equal(resolveSettings(testConfig(), { 'chaperone.dev/read-only': 'true' }, undefined, newer).readOnly, true);
+  });
+
+  describe('what the sidecar trusts: the namespace (cluster administrators) or the injector, never the pod', function () {
+    const TRUST = {
+      'chaperone.dev/authenticators': 'oidc,anonymous',
+      'chaperone.dev/oidc-issuer-url': 'https://issuer.attacker.example',
+      'chaperone.dev/oidc-client-id': 'any-client-of-hers',
+    };
+
+    it('refuses a pod that chooses its authenticators, issuer or client ID, saying where each setting lives now', function () {
+      const err = denial(TRUST);
+      assert.equal(err.code, 400);
+      for (const [annotation] of Object.entries(TRUST)) {
+        const flag = `--${annotation.slice('chaperone.dev/'.length)}`;
+        const escaped = annotation.replace(/[./]/g, '\\$&');
+        assert.match(
+          err.message,
+          new RegExp(`annotation ${escaped}: what the sidecar trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \\(kubectl annotate namespace team-a ${escaped}=\\.\\.\\.\\) or as the injector's ${flag}`),
+        );
+      }
+    });
+
+    it('refuses the per-pod setting even where it matches the namespace: it would be ignored otherwise', function () {
+      const ns = { 'chaperone.dev/authenticators': 'oidc', 'chaperone.dev/oidc-issuer-url': 'https://auth.example.com', 'chaperone.dev/oidc-client-id': 'headlamp' };
+      assert.match(denial({ 'chaperone.dev/oidc-client-id': 'headlamp' }, undefined, ns).message, /annotation chaperone\.dev\/oidc-client-id: what the sidecar trusts is not a pod's to choose/);
+    });
+
+    it("takes the namespace's annotations over the injector's flags", function () {
+      const config = testConfig(['--authenticators=client-cert', '--oidc-issuer-url=https://installation.example', '--oidc-client-id=installation']);
+      const ns = namespace({ 'chaperone.dev/authenticators': 'oidc, client-cert', 'chaperone.dev/oidc-issuer-url': 'https://auth.example.com/realms/company', 'chaperone.dev/oidc-client-id': 'headlamp' });
+      const settings = resolveSettings(config, { 'chaperone.dev/log-level': 'debug' }, ns);
+      assert.deepEqual([settings.authenticators, settings.oidcIssuerUrl, settings.oidcClientId], [['oidc', 'client-cert'], 'https://auth.example.com/realms/company', 'headlamp']);
+      const fromFlags = resolveSettings(testConfig(['--authenticators=oidc', '--oidc-issuer-url=https://installation.example', '--oidc-client-id=installation']), {}, namespace({}));
+      assert.deepEqual([fromFlags.authenticators, fromFlags.oidcIssuerUrl, fromFlags.oidcClientId], [['oidc'], 'https://installation.example', 'installation']);
+    });
+
+    it('takes the client ID from the namespace and the issuer from the injector (each setting on its own)', function () {
+      const settings = resolveSettings(testConfig(['--authenticators=oidc', '--oidc-issuer-url=https://installation.example', '--oidc-client-id=installation']), {}, namespace({ 'chaperone.dev/oidc-client-id': 'team-a-app' }));
+      assert.deepEqual([settings.oidcIssuerUrl, settings.oidcClientId], ['https://installation.example', 'team-a-app']);
+    });
+
+    const BAD_NAMESPACE: [string, string, RegExp][] = [
+      ['chaperone.dev/authenticators', 'client-cert,ldap', /"client-cert,ldap" \(item 1\) is not one of client-cert, oidc, cluster-token-review, anonymous/],
+      ['chaperone.dev/authenticators', 'client-cert,client-cert', /names an authenticator twice/],
+      ['chaperone.dev/oidc-issuer-url', 'http://issuer.example', /is not an https URL/],
+    ];
+    for (const [annotation, value, message] of BAD_NAMESPACE) {
+      it(`denies a namespace's ${annotation}: ${JSON.stringify(value)}, as the injector's flag would be refused`, function () {
+        const err = denial({}, undefined, { [annotation]: value });
+        assert.equal(err.code, 400);
+        assert.match(err.message, new RegExp(`namespace team-a's annotation ${annotation.replace(/[./]/g, '\\$&')}: `));
+        assert.match(err.message, message);
+      });
+    }
+
+    it('reaches the sidecar through the admission review: the namespace as the injector reads it, not the pod', async function () {
+      const pod = { metadata: { name: 'dash' }, spec: { containers: [{ name: 'app', image: 'nginx:1.27' }] } };
+      const oidc = { 'chaperone.dev/authenticators': 'oidc', 'chaperone.dev/oidc-issuer-url': 'https://auth.example.com', 'chaperone.dev/oidc-client-id': 'headlamp' };
+      const out = await review({ object: pod }, testConfig(), namespacesWith(oidc));
+      assert.equal(out.response.allowed, true, out.response.status?.message);
+      const args = applyPatch(pod, decodePatch(out)).spec!.initContainers![0]!.args!;
+      assert.ok(args.includes('--oidc-issuer-url=https://auth.example.com') && args.includes('--oidc-client-id=headlamp'), args.join(' '));
+      assert.ok(!args.some((a) => a.startsWith('--client-ca-file')), args.join(' '));
+      const { pod: injected } = await inject(pod);
+      assert.ok(injected.spec!.initContainers![0]!.args!.some((a) => a.startsWith('--client-ca-file')), 'without annotations: the injector\'s --authenticators');
+      const refused = await review({ object: { ...pod, metadata: { name: 'dash', annotations: { 'chaperone.dev/authenticators': 'anonymous' } } } }, testConfig(), namespacesWith(oidc));
+      assert.equal(refused.response.allowed, false);
+      assert.equal(refused.response.status?.code, 400);
+      assert.match(refused.response.status?.message ?? '', /annotation chaperone\.dev\/authenticators: what the sidecar trusts is not a pod's to choose: .*kubectl annotate namespace team-a chaperone\.dev\/authenticators=\.\.\./);
+    });
+
+    it("reads only the trust settings from the namespace: its other chaperone.dev/ annotations are the access policy's", function () {
+      const settings = resolveSettings(testConfig(), {}, namespace({ 'chaperone.dev/access': 'read-only', 'chaperone.dev/log-level': 'debug', 'chaperone.dev/image': 'docker.io/evil/sidecar:1' }));
+      assert.equal(settings.sidecarLogLevel, 'info');
+      assert.equal(settings.sidecarImage, testConfig().sidecarImage);
+    });
+  });
+
+  describe('read-only: a pod narrows itself, never widens', function () {
+    it('turns read-only on for one pod', function () {
+      assert.equal(resolveSettings(testConfig(), { 'chaperone.dev/read-only': 'true' }, namespace({})).readOnly, true);
+    });
+
+    it("refuses a pod that turns off the injector's --read-only", function () {
+      const err = denial({ 'chaperone.dev/read-only': 'false' }, undefined, {}, testConfig(['--read-only']));
+      assert.match(err.message, /annotation chaperone\.dev\/read-only: "false" would let people write through a sidecar the injector makes read-only \(--read-only\): a pod may only turn read-only on/);
+    });
+
+    it('lets "false" stand where it changes nothing', function () {
+      assert.equal(resolveSettings(testConfig(), { 'chaperone.dev/read-only': 'false' }, namespace({})).readOnly, false);
+    });
   });
 });
