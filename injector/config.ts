@@ -95,6 +95,11 @@ export const injectorConfigSpec = defineSpec({
       default: '1h',
       description: "How long the sidecar's service-account token lives; the kubelet renews it well before.",
     }),
+    sidecarUpstream: option(httpsUrl(), {
+      description:
+        "The API server the sidecars forward to, passed as their --upstream; by default the injector's own (its kubeconfig's server, in a cluster https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT as the injector's pod sees them). Pinned so that a Service named kubernetes in a labelled namespace, which the kubelet would turn into the sidecar's KUBERNETES_SERVICE_HOST, cannot redirect it.",
+      example: 'https://10.96.0.1:443',
+    }),
     sidecarImage: option(image(), { default: DEFAULT_SIDECAR_IMAGE, description: "The sidecar's image, unless a pod's chaperone.dev/image says otherwise." }),
     allowedImages: option(list(), {
       default: ['ghcr.io/chaperone-dev/chaperone-sidecar'],

@@ -35,6 +35,21 @@ function apiNamespaceLabels(kubeconfig: string | undefined): NamespaceLabels {
   }
 }
 
+/** The API server the injector itself talks to: what its sidecars are pinned to, unless told otherwise. */
+function ownApiServer(kubeconfig: string | undefined): string {
+  let server: string | undefined;
+  try {
+    server = kubeConfigFrom(kubeconfig).getCurrentCluster()?.server;
+  } catch (err) {
+    throw new CannotStart(`cannot load ${kubeconfig ? `the kubeconfig ${kubeconfig}` : 'the in-cluster configuration'}: ${(err as Error).message}`);
+  }
+  // Outside a cluster without a kubeconfig, client-node makes "https://undefined:undefined" of the missing variables.
+  if (!server?.startsWith('https://') || server.includes('undefined')) {
+    throw new CannotStart(`the injector's own API server (${server ?? 'none'}) is no https URL the sidecars could use: give --sidecar-upstream`);
+  }
+  return server;
+}
+
 function ownController(config: InjectorConfig, log: Logger): Controller {
   try {
     return startController(config, { log });
@@ -58,6 +73,7 @@ export async function startInjector(
   if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
     throw new CannotStart('--tls-cert-file and --tls-key-file go together: give both (to serve those files) or neither (to serve the certificate the controller keeps)');
   }
+  config = { ...config, sidecarUpstream: config.sidecarUpstream ?? ownApiServer(config.kubeconfig) };
   const namespaceLabels = dependencies.namespaceLabels ?? apiNamespaceLabels(config.kubeconfig);
   const controller = dependencies.controller ?? ownController(config, log);
   const stopController = dependencies.controller ? () => Promise.resolve() : () => controller.stop();

@@ -70,6 +70,9 @@ function sidecarFlags(settings: InjectionSettings): SidecarFlag[] {
     { key: 'opsListen', value: `:${OPS_PORT}`, because: always },
     { key: 'tlsCertFile', value: `${SERVING_DIR}/tls.crt`, because: always },
     { key: 'tlsKeyFile', value: `${SERVING_DIR}/tls.key`, because: always },
+    // Pinned: left to its default, the upstream would come from KUBERNETES_SERVICE_HOST, which a
+    // Service named kubernetes in the namespace sets (the kubelet's service links).
+    ...(settings.sidecarUpstream ? [{ key: 'upstream', value: settings.sidecarUpstream, because: always }] : []),
     { key: 'upstreamCaFile', value: `${UPSTREAM_DIR}/ca.crt`, because: always },
     { key: 'tokenFile', value: `${UPSTREAM_DIR}/token`, because: always },
     { key: 'accessPolicyFile', value: `${POLICY_DIR}/${ACCESS_POLICY_KEY}`, because: always },

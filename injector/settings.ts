@@ -46,7 +46,7 @@ export const NAMESPACE_SETTINGS = {
 } as const satisfies Record<string, keyof InjectorConfig>;
 
 type SettingKey = (typeof POD_SETTINGS)[keyof typeof POD_SETTINGS] | (typeof NAMESPACE_SETTINGS)[keyof typeof NAMESPACE_SETTINGS];
-type InjectorWideKey = 'serviceAccount' | 'servingSecret' | 'caConfigMap' | 'tokenAudience' | 'tokenExpiration';
+type InjectorWideKey = 'serviceAccount' | 'servingSecret' | 'caConfigMap' | 'tokenAudience' | 'tokenExpiration' | 'sidecarUpstream';
 
 /** Everything the mutation needs, validated; tokenExpiration in milliseconds. */
 export type InjectionSettings = Pick<InjectorConfig, SettingKey | InjectorWideKey>;
@@ -111,7 +111,7 @@ export function resolveSettings(
   sidecarOptions: Options = sidecarConfigSpec.options,
 ): InjectionSettings {
   const settings: Record<string, unknown> = {};
-  for (const key of [...Object.values(POD_SETTINGS), ...Object.values(NAMESPACE_SETTINGS), 'serviceAccount', 'servingSecret', 'caConfigMap', 'tokenAudience', 'tokenExpiration'] as const) {
+  for (const key of [...Object.values(POD_SETTINGS), ...Object.values(NAMESPACE_SETTINGS), 'serviceAccount', 'servingSecret', 'caConfigMap', 'tokenAudience', 'tokenExpiration', 'sidecarUpstream'] as const) {
     settings[key] = config[key];
   }
   const problems: string[] = [];

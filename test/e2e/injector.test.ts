@@ -19,7 +19,7 @@ import { startInjector, type RunningInjector } from '../../injector/injector.js'
 import { goldenCases } from '../../scripts/gen-injector-goldens.js';
 import { canonicalQuantity } from '../../injector/quantity.js';
 import { installInjector, type InjectorInstallation } from '../cluster/provisioned.js';
-import { decodePatch, review, silentLog } from '../unit/injector/helpers.js';
+import { decodePatch, review, silentLog, testConfig, TEST_SIDECAR_UPSTREAM } from '../unit/injector/helpers.js';
 
 const WEBHOOK_FILE = fileURLToPath(new URL('../../manifests/base/mutatingwebhookconfiguration.yaml', import.meta.url));
 const RUN_LABEL = 'chaperone.dev/test-run';
@@ -57,6 +57,10 @@ describe('injector (the real API server calls it)', function () {
   let clients: AdminClients;
   let dir: string;
   let main: Registered;
+
+  /** The configuration the injector here runs with, as far as a review needs it: pinned to this control plane. */
+  const pinnedHere = () => testConfig([`--sidecar-upstream=${cp.url}`]);
+  const chaperoneArgs = (pod: V1Pod) => [...(pod.spec?.initContainers ?? []), ...pod.spec!.containers].find((c) => c.name === 'chaperone')!.args!;
 
   /** kubectl, with a pod written to a file for -f; the JSON the API server answered. */
   async function kubectlPod(verb: string[], pod: V1Pod, namespace: string): Promise<{ code: number; pod?: V1Pod; stderr: string }> {
@@ -162,7 +166,7 @@ describe('injector (the real API server calls it)', function () {
     // The API server's own spelling of 0.25, 1000m and 0.5Gi, and the injector's.
     assert.deepEqual(resources, { requests: { cpu: '250m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
     assert.deepEqual([canonicalQuantity('0.25'), canonicalQuantity('1000m'), canonicalQuantity('0.5Gi')], ['250m', '1', '512Mi']);
-    const again = await review({ object: stored, namespace: main.labelled }, undefined, namespaceLabelsFromApi(clients.kubeconfig));
+    const again = await review({ object: stored, namespace: main.labelled }, pinnedHere(), namespaceLabelsFromApi(clients.kubeconfig));
     assert.equal(again.response.allowed, true);
     assert.deepEqual(decodePatch(again), [], 'the API server defaulted nothing the injector left out');
   });
@@ -186,12 +190,16 @@ describe('injector (the real API server calls it)', function () {
         for (const list of ['initContainers', 'containers'] as const) {
           assert.deepEqual((stored.spec![list] ?? []).map((c) => c.name), (expected.spec![list] ?? []).map((c) => c.name), list);
         }
-        assert.deepEqual(stored.spec!.initContainers?.find((c) => c.name === 'chaperone') ?? stored.spec!.containers.find((c) => c.name === 'chaperone'),
-          expected.spec!.initContainers?.find((c) => c.name === 'chaperone') ?? expected.spec!.containers.find((c) => c.name === 'chaperone'));
+        // The goldens pin the sidecar to a cluster's usual address; this injector, to this control plane.
+        const sidecarOf = (pod: V1Pod, upstream: string) => {
+          const container = pod.spec!.initContainers?.find((c) => c.name === 'chaperone') ?? pod.spec!.containers.find((c) => c.name === 'chaperone')!;
+          return { ...container, args: container.args!.map((arg) => (arg === `--upstream=${upstream}` ? '--upstream=<pinned>' : arg)) };
+        };
+        assert.deepEqual(sidecarOf(stored, cp.url), sidecarOf(expected, TEST_SIDECAR_UPSTREAM));
         for (const name of ['chaperone-upstream', 'chaperone-serving', 'chaperone-identity-ca', 'chaperone-api-access']) {
           assert.deepEqual(stored.spec!.volumes!.find((v) => v.name === name), expected.spec!.volumes!.find((v) => v.name === name), name);
         }
-        const again = await review({ object: stored, namespace: main.labelled }, undefined, namespaceLabelsFromApi(clients.kubeconfig));
+        const again = await review({ object: stored, namespace: main.labelled }, pinnedHere(), namespaceLabelsFromApi(clients.kubeconfig));
         assert.deepEqual(decodePatch(again), []);
       });
     }
@@ -287,6 +295,17 @@ describe('injector (the real API server calls it)', function () {
       assert.notEqual(bad.code, 0);
       assert.match(bad.stderr, new RegExp(`namespace ${main.labelled}'s annotation chaperone\\.dev/oidc-issuer-url: "http://insecure\\.example" is not an https URL`));
     });
+  });
+
+  it('pins the sidecar to its own API server: a Service named kubernetes in the namespace cannot redirect it', async function () {
+    // The kubelet lets a Service named kubernetes in the pod's namespace set KUBERNETES_SERVICE_HOST
+    // and _PORT (service links), which the sidecar's --upstream would otherwise default to.
+    const created = await kubectl(cp.adminKubeconfig, ['create', 'service', 'clusterip', 'kubernetes', '--tcp=443:8443', '-n', main.labelled]);
+    assert.equal(created.code, 0, created.stderr);
+    const stored = await create(podJson('pinned'), main.labelled);
+    const args = chaperoneArgs(stored);
+    assert.ok(args.includes(`--upstream=${cp.url}`), `the sidecar's upstream is the injector's own API server: ${args.join(' ')}`);
+    await kubectl(cp.adminKubeconfig, ['delete', 'service', 'kubernetes', '-n', main.labelled]);
   });
 
   it('refuses an ephemeral container (kubectl debug) that targets the sidecar', async function () {

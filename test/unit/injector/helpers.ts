@@ -19,8 +19,11 @@ import type { PatchOperation } from '../../../injector/patch.js';
 
 export const LABELLED_NAMESPACE = 'team-a';
 
+/** Where the tests' injector pins its sidecars, as an injector in a cluster would its own API server. */
+export const TEST_SIDECAR_UPSTREAM = 'https://10.96.0.1:443';
+
 export function testConfig(argv: string[] = []): InjectorConfig {
-  return loadInjectorConfig(['--tls-cert-file=/unused/tls.crt', '--tls-key-file=/unused/tls.key', ...argv], {});
+  return loadInjectorConfig(['--tls-cert-file=/unused/tls.crt', '--tls-key-file=/unused/tls.key', `--sidecar-upstream=${TEST_SIDECAR_UPSTREAM}`, ...argv], {});
 }
 
 /** A controller without an API server: no certificate of its own, every namespace provisioned unless told otherwise. */
@@ -124,7 +127,9 @@ export async function startTestInjector(namespaceLabels: NamespaceLabels, argv: 
   const serving = issueCertificate(ca, { commonName: 'chaperone-injector', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   await writeFile(path.join(dir, 'tls.crt'), serving.certPem);
   await writeFile(path.join(dir, 'tls.key'), serving.keyPem, { mode: 0o600 });
-  const config = loadInjectorConfig(['--listen=127.0.0.1:0', `--tls-cert-file=${dir}/tls.crt`, `--tls-key-file=${dir}/tls.key`, ...argv], {});
+  // No API server of its own to pin the sidecars to, unless argv names one (its --kubeconfig).
+  const upstream = argv.some((arg) => arg.startsWith('--kubeconfig')) ? [] : [`--sidecar-upstream=${TEST_SIDECAR_UPSTREAM}`];
+  const config = loadInjectorConfig(['--listen=127.0.0.1:0', `--tls-cert-file=${dir}/tls.crt`, `--tls-key-file=${dir}/tls.key`, ...upstream, ...argv], {});
   const injector = await startInjector(config, silentLog, { namespaceLabels, ...(controller === 'own' ? {} : { controller }) });
   return {
     url: `https://127.0.0.1:${injector.port}`,
