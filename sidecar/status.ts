@@ -9,6 +9,7 @@ export type StatusReason =
   | 'Forbidden'
   | 'NotFound'
   | 'RequestEntityTooLarge'
+  | 'UnsupportedMediaType'
   | 'TooManyRequests'
   | 'InternalError'
   | 'ServiceUnavailable'
@@ -102,6 +103,10 @@ export function serviceUnavailable(message: string): StatusError {
 
 export function tooLarge(message: string): StatusError {
   return new StatusError(413, 'RequestEntityTooLarge', message);
+}
+
+export function unsupportedMediaType(message: string): StatusError {
+  return new StatusError(415, 'UnsupportedMediaType', message);
 }
 
 export function tooManyRequests(message: string): StatusError {

@@ -6,12 +6,14 @@ import type { Logger } from '../../lib/log.js';
 import { isLongRunning } from '../pipeline.js';
 import { BodyCopy } from './body.js';
 import { buildEvent, completesObjectRef, responseStatusOf, type RecordedBody, type Served } from './event.js';
+import { apiServerDecoded, mediaTypeOf, readObjectMetadata, type MetadataReading } from './object-meta.js';
+import { protobufEnvelope, protobufStatus, type StatusFields } from './protobuf-view.js';
 import { policyAttributes, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig } from './policy.js';
 import type { AuditRecorder, RequestRecord } from './record.js';
 import type { UpstreamResponse } from '../forward/http.js';
 import type { Sink, SinkName, SinkStats } from './sinks/sink.js';
 import { levelAtLeast, type Stage } from './types.js';
-import { serviceUnavailable, toStatus } from '../status.js';
+import { serviceUnavailable, toStatus, unsupportedMediaType } from '../status.js';
 
 /** Counters for /metrics: events written, and per sink what was written, dropped and is waiting. */
 export interface AuditStats {
@@ -28,6 +30,11 @@ export interface AuditorOptions {
   served: Served;
   /** The largest body kept for an event. */
   bodyLimit: number;
+  /**
+   * The largest request body the sidecar forwards (--max-request-body-bytes): a create's or update's
+   * body is read whole, up to this, for the metadata the API server records in objectRef.
+   */
+  maxRequestBodyBytes?: number;
   log: Logger;
   /** Microseconds since the epoch. */
   clock?: () => number;
@@ -53,9 +60,38 @@ interface RequestState {
   /** The status code the API server answered with, once its response started. */
   upstreamCode?: number;
   startedWritten: boolean;
+  /** The create's or update's metadata, read once when the first event needs it. */
+  objectMeta?: MetadataReading;
 }
 
 const BODY_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+
+/** Media types the API server can be configured to decode (CBOR, behind CBORServingAndStorage) and chaperone does not read. */
+const UNREAD_MEDIA_TYPES = new Set(['application/cbor']);
+
+/** The Status in the API server's failure answer (JSON or protobuf), when it answered with one. */
+function statusOf(answer: BodyCopy | undefined): StatusFields | undefined {
+  const bytes = answer?.bytes();
+  if (!answer || !bytes) return undefined;
+  try {
+    if (mediaTypeOf(answer.headers['content-type']) === 'application/vnd.kubernetes.protobuf') {
+      const envelope = protobufEnvelope(bytes);
+      return envelope.kind === 'Status' ? protobufStatus(envelope.raw) : undefined;
+    }
+    const recorded = answer.recorded(false);
+    const object = recorded && 'object' in recorded ? (recorded.object as Record<string, unknown> | null) : undefined;
+    if (object?.kind !== 'Status') return undefined;
+    const details = (typeof object.details === 'object' && object.details !== null ? object.details : {}) as Record<string, unknown>;
+    const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+    return {
+      ...(text(object.message) !== undefined ? { message: text(object.message) } : {}),
+      ...(text(object.reason) !== undefined ? { reason: text(object.reason) } : {}),
+      details: { ...(text(details.group) !== undefined ? { group: text(details.group) } : {}), ...(text(details.kind) !== undefined ? { kind: text(details.kind) } : {}) },
+    };
+  } catch {
+    return undefined;
+  }
+}
 
 const attributesOf = (record: RequestRecord): PolicyAttributes => policyAttributes(record.info, record.authenticated?.identity);
 
@@ -91,13 +127,39 @@ export class Auditor implements AuditRecorder {
     const mayCarryObject = info.isResourceRequest && BODY_VERBS.has(info.verb) && req.headers.upgrade === undefined;
     const highest = this.options.policy.highestLevel(attributesOf(record));
     // The object's metadata completes the objectRef at every level (a create's name), the object itself from Request up.
-    const wanted = completesObjectRef(info) ? highest !== 'None' : levelAtLeast(highest, 'Request');
-    if (mayCarryObject && wanted) {
-      state.requestBody = new BodyCopy(this.options.bodyLimit, req.headers).watch(req);
+    const completes = completesObjectRef(info) && highest !== 'None';
+    if (completes && UNREAD_MEDIA_TYPES.has(mediaTypeOf(req.headers['content-type']))) {
+      // The API server may decode it (behind a feature gate); then its log would name an object this one cannot.
+      throw unsupportedMediaType(
+        `chaperone does not read ${mediaTypeOf(req.headers['content-type'])} bodies, so it could not record which object this ${info.verb} touches; send JSON, YAML or protobuf`,
+      );
+    }
+    if (mayCarryObject && (completes || levelAtLeast(highest, 'Request'))) {
+      const keep = completes ? Math.max(this.options.bodyLimit, this.options.maxRequestBodyBytes ?? 0) : this.options.bodyLimit;
+      state.requestBody = new BodyCopy(this.options.bodyLimit, req.headers, keep).watch(req);
     }
     await this.room();
     // Held back so long that the client gave up: its event is written; the request must not go on.
     if (req.socket?.destroyed) throw serviceUnavailable('the client went away while chaperone waited for room in the audit buffer');
+  }
+
+  /**
+   * What the API server's LogRequestObject took from a create's or update's body into objectRef:
+   * nothing unless the request reached it and its handler decoded the body (the answer says so; a
+   * body sent whole with no answer is taken to have been decoded); then the metadata, read as its
+   * decoder reads it.
+   */
+  private objectMetaOf(record: RequestRecord, state: RequestState): MetadataReading | undefined {
+    if (!completesObjectRef(record.info) || !record.forwarded || !state.requestBody) return undefined;
+    const decoded = state.upstreamCode === undefined ? state.requestBody.ended : apiServerDecoded(state.upstreamCode, statusOf(state.responseBody));
+    if (!decoded) return undefined;
+    if (!state.objectMeta) {
+      const bytes = state.requestBody.bytes();
+      state.objectMeta = bytes
+        ? readObjectMetadata(bytes, state.requestBody.headers['content-type'], record.info.apiGroup)
+        : { unread: 'the body is larger than chaperone keeps (--max-request-body-bytes)' };
+    }
+    return state.objectMeta;
   }
 
   /** Waits while any sink is full in block mode. */
@@ -158,6 +220,7 @@ export class Auditor implements AuditRecorder {
       served: this.options.served,
       responseStatus,
       ...(complete ? { requestBody: state.requestBody?.recorded(config.omitManagedFields), responseBody: upstream ?? ownAnswer } : {}),
+      objectMeta: this.objectMetaOf(record, state),
     });
     const serialised = { auditID: record.auditID, json: JSON.stringify(event) };
     this.events++;

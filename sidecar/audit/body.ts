@@ -6,15 +6,21 @@ import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { parse as parseYaml } from 'yaml';
 import type { RecordedBody } from './event.js';
 
-/** A copy of what streams through, up to `limit` bytes; past that only the size is known. */
+/**
+ * A copy of what streams through. Up to `limit` bytes are recorded (--audit-body-limit); up to `keep`
+ * bytes are kept for reading (a create's metadata is read from the whole body, which
+ * --max-request-body-bytes bounds); past that only the size is known.
+ */
 export class BodyCopy {
   private chunks: Buffer[] = [];
   private size = 0;
   private overflowed = false;
+  private complete = false;
 
   constructor(
     private readonly limit: number,
     readonly headers: IncomingHttpHeaders,
+    private readonly keep = limit,
   ) {}
 
   /**
@@ -24,13 +30,14 @@ export class BodyCopy {
   watch(stream: Readable): this {
     stream.pause();
     stream.on('data', (chunk: Buffer | string) => this.add(typeof chunk === 'string' ? Buffer.from(chunk) : chunk));
+    stream.once('end', () => (this.complete = true));
     return this;
   }
 
   private add(chunk: Buffer): void {
     this.size += chunk.length;
     if (this.overflowed) return;
-    if (this.size > this.limit) {
+    if (this.size > Math.max(this.limit, this.keep)) {
       this.overflowed = true;
       this.chunks = [];
       return;
@@ -38,10 +45,20 @@ export class BodyCopy {
     this.chunks.push(chunk);
   }
 
+  /** The stream ended as its sender framed it (not cut off). */
+  get ended(): boolean {
+    return this.complete;
+  }
+
+  /** Every byte, when all were kept; undefined past `keep`. */
+  bytes(): Buffer | undefined {
+    return this.overflowed ? undefined : Buffer.concat(this.chunks);
+  }
+
   /** The body as the event records it; undefined when there was none. */
   recorded(omitManagedFields: boolean): RecordedBody {
     if (this.size === 0) return undefined;
-    if (this.overflowed) return { omitted: `the body is larger than the ${this.limit}-byte limit (--audit-body-limit)` };
+    if (this.overflowed || this.size > this.limit) return { omitted: `the body is larger than the ${this.limit}-byte limit (--audit-body-limit)` };
     return decodeBody(Buffer.concat(this.chunks), this.headers, this.limit, omitManagedFields);
   }
 }

@@ -3,6 +3,7 @@
 import type { RequestInfo } from '../authz/request-info.js';
 import type { Identity } from '../identity.js';
 import { toStatus } from '../status.js';
+import type { MetadataReading, ObjectMetaStrings } from './object-meta.js';
 import type { RequestRecord } from './record.js';
 import { AUDIT_API_VERSION, type Event, type Level, type ObjectReference, type ResponseStatus, type Stage, type UserInfo } from './types.js';
 
@@ -31,6 +32,11 @@ export const ANNOTATIONS = {
   /** Why a body the level asks for is not in the event (too large, not JSON). */
   requestObjectOmitted: 'chaperone.dev/request-object-omitted',
   responseObjectOmitted: 'chaperone.dev/response-object-omitted',
+  /**
+   * Why objectRef may lack what the API server took from a create's or update's body: the API server
+   * decoded a body chaperone could not read.
+   */
+  objectRefIncomplete: 'chaperone.dev/object-ref-incomplete',
 } as const;
 
 /** What the sidecar serves, from its configuration. */
@@ -51,8 +57,13 @@ export interface EventInput {
   stageMicros: number;
   served: Served;
   responseStatus: ResponseStatus;
-  /** Recorded from Request level up; at Metadata, read only to complete the objectRef of a create or update. */
+  /** Recorded from Request level up. */
   requestBody?: RecordedBody;
+  /**
+   * For a create or update whose body the API server decoded: what its LogRequestObject took from
+   * the object's metadata into objectRef, at every level (undefined: it decoded nothing).
+   */
+  objectMeta?: MetadataReading;
   /** Only at RequestResponse level. */
   responseBody?: RecordedBody;
 }
@@ -93,23 +104,24 @@ export function objectRef(info: RequestInfo): ObjectReference | undefined {
   return ref;
 }
 
+/** The subresources whose requests the API server connects (its ConnectResource handler) instead of decoding a body. */
+const CONNECT_SUBRESOURCES: Readonly<Record<string, readonly string[]>> = { pods: ['attach', 'exec', 'portforward', 'proxy'], services: ['proxy'], nodes: ['proxy'] };
+
 /**
  * The verbs whose handlers call the API server's audit.LogRequestObject, which fills in what the URL
  * leaves open (a create's name) from the object's metadata at every level from Metadata up. Patches
- * are logged as patches, and a delete's body is DeleteOptions: neither completes the objectRef.
+ * are logged as patches, a delete's body is DeleteOptions, and a POST to exec or a proxy is
+ * connected, not decoded: none of them completes the objectRef.
  */
 export function completesObjectRef(info: RequestInfo): boolean {
-  return info.isResourceRequest && (info.verb === 'create' || info.verb === 'update');
+  if (!info.isResourceRequest || (info.verb !== 'create' && info.verb !== 'update')) return false;
+  return !(info.apiGroup === '' && CONNECT_SUBRESOURCES[info.resource]?.includes(info.subresource));
 }
 
 /** LogRequestObject: what the URL leaves open (a create's name) is taken from the object's metadata. */
-function completedObjectRef(ref: ObjectReference | undefined, body: unknown): ObjectReference | undefined {
-  const metadata = (body as { metadata?: Record<string, unknown> } | null)?.metadata;
-  if (!ref || typeof metadata !== 'object' || metadata === null) return ref;
-  const text = (key: string) => {
-    const value = metadata[key];
-    return typeof value === 'string' && value !== '' ? value : undefined;
-  };
+function completedObjectRef(ref: ObjectReference | undefined, metadata: ObjectMetaStrings): ObjectReference | undefined {
+  if (!ref) return ref;
+  const text = (key: keyof ObjectMetaStrings) => (metadata[key] ? metadata[key] : undefined);
   const completed: ObjectReference = {};
   const fill = (key: keyof ObjectReference, value: string | undefined) => {
     if (value !== undefined) completed[key] = value;
@@ -150,7 +162,11 @@ export function responseStatusOf(record: RequestRecord, upstreamCode: number | u
   return status;
 }
 
-export function annotationsOf(record: RequestRecord, served: Served, bodies: { request?: RecordedBody; response?: RecordedBody }): Record<string, string> {
+export function annotationsOf(
+  record: RequestRecord,
+  served: Served,
+  bodies: { request?: RecordedBody; response?: RecordedBody; objectMeta?: MetadataReading },
+): Record<string, string> {
   const annotations: Record<string, string> = {};
   if (record.authenticated) annotations[ANNOTATIONS.authenticationMethod] = record.authenticated.method;
   if (record.authenticationFailures.length > 0) {
@@ -167,19 +183,19 @@ export function annotationsOf(record: RequestRecord, served: Served, bodies: { r
   if (served.podNamespace) annotations[ANNOTATIONS.podNamespace] = served.podNamespace;
   if (bodies.request && 'omitted' in bodies.request) annotations[ANNOTATIONS.requestObjectOmitted] = bodies.request.omitted;
   if (bodies.response && 'omitted' in bodies.response) annotations[ANNOTATIONS.responseObjectOmitted] = bodies.response.omitted;
+  if (bodies.objectMeta && 'unread' in bodies.objectMeta) annotations[ANNOTATIONS.objectRefIncomplete] = bodies.objectMeta.unread;
   return annotations;
 }
 
 export function buildEvent(input: EventInput): Event {
-  const { record, level } = input;
-  const decoded = input.requestBody && 'object' in input.requestBody ? input.requestBody.object : undefined;
+  const { record, level, objectMeta } = input;
   const requestBody = level === 'Metadata' ? undefined : input.requestBody;
   const responseBody = level === 'RequestResponse' ? input.responseBody : undefined;
   const requestObject = requestBody && 'object' in requestBody ? requestBody.object : undefined;
   const responseObject = responseBody && 'object' in responseBody ? responseBody.object : undefined;
   const userAgent = record.userAgent ?? '';
   const ip = sourceIP(record.sourceIP);
-  const ref = completesObjectRef(record.info) && decoded !== undefined ? completedObjectRef(objectRef(record.info), decoded) : objectRef(record.info);
+  const ref = completesObjectRef(record.info) && objectMeta && 'fields' in objectMeta ? completedObjectRef(objectRef(record.info), objectMeta.fields) : objectRef(record.info);
   const event: Event = {
     kind: 'Event',
     apiVersion: AUDIT_API_VERSION,
@@ -199,7 +215,7 @@ export function buildEvent(input: EventInput): Event {
     requestReceivedTimestamp: microTime(input.receivedMicros),
     stageTimestamp: microTime(input.stageMicros),
   };
-  const annotations = annotationsOf(record, input.served, { request: requestBody, response: responseBody });
+  const annotations = annotationsOf(record, input.served, { request: requestBody, response: responseBody, objectMeta });
   if (Object.keys(annotations).length > 0) event.annotations = annotations;
   return event;
 }

@@ -13,7 +13,7 @@ const MIB = 1024 * 1024;
 const MAX_BACKOFF_MS = 30_000;
 
 /** Reads the policy and opens the sinks; throws, naming the file, when one cannot be used. */
-export function createAuditor(config: AuditConfig, log: Logger): Auditor {
+export function createAuditor(config: AuditConfig & { maxRequestBodyBytes?: number }, log: Logger): Auditor {
   const policy = config.auditPolicyFile ? AuditPolicy.parse(readFileSync(config.auditPolicyFile, 'utf8'), config.auditPolicyFile) : AuditPolicy.DEFAULT;
   const sinks: Sink[] = [];
   for (const name of new Set(config.auditSinks)) {
@@ -37,5 +37,5 @@ export function createAuditor(config: AuditConfig, log: Logger): Auditor {
       log.info({ server: target.url.origin + target.url.pathname, overflow: options.overflow }, 'sending audit events to the webhook');
     }
   }
-  return new Auditor({ policy, sinks, served: { podName: config.podName, podNamespace: config.podNamespace }, bodyLimit: config.auditBodyLimit, log });
+  return new Auditor({ policy, sinks, served: { podName: config.podName, podNamespace: config.podNamespace }, bodyLimit: config.auditBodyLimit, maxRequestBodyBytes: config.maxRequestBodyBytes, log });
 }

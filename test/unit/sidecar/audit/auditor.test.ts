@@ -48,11 +48,19 @@ async function drain(stream: IncomingMessage, body?: string): Promise<void> {
 
 const policy = (rules: string) => AuditPolicy.parse(`apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n${rules}`, 'policy.yaml');
 
-function setup(auditPolicy = AuditPolicy.DEFAULT) {
+function setup(auditPolicy = AuditPolicy.DEFAULT, maxRequestBodyBytes?: number) {
   const sink = new MemorySink();
   let now = 1_767_366_245_000_000;
   const { log, lines } = capturingLogger();
-  const auditor = new Auditor({ policy: auditPolicy, sinks: [sink], served: { podName: 'p', podNamespace: 'n' }, bodyLimit: 4096, log, clock: () => (now += 1000) });
+  const auditor = new Auditor({
+    policy: auditPolicy,
+    sinks: [sink],
+    served: { podName: 'p', podNamespace: 'n' },
+    bodyLimit: 4096,
+    ...(maxRequestBodyBytes !== undefined ? { maxRequestBodyBytes } : {}),
+    log,
+    clock: () => (now += 1000),
+  });
   return { auditor, sink, lines, stages: () => sink.events.map((e) => e.stage) };
 }
 
@@ -152,6 +160,86 @@ describe('sidecar/audit/auditor', function () {
     assert.deepEqual(sink.events[0]!.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm', uid: 'u-1', apiVersion: 'v1' });
     assert.equal(sink.events[0]!.requestObject, undefined);
     assert.equal(sink.events[0]!.annotations?.['chaperone.dev/request-object-omitted'], undefined);
+  });
+
+  describe("a create's objectRef: what the API server's LogRequestObject took, when its handler decoded the body", function () {
+    const statusOf = (code: number, message: string, reason = 'BadRequest', details?: Record<string, string>) =>
+      JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code });
+
+    /** A create of `body` the API server answers with `code` (and a Status, for a failure); the event's objectRef and annotations. */
+    async function create(body: string | Buffer, code: number | undefined, options: { answer?: string | Buffer; answerType?: string; contentType?: string; level?: string; cut?: boolean; forwarded?: boolean } = {}) {
+      const { auditor, sink } = setup(options.level ? policy(`  - level: ${options.level}\n`) : AuditPolicy.DEFAULT, 1 << 20);
+      const record = forwardedFor('POST', '/api/v1/namespaces/a/configmaps', options.forwarded === false ? { forwarded: false } : {});
+      const req = message({ 'content-type': options.contentType ?? 'application/json', 'content-encoding': 'gzip' });
+      await auditor.begin(record, req);
+      if (options.cut) {
+        (req as unknown as PassThrough).write(body);
+        (req as unknown as PassThrough).destroy();
+        await new Promise((resolve) => setImmediate(resolve));
+      } else {
+        await drain(req, body as string);
+      }
+      if (code !== undefined) {
+        const response = message({ 'content-type': options.answerType ?? 'application/json' }, code);
+        auditor.started(record, code, answer(response));
+        await drain(response, (options.answer ?? (code < 300 ? '{}' : statusOf(code, 'x'))) as string);
+      }
+      auditor.record(record);
+      return sink.events[0]!;
+    }
+    const configMap = (name: string, extra = '') => `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"${name}"}${extra}}`;
+
+    it('takes the name once the API server decoded the body: on success, and on failures after decoding', async function () {
+      assert.equal((await create(configMap('cm'), 201)).objectRef?.name, 'cm');
+      assert.equal((await create(configMap('Bad_Name'), 422, { answer: statusOf(422, 'ConfigMap "Bad_Name" is invalid', 'Invalid', { name: 'Bad_Name', kind: 'ConfigMap' }) })).objectRef?.name, 'Bad_Name');
+      assert.equal((await create(configMap('cm'), 409, { answer: statusOf(409, 'configmaps "cm" already exists', 'AlreadyExists') })).objectRef?.name, 'cm');
+      assert.equal((await create(configMap('cm'), undefined)).objectRef?.name, 'cm', 'sent whole with no answer: the API server had it to decode');
+    });
+
+    it('takes nothing when the API server failed before decoding, or never had the whole body', async function () {
+      const decodeFailure = statusOf(400, 'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal number into Go struct field ConfigMap.data');
+      assert.equal((await create(configMap('cm', ',"data":5'), 400, { answer: decodeFailure })).objectRef?.name, undefined);
+      const forbidden = statusOf(403, 'configmaps is forbidden: User "alice" cannot create resource "configmaps" in API group "" in the namespace "a"', 'Forbidden');
+      assert.equal((await create(configMap('cm'), 403, { answer: forbidden })).objectRef?.name, undefined);
+      assert.equal((await create(configMap('cm'), 429, { answer: 'Too many requests, please try again later.', answerType: 'text/plain' })).objectRef?.name, undefined);
+      assert.equal((await create(configMap('cm'), undefined, { cut: true })).objectRef?.name, undefined, 'a body cut short never decoded');
+      assert.equal((await create(configMap('cm'), undefined, { forwarded: false })).objectRef?.name, undefined, 'refused by chaperone: the API server never saw it');
+    });
+
+    it('reads a protobuf Status answer as well as a JSON one', async function () {
+      const field = (n: number, value: string | Buffer) => Buffer.concat([Buffer.from([(n << 3) | 2, Buffer.byteLength(value)]), Buffer.from(value)]);
+      const protobufStatus = (message: string) => {
+        const status = Buffer.concat([field(3, message), Buffer.from([6 << 3, 144, 3])]);
+        return Buffer.concat([Buffer.from('k8s\0', 'latin1'), field(1, Buffer.concat([field(1, 'v1'), field(2, 'Status')])), field(2, status)]);
+      };
+      const options = (message: string) => ({ answer: protobufStatus(message), answerType: 'application/vnd.kubernetes.protobuf' });
+      assert.equal((await create(configMap('cm'), 400, options('ConfigMap in version "v1" cannot be handled as a ConfigMap: proto: bad'))).objectRef?.name, undefined);
+      assert.equal((await create(configMap('cm'), 400, options('the namespace of the provided object does not match the namespace sent on the request'))).objectRef?.name, 'cm');
+    });
+
+    it('reads the whole body for the metadata, past the audit body limit, and never decompresses it', async function () {
+      const big = configMap('big', `,"data":{"k":"${'x'.repeat(10_000)}"}`);
+      const metadata = await create(big, 201);
+      assert.equal(metadata.objectRef?.name, 'big', 'the 4096-byte --audit-body-limit does not bound what is read for objectRef');
+      const request = await create(big, 201, { level: 'Request' });
+      assert.equal(request.objectRef?.name, 'big');
+      assert.equal(request.requestObject, undefined, 'the object itself stays bounded by the limit');
+      assert.match(request.annotations?.['chaperone.dev/request-object-omitted'] ?? '', /larger than the 4096-byte limit/);
+    });
+
+    it('says when the API server decoded a body chaperone could not read', async function () {
+      const event = await create(Buffer.from([0xd9, 0xd9, 0xf7]), 201, { contentType: 'application/x-made-up' });
+      assert.equal(event.objectRef?.name, undefined);
+      assert.match(event.annotations?.['chaperone.dev/object-ref-incomplete'] ?? '', /decodes no application\/x-made-up body/);
+    });
+
+    it('refuses a CBOR create or update before anything is forwarded: an API server with CBOR on would name an object chaperone cannot', async function () {
+      const { auditor } = setup();
+      const record = forwardedFor('POST', '/api/v1/namespaces/a/configmaps');
+      await assert.rejects(auditor.begin(record, message({ 'content-type': 'application/CBOR; x=y' })), (err: Error & { code?: number }) => err.code === 415 && /does not read application\/cbor/.test(err.message));
+      const patch = forwardedFor('PATCH', '/api/v1/namespaces/a/configmaps/cm');
+      await auditor.begin(patch, message({ 'content-type': 'application/cbor' }));
+    });
   });
 
   it('records the response at RequestResponse, and an API server failure\'s Status at any level', async function () {

@@ -36,6 +36,27 @@ describe('sidecar/audit/body', function () {
     assert.equal(new BodyCopy(10, json).recorded(false), undefined, 'no body, nothing recorded');
   });
 
+  it('keeps more than it records when asked to (a create\'s whole body, for its metadata), and says whether the body ended', async function () {
+    const source = Readable.from([Buffer.alloc(600, 'a'), Buffer.alloc(600, 'b')]);
+    const copy = new BodyCopy(1000, json, 2000).watch(source);
+    assert.equal(copy.ended, false);
+    await pipeline(source, sink().stream);
+    assert.equal(copy.ended, true);
+    assert.equal(copy.bytes()?.length, 1200, 'kept whole');
+    assert.deepEqual(copy.recorded(false), { omitted: 'the body is larger than the 1000-byte limit (--audit-body-limit)' }, 'recorded only up to the limit');
+    const large = Readable.from([Buffer.alloc(101)]);
+    const past = new BodyCopy(10, json, 100).watch(large);
+    await pipeline(large, sink().stream);
+    assert.equal(past.bytes(), undefined, 'nothing past what it keeps');
+    const cut = new PassThrough();
+    const copyOfCut = new BodyCopy(10, json).watch(cut);
+    cut.resume();
+    cut.write('{"a"');
+    cut.destroy();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(copyOfCut.ended, false, 'a body cut off did not end');
+  });
+
   it('decodes JSON and its patch types, YAML apply patches, and compressed bodies', function () {
     const object = { metadata: { name: 'x' }, data: { k: 'v' } };
     assert.deepEqual(decodeBody(Buffer.from(JSON.stringify(object)), { 'content-type': 'application/merge-patch+json' }, 1000, false), { object });

@@ -1,6 +1,7 @@
 // Events shaped as the API server's own (compare the harness's audit log), from what the pipeline recorded.
 import assert from 'node:assert/strict';
-import { ANNOTATIONS, buildEvent, microTime, responseStatusOf, type EventInput } from '../../../../sidecar/audit/event.js';
+import { ANNOTATIONS, buildEvent, completesObjectRef, microTime, responseStatusOf, type EventInput } from '../../../../sidecar/audit/event.js';
+import { requestInfo } from '../../../../sidecar/authz/request-info.js';
 import { forbidden, unauthorized } from '../../../../sidecar/status.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../../../sidecar/identity.js';
 import { alice, forwardedFor, recordFor } from './helpers.js';
@@ -132,10 +133,11 @@ describe('sidecar/audit/event', function () {
   it('carries the request object at Request level only, completing objectRef from it at every level as LogRequestObject does', function () {
     const record = forwardedFor('POST', '/api/v1/namespaces/a/configmaps', { responseCode: 201 });
     const body = { kind: 'ConfigMap', apiVersion: 'v1', metadata: { name: 'cm1', namespace: 'a' }, data: { k: 'v' } };
-    const metadata = buildEvent(input({ record, requestBody: { object: body }, responseBody: { object: body } }));
+    const objectMeta = { fields: body.metadata };
+    const metadata = buildEvent(input({ record, requestBody: { object: body }, responseBody: { object: body }, objectMeta }));
     assert.equal(metadata.requestObject, undefined);
     assert.deepEqual(metadata.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm1', apiVersion: 'v1' });
-    const request = buildEvent(input({ record, level: 'Request', requestBody: { object: body }, responseBody: { object: body } }));
+    const request = buildEvent(input({ record, level: 'Request', requestBody: { object: body }, responseBody: { object: body }, objectMeta }));
     assert.deepEqual(request.requestObject, body);
     assert.equal(request.responseObject, undefined);
     assert.deepEqual(request.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm1', apiVersion: 'v1' });
@@ -144,12 +146,27 @@ describe('sidecar/audit/event', function () {
     assert.deepEqual(Object.keys(both).slice(12, 15), ['responseStatus', 'requestObject', 'responseObject']);
   });
 
-  it('completes the objectRef of creates and updates only: a patch is logged as a patch, a delete carries DeleteOptions', function () {
+  it('completes the objectRef of creates and updates only: a patch is logged as a patch, a delete carries DeleteOptions, exec is connected', function () {
     const body = { metadata: { name: 'other', namespace: 'b', uid: 'u' } };
-    const patch = buildEvent(input({ record: forwardedFor('PATCH', '/api/v1/namespaces/a/configmaps/cm'), level: 'Request', requestBody: { object: body } }));
+    const objectMeta = { fields: body.metadata };
+    const patch = buildEvent(input({ record: forwardedFor('PATCH', '/api/v1/namespaces/a/configmaps/cm'), level: 'Request', requestBody: { object: body }, objectMeta }));
     assert.deepEqual(patch.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm', apiVersion: 'v1' });
-    const update = buildEvent(input({ record: forwardedFor('PUT', '/api/v1/namespaces/a/configmaps/cm'), requestBody: { object: body } }));
+    const update = buildEvent(input({ record: forwardedFor('PUT', '/api/v1/namespaces/a/configmaps/cm'), requestBody: { object: body }, objectMeta }));
     assert.deepEqual(update.objectRef, { resource: 'configmaps', namespace: 'a', name: 'cm', uid: 'u', apiVersion: 'v1' }, 'what the URL names wins');
+    const exec = buildEvent(input({ record: forwardedFor('POST', '/api/v1/namespaces/a/pods/web/exec?command=ls'), objectMeta }));
+    assert.deepEqual(exec.objectRef, { resource: 'pods', namespace: 'a', name: 'web', apiVersion: 'v1', subresource: 'exec' });
+    assert.equal(completesObjectRef(requestInfo('POST', '/api/v1/namespaces/a/services/web/proxy/x')), false);
+    assert.equal(completesObjectRef(requestInfo('POST', '/api/v1/namespaces/a/pods/web/eviction')), true, 'an eviction is decoded');
+    assert.equal(completesObjectRef(requestInfo('PUT', '/apis/apps/v1/namespaces/a/deployments/d/scale')), true);
+  });
+
+  it('says when the API server decoded a body chaperone could not read, and completes nothing from it', function () {
+    const event = buildEvent(input({ record: forwardedFor('POST', '/api/v1/namespaces/a/configmaps'), objectMeta: { unread: 'the application/yaml body does not decode: why' } }));
+    assert.deepEqual(event.objectRef, { resource: 'configmaps', namespace: 'a', apiVersion: 'v1' });
+    assert.equal(event.annotations?.[ANNOTATIONS.objectRefIncomplete], 'the application/yaml body does not decode: why');
+    const list = buildEvent(input({ record: forwardedFor('POST', '/api/v1/namespaces/a/configmaps'), objectMeta: { none: 'a ConfigMapList has no ObjectMeta' } }));
+    assert.deepEqual(list.objectRef, { resource: 'configmaps', namespace: 'a', apiVersion: 'v1' });
+    assert.equal(list.annotations?.[ANNOTATIONS.objectRefIncomplete], undefined);
   });
 
   it('says why a body the level asks for is missing', function () {
