@@ -170,6 +170,32 @@ describe('audit: objectRef of creates and updates, as the API server records it 
     }
   });
 
+  it('YAML read with libyaml\'s syntax, where YAML 1.2 parsers read another object or none', async function () {
+    const cases: { what: string; body: (name: string) => string | Buffer }[] = [
+      { what: 'flow continuation lines less indented than their block', body: (n) => `status:\n      - {a: {b: c} ,\n  d: e}\nmetadata:\n  name: ${n}\n` },
+      { what: 'a quoted scalar continued at column 0', body: (n) => `metadata:\n  name: '${n}'\nx: 'a\n/b'\n` },
+      { what: '- as a plain scalar in flow context', body: (n) => `metadata: {name: ${n}}\ndata: {a: -, b: c:d}\n` },
+      { what: 'LS ends a line', body: (n) => `metadata:\n  name: decoy-${n}\nx: y\u2028metadata: {name: ${n}}\n` },
+      { what: 'a root flow mapping ends the document', body: (n) => `{"metadata": {"name": "${n}"}}\nmetadata:\n  name: decoy-${n}\n` },
+      { what: 'a root flow mapping, then a comma', body: (n) => `{metadata: {name: ${n}}} , metadata: {name: decoy-${n}}\n` },
+      { what: 'a %TAG handle and a %-escaped tag', body: (n) => `%TAG !k! tag:yaml.org,2002:\n---\nmetadata: {name: !k!bin%61ry ${Buffer.from(n).toString('base64')}}\n` },
+      { what: 'escapes in a double-quoted name', body: (n) => `metadata:\n  name: "\\x${n.charCodeAt(0).toString(16)}${n.slice(1)}"\n` },
+      { what: 'an explicit key, CRLF line ends', body: (n) => `? metadata\r\n: {name: ${n}}\r\n` },
+      { what: 'UTF-16 with its byte-order mark', body: (n) => Buffer.from(`\ufeffmetadata:\n  name: ${n}\n`, 'utf16le') },
+    ];
+    const responses: RawResponse[] = [];
+    const names: string[] = [];
+    for (const c of cases) {
+      const name = `y-${tag()}`;
+      names.push(name);
+      const response = await send({ contentType: 'application/yaml', body: c.body(name) });
+      assert.equal(response.status, 201, `${c.what}: ${response.body.slice(0, 300)}`);
+      responses.push(response);
+    }
+    const pairs = await bothLogs(responses);
+    for (const [i, c] of cases.entries()) assert.equal(assertSameObjectRef(c.what, responses[i]!, pairs[i]!).name, names[i], c.what);
+  });
+
   it('protobuf as Go reads it: ObjectMeta given twice is merged, a long-winded tag is still field 1, uid and resourceVersion are taken too', async function () {
     const name = `pb-${tag()}`;
     const first = Buffer.concat([text(1, `decoy-${name}`), text(5, 'uid-1')]);
