@@ -1,8 +1,10 @@
 // What one pod gets: the injector's defaults, overridden where the namespace's cluster administrators
 // say (chaperone.dev/<setting> annotations on the Namespace) and, for how the sidecar runs, where the
-// pod says (chaperone.dev/<setting> annotations on the pod). What the sidecar trusts is never a pod's
-// to choose: a pod author could otherwise point it at her own issuer or client ID (replaying tokens
-// issued to another app as the people the cluster's RBAC names) or turn on anonymous access. Each
+// pod says (chaperone.dev/<setting> annotations on the pod). What the sidecar runs or trusts is never
+// a pod's to choose: a pod author could otherwise point it at her own issuer or client ID (replaying
+// tokens issued to another app as the people the cluster's RBAC names), turn on anonymous access, or
+// pick the image that holds the scoped token (an older release, before a fix that kept people from
+// acting as anyone; --allowed-images names repositories, so any tag of them). Each
 // annotation is read with the value type of the injector option it overrides, so the two cannot
 // disagree on what is allowed.
 import { flagName, type Options, type ValueType } from '../lib/config.js';
@@ -25,7 +27,6 @@ import { quantityNano } from './quantity.js';
  * read-only only narrows: a pod may turn it on, never off where the injector turns it on.
  */
 export const POD_SETTINGS = {
-  image: 'sidecarImage',
   'sidecar-mode': 'sidecarMode',
   'read-only': 'readOnly',
   'log-level': 'sidecarLogLevel',
@@ -36,10 +37,13 @@ export const POD_SETTINGS = {
 } as const satisfies Record<string, keyof InjectorConfig>;
 
 /**
- * What the sidecar trusts: chosen by cluster administrators only, as annotations on the Namespace
- * (which the admin and edit roles cannot write) or the injector's flags. A pod carrying one is refused.
+ * What the sidecar runs (its image, which holds the scoped token) or trusts: chosen by cluster
+ * administrators only, as annotations on the Namespace (which the admin and edit roles cannot write)
+ * or the injector's flags. A pod carrying one is refused. The image, from either, must be one of
+ * --allowed-images.
  */
 export const NAMESPACE_SETTINGS = {
+  image: 'sidecarImage',
   authenticators: 'authenticators',
   'oidc-issuer-url': 'oidcIssuerUrl',
   'oidc-client-id': 'oidcClientId',
@@ -79,20 +83,29 @@ function isAllowedImage(image: string, repositories: readonly string[]): boolean
   return repositories.some((repository) => image === repository || image.startsWith(`${repository}:`) || image.startsWith(`${repository}@`));
 }
 
-/** The namespace's chaperone.dev/<setting> annotations for what the sidecar trusts, over the injector's flags. */
-function applyNamespaceSettings(settings: Record<string, unknown>, namespace: NamespaceSettingsSource, problems: string[]): void {
+/**
+ * The namespace's chaperone.dev/<setting> annotations for what the sidecar runs or trusts, over the
+ * injector's flags; each validated as its flag is (the image also against --allowed-images).
+ */
+function applyNamespaceSettings(settings: Record<string, unknown>, namespace: NamespaceSettingsSource, allowedImages: readonly string[], problems: string[]): void {
   for (const [name, key] of Object.entries(NAMESPACE_SETTINGS)) {
     const text = namespace.annotations[annotationOf(name)];
     if (text === undefined) continue;
-    const parsed = parseAnnotation(`namespace ${namespace.name}'s annotation ${annotationOf(name)}`, injectorConfigSpec.options[key].type, text, problems);
-    if (parsed) settings[key] = parsed.value;
+    const subject = `namespace ${namespace.name}'s annotation ${annotationOf(name)}`;
+    const parsed = parseAnnotation(subject, injectorConfigSpec.options[key].type, text, problems);
+    if (!parsed) continue;
+    if (key === 'sidecarImage' && !isAllowedImage(parsed.value as string, allowedImages)) {
+      problems.push(`${subject}: ${show(text)} is not an image of ${allowedImages.join(' or ')} (the injector's ${flagName('allowedImages')})`);
+      continue;
+    }
+    settings[key] = parsed.value;
   }
 }
 
-/** Why a pod may not carry a setting of what its sidecar trusts, and where that setting lives. */
+/** Why a pod may not carry a setting of what its sidecar runs or trusts, and where that setting lives. */
 function notPerPod(annotation: string, name: keyof typeof NAMESPACE_SETTINGS, namespace: string): string {
   return (
-    `annotation ${annotation}: what the sidecar trusts is not a pod's to choose: remove it from the pod; ` +
+    `annotation ${annotation}: what the sidecar runs or trusts is not a pod's to choose: remove it from the pod; ` +
     `cluster administrators set it on the namespace (kubectl annotate namespace ${namespace} ${annotation}=...) ` +
     `or as the injector's ${flagName(NAMESPACE_SETTINGS[name])}`
   );
@@ -115,7 +128,7 @@ export function resolveSettings(
     settings[key] = config[key];
   }
   const problems: string[] = [];
-  if (namespace) applyNamespaceSettings(settings, namespace, problems);
+  if (namespace) applyNamespaceSettings(settings, namespace, config.allowedImages, problems);
   const settingNames = Object.keys(POD_SETTINGS) as (keyof typeof POD_SETTINGS)[];
   for (const [annotation, text] of Object.entries(annotations)) {
     if (!annotation.startsWith(ANNOTATION_PREFIX) || INJECTOR_WRITTEN.includes(annotation)) continue;
@@ -135,10 +148,6 @@ export function resolveSettings(
     const key = POD_SETTINGS[name as keyof typeof POD_SETTINGS];
     const parsed = parseAnnotation(`annotation ${annotation}`, injectorConfigSpec.options[key].type, text, problems);
     if (!parsed) continue;
-    if (key === 'sidecarImage' && !isAllowedImage(parsed.value as string, config.allowedImages)) {
-      problems.push(`annotation ${annotation}: ${show(text)} is not an image of ${config.allowedImages.join(' or ')} (the injector's --allowed-images)`);
-      continue;
-    }
     if (key === 'readOnly' && parsed.value === false && config.readOnly) {
       problems.push(`annotation ${annotation}: ${show(text)} would let people write through a sidecar the injector makes read-only (${flagName('readOnly')}): a pod may only turn read-only on`);
       continue;
@@ -191,7 +200,7 @@ export function renderAnnotationReference(): string {
     ...header,
     ...annotationRows(POD_SETTINGS),
     '',
-    'On the Namespace, set by cluster administrators only (what the sidecar trusts; a pod carrying one of these is refused):',
+    'On the Namespace, set by cluster administrators only (what the sidecar runs or trusts; a pod carrying one of these is refused; the image must be one of `--allowed-images`):',
     '',
     ...header,
     ...annotationRows(NAMESPACE_SETTINGS),

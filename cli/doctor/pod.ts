@@ -81,7 +81,7 @@ const IMAGE_PROBLEMS = ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName'];
 
 function readinessFix(status: V1ContainerStatus, target: Target): string {
   const reason = status.state?.waiting?.reason ?? '';
-  if (IMAGE_PROBLEMS.includes(reason)) return "check the sidecar image (the pod's chaperone.dev/image annotation, or the injector's --sidecar-image) and the pod's image pull secrets";
+  if (IMAGE_PROBLEMS.includes(reason)) return "check the sidecar image (the namespace's chaperone.dev/image annotation, or the injector's --sidecar-image) and the pod's image pull secrets";
   if (reason === 'CreateContainerConfigError') return `kubectl describe pod ${target.name} -n ${target.namespace}: something it mounts is missing (see the provisioning checks)`;
   return `kubectl logs ${target.name} -n ${target.namespace} -c ${SIDECAR_NAME}${status.lastState?.terminated ? ' --previous' : ''}: the sidecar's log says why`;
 }

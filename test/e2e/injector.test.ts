@@ -241,10 +241,11 @@ describe('injector (the real API server calls it)', function () {
     assert.match(result.stderr, /annotation chaperone\.dev\/log-level: "loud" is not one of trace, debug, info, warn, error/);
   });
 
-  describe('what the sidecar trusts: the Namespace (cluster administrators), never the pod (F2 of the red-team run)', function () {
+  describe('what the sidecar runs or trusts: the Namespace (cluster administrators), never the pod (F2 and F3 of the red-team runs)', function () {
     const EDIT = 'trust-edit';
     const ISSUER = 'https://auth.example.com/realms/company';
-    const sidecarArgs = (pod: V1Pod) => [...(pod.spec?.initContainers ?? []), ...pod.spec!.containers].find((c) => c.name === 'chaperone')!.args!;
+    const sidecarOf = (pod: V1Pod) => [...(pod.spec?.initContainers ?? []), ...pod.spec!.containers].find((c) => c.name === 'chaperone')!;
+    const sidecarArgs = (pod: V1Pod) => sidecarOf(pod).args!;
 
     before(async function () {
       await bindClusterRoleInNamespace(clients, main.labelled, 'edit', [userSubject(EDIT)]);
@@ -252,7 +253,7 @@ describe('injector (the real API server calls it)', function () {
     });
 
     afterEach(async function () {
-      const remove = ['authenticators', 'oidc-issuer-url', 'oidc-client-id'].map((name) => `chaperone.dev/${name}-`);
+      const remove = ['image', 'authenticators', 'oidc-issuer-url', 'oidc-client-id'].map((name) => `chaperone.dev/${name}-`);
       await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, ...remove]);
     });
 
@@ -265,7 +266,7 @@ describe('injector (the real API server calls it)', function () {
         const setting = name.slice('chaperone.dev/'.length);
         assert.match(
           result.stderr,
-          new RegExp(`annotation chaperone\\.dev/${setting}: what the sidecar trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \\(kubectl annotate namespace ${main.labelled} chaperone\\.dev/${setting}=\\.\\.\\.\\) or as the injector's --${setting}`),
+          new RegExp(`annotation chaperone\\.dev/${setting}: what the sidecar runs or trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \\(kubectl annotate namespace ${main.labelled} chaperone\\.dev/${setting}=\\.\\.\\.\\) or as the injector's --${setting}`),
         );
       }
     });
@@ -274,7 +275,44 @@ describe('injector (the real API server calls it)', function () {
       await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, 'chaperone.dev/authenticators=oidc', `chaperone.dev/oidc-issuer-url=${ISSUER}`, 'chaperone.dev/oidc-client-id=headlamp']);
       const result = await kubectlPod(['create', '--as', EDIT], podJson('other-audience', { annotations: { 'chaperone.dev/oidc-client-id': 'any-client-of-hers' } }), main.labelled);
       assert.notEqual(result.code, 0, `stored: ${JSON.stringify(result.pod && sidecarArgs(result.pod))}`);
-      assert.match(result.stderr, /annotation chaperone\.dev\/oidc-client-id: what the sidecar trusts is not a pod's to choose/);
+      assert.match(result.stderr, /annotation chaperone\.dev\/oidc-client-id: what the sidecar runs or trusts is not a pod's to choose/);
+    });
+
+    it('refuses, as edit, a pod that picks an older sidecar to hold the token (chaperone.dev/image: …:0.1.0, before the critical fixes), saying where the setting lives', async function () {
+      const annotations = { 'chaperone.dev/image': 'ghcr.io/chaperone-dev/chaperone-sidecar:0.1.0' };
+      const result = await kubectlPod(['create', '--as', EDIT], podJson('downgrade', { annotations }), main.labelled);
+      assert.notEqual(result.code, 0, `stored, with the sidecar image ${result.pod && sidecarOf(result.pod).image}`);
+      assert.match(result.stderr, /admission webhook "inject\.chaperone\.dev" denied the request: chaperone cannot inject this pod:/);
+      assert.match(
+        result.stderr,
+        new RegExp(`annotation chaperone\\.dev/image: what the sidecar runs or trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \\(kubectl annotate namespace ${main.labelled} chaperone\\.dev/image=\\.\\.\\.\\) or as the injector's --sidecar-image`),
+      );
+      // Even the image the namespace already runs: a pod does not name it at all.
+      await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, 'chaperone.dev/image=ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0']);
+      const same = await kubectlPod(['create', '--as', EDIT], podJson('same-image', { annotations: { 'chaperone.dev/image': 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0' } }), main.labelled);
+      assert.notEqual(same.code, 0);
+      assert.match(same.stderr, /annotation chaperone\.dev\/image: what the sidecar runs or trusts is not a pod's to choose/);
+    });
+
+    it("takes the Namespace's chaperone.dev/image, which edit cannot write, if --allowed-images allows it", async function () {
+      const denied = await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, 'chaperone.dev/image=ghcr.io/chaperone-dev/chaperone-sidecar:0.1.0', '--as', EDIT]);
+      assert.notEqual(denied.code, 0);
+      assert.match(denied.stderr, /namespaces "[^"]+" is forbidden: User "trust-edit" cannot patch resource "namespaces"/);
+
+      const image = `ghcr.io/chaperone-dev/chaperone-sidecar@sha256:${'b'.repeat(64)}`;
+      await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, `chaperone.dev/image=${image}`]);
+      const created = await kubectlPod(['create', '--as', EDIT], podJson('namespace-image'), main.labelled);
+      assert.equal(created.code, 0, created.stderr);
+      assert.equal(sidecarOf(created.pod!).image, image);
+
+      // An image of another repository is refused for every pod of the namespace, naming the annotation.
+      await kubectl(cp.adminKubeconfig, ['annotate', 'namespace', main.labelled, '--overwrite', 'chaperone.dev/image=ghcr.io/attacker/steal:1']);
+      const bad = await kubectlPod(['create'], podJson('namespace-bad-image'), main.labelled);
+      assert.notEqual(bad.code, 0, `stored, with the sidecar image ${bad.pod && sidecarOf(bad.pod).image}`);
+      assert.match(
+        bad.stderr,
+        new RegExp(`namespace ${main.labelled}'s annotation chaperone\\.dev/image: "ghcr\\.io/attacker/steal:1" is not an image of ghcr\\.io/chaperone-dev/chaperone-sidecar \\(the injector's --allowed-images\\)`),
+      );
     });
 
     it("takes the Namespace's annotations, which edit cannot write, at the next pod", async function () {

@@ -72,7 +72,6 @@ describe('injector/settings', function () {
 
   it('lets each chaperone.dev/<setting> annotation override its default', function () {
     const settings = resolveSettings(testConfig(), {
-      'chaperone.dev/image': 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0',
       'chaperone.dev/sidecar-mode': 'classic',
       'chaperone.dev/read-only': 'true',
       'chaperone.dev/log-level': 'debug',
@@ -81,7 +80,6 @@ describe('injector/settings', function () {
       'chaperone.dev/memory-request': '128Mi',
       'chaperone.dev/memory-limit': '1Gi',
     });
-    assert.equal(settings.sidecarImage, 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0');
     assert.equal(settings.sidecarMode, 'classic');
     assert.equal(settings.readOnly, true);
     assert.equal(settings.sidecarLogLevel, 'debug');
@@ -93,7 +91,6 @@ describe('injector/settings', function () {
     ['chaperone.dev/sidecar-mode', 'sideways', /"sideways" is not one of native, classic/],
     ['chaperone.dev/read-only', 'yes', /"yes" is not a boolean \(true or false\)/],
     ['chaperone.dev/cpu-request', 'a lot', /"a lot" is not a resource quantity \(examples: 100m, 0.5, 64Mi, 1Gi\)/],
-    ['chaperone.dev/image', 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0; rm -rf', /is not an image reference/],
   ];
   for (const [annotation, value, message] of BAD) {
     it(`denies ${annotation}: ${JSON.stringify(value)}, naming the annotation and what is allowed`, function () {
@@ -104,15 +101,10 @@ describe('injector/settings', function () {
     });
   }
 
-  it('denies an image from a repository the injector does not allow, and allows any tag or digest of its own', function () {
-    assert.match(denial({ 'chaperone.dev/image': 'docker.io/evil/sidecar:1' }).message, /is not an image of ghcr\.io\/chaperone-dev\/chaperone-sidecar \(the injector's --allowed-images\)/);
-    const digest = `ghcr.io/chaperone-dev/chaperone-sidecar@sha256:${'a'.repeat(64)}`;
-    assert.equal(resolveSettings(testConfig(), { 'chaperone.dev/image': digest }).sidecarImage, digest);
-  });
-
   it('denies an unknown chaperone.dev/ annotation (a typo would otherwise be ignored), listing the settings', function () {
     const err = denial({ 'chaperone.dev/readonly': 'true' });
-    assert.match(err.message, /annotation chaperone\.dev\/readonly: not a chaperone setting \(the settings are chaperone\.dev\/image, .*chaperone\.dev\/read-only/);
+    assert.match(err.message, /annotation chaperone\.dev\/readonly: not a chaperone setting \(the settings are chaperone\.dev\/sidecar-mode, .*chaperone\.dev\/read-only/);
+    assert.doesNotMatch(err.message, /the settings are [^)]*chaperone\.dev\/image/, 'the image is not a pod setting');
   });
 
   it('tells a pod that tries to opt out by annotation that it takes a label', function () {
@@ -154,29 +146,62 @@ describe('injector/settings', function () {
     assert.equal(resolveSettings(testConfig(), { 'chaperone.dev/read-only': 'true' }, undefined, newer).readOnly, true);
   });
 
-  describe('what the sidecar trusts: the namespace (cluster administrators) or the injector, never the pod', function () {
+  describe('what the sidecar runs or trusts: the namespace (cluster administrators) or the injector, never the pod', function () {
     const TRUST = {
+      'chaperone.dev/image': 'ghcr.io/chaperone-dev/chaperone-sidecar:0.1.0',
       'chaperone.dev/authenticators': 'oidc,anonymous',
       'chaperone.dev/oidc-issuer-url': 'https://issuer.attacker.example',
       'chaperone.dev/oidc-client-id': 'any-client-of-hers',
     };
 
-    it('refuses a pod that chooses its authenticators, issuer or client ID, saying where each setting lives now', function () {
+    it('refuses a pod that chooses its image, authenticators, issuer or client ID, saying where each setting lives now', function () {
       const err = denial(TRUST);
       assert.equal(err.code, 400);
       for (const [annotation] of Object.entries(TRUST)) {
-        const flag = `--${annotation.slice('chaperone.dev/'.length)}`;
+        const flag = annotation === 'chaperone.dev/image' ? '--sidecar-image' : `--${annotation.slice('chaperone.dev/'.length)}`;
         const escaped = annotation.replace(/[./]/g, '\\$&');
         assert.match(
           err.message,
-          new RegExp(`annotation ${escaped}: what the sidecar trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \\(kubectl annotate namespace team-a ${escaped}=\\.\\.\\.\\) or as the injector's ${flag}`),
+          new RegExp(`annotation ${escaped}: what the sidecar runs or trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \\(kubectl annotate namespace team-a ${escaped}=\\.\\.\\.\\) or as the injector's ${flag}`),
         );
       }
     });
 
     it('refuses the per-pod setting even where it matches the namespace: it would be ignored otherwise', function () {
       const ns = { 'chaperone.dev/authenticators': 'oidc', 'chaperone.dev/oidc-issuer-url': 'https://auth.example.com', 'chaperone.dev/oidc-client-id': 'headlamp' };
-      assert.match(denial({ 'chaperone.dev/oidc-client-id': 'headlamp' }, undefined, ns).message, /annotation chaperone\.dev\/oidc-client-id: what the sidecar trusts is not a pod's to choose/);
+      assert.match(denial({ 'chaperone.dev/oidc-client-id': 'headlamp' }, undefined, ns).message, /annotation chaperone\.dev\/oidc-client-id: what the sidecar runs or trusts is not a pod's to choose/);
+    });
+
+    it('refuses a pod that names an image, even the injector\'s own or an allowed one (F3: an older release before a critical fix is allowed by --allowed-images)', function () {
+      for (const image of [testConfig().sidecarImage, 'ghcr.io/chaperone-dev/chaperone-sidecar:0.1.0', 'docker.io/evil/sidecar:1']) {
+        const err = denial({ 'chaperone.dev/image': image });
+        assert.equal(err.code, 400);
+        assert.match(
+          err.message,
+          /annotation chaperone\.dev\/image: what the sidecar runs or trusts is not a pod's to choose: remove it from the pod; cluster administrators set it on the namespace \(kubectl annotate namespace team-a chaperone\.dev\/image=\.\.\.\) or as the injector's --sidecar-image/,
+        );
+      }
+    });
+
+    it("takes the namespace's image over the injector's --sidecar-image, any tag or digest of --allowed-images", function () {
+      const tag = 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0';
+      assert.equal(resolveSettings(testConfig(), {}, namespace({ 'chaperone.dev/image': tag })).sidecarImage, tag);
+      const digest = `ghcr.io/chaperone-dev/chaperone-sidecar@sha256:${'a'.repeat(64)}`;
+      assert.equal(resolveSettings(testConfig(), { 'chaperone.dev/log-level': 'debug' }, namespace({ 'chaperone.dev/image': digest })).sidecarImage, digest);
+      const mirror = testConfig(['--allowed-images=registry.internal/chaperone-sidecar', '--sidecar-image=registry.internal/chaperone-sidecar:v0.2.0']);
+      assert.equal(resolveSettings(mirror, {}, namespace({ 'chaperone.dev/image': 'registry.internal/chaperone-sidecar:v0.2.1' })).sidecarImage, 'registry.internal/chaperone-sidecar:v0.2.1');
+      assert.equal(resolveSettings(mirror, {}, namespace({})).sidecarImage, 'registry.internal/chaperone-sidecar:v0.2.0');
+    });
+
+    it("denies a namespace's image from a repository the injector does not allow, as it denied a pod's", function () {
+      for (const image of ['docker.io/evil/sidecar:1', 'ghcr.io/chaperone-dev/chaperone-sidecar-evil:1', 'ghcr.io/chaperone-dev/chaperone-sidecar/evil:1']) {
+        const err = denial({}, undefined, { 'chaperone.dev/image': image });
+        assert.equal(err.code, 400);
+        assert.match(
+          err.message,
+          new RegExp(`namespace team-a's annotation chaperone\\.dev/image: ${JSON.stringify(image).replace(/[./]/g, '\\$&')} is not an image of ghcr\\.io/chaperone-dev/chaperone-sidecar \\(the injector's --allowed-images\\)`),
+        );
+      }
     });
 
     it("takes the namespace's annotations over the injector's flags", function () {
@@ -197,6 +222,7 @@ describe('injector/settings', function () {
       ['chaperone.dev/authenticators', 'client-cert,ldap', /"client-cert,ldap" \(item 1\) is not one of client-cert, oidc, cluster-token-review, anonymous/],
       ['chaperone.dev/authenticators', 'client-cert,client-cert', /names an authenticator twice/],
       ['chaperone.dev/oidc-issuer-url', 'http://issuer.example', /is not an https URL/],
+      ['chaperone.dev/image', 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0; rm -rf', /is not an image reference/],
     ];
     for (const [annotation, value, message] of BAD_NAMESPACE) {
       it(`denies a namespace's ${annotation}: ${JSON.stringify(value)}, as the injector's flag would be refused`, function () {
@@ -220,13 +246,15 @@ describe('injector/settings', function () {
       const refused = await review({ object: { ...pod, metadata: { name: 'dash', annotations: { 'chaperone.dev/authenticators': 'anonymous' } } } }, testConfig(), namespacesWith(oidc));
       assert.equal(refused.response.allowed, false);
       assert.equal(refused.response.status?.code, 400);
-      assert.match(refused.response.status?.message ?? '', /annotation chaperone\.dev\/authenticators: what the sidecar trusts is not a pod's to choose: .*kubectl annotate namespace team-a chaperone\.dev\/authenticators=\.\.\./);
+      assert.match(refused.response.status?.message ?? '', /annotation chaperone\.dev\/authenticators: what the sidecar runs or trusts is not a pod's to choose: .*kubectl annotate namespace team-a chaperone\.dev\/authenticators=\.\.\./);
     });
 
-    it("reads only the trust settings from the namespace: its other chaperone.dev/ annotations are the access policy's", function () {
-      const settings = resolveSettings(testConfig(), {}, namespace({ 'chaperone.dev/access': 'read-only', 'chaperone.dev/log-level': 'debug', 'chaperone.dev/image': 'docker.io/evil/sidecar:1' }));
+    it("reads only what the sidecar runs or trusts from the namespace (its image, validated): its other chaperone.dev/ annotations are the access policy's", function () {
+      const image = 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.2.0';
+      const settings = resolveSettings(testConfig(), {}, namespace({ 'chaperone.dev/access': 'read-only', 'chaperone.dev/log-level': 'debug', 'chaperone.dev/image': image }));
       assert.equal(settings.sidecarLogLevel, 'info');
-      assert.equal(settings.sidecarImage, testConfig().sidecarImage);
+      assert.equal(settings.sidecarImage, image);
+      assert.match(denial({}, undefined, { 'chaperone.dev/access': 'read-only', 'chaperone.dev/image': 'docker.io/evil/sidecar:1' }).message, /namespace team-a's annotation chaperone\.dev\/image: "docker\.io\/evil\/sidecar:1" is not an image of/);
     });
   });
 
