@@ -54,6 +54,38 @@ export function projectsServiceAccountToken(volume: V1Volume): boolean {
   return (volume.projected?.sources ?? []).some((source) => source.serviceAccountToken !== undefined);
 }
 
+/**
+ * A volume with a podCertificate source: the kubelet asks the named signer for a certificate of the
+ * pod's service account (the scoped one), which a signer of API-client certificates for pod identities
+ * makes a credential of that account. The sidecar uses none; no container of such a pod may hold one.
+ */
+export function projectsPodCertificate(volume: V1Volume): boolean {
+  return (volume.projected?.sources ?? []).some((source) => source.podCertificate !== undefined);
+}
+
+/**
+ * Why a pod that runs as the scoped account may not have this volume, with the rule that says so, or
+ * undefined: a podCertificate source, or an inline CSI volume (for a CSIDriver with tokenRequests the
+ * kubelet hands the driver tokens of the pod's service account; audience "" is the API server's).
+ * Judged when the pod is created (an update cannot add a volume), and in the ephemeral containers
+ * added later, which can mount only the volumes the pod has.
+ */
+export function credentialVolumeViolation(volume: V1Volume): { rule: string; why: string } | undefined {
+  if (projectsPodCertificate(volume)) {
+    return {
+      rule: 'pod-certificate-in-scoped-pod',
+      why: `volume ${volume.name}, which projects a podCertificate: the kubelet would get a certificate of the pod's service account, chaperone-impersonator (it can impersonate people), and no container of such a pod may hold one`,
+    };
+  }
+  if (volume.csi) {
+    return {
+      rule: 'csi-volume-in-scoped-pod',
+      why: `volume ${volume.name}, an inline CSI volume (driver ${volume.csi.driver}): for a CSIDriver with tokenRequests the kubelet hands the driver tokens of the pod's service account, chaperone-impersonator (it can impersonate people)`,
+    };
+  }
+  return undefined;
+}
+
 export function appContainers(spec: V1PodSpec): V1Container[] {
   return [...(spec.initContainers ?? []), ...spec.containers, ...((spec.ephemeralContainers ?? []) as V1Container[])].filter(
     (container) => container.name !== SIDECAR_NAME,
@@ -67,6 +99,10 @@ export function refuseUnsafe(spec: V1PodSpec): void {
   };
   if (spec.shareProcessNamespace) forbid('spec.shareProcessNamespace is true');
   if (spec.hostPID) forbid('spec.hostPID is true');
+  for (const volume of spec.volumes ?? []) {
+    const violation = credentialVolumeViolation(volume);
+    if (violation) throw new Denial('Forbidden', `chaperone refuses this pod: chaperone rule ${violation.rule}: the pod runs as the scoped service account and has ${violation.why}`);
+  }
   // TOKEN_VOLUME even when the pod has no such volume yet: a mount of it would be completed by ours.
   const tokenVolumes = new Set([TOKEN_VOLUME, ...(spec.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
   for (const container of appContainers(spec)) {
@@ -145,9 +181,15 @@ export function refuseUnsafeEphemeral(stored: V1PodSpec, added: V1EphemeralConta
     throw new Denial('Forbidden', `chaperone refuses this ephemeral container: ${why}; the sidecar's service-account token can impersonate people, and only the sidecar may hold it`);
   };
   const tokenVolumes = new Set([TOKEN_VOLUME, ...(stored.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
+  const credentialVolumes = new Map((stored.volumes ?? []).flatMap((volume) => {
+    const violation = credentialVolumeViolation(volume);
+    return violation ? [[volume.name, violation] as const] : [];
+  }));
   for (const container of added) {
     for (const mount of container.volumeMounts ?? []) {
       if (tokenVolumes.has(mount.name)) forbid(`ephemeral container ${container.name} mounts volume ${mount.name}, which holds the scoped service account's token`);
+      const violation = credentialVolumes.get(mount.name);
+      if (violation) forbid(`chaperone rule ${violation.rule}: ephemeral container ${container.name} mounts ${violation.why}`);
     }
     if (container.targetContainerName === SIDECAR_NAME) forbid(`ephemeral container ${container.name} targets the ${SIDECAR_NAME} container, whose processes and files hold that token`);
     const violation = baselineViolation(container, stored);

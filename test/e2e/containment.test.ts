@@ -167,6 +167,8 @@ const RULES = {
   tokenRequest: { name: '`token-request-by-node-only`', words: /chaperone rule token-request-by-node-only: / },
   legacySecret: { name: '`no-legacy-token-secret`', words: /chaperone rule no-legacy-token-secret: / },
   injectorMount: { name: 'the injector: a container mounts a token', words: /denied the request: chaperone refuses this pod: container \S+ mounts volume \S+, which holds a service-account token/ },
+  podCertificate: { name: 'the injector: `pod-certificate-in-scoped-pod`', words: /denied the request: chaperone refuses this pod: chaperone rule pod-certificate-in-scoped-pod: the pod runs as the scoped service account and has volume id, which projects a podCertificate/ },
+  csiVolume: { name: 'the injector: `csi-volume-in-scoped-pod`', words: /denied the request: chaperone refuses this pod: chaperone rule csi-volume-in-scoped-pod: the pod runs as the scoped service account and has volume store, an inline CSI volume/ },
   injectorShared: { name: 'the injector: shared process namespace', words: /denied the request: chaperone refuses this pod: spec\.shareProcessNamespace is true/ },
   podSecurity: { name: 'Pod Security `baseline`, which the namespace must enforce', words: /violates PodSecurity "baseline:latest"/ },
   outsideInjection: { name: '`scoped-pod-outside-injection`', words: /chaperone rule scoped-pod-outside-injection: / },
@@ -303,6 +305,34 @@ const ROUTES: Route[] = [
         spec: {
           containers: [{ name: 'app', image: IMAGE, volumeMounts: [{ name: 'my-token', mountPath: '/token' }] }],
           volumes: [{ name: 'my-token', projected: { sources: [{ serviceAccountToken: { path: 'token', expirationSeconds: 3600 } }] } }],
+        },
+      }),
+  },
+  {
+    id: 'pod-certificate',
+    title: 'a pod whose dashboard mounts a `podCertificate` projected volume (`kubernetes.io/kube-apiserver-client-pod`: a client certificate of the pod\'s account, the scoped one)',
+    place: 'labelled',
+    rule: RULES.podCertificate,
+    attempt: (t) =>
+      createPod(t, {
+        metadata: { generateName: 'podcert-' },
+        spec: {
+          containers: [{ name: 'dashboard', image: IMAGE, volumeMounts: [{ name: 'id', mountPath: '/id' }] }],
+          volumes: [{ name: 'id', projected: { sources: [{ podCertificate: { signerName: 'kubernetes.io/kube-apiserver-client-pod', keyType: 'ECDSAP256', credentialBundlePath: 'bundle.pem' } }] } }],
+        },
+      }),
+  },
+  {
+    id: 'csi-inline',
+    title: "a pod with an inline CSI volume (a CSIDriver with `tokenRequests` gets tokens of the pod's account from the kubelet)",
+    place: 'labelled',
+    rule: RULES.csiVolume,
+    attempt: (t) =>
+      createPod(t, {
+        metadata: { generateName: 'csi-' },
+        spec: {
+          containers: [{ name: 'dashboard', image: IMAGE, volumeMounts: [{ name: 'store', mountPath: '/store' }] }],
+          volumes: [{ name: 'store', csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'mine' } } }],
         },
       }),
   },

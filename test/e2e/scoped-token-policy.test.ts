@@ -359,6 +359,58 @@ describe('the shipped policies, rule by rule (real API server, no injector)', fu
     assert.ok(allowed.spec?.ephemeralContainers?.some((c) => c.name === 'baseline-debug'));
   });
 
+  it('pod-certificate-in-scoped-pod, csi-volume-in-scoped-pod: refuse a podCertificate or inline CSI volume in a pod created as the scoped account, in any container, the sidecar included, and in a debug container of a pod stored before the policy', async function () {
+    const podCertificate = { name: 'id', projected: { sources: [{ podCertificate: { signerName: 'kubernetes.io/kube-apiserver-client-pod', keyType: 'ECDSAP256', credentialBundlePath: 'bundle.pem' } }] } };
+    const csi = { name: 'store', csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'mine' } } };
+    const withVolume = (name: string, volume: typeof podCertificate | typeof csi, mountIn?: 'dashboard' | 'chaperone') => {
+      const pod = injected(name);
+      pod.spec!.volumes!.push(volume);
+      const container = mountIn === 'chaperone' ? pod.spec!.initContainers![0]! : mountIn === 'dashboard' ? pod.spec!.containers[0]! : undefined;
+      if (container) container.volumeMounts = [...(container.volumeMounts ?? []), { name: volume.name, mountPath: `/${volume.name}` }];
+      return pod;
+    };
+    for (const mountIn of ['dashboard', 'chaperone', undefined] as const) {
+      const where = mountIn ?? 'no container';
+      assert.match(
+        await refused(`a podCertificate volume mounted in ${where}`, create(withVolume(`podcert-${mountIn ?? 'none'}`, podCertificate, mountIn)), 'pod-certificate-in-scoped-pod'),
+        /may not have or mount a podCertificate volume \(id\): the kubelet would get a certificate of chaperone-impersonator/,
+      );
+      assert.match(
+        await refused(`an inline CSI volume mounted in ${where}`, create(withVolume(`csi-${mountIn ?? 'none'}`, csi, mountIn)), 'csi-volume-in-scoped-pod'),
+        /may not have or mount an inline CSI volume \(store\): for a CSIDriver with tokenRequests the kubelet hands the driver tokens of chaperone-impersonator/,
+      );
+    }
+    // Any other service account: neither is chaperone's business.
+    await create({ metadata: { name: 'other-podcert', labels: { 'chaperone.dev/inject': 'disabled' } }, spec: { containers: [{ name: 'app', image: 'example.invalid/app:1', volumeMounts: [{ name: 'id', mountPath: '/id' }, { name: 'store', mountPath: '/store' }] }], volumes: [podCertificate, csi] } });
+
+    // A pod stored while no policy applied: a debug container added later may not mount either.
+    const legacy = await createNamespace(clients, 'policy-legacy-volumes', { 'chaperone.dev/inject': 'enabled' });
+    await createServiceAccount(clients, legacy, SCOPED);
+    const old = withVolume('old', podCertificate);
+    old.spec!.volumes!.push(csi);
+    await create(old, legacy);
+    await clients.core.patchNamespace({ name: legacy, body: { metadata: { labels: { 'chaperone-test/policy-run': run } } } }, mergePatch());
+    const probe = () => create(injected('probe', {}, { 'chaperone.dev/inject': 'disabled' }), legacy);
+    const deadline = Date.now() + 30_000;
+    while (await probe().then(() => true, () => false)) {
+      if (Date.now() > deadline) throw new Error('the policies never applied to the namespace');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const debug = (name: string, volume: string) =>
+      clients.core.patchNamespacedPodEphemeralcontainers(
+        { name: 'old', namespace: legacy, body: { spec: { ephemeralContainers: [{ name, image: 'busybox:1.36', volumeMounts: [{ name: volume, mountPath: '/v' }] }] } } },
+        strategicPatch(),
+      );
+    assert.match(await refused('a debug container mounting the podCertificate volume', debug('cert-thief', 'id'), 'pod-certificate-in-scoped-pod'), /\(ephemeral container cert-thief\)/);
+    assert.match(await refused('a debug container mounting the CSI volume', debug('csi-thief', 'store'), 'csi-volume-in-scoped-pod'), /\(ephemeral container csi-thief\)/);
+    const allowed = await clients.core.patchNamespacedPodEphemeralcontainers(
+      { name: 'old', namespace: legacy, body: { spec: { ephemeralContainers: [{ name: 'harmless', image: 'busybox:1.36', targetContainerName: 'dashboard' }] } } },
+      strategicPatch(),
+    );
+    assert.deepEqual(allowed.spec?.ephemeralContainers?.map((c) => c.name), ['harmless']);
+    await clients.core.deleteNamespace({ name: legacy });
+  });
+
   it("sidecar-image-unchanged: refuses swapping the sidecar's image, and allows other image updates", async function () {
     await refused(
       'an image swap',

@@ -4,7 +4,7 @@
 // never injects nor provisions. test/e2e/containment.test.ts tries the same against the real API server.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { V1EphemeralContainer, V1Namespace, V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import type { V1EphemeralContainer, V1Namespace, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { addedEphemeralContainers, holdsScopedToken, windowsOnly } from '../../../injector/mutate.js';
 import { neverInjected, refusalEvent, SYSTEM_NAMESPACES } from '../../../injector/namespaces.js';
 import type { AdmissionReviewOut } from '../../../injector/review.js';
@@ -168,6 +168,46 @@ describe('injector: kubectl debug is judged on what will be stored', function ()
     assert.equal(holdsScopedToken({ ...pod(), metadata: { annotations: { 'chaperone.dev/status': '{}' } } }, account), true);
     assert.equal(holdsScopedToken(pod({ serviceAccountName: 'default' }), account), false);
     assert.deepEqual(addedEphemeralContainers(withEphemeral(pod(), harmless), withEphemeral(withEphemeral(pod(), harmless), { ...harmless, name: 'new' })).map((c) => c.name), ['new']);
+  });
+});
+
+describe('injector: volumes that hand a credential of the scoped account to any container', function () {
+  const podCertificate: V1Volume = { name: 'id', projected: { sources: [{ podCertificate: { signerName: 'kubernetes.io/kube-apiserver-client-pod', keyType: 'ECDSAP256', credentialBundlePath: 'bundle.pem' } }] } };
+  const csi: V1Volume = { name: 'store', csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: 'mine' } } };
+  const cases: [V1Volume, RegExp][] = [
+    [podCertificate, /^chaperone refuses this pod: chaperone rule pod-certificate-in-scoped-pod: the pod runs as the scoped service account and has volume id, which projects a podCertificate/],
+    [csi, /^chaperone refuses this pod: chaperone rule csi-volume-in-scoped-pod: the pod runs as the scoped service account and has volume store, an inline CSI volume \(driver secrets-store\.csi\.k8s\.io\)/],
+  ];
+
+  it('refuses a pod with a podCertificate or inline CSI volume, mounted in the dashboard or in no container (F1, F2)', async function () {
+    for (const [volume, words] of cases) {
+      for (const mounted of [true, false]) {
+        const out = await review({ object: pod({ containers: [{ name: 'app', image: 'app:1', ...(mounted ? { volumeMounts: [{ name: volume.name, mountPath: '/v' }] } : {}) }], volumes: [volume] }) });
+        assert.equal(out.response.allowed, false, `${volume.name}, mounted ${mounted}`);
+        assert.equal(out.response.status?.code, 403);
+        assert.match(out.response.status.message, words);
+      }
+    }
+    // Next to a projected token or a ConfigMap, in the same projected volume: still refused.
+    const mixed: V1Volume = { name: 'mixed', projected: { sources: [{ configMap: { name: 'x' } }, ...podCertificate.projected!.sources!] } };
+    assert.match((await review({ object: pod({ volumes: [mixed] }) })).response.status!.message, /pod-certificate-in-scoped-pod: .* volume mixed/);
+  });
+
+  it('refuses a debug container that mounts one in a pod stored with it (admitted before the rule)', async function () {
+    const stored = await injected();
+    stored.spec!.volumes!.push(podCertificate, csi);
+    for (const [volume, rule] of [[podCertificate, 'pod-certificate-in-scoped-pod'], [csi, 'csi-volume-in-scoped-pod']] as const) {
+      const out = await debug(stored, withEphemeral(stored, { name: 'debug', image: 'busybox', volumeMounts: [{ name: volume.name, mountPath: '/v' }] }));
+      assert.equal(out.response.allowed, false, volume.name);
+      assert.match(out.response.status!.message, new RegExp(`^chaperone refuses this ephemeral container: chaperone rule ${rule}: ephemeral container debug mounts volume ${volume.name}`));
+    }
+    assert.equal((await debug(stored, withEphemeral(stored, harmless))).response.allowed, true);
+  });
+
+  it('injects a pod with other projected sources and volumes', async function () {
+    const other: V1Volume = { name: 'bundle', projected: { sources: [{ configMap: { name: 'x' } }, { clusterTrustBundle: { signerName: 'example.com/s', path: 'ca.pem' } }] } };
+    const { pod: out } = await inject(pod({ containers: [{ name: 'app', image: 'app:1', volumeMounts: [{ name: 'bundle', mountPath: '/b' }] }], volumes: [other, { name: 'scratch', emptyDir: {} }] }));
+    assert.ok(out.spec!.volumes!.some((v) => v.name === 'bundle'));
   });
 });
 
