@@ -219,10 +219,9 @@ export class Pipeline {
           metrics.openWatches.dec();
         });
       },
+      onStarted: () => (record.forwarded = true),
       onError: (err) => this.refuse(res, record, err),
     });
-    // Only now: the forwarder refuses some requests before anything leaves (it throws, and they are answered as refused).
-    record.forwarded = true;
   }
 
   private startRecord(req: IncomingMessage): RequestRecord {

@@ -62,6 +62,8 @@ export interface ForwardRequest {
   longRunning: boolean;
   /** How long the API server may take to start answering a request that is not long-running. */
   timeoutMs: number;
+  /** The request is on its way: its stream to the API server exists. */
+  onStarted: () => void;
   onResponse: (response: UpstreamResponse) => void;
   onError: (error: Error) => void;
 }
@@ -102,8 +104,48 @@ export class HttpForwarder {
     assertIdentityHeaders(outgoing, request.identityHeaders);
     if (outgoing[':path'] !== path || !path.startsWith('/')) throw new UnauthorisedForward('the path on the wire is not the one authorised');
 
+    // A client that asked to be told (Expect: 100-continue) sends its body only once the request is on its way.
+    if (/^100-continue$/i.test(String(req.headers.expect ?? ''))) res.writeContinue();
+    // Every body goes upstream with an exact length, so that a stream ended early (Node's close()
+    // ends the sending side before its reset) is a length mismatch the API server refuses, never a
+    // shorter body that looks complete. A chunked body is read whole first (at most the body cap);
+    // a body with a length streams.
+    if (framing === 'chunked') this.readWhole(request, (body) => this.send(request, { ...outgoing, 'content-length': body.length }, body));
+    else this.send(request, outgoing, withBody ? 'stream' : undefined);
+  }
+
+  /** The whole body of a chunked request, once the client's parser says it arrived complete; nothing otherwise. */
+  private readWhole(request: ForwardRequest, then: (body: Buffer) => void): void {
+    const { req, res } = request;
+    const limit = new BodyLimit(request.maxBodyBytes);
+    const chunks: Buffer[] = [];
+    const timer = this.timeout(request, () => undefined);
+    limit.on('data', (chunk: Buffer) => chunks.push(chunk));
+    limit.once('error', (err) => {
+      clearTimeout(timer);
+      request.onError(err);
+    });
+    limit.once('end', () => {
+      clearTimeout(timer);
+      if (req.complete && !res.destroyed && !res.writableEnded) then(Buffer.concat(chunks));
+    });
+    req.pipe(limit);
+  }
+
+  /** --upstream-timeout, for a request that is not long-running: the cut, then a 504. */
+  private timeout(request: ForwardRequest, cut: () => void): NodeJS.Timeout | undefined {
+    if (request.longRunning) return undefined;
+    const timer = setTimeout(() => {
+      cut();
+      request.onError(new UpstreamTimeout(`the API server did not answer within ${request.timeoutMs}ms`));
+    }, request.timeoutMs);
+    request.res.once('close', () => clearTimeout(timer));
+    return timer;
+  }
+
+  private send(request: ForwardRequest, outgoing: OutgoingHttpHeaders, body: Buffer | 'stream' | undefined): void {
+    const { req, res } = request;
     let stream: ClientHttp2Stream;
-    let timer: NodeJS.Timeout | undefined;
     let answered = false;
     const fail = (err: Error) => {
       clearTimeout(timer);
@@ -111,11 +153,11 @@ export class HttpForwarder {
       else request.onError(err);
     };
     const open = (retried: boolean) => {
-      stream = this.upstream.sessions.request(outgoing, !withBody);
+      stream = this.upstream.sessions.request(outgoing, body === undefined);
       stream.on('error', (err: NodeJS.ErrnoException) => {
         // A connection that was told to go away refuses the streams it never began: nothing of them
         // ran, so a request without a body is sent once more, on another connection.
-        if (!retried && !answered && !withBody && stream.rstCode === REFUSED_STREAM && !res.destroyed) open(true);
+        if (!retried && !answered && body === undefined && stream.rstCode === REFUSED_STREAM && !res.destroyed) open(true);
         else fail(err);
       });
       stream.once('response', (headers) => this.answer(request, stream, headers, () => {
@@ -124,27 +166,21 @@ export class HttpForwarder {
       }));
     };
     open(false);
-    if (!request.longRunning) {
-      timer = setTimeout(() => {
-        stream.close(CANCEL);
-        fail(new UpstreamTimeout(`the API server did not answer within ${request.timeoutMs}ms`));
-      }, request.timeoutMs);
-    }
+    request.onStarted();
+    const timer = this.timeout(request, () => stream.close(CANCEL));
     // The client went away, or the sidecar ended the stream (shutdown): nothing more is wanted.
     res.once('close', () => {
-      clearTimeout(timer);
       if (!stream.closed) stream.close(CANCEL);
     });
-    // A client that asked to be told (Expect: 100-continue) sends its body only once the request is on its way.
-    if (/^100-continue$/i.test(String(req.headers.expect ?? ''))) res.writeContinue();
-    if (withBody) this.sendBody(request, stream!);
+    if (body === 'stream') this.sendBody(request, stream!);
+    else if (body) stream!.end(body);
     else req.resume();
   }
 
   /**
    * The body as the client's parser delimits it, then the end of the stream. A body that does not
    * arrive whole (the client went away, its framing broke half-way, it grew past the cap) resets the
-   * stream instead: the API server then sees an aborted request, never a shorter body that looks complete.
+   * stream instead; its declared length tells the API server it is short, whatever reaches it.
    */
   private sendBody(request: ForwardRequest, stream: ClientHttp2Stream): void {
     const { req } = request;
