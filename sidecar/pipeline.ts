@@ -220,6 +220,7 @@ export class Pipeline {
         });
       },
       onStarted: () => (record.forwarded = true),
+      onBodySent: () => (record.bodySent = true),
       onError: (err) => this.refuse(res, record, err),
     });
   }

@@ -146,12 +146,12 @@ export class Auditor implements AuditRecorder {
   /**
    * What the API server's LogRequestObject took from a create's or update's body into objectRef:
    * nothing unless the request reached it and its handler decoded the body (the answer says so; a
-   * body sent whole with no answer is taken to have been decoded); then the metadata, read as its
+   * body sent whole upstream with no answer is taken to have been decoded); then the metadata, read as its
    * decoder reads it.
    */
   private objectMetaOf(record: RequestRecord, state: RequestState): MetadataReading | undefined {
     if (!completesObjectRef(record.info) || !record.forwarded || !state.requestBody) return undefined;
-    const decoded = state.upstreamCode === undefined ? state.requestBody.ended : apiServerDecoded(state.upstreamCode, statusOf(state.responseBody));
+    const decoded = state.upstreamCode === undefined ? state.requestBody.ended && record.bodySent === true : apiServerDecoded(state.upstreamCode, statusOf(state.responseBody));
     if (!decoded) return undefined;
     if (!state.objectMeta) {
       const bytes = state.requestBody.bytes();

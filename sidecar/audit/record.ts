@@ -22,6 +22,8 @@ export interface RequestRecord {
   nestedImpersonation: boolean;
   decision?: { allowed: boolean; reason: string };
   forwarded: boolean;
+  /** The whole body (or none) reached the API server's stream; until then it cannot have decoded it. */
+  bodySent?: boolean;
   responseCode: number;
   /** Why the sidecar refused or failed, in words for the security team. */
   error?: string;

@@ -64,6 +64,8 @@ export interface ForwardRequest {
   timeoutMs: number;
   /** The request is on its way: its stream to the API server exists. */
   onStarted: () => void;
+  /** Its whole body (or none) has been handed to that stream. */
+  onBodySent: () => void;
   onResponse: (response: UpstreamResponse) => void;
   onError: (error: Error) => void;
 }
@@ -167,14 +169,31 @@ export class HttpForwarder {
     };
     open(false);
     request.onStarted();
-    const timer = this.timeout(request, () => stream.close(CANCEL));
+    let bodySent = false;
+    let timedOut = false;
+    const sent = () => {
+      bodySent = true;
+      request.onBodySent();
+    };
+    // Cut while its body was still on the way, the request is reset (its declared length tells the API
+    // server it is short). Cut once the body was all there, it is left to finish: whether the API
+    // server had begun it cannot be known, so it decides, and its answer is read and dropped.
+    const timer = this.timeout(request, () => {
+      timedOut = true;
+      if (bodySent) stream.resume();
+      else stream.close(CANCEL);
+    });
     // The client went away, or the sidecar ended the stream (shutdown): nothing more is wanted.
     res.once('close', () => {
-      if (!stream.closed) stream.close(CANCEL);
+      if (!stream.closed && !(timedOut && bodySent)) stream.close(CANCEL);
     });
-    if (body === 'stream') this.sendBody(request, stream!);
-    else if (body) stream!.end(body);
-    else req.resume();
+    if (body === 'stream') {
+      this.sendBody(request, stream!, sent);
+    } else {
+      if (body) stream!.end(body);
+      else req.resume();
+      sent();
+    }
   }
 
   /**
@@ -182,7 +201,7 @@ export class HttpForwarder {
    * arrive whole (the client went away, its framing broke half-way, it grew past the cap) resets the
    * stream instead; its declared length tells the API server it is short, whatever reaches it.
    */
-  private sendBody(request: ForwardRequest, stream: ClientHttp2Stream): void {
+  private sendBody(request: ForwardRequest, stream: ClientHttp2Stream, sent: () => void): void {
     const { req } = request;
     const limit = new BodyLimit(request.maxBodyBytes);
     const reset = () => {
@@ -196,13 +215,19 @@ export class HttpForwarder {
     });
     // The parser's own word that the message arrived whole and well-formed: a readable stream can
     // end without it (a framing error half-way through the body ends the request early).
-    limit.once('end', () => (req.complete ? stream.end() : reset()));
+    limit.once('end', () => {
+      if (!req.complete) return reset();
+      stream.end();
+      sent();
+    });
     req.pipe(limit).pipe(stream, { end: false });
   }
 
   private answer(request: ForwardRequest, stream: ClientHttp2Stream, headers: IncomingHttpHeaders, started: () => void): void {
     const { res } = request;
     started();
+    // Answered after the sidecar gave up on it (--upstream-timeout): the client has its 504.
+    if (res.writableEnded) return void stream.resume();
     const statusCode = Number(headers[':status']);
     request.onResponse({ statusCode, headers, body: stream });
     if (res.destroyed) return;

@@ -178,6 +178,7 @@ describe('sidecar/audit/auditor', function () {
         await new Promise((resolve) => setImmediate(resolve));
       } else {
         await drain(req, body as string);
+        record.bodySent = record.forwarded; // as the forwarder reports it, once the whole body is on the stream
       }
       if (code !== undefined) {
         const response = message({ 'content-type': options.answerType ?? 'application/json' }, code);
@@ -203,6 +204,13 @@ describe('sidecar/audit/auditor', function () {
       assert.equal((await create(configMap('cm'), 403, { answer: forbidden })).objectRef?.name, undefined);
       assert.equal((await create(configMap('cm'), 429, { answer: 'Too many requests, please try again later.', answerType: 'text/plain' })).objectRef?.name, undefined);
       assert.equal((await create(configMap('cm'), undefined, { cut: true })).objectRef?.name, undefined, 'a body cut short never decoded');
+      const { auditor, sink } = setup(AuditPolicy.DEFAULT, 1 << 20);
+      const notYetSent = forwardedFor('POST', '/api/v1/namespaces/a/configmaps');
+      const req = message({ 'content-type': 'application/json' });
+      await auditor.begin(notYetSent, req);
+      await drain(req, configMap('cm'));
+      auditor.record(notYetSent);
+      assert.equal(sink.events[0]!.objectRef?.name, undefined, 'read whole from the client but cut (--upstream-timeout) before it was all sent: never decoded');
       assert.equal((await create(configMap('cm'), undefined, { forwarded: false })).objectRef?.name, undefined, 'refused by chaperone: the API server never saw it');
     });
 
