@@ -11,6 +11,8 @@ export const SIDECAR_NAME = 'chaperone';
 export const PROXY_HOST = '127.0.0.1';
 export const PROXY_PORT = 6443;
 export const OPS_PORT = 9901;
+/** The name under which the sidecar declares its ops port, which a PodMonitor selects (at most 15 characters). */
+export const OPS_PORT_NAME = 'chaperone-ops';
 
 /** Where client-go's in-cluster config looks for the token, CA and namespace. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -123,6 +125,8 @@ export function sidecarContainer(settings: InjectionSettings): V1Container {
     imagePullPolicy: 'IfNotPresent',
     args: sidecarArgs(settings),
     env: [fieldEnv('CHAPERONE_POD_NAME', 'metadata.name'), fieldEnv('CHAPERONE_POD_NAMESPACE', 'metadata.namespace')],
+    // Only the ops port (health and /metrics) is declared: the proxy listens on loopback alone.
+    ports: [{ name: OPS_PORT_NAME, containerPort: OPS_PORT, protocol: 'TCP' }],
     ...(settings.sidecarMode === 'native' ? { restartPolicy: 'Always' } : {}),
     // The dashboard starts only once the proxy is ready (native sidecars); up to two minutes.
     startupProbe: httpProbe('/readyz', 1, 120),

@@ -100,4 +100,11 @@ describe('injector/proxy (the sidecar container)', function () {
     assert.equal(classic.restartPolicy, undefined);
     assert.deepEqual(native.startupProbe!.httpGet, { path: '/readyz', port: 9901, scheme: 'HTTP' });
   });
+
+  it('declares the port its ops listener (health, /metrics) binds under a name a PodMonitor selects, and no other', function () {
+    const container = sidecarContainer(settings());
+    const config = loadSidecarConfig(container.args!, kubeletEnv(container));
+    assert.deepEqual(container.ports, [{ name: 'chaperone-ops', containerPort: Number(config.opsListen.split(':').pop()), protocol: 'TCP' }]);
+    assert.match(container.ports[0]!.name, /^(?=.*[a-z])[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/, 'an IANA service name the API server accepts');
+  });
 });
