@@ -105,6 +105,12 @@ export const injectorConfigSpec = defineSpec({
       default: ['ghcr.io/chaperone-dev/chaperone-sidecar'],
       description: "The image repositories a namespace's chaperone.dev/image annotation may name (any tag or digest of them): the sidecar holds the scoped token, so it does not run just any image. Any tag includes releases before a security fix: list only repositories whose every tag you would let hold the token, and pin the version with --sidecar-image or the Namespace annotation.",
     }),
+    trustedCsiDrivers: option(list(), {
+      default: [],
+      description:
+        "CSI drivers trusted with tokens of the scoped service account: pods the injector injects may have claims (persistentVolumeClaim, generic ephemeral volumes) although these drivers' CSIDriver objects request tokens the API server accepts (rule csi-claim-in-scoped-pod, docs/security-model.md). Name only drivers that keep such a token on the node and hand it to nobody: it can impersonate people.",
+      example: 'ebs.csi.aws.com',
+    }),
     sidecarMode: option(oneOf(['native', 'classic']), {
       default: 'native',
       description: 'native: an init container with restartPolicy Always, started and ready before the dashboard; classic: an ordinary container, for clusters without native sidecars.',
