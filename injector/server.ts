@@ -1,9 +1,11 @@
-// The HTTPS shell around answerReview: POST /mutate and GET /healthz. What reaches answerReview is
-// parsed JSON; everything else is answered here (404, 405, 413, 415, 400).
+// The HTTPS shell around answerReview: POST /mutate, GET /healthz and GET /metrics. What reaches
+// answerReview is parsed JSON; everything else is answered here (404, 405, 413, 415, 400).
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../lib/log.js';
 import { TlsListeners } from '../sidecar/server.js';
-import { answerReview, MalformedReview, type ReviewContext } from './review.js';
+import { injectorMetrics, type AdmissionOutcome } from './metrics.js';
+import { answerReview, MalformedReview, type AdmissionResponse, type ReviewContext } from './review.js';
 
 /** An AdmissionReview holds the object and the old object; the API server caps each near 3 MiB. */
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -38,36 +40,63 @@ function isJson(contentType: string | undefined): boolean {
   return (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase() === 'application/json';
 }
 
-async function mutate(req: IncomingMessage, res: ServerResponse, ctx: ReviewContext): Promise<void> {
+/** What an answer came to, for the metrics: [outcome, reason]. */
+type Counted = [AdmissionOutcome, string];
+
+function counted(response: AdmissionResponse): Counted {
+  if (!response.allowed) return ['denied', response.status?.reason ?? ''];
+  return [response.patch ? 'injected' : 'unchanged', ''];
+}
+
+async function mutate(req: IncomingMessage, res: ServerResponse, ctx: ReviewContext): Promise<Counted> {
   if (!isJson(req.headers['content-type'])) {
     req.resume();
     send(res, 415, 'expected Content-Type: application/json\n');
-    return;
+    return ['malformed', 'UnsupportedMediaType'];
   }
   let text: string;
   try {
     text = (await readBody(req)).toString('utf8');
   } catch (err) {
     send(res, err instanceof TooLarge ? 413 : 400, err instanceof TooLarge ? `the body is larger than ${MAX_BODY_BYTES} bytes\n` : 'could not read the body\n');
-    return;
+    return ['malformed', err instanceof TooLarge ? 'RequestEntityTooLarge' : 'BadRequest'];
   }
   if (text.trim() === '') {
     send(res, 400, 'the body is empty: expected an admission.k8s.io/v1 AdmissionReview\n');
-    return;
+    return ['malformed', 'BadRequest'];
   }
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
     send(res, 400, 'the body is not JSON: expected an admission.k8s.io/v1 AdmissionReview\n');
-    return;
+    return ['malformed', 'BadRequest'];
   }
   try {
-    send(res, 200, JSON.stringify(await answerReview(body, ctx)), 'application/json');
+    const review = await answerReview(body, ctx);
+    send(res, 200, JSON.stringify(review), 'application/json');
+    return counted(review.response);
   } catch (err) {
     if (!(err instanceof MalformedReview)) throw err;
     send(res, 400, `${err.message}\n`);
+    return ['malformed', 'BadRequest'];
   }
+}
+
+function metrics(req: IncomingMessage, res: ServerResponse, log: Logger): void {
+  req.resume();
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('Allow', 'GET, HEAD');
+    send(res, 405, 'only GET\n');
+    return;
+  }
+  injectorMetrics.registry.metrics().then(
+    (text) => send(res, 200, text, injectorMetrics.registry.contentType),
+    (err: unknown) => {
+      log.error({ err: (err as Error).message }, 'could not collect the metrics');
+      send(res, 500, 'could not collect the metrics\n');
+    },
+  );
 }
 
 function handler(ctx: ReviewContext) {
@@ -78,9 +107,13 @@ function handler(ctx: ReviewContext) {
       send(res, req.method === 'GET' || req.method === 'HEAD' ? 200 : 405, 'ok\n');
       return;
     }
+    if (path === '/metrics') {
+      metrics(req, res, ctx.log);
+      return;
+    }
     if (path !== '/mutate') {
       req.resume();
-      send(res, 404, 'not found: the injector serves POST /mutate and GET /healthz\n');
+      send(res, 404, 'not found: the injector serves POST /mutate, GET /healthz and GET /metrics\n');
       return;
     }
     if (req.method !== 'POST') {
@@ -89,11 +122,17 @@ function handler(ctx: ReviewContext) {
       send(res, 405, 'only POST\n');
       return;
     }
-    mutate(req, res, ctx).catch((err: unknown) => {
-      ctx.log.error({ err: (err as Error).message }, 'admission request failed');
-      if (!res.headersSent) send(res, 500, 'internal error\n');
-      else res.destroy();
-    });
+    const started = process.hrtime.bigint();
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+    mutate(req, res, ctx).then(
+      ([outcome, reason]) => injectorMetrics.admission(outcome, reason, seconds()),
+      (err: unknown) => {
+        injectorMetrics.admission('error', 'InternalError', seconds());
+        ctx.log.error({ err: (err as Error).message }, 'admission request failed');
+        if (!res.headersSent) send(res, 500, 'internal error\n');
+        else res.destroy();
+      },
+    );
   };
 }
 
@@ -107,5 +146,21 @@ export interface InjectorServer {
 export async function startInjectorServer(files: { certFile: string; keyFile: string }, listen: string, ctx: ReviewContext, log: Logger): Promise<InjectorServer> {
   const listeners = new TlsListeners(files, { request: handler(ctx) }, log);
   const [bound] = await listeners.listen([listen]);
-  return { port: bound!.port, setCertificate: (certPem, keyPem) => listeners.setCertificate(certPem, keyPem), close: () => listeners.close() };
+  // The files until the controller hands over a certificate of its own.
+  let served: string | undefined;
+  injectorMetrics.servingCertificateFrom(() => {
+    try {
+      return served ?? readFileSync(files.certFile, 'utf8');
+    } catch {
+      return undefined;
+    }
+  });
+  return {
+    port: bound!.port,
+    setCertificate: (certPem, keyPem) => {
+      served = certPem;
+      listeners.setCertificate(certPem, keyPem);
+    },
+    close: () => listeners.close(),
+  };
 }

@@ -3,6 +3,7 @@
 // certificate renewed, the webhook configuration's caBundle kept equal to the webhook CA's bundle.
 import type { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
+import { injectorMetrics } from '../metrics.js';
 import { describeError, listWatch, type Watching } from '../provision/kube.js';
 import { CA_COMMON_NAME, CA_SECRET, SECRETS, type CaKind } from '../provision/names.js';
 import { advanceCaSet, newCaSet, nextCaDeadline, trustBundle, type CaPolicy, type CaSet } from './ca-set.js';
@@ -66,6 +67,7 @@ export class CertificateReconciler {
 
   start(): void {
     const { kubeconfig, core, admission, settings, log } = this.options;
+    injectorMetrics.leading(true);
     const namespace = settings.namespace;
     const secrets = [...this.kinds.map((kind) => CA_SECRET[kind]), ...(settings.mode === 'self-managed' ? [SECRETS.webhookTls] : [])];
     for (const name of secrets) {
@@ -131,6 +133,7 @@ export class CertificateReconciler {
       this.schedule(deadline);
     } catch (err) {
       this.failures++;
+      injectorMetrics.certificateErrors.inc();
       const retryMs = Math.min(MAX_RETRY_MS, 500 * 2 ** Math.min(this.failures, 8));
       this.options.log.warn({ err: describeError(err), retryMs }, 'certificate reconciliation failed');
       this.schedule(Date.now() + retryMs);
@@ -150,6 +153,7 @@ export class CertificateReconciler {
       cas[kind] = update.set;
       deadlines.push(nextCaDeadline(update.set).getTime());
     }
+    injectorMetrics.cas(cas);
     if (settings.mode === 'self-managed') {
       const webhookCas = cas.webhook!;
       const ref = { core, namespace: settings.namespace, name: SECRETS.webhookTls, labels };
@@ -185,5 +189,6 @@ export class CertificateReconciler {
     clearTimeout(this.timer);
     await Promise.all(this.watches.map((watch) => watch.stop()));
     await this.running;
+    injectorMetrics.leading(false);
   }
 }

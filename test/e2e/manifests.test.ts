@@ -13,6 +13,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import {
   AdmissionregistrationV1Api,
+  ApiextensionsV1Api,
   type KubernetesObject,
   type V1ConfigMap,
   type V1Container,
@@ -30,11 +31,12 @@ import { createLogger } from '../../lib/log.js';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { freePort, startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
 import { adminClients, grantInNamespace, kubectl, mintServiceAccountToken, waitForAuditEvents, type AdminClients } from '../cluster/kube.js';
+import { installMonitoringCrds } from '../cluster/metrics.js';
 import { startPodSidecar, waitFor, type PodSidecar } from '../cluster/provisioned.js';
 import { rawRequest } from '../cluster/sidecar.js';
 
 const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
-const SHIPPED = ['base', 'components/cluster-token-review', 'examples/headlamp', 'examples/kubernetes-dashboard'];
+const SHIPPED = ['base', 'components/cluster-token-review', 'components/monitoring', 'examples/headlamp', 'examples/kubernetes-dashboard'];
 const INJECTOR_NAMESPACE = 'chaperone-system';
 const INJECTOR_USER = `system:serviceaccount:${INJECTOR_NAMESPACE}:chaperone-injector`;
 
@@ -109,6 +111,8 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
     this.timeout(15 * 60_000);
     cp = await startControlPlane();
     clients = adminClients(cp);
+    // The monitoring component's PodMonitors and PrometheusRule need the Prometheus Operator's kinds.
+    await installMonitoringCrds(clients.kubeconfig.makeApiClient(ApiextensionsV1Api));
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-manifests-'));
     const entries = await readdir(MANIFESTS, { recursive: true });
     for (const entry of entries.filter((e) => path.basename(e) === 'kustomization.yaml').sort()) {
