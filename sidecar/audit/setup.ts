@@ -7,7 +7,8 @@ import { AuditPolicy } from './policy.js';
 import { FileSink } from './sinks/file.js';
 import type { Sink } from './sinks/sink.js';
 import { StdoutSink } from './sinks/stdout.js';
-import { loadWebhookTarget, webhookDelivery, WebhookSink } from './sinks/webhook.js';
+import { loadWebhookKubeconfig } from '../../lib/webhook-kubeconfig.js';
+import { webhookDelivery, WebhookSink } from './sinks/webhook.js';
 
 const MIB = 1024 * 1024;
 const MAX_BACKOFF_MS = 30_000;
@@ -22,7 +23,7 @@ export function createAuditor(config: AuditConfig & { maxRequestBodyBytes?: numb
       sinks.push(new FileSink({ path: config.auditFilePath!, maxBytes: config.auditFileMaxSize * MIB, maxBackups: config.auditFileMaxBackups }, log));
     }
     if (name === 'webhook') {
-      const target = loadWebhookTarget(config.auditWebhookConfigFile!);
+      const target = loadWebhookKubeconfig(config.auditWebhookConfigFile!);
       const delivery = webhookDelivery(target);
       const options = {
         batchMaxSize: config.auditWebhookBatchMaxSize,
@@ -34,7 +35,7 @@ export function createAuditor(config: AuditConfig & { maxRequestBodyBytes?: numb
         flushTimeoutMs: config.auditFlushTimeout,
       };
       sinks.push(new WebhookSink(delivery.deliver, options, log, delivery.close));
-      log.info({ server: target.url.origin + target.url.pathname, overflow: options.overflow }, 'sending audit events to the webhook');
+      log.info({ server: target.url.origin + target.url.pathname, credentials: target.credentialKinds, overflow: options.overflow }, 'sending audit events to the webhook');
     }
   }
   return new Auditor({ policy, sinks, served: { podName: config.podName, podNamespace: config.podNamespace }, bodyLimit: config.auditBodyLimit, maxRequestBodyBytes: config.maxRequestBodyBytes, log });

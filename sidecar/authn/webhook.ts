@@ -1,86 +1,35 @@
 // A webhook token authenticator, configured as the API server's --authentication-token-webhook-config-file
-// (a kubeconfig: the webhook's URL and CA, chaperone's client certificate or token), speaking
+// (a kubeconfig, read by the API server's rules: lib/webhook-kubeconfig.ts), speaking
 // authentication.k8s.io/v1 or v1beta1 TokenReview (pam_hook speaks v1beta1). A webhook that is down,
 // slow or answers garbage fails this method with a reason for the audit event; it never lets anyone in.
-import { readFileSync } from 'node:fs';
-import { Agent } from 'node:https';
-import path from 'node:path';
-import { parseDocument } from 'yaml';
+import { KubeconfigError, loadWebhookKubeconfig as loadKubeconfig, WebhookClient, type WebhookKubeconfig } from '../../lib/webhook-kubeconfig.js';
 import type { AuthenticationResult } from './chain.js';
 import { TokenAuthenticator } from './bearer.js';
-import { httpsCall, type HttpsAnswer } from './https.js';
+import type { HttpsAnswer } from './https.js';
 import { goField, goFieldMembers, isObject, JsonRefused, parseGoJson } from './jwt/go-json.js';
 import { identityFromUserInfo, ReviewCache, type ReviewCacheOptions, type ReviewVerdict } from './review-cache.js';
 
 export type TokenReviewVersion = 'v1' | 'v1beta1';
 
-export interface WebhookTarget {
-  server: string;
-  ca?: Buffer;
-  serverName?: string;
-  cert?: Buffer;
-  key?: Buffer;
-  token?: string;
-}
+/** The webhook and the credentials to reach it, read as kube-apiserver reads its webhook kubeconfig. */
+export type WebhookTarget = WebhookKubeconfig;
 
 /** A kubeconfig that cannot be used; the message names the file and the field. */
 export class WebhookConfigError extends Error {}
 
-type Named = Record<string, unknown>;
-
-function section(list: unknown, name: string, field: string, file: string): Record<string, unknown> {
-  const entries = Array.isArray(list) ? (list as Named[]) : [];
-  const entry = entries.find((e) => e?.name === name)?.[field];
-  if (typeof entry !== 'object' || entry === null) throw new WebhookConfigError(`${file}: no ${field} named ${JSON.stringify(name)}`);
-  return entry as Record<string, unknown>;
-}
-
-/** Reads a file or base64 data field; relative paths are relative to the kubeconfig, as client-go reads them. */
-function material(entry: Record<string, unknown>, fileField: string, dataField: string, dir: string, file: string): Buffer | undefined {
-  const data = entry[dataField];
-  if (typeof data === 'string' && data !== '') return Buffer.from(data, 'base64');
-  const named = entry[fileField];
-  if (typeof named !== 'string' || named === '') return undefined;
-  const resolved = path.resolve(dir, named);
-  try {
-    return readFileSync(resolved);
-  } catch (err) {
-    throw new WebhookConfigError(`${file}: ${fileField}: cannot read ${resolved}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
-/** The webhook and the credentials to reach it, from the kubeconfig's current context. */
+/**
+ * The webhook kubeconfig (lib/webhook-kubeconfig.ts, kube-apiserver's rules), and the token
+ * webhook's own: it is reached over https and its certificate is verified, always.
+ */
 export function loadWebhookKubeconfig(file: string): WebhookTarget {
-  let text: string;
+  let target: WebhookTarget;
   try {
-    text = readFileSync(file, 'utf8');
+    target = loadKubeconfig(file);
   } catch (err) {
-    throw new WebhookConfigError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw err instanceof KubeconfigError ? new WebhookConfigError(err.message) : err;
   }
-  const document = parseDocument(text);
-  if (document.errors.length > 0) throw new WebhookConfigError(`${file}: ${document.errors[0]!.message.split('\n', 1)[0]!}`);
-  const config = (document.toJS() ?? {}) as Record<string, unknown>;
-  const contexts = Array.isArray(config.contexts) ? (config.contexts as Named[]) : [];
-  const current = typeof config['current-context'] === 'string' && config['current-context'] !== '' ? config['current-context'] : contexts.length === 1 ? contexts[0]?.name : undefined;
-  if (typeof current !== 'string') throw new WebhookConfigError(`${file}: current-context is not set and there is not exactly one context`);
-  const context = section(contexts, current, 'context', file);
-  const cluster = section(config.clusters, typeof context.cluster === 'string' ? context.cluster : '', 'cluster', file);
-  const user = typeof context.user === 'string' && context.user !== '' ? section(config.users, context.user, 'user', file) : {};
-  const dir = path.dirname(path.resolve(file));
-
-  const server = cluster.server;
-  if (typeof server !== 'string' || !server.startsWith('https://')) throw new WebhookConfigError(`${file}: cluster.server must be an https URL, not ${JSON.stringify(server)}`);
-  if (cluster['insecure-skip-tls-verify'] === true) throw new WebhookConfigError(`${file}: insecure-skip-tls-verify: chaperone always verifies the webhook's certificate`);
-  const target: WebhookTarget = { server };
-  const ca = material(cluster, 'certificate-authority', 'certificate-authority-data', dir, file);
-  if (ca) target.ca = ca;
-  if (typeof cluster['tls-server-name'] === 'string' && cluster['tls-server-name'] !== '') target.serverName = cluster['tls-server-name'];
-  const cert = material(user, 'client-certificate', 'client-certificate-data', dir, file);
-  const key = material(user, 'client-key', 'client-key-data', dir, file);
-  if ((cert === undefined) !== (key === undefined)) throw new WebhookConfigError(`${file}: user: a client certificate needs its key, and a key its certificate`);
-  if (cert && key) Object.assign(target, { cert, key });
-  const token = typeof user.token === 'string' && user.token !== '' ? user.token : material(user, 'tokenFile', '', dir, file)?.toString('utf8').trim();
-  if (token) target.token = token;
+  if (target.url.protocol !== 'https:') throw new WebhookConfigError(`${file}: cluster.server must be an https URL, not ${JSON.stringify(target.url.href)}`);
+  if (target.tls.rejectUnauthorized === false) throw new WebhookConfigError(`${file}: insecure-skip-tls-verify: chaperone always verifies the webhook's certificate`);
   return target;
 }
 
@@ -95,18 +44,12 @@ export interface WebhookOptions {
 
 export class WebhookTokenAuthenticator extends TokenAuthenticator {
   readonly method = 'webhook' as const;
-  private readonly agent: Agent;
+  private readonly client: WebhookClient;
   private readonly cache: ReviewCache;
 
   constructor(private readonly options: WebhookOptions) {
     super();
-    const { target } = options;
-    this.agent = new Agent({
-      keepAlive: true,
-      ...(target.ca ? { ca: target.ca } : {}),
-      ...(target.cert && target.key ? { cert: target.cert, key: target.key } : {}),
-      ...(target.serverName ? { servername: target.serverName } : {}),
-    });
+    this.client = new WebhookClient(options.target);
     this.cache = new ReviewCache(options.cache);
   }
 
@@ -122,21 +65,15 @@ export class WebhookTokenAuthenticator extends TokenAuthenticator {
   }
 
   private async review(token: string): Promise<ReviewVerdict> {
-    const { version, target, audiences, timeoutMs } = this.options;
+    const { version, audiences, timeoutMs } = this.options;
     const apiVersion = `authentication.k8s.io/${version}`;
     const body = JSON.stringify({ apiVersion, kind: 'TokenReview', spec: { token, ...(audiences.length > 0 ? { audiences } : {}) } });
-    const answer = await httpsCall(target.server, {
-      method: 'POST',
-      agent: this.agent,
-      timeoutMs,
-      body,
-      ...(target.token ? { headers: { authorization: `Bearer ${target.token}` } } : {}),
-    });
+    const answer = await this.client.post({ body, timeoutMs });
     return verdictOf(readAnswer(answer), { version, audiences, from: 'webhook' });
   }
 
   close(): void {
-    this.agent.destroy();
+    this.client.close();
   }
 }
 

@@ -1,14 +1,10 @@
 // Audit events to a webhook, as the API server sends them with --audit-webhook-config-file: a
-// kubeconfig names the receiver (server, CA, client certificate or token), and events go as
+// kubeconfig names the receiver and its credentials (read by the API server's rules), and events go as
 // audit.k8s.io/v1 EventList batches. Batches are retried with backoff until the receiver takes
 // them; a bounded buffer holds what waits. When it is full, `block` holds new requests back until
 // there is room (nothing is lost), `drop` drops new events (each one counted and logged).
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { parse } from 'yaml';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Logger } from '../../../lib/log.js';
+import { WebhookClient, type WebhookKubeconfig } from '../../../lib/webhook-kubeconfig.js';
 import { AUDIT_API_VERSION } from '../types.js';
 import { emptyStats, type OverflowMode, type SerialisedEvent, type Sink, type SinkStats } from './sink.js';
 
@@ -151,114 +147,14 @@ export class WebhookSink implements Sink {
 
 // ---- the receiver, from a kubeconfig file ----
 
-export interface WebhookTarget {
-  url: URL;
-  /** TLS and authentication for each request; holds the client key or token, so it is never logged. */
-  requestOptions: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean; servername?: string; headers?: Record<string, string> };
-}
-
-type Entry = Record<string, unknown>;
-
-const isEntry = (value: unknown): value is Entry => typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** A kubeconfig's named list (clusters, users, contexts) as name -> the object under `field`. */
-function namedEntries(list: unknown, field: string): { name: unknown; value: Entry }[] {
-  return (Array.isArray(list) ? list : []).filter(isEntry).map((entry) => ({ name: entry.name, value: isEntry(entry[field]) ? entry[field] : {} }));
-}
-
-const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
-
-/**
- * The receiver as the kubeconfig's current context (or its first context, or else its first cluster
- * and user) names it. Read with the yaml package alone: @kubernetes/client-node, for this alone, was
- * more than half of the sidecar's bundle and a fifth of its idle memory (docs/benchmarks.md).
- */
-export function loadWebhookTarget(file: string): WebhookTarget {
-  let config: unknown;
-  try {
-    config = parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new Error(`${file}: not a usable kubeconfig: ${(err as Error).message}`);
-  }
-  const root = isEntry(config) ? config : {};
-  const contexts = namedEntries(root.contexts, 'context');
-  const clusters = namedEntries(root.clusters, 'cluster');
-  const users = namedEntries(root.users, 'user');
-  const context = contexts.find((c) => c.name === root['current-context']) ?? contexts[0];
-  const cluster = (context ? clusters.find((c) => c.name === context.value.cluster) : clusters[0])?.value;
-  const user = (context ? users.find((u) => u.name === context.value.user) : users[0])?.value ?? {};
-  const server = text(cluster?.server);
-  if (!cluster || !server) throw new Error(`${file}: names no cluster with a server to send audit events to`);
-  let url: URL;
-  try {
-    url = new URL(server);
-  } catch {
-    throw new Error(`${file}: the server ${JSON.stringify(server)} is not a URL`);
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`${file}: the server must be an https (or http) URL`);
-  // File paths are relative to the kubeconfig, as client-go reads them.
-  const dir = path.dirname(path.resolve(file));
-  const fromFileOrData = (entry: Entry, fileField: string, dataField: string) => {
-    const [named, data] = [text(entry[fileField]), text(entry[dataField])];
-    return named || data ? readKubeconfigValue(file, named && path.resolve(dir, named), data) : undefined;
-  };
-  const ca = fromFileOrData(cluster, 'certificate-authority', 'certificate-authority-data');
-  const cert = fromFileOrData(user, 'client-certificate', 'client-certificate-data');
-  const key = fromFileOrData(user, 'client-key', 'client-key-data');
-  const token = text(user.token);
-  const serverName = text(cluster['tls-server-name']);
-  return {
-    url,
-    requestOptions: {
-      ...(ca ? { ca } : {}),
-      ...(cert ? { cert } : {}),
-      ...(key ? { key } : {}),
-      ...(cluster['insecure-skip-tls-verify'] === true ? { rejectUnauthorized: false } : {}),
-      ...(serverName ? { servername: serverName } : {}),
-      ...(token ? { headers: { authorization: `Bearer ${token.trim()}` } } : {}),
-    },
-  };
-}
-
-function readKubeconfigValue(file: string, path: string | undefined, data: string | undefined): Buffer {
-  try {
-    return path ? readFileSync(path) : Buffer.from(data!, 'base64');
-  } catch (err) {
-    throw new Error(`${file}: cannot read ${path}: ${(err as Error).message}`);
-  }
-}
-
 const REQUEST_TIMEOUT_MS = 10_000;
 
-/** POSTs EventList bodies to the target over keep-alive connections. */
-export function webhookDelivery(target: WebhookTarget): { deliver: Deliver; close: () => void } {
-  const secure = target.url.protocol === 'https:';
-  const agent = secure ? new HttpsAgent({ keepAlive: true, ...target.requestOptions }) : new HttpAgent({ keepAlive: true });
-  const send = secure ? httpsRequest : httpRequest;
-  const deliver: Deliver = (body) =>
-    new Promise((resolve, reject) => {
-      const req = send(
-        target.url,
-        {
-          ...target.requestOptions,
-          method: 'POST',
-          agent,
-          timeout: REQUEST_TIMEOUT_MS,
-          headers: { ...target.requestOptions.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res: IncomingMessage) => {
-          res.resume();
-          res.on('end', () => {
-            const code = res.statusCode ?? 0;
-            if (code >= 200 && code < 300) resolve();
-            else reject(new Error(`the webhook answered ${code}`));
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error(`no answer from the webhook within ${REQUEST_TIMEOUT_MS}ms`)));
-      req.on('error', reject);
-      req.end(body);
-    });
-  return { deliver, close: () => agent.destroy() };
+/** POSTs EventList bodies to the receiver the kubeconfig names (lib/webhook-kubeconfig.ts), with its credentials. */
+export function webhookDelivery(target: WebhookKubeconfig): { deliver: Deliver; close: () => void } {
+  const client = new WebhookClient(target);
+  const deliver: Deliver = async (body) => {
+    const answer = await client.post({ body, timeoutMs: REQUEST_TIMEOUT_MS });
+    if (answer.status < 200 || answer.status >= 300) throw new Error(`the webhook answered ${answer.status}`);
+  };
+  return { deliver, close: () => client.close() };
 }

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { loadWebhookTarget, webhookDelivery, WebhookSink, type Deliver, type WebhookOptions } from '../../../../sidecar/audit/sinks/webhook.js';
+import { loadWebhookKubeconfig } from '../../../../lib/webhook-kubeconfig.js';
+import { webhookDelivery, WebhookSink, type Deliver, type WebhookOptions } from '../../../../sidecar/audit/sinks/webhook.js';
 import { capturingLogger } from './helpers.js';
 import { startReceiver, type Receiver } from './support.js';
 
@@ -78,13 +79,13 @@ describe('sidecar/audit/sinks/webhook', function () {
     });
 
     it('posts audit.k8s.io/v1 EventLists to the server path, verifying its CA and presenting the client certificate', async function () {
-      const target = loadWebhookTarget(receiver.kubeconfig);
+      const target = loadWebhookKubeconfig(receiver.kubeconfig);
       const delivery = webhookDelivery(target);
       const sink = new WebhookSink(delivery.deliver, options(), capturingLogger().log, delivery.close);
       for (let n = 0; n < 4; n++) sink.write(event(n));
       await sink.close();
       assert.deepEqual(receiver.events.map((e) => e.auditID), ['e0', 'e1', 'e2', 'e3']);
-      assert.ok(receiver.batches.every((b) => b.contentType === 'application/json' && b.path === '/audit'));
+      assert.ok(receiver.batches.every((b) => b.contentType === 'application/json' && b.path === '/audit?timeout=10s'));
     });
 
     it('reads certificate and key files relative to the kubeconfig, and a bearer token', async function () {
@@ -98,24 +99,24 @@ describe('sidecar/audit/sinks/webhook', function () {
       writeFileSync(path.join(dir, 'client.key'), Buffer.from(user['client-key-data']!, 'base64'));
       config.users[0]!.user = { 'client-certificate': 'client.crt', 'client-key': 'client.key', token: 'webhook-token-123' };
       writeFileSync(path.join(dir, 'files.kubeconfig'), YAML.stringify(config));
-      const target = loadWebhookTarget(path.join(dir, 'files.kubeconfig'));
-      assert.equal(target.requestOptions.headers?.authorization, 'Bearer webhook-token-123');
+      const target = loadWebhookKubeconfig(path.join(dir, 'files.kubeconfig'));
+      assert.equal((await target.credentials()).headers.authorization, 'Bearer webhook-token-123');
       const delivery = webhookDelivery(target);
       await delivery.deliver('{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[]}');
       delivery.close();
       assert.equal(receiver.batches.length, 1);
     });
 
-    it('refuses a kubeconfig that names no server, or a file that is not there, naming the file', function () {
+    it('refuses a kubeconfig that has no current-context, or a file that is not there, naming the file', function () {
       const dir = path.dirname(receiver.kubeconfig);
       const file = path.join(dir, 'empty.kubeconfig');
       writeFileSync(file, YAML.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [], users: [], contexts: [] }));
-      assert.throws(() => loadWebhookTarget(file), new RegExp(`${file}: names no cluster with a server`));
-      assert.throws(() => loadWebhookTarget(path.join(dir, 'missing')), /missing: not a usable kubeconfig/);
+      assert.throws(() => loadWebhookKubeconfig(file), new RegExp(`${file}: current-context is not set`));
+      assert.throws(() => loadWebhookKubeconfig(path.join(dir, 'missing')), /missing: cannot read: ENOENT/);
     });
 
     it('block: a receiver stopped for a while mid-run loses nothing; requests wait for room meanwhile', async function () {
-      const delivery = webhookDelivery(loadWebhookTarget(receiver.kubeconfig));
+      const delivery = webhookDelivery(loadWebhookKubeconfig(receiver.kubeconfig));
       const sink = new WebhookSink(delivery.deliver, options({ overflow: 'block' }), capturingLogger().log, delivery.close);
       let heldBack = 0;
       let mostBuffered = 0;
@@ -147,7 +148,7 @@ describe('sidecar/audit/sinks/webhook', function () {
     });
 
     it('drop: with the receiver away, what does not fit is dropped, counted and logged: received + dropped = produced', async function () {
-      const delivery = webhookDelivery(loadWebhookTarget(receiver.kubeconfig));
+      const delivery = webhookDelivery(loadWebhookKubeconfig(receiver.kubeconfig));
       const { log, lines } = capturingLogger();
       const sink = new WebhookSink(delivery.deliver, options({ overflow: 'drop' }), log, delivery.close);
       for (let n = 0; n < 6; n++) {
@@ -171,7 +172,7 @@ describe('sidecar/audit/sinks/webhook', function () {
     });
 
     it('flushes what it holds on close, without waiting for the batch to fill', async function () {
-      const delivery = webhookDelivery(loadWebhookTarget(receiver.kubeconfig));
+      const delivery = webhookDelivery(loadWebhookKubeconfig(receiver.kubeconfig));
       const sink = new WebhookSink(delivery.deliver, options({ batchMaxWaitMs: 60_000, batchMaxSize: 100 }), capturingLogger().log, delivery.close);
       for (let n = 0; n < 3; n++) sink.write(event(n));
       const started = Date.now();
@@ -182,7 +183,7 @@ describe('sidecar/audit/sinks/webhook', function () {
 
     it('counts and logs what it could not deliver by the end of the flush timeout', async function () {
       await receiver.stop();
-      const delivery = webhookDelivery(loadWebhookTarget(receiver.kubeconfig));
+      const delivery = webhookDelivery(loadWebhookKubeconfig(receiver.kubeconfig));
       const { log, lines } = capturingLogger();
       const sink = new WebhookSink(delivery.deliver, options({ flushTimeoutMs: 200 }), log, delivery.close);
       for (let n = 0; n < 4; n++) sink.write(event(n));

@@ -91,7 +91,7 @@ describe('sidecar/authn/webhook: a token webhook that speaks TokenReview (pam_ho
   }
 
   it('fails when the webhook is down', async function () {
-    const target = { ...loadWebhookKubeconfig(kubeconfig), server: 'https://127.0.0.1:1/authenticate' };
+    const target = { ...loadWebhookKubeconfig(kubeconfig), url: new URL('https://127.0.0.1:1/authenticate') };
     const webhook = new WebhookTokenAuthenticator({ target, version: 'v1', timeoutMs: 500, audiences: [], cache: { authorizedTtlMs: 1000, unauthorizedTtlMs: 1000 } });
     const result = await webhook.authenticateToken('any');
     assert.equal(result.outcome, 'failure');
@@ -119,7 +119,7 @@ describe('sidecar/authn/webhook: a token webhook that speaks TokenReview (pam_ho
     delete relative.clusters[0]!.cluster['certificate-authority-data'];
     relative.clusters[0]!.cluster['certificate-authority'] = 'ca.crt';
     await writeFile(path.join(dir, 'ca.crt'), hook.ca.certPem);
-    assert.equal(loadWebhookKubeconfig(await write('relative.kubeconfig', relative)).ca?.toString(), hook.ca.certPem);
+    assert.equal(loadWebhookKubeconfig(await write('relative.kubeconfig', relative)).tls.ca?.toString(), hook.ca.certPem);
   });
 });
 

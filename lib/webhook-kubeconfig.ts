@@ -1,0 +1,491 @@
+// The kubeconfig of a webhook (the audit webhook sink, the token-authentication webhook), read by the
+// rules kube-apiserver applies to its own --audit-webhook-config-file and
+// --authentication-token-webhook-config-file (webhook.LoadKubeconfig: client-go's clientcmd, then its
+// transport). The current context names the server and the credentials; what those rules would
+// refuse is refused, and so is anything chaperone cannot honour, each naming its field.
+import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { watchFile, type WatchedFile } from './watch-file.js';
+
+/** A kubeconfig that cannot be used; the message names the file and the field. */
+export class KubeconfigError extends Error {}
+
+/** What goes with one request: headers (Authorization) and a client certificate. */
+export interface RequestCredentials {
+  headers: Record<string, string>;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+export interface WebhookKubeconfig {
+  /** The server URL, path included. */
+  url: URL;
+  /** How the server is verified. */
+  tls: { ca?: Buffer; servername?: string; rejectUnauthorized?: boolean };
+  /** Which credential the user has, for logs and refusals: none, token, tokenFile, basicAuth, clientCertificate, exec. */
+  credentialKinds: string[];
+  /** The credentials for the next request; may run the exec plugin (its answer is kept until it expires). */
+  credentials(): Promise<RequestCredentials>;
+  /** The server answered 401 to a request sent with these: an exec plugin is run again, as client-go does. */
+  rejected(used: RequestCredentials): void;
+  close(): void;
+}
+
+type Fields = Record<string, unknown>;
+
+const EXEC_API_VERSIONS = new Set(['client.authentication.k8s.io/v1', 'client.authentication.k8s.io/v1beta1']);
+const EXEC_CLUSTER_EXTENSION = 'client.authentication.k8s.io/exec';
+
+const isFields = (value: unknown): value is Fields => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+class Reader {
+  constructor(readonly file: string) {}
+
+  fail(message: string): never {
+    throw new KubeconfigError(`${this.file}: ${message}`);
+  }
+
+  /** A string field; absent and null are "", as Go decodes them. */
+  text(entry: Fields, field: string, at: string): string {
+    const value = entry[field];
+    if (value === undefined || value === null) return '';
+    if (typeof value !== 'string') this.fail(`${at}.${field} is not a string`);
+    return value;
+  }
+
+  bool(entry: Fields, field: string, at: string): boolean {
+    const value = entry[field];
+    if (value === undefined || value === null) return false;
+    if (typeof value !== 'boolean') this.fail(`${at}.${field} is not a boolean`);
+    return value;
+  }
+
+  /** A []byte field: base64, as Go's encoding/json reads it. */
+  data(entry: Fields, field: string, at: string): Buffer | undefined {
+    const value = this.text(entry, field, at).replace(/[\r\n]/g, '');
+    if (value === '') return undefined;
+    if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(value)) this.fail(`${at}.${field} is not base64`);
+    return Buffer.from(value, 'base64');
+  }
+
+  /** A named list (clusters, users, contexts) as a map; a name twice is refused, as client-go's conversion refuses it. */
+  named(config: Fields, list: string, field: string): Map<string, Fields> {
+    const value = config[list];
+    const entries = new Map<string, Fields>();
+    if (value === undefined || value === null) return entries;
+    if (!Array.isArray(value)) this.fail(`${list} is not a list`);
+    for (const [i, item] of value.entries()) {
+      if (!isFields(item)) this.fail(`${list}[${i}] is not an object`);
+      const name = this.text(item, 'name', `${list}[${i}]`);
+      if (entries.has(name)) this.fail(`${list}: duplicate name ${JSON.stringify(name)}`);
+      const inner = item[field] ?? {};
+      if (!isFields(inner)) this.fail(`${list}[${i}].${field} is not an object`);
+      entries.set(name, inner);
+    }
+    return entries;
+  }
+
+  /** A file the kubeconfig names, relative to the kubeconfig's directory (clientcmd.ResolveLocalPaths). */
+  resolve(named: string): string {
+    return path.isAbsolute(named) ? named : path.join(path.dirname(path.resolve(this.file)), named);
+  }
+
+  read(named: string, at: string): Buffer {
+    try {
+      return readFileSync(named);
+    } catch (err) {
+      this.fail(`${at}: cannot read ${named}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+}
+
+/** The fields of the current context's user and cluster chaperone does not honour: a refusal names them. */
+const UNSUPPORTED_USER_FIELDS = ['auth-provider', 'as', 'as-uid', 'as-groups', 'as-user-extra'];
+const UNSUPPORTED_CLUSTER_FIELDS = ['proxy-url'];
+
+/** Reads the kubeconfig; throws KubeconfigError, naming the field, when kube-apiserver would refuse it or chaperone cannot honour it. */
+export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
+  const reader: Reader = new Reader(file);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    reader.fail(`cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  // sigs.k8s.io/yaml reads with go-yaml v2: YAML 1.1.
+  const document = parseDocument(text, { version: '1.1', uniqueKeys: false });
+  if (document.errors.length > 0) reader.fail(document.errors[0]!.message.split('\n', 1)[0]!);
+  const root: unknown = document.toJS() ?? {};
+  if (!isFields(root)) reader.fail('not a kubeconfig (not a mapping)');
+  const clusters = reader.named(root, 'clusters', 'cluster');
+  const users = reader.named(root, 'users', 'user');
+  const contexts = reader.named(root, 'contexts', 'context');
+  const current = reader.text(root, 'current-context', 'kubeconfig');
+  // Without one, client-go finds no configuration ("no configuration has been provided").
+  if (current === '') reader.fail('current-context is not set (kube-apiserver requires it)');
+  const context = contexts.get(current) ?? reader.fail(`current-context: no context named ${JSON.stringify(current)}`);
+  const clusterName = reader.text(context, 'cluster', 'context');
+  const userName = reader.text(context, 'user', 'context');
+  const cluster = clusters.get(clusterName) ?? reader.fail(`context ${JSON.stringify(current)}: no cluster named ${JSON.stringify(clusterName)}`);
+  // A user the context names but the file lacks is no user at all, as in client-go.
+  const user = users.get(userName) ?? {};
+
+  for (const field of UNSUPPORTED_CLUSTER_FIELDS) if (cluster[field] !== undefined && cluster[field] !== null && cluster[field] !== '') reader.fail(`cluster.${field}: not supported by chaperone`);
+  for (const field of UNSUPPORTED_USER_FIELDS) if (user[field] !== undefined && user[field] !== null) reader.fail(`user.${field}: not supported by chaperone`);
+
+  const server = reader.text(cluster, 'server', 'cluster');
+  if (server === '') reader.fail(`cluster ${JSON.stringify(clusterName)}: no server`);
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    reader.fail(`cluster.server ${JSON.stringify(server)} is not a URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') reader.fail(`cluster.server must be an https (or http) URL, not ${JSON.stringify(server)}`);
+  // client-go drops the server's query and fragment when it has a path.
+  if (url.pathname.length > 1) [url.search, url.hash] = ['', ''];
+
+  const tls = serverVerification(reader, cluster);
+  const auth = userCredentials(reader, user, url.protocol === 'https:', { cluster, server, tls });
+  return { url, tls, ...auth };
+}
+
+function serverVerification(reader: Reader, cluster: Fields): WebhookKubeconfig['tls'] {
+  const caFile = reader.text(cluster, 'certificate-authority', 'cluster');
+  const caData = reader.data(cluster, 'certificate-authority-data', 'cluster');
+  if (caFile && caData) reader.fail('cluster: certificate-authority-data and certificate-authority are both specified');
+  const insecure = reader.bool(cluster, 'insecure-skip-tls-verify', 'cluster');
+  const ca = caData ?? (caFile ? reader.read(reader.resolve(caFile), 'cluster.certificate-authority') : undefined);
+  if (ca && insecure) reader.fail('cluster: insecure-skip-tls-verify with a certificate authority (client-go refuses a root certificate with the insecure flag)');
+  const servername = reader.text(cluster, 'tls-server-name', 'cluster');
+  reader.bool(cluster, 'disable-compression', 'cluster'); // chaperone never asks the webhook for a compressed answer
+  return { ...(ca ? { ca } : {}), ...(servername ? { servername } : {}), ...(insecure ? { rejectUnauthorized: false } : {}) };
+}
+
+type Credentials = Pick<WebhookKubeconfig, 'credentialKinds' | 'credentials' | 'rejected' | 'close'>;
+
+/**
+ * The user's credentials as client-go's transport uses them: a bearer token (token, or tokenFile
+ * re-read when it changes, which wins while it can be read), or basic auth (a username), not both;
+ * a client certificate beside either; an exec plugin only when none of those is set. Over http
+ * client-go sends none of them.
+ */
+function userCredentials(reader: Reader, user: Fields, secure: boolean, server: ExecCluster): Credentials {
+  const token = reader.text(user, 'token', 'user');
+  const tokenFileName = reader.text(user, 'tokenFile', 'user');
+  const username = reader.text(user, 'username', 'user');
+  const password = reader.text(user, 'password', 'user');
+  const certFile = reader.text(user, 'client-certificate', 'user');
+  const certData = reader.data(user, 'client-certificate-data', 'user');
+  const keyFile = reader.text(user, 'client-key', 'user');
+  const keyData = reader.data(user, 'client-key-data', 'user');
+  if (token && (username || password)) reader.fail('user: more than one authentication method (token and username/password); only one is allowed');
+  if (certFile || certData) {
+    if (certFile && certData) reader.fail('user: client-certificate-data and client-certificate are both specified');
+    if (keyFile && keyData) reader.fail('user: client-key-data and client-key are both specified');
+    if (!keyFile && !keyData) reader.fail('user: client-key-data or client-key must be specified to use a client certificate');
+  }
+  if (username && tokenFileName) reader.fail('user: username/password or a bearer token (tokenFile) may be set, but not both');
+  const exec = user.exec === undefined || user.exec === null ? undefined : execConfig(reader, user.exec);
+  const kinds: string[] = [];
+  const none: Credentials = { credentialKinds: kinds, credentials: () => Promise.resolve({ headers: {} }), rejected: () => undefined, close: () => undefined };
+  if (!secure) return none;
+
+  const cert = certData ?? (certFile ? reader.read(reader.resolve(certFile), 'user.client-certificate') : undefined);
+  const key = keyData ?? (keyFile ? reader.read(reader.resolve(keyFile), 'user.client-key') : undefined);
+  if (cert && !key) reader.fail('user: a client certificate needs its key');
+  const certificate = cert && key ? { cert, key } : {};
+  if (cert && key) kinds.push('clientCertificate');
+
+  let headers: () => Record<string, string> = () => ({});
+  let close = () => undefined as void;
+  if (tokenFileName) {
+    const file = reader.resolve(tokenFileName);
+    // client-go reads it at start when it is the only token, and fails if it cannot.
+    if (!token) reader.read(file, 'user.tokenFile');
+    let last: string | undefined;
+    // Watched from the first request on, so that reading a kubeconfig to check it starts nothing.
+    let watched: WatchedFile | undefined;
+    headers = (): Record<string, string> => {
+      watched ??= watchFile(file);
+      const fresh = watched.current()?.toString('utf8').trim();
+      if (fresh) last = fresh;
+      const bearer = last ?? token;
+      return bearer ? { authorization: `Bearer ${bearer}` } : {};
+    };
+    close = () => watched?.close();
+    kinds.push('tokenFile');
+  } else if (token) {
+    headers = () => ({ authorization: `Bearer ${token}` });
+    kinds.push('token');
+  } else if (username) {
+    const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+    headers = () => ({ authorization: basic });
+    kinds.push('basicAuth');
+  }
+  if (exec && kinds.length === 0) {
+    const plugin = new ExecPlugin(reader, exec, server);
+    return { credentialKinds: ['exec'], credentials: () => plugin.credentials(), rejected: (used) => plugin.rejected(used), close: () => undefined };
+  }
+  return { credentialKinds: kinds, credentials: () => Promise.resolve({ headers: headers(), ...certificate }), rejected: () => undefined, close };
+}
+
+interface ExecConfig {
+  command: string;
+  args: string[];
+  env: [string, string][];
+  apiVersion: string;
+  provideClusterInfo: boolean;
+  installHint: string;
+}
+
+function execConfig(reader: Reader, value: unknown): ExecConfig {
+  if (!isFields(value)) reader.fail('user.exec is not an object');
+  const at = 'user.exec';
+  let command = reader.text(value, 'command', at);
+  const apiVersion = reader.text(value, 'apiVersion', at);
+  if (command === '') reader.fail(`${at}.command must be specified`);
+  if (apiVersion === '') reader.fail(`${at}.apiVersion must be specified`);
+  if (!EXEC_API_VERSIONS.has(apiVersion)) reader.fail(`${at}.apiVersion ${JSON.stringify(apiVersion)} is not client.authentication.k8s.io/v1 or v1beta1`);
+  const args = value.args ?? [];
+  if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) reader.fail(`${at}.args is not a list of strings`);
+  const envList = value.env ?? [];
+  if (!Array.isArray(envList)) reader.fail(`${at}.env is not a list`);
+  const env = envList.map((item, i): [string, string] => {
+    if (!isFields(item)) reader.fail(`${at}.env[${i}] is not an object`);
+    const name = reader.text(item, 'name', `${at}.env[${i}]`);
+    if (name === '') reader.fail(`${at}.env[${i}].name must be specified`);
+    return [name, reader.text(item, 'value', `${at}.env[${i}]`)];
+  });
+  // v1beta1 defaults to IfAvailable; v1 must say. Without a terminal both IfAvailable and Never run the plugin non-interactively.
+  const mode = reader.text(value, 'interactiveMode', at) || (apiVersion.endsWith('/v1beta1') ? 'IfAvailable' : '');
+  if (mode === '') reader.fail(`${at}.interactiveMode must be specified`);
+  if (mode === 'Always') reader.fail(`${at}.interactiveMode Always: a webhook client has no terminal (kube-apiserver's plugin would fail the same way)`);
+  if (mode !== 'Never' && mode !== 'IfAvailable') reader.fail(`${at}.interactiveMode ${JSON.stringify(mode)} is not Never, IfAvailable or Always`);
+  // A command with a path separator is relative to the kubeconfig; a bare name is looked up in PATH.
+  if (command.includes(path.sep)) command = reader.resolve(command);
+  return { command, args, env, apiVersion, provideClusterInfo: reader.bool(value, 'provideClusterInfo', at), installHint: reader.text(value, 'installHint', at) };
+}
+
+interface ExecCluster {
+  cluster: Fields;
+  server: string;
+  tls: WebhookKubeconfig['tls'];
+}
+
+interface ExecCredential {
+  credentials: RequestCredentials;
+  /** Milliseconds since the epoch; undefined: no expiry. */
+  expires?: number;
+}
+
+const EXEC_TIMEOUT_MS = 60_000;
+
+/**
+ * A client.authentication.k8s.io credential plugin, run as client-go runs it: KUBERNETES_EXEC_INFO
+ * in its environment (interactive false), its ExecCredential read from standard output, kept until
+ * its expirationTimestamp, run again when it expired or the server answered 401 to it.
+ */
+class ExecPlugin {
+  private cached: ExecCredential | undefined;
+  private running: Promise<ExecCredential> | undefined;
+
+  constructor(
+    private readonly reader: Reader,
+    private readonly config: ExecConfig,
+    private readonly cluster: ExecCluster,
+  ) {}
+
+  async credentials(): Promise<RequestCredentials> {
+    const cached = this.cached;
+    if (cached && (cached.expires === undefined || Date.now() <= cached.expires)) return cached.credentials;
+    return (await this.refresh()).credentials;
+  }
+
+  rejected(used: RequestCredentials): void {
+    if (this.cached?.credentials === used) this.cached = undefined;
+  }
+
+  private refresh(): Promise<ExecCredential> {
+    this.running ??= this.run().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private execInfo(): string {
+    const spec: Fields = { interactive: false };
+    if (this.config.provideClusterInfo) {
+      const { cluster, server, tls } = this.cluster;
+      const extension = this.reader.named(cluster, 'extensions', 'extension').get(EXEC_CLUSTER_EXTENSION);
+      spec.cluster = {
+        server,
+        ...(tls.servername ? { 'tls-server-name': tls.servername } : {}),
+        ...(tls.rejectUnauthorized === false ? { 'insecure-skip-tls-verify': true } : {}),
+        ...(tls.ca ? { 'certificate-authority-data': tls.ca.toString('base64') } : {}),
+        ...(cluster['disable-compression'] === true ? { 'disable-compression': true } : {}),
+        ...(extension ? { config: extension } : {}),
+      };
+    }
+    return JSON.stringify({ kind: 'ExecCredential', apiVersion: this.config.apiVersion, spec });
+  }
+
+  private run(): Promise<ExecCredential> {
+    const { command, args, env, apiVersion, installHint } = this.config;
+    return new Promise((resolve, reject) => {
+      const child = spawn(command, args, {
+        env: { ...process.env, ...Object.fromEntries(env), KUBERNETES_EXEC_INFO: this.execInfo() },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), EXEC_TIMEOUT_MS);
+      const out: Buffer[] = [];
+      child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        child.stdout.destroy();
+        reject(new Error(err.code === 'ENOENT' ? `exec: executable ${command} not found${installHint ? `\n\n${installHint}` : ''}` : `exec: ${command}: ${err.message}`));
+      });
+      child.once('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code !== 0) return reject(new Error(`exec: ${command} ${signal ? `was killed (${signal})` : `exited with status ${code}`}`));
+        try {
+          const credential = readExecCredential(Buffer.concat(out).toString('utf8'), apiVersion);
+          this.cached = credential;
+          resolve(credential);
+        } catch (err) {
+          reject(new Error(`exec: ${command}: ${(err as Error).message}`));
+        }
+      });
+    });
+  }
+}
+
+/** The plugin's ExecCredential, checked as client-go checks it. */
+export function readExecCredential(stdout: string, apiVersion: string): ExecCredential {
+  let document: unknown;
+  try {
+    document = parseDocument(stdout, { version: '1.1' }).toJS();
+  } catch (err) {
+    throw new Error(`decoding stdout: ${(err as Error).message}`);
+  }
+  if (!isFields(document)) throw new Error('decoding stdout: not an ExecCredential');
+  if (document.kind !== 'ExecCredential') throw new Error(`decoding stdout: kind ${JSON.stringify(document.kind)} is not ExecCredential`);
+  if (document.apiVersion !== apiVersion) throw new Error(`the plugin is configured to use API version ${apiVersion}, it returned ${JSON.stringify(document.apiVersion)}`);
+  const status = document.status;
+  if (status === undefined || status === null) throw new Error("the plugin didn't return a status field");
+  if (!isFields(status)) throw new Error('decoding stdout: status is not an object');
+  const field = (name: string): string => {
+    const value = status[name];
+    if (value === undefined || value === null) return '';
+    if (typeof value !== 'string') throw new Error(`decoding stdout: status.${name} is not a string`);
+    return value;
+  };
+  const [token, cert, key, expiration] = [field('token'), field('clientCertificateData'), field('clientKeyData'), field('expirationTimestamp')];
+  if (!token && !cert && !key) throw new Error("the plugin didn't return a token or cert/key pair");
+  if (!cert !== !key) throw new Error('the plugin returned only a certificate or a key, not both');
+  let expires: number | undefined;
+  if (expiration) {
+    expires = Date.parse(expiration);
+    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/.test(expiration) || Number.isNaN(expires)) throw new Error(`decoding stdout: status.expirationTimestamp ${JSON.stringify(expiration)} is not RFC 3339`);
+  }
+  if (cert) {
+    try {
+      new X509Certificate(cert);
+    } catch (err) {
+      throw new Error(`failed parsing client key/certificate: ${(err as Error).message}`);
+    }
+  }
+  const credentials: RequestCredentials = { headers: token ? { authorization: `Bearer ${token}` } : {}, ...(cert ? { cert: Buffer.from(cert), key: Buffer.from(key) } : {}) };
+  return { credentials, ...(expires !== undefined ? { expires } : {}) };
+}
+
+/** One webhook answer: status, content type and body (bounded). */
+export interface WebhookAnswer {
+  status: number;
+  contentType: string;
+  body: Buffer;
+}
+
+export interface WebhookCall {
+  body: string;
+  timeoutMs: number;
+  /** The most bytes of answer read; more is an error. */
+  maxBytes?: number;
+  headers?: Record<string, string>;
+}
+
+const DEFAULT_MAX_BYTES = 1024 * 1024;
+
+/** Milliseconds as Go's time.Duration prints them: 30s, 1m30s, 2.5s, 500ms. */
+export function goDuration(ms: number): string {
+  if (ms === 0) return '0s';
+  if (ms < 1000) return `${ms}ms`;
+  const hours = Math.floor(ms / 3_600_000);
+  const minutes = Math.floor((ms % 3_600_000) / 60_000);
+  const seconds = (ms % 60_000) / 1000;
+  return `${hours ? `${hours}h` : ''}${hours || minutes ? `${minutes}m` : ''}${seconds}s`;
+}
+
+/** POSTs JSON to a webhook over keep-alive connections, with the kubeconfig's credentials. */
+export class WebhookClient {
+  private readonly agent: HttpAgent | HttpsAgent;
+  readonly secure: boolean;
+
+  constructor(readonly config: WebhookKubeconfig) {
+    this.secure = config.url.protocol === 'https:';
+    this.agent = this.secure ? new HttpsAgent({ keepAlive: true, ...config.tls }) : new HttpAgent({ keepAlive: true });
+  }
+
+  async post(call: WebhookCall): Promise<WebhookAnswer> {
+    const credentials = await this.config.credentials();
+    const answer = await this.send(call, credentials);
+    if (answer.status === 401) this.config.rejected(credentials);
+    return answer;
+  }
+
+  private send(call: WebhookCall, credentials: RequestCredentials): Promise<WebhookAnswer> {
+    // As client-go's REST client says how long it waits: ?timeout=, a Go duration.
+    const url = new URL(this.config.url);
+    url.searchParams.set('timeout', goDuration(call.timeoutMs));
+    const maxBytes = call.maxBytes ?? DEFAULT_MAX_BYTES;
+    const where = `${url.origin}${url.pathname}`;
+    return new Promise((resolve, reject) => {
+      const options = {
+        method: 'POST',
+        agent: this.agent,
+        ...(this.secure ? { ...this.config.tls, ...(credentials.cert ? { cert: credentials.cert, key: credentials.key } : {}) } : {}),
+        headers: {
+          accept: 'application/json, */*',
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(call.body)),
+          ...call.headers,
+          ...credentials.headers,
+        },
+      };
+      const onResponse = (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) return void req.destroy(new Error(`${where} answered with more than ${maxBytes} bytes`));
+          chunks.push(chunk);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'] ?? '', body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      };
+      const req = this.secure ? httpsRequest(url, options, onResponse) : httpRequest(url, options, onResponse);
+      const timer = setTimeout(() => req.destroy(new Error(`no answer from ${where} within ${call.timeoutMs}ms`)), call.timeoutMs);
+      req.on('close', () => clearTimeout(timer));
+      req.on('error', (err) => reject(err.message.includes(where) ? err : new Error(`${where}: ${err.message}`)));
+      req.end(call.body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+    this.config.close();
+  }
+}
