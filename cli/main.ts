@@ -2,6 +2,7 @@
 // The chaperone command for people.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseDuration } from '../lib/config.js';
+import { VERSION } from '../lib/version.js';
 import { runDoctor, type DoctorOptions } from './doctor/command.js';
 import { runKubeconfig, type KubeconfigCommandOptions } from './kubeconfig.js';
 
@@ -40,6 +41,7 @@ function clusterOptions(command: Command, namespaceHelp: string): Command {
 
 const program = new Command('chaperone')
   .description('Kubernetes auth proxy sidecar for dashboards and tools')
+  .version(VERSION, '--version', 'print the version and exit')
   .showHelpAfterError()
   .addHelpText('after', '\nRun `chaperone <command> --help` for a command\'s options and examples.');
 

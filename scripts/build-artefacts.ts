@@ -11,8 +11,16 @@ import { build, version as esbuildVersion, type Metafile, type Plugin } from 'es
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DIST = path.join(REPO, 'dist');
 const SELF = path.relative(REPO, fileURLToPath(import.meta.url));
-/** What shapes the bundles besides their inputs: this script's options and the compiler options esbuild reads. */
-const BUILD_CONFIGURATION = [SELF, 'tsconfig.json'];
+/**
+ * What shapes the bundles besides their inputs: this script's options, the compiler options esbuild
+ * reads, and package.json, whose version each bundle carries.
+ */
+const BUILD_CONFIGURATION = [SELF, 'tsconfig.json', 'package.json'];
+
+/** The version --version prints: package.json's, written into the bundles (lib/version.ts). */
+export async function packageVersion(): Promise<string> {
+  return (JSON.parse(await readFile(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+}
 
 /** Bundle name -> entry point. dist/sidecar.mjs is also what the benchmarks start. */
 export const ENTRY_POINTS = {
@@ -31,6 +39,8 @@ export function bundleFiles(name: BundleName): { bundle: string; sourceMap: stri
 /** How the bundles were made: what dist/build-info.json records, to tell when they are stale. */
 export interface BuildInfo {
   esbuild: string;
+  /** The version the bundles print with --version. */
+  version: string;
   /** Every file that went into any bundle (and the build's configuration), relative to the repository: its SHA-256. */
   inputs: Record<string, string>;
   bundles: Record<BundleName, { inputs: string[]; packages: BundledPackage[]; bytes: number }>;
@@ -137,6 +147,7 @@ const CHANGED_DURING_BUILD = 'changed during the build';
 
 export async function buildArtefacts(): Promise<BuildInfo> {
   const started = Date.now();
+  const version = await packageVersion();
   const result = await build({
     absWorkingDir: REPO,
     entryPoints: ENTRY_POINTS,
@@ -157,6 +168,7 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     sourcesContent: false,
     legalComments: 'eof',
     plugins: [demoLeftOut()],
+    define: { CHAPERONE_VERSION: JSON.stringify(version) },
     metafile: true,
     write: false,
     logLevel: 'warning',
@@ -179,7 +191,7 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     const bytes = result.outputFiles.find((file) => path.basename(file.path) === bundleFiles(name).bundle)!.contents.byteLength;
     bundles[name] = { inputs: bundleInputs, packages, bytes };
   }
-  const info: BuildInfo = { esbuild: esbuildVersion, inputs, bundles };
+  const info: BuildInfo = { esbuild: esbuildVersion, version, inputs, bundles };
   await writeAtomically(path.join(DIST, BUILD_INFO), `${JSON.stringify(info, null, 2)}\n`);
   return info;
 }
@@ -230,6 +242,7 @@ async function main(): Promise<void> {
     const bundle = info.bundles[name];
     process.stdout.write(`dist/${bundleFiles(name).bundle}: ${(bundle.bytes / 1024 / 1024).toFixed(1)} MiB, ${bundle.packages.length} packages\n`);
   }
+  process.stdout.write(`version ${info.version}\n`);
   process.stdout.write(`built in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
 }
 

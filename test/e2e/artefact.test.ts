@@ -12,7 +12,7 @@ import { SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
-import { BUNDLE_NAMES, bundleFiles, DEMO_STAND_IN, DIST, ensureArtefacts, REPO, type BuildInfo } from '../../scripts/build-artefacts.js';
+import { BUNDLE_NAMES, bundleFiles, DEMO_STAND_IN, DIST, ensureArtefacts, packageVersion, REPO, type BuildInfo } from '../../scripts/build-artefacts.js';
 import { freePort, type ControlPlane } from '../cluster/control-plane.js';
 import { dockerignored, parseDockerignore, processUid, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../cluster/images.js';
 import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../cluster/kube.js';
@@ -257,7 +257,9 @@ describe('the artefacts the images run', function () {
 
         const chaperone = (args: string[]) => run(process.execPath, [path.join(install, 'bin/chaperone.mjs'), ...args], { cwd: install, env: {} });
 
-        it('prints its help, and says the demo runs from a checkout', async function () {
+        it("prints its help and package.json's version, and says the demo runs from a checkout", async function () {
+          const version = await chaperone(['--version']);
+          assert.deepEqual(version, { code: 0, stdout: `${await packageVersion()}\n`, stderr: '' });
           const help = await chaperone(['--help']);
           assert.equal(help.code, 0, help.stderr);
           assert.match(help.stdout, /Usage: chaperone/);
