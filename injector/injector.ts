@@ -4,11 +4,13 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { createLogger, type Logger } from '../lib/log.js';
 import type { InjectorConfig } from './config.js';
 import { startController, type Controller } from './controller.js';
+import { csiTokensFromApi, type CsiTokenLookup } from './csi-tokens.js';
 import { Denial } from './denial.js';
-import { kubeConfigFrom, namespaceLabelsFromApi } from './namespaces.js';
+import { kubeConfigFrom, LOOKUP_TIMEOUT_MS, namespaceLabelsFromApi } from './namespaces.js';
 import type { NamespaceLabels } from './review.js';
 import { startInjectorServer } from './server.js';
 import { resolveSettings } from './settings.js';
@@ -20,6 +22,8 @@ export interface RunningInjector {
 
 export interface InjectorDependencies {
   namespaceLabels?: NamespaceLabels;
+  /** Without it, CSIDrivers are read with the injector's own kubeconfig. */
+  csiTokens?: CsiTokenLookup;
   /** A controller started elsewhere (tests): used, and left running on stop. Without it the injector starts its own. */
   controller?: Controller;
 }
@@ -27,9 +31,10 @@ export interface InjectorDependencies {
 /** A configuration the injector cannot work with, found on start: a refusal to start. */
 export class CannotStart extends Error {}
 
-function apiNamespaceLabels(kubeconfig: string | undefined): NamespaceLabels {
+/** What reads the API server with the injector's own kubeconfig. */
+function fromOwnKubeConfig<T>(kubeconfig: string | undefined, reader: (loaded: KubeConfig) => T): T {
   try {
-    return namespaceLabelsFromApi(kubeConfigFrom(kubeconfig));
+    return reader(kubeConfigFrom(kubeconfig));
   } catch (err) {
     throw new CannotStart(`cannot load ${kubeconfig ? `the kubeconfig ${kubeconfig}` : 'the in-cluster configuration'}: ${(err as Error).message}`);
   }
@@ -74,7 +79,8 @@ export async function startInjector(
     throw new CannotStart('--tls-cert-file and --tls-key-file go together: give both (to serve those files) or neither (to serve the certificate the controller keeps)');
   }
   config = { ...config, sidecarUpstream: config.sidecarUpstream ?? ownApiServer(config.kubeconfig) };
-  const namespaceLabels = dependencies.namespaceLabels ?? apiNamespaceLabels(config.kubeconfig);
+  const namespaceLabels = dependencies.namespaceLabels ?? fromOwnKubeConfig(config.kubeconfig, namespaceLabelsFromApi);
+  const csiTokens = dependencies.csiTokens ?? fromOwnKubeConfig(config.kubeconfig, (loaded) => csiTokensFromApi(loaded, LOOKUP_TIMEOUT_MS));
   const controller = dependencies.controller ?? ownController(config, log);
   const stopController = dependencies.controller ? () => Promise.resolve() : () => controller.stop();
 
@@ -97,7 +103,7 @@ export async function startInjector(
     server = await startInjectorServer(
       files,
       config.listen,
-      { config, namespaceLabels, provisioning: (namespace) => controller.provisioningStatus(namespace), log },
+      { config, namespaceLabels, provisioning: (namespace) => controller.provisioningStatus(namespace), csiTokens, log },
       log,
     );
   } catch (err) {

@@ -3,6 +3,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../lib/log.js';
 import type { InjectorConfig } from './config.js';
+import { refuseTokenClaims, type CsiTokenLookup } from './csi-tokens.js';
 import { Denial } from './denial.js';
 import { addedEphemeralContainers, holdsScopedToken, injectPod, refuseUnsafeEphemeral } from './mutate.js';
 import { INJECT_LABEL } from './names.js';
@@ -28,6 +29,8 @@ export interface ReviewContext {
   namespaceLabels: NamespaceLabels;
   /** Without it, every labelled namespace counts as provisioned. */
   provisioning?: Provisioning;
+  /** What decides whether an injected pod may have claims (csi-tokens.ts); without it, none may. */
+  csiTokens?: CsiTokenLookup;
   log: Logger;
 }
 
@@ -204,7 +207,9 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
   }
   // What the sidecar trusts comes from the namespace as read just now (cluster administrators' annotations), never from the pod.
   const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: selection.namespaceAnnotations });
-  const injected = JSON.parse(JSON.stringify(injectPod(pod, settings))) as Record<string, unknown>;
+  const injectedPod = injectPod(pod, settings);
+  await refuseTokenClaims(injectedPod.spec!, ctx.csiTokens, ctx.config.trustedCsiDrivers);
+  const injected = JSON.parse(JSON.stringify(injectedPod)) as Record<string, unknown>;
   const patch = jsonPatch(pod as unknown as Record<string, unknown>, injected);
   ctx.log.info({ ...who, mode: settings.sidecarMode, operations: patch.length }, patch.length > 0 ? 'injected' : 'already injected');
   return allow(uid, patch);

@@ -4,20 +4,15 @@
 // the shipped webhook configuration. Each test asserts the SAFE outcome. No kubelet: what counts is
 // what admission stores or refuses.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { request, type RequestOptions } from 'node:https';
-import path from 'node:path';
-import YAML from 'yaml';
-import { KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
+import type { RunningInjector } from '../../injector/injector.js';
+import type { ControlPlane } from '../cluster/control-plane.js';
 import { adminClients, bindClusterRoleInNamespace, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { createWebhookConfiguration, installInjector, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
-import { silentLog } from '../unit/injector/helpers.js';
+import { applyTokenPolicies, injectedBaselineNamespace, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../cluster/containment.js';
+import { installInjector, type InjectorInstallation } from '../cluster/provisioned.js';
 
-const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
 const SCOPED = 'chaperone-impersonator';
 const IMAGE = 'ghcr.io/example/dashboard:1';
 const EVIL = 'ghcr.io/attacker/steal:1';
@@ -62,8 +57,6 @@ function send(cp: ControlPlane, cert: CertificateAndKey, method: string, urlPath
   });
 }
 
-const TOKEN_POLICIES = ['scoped-token-policy.yaml', 'token-routes-policy.yaml'];
-const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 describe('containment red team 2: further routes to the scoped token (real API server, the shipped policies)', function () {
   this.timeout(120_000);
@@ -88,26 +81,12 @@ describe('containment red team 2: further routes to the scoped token (real API s
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await startControlPlane({ extraApiserverFlags: ['--authorization-mode=Node', '--enable-admission-plugins=NodeRestriction'] });
+    cp = await startClusterLikeControlPlane();
     clients = adminClients(cp);
-    const objects = (await Promise.all(TOKEN_POLICIES.map((file) => readFile(path.join(BASE, file), 'utf8')))).flatMap((text) =>
-      YAML.parseAllDocuments(text).map((doc) => doc.toJS() as KubernetesObject),
-    );
-    const api = KubernetesObjectApi.makeApiClient(clients.kubeconfig);
-    for (const object of objects) await api.create(object);
+    await applyTokenPolicies(clients);
     installation = await installInjector(cp, clients);
-    injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s']), silentLog, {
-      namespaceLabels: namespaceLabelsFromApi(clients.kubeconfig),
-    });
-    await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
-    ns = await installation.createLabelledNamespace('redteam2');
-    await clients.core.patchNamespace({ name: ns, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
-    await waitFor(
-      `the injector to inject pods in ${ns}`,
-      async () => (await clients.core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'probe' }, spec: { containers: [{ name: 'dashboard', image: IMAGE }] } }, dryRun: 'All' })).spec?.serviceAccountName === SCOPED,
-      60_000,
-      250,
-    );
+    injector = await startInjectorBehindWebhook(installation, clients);
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam2');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(ADMIN)]);
     await waitForCanI(cp, EDIT, ['create', 'pods', '-n', ns]);

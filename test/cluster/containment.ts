@@ -1,0 +1,63 @@
+// What the containment suites share: a control plane that runs as clusters do (the Node authorizer
+// and the NodeRestriction admission plugin on), the policies that keep the scoped token in the sidecar
+// applied exactly as they ship, and the injector behind the shipped webhook configuration, injecting
+// a labelled namespace that enforces Pod Security baseline (as docs/operations.md asks).
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import YAML from 'yaml';
+import { KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
+import { startInjector, type RunningInjector } from '../../injector/injector.js';
+import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
+import { silentLog } from '../unit/injector/helpers.js';
+import { startControlPlane, type ControlPlane } from './control-plane.js';
+import type { AdminClients } from './kube.js';
+import { createWebhookConfiguration, waitFor, type InjectorInstallation } from './provisioned.js';
+
+const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
+/** The policies that keep the token in the sidecar (what keeps the provisioned objects is tampering.test.ts's). */
+export const TOKEN_POLICIES = ['scoped-token-policy.yaml', 'token-routes-policy.yaml'];
+
+export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+
+export function startClusterLikeControlPlane(): Promise<ControlPlane> {
+  return startControlPlane({ extraApiserverFlags: ['--authorization-mode=Node', '--enable-admission-plugins=NodeRestriction'] });
+}
+
+/** Creates the token policies and their bindings as they ship; returns what it created. */
+export async function applyTokenPolicies(clients: AdminClients): Promise<KubernetesObject[]> {
+  const objects = (await Promise.all(TOKEN_POLICIES.map((file) => readFile(path.join(BASE, file), 'utf8')))).flatMap((text) =>
+    YAML.parseAllDocuments(text).map((doc) => doc.toJS() as KubernetesObject),
+  );
+  const api = KubernetesObjectApi.makeApiClient(clients.kubeconfig);
+  for (const object of objects) await api.create(object);
+  return objects;
+}
+
+/** The installation's injector on a free port of 127.0.0.1, called through its webhook configuration. */
+export async function startInjectorBehindWebhook(installation: InjectorInstallation, clients: AdminClients, flags: string[] = []): Promise<RunningInjector> {
+  const injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s', ...flags]), silentLog, {
+    namespaceLabels: namespaceLabelsFromApi(clients.kubeconfig),
+  });
+  await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
+  return injector;
+}
+
+/** Until the API server calls the injector for the namespace (its informer, the caBundle, the provisioning). */
+export async function waitForInjection(clients: AdminClients, namespace: string): Promise<void> {
+  await waitFor(
+    `the injector to inject pods in ${namespace}`,
+    async () =>
+      (await clients.core.createNamespacedPod({ namespace, body: { metadata: { name: 'probe' }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } }, dryRun: 'All' }))
+        .spec?.serviceAccountName === 'chaperone-impersonator',
+    60_000,
+    250,
+  );
+}
+
+/** A new namespace of the installation, labelled for injection, enforcing Pod Security baseline, and injected. */
+export async function injectedBaselineNamespace(installation: InjectorInstallation, clients: AdminClients, prefix: string): Promise<string> {
+  const namespace = await installation.createLabelledNamespace(prefix);
+  await clients.core.patchNamespace({ name: namespace, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
+  await waitForInjection(clients, namespace);
+  return namespace;
+}
