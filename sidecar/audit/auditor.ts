@@ -4,8 +4,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../../lib/log.js';
 import { isLongRunning } from '../pipeline.js';
-import { BodyCopy } from './body.js';
-import { buildEvent, completesObjectRef, responseStatusOf, type RecordedBody, type Served } from './event.js';
+import { BodyCopy, valueOf } from './body.js';
+import { buildEvent, completesObjectRef, responseStatusOf, serialiseEvent, type RecordedBody, type Served } from './event.js';
 import { apiServerDecoded, mediaTypeOf, readObjectMetadata, type MetadataReading } from './object-meta.js';
 import { protobufEnvelope, protobufStatus, type StatusFields } from './protobuf-view.js';
 import { policyAttributes, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig } from './policy.js';
@@ -79,7 +79,7 @@ function statusOf(answer: BodyCopy | undefined): StatusFields | undefined {
       return envelope.kind === 'Status' ? protobufStatus(envelope.raw) : undefined;
     }
     const recorded = answer.recorded(false);
-    const object = recorded && 'object' in recorded ? (recorded.object as Record<string, unknown> | null) : undefined;
+    const object = recorded && 'object' in recorded ? (valueOf(recorded.object) as Record<string, unknown> | null) : undefined;
     if (object?.kind !== 'Status') return undefined;
     const details = (typeof object.details === 'object' && object.details !== null ? object.details : {}) as Record<string, unknown>;
     const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
@@ -208,7 +208,7 @@ export class Auditor implements AuditRecorder {
     if (config.level === 'None' || config.omitStages.has(stage)) return;
     const complete = stage !== 'ResponseStarted';
     const upstream: RecordedBody = complete ? state.responseBody?.recorded(config.omitManagedFields) : undefined;
-    const upstreamObject = upstream && 'object' in upstream ? upstream.object : undefined;
+    const upstreamObject = upstream && 'object' in upstream ? valueOf(upstream.object) : undefined;
     const responseStatus = complete || state.upstreamCode === undefined ? responseStatusOf(record, state.upstreamCode, upstreamObject) : { metadata: {}, code: state.upstreamCode };
     const ownAnswer: RecordedBody = state.upstreamCode === undefined && record.refusal ? { object: toStatus(record.refusal) } : undefined;
     const event = buildEvent({
@@ -222,7 +222,7 @@ export class Auditor implements AuditRecorder {
       ...(complete ? { requestBody: state.requestBody?.recorded(config.omitManagedFields), responseBody: upstream ?? ownAnswer } : {}),
       objectMeta: this.objectMetaOf(record, state),
     });
-    const serialised = { auditID: record.auditID, json: JSON.stringify(event) };
+    const serialised = { auditID: record.auditID, json: serialiseEvent(event) };
     this.events++;
     for (const sink of this.options.sinks) sink.write(serialised);
   }

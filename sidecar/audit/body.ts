@@ -84,20 +84,146 @@ function decompress(bytes: Buffer, encoding: string, limit: number): Buffer {
   }
 }
 
+/**
+ * A JSON body as the event records it: its own bytes, compacted and escaped as Go's encoding/json
+ * writes raw JSON into the API server's event (a patch's runtime.Unknown), never decoded and written
+ * again, so integers beyond 2^53, escapes, key order and duplicate keys stay as they were sent.
+ */
+export class RawJson {
+  constructor(readonly text: string) {}
+
+  /** The value, for reading a field or two (a Status); lossy where JSON.parse is. */
+  value(): unknown {
+    return JSON.parse(this.text);
+  }
+}
+
+const HTML_ESCAPES: Record<string, string> = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026', '\u2028': '\\u2028', '\u2029': '\\u2029' };
+
+/**
+ * Go's json.Compact with HTML escaping (what json.Marshal does to a MarshalJSON result): whitespace
+ * outside strings removed; <, >, &, U+2028 and U+2029 inside strings escaped. The text must be JSON.
+ */
+export function compactJson(text: string): string {
+  return text.replace(/"(?:[^"\\]|\\.)*"|[ \t\r\n]+/g, (token) => (token.startsWith('"') ? token.replace(/[<>&\u2028\u2029]/g, (c) => HTML_ESCAPES[c]!) : ''));
+}
+
 /** JSON (and JSON patches), or YAML (server-side apply); anything else, protobuf above all, is named and left out. */
 export function decodeBody(bytes: Buffer, headers: IncomingHttpHeaders, limit: number, omitManagedFields: boolean): RecordedBody {
   const contentType = (headers['content-type'] ?? '').split(';', 1)[0]!.trim();
   const isJson = JSON_TYPE.test(contentType);
   if (!isJson && !YAML_TYPE.test(contentType)) return { omitted: `the body is ${contentType || 'of no declared type'}, not JSON` };
+  let text: string;
   let object: unknown;
   try {
-    const text = decompress(bytes, (headers['content-encoding'] ?? '').trim().toLowerCase(), limit).toString('utf8');
+    text = decompress(bytes, (headers['content-encoding'] ?? '').trim().toLowerCase(), limit).toString('utf8');
     object = isJson ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
     const reason = (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? `larger than the ${limit}-byte limit (--audit-body-limit) once decompressed` : (err as Error).message;
     return { omitted: `the body could not be decoded: ${reason}` };
   }
-  return { object: omitManagedFields ? withoutManagedFields(object) : object };
+  if (!isJson) return { object: omitManagedFields ? withoutManagedFields(object) : object };
+  const compact = compactJson(text);
+  return { object: new RawJson(omitManagedFields ? withoutManagedFieldsText(compact, object) : compact) };
+}
+
+/** The value of a recorded body, for reading it (raw JSON decoded). */
+export const valueOf = (object: unknown): unknown => (object instanceof RawJson ? object.value() : object);
+
+// ---- omitManagedFields on the text: the members to drop are found by position, the rest left as it is ----
+
+interface Member {
+  key: string;
+  /** Where the member starts (its key's quote) and where its value ends. */
+  start: number;
+  end: number;
+  valueStart: number;
+}
+
+/** The end of the value starting at `at` in compact JSON. */
+function skipValue(text: string, at: number): number {
+  let depth = 0;
+  let i = at;
+  for (;;) {
+    const c = text[i]!;
+    if (c === '"') {
+      i++;
+      while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+      i++;
+    } else if (c === '{' || c === '[') {
+      depth++;
+      i++;
+    } else if (c === '}' || c === ']') {
+      depth--;
+      i++;
+    } else if (c === ',' || c === ':') {
+      i++; // inside a container only
+    } else {
+      while (i < text.length && !',:}]'.includes(text[i]!)) i++;
+    }
+    if (depth === 0) return i;
+  }
+}
+
+/** The members of the object at `at`, or undefined when the value there is not an object. */
+function membersAt(text: string, at: number): Member[] | undefined {
+  if (text[at] !== '{') return undefined;
+  const members: Member[] = [];
+  let i = at + 1;
+  while (text[i] !== '}') {
+    const keyEnd = skipValue(text, i);
+    const valueStart = keyEnd + 1;
+    const end = skipValue(text, valueStart);
+    members.push({ key: JSON.parse(text.slice(i, keyEnd)) as string, start: i, end, valueStart });
+    i = text[end] === ',' ? end + 1 : end;
+  }
+  return members;
+}
+
+/** The elements' starts of the array at `at`. */
+function elementsAt(text: string, at: number): number[] {
+  if (text[at] !== '[') return [];
+  const starts: number[] = [];
+  let i = at + 1;
+  while (text[i] !== ']') {
+    starts.push(i);
+    const end = skipValue(text, i);
+    i = text[end] === ',' ? end + 1 : end;
+  }
+  return starts;
+}
+
+type Replacement = [from: number, to: number, text: string];
+
+/** Every metadata member of the object at `at` without its managedFields members (Go's decoder merges them all). */
+function managedFieldsAt(text: string, at: number): Replacement[] {
+  const replacements: Replacement[] = [];
+  for (const metadata of membersAt(text, at)?.filter((m) => m.key === 'metadata') ?? []) {
+    const members = membersAt(text, metadata.valueStart);
+    if (!members?.some((m) => m.key === 'managedFields')) continue;
+    const kept = members.filter((m) => m.key !== 'managedFields').map((m) => text.slice(m.start, m.end));
+    replacements.push([metadata.valueStart, metadata.end, `{${kept.join(',')}}`]);
+  }
+  return replacements;
+}
+
+/** omitManagedFields on compact JSON: what withoutManagedFields drops from the value, dropped from the text. */
+function withoutManagedFieldsText(text: string, value: unknown): string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return text;
+  const members = membersAt(text, 0) ?? [];
+  const replacements = managedFieldsAt(text, 0);
+  const items = members.findLast((m) => m.key === 'items');
+  if (items) for (const start of elementsAt(text, items.valueStart)) replacements.push(...managedFieldsAt(text, start));
+  const rows = (value as { kind?: unknown }).kind === 'Table' ? members.findLast((m) => m.key === 'rows') : undefined;
+  if (rows) {
+    for (const start of elementsAt(text, rows.valueStart)) {
+      const object = membersAt(text, start)?.findLast((m) => m.key === 'object');
+      if (object) replacements.push(...managedFieldsAt(text, object.valueStart));
+    }
+  }
+  let result = text;
+  for (const [from, to, replacement] of replacements.sort((x, y) => y[0] - x[0])) result = result.slice(0, from) + replacement + result.slice(to);
+  return result;
 }
 
 function stripMeta(object: unknown): unknown {

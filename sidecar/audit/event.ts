@@ -1,8 +1,10 @@
 // A finished (or started) request as an audit.k8s.io/v1 Event, shaped field for field like the
 // API server's own, so both logs read alike and join on auditID. Pure: no I/O, no clock.
+import { randomUUID } from 'node:crypto';
 import type { RequestInfo } from '../authz/request-info.js';
 import type { Identity } from '../identity.js';
 import { toStatus } from '../status.js';
+import { RawJson } from './body.js';
 import type { MetadataReading, ObjectMetaStrings } from './object-meta.js';
 import type { RequestRecord } from './record.js';
 import { AUDIT_API_VERSION, type Event, type Level, type ObjectReference, type ResponseStatus, type Stage, type UserInfo } from './types.js';
@@ -45,7 +47,7 @@ export interface Served {
   podNamespace?: string | undefined;
 }
 
-/** A body as the event records it: the object, or why it is left out. */
+/** A body as the event records it: the object (a JSON body as its own bytes, RawJson), or why it is left out. */
 export type RecordedBody = { object: unknown } | { omitted: string } | undefined;
 
 export interface EventInput {
@@ -218,4 +220,15 @@ export function buildEvent(input: EventInput): Event {
   const annotations = annotationsOf(record, input.served, { request: requestBody, response: responseBody, objectMeta });
   if (Object.keys(annotations).length > 0) event.annotations = annotations;
   return event;
+}
+
+/** Stands in for a raw JSON body while the rest of the event is serialised; no string sent can be it. */
+const RAW_MARK = `\u0000raw-json-${randomUUID()}\u0000`;
+const RAW_PLACEHOLDER = new RegExp(`"${JSON.stringify(RAW_MARK).slice(1, -1).replace(/\\/g, '\\\\')}(\\d+)"`, 'g');
+
+/** The event as one line of JSON, its bodies (RawJson) written as the bytes they are. */
+export function serialiseEvent(event: Event): string {
+  const raw: string[] = [];
+  const json = JSON.stringify(event, (_key, value: unknown) => (value instanceof RawJson ? `${RAW_MARK}${raw.push(value.text) - 1}` : value));
+  return raw.length === 0 ? json : json.replace(RAW_PLACEHOLDER, (_match, index: string) => raw[Number(index)]!);
 }

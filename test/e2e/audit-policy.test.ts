@@ -4,7 +4,7 @@
 // and bodies; for rules that do, the same request sent straight to the API server as that person.
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
@@ -152,6 +152,35 @@ describe('audit policy: the same decisions as the API server with the same polic
     assert.equal(object?.kind, 'ConfigMap');
     assert.deepEqual(object?.data, { colour: 'blue' });
     assert.equal(object?.metadata?.managedFields, undefined, 'omitManagedFields');
+  });
+
+  it('bodies: a patch and its answer are recorded byte for byte as the API server records them (integers past 2^53, escapes, key order, nesting)', async function () {
+    const alice = sidecar.clientCert('alice', ['dev']);
+    const nested = `${'{"n":['.repeat(40)}1.50${']}'.repeat(40)}`;
+    const patch = `{ "metadata" : {"annotations":{"z":"\\u00e9 <&> \\ud83d\\ude00 \u2028","a":"b"}},\n "data":{"2":"x","1":"y"},"big":9007199254740993,"deep":${nested} }`;
+    const response = await rawRequest(`${sidecar.url}/api/v1/namespaces/${ns}/configmaps/shown`, {
+      method: 'PATCH',
+      ca: sidecar.servingCa.certPem,
+      cert: alice,
+      body: patch,
+      headers: { 'content-type': 'application/merge-patch+json' },
+    });
+    assert.equal(response.status, 200, response.body);
+    const id = auditIdOf(response);
+    await waitForEventLines(sidecar.auditLog, [id], 'ResponseComplete', 1500);
+    await apiServerShape(response, true);
+    /** The event line as written, and the bodies in it as bytes (both sides write them in the order of Go's Event struct). */
+    const bodiesIn = async (file: string) => {
+      const line = (await readFile(file, 'utf8')).split('\n').find((l) => l.includes(`"auditID":"${id}"`) && l.includes('"stage":"ResponseComplete"'));
+      assert.ok(line, `${file} has the event`);
+      const between = (from: string, to: string) => line.slice(line.indexOf(from) + from.length, line.indexOf(to));
+      return { requestObject: between('"requestObject":', ',"responseObject":'), responseObject: between('"responseObject":', ',"requestReceivedTimestamp":') };
+    };
+    const ours = await bodiesIn(sidecar.auditLog);
+    const theirs = await bodiesIn(cp.auditLog);
+    assert.equal(ours.requestObject, theirs.requestObject, 'the patch, as the API server recorded it');
+    assert.ok(ours.requestObject.includes('9007199254740993') && ours.requestObject.includes('"2":"x","1":"y"') && ours.requestObject.includes('\\u003c\\u0026\\u003e'), ours.requestObject);
+    assert.equal(ours.responseObject, theirs.responseObject, 'the answer, managed fields left out by both');
   });
 
   it('for rules about people: the same request sent straight to the API server as that person is audited the same', async function () {

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
-import { BodyCopy, decodeBody, withoutManagedFields } from '../../../../sidecar/audit/body.js';
+import fc from 'fast-check';
+import { BodyCopy, compactJson, decodeBody, RawJson, withoutManagedFields } from '../../../../sidecar/audit/body.js';
+import { serialiseEvent } from '../../../../sidecar/audit/event.js';
+import type { Event } from '../../../../sidecar/audit/types.js';
 
 const json = { 'content-type': 'application/json' };
 
@@ -23,7 +26,7 @@ describe('sidecar/audit/body', function () {
     source.end(payload.slice(100));
     await pipeline(source, consumer.stream);
     assert.equal(consumer.received().toString(), payload);
-    assert.deepEqual(copy.recorded(false), { object: JSON.parse(payload) as unknown });
+    assert.deepEqual(copy.recorded(false), { object: new RawJson(payload) });
   });
 
   it('keeps nothing past the limit, and says so', async function () {
@@ -59,13 +62,13 @@ describe('sidecar/audit/body', function () {
 
   it('decodes JSON and its patch types, YAML apply patches, and compressed bodies', function () {
     const object = { metadata: { name: 'x' }, data: { k: 'v' } };
-    assert.deepEqual(decodeBody(Buffer.from(JSON.stringify(object)), { 'content-type': 'application/merge-patch+json' }, 1000, false), { object });
+    assert.deepEqual(decodeBody(Buffer.from(JSON.stringify(object)), { 'content-type': 'application/merge-patch+json' }, 1000, false), { object: new RawJson(JSON.stringify(object)) });
     assert.deepEqual(decodeBody(Buffer.from('[{"op":"remove","path":"/data/k"}]'), { 'content-type': 'application/json-patch+json' }, 1000, false), {
-      object: [{ op: 'remove', path: '/data/k' }],
+      object: new RawJson('[{"op":"remove","path":"/data/k"}]'),
     });
     assert.deepEqual(decodeBody(Buffer.from('metadata:\n  name: x\ndata:\n  k: v\n'), { 'content-type': 'application/apply-patch+yaml' }, 1000, false), { object });
     const gzipped = gzipSync(JSON.stringify(object));
-    assert.deepEqual(decodeBody(gzipped, { 'content-type': 'application/json; charset=utf-8', 'content-encoding': 'gzip' }, 1000, false), { object });
+    assert.deepEqual(decodeBody(gzipped, { 'content-type': 'application/json; charset=utf-8', 'content-encoding': 'gzip' }, 1000, false), { object: new RawJson(JSON.stringify(object)) });
   });
 
   it('leaves out what it cannot show as JSON, and says why', function () {
@@ -87,7 +90,73 @@ describe('sidecar/audit/body', function () {
       items: [{ metadata: { name: 'x' } }, { metadata: { name: 'y' } }],
     });
     assert.deepEqual(withoutManagedFields({ kind: 'Table', rows: [{ cells: [], object: { metadata: meta } }] }), { kind: 'Table', rows: [{ cells: [], object: { metadata: { name: 'x' } } }] });
-    assert.deepEqual(decodeBody(Buffer.from(JSON.stringify({ metadata: meta })), json, 1000, true), { object: { metadata: { name: 'x' } } });
     assert.deepEqual(withoutManagedFields([1, 2]), [1, 2]);
+  });
+
+  it('omitManagedFields on a JSON body drops exactly those members from its bytes, from every metadata member', function () {
+    const text = (body: string) => (decodeBody(Buffer.from(body), json, 10_000, true) as { object: RawJson }).object.text;
+    assert.equal(text('{"metadata":{"name":"x","managedFields":[{"m":"{\\"}"}]},"n":9007199254740993}'), '{"metadata":{"name":"x"},"n":9007199254740993}');
+    assert.equal(text('{"metadata":{"managedFields":[]},"metadata":{"a":1,"managedFields":null,"b":2}}'), '{"metadata":{},"metadata":{"a":1,"b":2}}');
+    assert.equal(
+      text('{"kind":"PodList","items":[{"metadata":{"managedFields":[1],"name":"a"}},7,{"metadata":{"name":"b"}}],"metadata":{}}'),
+      '{"kind":"PodList","items":[{"metadata":{"name":"a"}},7,{"metadata":{"name":"b"}}],"metadata":{}}',
+    );
+    assert.equal(text('{"kind":"Table","rows":[{"cells":[1],"object":{"metadata":{"managedFields":[],"x":"1"}}}]}'), '{"kind":"Table","rows":[{"cells":[1],"object":{"metadata":{"x":"1"}}}]}');
+    assert.equal(text('{"kind":"NotATable","rows":[{"object":{"metadata":{"managedFields":[]}}}]}'), '{"kind":"NotATable","rows":[{"object":{"metadata":{"managedFields":[]}}}]}');
+  });
+
+  describe('a JSON body is recorded as sent, as the API server records a patch: compacted and HTML-escaped by Go, never decoded and written again', function () {
+    /** What the event line holds for this body, as text. */
+    function recorded(body: string, omitManagedFields = false): string {
+      const result = decodeBody(Buffer.from(body), json, 10_000_000, omitManagedFields);
+      assert.ok(result && 'object' in result, JSON.stringify(result));
+      const line = serialiseEvent({ kind: 'Event', requestObject: result.object } as Event);
+      return line.slice('{"kind":"Event","requestObject":'.length, -1);
+    }
+
+    it('keeps integers beyond 2^53, escapes, key order and duplicate keys', function () {
+      const body = '{"spec":{"terminationGracePeriodSeconds":9007199254740993},"2":"b","1":"a","s":"\\u00e9\\ud83d\\ude00","s":"second","f":1.50,"e":1E400}';
+      assert.equal(recorded(body), body);
+      assert.equal(recorded('{\n  "a" : [ 1 , 2 ],\t"b":"<&>\u2028 x"\r\n}'), '{"a":[1,2],"b":"\\u003c\\u0026\\u003e\\u2028 x"}');
+    });
+
+    it('deeply nested bodies are recorded whole', function () {
+      const depth = 5000;
+      const body = `${'{"a":['.repeat(depth)}1${']}'.repeat(depth)}`;
+      assert.equal(recorded(body), body);
+    });
+
+    it('property: any JSON text, however spaced, is recorded as Go would compact it; its value is unchanged', function () {
+      const space = fc.constantFrom('', ' ', '\n', '\t ', '\r\n');
+      const bigInteger = fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map(String);
+      const text = fc.string({ unit: 'grapheme' });
+      const quoted = text.map((s) => JSON.stringify(s));
+      const escaped = fc.array(fc.integer({ min: 0, max: 0xffff }), { maxLength: 6 }).map((codes) => `"${codes.map((c) => `\\u${c.toString(16).padStart(4, '0')}`).join('')}"`);
+      const { value } = fc.letrec<{ value: string }>((tie) => ({
+        value: fc.oneof(
+          { depthSize: 'small' },
+          bigInteger,
+          quoted,
+          escaped,
+          fc.constantFrom('true', 'false', 'null', '1.5e-7', '-0'),
+          fc.array(tie('value'), { maxLength: 4 }).chain((items) => space.map((s) => `[${s}${items.join(`${s},${s}`)}${s}]`)),
+          fc.array(fc.tuple(quoted, tie('value')), { maxLength: 4 }).chain((members) => space.map((s) => `{${s}${members.map(([k, v]) => `${k}${s}:${s}${v}`).join(`${s},`)}${s}}`)),
+        ),
+      }));
+      fc.assert(
+        fc.property(value, (body) => {
+          const wrapped = `{"kind":"X","v":${body}}`;
+          const out = recorded(wrapped);
+          // The same tokens in the same order: strings as sent but for Go's HTML escaping, numbers digit for digit.
+          const tokens = (t: string) => t.match(/"(?:[^"\\]|\\.)*"|[{}[\],:]|[^\s"{}[\],:]+/g) ?? [];
+          const goEscaped = (token: string) => (token.startsWith('"') ? token.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) : token);
+          assert.deepEqual(tokens(out), tokens(wrapped).map(goEscaped));
+          assert.ok(!/\s/.test(out.replace(/"(?:[^"\\]|\\.)*"/g, '""')), 'no whitespace outside strings');
+          assert.equal(out, compactJson(wrapped));
+          assert.deepEqual(JSON.parse(out), JSON.parse(wrapped));
+        }),
+        { numRuns: 300 },
+      );
+    });
   });
 });
