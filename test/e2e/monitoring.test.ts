@@ -5,7 +5,9 @@
 // declare. And the injector's metrics say what happened: the admission, the CAs' and the serving
 // certificate's expiry, the drift it put back.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { parser } from '@prometheus-io/lezer-promql';
@@ -18,7 +20,7 @@ import { certificateInfo } from '../../lib/pki.js';
 import { createLogger } from '../../lib/log.js';
 import type { ControlPlane } from '../cluster/control-plane.js';
 import { adminClients, type AdminClients } from '../cluster/kube.js';
-import { exportedNames, sampleValue, scrape, servedCertificateExpiry, type Exposition } from '../cluster/metrics.js';
+import { ensurePromtool, exportedNames, sampleValue, scrape, servedCertificateExpiry, type Exposition } from '../cluster/metrics.js';
 import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
 import { rawRequest } from '../cluster/sidecar.js';
 import { sharedControlPlane } from '../cluster/shared.js';
@@ -145,6 +147,25 @@ describe('monitoring (manifests/components/monitoring) against the running injec
       if (r.for !== undefined) assert.match(r.for, /^(\d+(ms|s|m|h|d|w|y))+$/, `${r.alert}: for`);
       assert.ok(['critical', 'warning', 'info'].includes(r.labels?.severity ?? ''), `${r.alert}: severity`);
       assert.ok(r.annotations?.summary && r.annotations.description, `${r.alert}: summary and description`);
+    }
+  });
+
+  it('has rules that promtool check rules accepts', async function () {
+    this.timeout(45 * 60_000);
+    const promtool = await ensurePromtool((line) => process.stderr.write(`      ${line}\n`));
+    const rule = await component<{ spec: { groups: { rules: unknown[] }[] } }>('prometheusrule.yaml');
+    const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-rules-'));
+    try {
+      // The rule file Prometheus loads is the PrometheusRule's spec, as the operator writes it.
+      const file = path.join(dir, 'chaperone.rules.yaml');
+      await writeFile(file, YAML.stringify({ groups: rule.spec.groups }));
+      const result = await new Promise<{ code: number; output: string }>((resolve) =>
+        execFile(promtool, ['check', 'rules', '--lint=all', '--lint-fatal', file], (error, stdout, stderr) => resolve({ code: error ? 1 : 0, output: stdout + stderr })),
+      );
+      assert.equal(result.code, 0, result.output);
+      assert.match(result.output, new RegExp(`SUCCESS: ${rule.spec.groups.flatMap((group) => group.rules).length} rules found`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
