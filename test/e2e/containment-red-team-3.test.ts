@@ -34,6 +34,7 @@ import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, 
 import { rawRequest } from '../cluster/sidecar.js';
 import { serviceForVariable, serviceLinkEnv } from '../cluster/service-links.js';
 import { assertAuditedAsSeen, type Attempt } from '../cluster/attempts.js';
+import { ENV_ANNOTATION_PREFIX, MOUNT_ANNOTATION_PREFIX, startPresetWebhook } from '../cluster/preset-webhook.js';
 import { silentLog } from '../unit/injector/helpers.js';
 
 const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
@@ -318,6 +319,22 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
       const referenced = (pod.spec?.volumes ?? []).flatMap((v) => [v.configMap?.name, v.secret?.secretName, ...(v.projected?.sources ?? []).map((s) => s.configMap?.name)]).filter((n) => n !== undefined);
       assert.deepEqual([...new Set(referenced)].sort(), ['chaperone-ca', 'chaperone-serving']);
       assert.deepEqual((await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace: ns })).data, cm.data, 'chaperone-ca unchanged');
+    });
+
+    it('another mutating webhook after the injector, writing what a pod’s annotations say into every container (reinvocationPolicy Never): the injector, reinvoked, puts its own sidecar back, and refuses the token in the dashboard', async function () {
+      // With reinvocationPolicy IfNeeded the other webhook has the last word: containment-red-team-3-open.test.ts.
+      const preset = await startPresetWebhook(installation.admission, installation.runLabel, 'Never');
+      try {
+        const pod = async (name: string, annotations: Record<string, string>) =>
+          as('edit', `another webhook's annotations: ${name}`, 'POST', `${podsPath()}?dryRun=All`, { apiVersion: 'v1', kind: 'Pod', metadata: { name, annotations }, spec: { containers: [{ name: 'dashboard', image: IMAGE }] } });
+        const env = await pod('preset-env', { [`${ENV_ANNOTATION_PREFIX}CHAPERONE_OIDC_ISSUER_URL`]: 'https://evil.example.com', [`${ENV_ANNOTATION_PREFIX}CHAPERONE_ANONYMOUS`]: 'true' });
+        const stored = created(env, 'env') as V1Pod;
+        assert.ok(stored.spec!.containers.find((c) => c.name === 'dashboard')!.env!.some((e) => e.name === 'CHAPERONE_ANONYMOUS'), 'the other webhook ran');
+        assert.deepEqual(sidecarOf(stored)!.env!.map((e) => e.name), ['CHAPERONE_POD_NAME', 'CHAPERONE_POD_NAMESPACE'], "the injector's sidecar, put back");
+        refused(await pod('preset-mount', { [`${MOUNT_ANNOTATION_PREFIX}chaperone-upstream`]: '/stolen' }), /chaperone refuses this pod: container dashboard mounts volume chaperone-upstream/, 'the token in the dashboard');
+      } finally {
+        await preset.stop();
+      }
     });
   });
 
