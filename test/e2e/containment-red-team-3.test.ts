@@ -17,28 +17,24 @@ import { readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import YAML from 'yaml';
-import { KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesObject, type V1Container, type V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Container, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { envName, flagName } from '../../lib/config.js';
 import { createLogger } from '../../lib/log.js';
-import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
+import type { RunningInjector } from '../../injector/injector.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { POD_SETTINGS } from '../../injector/settings.js';
 import { loadSidecarConfig, sidecarConfigSpec } from '../../sidecar/config.js';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
+import type { ControlPlane } from '../cluster/control-plane.js';
 import { adminClients, bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
+import { installInjector, startPodSidecar, type InjectorInstallation } from '../cluster/provisioned.js';
+import { applyTokenPolicies, injectedBaselineNamespace, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../cluster/containment.js';
 import { rawRequest } from '../cluster/sidecar.js';
 import { serviceForVariable, serviceLinkEnv } from '../cluster/service-links.js';
 import { assertAuditedAsSeen, type Attempt } from '../cluster/attempts.js';
 import { ENV_ANNOTATION_PREFIX, MOUNT_ANNOTATION_PREFIX, startPresetWebhook } from '../cluster/preset-webhook.js';
-import { silentLog } from '../unit/injector/helpers.js';
 
-const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
-const TOKEN_POLICIES = ['scoped-token-policy.yaml', 'token-routes-policy.yaml'];
 const SCOPED = 'chaperone-impersonator';
 const IMAGE = 'ghcr.io/example/dashboard:1';
 const EVIL = 'ghcr.io/attacker/steal:1';
@@ -86,7 +82,6 @@ async function send(cp: ControlPlane, cert: CertificateAndKey, method: string, u
   return { status: r.status, auditID: String(r.headers['audit-id'] ?? ''), body: r.body, message };
 }
 
-const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 const sidecarOf = (pod: V1Pod): V1Container | undefined => [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === 'chaperone');
 const kebab = (key: string) => flagName(key).replace(/^--/, '');
 
@@ -123,26 +118,12 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await startControlPlane({ extraApiserverFlags: ['--authorization-mode=Node', '--enable-admission-plugins=NodeRestriction'] });
+    cp = await startClusterLikeControlPlane();
     clients = adminClients(cp);
-    const objects = (await Promise.all(TOKEN_POLICIES.map((file) => readFile(path.join(BASE, file), 'utf8')))).flatMap((text) =>
-      YAML.parseAllDocuments(text).map((doc) => doc.toJS() as KubernetesObject),
-    );
-    const api = KubernetesObjectApi.makeApiClient(clients.kubeconfig);
-    for (const object of objects) await api.create(object);
+    await applyTokenPolicies(clients);
     installation = await installInjector(cp, clients);
-    injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s']), silentLog, {
-      namespaceLabels: namespaceLabelsFromApi(clients.kubeconfig),
-    });
-    await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
-    ns = await installation.createLabelledNamespace('redteam3');
-    await clients.core.patchNamespace({ name: ns, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
-    await waitFor(
-      `the injector to inject pods in ${ns}`,
-      async () => (await clients.core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'probe' }, spec: { containers: [{ name: 'dashboard', image: IMAGE }] } }, dryRun: 'All' })).spec?.serviceAccountName === SCOPED,
-      60_000,
-      250,
-    );
+    injector = await startInjectorBehindWebhook(installation, clients);
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam3');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(USERS.edit)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(USERS.admin)]);
     for (const [who, rule] of Object.entries(NARROW) as [Who, NonNullable<(typeof NARROW)[Who]>][]) {
