@@ -5,6 +5,7 @@ import { parseDuration } from '../lib/config.js';
 import { VERSION } from '../lib/version.js';
 import { runDoctor, type DoctorOptions } from './doctor/command.js';
 import { runKubeconfig, type KubeconfigCommandOptions } from './kubeconfig.js';
+import { runRotate, type RotateOptions } from './rotate.js';
 
 function duration(text: string): number {
   const ms = parseDuration(text);
@@ -29,12 +30,13 @@ function failing<A extends unknown[]>(name: string, action: (...args: A) => Prom
   };
 }
 
-/** The options with which a command reaches the cluster, as kubectl's. */
-function clusterOptions(command: Command, namespaceHelp: string): Command {
-  return command
+/** The options with which a command reaches the cluster, as kubectl's; --namespace for a command that works in one. */
+function clusterOptions(command: Command, namespaceHelp?: string): Command {
+  command
     .option('--kubeconfig <file>', 'the kubeconfig to use (default: KUBECONFIG, else ~/.kube/config)')
-    .option('--context <name>', 'the kubeconfig context to use (default: its current context)')
-    .option('-n, --namespace <name>', `${namespaceHelp} (default: the context's namespace, else "default")`)
+    .option('--context <name>', 'the kubeconfig context to use (default: its current context)');
+  if (namespaceHelp) command.option('-n, --namespace <name>', `${namespaceHelp} (default: the context's namespace, else "default")`);
+  return command
     .option('--injector-namespace <name>', "the injector's namespace (default: chaperone-system, or the one in --injector-config)")
     .option('--injector-config <file>', "the injector's own YAML config file, if it names what it creates differently from the defaults");
 }
@@ -106,5 +108,32 @@ Examples:
   chaperone doctor -n team-a -o json | jq '.findings[] | select(.status != "ok")'`,
   )
   .action(failing('doctor', (options: DoctorOptions) => runDoctor(options)));
+
+clusterOptions(
+  program
+    .command('rotate')
+    .argument('<ca>', 'identity, serving or webhook')
+    .summary("start the rotation of one of the injector's CAs: the new CA is trusted at once and signs after the propagation delay")
+    .description(
+      "start the rotation of one of the injector's CAs: identity (people's client certificates), serving (the sidecars' certificates) or webhook " +
+        "(the injector's own). The new CA goes into the CA's Secret in the injector's namespace (you need get and update on it); the running injector " +
+        'trusts it everywhere at once, re-issues what the old CA signed once it signs, and drops the old CA after its --ca-overlap. ' +
+        'A rotation already under way is left as it is',
+    )
+    .addOption(
+      new Option('--ca-propagation-delay <duration>', 'how long the new CA is trusted before it signs: time for every verifier to learn it (default: the injector configuration\'s, 2m)').argParser(
+        (text) => duration(text) * 1000,
+      ),
+    ),
+)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  chaperone rotate identity                        # people need new kubeconfigs before the old CA's overlap ends
+  chaperone rotate serving --context prod
+  chaperone rotate webhook --injector-namespace my-chaperone --ca-propagation-delay 5m`,
+  )
+  .action(failing('rotate', (ca: string, options: RotateOptions) => runRotate(ca, options)));
 
 await program.parseAsync(process.argv);

@@ -1,32 +1,16 @@
-// Rotates one of the injector's CAs, with an overlap in which the old and the new one are both trusted:
-//
-//   npx tsx injector/rotate.ts identity|serving|webhook [--kubeconfig FILE] [--namespace NS] [--ca-propagation-delay 2m]
+// Rotates one of the injector's CAs, with an overlap in which the old and the new one are both trusted
+// (the command: `chaperone rotate identity|serving|webhook`, cli/rotate.ts).
 //
 // It writes the successor into the CA's Secret as pending: trusted at once (the running injector puts
 // it into every namespace's CA ConfigMap, or the webhook's caBundle), signing after the propagation
 // delay. The injector then re-issues what the old CA signed and keeps the old CA trusted for its
 // --ca-overlap before dropping it (docs/operations.md, "Rotating a CA").
-import { pathToFileURL } from 'node:url';
-import { CoreV1Api } from '@kubernetes/client-node';
-import { ConfigError, defineSpec, HelpRequested, loadConfig, renderHelp } from '../lib/config.js';
+import type { CoreV1Api } from '@kubernetes/client-node';
 import { certificateInfo } from '../lib/pki.js';
 import { beginRotation } from './certs/ca-set.js';
 import { updateCaSecret } from './certs/ca-secret.js';
 import { caPolicy } from './certs/reconciler.js';
-import { injectorConfigSpec } from './config.js';
-import { kubeConfigFrom } from './namespaces.js';
-import { CA_KINDS, CA_SECRET, ownLabels, type CaKind } from './provision/names.js';
-
-export const rotateConfigSpec = defineSpec({
-  command: 'npx tsx injector/rotate.ts identity|serving|webhook',
-  summary: "Starts the rotation of one of the injector's CAs: the new CA is trusted at once and signs after the propagation delay.",
-  options: {
-    kubeconfig: injectorConfigSpec.options.kubeconfig,
-    namespace: injectorConfigSpec.options.namespace,
-    caPropagationDelay: injectorConfigSpec.options.caPropagationDelay,
-    caValidity: injectorConfigSpec.options.caValidity,
-  },
-});
+import { CA_SECRET, ownLabels, type CaKind } from './provision/names.js';
 
 export interface RotationRequest {
   core: CoreV1Api;
@@ -66,42 +50,3 @@ export async function rotateCa(request: RotationRequest): Promise<RotationResult
     : `a ${kind} CA rotation is already under way (Secret ${secret}): the new CA ${successor.slice(0, 16)} signs from ${pending.activateAt.toISOString()}`;
   return { started, successor, activateAt: pending.activateAt, message };
 }
-
-function isKind(text: string | undefined): text is CaKind {
-  return CA_KINDS.includes(text as CaKind);
-}
-
-async function main(argv: string[]): Promise<number> {
-  const kind = argv.find((arg) => !arg.startsWith('-'));
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(renderHelp(rotateConfigSpec));
-    return 0;
-  }
-  if (!isKind(kind)) {
-    process.stderr.write(`name the CA to rotate: one of ${CA_KINDS.join(', ')}\n\n${renderHelp(rotateConfigSpec)}`);
-    return 2;
-  }
-  let config;
-  try {
-    config = loadConfig(rotateConfigSpec, { argv: argv.filter((arg) => arg !== kind), env: process.env });
-  } catch (err) {
-    if (err instanceof HelpRequested) {
-      process.stdout.write(err.text);
-      return 0;
-    }
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`invalid configuration:\n${err.message}\n`);
-    return 2;
-  }
-  const core = kubeConfigFrom(config.kubeconfig).makeApiClient(CoreV1Api);
-  try {
-    const result = await rotateCa({ core, namespace: config.namespace, kind, propagationMs: config.caPropagationDelay, validityMs: config.caValidity });
-    process.stdout.write(`${result.message}\n`);
-    return 0;
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
-    return 1;
-  }
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) process.exitCode = await main(process.argv.slice(2));

@@ -184,8 +184,8 @@ describe('namespace provisioning (two injector replicas, real API server)', func
     const oldServing = (await readSecretData(team, 'chaperone-serving'))['tls.crt']!;
     const { stdout } = await run(
       process.execPath,
-      ['--import', 'tsx', 'injector/rotate.ts', 'serving', `--kubeconfig=${cp.adminKubeconfig}`, `--namespace=${installation.namespace}`, '--ca-propagation-delay=2s'],
-      { cwd: REPO, env: { PATH: process.env.PATH } },
+      ['--import', 'tsx', 'cli/main.ts', 'rotate', 'serving', `--injector-namespace=${installation.namespace}`, '--ca-propagation-delay=2s'],
+      { cwd: REPO, env: { PATH: process.env.PATH, KUBECONFIG: cp.adminKubeconfig } },
     );
     assert.match(stdout, /serving CA rotation started/);
     const servingBundle = async () => (await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace: team })).data?.['serving-ca.crt'] ?? '';
