@@ -8,7 +8,10 @@
 // driver run: what counts is what admission stores or refuses, and the API server's audit log records
 // each attempt with the status she saw.
 import assert from 'node:assert/strict';
-import { KubernetesObjectApi, StorageV1Api, type KubernetesObject, type V1CSIDriver, type V1Pod, type V1PolicyRule, type V1Volume } from '@kubernetes/client-node';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import YAML from 'yaml';
+import { KubernetesObjectApi, type KubernetesObject, type V1CSIDriver, type V1Pod, type V1PolicyRule, type V1Volume } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { RunningInjector } from '../../injector/injector.js';
 import type { ControlPlane } from '../cluster/control-plane.js';
@@ -17,6 +20,7 @@ import { adminClients, auditEventsFor, bindClusterRoleInNamespace, mintServiceAc
 import { installInjector, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
 import { rawRequest } from '../cluster/sidecar.js';
 
+const WARNING_POLICY = path.resolve(import.meta.dirname, '../../manifests/base/csi-token-drivers-policy.yaml');
 const SCOPED = 'chaperone-impersonator';
 const IMAGE = 'ghcr.io/example/dashboard:1';
 const EDIT = 'csi-edit';
@@ -113,12 +117,22 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
     assert.match(attempt.message, words, what);
   }
 
-  async function setTokenRequests(audiences: string[] | undefined): Promise<void> {
-    await clients.kubeconfig.makeApiClient(StorageV1Api).patchCSIDriver(
-      { name: CHANGING, body: { spec: { tokenRequests: audiences ? audiences.map((audience) => ({ audience })) : null } } },
-      mergePatch(),
-    );
+  /** A cluster administrator's write; the warnings the chaperone-csi-token-drivers policy sent back (not the API server's own). */
+  async function asClusterAdmin(method: string, urlPath: string, body: unknown, contentType = 'application/json'): Promise<string[]> {
+    const response = await rawRequest(`${cp.url}${urlPath}`, { method, ca: cp.ca.certPem, cert: cp.admin, headers: { 'content-type': contentType }, body: JSON.stringify(body) });
+    assert.ok(response.status === 200 || response.status === 201, `${method} ${urlPath}: HTTP ${response.status} ${response.body.slice(0, 300)}`);
+    const header = [response.headers.warning ?? []].flat().join(', ');
+    const ours = "Validation failed for ValidatingAdmissionPolicy 'chaperone-csi-token-drivers' with binding 'chaperone-csi-token-drivers': ";
+    return [...header.matchAll(/299 - "((?:[^"\\]|\\.)*)"/g)]
+      .map((match) => match[1]!.replaceAll('\\"', '"'))
+      .filter((warning) => warning.startsWith(ours))
+      .map((warning) => warning.slice(ours.length));
   }
+
+  const csiDrivers = '/apis/storage.k8s.io/v1/csidrivers';
+  const setTokenRequests = (audiences: string[] | undefined) =>
+    asClusterAdmin('PATCH', `${csiDrivers}/${CHANGING}`, { spec: { tokenRequests: audiences ? audiences.map((audience) => ({ audience })) : null } }, 'application/merge-patch+json');
+  const warnings = new Map<string, string[]>();
 
   before(async function () {
     this.timeout(15 * 60_000);
@@ -127,8 +141,12 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
     await applyTokenPolicies(clients);
     const api = KubernetesObjectApi.makeApiClient(clients.kubeconfig);
 
+    for (const object of YAML.parseAllDocuments(await readFile(WARNING_POLICY, 'utf8')).map((doc) => doc.toJS() as KubernetesObject)) await api.create(object);
+    const probe = { apiVersion: 'storage.k8s.io/v1', kind: 'CSIDriver', metadata: { name: 'probe.csi.example.com' }, spec: { tokenRequests: [{ audience: '' }] } };
+    await waitFor('the API server to apply the warning policy', async () => (await asClusterAdmin('POST', `${csiDrivers}?dryRun=All`, probe)).length > 0, 30_000, 250);
+
     // The cluster's storage, as its administrators set it up.
-    for (const driver of DRIVERS) await api.create({ apiVersion: 'storage.k8s.io/v1', kind: 'CSIDriver', ...driver });
+    for (const driver of DRIVERS) warnings.set(driver.metadata!.name!, await asClusterAdmin('POST', csiDrivers, { apiVersion: 'storage.k8s.io/v1', kind: 'CSIDriver', ...driver }));
     const storageClass = (name: string, provisioner: string, isDefault = false) =>
       api.create({ apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: { name, ...(isDefault ? { annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } } : {}) }, provisioner } as KubernetesObject);
     await storageClass('disk', DISK, true);
@@ -164,6 +182,16 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
     await cp?.stop();
   });
 
+  it('warns the cluster administrator who installs a driver that requests tokens and serves claims, and no one else', function () {
+    assert.deepEqual(warnings.get(DISK), [], 'no tokenRequests');
+    assert.deepEqual(warnings.get(INLINE_ONLY), [], 'inline volumes only');
+    for (const [name, audience] of [[CLOUD, '"sts.example.com"'], [TRUSTED, '"" (the API server\'s own)']] as const) {
+      const [warning] = warnings.get(name)!;
+      assert.ok(warning?.startsWith(`chaperone: CSIDriver ${name} now requests service-account tokens for audience ${audience} and serves claims`), `${name}: ${warning}`);
+      assert.match(warning ?? '', /pods admitted before keep their claims: recreate them/);
+    }
+  });
+
   it('allows every claim while no driver that can serve one requests a token the API server accepts (another audience, inline-only, trusted)', async function () {
     for (const { id, title, volume } of CLAIMS) assertInjected(await create(claimPod(id, volume)), title);
   });
@@ -176,7 +204,10 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
       const stored = await create(claimPod('before-change', { persistentVolumeClaim: { claimName: 'static' } }), false);
       assertInjected(stored, 'the pod admitted before the change');
       admittedBefore = stored.pod!;
-      await setTokenRequests(['']);
+      const [warning, ...more] = await setTokenRequests(['']);
+      assert.equal(more.length, 0);
+      assert.ok(warning?.startsWith(`chaperone: CSIDriver ${CHANGING} now requests service-account tokens for audience "" (the API server's own) and serves claims`), `the administrator is warned: ${warning}`);
+      assert.deepEqual(await setTokenRequests(['']), [], 'the same tokenRequests again: nothing new, no warning');
     });
 
     after(async function () {
