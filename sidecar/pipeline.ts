@@ -76,6 +76,8 @@ export class Pipeline {
   private readonly streaming = new Set<Streaming>();
   /** Upgrade requests from arrival until their connection closes: deciding, relaying, or answered. */
   private upgradesInProgress = 0;
+  /** Forwarded requests whose stream to the API server is still open: settled when it closes. */
+  private readonly upstreamOpen = new WeakMap<RequestRecord, Promise<void>>();
 
   constructor(private readonly options: PipelineOptions) {
     this.http = new HttpForwarder(options.upstream);
@@ -84,7 +86,19 @@ export class Pipeline {
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const record = this.startRecord(req);
-    res.once('close', () => this.finish(record, res.statusCode));
+    // A request left to finish upstream after its client went away is recorded once the API server
+    // settled it (bounded by the upstream timeout), with what the API server answered.
+    res.once('close', () => {
+      const code = res.statusCode;
+      const upstream = this.upstreamOpen.get(record);
+      if (!upstream) return this.finish(record, code);
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.upstreamTimeoutMs)));
+      void Promise.race([upstream, bound]).then(() => {
+        clearTimeout(timer);
+        this.finish(record, code);
+      });
+    });
     this.decide(req, record)
       .then((identityHeaders) => this.forward(req, res, record, identityHeaders))
       .catch((err: unknown) => this.refuse(res, record, err));
@@ -199,6 +213,8 @@ export class Pipeline {
 
     const longRunning = isLongRunning(record.info);
     const started = process.hrtime.bigint();
+    let upstreamClosed = () => undefined as void;
+    const settled = new Promise<void>((resolve) => (upstreamClosed = resolve));
     this.http.forward({
       req,
       res,
@@ -219,7 +235,11 @@ export class Pipeline {
           metrics.openWatches.dec();
         });
       },
-      onStarted: () => (record.forwarded = true),
+      onStarted: () => {
+        record.forwarded = true;
+        this.upstreamOpen.set(record, settled);
+      },
+      onUpstreamClosed: () => upstreamClosed(),
       onBodySent: () => (record.bodySent = true),
       onError: (err) => this.refuse(res, record, err),
     });

@@ -41,6 +41,9 @@ export const ANNOTATIONS = {
   objectRefIncomplete: 'chaperone.dev/object-ref-incomplete',
 } as const;
 
+/** The message of a request its client abandoned before any answer. */
+export const ABANDONED = 'context canceled: the client went away before the request was answered';
+
 /** What the sidecar serves, from its configuration. */
 export interface Served {
   podName?: string | undefined;
@@ -150,8 +153,9 @@ export function responseStatusOf(record: RequestRecord, upstreamCode: number | u
     return { metadata, status, message, reason, ...(details ? { details } : {}), code };
   }
   if (upstreamCode === undefined) {
-    // The connection closed before any answer; the API server records the same in this case.
-    return { metadata: {}, status: 'Success', message: 'Connection closed early', code: 200 };
+    // The client went away and there is no answer (it was not forwarded, or its stream was cut):
+    // the API server records a request whose client's cancellation it notices as a 500.
+    return { metadata: {}, status: 'Failure', message: ABANDONED, reason: 'InternalError', code: 500 };
   }
   const body = upstreamBody as Partial<Record<'kind' | 'status' | 'message' | 'reason', unknown>> & { details?: unknown } | undefined;
   if (body?.kind !== 'Status') return { metadata: {}, code: upstreamCode };

@@ -66,6 +66,8 @@ export interface ForwardRequest {
   onStarted: () => void;
   /** Its whole body (or none) has been handed to that stream. */
   onBodySent: () => void;
+  /** The stream to the API server is over (answered, reset or failed): what it recorded is settled. */
+  onUpstreamClosed?: () => void;
   onResponse: (response: UpstreamResponse) => void;
   onError: (error: Error) => void;
 }
@@ -166,6 +168,11 @@ export class HttpForwarder {
         clearTimeout(timer);
         answered = true;
       }));
+      const opened = stream;
+      // A stream refused and sent again on another connection is not over: its successor is.
+      opened.once('close', () => {
+        if (opened === stream) request.onUpstreamClosed?.();
+      });
     };
     open(false);
     request.onStarted();
@@ -183,9 +190,19 @@ export class HttpForwarder {
       if (bodySent) stream.resume();
       else stream.close(CANCEL);
     });
-    // The client went away, or the sidecar ended the stream (shutdown): nothing more is wanted.
+    // The client went away, or the sidecar ended the stream (shutdown). A request sent whole and not
+    // yet answered is left to finish, as when it timed out: the API server then records what it
+    // did, not a cancellation, and its answer (read and dropped) tells the audit event the same;
+    // bounded by the upstream timeout. Anything else is cut.
     res.once('close', () => {
-      if (!stream.closed && !(timedOut && bodySent)) stream.close(CANCEL);
+      if (stream.closed || (timedOut && bodySent)) return;
+      if (bodySent && !answered && !request.longRunning) {
+        setTimeout(() => {
+          if (!stream.closed) stream.close(CANCEL);
+        }, request.timeoutMs).unref();
+        return;
+      }
+      stream.close(CANCEL);
     });
     if (body === 'stream') {
       this.sendBody(request, stream!, sent);
@@ -230,7 +247,7 @@ export class HttpForwarder {
     if (res.writableEnded) return void stream.resume();
     const statusCode = Number(headers[':status']);
     request.onResponse({ statusCode, headers, body: stream });
-    if (res.destroyed) return;
+    if (res.destroyed) return void stream.resume();
     res.writeHead(statusCode, responseHeaders(headers));
     if (request.longRunning) res.flushHeaders();
     // A response the API server did not finish (it went away, it reset the stream) is cut for the

@@ -127,7 +127,11 @@ describe('sidecar/audit/event', function () {
       code: 404,
     });
     assert.deepEqual(responseStatusOf(record, 200, { kind: 'PodList' }), { metadata: {}, code: 200 });
-    assert.deepEqual(responseStatusOf(recordFor('GET', '/api'), undefined, undefined), { metadata: {}, status: 'Success', message: 'Connection closed early', code: 200 });
+    assert.deepEqual(
+      responseStatusOf(recordFor('GET', '/api'), undefined, undefined),
+      { metadata: {}, status: 'Failure', message: 'context canceled: the client went away before the request was answered', reason: 'InternalError', code: 500 },
+      'abandoned with no answer: never a success',
+    );
   });
 
   it('carries the request object at Request level only, completing objectRef from it at every level as LogRequestObject does', function () {
