@@ -51,6 +51,7 @@ const USERS = {
   limits: 'redteam3-limits',
   binder: 'redteam3-rolebindings',
   binding: 'redteam3-pods-binding',
+  misc: 'redteam3-misc',
 } as const;
 type Who = keyof typeof USERS;
 
@@ -60,6 +61,12 @@ const NARROW: Partial<Record<Who, { apiGroups: string[]; resources: string[]; ve
   limits: { apiGroups: [''], resources: ['limitranges', 'resourcequotas'], verbs: ['get', 'list', 'create', 'update', 'patch', 'delete'], canI: ['create', 'limitranges'] },
   binder: { apiGroups: ['rbac.authorization.k8s.io'], resources: ['rolebindings'], verbs: ['get', 'list', 'create', 'update', 'patch'], canI: ['create', 'rolebindings.rbac.authorization.k8s.io'] },
   binding: { apiGroups: [''], resources: ['pods/binding'], verbs: ['create'], canI: ['create', 'pods', '--subresource=binding'] },
+  misc: {
+    apiGroups: ['', 'discovery.k8s.io', 'events.k8s.io', 'coordination.k8s.io'],
+    resources: ['endpoints', 'endpointslices', 'events', 'leases', 'podtemplates'],
+    verbs: ['get', 'list', 'create', 'update', 'patch', 'delete'],
+    canI: ['create', 'leases.coordination.k8s.io'],
+  },
 };
 
 interface Response {
@@ -300,6 +307,26 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
       const referenced = (pod.spec?.volumes ?? []).flatMap((v) => [v.configMap?.name, v.secret?.secretName, ...(v.projected?.sources ?? []).map((s) => s.configMap?.name)]).filter((n) => n !== undefined);
       assert.deepEqual([...new Set(referenced)].sort(), ['chaperone-ca', 'chaperone-serving']);
       assert.deepEqual((await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace: ns })).data, cm.data, 'chaperone-ca unchanged');
+    });
+
+    it('Endpoints and an EndpointSlice for a Service named kubernetes, an Event and a Lease in the injector’s name, a PodTemplate with a chaperone container (a role of these alone): no sidecar changes', async function () {
+      const before = sidecarOf(await injectedPod('before-misc'))!;
+      const objects: [string, Record<string, unknown>][] = [
+        [`/api/v1/namespaces/${ns}/endpoints`, { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'kubernetes' }, subsets: [{ addresses: [{ ip: '10.66.6.6' }], ports: [{ name: 'https', port: 443 }] }] }],
+        [`/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`, {
+          apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'kubernetes-evil', labels: { 'kubernetes.io/service-name': 'kubernetes' } },
+          addressType: 'IPv4', endpoints: [{ addresses: ['10.66.6.6'] }], ports: [{ name: 'https', port: 443, protocol: 'TCP' }],
+        }],
+        [`/apis/events.k8s.io/v1/namespaces/${ns}/events`, {
+          apiVersion: 'events.k8s.io/v1', kind: 'Event', metadata: { generateName: 'chaperone-' }, eventTime: new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z'), action: 'Inject', reason: 'Injected',
+          reportingController: 'chaperone.dev/injector', reportingInstance: 'chaperone-injector', regarding: { apiVersion: 'v1', kind: 'Pod', name: 'before-misc', namespace: ns }, note: 'sidecar image ghcr.io/attacker/steal:1', type: 'Normal',
+        }],
+        [`/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'chaperone-injector' }, spec: { holderIdentity: 'evil', leaseDurationSeconds: 3600 } }],
+        [`/api/v1/namespaces/${ns}/podtemplates`, { apiVersion: 'v1', kind: 'PodTemplate', metadata: { name: 'chaperone' }, template: { spec: { containers: [{ name: 'chaperone', image: EVIL, args: ['--anonymous'] }] } } }],
+      ];
+      for (const [url, body] of objects) created(await as('misc', `${body.kind as string} of hers`, 'POST', url, body), body.kind as string);
+      const after = sidecarOf(await injectedPod('after-misc'))!;
+      assert.deepEqual(after, before, 'the same sidecar: the injector reads none of these, and the sidecar’s upstream is pinned');
     });
 
     it('another mutating webhook after the injector, writing what a pod’s annotations say into every container (reinvocationPolicy Never): the injector, reinvoked, puts its own sidecar back, and refuses the token in the dashboard', async function () {
