@@ -48,10 +48,15 @@ export function presetPatch(pod: V1Pod): object[] {
 
 /**
  * Serves the webhook on a free port of 127.0.0.1 and registers it for pod creation in the namespaces
- * carrying the label, after the injector (configurations run in the order of their names), with the
- * reinvocation policy given.
+ * carrying the label, with the reinvocation policy given, named to run after chaperone's injector
+ * (configurations run in the order of their names: chaperone-injector-*) or before it.
  */
-export async function startPresetWebhook(admission: AdmissionregistrationV1Api, label: [string, string], reinvocationPolicy: 'IfNeeded' | 'Never'): Promise<PresetWebhook> {
+export async function startPresetWebhook(
+  admission: AdmissionregistrationV1Api,
+  label: [string, string],
+  reinvocationPolicy: 'IfNeeded' | 'Never',
+  runs: 'after' | 'before' = 'after',
+): Promise<PresetWebhook> {
   const ca = createCA({ commonName: 'preset-webhook-ca' });
   const serving = issueCertificate(ca, { commonName: 'preset-webhook', usage: 'server', ipAddresses: ['127.0.0.1'] });
   const server: Server = createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
@@ -67,7 +72,7 @@ export async function startPresetWebhook(admission: AdmissionregistrationV1Api, 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  const configuration = `zz-preset-${randomBytes(4).toString('hex')}`;
+  const configuration = `${runs === 'after' ? 'zz' : 'aa'}-preset-${randomBytes(4).toString('hex')}`;
   const body: V1MutatingWebhookConfiguration = {
     metadata: { name: configuration },
     webhooks: [

@@ -329,21 +329,23 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
       assert.deepEqual(after, before, 'the same sidecar: the injector reads none of these, and the sidecar’s upstream is pinned');
     });
 
-    it('another mutating webhook after the injector, writing what a pod’s annotations say into every container (reinvocationPolicy Never): the injector, reinvoked, puts its own sidecar back, and refuses the token in the dashboard', async function () {
-      // With reinvocationPolicy IfNeeded the other webhook has the last word: containment-red-team-3-open.test.ts.
-      const preset = await startPresetWebhook(installation.admission, installation.runLabel, 'Never');
-      try {
-        const pod = async (name: string, annotations: Record<string, string>) =>
-          as('edit', `another webhook's annotations: ${name}`, 'POST', `${podsPath()}?dryRun=All`, { apiVersion: 'v1', kind: 'Pod', metadata: { name, annotations }, spec: { containers: [{ name: 'dashboard', image: IMAGE }] } });
-        const env = await pod('preset-env', { [`${ENV_ANNOTATION_PREFIX}CHAPERONE_OIDC_ISSUER_URL`]: 'https://evil.example.com', [`${ENV_ANNOTATION_PREFIX}CHAPERONE_ANONYMOUS`]: 'true' });
-        const stored = created(env, 'env') as V1Pod;
-        assert.ok(stored.spec!.containers.find((c) => c.name === 'dashboard')!.env!.some((e) => e.name === 'CHAPERONE_ANONYMOUS'), 'the other webhook ran');
-        assert.deepEqual(sidecarOf(stored)!.env!.map((e) => e.name), ['CHAPERONE_POD_NAME', 'CHAPERONE_POD_NAMESPACE'], "the injector's sidecar, put back");
-        refused(await pod('preset-mount', { [`${MOUNT_ANNOTATION_PREFIX}chaperone-upstream`]: '/stolen' }), /chaperone refuses this pod: container dashboard mounts volume chaperone-upstream/, 'the token in the dashboard');
-      } finally {
-        await preset.stop();
-      }
-    });
+    for (const [runs, policy] of [['after', 'Never'], ['before', 'IfNeeded']] as const) {
+      it(`another mutating webhook ${runs} the injector (reinvocationPolicy ${policy}), writing what a pod’s annotations say into every container: the injector has the last word on its sidecar, and refuses the token in the dashboard`, async function () {
+        // After it, with IfNeeded, the other webhook has the last word: containment-red-team-3-open.test.ts.
+        const preset = await startPresetWebhook(installation.admission, installation.runLabel, policy, runs);
+        try {
+          const pod = async (name: string, annotations: Record<string, string>) =>
+            as('edit', `another webhook's annotations (${runs}, ${policy}): ${name}`, 'POST', `${podsPath()}?dryRun=All`, { apiVersion: 'v1', kind: 'Pod', metadata: { name, annotations }, spec: { containers: [{ name: 'dashboard', image: IMAGE }] } });
+          const env = await pod('preset-env', { [`${ENV_ANNOTATION_PREFIX}CHAPERONE_OIDC_ISSUER_URL`]: 'https://evil.example.com', [`${ENV_ANNOTATION_PREFIX}CHAPERONE_ANONYMOUS`]: 'true' });
+          const stored = created(env, 'env') as V1Pod;
+          assert.ok(stored.spec!.containers.find((c) => c.name === 'dashboard')!.env!.some((e) => e.name === 'CHAPERONE_ANONYMOUS'), 'the other webhook ran');
+          assert.deepEqual(sidecarOf(stored)!.env!.map((e) => e.name), ['CHAPERONE_POD_NAME', 'CHAPERONE_POD_NAMESPACE'], "the injector's sidecar");
+          refused(await pod('preset-mount', { [`${MOUNT_ANNOTATION_PREFIX}chaperone-upstream`]: '/stolen' }), /chaperone refuses this pod: container dashboard mounts volume chaperone-upstream/, 'the token in the dashboard');
+        } finally {
+          await preset.stop();
+        }
+      });
+    }
   });
 
   describe('RBAC and TokenRequest side doors', function () {
