@@ -33,9 +33,22 @@ export interface TokenDriver {
   audiences: string[];
 }
 
-/** The pod's volumes that are claims: a persistentVolumeClaim, or a generic ephemeral volume (a claim made from its template). */
+/**
+ * In-tree volume types the kubelet publishes through a CSI driver (CSI migration, k8s.io/csi-translation-lib),
+ * as it publishes a claim's volume: with the tokens its CSIDriver requests. Inline in a pod, too.
+ */
+const MIGRATED_TO_CSI = ['awsElasticBlockStore', 'azureDisk', 'azureFile', 'cinder', 'gcePersistentDisk', 'portworxVolume', 'rbd', 'vsphereVolume'] as const;
+
+function migratedType(volume: V1Volume): string | undefined {
+  return MIGRATED_TO_CSI.find((type) => volume[type] !== undefined);
+}
+
+/**
+ * The pod's volumes a CSI driver publishes as it publishes a claim: a persistentVolumeClaim, a generic
+ * ephemeral volume (a claim made from its template), and an in-tree type migrated to CSI.
+ */
 export function claimVolumes(spec: V1PodSpec): V1Volume[] {
-  return (spec.volumes ?? []).filter((volume) => volume.persistentVolumeClaim !== undefined || volume.ephemeral !== undefined);
+  return (spec.volumes ?? []).filter((volume) => volume.persistentVolumeClaim !== undefined || volume.ephemeral !== undefined || migratedType(volume) !== undefined);
 }
 
 /**
@@ -60,7 +73,9 @@ function describe(driver: TokenDriver): string {
 }
 
 function claimOf(volume: V1Volume): string {
-  return volume.persistentVolumeClaim ? `volume ${volume.name} (claim ${volume.persistentVolumeClaim.claimName})` : `volume ${volume.name} (a generic ephemeral volume)`;
+  if (volume.persistentVolumeClaim) return `volume ${volume.name} (claim ${volume.persistentVolumeClaim.claimName})`;
+  if (volume.ephemeral) return `volume ${volume.name} (a generic ephemeral volume)`;
+  return `volume ${volume.name} (${migratedType(volume)!}, which the kubelet publishes through its CSI driver)`;
 }
 
 /**

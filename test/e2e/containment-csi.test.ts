@@ -75,6 +75,7 @@ const CLAIMS: { id: string; title: string; volume: Omit<V1Volume, 'name'> }[] = 
   { id: 'trusted', title: 'a claim of the class whose driver the injector trusts', volume: { persistentVolumeClaim: { claimName: 'trusted' } } },
   { id: 'ephemeral-default', title: 'a generic ephemeral volume of the default class', volume: template({}) },
   { id: 'ephemeral-static', title: 'a generic ephemeral volume that names the static PV', volume: template({ storageClassName: '', volumeName: 'static' }) },
+  { id: 'in-tree', title: 'an inline in-tree awsElasticBlockStore volume (CSI migration publishes it through a CSI driver)', volume: { awsElasticBlockStore: { volumeID: 'vol-1' } } },
 ];
 
 describe('containment: claims served by a CSI driver that requests tokens (real API server, the shipped policies and RBAC)', function () {

@@ -36,9 +36,18 @@ async function denialOf(promise: Promise<unknown>): Promise<Denial> {
 
 describe('injector: claims in pods that run as the scoped account (csi-claim-in-scoped-pod)', function () {
   describe('claimVolumes', function () {
-    it('is the persistentVolumeClaim and generic ephemeral volumes, nothing else', function () {
-      const volumes: V1Volume[] = [claim, ephemeral, { name: 'tmp', emptyDir: {} }, { name: 'cfg', configMap: { name: 'x' } }, { name: 'inline', csi: { driver: 'x' } }];
-      assert.deepEqual(claimVolumes({ containers: [], volumes }).map((v) => v.name), ['data', 'scratch']);
+    it('is the persistentVolumeClaim and generic ephemeral volumes, and in-tree types migrated to CSI; nothing else', function () {
+      const volumes: V1Volume[] = [
+        claim,
+        ephemeral,
+        { name: 'ebs', awsElasticBlockStore: { volumeID: 'vol-1' } },
+        { name: 'share', azureFile: { secretName: 's', shareName: 'x' } },
+        { name: 'tmp', emptyDir: {} },
+        { name: 'cfg', configMap: { name: 'x' } },
+        { name: 'nfs', nfs: { server: 'n', path: '/' } },
+        { name: 'inline', csi: { driver: 'x' } },
+      ];
+      assert.deepEqual(claimVolumes({ containers: [], volumes }).map((v) => v.name), ['data', 'scratch', 'ebs', 'share']);
       assert.deepEqual(claimVolumes({ containers: [] }), []);
     });
   });
@@ -117,11 +126,11 @@ describe('injector: claims in pods that run as the scoped account (csi-claim-in-
     });
 
     it('refuses every claim while a token driver exists, whatever the claim names, naming the rule, the volumes and the driver', async function () {
-      const denial = await denialOf(refuseTokenClaims(spec(claim, ephemeral), dangerous, []));
+      const denial = await denialOf(refuseTokenClaims(spec(claim, ephemeral, { name: 'ebs', awsElasticBlockStore: { volumeID: 'vol-1' } }), dangerous, []));
       assert.equal(denial.code, 403);
       assert.match(
         denial.message,
-        /^chaperone refuses this pod: chaperone rule csi-claim-in-scoped-pod: the pod runs as the scoped service account and has volume data \(claim data\), volume scratch \(a generic ephemeral volume\): the CSIDriver tokens\.csi\.example\.com \(audience "", the API server's own\) requests tokens/,
+        /^chaperone refuses this pod: chaperone rule csi-claim-in-scoped-pod: the pod runs as the scoped service account and has volume data \(claim data\), volume scratch \(a generic ephemeral volume\), volume ebs \(awsElasticBlockStore, which the kubelet publishes through its CSI driver\): the CSIDriver tokens\.csi\.example\.com \(audience "", the API server's own\) requests tokens/,
       );
       assert.match(denial.message, /--trusted-csi-drivers/);
     });
