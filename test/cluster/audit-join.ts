@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { PROBE_USER } from '../../injector/provision/cluster-support.js';
+import { checkAuditSchema, formatSchemaProblems } from './audit-schema.js';
 
 // ---- the events, as far as the join reads them ----
 
@@ -561,8 +562,18 @@ export interface RunJoinResult {
   dir: string;
 }
 
-/** Joins every control plane's audit log of this run with its sidecars' logs; undefined when no control plane ran. */
-export async function runAuditJoin(): Promise<RunJoinResult | undefined> {
+/** The files a sidecar's events are in, once sidecarRecords has read them. */
+function sidecarEventFiles(reg: Registry, entry: SidecarEntry): string[] {
+  if (reg.readers.has(entry.id)) return [path.join(reg.dir, entry.id, 'audit.jsonl')];
+  return entry.preserved ? [entry.preserved] : entry.file ? sidecarFiles(entry.file) : [];
+}
+
+/**
+ * Joins every control plane's audit log of this run with its sidecars' logs, and decodes every
+ * sidecar event strictly with the API server's Go types (audit-schema.ts; checkSchema: false leaves
+ * that out); undefined when no control plane ran.
+ */
+export async function runAuditJoin(options: { checkSchema?: boolean } = {}): Promise<RunJoinResult | undefined> {
   const reg = registry();
   if (!reg) return undefined;
   const entries = loadEntries(reg);
@@ -608,6 +619,14 @@ export async function runAuditJoin(): Promise<RunJoinResult | undefined> {
       ok = false;
       lines.push(formatMismatches(result.mismatches));
       every.push(`${cp.label}:`, formatMismatches(result.mismatches, Infinity));
+    }
+  }
+  if (options.checkSchema !== false) {
+    const schema = await checkAuditSchema(sidecars.flatMap((sidecar) => sidecarEventFiles(reg, sidecar)));
+    lines.push(`${schema.events} sidecar events decoded strictly with the API server's Go types (test/fixtures/audit-checker): ${schema.problems.length} problems`);
+    if (schema.problems.length > 0) {
+      ok = false;
+      lines.push(formatSchemaProblems(schema.problems));
     }
   }
   const unused = [...declared].filter(([id]) => !declaredUsed.has(id));

@@ -329,33 +329,51 @@ export async function buildControlPlaneBinaries(log: (line: string) => void = st
   log(`Kubernetes ${KUBERNETES_VERSION} and etcd ${etcdVersion} are ready in ${bin}`);
 }
 
-/** test/fixtures/cel-oracle: a Go program that evaluates CEL as the API server's JWT authenticator does. */
-const CEL_ORACLE_SOURCE = fileURLToPath(new URL('../fixtures/cel-oracle/', import.meta.url));
-const CEL_ORACLE_FILES = ['go.mod', 'go.sum', 'main.go'];
+/** A small Go program of test/fixtures/<name> (go.mod, go.sum, main.go) that tests run as an oracle. */
+interface GoFixture {
+  name: string;
+  /** The environment variable that names a binary to use instead. */
+  envVar: string;
+  /** What it is, for the build log. */
+  what: string;
+}
+
+const GO_FIXTURE_FILES = ['go.mod', 'go.sum', 'main.go'];
 
 /**
- * The CEL oracle, built once per version of its source (go.mod, go.sum, main.go) into the cache
- * beside the control plane: CHAPERONE_CEL_ORACLE, else the cache, else a fresh build.
+ * A Go fixture, built once per version of its source into the cache beside the control plane:
+ * the environment variable, else the cache, else a fresh build.
  */
-export async function ensureCelOracle(log: (line: string) => void = stderrLine): Promise<string> {
-  const fromEnv = process.env.CHAPERONE_CEL_ORACLE;
+async function ensureGoFixture(fixture: GoFixture, log: (line: string) => void): Promise<string> {
+  const fromEnv = process.env[fixture.envVar];
   if (fromEnv) {
-    if (!isExecutable(fromEnv)) throw new Error(`CHAPERONE_CEL_ORACLE=${fromEnv} is not an executable file.`);
+    if (!isExecutable(fromEnv)) throw new Error(`${fixture.envVar}=${fromEnv} is not an executable file.`);
     return fromEnv;
   }
+  const source = fileURLToPath(new URL(`../fixtures/${fixture.name}/`, import.meta.url));
   const hash = createHash('sha256');
-  for (const file of CEL_ORACLE_FILES) hash.update(file).update('\0').update(await readFile(path.join(CEL_ORACLE_SOURCE, file)));
-  const dir = path.join(cacheRoot(), 'cel-oracle');
-  const binary = path.join(dir, `cel-oracle-${hash.digest('hex').slice(0, 16)}`);
+  for (const file of GO_FIXTURE_FILES) hash.update(file).update('\0').update(await readFile(path.join(source, file)));
+  const dir = path.join(cacheRoot(), fixture.name);
+  const binary = path.join(dir, `${fixture.name}-${hash.digest('hex').slice(0, 16)}`);
   if (isExecutable(binary)) return binary;
   await mkdir(dir, { recursive: true });
   const partial = `${binary}.partial-${process.pid}`;
-  log(`building the CEL oracle (test/fixtures/cel-oracle, k8s.io/apiserver ${stagingVersion(KUBERNETES_VERSION)}) into ${dir}`);
+  log(`building ${fixture.what} (test/fixtures/${fixture.name}, k8s.io/apiserver ${stagingVersion(KUBERNETES_VERSION)}) into ${dir}`);
   const started = Date.now();
   // -mod=readonly: the committed go.mod and go.sum are the whole recipe; the build never edits them.
   const env = { ...process.env, GOFLAGS: '-mod=readonly', CGO_ENABLED: '0' };
-  await go({ cwd: CEL_ORACLE_SOURCE, env, log }, ['build', '-trimpath', '-o', partial, '.'], 'compiling the CEL oracle');
+  await go({ cwd: source, env, log }, ['build', '-trimpath', '-o', partial, '.'], `compiling ${fixture.what}`);
   await rename(partial, binary);
-  log(`compiled the CEL oracle in ${Math.round((Date.now() - started) / 1000)}s`);
+  log(`compiled ${fixture.what} in ${Math.round((Date.now() - started) / 1000)}s`);
   return binary;
+}
+
+/** test/fixtures/cel-oracle: a Go program that evaluates CEL as the API server's JWT authenticator does (CHAPERONE_CEL_ORACLE). */
+export function ensureCelOracle(log: (line: string) => void = stderrLine): Promise<string> {
+  return ensureGoFixture({ name: 'cel-oracle', envVar: 'CHAPERONE_CEL_ORACLE', what: 'the CEL oracle' }, log);
+}
+
+/** test/fixtures/audit-checker: decodes audit events strictly with the API server's Go types (CHAPERONE_AUDIT_CHECKER). */
+export function ensureAuditChecker(log: (line: string) => void = stderrLine): Promise<string> {
+  return ensureGoFixture({ name: 'audit-checker', envVar: 'CHAPERONE_AUDIT_CHECKER', what: 'the audit checker' }, log);
 }

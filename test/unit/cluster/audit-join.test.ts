@@ -182,6 +182,12 @@ describe('the audit join', function () {
       assert.deepEqual(kinds(result), ['no sidecar event']);
     });
 
+    it("a read of a Secret outside the injector's namespace, though the sidecar's own reads of its installation configuration are its own calls", function () {
+      const read = (namespace: string) => ({ impersonatedUser: undefined, verb: 'get', requestURI: `/api/v1/namespaces/${namespace}/secrets/chaperone-sidecar-config`, objectRef: { resource: 'secrets', namespace, name: 'chaperone-sidecar-config', apiVersion: 'v1' } });
+      assert.deepEqual(kinds(join([apiServer(nextId(), read('team-a'))], [])), ['no sidecar event']);
+      assert.deepEqual(kinds(join([apiServer(nextId(), read('chaperone-system-1f2e3d4c'))], [])), []);
+    });
+
     it('a request under the scoped account without impersonation that carries a sidecar auditID', function () {
       const id = nextId();
       assert.deepEqual(kinds(join([apiServer(id, { impersonatedUser: undefined })], [sidecar(id)])), ['not impersonated']);
@@ -282,7 +288,7 @@ describe('the audit join', function () {
 
     const lines = (events: JoinEvent[]) => events.map((e) => `${JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...e })}\n`).join('');
 
-    async function run(apiServerEvents: JoinEvent[], sidecarEvents: JoinEvent[]) {
+    async function run(apiServerEvents: JoinEvent[], sidecarEvents: JoinEvent[], options: { checkSchema?: boolean } = { checkSchema: false }) {
       registerControlPlane({ dir: cpDir, url: 'https://127.0.0.1:1' });
       await writeFile(path.join(cpDir, 'audit.log'), lines(apiServerEvents));
       await writeFile(sidecarFile, lines(sidecarEvents));
@@ -291,7 +297,7 @@ describe('the audit join', function () {
       await preserveControlPlaneLog({ dir: cpDir });
       await rm(sidecarFile);
       await rm(cpDir, { recursive: true });
-      return runAuditJoin();
+      return runAuditJoin(options);
     }
 
     it('passes when every request joins', async function () {
@@ -317,10 +323,26 @@ describe('the audit join', function () {
       assert.match(result.report, /1 declared auditIDs were not found .*never sent/);
     });
 
+    it('decodes every sidecar event with the API server\'s Go types, and fails on one they refuse (test/fixtures/audit-checker)', async function () {
+      this.timeout(5 * 60_000); // the checker is built from the Go module proxy on first use
+      const complete = (id: string, more: Record<string, unknown> = {}) =>
+        ({ ...sidecar(id).event, level: 'Metadata', requestReceivedTimestamp: '2026-01-02T15:04:05.123456Z', stageTimestamp: '2026-01-02T15:04:05.223456Z', ...more }) as JoinEvent;
+      const id = nextId();
+      const good = await run([apiServer(id)], [complete(id)], {});
+      assert.equal(good?.ok, true, good?.report);
+      assert.match(good.report, /1 sidecar events decoded strictly with the API server's Go types \(test\/fixtures\/audit-checker\): 0 problems/);
+      await mkdir(cpDir, { recursive: true });
+      const other = nextId();
+      const bad = await run([apiServer(other)], [complete(other, { user: { username: 'alice', userName: 'alice' }, stage: 'Finished' })], {});
+      assert.equal(bad?.ok, false);
+      assert.match(bad.report, /1 problems\n- 1 × unknown field "user.userName"/);
+      assert.match(bad.report, /- 1 × unknown field "user.userName"\n  \S+audit\.jsonl:1$/m, 'where it is');
+    });
+
     it('fails when a control plane\'s log is gone', async function () {
       registerControlPlane({ dir: cpDir, url: 'https://127.0.0.1:1' });
       await rm(cpDir, { recursive: true });
-      const result = await runAuditJoin();
+      const result = await runAuditJoin({ checkSchema: false });
       assert.equal(result?.ok, false);
       assert.match(result.report, /its audit log is gone/);
     });
