@@ -98,10 +98,11 @@ export async function refuseTokenClaims(spec: V1PodSpec, lookup: CsiTokenLookup 
   const audiences = facts.apiAudiences === undefined ? ' (chaperone cannot tell which audiences the API server accepts, so it counts every one)' : '';
   throw new Denial(
     'Forbidden',
-    `chaperone refuses this pod: ${rule}: the CSIDriver ${drivers.map(describe).join(', ')} requests tokens of the pods whose volumes it publishes${audiences}, ` +
-      `and a claim can end up served by it (one not bound yet binds later; until the pod is scheduled, a claim can be deleted and made again), so the kubelet would hand it ` +
+    `chaperone refuses this pod: ${rule}: ${drivers.length === 1 ? 'the CSIDriver' : 'the CSIDrivers'} ${drivers.map(describe).join(', ')} ` +
+      `${drivers.length === 1 ? 'requests' : 'request'} tokens of the pods whose volumes ${drivers.length === 1 ? 'it publishes' : 'they publish'}${audiences}, ` +
+      `and a claim can end up served by ${drivers.length === 1 ? 'it' : 'any of them'} (one not bound yet binds later; until the pod is scheduled, a claim can be deleted and made again), so the kubelet would hand it ` +
       `a token of chaperone-impersonator, which can impersonate people; use no claim in this pod (an emptyDir, a configMap or a secret volume), ` +
-      `or have a cluster administrator name the driver in the injector's --trusted-csi-drivers`,
+      `or have a cluster administrator name the ${drivers.length === 1 ? 'driver' : 'drivers'} in the injector's --trusted-csi-drivers`,
   );
 }
 

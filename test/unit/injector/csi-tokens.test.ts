@@ -135,6 +135,13 @@ describe('injector: claims in pods that run as the scoped account (csi-claim-in-
       assert.match(denial.message, /--trusted-csi-drivers/);
     });
 
+    it('names every driver that counts', async function () {
+      const two = facts([driver('a.example.com', { tokenRequests: [{ audience: '' }] }), driver('b.example.com', { tokenRequests: [{ audience: API }] })]);
+      const denial = await denialOf(refuseTokenClaims(spec(claim), two, []));
+      assert.match(denial.message, new RegExp(`: the CSIDrivers a\\.example\\.com \\(audience "", the API server's own\\), b\\.example\\.com \\(audience "${API.replaceAll('.', '\\.')}"\\) request tokens of the pods whose volumes they publish`));
+      assert.match(denial.message, /name the drivers in the injector's --trusted-csi-drivers$/);
+    });
+
     it('allows claims when no driver counts, or the one that does is trusted', async function () {
       await refuseTokenClaims(spec(claim), facts([driver('plain'), driver('cloud', { tokenRequests: [{ audience: 'sts.example.com' }] })]), []);
       await refuseTokenClaims(spec(claim), dangerous, ['tokens.csi.example.com']);
