@@ -116,6 +116,11 @@ export const injectorConfigSpec = defineSpec({
       description: 'native: an init container with restartPolicy Always, started and ready before the dashboard; classic: an ordinary container, for clusters without native sidecars.',
     }),
     authenticators: option(authenticators(), { default: ['client-cert'], description: "How the sidecar authenticates people, unless the namespace's chaperone.dev/authenticators annotation says otherwise (a pod cannot)." }),
+    sidecarConfig: option(str(), {
+      default: 'chaperone-sidecar-config',
+      description:
+        "The Secret in the injector's namespace holding the installation's sidecar configuration (sidecar.yaml and the files it names: how people sign in), unless the namespace's chaperone.dev/sidecar-config annotation names another there (a pod cannot). Validated before a pod gets it; the sidecars read it from the API server and follow its changes. While the default one does not exist, sidecars use the injector's flags alone.",
+    }),
     oidcIssuerUrl: option(httpsUrl(), { description: "The OpenID issuer the sidecar trusts, when the oidc authenticator is on, unless the namespace's chaperone.dev/oidc-issuer-url annotation says otherwise (a pod cannot).", example: 'https://accounts.example.com' }),
     oidcClientId: option(str(), { description: "The client ID OIDC tokens must be issued for, when the oidc authenticator is on, unless the namespace's chaperone.dev/oidc-client-id annotation says otherwise (a pod cannot).", example: 'headlamp' }),
     readOnly: option(bool(), { default: false, description: "Let people only read (get, list, watch) through the sidecar; a pod's chaperone.dev/read-only may turn it on, never off." }),
@@ -219,6 +224,7 @@ export const CONTROLLER_OPTION_KEYS = [
   'caPropagationDelay',
   'caOverlap',
   'impersonatorRole',
+  'sidecarConfig',
   'impersonationMode',
   'impersonationGroups',
   'impersonationExtras',

@@ -43,6 +43,7 @@ export function provisioningNames(config: InjectorConfig): ProvisioningNames {
     servingSecret: config.servingSecret,
     caConfigMap: config.caConfigMap,
     impersonatorRole: config.impersonatorRole,
+    sidecarConfig: config.sidecarConfig,
   };
 }
 

@@ -10,6 +10,7 @@ import type { InjectorConfig } from './config.js';
 import { startController, type Controller } from './controller.js';
 import { csiTokensFromApi, type CsiTokenLookup } from './csi-tokens.js';
 import { Denial } from './denial.js';
+import { installationConfigsFromApi, type InstallationConfigs } from './installation-config.js';
 import { kubeConfigFrom, LOOKUP_TIMEOUT_MS, namespaceLabelsFromApi } from './namespaces.js';
 import type { NamespaceLabels } from './review.js';
 import { startInjectorServer } from './server.js';
@@ -24,6 +25,8 @@ export interface InjectorDependencies {
   namespaceLabels?: NamespaceLabels;
   /** Without it, CSIDrivers are read with the injector's own kubeconfig. */
   csiTokens?: CsiTokenLookup;
+  /** Without it, the installation configurations are read with the injector's own kubeconfig. */
+  installationConfigs?: InstallationConfigs;
   /** A controller started elsewhere (tests): used, and left running on stop. Without it the injector starts its own. */
   controller?: Controller;
 }
@@ -81,6 +84,7 @@ export async function startInjector(
   config = { ...config, sidecarUpstream: config.sidecarUpstream ?? ownApiServer(config.kubeconfig) };
   const namespaceLabels = dependencies.namespaceLabels ?? fromOwnKubeConfig(config.kubeconfig, namespaceLabelsFromApi);
   const csiTokens = dependencies.csiTokens ?? fromOwnKubeConfig(config.kubeconfig, (loaded) => csiTokensFromApi(loaded, LOOKUP_TIMEOUT_MS));
+  const installationConfigs = dependencies.installationConfigs ?? fromOwnKubeConfig(config.kubeconfig, (loaded) => installationConfigsFromApi(loaded, config.namespace, LOOKUP_TIMEOUT_MS));
   const controller = dependencies.controller ?? ownController(config, log);
   const stopController = dependencies.controller ? () => Promise.resolve() : () => controller.stop();
 
@@ -103,7 +107,7 @@ export async function startInjector(
     server = await startInjectorServer(
       files,
       config.listen,
-      { config, namespaceLabels, provisioning: (namespace) => controller.provisioningStatus(namespace), csiTokens, log },
+      { config, namespaceLabels, provisioning: (namespace) => controller.provisioningStatus(namespace), csiTokens, installationConfigs, log },
       log,
     );
   } catch (err) {

@@ -13,6 +13,7 @@ import {
   SIDECAR_NAME,
   sidecarContainer,
   TOKEN_VOLUME,
+  INSTALLATION_VOLUME,
 } from './proxy.js';
 import type { InjectionSettings } from './settings.js';
 
@@ -104,11 +105,11 @@ export function refuseUnsafe(spec: V1PodSpec): void {
     if (violation) throw new Denial('Forbidden', `chaperone refuses this pod: chaperone rule ${violation.rule}: the pod runs as the scoped service account and has ${violation.why}`);
   }
   // TOKEN_VOLUME even when the pod has no such volume yet: a mount of it would be completed by ours.
-  const tokenVolumes = new Set([TOKEN_VOLUME, ...(spec.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
+  const tokenVolumes = new Set([TOKEN_VOLUME, INSTALLATION_VOLUME, ...(spec.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
   for (const container of appContainers(spec)) {
     for (const mount of container.volumeMounts ?? []) {
       if (tokenVolumes.has(mount.name)) {
-        forbid(`container ${container.name} mounts volume ${mount.name}, which holds a service-account token (the pod runs as the scoped service account)`);
+        forbid(`container ${container.name} mounts volume ${mount.name}, which holds a service-account token or what the sidecar trusts (the pod runs as the scoped service account)`);
       }
     }
     if ((container as { targetContainerName?: string }).targetContainerName === SIDECAR_NAME) {
@@ -180,14 +181,14 @@ export function refuseUnsafeEphemeral(stored: V1PodSpec, added: V1EphemeralConta
   const forbid = (why: string) => {
     throw new Denial('Forbidden', `chaperone refuses this ephemeral container: ${why}; the sidecar's service-account token can impersonate people, and only the sidecar may hold it`);
   };
-  const tokenVolumes = new Set([TOKEN_VOLUME, ...(stored.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
+  const tokenVolumes = new Set([TOKEN_VOLUME, INSTALLATION_VOLUME, ...(stored.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
   const credentialVolumes = new Map((stored.volumes ?? []).flatMap((volume) => {
     const violation = credentialVolumeViolation(volume);
     return violation ? [[volume.name, violation] as const] : [];
   }));
   for (const container of added) {
     for (const mount of container.volumeMounts ?? []) {
-      if (tokenVolumes.has(mount.name)) forbid(`ephemeral container ${container.name} mounts volume ${mount.name}, which holds the scoped service account's token`);
+      if (tokenVolumes.has(mount.name)) forbid(`ephemeral container ${container.name} mounts volume ${mount.name}, which holds the scoped service account's token or what the sidecar trusts`);
       const violation = credentialVolumes.get(mount.name);
       if (violation) forbid(`chaperone rule ${violation.rule}: ephemeral container ${container.name} mounts ${violation.why}`);
     }

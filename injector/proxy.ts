@@ -20,16 +20,22 @@ const UPSTREAM_DIR = '/var/run/secrets/chaperone/upstream';
 const SERVING_DIR = '/var/run/secrets/chaperone/serving';
 const IDENTITY_DIR = '/var/run/secrets/chaperone/identity';
 const POLICY_DIR = '/var/run/secrets/chaperone/policy';
+const INSTALLATION_DIR = '/var/run/chaperone/installation';
 
 /** The projected token of the scoped service account and the cluster's CA: mounted into the sidecar and nowhere else. */
 export const TOKEN_VOLUME = 'chaperone-upstream';
 const SERVING_VOLUME = 'chaperone-serving';
 const IDENTITY_VOLUME = 'chaperone-identity-ca';
 const POLICY_VOLUME = 'chaperone-access-policy';
+/**
+ * Where the sidecar writes the installation configuration it reads from the API server: its own, in
+ * memory. What is written there decides who a person is, so no other container may mount it.
+ */
+export const INSTALLATION_VOLUME = 'chaperone-installation';
 /** The stand-in service-account directory of every app container. */
 export const API_ACCESS_VOLUME = 'chaperone-api-access';
 /** Volume names the injector owns; a pod's own volume of such a name is renamed on first injection. */
-export const RESERVED_VOLUMES: readonly string[] = [TOKEN_VOLUME, SERVING_VOLUME, IDENTITY_VOLUME, POLICY_VOLUME, API_ACCESS_VOLUME];
+export const RESERVED_VOLUMES: readonly string[] = [TOKEN_VOLUME, SERVING_VOLUME, IDENTITY_VOLUME, POLICY_VOLUME, INSTALLATION_VOLUME, API_ACCESS_VOLUME];
 
 /** The keys the provisioning creates in each labelled namespace. */
 export const SERVING_CA_KEY = 'serving-ca.crt';
@@ -90,6 +96,11 @@ function sidecarFlags(settings: InjectionSettings): SidecarFlag[] {
   if (authenticators.includes('cluster-token-review')) flags.push({ key: 'clusterTokenReview', value: true, because: using('cluster-token-review') });
   if (authenticators.includes('anonymous')) flags.push({ key: 'anonymous', value: true, because: using('anonymous') });
   if (settings.readOnly) flags.push({ key: 'readOnly', value: true, because: `${annotationOf('read-only')} is true` });
+  if (settings.installationConfig) {
+    const because = `the installation configuration ${settings.installationConfig} exists`;
+    flags.push({ key: 'installationConfig', value: settings.installationConfig, because });
+    flags.push({ key: 'installationConfigDir', value: INSTALLATION_DIR, because });
+  }
   return flags;
 }
 
@@ -119,6 +130,7 @@ export function sidecarContainer(settings: InjectionSettings): V1Container {
     { name: POLICY_VOLUME, mountPath: POLICY_DIR, readOnly: true },
   ];
   if (settings.authenticators.includes('client-cert')) mounts.push({ name: IDENTITY_VOLUME, mountPath: IDENTITY_DIR, readOnly: true });
+  if (settings.installationConfig) mounts.push({ name: INSTALLATION_VOLUME, mountPath: INSTALLATION_DIR });
   return {
     name: SIDECAR_NAME,
     image: settings.sidecarImage,
@@ -177,6 +189,7 @@ export function injectedVolumes(settings: InjectionSettings): V1Volume[] {
   if (settings.authenticators.includes('client-cert')) {
     volumes.push({ name: IDENTITY_VOLUME, configMap: { name: settings.caConfigMap, items: [{ key: IDENTITY_CA_KEY, path: 'ca.crt' }], defaultMode: DEFAULT_MODE } });
   }
+  if (settings.installationConfig) volumes.push({ name: INSTALLATION_VOLUME, emptyDir: { medium: 'Memory', sizeLimit: '4Mi' } });
   volumes.push({
     name: API_ACCESS_VOLUME,
     projected: {

@@ -6,7 +6,8 @@ import type { InjectorConfig } from './config.js';
 import { refuseTokenClaims, type CsiTokenLookup } from './csi-tokens.js';
 import { Denial } from './denial.js';
 import { addedEphemeralContainers, holdsScopedToken, injectPod, refuseUnsafeEphemeral } from './mutate.js';
-import { INJECT_LABEL } from './names.js';
+import { withInstallationConfig, type InstallationConfigs } from './installation-config.js';
+import { annotationOf, INJECT_LABEL } from './names.js';
 import { LOOKUP_TIMEOUT_MS, neverInjected } from './namespaces.js';
 import { jsonPatch, type PatchOperation } from './patch.js';
 import { notProvisionedMessage, type ProvisioningStatus } from './provision/readiness.js';
@@ -31,6 +32,8 @@ export interface ReviewContext {
   provisioning?: Provisioning;
   /** What decides whether an injected pod may have claims (csi-tokens.ts); without it, none may. */
   csiTokens?: CsiTokenLookup;
+  /** The installation configurations in the injector's namespace; without it, sidecars get none. */
+  installationConfigs?: InstallationConfigs;
   log: Logger;
 }
 
@@ -206,7 +209,11 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
     if (!status.ready) throw new Denial('ServiceUnavailable', notProvisionedMessage(namespace, status));
   }
   // What the sidecar trusts comes from the namespace as read just now (cluster administrators' annotations), never from the pod.
-  const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: selection.namespaceAnnotations });
+  let settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: selection.namespaceAnnotations });
+  if (ctx.installationConfigs) {
+    const namedByNamespace = selection.namespaceAnnotations[annotationOf('sidecar-config')] !== undefined;
+    settings = await withInstallationConfig(settings, ctx.config.namespace, namedByNamespace, ctx.installationConfigs);
+  }
   const injectedPod = injectPod(pod, settings);
   await refuseTokenClaims(injectedPod.spec!, ctx.csiTokens, ctx.config.trustedCsiDrivers);
   const injected = JSON.parse(JSON.stringify(injectedPod)) as Record<string, unknown>;

@@ -47,13 +47,17 @@ export const NAMESPACE_SETTINGS = {
   authenticators: 'authenticators',
   'oidc-issuer-url': 'oidcIssuerUrl',
   'oidc-client-id': 'oidcClientId',
+  'sidecar-config': 'sidecarConfig',
 } as const satisfies Record<string, keyof InjectorConfig>;
 
 type SettingKey = (typeof POD_SETTINGS)[keyof typeof POD_SETTINGS] | (typeof NAMESPACE_SETTINGS)[keyof typeof NAMESPACE_SETTINGS];
 type InjectorWideKey = 'serviceAccount' | 'servingSecret' | 'caConfigMap' | 'tokenAudience' | 'tokenExpiration' | 'sidecarUpstream';
 
-/** Everything the mutation needs, validated; tokenExpiration in milliseconds. */
-export type InjectionSettings = Pick<InjectorConfig, SettingKey | InjectorWideKey>;
+/**
+ * Everything the mutation needs, validated; tokenExpiration in milliseconds. installationConfig: the
+ * installation configuration's Secret (<namespace>/<name>) once the review found it exists and is valid.
+ */
+export type InjectionSettings = Pick<InjectorConfig, SettingKey | InjectorWideKey> & { installationConfig?: string };
 
 /** The namespace a pod is created in: its name and annotations, as the injector read them. */
 export interface NamespaceSettingsSource {

@@ -2,9 +2,11 @@
 // YAML config file keys, --help text and configuration reference, so they cannot drift apart.
 import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { Command, CommanderError, Option as CommanderOption } from 'commander';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { VERSION } from './version.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -20,7 +22,7 @@ export class ConfigError extends Error {
   }
 }
 
-/** Thrown by loadConfig when the command line asks for --help; print `text` and exit 0. */
+/** Thrown by loadConfig when the command line asks for --help or --version; print `text` and exit 0. */
 export class HelpRequested extends Error {
   constructor(readonly text: string) {
     super('help requested');
@@ -47,6 +49,8 @@ export interface ValueType<S extends z.ZodType = z.ZodType> {
   readonly fromText: (text: string) => unknown;
   /** The allowed values, for --help, when there are only a few. */
   readonly choices?: readonly string[];
+  /** A file path: in a config file, a relative one is read relative to that file, as kubeconfig paths are. */
+  readonly isPath?: boolean;
 }
 
 const asText = (text: string): unknown => text;
@@ -60,7 +64,7 @@ export function str(): ValueType<ReturnType<typeof nonEmptyString>> {
 }
 
 export function path(): ValueType<ReturnType<typeof nonEmptyString>> {
-  return { name: 'file path', placeholder: 'file', schema: nonEmptyString('a file path'), list: false, standalone: false, fromText: asText };
+  return { name: 'file path', placeholder: 'file', schema: nonEmptyString('a file path'), list: false, standalone: false, fromText: asText, isPath: true };
 }
 
 export function bool(): ValueType<z.ZodBoolean> {
@@ -296,7 +300,7 @@ export function defineSpec<O extends Options>(spec: ConfigSpec<O>): ConfigSpec<O
   const mistakes: string[] = [];
   for (const [key, opt] of Object.entries(spec.options)) {
     if (!CAMEL_KEY.test(key)) mistakes.push(`key "${key}" is not lowerCamelCase (one capital per word)`);
-    if ([CONFIG_FLAG, '--help'].includes(flagName(key))) mistakes.push(`key "${key}" is reserved`);
+    if ([CONFIG_FLAG, '--help', '--version'].includes(flagName(key))) mistakes.push(`key "${key}" is reserved`);
     const checks: [string, unknown][] = [];
     if (opt.presence.kind === 'default') checks.push(['default', opt.presence.value]);
     if (opt.example !== undefined) checks.push(['example', opt.type.fromText(opt.example)]);
@@ -314,6 +318,8 @@ export interface LoadInput {
   env: Env;
   /** Read when neither --config nor CHAPERONE_CONFIG names a file; unlike a named file, it may be absent. */
   configFile?: string;
+  /** The only keys the config file may set, and why others may not (whoever writes the file may not choose them). */
+  fileKeys?: { allowed: readonly string[]; why: string };
 }
 
 interface Candidate {
@@ -329,7 +335,7 @@ export function loadConfig<Spec extends ConfigSpec>(spec: Spec, input: LoadInput
   const problems: string[] = [];
   const flags = readFlags(spec, input.argv, problems);
   const fromEnv = readEnv(spec, input.env, problems);
-  const file = readFile(spec, configFileSource(flags.configFile, fromEnv.configFile, input.configFile), problems);
+  const file = readFile(spec, configFileSource(flags.configFile, fromEnv.configFile, input.configFile), problems, input.fileKeys);
 
   const config: Record<string, unknown> = {};
   for (const [key, opt] of Object.entries(spec.options)) {
@@ -437,6 +443,7 @@ function buildCommand(spec: ConfigSpec): { command: Command; attributes: Map<str
   const configFlag = new CommanderOption(`${CONFIG_FLAG} <file>`, `YAML file with any of the options above, keyed by their camelCase names (env: ${CONFIG_ENV}).`);
   command.addOption(configFlag.argParser(collect));
   attributes.set(CONFIG_FLAG, configFlag.attributeName());
+  command.version(VERSION, '--version', 'Print the version and exit.');
   return { command, attributes };
 }
 
@@ -482,6 +489,7 @@ function readFlags(spec: ConfigSpec, argv: readonly string[], problems: string[]
     command.parse(args, { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError && error.code === 'commander.helpDisplayed') throw new HelpRequested(renderHelp(spec));
+    if (error instanceof CommanderError && error.code === 'commander.version') throw new HelpRequested(`${VERSION}\n`);
     throw error;
   }
   reportUnknownArguments(spec, command.args, problems);
@@ -559,7 +567,7 @@ function configFileSource(flag: string | undefined, env: string | undefined, fal
   return undefined;
 }
 
-function readFile(spec: ConfigSpec, source: FileSource | undefined, problems: string[]): { path: string; values: Map<string, unknown> } {
+function readFile(spec: ConfigSpec, source: FileSource | undefined, problems: string[], limit?: LoadInput['fileKeys']): { path: string; values: Map<string, unknown> } {
   const values = new Map<string, unknown>();
   if (source === undefined) return { path: '', values };
   const { path: file, namedBy } = source;
@@ -587,8 +595,9 @@ function readFile(spec: ConfigSpec, source: FileSource | undefined, problems: st
   const keys = Object.keys(spec.options);
   for (const [key, value] of Object.entries(content)) {
     if (!Object.hasOwn(spec.options, key)) problems.push(`${file}: unknown key ${show(key)}${didYouMean(key, keys, show)}`);
+    else if (limit && !limit.allowed.includes(key)) problems.push(`${file}: ${key} ${limit.why}`);
     // An empty value (`podName:`) counts as unset.
-    else if (value !== null) values.set(key, value);
+    else if (value !== null) values.set(key, spec.options[key]!.type.isPath && typeof value === 'string' ? resolvePath(dirname(file), value) : value);
   }
   return { path: file, values };
 }

@@ -7,16 +7,29 @@ export function configOrExit<T>(component: string, load: () => T): T {
   try {
     return load();
   } catch (err) {
-    if (err instanceof HelpRequested) {
-      process.stdout.write(err.text);
-      process.exit(0);
-    }
-    if (err instanceof ConfigError) {
-      process.stderr.write(`chaperone ${component}: invalid configuration:\n${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
+    return exitOnConfigError(component, err);
   }
+}
+
+/** configOrExit for a configuration that takes a while to read (from the API server, say). */
+export async function configOrExitAsync<T>(component: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    return exitOnConfigError(component, err);
+  }
+}
+
+function exitOnConfigError(component: string, err: unknown): never {
+  if (err instanceof HelpRequested) {
+    process.stdout.write(err.text);
+    process.exit(0);
+  }
+  if (err instanceof ConfigError) {
+    process.stderr.write(`chaperone ${component}: invalid configuration:\n${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
 }
 
 /** On SIGTERM or SIGINT: stop, then exit; if stopping hangs, exit anyway after hardDeadlineMs. */

@@ -1,7 +1,21 @@
 import { bool, defineSpec, duration, hostPort, httpsUrl, int, list, loadConfig, oneOf, option, path, str } from '../lib/config.js';
-import { ConfigError, type ConfigOf, type Env } from '../lib/config.js';
+import { ConfigError, type ConfigOf, type Env, type LoadInput, type ValueType } from '../lib/config.js';
+import { z } from 'zod';
 import { tokenAuthenticationProblems } from './authn/tokens.js';
 import { auditConfigProblems, auditOptions } from './audit/options.js';
+
+const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
+const NAMESPACED_NAME = new RegExp(`^${DNS_LABEL}/[a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?$`);
+
+function namespacedNameSchema() {
+  const error = 'is not <namespace>/<name> (example: chaperone-system/chaperone-sidecar-config)';
+  return z.string({ error }).regex(NAMESPACED_NAME, { error });
+}
+
+/** An object's namespace and name, as kubectl writes them: <namespace>/<name>. */
+function namespacedName(): ValueType<ReturnType<typeof namespacedNameSchema>> {
+  return { name: 'namespace/name', placeholder: 'namespace/name', schema: namespacedNameSchema(), list: false, standalone: false, fromText: (text) => text };
+}
 
 /** The API server as client-go's in-cluster config finds it. */
 function inClusterApiServer(env: Env): string | undefined {
@@ -40,6 +54,15 @@ export const sidecarConfigSpec = defineSpec({
     tokenFile: option(path(), {
       default: '/var/run/secrets/chaperone/upstream/token',
       description: "The scoped service account's token, sent to the API server; re-read when it changes.",
+    }),
+    installationConfig: option(namespacedName(), {
+      description:
+        "The installation's sidecar configuration: a Secret (<namespace>/<name>), in a namespace only cluster administrators can write, holding sidecar.yaml (authentication options, keyed as in the config file) and the files it names. Read from the API server with the service-account token before serving, and followed: a change of its authentication applies to new requests without a restart. The injector passes it to every sidecar; not together with --config.",
+      example: 'chaperone-system/chaperone-sidecar-config',
+    }),
+    installationConfigDir: option(path(), {
+      default: '/var/run/chaperone/installation',
+      description: "Where the installation configuration's files are written for the sidecar to read (an in-memory volume of the sidecar's own).",
     }),
     anonymous: option(bool(), { default: false, description: 'Let requests without credentials through as system:anonymous instead of refusing them.' }),
     authenticationConfig: option(path(), {
@@ -131,9 +154,44 @@ export const sidecarConfigSpec = defineSpec({
 
 export type SidecarConfig = ConfigOf<typeof sidecarConfigSpec>;
 
-/** Throws ConfigError naming every problem, or HelpRequested for --help. */
-export function loadSidecarConfig(argv: readonly string[], env: Env): SidecarConfig {
-  const config = loadConfig(sidecarConfigSpec, { argv, env });
+/**
+ * What an installation configuration (--installation-config) may set: how people sign in. The rest is
+ * the injector's to pass for each pod (where the sidecar listens, what it trusts and forwards to).
+ */
+export const INSTALLATION_KEYS = [
+  'anonymous',
+  'authenticationConfig',
+  'oidcIssuerUrl',
+  'oidcClientId',
+  'oidcUsernameClaim',
+  'oidcUsernamePrefix',
+  'oidcGroupsClaim',
+  'oidcGroupsPrefix',
+  'oidcRequiredClaim',
+  'oidcCaFile',
+  'oidcSigningAlgs',
+  'authenticationTokenWebhookConfigFile',
+  'authenticationTokenWebhookVersion',
+  'authenticationTokenWebhookCacheAuthorizedTtl',
+  'authenticationTokenWebhookCacheUnauthorizedTtl',
+  'authenticationTokenWebhookTimeout',
+  'authenticationTokenWebhookAudiences',
+  'clusterTokenReview',
+  'clusterTokenReviewAudiences',
+  'clusterTokenReviewCacheTtl',
+] as const satisfies readonly (keyof SidecarConfig)[];
+
+/**
+ * Throws ConfigError naming every problem, or HelpRequested for --help. installationFile: the
+ * installation configuration's sidecar.yaml, read as the config file but limited to INSTALLATION_KEYS.
+ */
+export function loadSidecarConfig(argv: readonly string[], env: Env, installationFile?: string): SidecarConfig {
+  const input: LoadInput = { argv, env };
+  if (installationFile !== undefined) {
+    input.configFile = installationFile;
+    input.fileKeys = { allowed: INSTALLATION_KEYS, why: 'is not an installation setting: the injector sets it for each pod (the installation configuration sets only how people sign in)' };
+  }
+  const config = loadConfig(sidecarConfigSpec, input);
   const problems = [...tokenAuthenticationProblems(config), ...auditConfigProblems(config)];
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -40,8 +40,29 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
+  readonly installationConfigChanges = new Counter({
+    name: 'chaperone_installation_config_changes_total',
+    help: 'New versions of the installation configuration seen, by outcome (applied, refused: the one in use stays).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'chaperone_' });
+  }
+
+  /** 1 for each sign-in method that cannot serve yet (an issuer whose keys could not be fetched), else 0. */
+  watchAuthenticators(notReady: () => { method: string; ready: boolean }[]): void {
+    new Gauge({
+      name: 'chaperone_authenticator_ready',
+      help: 'Whether each sign-in method can authenticate now (1) or not (0: an issuer unreachable, keys not fetched).',
+      labelNames: ['method'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { method, ready } of notReady()) this.set({ method }, ready ? 1 : 0);
+      },
+    });
   }
 
   /** Audit events per sink, read from the sinks' own counts whenever Prometheus scrapes. */

@@ -4,12 +4,14 @@ import { AccessGate } from './access.js';
 import { AuthenticatorChain, type Authenticator } from './authn/chain.js';
 import { ClientCertificateAuthenticator } from './authn/client-cert.js';
 import { IdentityBundle } from './authn/identity-bundle.js';
-import { tokenAuthenticators } from './authn/tokens.js';
+import { tokenAuthenticators, type TokenAuthenticators } from './authn/tokens.js';
 import { CachingReviewer } from './authz/review.js';
 import { subjectAccessReviewsVia } from './authz/sar-transport.js';
 import type { AuditStats } from './audit/auditor.js';
 import { createAuditor } from './audit/setup.js';
 import type { SidecarConfig } from './config.js';
+import type { Installation } from './installation.js';
+import { ConfigError } from '../lib/config.js';
 import { Upstream } from './forward/upstream.js';
 import { Pipeline } from './pipeline.js';
 import { TlsListeners } from './server.js';
@@ -26,7 +28,11 @@ export interface RunningSidecar {
   stop(): Promise<void>;
 }
 
-export async function startSidecar(config: SidecarConfig, log: Logger = createLogger('sidecar', config.logLevel)): Promise<RunningSidecar> {
+/**
+ * installation: the installation configuration the config was loaded with (sidecar/installation.ts);
+ * the sidecar then follows it, and a new version's sign-in methods serve the requests that follow.
+ */
+export async function startSidecar(config: SidecarConfig, log: Logger = createLogger('sidecar', config.logLevel), installation?: Installation): Promise<RunningSidecar> {
   const metrics = new SidecarMetrics();
   const audit = createAuditor(config, log); // a bad policy or webhook kubeconfig refuses to start, naming the file
   metrics.watchAudit(() => audit.stats());
@@ -44,11 +50,26 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   // One bundle for both: the listeners watch it and close what it stops trusting; the authenticator verifies against it.
   const identityBundle = config.clientCaFile ? new IdentityBundle(config.clientCaFile) : undefined; // a bad bundle refuses to start, naming it
   if (identityBundle) authenticators.push(new ClientCertificateAuthenticator(identityBundle));
-  const tokens = tokenAuthenticators(config, upstream, log);
-  authenticators.push(...tokens.authenticators);
-  await tokens.start();
-  if (tokens.extraKeys.length > 0) log.info({ extraKeys: tokens.extraKeys }, 'the scoped service account must be allowed to impersonate these userextras');
-  const chain = new AuthenticatorChain(authenticators, config.anonymous);
+  let tokens = await startTokenAuthenticators(config, upstream, log);
+  const chain = new AuthenticatorChain([...authenticators, ...tokens.authenticators], config.anonymous);
+  metrics.watchAuthenticators(() => chain.readiness().map(({ method, notReady }) => ({ method, ready: notReady === undefined })));
+  const stopFollowing = installation?.follow(upstream, log, async (secret) => {
+    let next: SidecarConfig;
+    try {
+      next = await installation.configFor(secret);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      metrics.installationConfigChanges.inc({ outcome: 'refused' });
+      log.error({ installationConfig: installation.ref, resourceVersion: secret.resourceVersion, problems: err.problems }, 'the new installation configuration is invalid: keeping the one in use');
+      return;
+    }
+    const previous = tokens;
+    tokens = await startTokenAuthenticators(next, upstream, log);
+    chain.replace([...authenticators, ...tokens.authenticators], next.anonymous);
+    previous.close();
+    metrics.installationConfigChanges.inc({ outcome: 'applied' });
+    log.info({ installationConfig: installation.ref, resourceVersion: secret.resourceVersion, authenticators: chain.readiness().map((r) => r.method) }, 'installation configuration applied');
+  });
   const access = new AccessGate({ policyFile: config.accessPolicyFile, readOnly: config.readOnly, log });
   const pipeline = new Pipeline({
     authenticators: chain,
@@ -78,7 +99,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     { maxHeaderBytes: config.maxHeaderBytes, headersTimeoutMs: config.headersTimeout },
   );
   const listening = await listeners.listen([config.listen, ...(config.extraListen ? [config.extraListen] : [])]);
-  log.info({ listening, opsPort, upstream: config.upstream, authenticators: authenticators.map((a) => a.method), access: access.describe() }, 'chaperone sidecar serving');
+  log.info({ listening, opsPort, upstream: config.upstream, authenticators: chain.readiness().map((r) => r.method), access: access.describe() }, 'chaperone sidecar serving');
   return {
     listening,
     opsPort,
@@ -93,6 +114,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
         listeners.closeAllConnections();
         await drained;
       }
+      stopFollowing?.();
       await ops.close();
       await audit.close(); // every request has ended: deliver what the sinks still hold
       tokens.close();
@@ -104,7 +126,19 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
 
 const UPSTREAM_CHECK_TIMEOUT_MS = 2000;
 
-/** Ready means a person's request could be served now: a token, a reachable API server, every method able to authenticate. */
+async function startTokenAuthenticators(config: SidecarConfig, upstream: Upstream, log: Logger): Promise<TokenAuthenticators> {
+  const tokens = tokenAuthenticators(config, upstream, log);
+  await tokens.start();
+  if (tokens.extraKeys.length > 0) log.info({ extraKeys: tokens.extraKeys }, 'the scoped service account must be allowed to impersonate these userextras');
+  return tokens;
+}
+
+/**
+ * Ready means some person's request could be served now: a token, a reachable API server, the access
+ * policy. A sign-in method that cannot serve (an issuer unreachable) fails only its own tokens, so it
+ * is reported beside `ok`, never as a failure: it must not keep the dashboard from starting for the
+ * people who sign in another way.
+ */
 function readinessChecks(upstream: Upstream, chain: AuthenticatorChain, access: AccessGate): ReadinessCheck[] {
   return [
     // Always listed, so that /readyz also says which impersonation mode and policy are in force.
@@ -116,10 +150,12 @@ function readinessChecks(upstream: Upstream, chain: AuthenticatorChain, access: 
     },
     {
       name: 'authenticators',
-      check: () => {
-        const notReady = chain.notReady();
-        return Promise.resolve(notReady.length === 0 ? undefined : notReady.join('; '));
-      },
+      check: () => Promise.resolve(undefined),
+      detail: () =>
+        chain
+          .readiness()
+          .map(({ method, notReady }) => (notReady ? `${method} (not able to authenticate: ${notReady})` : method))
+          .join(', ') || 'none (anonymous only)',
     },
   ];
 }

@@ -6,10 +6,11 @@ import type { Finding } from './findings.js';
 import { namespaceFindings } from './namespace.js';
 import { podFindings } from './pod.js';
 import { provisioningFindings } from './provisioning.js';
+import { signInFindings } from './sign-in.js';
 import { webhookFindings } from './webhook.js';
 
 export function diagnose(facts: DoctorFacts): Finding[] {
   const namespace = namespaceFindings(facts);
   if (facts.namespace.state === 'absent') return namespace;
-  return [...namespace, ...provisioningFindings(facts), ...webhookFindings(facts), ...accessFindings(facts), ...podFindings(facts)];
+  return [...namespace, ...provisioningFindings(facts), ...signInFindings(facts), ...webhookFindings(facts), ...accessFindings(facts), ...podFindings(facts)];
 }

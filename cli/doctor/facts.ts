@@ -11,6 +11,7 @@ import type {
   V1ServiceAccount,
 } from '@kubernetes/client-node';
 import type { ProvisioningStatus } from '../../injector/provision/readiness.js';
+import type { SignInFacts } from './sign-in.js';
 
 /** An object as read: there, not there (404), or not readable, with why in the person's words. */
 export type Observed<T> = { state: 'found'; value: T } | { state: 'absent' } | { state: 'unreadable'; reason: string };
@@ -59,4 +60,6 @@ export interface DoctorFacts {
   /** The API server's answer (SubjectAccessReview) to each of accessQuestions(), by id, for the scoped service account. */
   access: Observed<Record<string, boolean>>;
   pod?: { name: string; pod: Observed<V1Pod> };
+  /** The installation configuration the namespace's sidecars get; read once the namespace was. */
+  signIn?: SignInFacts;
 }

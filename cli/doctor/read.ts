@@ -10,7 +10,9 @@ import {
   DiscoveryV1Api,
   type KubeConfig,
   type V1MutatingWebhookConfiguration,
+  type V1Namespace,
 } from '@kubernetes/client-node';
+import { installationConfigName, installationConfigProblems, type SignInFacts } from './sign-in.js';
 import type { InjectorConfig } from '../../injector/config.js';
 import { provisioningNames } from '../../injector/controller.js';
 import { checkProvisioning } from '../../injector/provision/readiness.js';
@@ -92,6 +94,12 @@ async function webhookServices(clients: Clients, webhook: Observed<V1MutatingWeb
   );
 }
 
+async function readSignIn(core: CoreV1Api, config: InjectorConfig, namespace: V1Namespace): Promise<SignInFacts> {
+  const { name, namedByNamespace } = installationConfigName(config, namespace);
+  const secret = await observe(() => core.readNamespacedSecret({ name, namespace: config.namespace }), `get on secrets/${name} in ${config.namespace}`);
+  return { name, namedByNamespace, secret, ...(secret.state === 'found' ? { problems: await installationConfigProblems(config, namespace, secret.value) } : {}) };
+}
+
 export async function readFacts(kubeconfig: KubeConfig, config: InjectorConfig, target: DoctorTarget, now = new Date()): Promise<DoctorFacts> {
   const core = kubeconfig.makeApiClient(CoreV1Api);
   const reader = new KeepAliveKubeReader(kubeconfig);
@@ -121,9 +129,11 @@ export async function readFacts(kubeconfig: KubeConfig, config: InjectorConfig, 
     observe(() => askAll(clients, namespace, installation.serviceAccount), 'create on subjectaccessreviews (authorization.k8s.io)'),
     target.pod !== undefined ? observe(() => core.readNamespacedPod({ name: target.pod!, namespace }), `get on pods in ${namespace}`) : undefined,
   ]).finally(() => reader.close());
+  const signIn = ns.state === 'found' && !refused ? await readSignIn(core, config, ns.value) : undefined;
   return {
     now,
     namespaceName: namespace,
+    ...(signIn ? { signIn } : {}),
     installation,
     namespace: ns,
     ...(refusals ? { refusals } : {}),

@@ -2,7 +2,7 @@
 // serving certificate request, its impersonator role and binding, and the record of what the injector
 // verified there (on the role, where nobody in the namespace can write).
 import { createHash } from 'node:crypto';
-import type { RbacV1Subject, V1ClusterRoleBinding, V1ObjectMeta, V1ServiceAccount } from '@kubernetes/client-node';
+import type { RbacV1Subject, V1ClusterRoleBinding, V1ObjectMeta, V1PolicyRule, V1RoleBinding, V1ServiceAccount } from '@kubernetes/client-node';
 import type { LeafSpec } from '../certs/leaf.js';
 import { trustBundle, type CaSet } from '../certs/ca-set.js';
 import { serialisePolicy, type AccessPolicy } from '../../lib/access-policy.js';
@@ -16,6 +16,17 @@ export interface ProvisioningNames {
   caConfigMap: string;
   /** The prefix of each namespace's impersonator ClusterRole and ClusterRoleBinding: `<prefix>:<namespace>`. */
   impersonatorRole: string;
+  /** The installation configuration's Secret (in the injector's namespace) unless the Namespace's annotation names another. */
+  sidecarConfig: string;
+}
+
+/**
+ * The rule that lets a namespace's scoped account read its installation configuration: in the
+ * injector's namespace (a Role there, bound to the account by a RoleBinding of the same name), that
+ * one Secret, nothing else.
+ */
+export function configReaderRules(secret: string): V1PolicyRule[] {
+  return [{ apiGroups: [''], resources: ['secrets'], resourceNames: [secret], verbs: ['get', 'list', 'watch'] }];
 }
 
 /**
@@ -47,10 +58,10 @@ export function serviceAccountSubject(namespace: string, serviceAccount: string)
 }
 
 /** Whether the binding grants exactly the namespace's role to exactly its scoped account. */
-export function bindsOnly(binding: V1ClusterRoleBinding, role: string, subject: RbacV1Subject): boolean {
+export function bindsOnly(binding: V1ClusterRoleBinding | V1RoleBinding, role: string, subject: RbacV1Subject, roleKind: 'ClusterRole' | 'Role' = 'ClusterRole'): boolean {
   const subjects = binding.subjects ?? [];
   const only = subjects.length === 1 ? subjects[0]! : undefined;
-  return binding.roleRef.kind === 'ClusterRole' && binding.roleRef.name === role && only?.kind === subject.kind && only.namespace === subject.namespace && only.name === subject.name;
+  return binding.roleRef.kind === roleKind && binding.roleRef.name === role && only?.kind === subject.kind && only.namespace === subject.namespace && only.name === subject.name;
 }
 
 /**

@@ -13,6 +13,8 @@ import type { AccessPolicy, ImpersonationMode } from '../../lib/access-policy.js
 import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
 import { readSecret, writeLeafSecret } from '../certs/webhook.js';
+import { annotationOf } from '../names.js';
+import { injectorMetrics } from '../metrics.js';
 import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, refusalEvent } from '../namespaces.js';
 import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type ListWatchOptions, type Watching } from './kube.js';
 import { accessPolicyFor, AccessPolicyError, type AccessDefaults, type ServedResources } from './access.js';
@@ -22,6 +24,7 @@ import { FOR_NAMESPACE_LABEL, INJECT_SELECTOR, isOwn, ownLabels, PROVISIONED_BY_
 import {
   bindsOnly,
   caConfigMapData,
+  configReaderRules,
   contentDigest,
   desiredServiceAccount,
   impersonatorName,
@@ -218,6 +221,7 @@ export class NamespaceProvisioner {
     } catch (err) {
       const failures = (this.failures.get(name) ?? 0) + 1;
       this.failures.set(name, failures);
+      injectorMetrics.provisioningErrors.inc({ action: ns ? 'provision' : 'cleanup' });
       // Waiting on a person (a foreign object, a wrong annotation): the next change or resync brings it back.
       const retryMs = err instanceof Foreign || err instanceof AccessPolicyError ? resyncMs : Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
       log.warn({ namespace: name, err: describeError(err), retryMs }, ns ? 'could not provision the namespace' : 'could not clean up the namespace');
@@ -261,6 +265,7 @@ export class NamespaceProvisioner {
     const applied = await this.applyRole(namespace, policy, role, { ...stamp, serviceAccount });
     if (applied.created) created.push(`ClusterRole ${name}`);
     if (await this.applyBinding(namespace)) created.push(`ClusterRoleBinding ${name}`);
+    created.push(...(await this.applyConfigReader(namespace)));
 
     const configMap = await this.applyConfigMap(namespace, caConfigMapData(cas, policy, this.options.upstreamCa()), stamp, created, repaired);
     const secret = await this.applySecret(namespace, stamp, created, repaired);
@@ -272,6 +277,7 @@ export class NamespaceProvisioner {
 
     if (created.length > 0) log.info({ namespace, created, policy: `${policy.mode}, ${policy.access}` }, 'provisioned the namespace');
     if (repaired.length > 0) log.warn({ namespace, repaired }, 'put back what someone changed in the namespace');
+    injectorMetrics.repaired(repaired);
     return secret.renewAt;
   }
 
@@ -419,6 +425,7 @@ export class NamespaceProvisioner {
     ];
     // The binding first: from then on the account can do nothing, whatever is left.
     if (await this.deleteOwn('binding', namespace)) removed.push(`ClusterRoleBinding ${impersonatorName(names, namespace)}`);
+    removed.push(...(await this.deleteConfigReader(namespace)));
     if (await this.deleteOwn('role', namespace)) removed.push(`ClusterRole ${impersonatorName(names, namespace)}`);
     for (const [what, read, remove] of reads) {
       const object = await unlessNotFound(read());
@@ -524,6 +531,60 @@ export class NamespaceProvisioner {
       return false; // created meanwhile: the next pass checks it
     }
     return true;
+  }
+
+  /**
+   * The Role and RoleBinding (in the injector's namespace) that let the scoped account read the
+   * installation configuration the Namespace uses: created, or put back as they must be. Returns what it created or replaced.
+   */
+  private async applyConfigReader(namespace: string): Promise<string[]> {
+    const { rbac, names } = this.options;
+    const name = impersonatorName(names, namespace);
+    const where = names.installation;
+    const secret = this.labelled.get(namespace)?.metadata?.annotations?.[annotationOf('sidecar-config')] ?? names.sidecarConfig;
+    const rules = configReaderRules(secret);
+    const changed: string[] = [];
+    const role = await unlessNotFound(rbac.readNamespacedRole({ name, namespace: where }));
+    if (role) this.mustOwn(role, 'Role', namespace);
+    if (!role) {
+      await rbac.createNamespacedRole({ namespace: where, body: { metadata: this.ownMetadata(namespace), rules } });
+      changed.push(`Role ${where}/${name}`);
+    } else if (!sameRules(role.rules ?? [], rules)) {
+      await rbac.replaceNamespacedRole({ name, namespace: where, body: { ...role, rules } });
+      changed.push(`Role ${where}/${name} (now for Secret ${secret})`);
+    }
+    const subject = serviceAccountSubject(namespace, names.serviceAccount);
+    const binding = await unlessNotFound(rbac.readNamespacedRoleBinding({ name, namespace: where }));
+    if (binding) {
+      this.mustOwn(binding, 'RoleBinding', namespace);
+      if (bindsOnly(binding, name, subject, 'Role')) return changed;
+      await rbac.deleteNamespacedRoleBinding({ name, namespace: where, body: { preconditions: { resourceVersion: binding.metadata?.resourceVersion ?? '' } } });
+    }
+    try {
+      await rbac.createNamespacedRoleBinding({ namespace: where, body: { metadata: this.ownMetadata(namespace), roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects: [subject] } });
+      changed.push(`RoleBinding ${where}/${name}`);
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    return changed;
+  }
+
+  private async deleteConfigReader(namespace: string): Promise<string[]> {
+    const { rbac, names } = this.options;
+    const name = impersonatorName(names, namespace);
+    const where = names.installation;
+    const removed: string[] = [];
+    const binding = await unlessNotFound(rbac.readNamespacedRoleBinding({ name, namespace: where }));
+    if (binding && isOwn(binding.metadata?.labels, names.installation)) {
+      await unlessNotFound(rbac.deleteNamespacedRoleBinding({ name, namespace: where, body: { preconditions: { resourceVersion: binding.metadata?.resourceVersion ?? '' } } }));
+      removed.push(`RoleBinding ${where}/${name}`);
+    }
+    const role = await unlessNotFound(rbac.readNamespacedRole({ name, namespace: where }));
+    if (role && isOwn(role.metadata?.labels, names.installation)) {
+      await unlessNotFound(rbac.deleteNamespacedRole({ name, namespace: where, body: { preconditions: { resourceVersion: role.metadata?.resourceVersion ?? '' } } }));
+      removed.push(`Role ${where}/${name}`);
+    }
+    return removed;
   }
 
   /** Deletes the namespace's role or binding if it is ours; true when something was deleted. */

@@ -34,16 +34,19 @@ export class AuthenticationFailed extends Error {
 
 export class AuthenticatorChain {
   constructor(
-    private readonly authenticators: readonly Authenticator[],
-    private readonly anonymous: boolean,
+    private authenticators: readonly Authenticator[],
+    private anonymous: boolean,
   ) {}
 
-  /** What keeps the chain from serving, one line per method; empty when all are ready. */
-  notReady(): string[] {
-    return this.authenticators.flatMap((a) => {
-      const reason = a.notReady?.();
-      return reason ? [`${a.method}: ${reason}`] : [];
-    });
+  /** Another configuration's methods, for the requests that arrive from now on (those under way finish with the old ones). */
+  replace(authenticators: readonly Authenticator[], anonymous: boolean): void {
+    this.authenticators = authenticators;
+    this.anonymous = anonymous;
+  }
+
+  /** Each method and why it cannot serve yet (undefined when it can). */
+  readiness(): { method: string; notReady: string | undefined }[] {
+    return this.authenticators.map((a) => ({ method: a.method, notReady: a.notReady?.() }));
   }
 
   async authenticate(req: IncomingMessage): Promise<ChainOutcome> {

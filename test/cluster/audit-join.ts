@@ -121,10 +121,14 @@ const OBJECT_REF_FIELDS = ['namespace', 'resource', 'subresource', 'name', 'apiG
  * sidecar's: its SubjectAccessReviews, the cluster TokenReviews (--cluster-token-review) and its
  * readiness probe of the API server. Exactly these URIs and verbs (sidecar/forward/upstream.ts).
  */
-const OWN_CALLS: readonly { verb: string; requestURI: string; objectRef?: JoinObjectRef }[] = [
+const OWN_CALLS: readonly { verb: string; requestURI: string | RegExp; objectRef?: JoinObjectRef }[] = [
   { verb: 'create', requestURI: '/apis/authorization.k8s.io/v1/subjectaccessreviews', objectRef: { apiGroup: 'authorization.k8s.io', apiVersion: 'v1', resource: 'subjectaccessreviews' } },
   { verb: 'create', requestURI: '/apis/authentication.k8s.io/v1/tokenreviews', objectRef: { apiGroup: 'authentication.k8s.io', apiVersion: 'v1', resource: 'tokenreviews' } },
   { verb: 'get', requestURI: '/readyz' },
+  // The installation configuration (sidecar/installation.ts), in the injector's namespace
+  // (chaperone-system, a test run's chaperone-system-<suffix>): read whole, then watched by name.
+  { verb: 'get', requestURI: /^\/api\/v1\/namespaces\/chaperone-system(-[0-9a-f]+)?\/secrets\/[^/?]+$/ },
+  { verb: 'watch', requestURI: /^\/api\/v1\/namespaces\/chaperone-system(-[0-9a-f]+)?\/secrets\?fieldSelector=metadata\.name%3D[^&]+&watch=true&/ },
 ];
 
 const text = (value: string | undefined): string => value ?? '';
@@ -139,7 +143,11 @@ function objectRefDifference(theirs: JoinObjectRef | undefined, ours: JoinObject
 function isOwnCall(events: readonly JoinEvent[]): boolean {
   return events.every((event) => {
     if (event.impersonatedUser) return false;
-    return OWN_CALLS.some((call) => call.verb === event.verb && call.requestURI === event.requestURI && objectRefDifference(call.objectRef, event.objectRef) === undefined);
+    return OWN_CALLS.some((call) => {
+      const uri = typeof call.requestURI === 'string' ? call.requestURI === event.requestURI : call.requestURI.test(event.requestURI);
+      if (!uri || call.verb !== event.verb) return false;
+      return call.objectRef === undefined ? event.objectRef === undefined || event.objectRef.resource === 'secrets' : objectRefDifference(call.objectRef, event.objectRef) === undefined;
+    });
   });
 }
 

@@ -27,7 +27,7 @@ import {
 } from '@kubernetes/client-node';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { createLogger, type Logger } from '../../lib/log.js';
-import { loadSidecarConfig } from '../../sidecar/config.js';
+import { Installation } from '../../sidecar/installation.js';
 import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
 import { startController, type Controller } from '../../injector/controller.js';
 import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.js';
@@ -353,7 +353,10 @@ export async function writeMountedFiles(clients: AdminClients, pod: V1Pod, conta
 
 /** Replaces mount paths in a flag value with where their files were written. */
 function relocate(arg: string, mounts: Map<string, string>): string {
-  for (const [mountPath, local] of mounts) if (arg.includes(`=${mountPath}/`)) return arg.replace(`=${mountPath}/`, `=${local}/`);
+  for (const [mountPath, local] of mounts) {
+    if (arg.includes(`=${mountPath}/`)) return arg.replace(`=${mountPath}/`, `=${local}/`);
+    if (arg.endsWith(`=${mountPath}`)) return `${arg.slice(0, -mountPath.length)}${local}`;
+  }
   return arg;
 }
 
@@ -405,7 +408,9 @@ export async function startPodSidecar(
     '--audit-sinks=file',
     `--audit-file-path=${path.join(dir, 'audit.jsonl')}`,
   ];
-  const running: RunningSidecar = await startSidecar(loadSidecarConfig(args, env), log);
+  // As sidecar/main.ts: the installation configuration, when the injector named one, read from the API server first.
+  const { config, installation } = await Installation.load(args, env, log);
+  const running: RunningSidecar = await startSidecar(config, log, installation);
   const serviceAccount = serviceAccountUsername(pod.metadata!.namespace!, pod.spec!.serviceAccountName ?? 'default');
   const joined = registerSidecarAuditLog({ controlPlane: cp, serviceAccount, file: path.join(dir, 'audit.jsonl'), what: `sidecar of pod ${pod.metadata!.namespace}/${pod.metadata!.name}` });
   const result: PodSidecar = {

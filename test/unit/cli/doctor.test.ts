@@ -65,6 +65,7 @@ describe('chaperone doctor (the pure core)', function () {
       'provisioning/impersonation-mode',
       'provisioning/serving-secret',
       'provisioning/injector-readiness',
+      'sign-in/installation-config',
       'webhook/configuration',
       'webhook/namespace-selector',
       'webhook/object-selector',

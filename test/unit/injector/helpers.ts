@@ -130,7 +130,9 @@ export async function startTestInjector(namespaceLabels: NamespaceLabels, argv: 
   // No API server of its own to pin the sidecars to, unless argv names one (its --kubeconfig).
   const upstream = argv.some((arg) => arg.startsWith('--kubeconfig')) ? [] : [`--sidecar-upstream=${TEST_SIDECAR_UPSTREAM}`];
   const config = loadInjectorConfig(['--listen=127.0.0.1:0', `--tls-cert-file=${dir}/tls.crt`, `--tls-key-file=${dir}/tls.key`, ...upstream, ...argv], {});
-  const injector = await startInjector(config, silentLog, { namespaceLabels, ...(controller === 'own' ? {} : { controller }) });
+  // No installation configuration, unless there is an API server to read one from.
+  const installationConfigs = controller === 'own' ? {} : { installationConfigs: () => Promise.resolve(undefined) };
+  const injector = await startInjector(config, silentLog, { namespaceLabels, ...installationConfigs, ...(controller === 'own' ? {} : { controller }) });
   return {
     url: `https://127.0.0.1:${injector.port}`,
     port: injector.port,

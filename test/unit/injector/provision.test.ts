@@ -38,6 +38,7 @@ const names: ProvisioningNames = {
   servingSecret: 'chaperone-serving',
   caConfigMap: 'chaperone-ca',
   impersonatorRole: 'chaperone-impersonator',
+  sidecarConfig: 'chaperone-sidecar-config',
 };
 const policy: AccessPolicy = { mode: 'constrained', access: 'dashboard', rules: [], nonResourceURLs: ['*'], extras: [] };
 

@@ -112,6 +112,24 @@ describe('lib/config', function () {
       assert.equal(load([], {}, join(dir, 'absent.yaml')).name, undefined);
     });
 
+    it('reads a relative file path in the config file relative to that file, as kubeconfig does; flags and environment relative to the working directory', function () {
+      const file = yamlFile('certFile: certs/tls.crt\nname: certs/not-a-path\n', 'paths.yaml');
+      const config = loadConfig(spec, { argv: [`--config=${file}`], env: {} });
+      assert.equal(config.certFile, join(dir, 'certs/tls.crt'));
+      assert.equal(config.name, 'certs/not-a-path');
+      assert.equal(loadConfig(spec, { argv: [`--config=${file}`, '--cert-file=certs/flag.crt'], env: {} }).certFile, 'certs/flag.crt');
+      assert.equal(loadConfig(spec, { argv: [`--config=${yamlFile('certFile: /abs/tls.crt\n', 'abs.yaml')}`], env: {} }).certFile, '/abs/tls.crt');
+    });
+
+    it('refuses keys a limited file may not set, naming the key and why; flags still set them', function () {
+      const file = yamlFile('name: x\nttl: 1m\n', 'limited.yaml');
+      const limited = (argv: string[]) => loadConfig(spec, { argv: [...REQUIRED, ...argv], env: {}, configFile: file, fileKeys: { allowed: ['name'], why: 'is not for this file' } });
+      assert.throws(() => limited([]), (err: unknown) => err instanceof ConfigError && err.problems.join() === `${file}: ttl is not for this file`);
+      assert.throws(() => limited(['--ttl=2m']), ConfigError, 'the file may not set it, whatever the flags say');
+      const allowed = loadConfig(spec, { argv: [...REQUIRED, '--ttl=2m'], env: {}, configFile: yamlFile('name: x\n', 'allowed.yaml'), fileKeys: { allowed: ['name'], why: 'is not for this file' } });
+      assert.deepEqual([allowed.name, allowed.ttl], ['x', 120_000]);
+    });
+
     it('takes the last of a repeated flag', function () {
       assert.equal(load(['--name=a', '--name', 'b']).name, 'b');
     });

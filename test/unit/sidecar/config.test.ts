@@ -29,6 +29,8 @@ describe('sidecar/config', function () {
       upstream: 'https://10.96.0.1:443',
       upstreamCaFile: '/var/run/secrets/chaperone/upstream/ca.crt',
       tokenFile: '/var/run/secrets/chaperone/upstream/token',
+      installationConfig: undefined,
+      installationConfigDir: '/var/run/chaperone/installation',
       anonymous: false,
       authenticationConfig: undefined,
       oidcIssuerUrl: undefined,

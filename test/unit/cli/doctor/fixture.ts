@@ -14,7 +14,7 @@ import { encodeData } from '../../../../injector/provision/kube.js';
 import { ownLabels } from '../../../../injector/provision/names.js';
 import { resolveSettings } from '../../../../injector/settings.js';
 import { accessQuestions } from '../../../../cli/doctor/access.js';
-import { found, type DoctorFacts } from '../../../../cli/doctor/facts.js';
+import { absent, found, type DoctorFacts } from '../../../../cli/doctor/facts.js';
 import type { Finding } from '../../../../cli/doctor/findings.js';
 import { installationOf } from '../../../../cli/doctor/read.js';
 
@@ -91,6 +91,7 @@ export function healthyFacts(): DoctorFacts {
     webhookServices: [{ namespace: 'chaperone-system', name: 'chaperone-injector', service: found({ spec: { ports: [{ port: 443 }] } }), readyEndpoints: found(2) }],
     access: found(constrainedAnswers()),
     pod: { name: POD, pod: found(injectedPod()) },
+    signIn: { name: config.sidecarConfig, namedByNamespace: false, secret: absent },
   };
 }
 

@@ -1,0 +1,72 @@
+// The installation configuration's Secret (--sidecar-config, or the Namespace's
+// chaperone.dev/sidecar-config): how the sidecars authenticate people, in the injector's namespace,
+// where only cluster administrators and the injector can write. Before a pod gets it, the injector
+// reads it and loads it exactly as that pod's sidecar would, with that pod's arguments, so that a bad
+// configuration is a denial naming the field, not a sidecar that never becomes ready.
+import { tmpdir } from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { KeepAliveKubeReader } from '../lib/kube-reads.js';
+import { installationProblems, secretFromObject, type InstallationSecret, type SecretObject } from '../sidecar/installation.js';
+import { Denial } from './denial.js';
+import { annotationOf } from './names.js';
+import { sidecarArgs } from './proxy.js';
+import type { InjectionSettings } from './settings.js';
+import { flagName } from '../lib/config.js';
+
+/** The Secret of that name in the injector's namespace, undefined when there is none. */
+export type InstallationConfigs = (name: string) => Promise<InstallationSecret | undefined>;
+
+export function installationConfigsFromApi(kubeconfig: KubeConfig, namespace: string, timeoutMs: number): InstallationConfigs {
+  const reader = new KeepAliveKubeReader(kubeconfig, timeoutMs);
+  return async (name) => {
+    const object = await reader.get<SecretObject>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`);
+    return object ? secretFromObject(object) : undefined;
+  };
+}
+
+const MAX_REMEMBERED = 64;
+/** Verdicts by Secret version and arguments: a version does not change, and loading costs a few milliseconds. */
+const verdicts = new Map<string, string[]>();
+
+async function problemsOf(argv: string[], ref: string, secret: InstallationSecret): Promise<string[]> {
+  const key = `${ref}@${secret.resourceVersion}\n${argv.join('\n')}`;
+  let problems = verdicts.get(key);
+  if (!problems) {
+    problems = await installationProblems(argv, ref, secret, tmpdir());
+    if (verdicts.size >= MAX_REMEMBERED) verdicts.delete(verdicts.keys().next().value!);
+    verdicts.set(key, problems);
+  }
+  return problems;
+}
+
+/**
+ * The settings with the installation configuration this pod's sidecar reads, once it is found and
+ * valid for it. namedByNamespace: the Namespace's annotation chose it (then it must exist); the
+ * injector's default may be absent (the sidecars then use the injector's flags alone).
+ */
+export async function withInstallationConfig(
+  settings: InjectionSettings,
+  injectorNamespace: string,
+  namedByNamespace: boolean,
+  configs: InstallationConfigs,
+): Promise<InjectionSettings> {
+  const name = settings.sidecarConfig;
+  const ref = `${injectorNamespace}/${name}`;
+  const named = namedByNamespace ? `the namespace's ${annotationOf('sidecar-config')}` : `the injector's ${flagName('sidecarConfig')}`;
+  let secret: InstallationSecret | undefined;
+  try {
+    secret = await configs(name);
+  } catch (err) {
+    throw new Denial('InternalError', `chaperone cannot read the installation configuration ${ref} (${named}): ${(err as Error).message}`);
+  }
+  if (!secret) {
+    if (!namedByNamespace) return settings;
+    throw new Denial('BadRequest', `chaperone cannot inject this pod: ${named} names the installation configuration ${ref}, which does not exist: cluster administrators create it (docs/authentication.md) or correct the annotation`);
+  }
+  const resolved = { ...settings, installationConfig: ref };
+  const problems = await problemsOf(sidecarArgs(resolved), ref, secret);
+  if (problems.length > 0) {
+    throw new Denial('BadRequest', `chaperone cannot inject this pod: its sidecar would refuse the installation configuration (${named}): ${problems.join('; ')}`);
+  }
+  return resolved;
+}

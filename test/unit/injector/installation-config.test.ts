@@ -1,0 +1,88 @@
+// The injector checks the installation configuration as the pod's sidecar would load it, before the
+// pod gets it; what it refuses is a denial naming the field.
+import assert from 'node:assert/strict';
+import YAML from 'yaml';
+import { Denial } from '../../../injector/denial.js';
+import { withInstallationConfig, type InstallationConfigs } from '../../../injector/installation-config.js';
+import { injectPod } from '../../../injector/mutate.js';
+import { resolveSettings } from '../../../injector/settings.js';
+import type { InstallationSecret } from '../../../sidecar/installation.js';
+import { testConfig } from './helpers.js';
+
+const INSTALLATION = 'chaperone-system';
+
+function secret(files: Record<string, string>, resourceVersion = String(Math.random()).slice(2)): InstallationSecret {
+  return { resourceVersion, files: new Map(Object.entries(files).map(([key, text]) => [key, Buffer.from(text)])) };
+}
+
+const JWT_CONFIG = YAML.stringify({
+  apiVersion: 'apiserver.config.k8s.io/v1',
+  kind: 'AuthenticationConfiguration',
+  jwt: [{ issuer: { url: 'https://issuer.example.com', audiences: ['headlamp'] }, claimMappings: { username: { claim: 'email', prefix: '' }, groups: { claim: 'groups', prefix: 'oidc:' } } }],
+});
+
+const settings = () => resolveSettings(testConfig(['--tls-cert-file=/unused/tls.crt', '--tls-key-file=/unused/tls.key']));
+const only = (found: InstallationSecret | undefined): InstallationConfigs => () => Promise.resolve(found);
+
+async function denial(promise: Promise<unknown>): Promise<Denial> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof Denial, `expected a Denial, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('the pod was allowed');
+}
+
+describe('injector/installation-config', function () {
+  it('passes a valid configuration to the sidecar, which alone mounts the in-memory volume it is written to', async function () {
+    const resolved = await withInstallationConfig(settings(), INSTALLATION, false, only(secret({ 'sidecar.yaml': 'authenticationConfig: authentication-config.yaml\n', 'authentication-config.yaml': JWT_CONFIG })));
+    assert.equal(resolved.installationConfig, `${INSTALLATION}/chaperone-sidecar-config`);
+    const pod = injectPod({ metadata: { name: 'dash' }, spec: { containers: [{ name: 'app', image: 'app:1' }] } }, resolved);
+    const sidecar = pod.spec!.initContainers!.find((c) => c.name === 'chaperone')!;
+    assert.ok(sidecar.args!.includes(`--installation-config=${INSTALLATION}/chaperone-sidecar-config`));
+    assert.ok(sidecar.args!.includes('--installation-config-dir=/var/run/chaperone/installation'));
+    assert.deepEqual(pod.spec!.volumes!.find((v) => v.name === 'chaperone-installation')?.emptyDir, { medium: 'Memory', sizeLimit: '4Mi' });
+    assert.deepEqual(pod.spec!.containers[0]!.volumeMounts!.map((m) => m.name), ['chaperone-api-access']);
+  });
+
+  it("without the injector's default Secret, the sidecars use the injector's flags alone", async function () {
+    const resolved = await withInstallationConfig(settings(), INSTALLATION, false, only(undefined));
+    assert.equal(resolved.installationConfig, undefined);
+    const pod = injectPod({ metadata: { name: 'dash' }, spec: { containers: [{ name: 'app', image: 'app:1' }] } }, resolved);
+    assert.equal(pod.spec!.volumes!.find((v) => v.name === 'chaperone-installation'), undefined);
+  });
+
+  it('refuses a pod whose namespace names a configuration that does not exist, naming the annotation', async function () {
+    const refused = await denial(withInstallationConfig({ ...settings(), sidecarConfig: 'team-sso' }, INSTALLATION, true, only(undefined)));
+    assert.equal(refused.reason, 'BadRequest');
+    assert.match(refused.message, /the namespace's chaperone\.dev\/sidecar-config names the installation configuration chaperone-system\/team-sso, which does not exist/);
+  });
+
+  it('refuses, as InternalError, when the configuration cannot be read', async function () {
+    const refused = await denial(withInstallationConfig(settings(), INSTALLATION, false, () => Promise.reject(new Error('no answer from the API server within 3000ms'))));
+    assert.equal(refused.reason, 'InternalError');
+    assert.match(refused.message, /cannot read the installation configuration chaperone-system\/chaperone-sidecar-config .*: no answer/);
+  });
+
+  const invalid: [string, Record<string, string>, RegExp][] = [
+    ['a key the injector sets for each pod', { 'sidecar.yaml': 'upstream: https://attacker.example\n' }, /sidecar\.yaml: upstream is not an installation setting/],
+    ['a value of the wrong type', { 'sidecar.yaml': 'clusterTokenReview: sometimes\n' }, /sidecar\.yaml: clusterTokenReview: "sometimes" is not a boolean/],
+    ['a file it names that is not in the Secret', { 'sidecar.yaml': 'authenticationConfig: missing.yaml\n' }, /authenticationConfig: cannot read "missing\.yaml"|missing\.yaml/],
+    [
+      'an AuthenticationConfiguration the API server would refuse',
+      { 'sidecar.yaml': 'authenticationConfig: a.yaml\n', 'a.yaml': JWT_CONFIG.replace('https://issuer.example.com', 'http://issuer.example.com') },
+      /jwt\[0\]\.issuer\.url/,
+    ],
+    ['both the file and the --oidc-* flags', { 'sidecar.yaml': 'authenticationConfig: a.yaml\noidcIssuerUrl: https://other.example.com\noidcClientId: x\n', 'a.yaml': JWT_CONFIG }, /mutually exclusive/],
+  ];
+  for (const [what, files, expected] of invalid) {
+    it(`refuses ${what}, naming it`, async function () {
+      const refused = await denial(withInstallationConfig(settings(), INSTALLATION, false, only(secret(files))));
+      assert.equal(refused.reason, 'BadRequest');
+      assert.match(refused.message, /its sidecar would refuse the installation configuration \(the injector's --sidecar-config\): chaperone-system\/chaperone-sidecar-config: /);
+      assert.match(refused.message, expected);
+      assert.doesNotMatch(refused.message, /\/tmp\//, 'names the Secret\'s keys, not where the injector wrote them');
+    });
+  }
+});
