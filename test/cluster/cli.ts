@@ -1,5 +1,5 @@
-// npm run control-plane:build — build (or find) kube-apiserver and etcd, and the CEL oracle, ahead of the tests.
-import { ensureCelOracle, ensureControlPlaneBinaries } from './binaries.js';
+// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle and the audit checker, ahead of the tests.
+import { ensureAuditChecker, ensureCelOracle, ensureControlPlaneBinaries } from './binaries.js';
 
 const [command] = process.argv.slice(2);
 if (command !== 'build') {
@@ -14,3 +14,5 @@ process.stderr.write(
 const oracleStarted = Date.now();
 const oracle = await ensureCelOracle();
 process.stderr.write(`[control-plane] CEL oracle: ${oracle} (${Math.round((Date.now() - oracleStarted) / 1000)}s)\n`);
+const checker = await ensureAuditChecker();
+process.stderr.write(`[control-plane] audit checker: ${checker}\n`);
