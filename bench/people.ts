@@ -5,10 +5,9 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import YAML from 'yaml';
 import { createCA, issueCertificate, type CertificateAndKey } from '../lib/pki.js';
 import type { ControlPlane } from '../test/cluster/control-plane.js';
-import { startTestProvider, TEST_CLIENT, type TestProvider } from '../test/fixtures/authn/oidc-provider.js';
+import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../test/fixtures/authn/oidc-provider.js';
 import type { PamHookReady, PamHookWorkerData } from './pam-hook-worker.js';
 
 export const PERSON = 'bench-alice';
@@ -52,16 +51,7 @@ export async function preparePeople(cp: ControlPlane, dir: string): Promise<Peop
   try {
     provider = await startTestProvider(oidcCa, { [PERSON]: { claims: { groups: [GROUP] } } });
     pamHook = await startPamHookWorker({ users: { [PERSON]: { password: 'bench-password', uid: '1000', groups: [GROUP] } }, person: PERSON });
-    const authenticationConfig = YAML.stringify({
-      apiVersion: 'apiserver.config.k8s.io/v1',
-      kind: 'AuthenticationConfiguration',
-      jwt: [
-        {
-          issuer: { url: provider.issuer, audiences: [TEST_CLIENT], certificateAuthority: oidcCa.certPem },
-          claimMappings: { username: { claim: 'sub', prefix: '' }, groups: { claim: 'groups', prefix: '' } },
-        },
-      ],
-    });
+    const authenticationConfig = authenticationConfigurationFor(provider, oidcCa.certPem, { username: { claim: 'sub', prefix: '' }, groups: { claim: 'groups', prefix: '' } });
     await Promise.all([
       writeFile(file('identity-ca.crt'), identityCa.certPem),
       writeFile(file('authentication-config.yaml'), authenticationConfig),

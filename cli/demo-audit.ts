@@ -4,10 +4,13 @@ import { open } from 'node:fs/promises';
 import { ANNOTATIONS } from '../sidecar/audit/event.js';
 import type { Event } from '../sidecar/audit/types.js';
 
+/** The person, how they signed in (certificates are the demo's default), and whom they act as. */
 function who(event: Event): string {
   const person = event.user.username ?? '(nobody)';
+  const method = event.annotations?.[ANNOTATIONS.authenticationMethod];
+  const signedIn = method && method !== 'x509' ? `${person} (${method})` : person;
   const as = event.impersonatedUser?.username;
-  return as !== undefined && as !== person ? `${person} as ${as}` : person;
+  return as !== undefined && as !== person ? `${signedIn} as ${as}` : signedIn;
 }
 
 function what(event: Event): string {

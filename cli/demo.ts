@@ -17,7 +17,10 @@ import { INJECT_LABEL, STATUS_ANNOTATION } from '../injector/names.js';
 import { PROVISIONED_BY_LABEL } from '../injector/provision/names.js';
 import { ensureControlPlaneBinaries, ensureKubectl, KUBERNETES_VERSION } from '../test/cluster/binaries.js';
 import { startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
-import { adminClients, grantInNamespace, type AdminClients } from '../test/cluster/kube.js';
+import { adminClients, bindClusterRoleInNamespace, grantInNamespace, groupSubject, type AdminClients } from '../test/cluster/kube.js';
+import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../test/fixtures/authn/oidc-provider.js';
+import { startPamHook, type PamHook } from '../test/fixtures/authn/pam-hook.js';
+import { createCA } from '../lib/pki.js';
 import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../test/cluster/provisioned.js';
 import { auditLine, followAuditFile, type AuditFollower } from './demo-audit.js';
 import { Lifecycle, Stopped } from './demo-lifecycle.js';
@@ -68,8 +71,21 @@ interface Demo {
 interface People {
   alice: string;
   bob: string;
+  /** Signed in with an ID token from the OpenID provider, whose groups claim says platform. */
+  carol: string;
+  /** Signed in with a token from the pam_hook-style webhook. */
+  dave: string;
   dashboard: string;
 }
+
+/** Where people sign in besides the identity CA: an OpenID provider and a pam_hook-style token webhook. */
+interface SignIn {
+  provider: TestProvider;
+  pamHook: PamHook;
+}
+
+const CAROL_EMAIL = 'carol@example.com';
+const DAVE_PASSWORD = 'correct horse battery staple';
 
 interface Ready {
   cp: ControlPlane;
@@ -127,6 +143,30 @@ async function injector(demo: Demo, cp: ControlPlane, clients: AdminClients): Pr
   step.say('ValidatingAdmissionPolicy chaperone-scoped-token (manifests/base): only the sidecar may hold the scoped token');
   step.done(`serving ${url}; it keeps its own serving certificate and the webhook's caBundle`);
   return installation;
+}
+
+async function signIn(demo: Demo, clients: AdminClients, installation: InjectorInstallation): Promise<SignIn> {
+  const step = demo.step('Sign-in, configured once for the installation: an OpenID provider and a pam_hook-style webhook');
+  const providerCa = createCA({ commonName: 'demo-openid-provider-ca' });
+  const provider = await startTestProvider(providerCa, {
+    carol: { claims: { email: CAROL_EMAIL, email_verified: true, groups: ['platform'] }, ttlSeconds: CREDENTIALS_TTL_SECONDS },
+  });
+  demo.life.defer('the OpenID provider', () => provider.stop());
+  const pamHook = await startPamHook({ dave: { password: DAVE_PASSWORD, uid: '1001', groups: ['ops'] } }, { tokenMinutes: CREDENTIALS_TTL_SECONDS / 60 });
+  demo.life.defer('the token webhook', () => pamHook.stop());
+  const authentication = authenticationConfigurationFor(provider, providerCa.certPem, { username: { claim: 'email', prefix: '' }, groups: { claim: 'groups', prefix: 'oidc:' } });
+  const files = {
+    'sidecar.yaml': YAML.stringify({ authenticationConfig: 'authentication-config.yaml', authenticationTokenWebhookConfigFile: 'token-webhook.kubeconfig' }),
+    'authentication-config.yaml': authentication,
+    'token-webhook.kubeconfig': pamHook.kubeconfig(),
+  };
+  await clients.core.createNamespacedSecret({ namespace: installation.namespace, body: { metadata: { name: 'chaperone-sidecar-config' }, stringData: files } });
+  step.say(`an OpenID provider at ${provider.issuer} (its own CA): carol's ID token says email ${CAROL_EMAIL}, groups [platform]`);
+  step.say(`a pam_hook-style webhook at ${pamHook.url}: dave gets a token from its /token with his password`);
+  step.say(`Secret ${installation.namespace}/chaperone-sidecar-config: sidecar.yaml, an AuthenticationConfiguration (username from email,`);
+  step.say('groups from the groups claim, prefixed oidc:) and the webhook\'s kubeconfig; no application namespace can read or change it');
+  step.done('every sidecar the injector adds from now on reads it from the API server, and follows it');
+  return { provider, pamHook };
 }
 
 async function namespace(demo: Demo, clients: AdminClients, installation: InjectorInstallation): Promise<void> {
@@ -214,10 +254,16 @@ function kubeconfigCommandLine(options: KubeconfigCommandOptions): string {
   ].join(' ');
 }
 
-async function people(demo: Demo, cp: ControlPlane, clients: AdminClients, installation: InjectorInstallation, sidecar: PodSidecar): Promise<People> {
-  const step = demo.step('Kubeconfigs for two people, with client certificates from the identity CA');
+async function people(demo: Demo, cp: ControlPlane, clients: AdminClients, installation: InjectorInstallation, sidecar: PodSidecar, ways: SignIn): Promise<People> {
+  const step = demo.step('Kubeconfigs for four people: two with client certificates from the identity CA, one with an ID token, one with a webhook token');
   const file = (name: string) => path.join(demo.dir, name);
-  const written: People = { alice: file('alice.kubeconfig'), bob: file('bob.kubeconfig'), dashboard: file(`${DASHBOARD}.kubeconfig`) };
+  const written: People = {
+    alice: file('alice.kubeconfig'),
+    bob: file('bob.kubeconfig'),
+    carol: file('carol-oidc.kubeconfig'),
+    dave: file('dave-pamhook.kubeconfig'),
+    dashboard: file(`${DASHBOARD}.kubeconfig`),
+  };
   const alice = kubeconfigOptions(cp, installation, sidecar, 'alice', ['dev'], written.alice);
   const bob = kubeconfigOptions(cp, installation, sidecar, 'bob', ['dev'], written.bob);
   // Read from the cluster as `chaperone kubeconfig` reads them: the identity CA from the injector's
@@ -230,10 +276,18 @@ async function people(demo: Demo, cp: ControlPlane, clients: AdminClients, insta
   }
   // What the dashboard itself holds: the serving CA and the placeholder token.
   await writeFile(written.dashboard, kubeconfigYaml(sidecar.url, sidecar.dashboard.caPem, DASHBOARD, { token: sidecar.dashboard.token }), { mode: 0o600 });
+  const carolToken = await ways.provider.idToken('carol');
+  await writeFile(written.carol, kubeconfigYaml(sidecar.url, servingCaPem, 'carol', { token: carolToken }), { mode: 0o600 });
+  const daveToken = await ways.pamHook.token('dave', DAVE_PASSWORD);
+  if (!daveToken) throw new Error('the token webhook gave dave no token');
+  await writeFile(written.dave, kubeconfigYaml(sidecar.url, servingCaPem, 'dave', { token: daveToken }), { mode: 0o600 });
   await grantInNamespace(cp, clients, NAMESPACE, 'view', 'alice');
+  await bindClusterRoleInNamespace(clients, NAMESPACE, 'view', [groupSubject('oidc:platform'), groupSubject('ops')]);
   step.say(`alice (group dev) may view namespace ${NAMESPACE}, by a RoleBinding to ClusterRole view; bob (group dev) has no role anywhere`);
   step.say(dim(`as \`${kubeconfigCommandLine(alice)}\` writes them`));
-  step.done(`${written.alice} and ${written.bob}, valid for ${CREDENTIALS_TTL_SECONDS / 3600}h`);
+  step.say(`carol signed in at the OpenID provider (an ID token, as Headlamp or kubelogin gets one); dave got a token from the webhook's /token;`);
+  step.say(`groups oidc:platform and ops may view ${NAMESPACE}: the groups come from carol's token and from the webhook's answer`);
+  step.done(`${written.alice}, ${written.bob}, ${written.carol} and ${written.dave}, valid for ${CREDENTIALS_TTL_SECONDS / 3600}h`);
   return written;
 }
 
@@ -259,6 +313,8 @@ async function kubectlThroughSidecar(demo: Demo, kubectl: string, who: People): 
     { kubeconfig: who.alice, args: ['create', 'configmap', 'notes', ...ns, '--from-literal=note=hello'], allowed: false, why: 'view does not let alice write' },
     { kubeconfig: who.bob, args: ['get', 'pods', ...ns], allowed: false, why: `bob has no role in ${NAMESPACE}` },
     { kubeconfig: who.alice, args: ['get', 'secrets', ...ns, '--as=admin', '--as-group=system:masters'], allowed: false, why: 'alice may not impersonate, let alone system:masters' },
+    { kubeconfig: who.carol, args: ['get', 'pods', ...ns], allowed: true, why: `carol signed in with OIDC; her token's groups claim puts her in oidc:platform, which may view ${NAMESPACE}` },
+    { kubeconfig: who.dave, args: ['get', 'pods', ...ns], allowed: true, why: `dave signed in through the webhook, which says he is in ops, which may view ${NAMESPACE}` },
     { kubeconfig: who.dashboard, args: ['get', 'pods', ...ns], allowed: false, why: "the dashboard's own token has no power" },
   ];
   let unexpected = 0;
@@ -300,13 +356,15 @@ async function start(demo: Demo): Promise<Ready> {
   demo.life.checkpoint();
   const installation = await injector(demo, cp, clients);
   demo.life.checkpoint();
+  const ways = await signIn(demo, clients, installation);
+  demo.life.checkpoint();
   await namespace(demo, clients, installation);
   demo.life.checkpoint();
   const pod = await dashboard(demo, clients);
   demo.life.checkpoint();
   const running = await sidecar(demo, cp, clients, pod);
   demo.life.checkpoint();
-  const written = await people(demo, cp, clients, installation, running);
+  const written = await people(demo, cp, clients, installation, running, ways);
   demo.life.checkpoint();
   await kubectlThroughSidecar(demo, kubectl, written);
   const follower = await auditEvents(demo, running);
@@ -324,6 +382,9 @@ function printHowTo(ready: Ready, logFile: string): void {
     dim('# alice may look, bob may not; watches stream through the sidecar too'),
     `KUBECONFIG=${files.alice} ${kubectl} get pods -n ${NAMESPACE}`,
     `KUBECONFIG=${files.bob} ${kubectl} get pods -n ${NAMESPACE}`,
+    dim('# carol (OIDC) and dave (the webhook): who the API server thinks they are'),
+    `KUBECONFIG=${files.carol} ${kubectl} auth whoami`,
+    `KUBECONFIG=${files.dave} ${kubectl} auth whoami`,
     `KUBECONFIG=${files.alice} ${kubectl} get configmaps -n ${NAMESPACE} --watch`,
     dim("# let bob view too, as the cluster's admin (straight to the API server); the sidecar remembers a refusal for 10s"),
     `KUBECONFIG=${ready.cp.adminKubeconfig} ${kubectl} create rolebinding bob-view -n ${NAMESPACE} --clusterrole=view --user=bob`,

@@ -100,6 +100,18 @@ describe('the demo (npm run demo, with a control plane of its own)', function ()
     assert.match(output, /each allowed or refused as it should be/);
   });
 
+  it('lets carol in with an ID token and dave with a webhook token, each with the groups their sign-in gave them (issue 18)', function () {
+    assert.match(output, /Secret chaperone-system-[0-9a-f]+\/chaperone-sidecar-config: sidecar\.yaml, an AuthenticationConfiguration/);
+    for (const [person, file] of [['carol', 'carol-oidc'], ['dave', 'dave-pamhook']] as const) {
+      const section = sectionAfter(output, `${file}.kubeconfig kubectl get pods -n demo\n`);
+      assert.match(section, /^\s+headlamp\s+\S+\s+Pending/m, `${person}: ${section}`);
+      assert.match(section, /→ allowed/);
+    }
+    const uuid = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+    assert.match(output, new RegExp(`^\\s+\\d\\d:\\d\\d:\\d\\d  carol@example\\.com \\(oidc\\)\\s+list pods -n demo\\s+allow 200\\s+auditID=${uuid}$`, 'm'));
+    assert.match(output, new RegExp(`^\\s+\\d\\d:\\d\\d:\\d\\d  dave \\(webhook\\)\\s+list pods -n demo\\s+allow 200\\s+auditID=${uuid}$`, 'm'));
+  });
+
   it("prints the sidecar's audit events naming each person and the decision", function () {
     const uuid = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
     assert.match(output, new RegExp(`^\\s+\\d\\d:\\d\\d:\\d\\d  alice\\s+list pods -n demo\\s+allow 200\\s+auditID=${uuid}$`, 'm'));

@@ -20,7 +20,7 @@ import { freePort, startControlPlane, type ControlPlane } from '../cluster/contr
 import { adminClients, kubectl, type AdminClients } from '../cluster/kube.js';
 import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
 import { rawRequest, type RawResponse } from '../cluster/sidecar.js';
-import { startTestProvider, TEST_CLIENT, type TestProvider } from '../fixtures/authn/oidc-provider.js';
+import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../fixtures/authn/oidc-provider.js';
 import { startPamHook, type PamHook } from '../fixtures/authn/pam-hook.js';
 import { silentLog } from '../unit/injector/helpers.js';
 
@@ -43,21 +43,8 @@ function userOf(response: RawResponse): UserInfo {
 
 /** The installation's AuthenticationConfiguration: the live issuer (private CA, claim mappings) and one nobody serves. */
 function authenticationConfiguration(issuer: TestProvider, caPem: string, deadIssuer: string, groupsPrefix: string): string {
-  return YAML.stringify({
-    apiVersion: 'apiserver.config.k8s.io/v1',
-    kind: 'AuthenticationConfiguration',
-    jwt: [
-      {
-        issuer: { url: issuer.issuer, audiences: [TEST_CLIENT], certificateAuthority: caPem },
-        claimMappings: {
-          username: { claim: 'email', prefix: '' },
-          groups: { claim: 'groups', prefix: groupsPrefix },
-          extra: [{ key: TENANT_EXTRA, valueExpression: 'claims.tenant' }],
-        },
-      },
-      { issuer: { url: deadIssuer, audiences: ['nobody'] }, claimMappings: { username: { claim: 'sub', prefix: 'dead:' } } },
-    ],
-  });
+  const mappings = { username: { claim: 'email', prefix: '' }, groups: { claim: 'groups', prefix: groupsPrefix }, extra: [{ key: TENANT_EXTRA, valueExpression: 'claims.tenant' }] };
+  return authenticationConfigurationFor(issuer, caPem, mappings, [{ issuer: { url: deadIssuer, audiences: ['nobody'] }, claimMappings: { username: { claim: 'sub', prefix: 'dead:' } } }]);
 }
 
 function installationSecret(files: Record<string, string>) {
