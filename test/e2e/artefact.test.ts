@@ -6,6 +6,7 @@
 // the TypeScript, issues the kubeconfig kubectl then uses through that sidecar.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { SourceMap } from 'node:module';
@@ -30,6 +31,14 @@ function run(command: string, args: string[], options: { cwd: string; env?: Node
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
     );
   });
+}
+
+/** Runs an image to its end: its exit code and what it printed. */
+async function runImageToEnd(image: StagedImage, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const started = runImage(image, args);
+  // Registered in the tick that spawned it, so it cannot miss the end; 'close' comes after the last output.
+  const [code] = (await once(started.child, 'close')) as [number | null];
+  return { code, stdout: started.stdout(), stderr: started.stderr() };
 }
 
 function podJson(name: string): V1Pod {
@@ -172,6 +181,11 @@ describe('the artefacts the images run', function () {
       assert.equal(health.status, 200);
     });
 
+    it("the injector image prints package.json's version with --version, and exits", async function () {
+      const result = await runImageToEnd(injectorImage, ['--version']);
+      assert.deepEqual(result, { code: 0, stdout: `${await packageVersion()}\n`, stderr: '' });
+    });
+
     it('the injector answers an AdmissionReview with the patch that adds the sidecar', async function () {
       const body = JSON.stringify(admissionReview({ object: podJson('reviewed'), namespace: labelled }));
       const answer = await waitFor('an allowed review (the namespace provisioned)', async () => {
@@ -220,6 +234,11 @@ describe('the artefacts the images run', function () {
       after(async function () {
         await sidecar?.stop();
         await sidecarImage?.remove();
+      });
+
+      it("prints package.json's version with --version, and exits", async function () {
+        const result = await runImageToEnd(sidecarImage, ['--version']);
+        assert.deepEqual(result, { code: 0, stdout: `${await packageVersion()}\n`, stderr: '' });
       });
 
       it('reaches /readyz, as a non-root user', async function () {

@@ -213,4 +213,13 @@ describe('monitoring (manifests/components/monitoring) against the running injec
     await clients.core.createNamespacedPod({ namespace, body: { metadata: { name: `counted-${Date.now().toString(36)}` }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } } });
     assert.equal(injected(await injectorMetrics()) - before, 1);
   });
+
+  it('counts what someone changed in a provisioned namespace and it put back, by kind', async function () {
+    const repaired = (samples: Exposition) => sampleValue(samples, 'chaperone_injector_drift_repairs_total', { kind: 'ConfigMap' });
+    const before = repaired(await injectorMetrics());
+    const cm = await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace });
+    await clients.core.replaceNamespacedConfigMap({ name: 'chaperone-ca', namespace, body: { ...cm, data: { ...cm.data, extra: 'changed by someone' } } });
+    await waitFor('the ConfigMap put back', async () => (await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace })).data?.extra === undefined, 30_000);
+    assert.equal(await waitFor('the repair counted', async () => repaired(await injectorMetrics()) - before || undefined), 1);
+  });
 });

@@ -36,11 +36,17 @@ function olderNode(): { node: string; version: string } | undefined {
 describe('--version', function () {
   this.timeout(60_000);
 
-  for (const entry of ['cli/main.ts']) {
+  for (const entry of ['sidecar/main.ts', 'injector/main.ts', 'cli/main.ts']) {
     it(`${entry} prints package.json's version and exits 0`, async function () {
       assert.deepEqual(await runMain(entry, ['--version']), { code: 0, stdout: `${PACKAGE_VERSION}\n`, stderr: '' });
     });
   }
+
+  it('the sidecar lists --version in its help', async function () {
+    const help = await runMain('sidecar/main.ts', ['--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /--version +Print the version and exit\./);
+  });
 
   it('bin/chaperone.mjs prints it too, through the launcher npm links', async function () {
     assert.deepEqual(await runNode(process.execPath, ['bin/chaperone.mjs', '--version']), { code: 0, stdout: `${PACKAGE_VERSION}\n`, stderr: '' });
