@@ -62,7 +62,7 @@ export const injectorConfigSpec = defineSpec({
   command: 'chaperone-injector',
   summary: 'The chaperone admission webhook: adds the auth-proxy sidecar to pods in labelled namespaces and takes the dashboard\'s own token away.',
   options: {
-    listen: option(hostPort(), { default: ':8443', description: 'The HTTPS listener the API server calls (POST /mutate; GET /healthz).' }),
+    listen: option(hostPort(), { default: ':8443', description: 'The HTTPS listener the API server calls (POST /mutate), and GET /healthz and /metrics.' }),
     tlsCertFile: option(path(), {
       description: "The webhook's serving certificate (PEM, with its chain), reloaded when it changes; without it (and --tls-key-file), the certificate the controller keeps.",
     }),
