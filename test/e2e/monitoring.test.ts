@@ -27,6 +27,8 @@ import { sharedControlPlane } from '../cluster/shared.js';
 import type { Controller } from '../../injector/controller.js';
 
 const COMPONENT = path.resolve(import.meta.dirname, '../../manifests/components/monitoring');
+/** promtool's unit tests of the alerts, against the rules written beside them as chaperone.rules.yaml. */
+const ALERT_TESTS = path.resolve(import.meta.dirname, '../fixtures/monitoring/alerts.test.yaml');
 
 interface Rule {
   alert?: string;
@@ -150,7 +152,7 @@ describe('monitoring (manifests/components/monitoring) against the running injec
     }
   });
 
-  it('has rules that promtool check rules accepts', async function () {
+  it('has rules that promtool check rules accepts, and alerts that fire when and as their docs say (promtool test rules)', async function () {
     this.timeout(45 * 60_000);
     const promtool = await ensurePromtool((line) => process.stderr.write(`      ${line}\n`));
     const rule = await component<{ spec: { groups: { rules: unknown[] }[] } }>('prometheusrule.yaml');
@@ -159,22 +161,32 @@ describe('monitoring (manifests/components/monitoring) against the running injec
       // The rule file Prometheus loads is the PrometheusRule's spec, as the operator writes it.
       const file = path.join(dir, 'chaperone.rules.yaml');
       await writeFile(file, YAML.stringify({ groups: rule.spec.groups }));
-      const result = await new Promise<{ code: number; output: string }>((resolve) =>
-        execFile(promtool, ['check', 'rules', '--lint=all', '--lint-fatal', file], (error, stdout, stderr) => resolve({ code: error ? 1 : 0, output: stdout + stderr })),
-      );
-      assert.equal(result.code, 0, result.output);
-      assert.match(result.output, new RegExp(`SUCCESS: ${rule.spec.groups.flatMap((group) => group.rules).length} rules found`));
+      const run = (args: string[]) =>
+        new Promise<{ code: number; output: string }>((resolve) => execFile(promtool, args, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, output: stdout + stderr })));
+      const checked = await run(['check', 'rules', '--lint=all', '--lint-fatal', file]);
+      assert.equal(checked.code, 0, checked.output);
+      assert.match(checked.output, new RegExp(`SUCCESS: ${rule.spec.groups.flatMap((group) => group.rules).length} rules found`));
+      const tests = path.join(dir, path.basename(ALERT_TESTS));
+      await writeFile(tests, await readFile(ALERT_TESTS));
+      const tested = await run(['test', 'rules', tests]);
+      assert.equal(tested.code, 0, tested.output);
+      assert.match(tested.output, /SUCCESS/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
 
-  it('uses only metrics that the running injector or sidecar exports', async function () {
+  it('uses only metrics that the running injector or sidecar exports, in its rules, its dashboard and the alert tests', async function () {
     // Traffic first, so that the sidecar has requests, an authentication failure and an audit sink to report.
     const refused = await rawRequest(`${sidecar.url}/api/v1/namespaces/${namespace}/pods`, { ca: sidecar.dashboard.caPem, headers: { authorization: 'Bearer not-a-token' } });
     assert.equal(refused.status, 401);
     const exported = new Set([...exportedNames(await injectorMetrics()), ...exportedNames(await sidecarMetrics())]);
-    const used = new Set((await expressions()).flatMap(({ expr }) => readPromql(expr).metrics));
+    const alertTests = YAML.parse(await readFile(ALERT_TESTS, 'utf8')) as { tests: { input_series: { series: string }[] }[] };
+    const used = new Set([
+      ...(await expressions()).flatMap(({ expr }) => readPromql(expr).metrics),
+      // The alert tests' made-up series are of real metrics too.
+      ...alertTests.tests.flatMap((test) => test.input_series.map(({ series }) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(series)![0])),
+    ]);
     assert.ok(used.size >= 15, `only ${used.size} metrics used`);
     assert.deepEqual([...used].filter((name) => !exported.has(name)).sort(), []);
   });
