@@ -11,7 +11,8 @@ import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { silentLog } from '../unit/injector/helpers.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
 import type { AdminClients } from './kube.js';
-import { createWebhookConfiguration, waitFor, type InjectorInstallation } from './provisioned.js';
+import { adminClients } from './kube.js';
+import { createWebhookConfiguration, installInjector, waitFor, type InjectorInstallation } from './provisioned.js';
 
 const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
 /** The policies that keep the token in the sidecar (what keeps the provisioned objects is tampering.test.ts's). */
@@ -60,4 +61,23 @@ export async function injectedBaselineNamespace(installation: InjectorInstallati
   await clients.core.patchNamespace({ name: namespace, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
   await waitForInjection(clients, namespace);
   return namespace;
+}
+
+/** A cluster-like control plane with the token policies, an installation's injector behind its webhook, and one injected baseline namespace. */
+export interface ContainmentCluster {
+  cp: ControlPlane;
+  clients: AdminClients;
+  installation: InjectorInstallation;
+  injector: RunningInjector;
+  namespace: string;
+}
+
+export async function startContainmentCluster(prefix: string): Promise<ContainmentCluster> {
+  const cp = await startClusterLikeControlPlane();
+  const clients = adminClients(cp);
+  await applyTokenPolicies(clients);
+  const installation = await installInjector(cp, clients);
+  const injector = await startInjectorBehindWebhook(installation, clients);
+  const namespace = await injectedBaselineNamespace(installation, clients, prefix);
+  return { cp, clients, installation, injector, namespace };
 }

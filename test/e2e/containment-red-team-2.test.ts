@@ -9,9 +9,9 @@ import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { RunningInjector } from '../../injector/injector.js';
 import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { applyTokenPolicies, injectedBaselineNamespace, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../cluster/containment.js';
-import { installInjector, type InjectorInstallation } from '../cluster/provisioned.js';
+import { type AdminClients, bindClusterRoleInNamespace, userSubject, waitForCanI } from '../cluster/kube.js';
+import { startContainmentCluster } from '../cluster/containment.js';
+import { type InjectorInstallation } from '../cluster/provisioned.js';
 
 const SCOPED = 'chaperone-impersonator';
 const IMAGE = 'ghcr.io/example/dashboard:1';
@@ -81,12 +81,7 @@ describe('containment red team 2: further routes to the scoped token (real API s
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await startClusterLikeControlPlane();
-    clients = adminClients(cp);
-    await applyTokenPolicies(clients);
-    installation = await installInjector(cp, clients);
-    injector = await startInjectorBehindWebhook(installation, clients);
-    ns = await injectedBaselineNamespace(installation, clients, 'redteam2');
+    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam2'));
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(ADMIN)]);
     await waitForCanI(cp, EDIT, ['create', 'pods', '-n', ns]);

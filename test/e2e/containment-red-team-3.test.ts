@@ -27,9 +27,9 @@ import { SECRETS } from '../../injector/provision/names.js';
 import { POD_SETTINGS } from '../../injector/settings.js';
 import { loadSidecarConfig, sidecarConfigSpec } from '../../sidecar/config.js';
 import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { installInjector, startPodSidecar, type InjectorInstallation } from '../cluster/provisioned.js';
-import { applyTokenPolicies, injectedBaselineNamespace, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../cluster/containment.js';
+import { type AdminClients, bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI } from '../cluster/kube.js';
+import { type InjectorInstallation, startPodSidecar } from '../cluster/provisioned.js';
+import { mergePatch, startContainmentCluster } from '../cluster/containment.js';
 import { rawRequest } from '../cluster/sidecar.js';
 import { serviceForVariable, serviceLinkEnv } from '../cluster/service-links.js';
 import { assertAuditedAsSeen, type Attempt } from '../cluster/attempts.js';
@@ -125,12 +125,7 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await startClusterLikeControlPlane();
-    clients = adminClients(cp);
-    await applyTokenPolicies(clients);
-    installation = await installInjector(cp, clients);
-    injector = await startInjectorBehindWebhook(installation, clients);
-    ns = await injectedBaselineNamespace(installation, clients, 'redteam3');
+    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam3'));
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(USERS.edit)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(USERS.admin)]);
     for (const [who, rule] of Object.entries(NARROW) as [Who, NonNullable<(typeof NARROW)[Who]>][]) {

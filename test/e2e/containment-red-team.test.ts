@@ -10,9 +10,9 @@ import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { RunningInjector } from '../../injector/injector.js';
 import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { applyTokenPolicies, injectedBaselineNamespace, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../cluster/containment.js';
-import { installInjector, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
+import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../cluster/kube.js';
+import { startContainmentCluster } from '../cluster/containment.js';
+import { type InjectorInstallation, waitFor } from '../cluster/provisioned.js';
 
 const SCOPED = 'chaperone-impersonator';
 const INJECT = 'chaperone.dev/inject';
@@ -90,12 +90,7 @@ describe('containment red team: routes to the scoped token not in the tables (re
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await startClusterLikeControlPlane();
-    clients = adminClients(cp);
-    await applyTokenPolicies(clients);
-    installation = await installInjector(cp, clients);
-    injector = await startInjectorBehindWebhook(installation, clients);
-    ns = await injectedBaselineNamespace(installation, clients, 'redteam');
+    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam'));
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await clients.rbac.createNamespacedRole({ namespace: ns, body: { metadata: { name: 'only-debug' }, rules: [{ apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['patch', 'update'] }] } });
     await clients.rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name: 'only-debug' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'only-debug' }, subjects: [userSubject(DEBUG)] } });
