@@ -36,6 +36,9 @@ export class BodyCopy {
 
   private add(chunk: Buffer): void {
     this.size += chunk.length;
+    // All the bytes its Content-Length declares: whole, though 'end' comes a tick later (an event
+    // written in between, at the upstream timeout, must not say it was cut).
+    if (this.size === this.declaredLength()) this.complete = true;
     if (this.overflowed) return;
     if (this.size > Math.max(this.limit, this.keep)) {
       this.overflowed = true;
@@ -43,6 +46,11 @@ export class BodyCopy {
       return;
     }
     this.chunks.push(chunk);
+  }
+
+  private declaredLength(): number | undefined {
+    const text = this.headers['content-length'];
+    return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
   }
 
   /** The stream ended as its sender framed it (not cut off). */

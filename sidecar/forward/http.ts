@@ -232,12 +232,26 @@ export class HttpForwarder {
     });
     // The parser's own word that the message arrived whole and well-formed: a readable stream can
     // end without it (a framing error half-way through the body ends the request early).
+    // Sent once every byte its Content-Length declares is in the stream, though 'end' comes a tick
+    // later: from then on the API server may have it all and begin, so it is no longer reset.
+    const declared = Number(req.headers['content-length']);
+    let handed = 0;
+    let announced = false;
+    const announce = () => {
+      if (announced) return;
+      announced = true;
+      sent();
+    };
     limit.once('end', () => {
       if (!req.complete) return reset();
       stream.end();
-      sent();
+      announce();
     });
     req.pipe(limit).pipe(stream, { end: false });
+    limit.on('data', (chunk: Buffer) => {
+      handed += chunk.length;
+      if (handed === declared) announce();
+    });
   }
 
   private answer(request: ForwardRequest, stream: ClientHttp2Stream, headers: IncomingHttpHeaders, started: () => void): void {
