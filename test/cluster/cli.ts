@@ -1,5 +1,6 @@
-// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle and the audit checker, ahead of the tests.
+// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle, the audit checker and promtool, ahead of the tests.
 import { ensureAuditChecker, ensureCelOracle, ensureControlPlaneBinaries } from './binaries.js';
+import { ensurePromtool } from './metrics.js';
 
 const [command] = process.argv.slice(2);
 if (command !== 'build') {
@@ -16,3 +17,6 @@ const oracle = await ensureCelOracle();
 process.stderr.write(`[control-plane] CEL oracle: ${oracle} (${Math.round((Date.now() - oracleStarted) / 1000)}s)\n`);
 const checker = await ensureAuditChecker();
 process.stderr.write(`[control-plane] audit checker: ${checker}\n`);
+const promtoolStarted = Date.now();
+const promtool = await ensurePromtool((line) => process.stderr.write(`[control-plane] ${line}\n`));
+process.stderr.write(`[control-plane] promtool: ${promtool} (${Math.round((Date.now() - promtoolStarted) / 1000)}s)\n`);
