@@ -5,6 +5,7 @@ import { parseDuration } from '../lib/config.js';
 import { VERSION } from '../lib/version.js';
 import { runDoctor, type DoctorOptions } from './doctor/command.js';
 import { runKubeconfig, type KubeconfigCommandOptions } from './kubeconfig.js';
+import { DEFAULT_TOKEN_CACHE_DIR, runLogin, type LoginOptions } from './login.js';
 import { runRotate, type RotateOptions } from './rotate.js';
 
 function duration(text: string): number {
@@ -135,5 +136,41 @@ Examples:
   chaperone rotate webhook --injector-namespace my-chaperone --ca-propagation-delay 5m`,
   )
   .action(failing('rotate', (ca: string, options: RotateOptions) => runRotate(ca, options)));
+
+program
+  .command('login')
+  .summary('a kubectl credential plugin: sign in at an OpenID provider in the browser and give kubectl the ID token')
+  .description(
+    'a kubectl credential plugin (client.authentication.k8s.io/v1): signs the person in at an OpenID provider with the authorization-code flow ' +
+      'and PKCE in their browser, answered on a loopback port, and writes an ExecCredential with the ID token for kubectl, which sends it to the ' +
+      "chaperone sidecar. The token (and a refresh token, if the provider gives one) is kept in --token-cache-dir, readable only by you, and used " +
+      'until a minute before it expires. Name it in a kubeconfig user\'s exec section (docs/authentication.md, "kubectl")',
+  )
+  .requiredOption('--issuer-url <url>', "the provider's issuer URL, as in the installation's AuthenticationConfiguration")
+  .requiredOption('--client-id <id>', 'the client registered for kubectl at the provider (one of the issuer\'s audiences)')
+  .option('--client-secret <secret>', 'for providers that give even a native client a secret (it is not a secret in a kubeconfig)')
+  .option('--certificate-authority <file>', "a PEM bundle that verifies the provider's certificate; the system's roots without it")
+  .option('--scope <scope>', 'another scope besides openid (repeatable), e.g. email, groups, offline_access', (value: string, previous: string[]) => [...previous, value], [] as string[])
+  .addOption(new Option('--redirect-port <port>', 'the loopback port the provider sends the browser back to: http://127.0.0.1:<port>/callback, as registered at the provider; 0 for any').default(8000).argParser((text) => {
+    const port = Number(text);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('not a port number');
+    return port;
+  }))
+  .option('--browser-command <command>', 'run with the sign-in URL as its last argument, instead of xdg-open or open')
+  .option('--token-cache-dir <dir>', 'where the tokens are kept', DEFAULT_TOKEN_CACHE_DIR)
+  .addHelpText(
+    'after',
+    `
+Example (in a kubeconfig):
+  users:
+    - name: alice
+      user:
+        exec:
+          apiVersion: client.authentication.k8s.io/v1
+          command: chaperone
+          args: [login, --issuer-url=https://auth.example.com/realms/company, --client-id=kubectl, --scope=email, --scope=groups]
+          interactiveMode: Never`,
+  )
+  .action(failing('login', (options: LoginOptions) => runLogin(options)));
 
 await program.parseAsync(process.argv);
