@@ -4,9 +4,10 @@
 // own is given the same configuration, so the identity through the injected pod's sidecar can be
 // compared with the one the API server itself gives for the same credential (a SelfSubjectReview each
 // way). The sidecar reads the configuration from the API server and follows it; the injector checks it
-// before a pod gets it.
+// before a pod gets it. sidecar.yaml and the claim mappings are docs/authentication.md's worked
+// example, read from the docs, so that the example cannot drift from what works.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -24,6 +25,7 @@ import { authenticationConfigurationFor, startTestProvider, type TestProvider } 
 import { startPamHook, type PamHook } from '../fixtures/authn/pam-hook.js';
 import { silentLog } from '../unit/injector/helpers.js';
 
+const REPO = path.resolve(import.meta.dirname, '../..');
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
 const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
 const CONFIG_SECRET = 'chaperone-sidecar-config';
@@ -41,9 +43,22 @@ function userOf(response: RawResponse): UserInfo {
   return (JSON.parse(response.body) as { status: { userInfo: UserInfo } }).status.userInfo;
 }
 
-/** The installation's AuthenticationConfiguration: the live issuer (private CA, claim mappings) and one nobody serves. */
-function authenticationConfiguration(issuer: TestProvider, caPem: string, deadIssuer: string, groupsPrefix: string): string {
-  const mappings = { username: { claim: 'email', prefix: '' }, groups: { claim: 'groups', prefix: groupsPrefix }, extra: [{ key: TENANT_EXTRA, valueExpression: 'claims.tenant' }] };
+/** The YAML block of docs/authentication.md whose first line is `# <name>`: the worked example, as documented. */
+async function documented(name: string): Promise<string> {
+  const text = await readFile(path.join(REPO, 'docs/authentication.md'), 'utf8');
+  const block = text.split('```yaml\n').slice(1).map((rest) => rest.slice(0, rest.indexOf('```'))).find((body) => body.startsWith(`# ${name}`));
+  if (!block) throw new Error(`docs/authentication.md has no yaml block that starts with "# ${name}"`);
+  return block;
+}
+
+/**
+ * The installation's AuthenticationConfiguration: the docs' example, its claim mappings as written,
+ * pointed at the test's issuer (its private CA, its client), and one more issuer that nobody serves.
+ */
+async function authenticationConfiguration(issuer: TestProvider, caPem: string, deadIssuer: string, groupsPrefix: string): Promise<string> {
+  const example = YAML.parse(await documented('authentication-config.yaml')) as { jwt: { claimMappings: { groups: { prefix: string } } }[] };
+  const mappings = example.jwt[0]!.claimMappings;
+  mappings.groups.prefix = groupsPrefix;
   return authenticationConfigurationFor(issuer, caPem, mappings, [{ issuer: { url: deadIssuer, audiences: ['nobody'] }, claimMappings: { username: { claim: 'sub', prefix: 'dead:' } } }]);
 }
 
@@ -88,8 +103,8 @@ describe('sign-in in an injected pod: the installation configuration (issue 18)'
     pamHook = await startPamHook({ jdoe: { password: 'correct horse', uid: '1000', groups: ['jdoe', 'sudo'] } });
     deadIssuer = `https://127.0.0.1:${await freePort()}`;
     files = {
-      'sidecar.yaml': YAML.stringify({ authenticationConfig: 'authentication-config.yaml', authenticationTokenWebhookConfigFile: 'token-webhook.kubeconfig', authenticationTokenWebhookCacheAuthorizedTtl: '0s' }),
-      'authentication-config.yaml': authenticationConfiguration(issuer, oidcCa.certPem, deadIssuer, 'oidc:'),
+      'sidecar.yaml': await documented('sidecar.yaml'),
+      'authentication-config.yaml': await authenticationConfiguration(issuer, oidcCa.certPem, deadIssuer, 'oidc:'),
       'token-webhook.kubeconfig': pamHook.kubeconfig(),
     };
     for (const [name, content] of Object.entries(files)) await writeFile(path.join(dir, name), content);
@@ -174,7 +189,7 @@ describe('sign-in in an injected pod: the installation configuration (issue 18)'
 
   it('a new version reaches the running sidecar without a restart; a bad one is refused, the one in use stays, and the injector names what is wrong', async function () {
     const token = await issuer.idToken('alice');
-    const changed: Record<string, string> = { ...files, 'authentication-config.yaml': authenticationConfiguration(issuer, oidcCa.certPem, deadIssuer, 'sso:') };
+    const changed: Record<string, string> = { ...files, 'authentication-config.yaml': await authenticationConfiguration(issuer, oidcCa.certPem, deadIssuer, 'sso:') };
     await clients.core.replaceNamespacedSecret({ name: CONFIG_SECRET, namespace: installation.namespace, body: installationSecret(changed) });
     const groups = await waitFor('the sidecar to apply the new version', async () => {
       const user = await through(token);
