@@ -14,6 +14,8 @@ import { ownLabels, SECRETS } from './provision/names.js';
 import type { ProvisioningNames } from './provision/objects.js';
 import { checkProvisioning, type ProvisioningStatus } from './provision/readiness.js';
 import { NamespaceProvisioner } from './provision/reconciler.js';
+import { InstallationCheck } from './provision/installation-check.js';
+import { resolveSettings } from './settings.js';
 import { upstreamCaOf } from './provision/upstream-ca.js';
 
 export interface Controller {
@@ -66,7 +68,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
     ...(config.webhookCertDir ? { directory: config.webhookCertDir } : {}),
   });
 
-  let leaderWork: { certificates: CertificateReconciler; provisioner: NamespaceProvisioner } | undefined;
+  let leaderWork: { certificates: CertificateReconciler; provisioner: NamespaceProvisioner; installationCheck: InstallationCheck } | undefined;
   // What the sidecars verify the API server with: the CA this injector verifies it with itself.
   const upstreamCa = upstreamCaOf(kubeconfig, {
     onChange: () => {
@@ -123,14 +125,18 @@ export function startController(config: InjectorConfig, dependencies: Controller
         },
         onSidecarCas: (cas) => provisioner.setCas(cas),
       });
-      leaderWork = { certificates, provisioner };
+      // The injector's own settings; a settings error is a refusal to start (injector.ts), so this cannot throw.
+      const installationCheck = new InstallationCheck({ kubeconfig, core, namespace: config.namespace, settings: resolveSettings({ ...config, sidecarUpstream: config.sidecarUpstream ?? kubeconfig.getCurrentCluster()?.server }), log });
+      leaderWork = { certificates, provisioner, installationCheck };
       certificates.start();
+      installationCheck.start();
     },
     onStoppedLeading: async () => {
       const work = leaderWork;
       leaderWork = undefined;
       await work?.certificates.stop();
       await work?.provisioner.stop();
+      await work?.installationCheck.stop();
     },
   });
 

@@ -42,6 +42,12 @@ export class InjectorMetrics {
     help: "Failed passes over the CAs, the injector's serving certificate and the webhook's caBundle; each is retried with back-off.",
     registers: [this.registry],
   });
+  readonly installationConfigValid = new Gauge({
+    name: 'chaperone_injector_installation_config_valid',
+    help: 'Whether each installation configuration (a Secret with sidecar.yaml in the injector\'s namespace) loads as a sidecar would load it with the injector\'s settings (1) or is refused (0).',
+    labelNames: ['secret'] as const,
+    registers: [this.registry],
+  });
   readonly driftRepairs = new Counter({
     name: 'chaperone_injector_drift_repairs_total',
     help: 'Objects the injector provisioned that someone else changed or deleted, put back, by kind.',

@@ -203,6 +203,12 @@ describe('sign-in in an injected pod: the installation configuration (issue 18)'
     await clients.core.replaceNamespacedSecret({ name: CONFIG_SECRET, namespace: installation.namespace, body: installationSecret(bad) });
     await waitFor('the sidecar to refuse the bad version', async () => (await metric('chaperone_installation_config_changes_total{outcome="refused"}')).includes('chaperone_installation_config_changes_total{outcome="refused"} 1'), 20_000, 250);
     assert.deepEqual((await through(token)).groups?.[0], 'sso:platform', 'the version in use stays');
+    // Said at once, where whoever wrote it looks (kubectl describe secret), not only when a pod arrives.
+    const warning = await waitFor('the injector\'s Warning event on the Secret', async () => {
+      const events = await clients.core.listNamespacedEvent({ namespace: installation.namespace, fieldSelector: `involvedObject.name=${CONFIG_SECRET},reason=InvalidSidecarConfig` });
+      return events.items.find((event) => /sidecar\.yaml: upstream is not an installation setting/.test(event.message ?? ''));
+    }, 20_000, 250);
+    assert.equal(warning.type, 'Warning');
     await assert.rejects(createPod('after-bad-config'), (err: Error & { body?: string }) => {
       assert.match(String(err.body ?? err.message), /its sidecar would refuse the installation configuration.*sidecar\.yaml: upstream is not an installation setting/);
       return true;
