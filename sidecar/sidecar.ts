@@ -125,6 +125,26 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
 }
 
 const UPSTREAM_CHECK_TIMEOUT_MS = 2000;
+/**
+ * The ops port is open to the pod's network and unauthenticated: without a bound, every /readyz
+ * anyone sends would be a request to the API server under the scoped token.
+ */
+const UPSTREAM_CHECK_INTERVAL_MS = 2000;
+
+/** ask's answer, asked again only once it is intervalMs old; callers meanwhile share one question. */
+function askedAtMostEvery(intervalMs: number, ask: () => Promise<boolean>): () => Promise<boolean> {
+  let last: { at: number; answer: boolean } | undefined;
+  let asking: Promise<boolean> | undefined;
+  return () => {
+    if (last && Date.now() - last.at < intervalMs) return Promise.resolve(last.answer);
+    asking ??= ask().then((answer) => {
+      last = { at: Date.now(), answer };
+      asking = undefined;
+      return answer;
+    });
+    return asking;
+  };
+}
 
 async function startTokenAuthenticators(config: SidecarConfig, upstream: Upstream, log: Logger): Promise<TokenAuthenticators> {
   const tokens = tokenAuthenticators(config, upstream, log);
@@ -140,13 +160,14 @@ async function startTokenAuthenticators(config: SidecarConfig, upstream: Upstrea
  * people who sign in another way.
  */
 function readinessChecks(upstream: Upstream, chain: AuthenticatorChain, access: AccessGate): ReadinessCheck[] {
+  const reachable = askedAtMostEvery(UPSTREAM_CHECK_INTERVAL_MS, () => upstream.reachable(UPSTREAM_CHECK_TIMEOUT_MS));
   return [
     // Always listed, so that /readyz also says which impersonation mode and policy are in force.
     { name: 'access-policy', check: () => Promise.resolve(access.problem()), detail: () => access.describe() },
     { name: 'service-account-token', check: () => Promise.resolve(upstream.bearerToken() ? undefined : 'the token file is missing or empty') },
     {
       name: 'upstream',
-      check: async () => ((await upstream.reachable(UPSTREAM_CHECK_TIMEOUT_MS)) ? undefined : 'the API server did not answer /readyz'),
+      check: async () => ((await reachable()) ? undefined : 'the API server did not answer /readyz'),
     },
     {
       name: 'authenticators',

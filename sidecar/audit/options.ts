@@ -32,7 +32,7 @@ export const auditOptions = {
   auditFileMaxSize: option(int({ min: 1 }), { default: 100, description: 'The size in MiB at which the audit file is rotated.' }),
   auditFileMaxBackups: option(int({ min: 0 }), { default: 5, description: 'How many rotated audit files (<path>.1 newest, <path>.2, ...) are kept.' }),
   auditWebhookConfigFile: option(path(), {
-    description: "A kubeconfig naming the webhook that receives EventList batches (server, CA, client certificate or token), as for the API server's --audit-webhook-config-file.",
+    description: "A kubeconfig naming the webhook that receives EventList batches, read by the API server's rules (token, tokenFile, client certificates, exec plugins, basic auth; docs/audit.md), as for its --audit-webhook-config-file.",
   }),
   auditWebhookBatchMaxSize: option(int({ min: 1 }), { default: 400, description: 'The most events sent to the webhook in one EventList.' }),
   auditWebhookBatchMaxWait: option(duration(), { default: '5s', description: 'How long an event waits for others to fill its batch before the batch is sent anyway.' }),

@@ -284,6 +284,23 @@ for (const mode of ['classic', 'constrained'] as const) describe(`sidecar reques
     });
   });
 
+  describe('the ops port, open to the pod\'s network and unauthenticated', function () {
+    it('asks the API server whether it is ready at most every 2 seconds, however often /readyz is asked (no amplification under the scoped token)', async function () {
+      const readyzCalls = async () =>
+        (await readAuditEvents(cp)).filter((e) => e.stage === 'ResponseComplete' && e.requestURI === '/readyz' && e.user.username === sidecar.serviceAccountUsername).length;
+      await fetch(`${sidecar.opsUrl}/readyz`);
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      const before = await readyzCalls();
+      const started = Date.now();
+      const answers = await Promise.all(Array.from({ length: 200 }, () => fetch(`${sidecar.opsUrl}/readyz`).then((r) => r.status)));
+      const elapsed = Date.now() - started;
+      assert.deepEqual([...new Set(answers)], [200]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const asked = (await readyzCalls()) - before;
+      assert.ok(asked >= 1 && asked <= 1 + Math.ceil(elapsed / 2000), `200 probes in ${elapsed}ms asked the API server ${asked} times`);
+    });
+  });
+
   describe('the scoped service account is the only credential', function () {
     it('fails every request once its binding is gone, and works again when it returns', async function () {
       const binding = await clients.rbac.readClusterRoleBinding({ name: sidecar.bindingName });
