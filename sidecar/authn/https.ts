@@ -52,7 +52,13 @@ export function httpsCall(url: string, call: HttpsCall): Promise<HttpsAnswer> {
     );
     const timer = setTimeout(() => req.destroy(new Error(`no answer from ${url} within ${call.timeoutMs}ms`)), call.timeoutMs);
     req.on('close', () => clearTimeout(timer));
-    req.on('error', (err) => reject(new Error(err.message.startsWith('no answer') || err.message.includes(url) ? err.message : `${url}: ${err.message}`)));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      // Node's advice for a certificate it cannot verify (--use-system-ca) means nothing in the image.
+      const message = err.message.replace(/; if the root CA is installed locally, try running Node\.js with --use-system-ca$/, '');
+      const wrapped: NodeJS.ErrnoException = new Error(message.startsWith('no answer') || message.includes(url) ? message : `${url}: ${message}`);
+      if (err.code !== undefined) wrapped.code = err.code;
+      reject(wrapped);
+    });
     req.end(call.body);
   });
 }

@@ -67,7 +67,7 @@ export class IssuerKeys {
     try {
       await this.discover();
     } catch (err) {
-      this.lastError = (err as Error).message;
+      this.lastError = withCaHint((err as NodeJS.ErrnoException).message, (err as NodeJS.ErrnoException).code, this.options.caPem !== undefined);
       this.options.onError?.(`OIDC discovery for ${this.options.issuerUrl} failed, retrying every ${DISCOVERY_RETRY_MS / 1000}s: ${this.lastError}`);
       if (!this.closed) {
         this.timer = setTimeout(() => void this.start(), DISCOVERY_RETRY_MS);
@@ -113,6 +113,16 @@ export class IssuerKeys {
     clearTimeout(this.timer);
     this.agent.destroy();
   }
+}
+
+/** The TLS errors of a certificate chain Node's roots (or the CA given) do not vouch for. */
+const UNTRUSTED_CERTIFICATE = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_UNTRUSTED']);
+
+/** Where an issuer's own CA goes, for an issuer whose certificate nothing trusted signed. */
+function withCaHint(message: string, code: string | undefined, caGiven: boolean): string {
+  if (code === undefined || !UNTRUSTED_CERTIFICATE.has(code)) return message;
+  const where = "the issuer's certificateAuthority in the AuthenticationConfiguration (for injected pods, the installation configuration: docs/authentication.md), or --oidc-ca-file";
+  return `${message} (${code}): ${caGiven ? 'the CA given does not vouch for its certificate; check ' : "no CA this sidecar trusts signed its certificate; give the CA that did as "}${where}`;
 }
 
 export interface VerifyOptions {

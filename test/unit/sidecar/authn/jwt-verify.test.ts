@@ -186,8 +186,15 @@ describe('sidecar/authn/jwt/verify: keys from discovery and JWKS', function () {
   it('is not ready while discovery fails (an issuer it cannot trust), and says why', async function () {
     const keys = new IssuerKeys({ issuerUrl: provider.issuer, caPem: createCA({ commonName: 'other' }).certPem });
     await keys.start();
-    assert.match(keys.notReady() ?? '', /certificate/);
+    assert.match(keys.notReady() ?? '', /certificate.*the CA given does not vouch for its certificate; check the issuer's certificateAuthority in the AuthenticationConfiguration/);
     assert.throws(() => keys.keys(), /not initialized/);
+    keys.close();
+  });
+
+  it("says where the issuer's CA goes when no CA it trusts signed the issuer's certificate", async function () {
+    const keys = new IssuerKeys({ issuerUrl: provider.issuer });
+    await keys.start();
+    assert.match(keys.notReady() ?? '', /no CA this sidecar trusts signed its certificate; give the CA that did as the issuer's certificateAuthority in the AuthenticationConfiguration \(for injected pods, the installation configuration/);
     keys.close();
   });
 
