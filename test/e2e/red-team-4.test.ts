@@ -39,7 +39,7 @@ const TEST_NODE = 'chaperone-test-node';
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
 const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
 
-const USERS = { view: 'redteam4-view', edit: 'redteam4-edit', admin: 'redteam4-admin' } as const;
+const USERS = { view: 'redteam4-view', edit: 'redteam4-edit', admin: 'redteam4-admin', debug: 'redteam4-debug' } as const;
 type Who = keyof typeof USERS;
 
 interface Response {
@@ -132,6 +132,11 @@ describe('red team 4: the installation configuration, readiness and the webhook 
     await bindClusterRoleInNamespace(clients, ns, 'view', [userSubject(USERS.view)]);
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(USERS.edit)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(USERS.admin)]);
+    // One permission only: adding debug containers.
+    const debugRole = { metadata: { name: 'only-debug' }, rules: [{ apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['patch'] }] };
+    await clients.rbac.createNamespacedRole({ namespace: ns, body: debugRole });
+    await clients.rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name: 'only-debug' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'only-debug' }, subjects: [userSubject(USERS.debug)] } });
+    await waitForCanI(cp, USERS.debug, ['patch', 'pods', '--subresource=ephemeralcontainers', '-n', ns]);
     await waitForCanI(cp, USERS.edit, ['create', 'pods', '-n', ns]);
     await waitForCanI(cp, USERS.admin, ['create', 'rolebindings', '-n', ns]);
     await waitForCanI(cp, USERS.view, ['list', 'pods', '-n', ns]);
@@ -163,7 +168,7 @@ describe('red team 4: the installation configuration, readiness and the webhook 
         refused(
           await as(who, 'bind itself to the Role that reads it', 'POST', `/apis/rbac.authorization.k8s.io/v1/namespaces/${installation.namespace}/rolebindings`, {
             metadata: { name: `steal-${who}` },
-            roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `${SCOPED}:${ns}` },
+            roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: `${installation.impersonatorRole}:${ns}` },
             subjects: [userSubject(USERS[who])],
           }),
           /cannot create resource "rolebindings"/,
@@ -214,6 +219,17 @@ describe('red team 4: the installation configuration, readiness and the webhook 
         );
       }
     });
+    it("its copy in the pod (the chaperone-installation volume) is the sidecar's alone: the dashboard, a subPath and a debug container are refused", async function () {
+      const mount = { name: 'chaperone-installation', mountPath: '/stolen', readOnly: true };
+      const dashboard = await as('edit', 'a dashboard mounting chaperone-installation', 'POST', `/api/v1/namespaces/${ns}/pods`, podBody('reads-installation', { containers: [{ name: 'dashboard', image: IMAGE, volumeMounts: [mount] }] }));
+      refused(dashboard, /chaperone refuses this pod: container dashboard mounts volume chaperone-installation, which holds a service-account token or what the sidecar trusts/, 'dashboard');
+      const subPath = await as('edit', 'a dashboard mounting one file of it by subPath', 'POST', `/api/v1/namespaces/${ns}/pods`, podBody('reads-sidecar-yaml', { containers: [{ name: 'dashboard', image: IMAGE, volumeMounts: [{ ...mount, subPath: 'sidecar.yaml' }] }] }));
+      refused(subPath, /chaperone refuses this pod: container dashboard mounts volume chaperone-installation/, 'subPath');
+      const debug = await as('debug', 'a debug container mounting chaperone-installation', 'PATCH', `/api/v1/namespaces/${ns}/pods/victim/ephemeralcontainers`, { spec: { ephemeralContainers: [{ name: 'peek', image: IMAGE, volumeMounts: [mount] }] } }, 'application/strategic-merge-patch+json');
+      refused(debug, /chaperone[^:]*: .*chaperone-installation/, 'debug container');
+      const stored = await clients.core.readNamespacedPod({ name: 'victim', namespace: ns });
+      assert.deepEqual(stored.spec!.ephemeralContainers ?? [], []);
+    });
   });
 
   describe('the Namespace annotation and the Role it makes', function () {
@@ -225,7 +241,16 @@ describe('red team 4: the installation configuration, readiness and the webhook 
       assert.equal(await canI(scopedAccount(other), ['get', `secrets/${CONFIG}`]), 'no');
       assert.equal(await canI(scopedAccount(ns), ['get', 'secrets/redteam4-other-config']), 'no');
       assert.equal(await canI(scopedAccount(ns), ['list', 'secrets']), 'no');
-      assert.equal(await canI(scopedAccount(ns), ['update', `roles/${SCOPED}:${ns}`]), 'no');
+      assert.equal(await canI(scopedAccount(ns), ['update', `roles/${installation.impersonatorRole}:${ns}`]), 'no');
+    });
+
+    it('a namespace of the longest name (63 characters) gets its Role and RoleBinding, and they name only it', async function () {
+      const long = await installation.createLabelledNamespace(`redteam4-${'x'.repeat(63 - 'redteam4-'.length - 9)}`);
+      assert.equal(long.length, 63);
+      await waitFor('the long namespace\'s Role', async () => (await canI(scopedAccount(long), ['get', `secrets/${CONFIG}`])) === 'yes', 30_000, 250);
+      const binding = await clients.rbac.readNamespacedRoleBinding({ name: `${installation.impersonatorRole}:${long}`, namespace: installation.namespace });
+      assert.deepEqual(binding.subjects?.map((subject) => ({ ...subject })), [{ kind: 'ServiceAccount', name: SCOPED, namespace: long }]);
+      assert.equal(await canI(scopedAccount(long), ['get', 'secrets/redteam4-other-config']), 'no');
     });
   });
 
