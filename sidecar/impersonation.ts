@@ -190,6 +190,17 @@ function assertSendable(what: string, value: string): void {
 }
 
 /**
+ * Whom the API server will see the request as, for the audit event's impersonatedUser: the identity
+ * sent, except that under constrained impersonation a service account is sent by name alone, and the
+ * API server gives it the groups of every service account of its namespace, no uid and no extras.
+ */
+export function asForwarded(identity: Identity, mode: ImpersonationMode): Identity {
+  const account = mode === 'constrained' ? serviceAccountOf(identity.username) : undefined;
+  if (!account) return identity;
+  return { username: identity.username, groups: ['system:serviceaccounts', `system:serviceaccounts:${account.namespace}`, 'system:authenticated'], extra: {} };
+}
+
+/**
  * The Impersonate-* headers that make the API server see this identity. Under constrained
  * impersonation a service account is impersonated by name alone (the API server refuses more): it
  * gets the groups the API server gives every service account, and no extras.

@@ -17,7 +17,7 @@ import { UpgradeForwarder } from './forward/upgrade.js';
 import type { Upstream } from './forward/upstream.js';
 import { guardAuthenticated, guardEffective, type GuardPolicy } from './guard.js';
 import type { Authenticated, Identity } from './identity.js';
-import { authorizeImpersonation, impersonationHeaders, readImpersonationRequest } from './impersonation.js';
+import { asForwarded, authorizeImpersonation, impersonationHeaders, readImpersonationRequest } from './impersonation.js';
 import type { SidecarMetrics } from './metrics.js';
 import { sanitiseHeaders } from './sanitise.js';
 import {
@@ -172,7 +172,7 @@ export class Pipeline {
 
     const token = this.options.upstream.bearerToken();
     if (!token) throw serviceUnavailable('chaperone has no service-account token to reach the API server with');
-    record.impersonated = effective;
+    record.impersonated = asForwarded(effective, access.mode());
     return { ...impersonationHeaders(effective, access.mode()), authorization: `Bearer ${token}`, 'audit-id': record.auditID };
   }
 

@@ -6,6 +6,7 @@ import {
   escapeExtraKey,
   impersonationChecks,
   impersonationHeaders,
+  asForwarded,
   readImpersonationRequest,
 } from '../../../sidecar/impersonation.js';
 import type { StatusError } from '../../../sidecar/status.js';
@@ -120,6 +121,14 @@ describe('sidecar/impersonation', function () {
       const robot = { username: 'system:serviceaccount:ci:deployer', uid: '9', groups: ['system:serviceaccounts', 'system:serviceaccounts:ci', 'system:authenticated'], extra: { 'authentication.kubernetes.io/credential-id': ['JTI=1'] } };
       assert.deepEqual(impersonationHeaders(robot, 'constrained'), { 'impersonate-user': 'system:serviceaccount:ci:deployer' });
       assert.deepEqual(Object.keys(impersonationHeaders(robot, 'classic')).sort(), ['impersonate-extra-authentication.kubernetes.io%2Fcredential-id', 'impersonate-group', 'impersonate-uid', 'impersonate-user']);
+    });
+
+    it('records as impersonated what the API server will see: under constrained impersonation a service account without uid or extras, with its namespace\'s groups', function () {
+      const robot = { username: 'system:serviceaccount:ci:deployer', uid: '9', groups: ['team'], extra: { 'authentication.kubernetes.io/credential-id': ['JTI=1'] } };
+      assert.deepEqual(asForwarded(robot, 'constrained'), { username: robot.username, groups: ['system:serviceaccounts', 'system:serviceaccounts:ci', 'system:authenticated'], extra: {} });
+      assert.equal(asForwarded(robot, 'classic'), robot);
+      const person = { username: 'alice', uid: '7', groups: ['dev'], extra: { 'example.com/team': ['x'] } };
+      assert.equal(asForwarded(person, 'constrained'), person);
     });
 
     it('escapes what cannot be a header name, and upper case, which the API server would lower', function () {
