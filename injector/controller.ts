@@ -126,7 +126,14 @@ export function startController(config: InjectorConfig, dependencies: Controller
         onSidecarCas: (cas) => provisioner.setCas(cas),
       });
       // The injector's own settings; a settings error is a refusal to start (injector.ts), so this cannot throw.
-      const installationCheck = new InstallationCheck({ kubeconfig, core, namespace: config.namespace, settings: resolveSettings({ ...config, sidecarUpstream: config.sidecarUpstream ?? kubeconfig.getCurrentCluster()?.server }), log });
+      const installationCheck = new InstallationCheck({
+        kubeconfig,
+        core,
+        namespace: config.namespace,
+        settings: resolveSettings({ ...config, sidecarUpstream: config.sidecarUpstream ?? kubeconfig.getCurrentCluster()?.server }),
+        onChange: () => provisioner.installationConfigsChanged(),
+        log,
+      });
       leaderWork = { certificates, provisioner, installationCheck };
       certificates.start();
       installationCheck.start();

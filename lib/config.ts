@@ -586,7 +586,14 @@ function readFile(spec: ConfigSpec, source: FileSource | undefined, problems: st
     problems.push(...document.errors.map((error) => `${file}: ${error.message.split('\n', 1)[0]!}`));
     return { path: file, values };
   }
-  const content: unknown = document.toJS();
+  let content: unknown;
+  try {
+    content = document.toJS();
+  } catch (error) {
+    // An alias bomb (ReferenceError: Excessive alias count): refused, naming the file.
+    problems.push(`${file}: ${(error as Error).message}`);
+    return { path: file, values };
+  }
   if (content === null || content === undefined) return { path: file, values };
   if (typeof content !== 'object' || Array.isArray(content)) {
     problems.push(`${file}: is not a mapping of option keys to values`);

@@ -120,7 +120,12 @@ export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
   // sigs.k8s.io/yaml reads with go-yaml v2: YAML 1.1.
   const document = parseDocument(text, { version: '1.1', uniqueKeys: false });
   if (document.errors.length > 0) reader.fail(document.errors[0]!.message.split('\n', 1)[0]!);
-  const root: unknown = document.toJS() ?? {};
+  let root: unknown;
+  try {
+    root = document.toJS() ?? {};
+  } catch (err) {
+    reader.fail((err as Error).message);
+  }
   if (!isFields(root)) reader.fail('not a kubeconfig (not a mapping)');
   const clusters = reader.named(root, 'clusters', 'cluster');
   const users = reader.named(root, 'users', 'user');

@@ -8,9 +8,11 @@
 // (an AuthenticationConfiguration, a token-webhook kubeconfig, CA bundles; relative paths are read
 // relative to sidecar.yaml) are written to a directory of the sidecar's own, one directory per
 // version of the Secret, so that a version is read whole and a bad new one never replaces a good one.
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ClientHttp2Stream } from 'node:http2';
+import { parseDocument } from 'yaml';
 import { ConfigError, type Env } from '../lib/config.js';
 import type { Logger } from '../lib/log.js';
 import { loadSidecarConfig, type SidecarConfig } from './config.js';
@@ -101,6 +103,12 @@ export class Installation {
     for (const [key, content] of secret.files) await writeFile(path.join(versionDir, key), content, { mode: 0o600 });
     let config: SidecarConfig;
     try {
+      if (!secret.files.has(INSTALLATION_FILE)) {
+        throw new ConfigError([`not an installation configuration: it has no ${INSTALLATION_FILE} (a Secret of another purpose, such as the injector's CA keys, is never one)`]);
+      }
+      // Before anything is read: a file outside the configuration is never opened.
+      const escaping = filesOutside(versionDir);
+      if (escaping.length > 0) throw new ConfigError(escaping);
       config = loadSidecarConfig(this.argv, this.env, path.join(versionDir, INSTALLATION_FILE));
     } catch (err) {
       await rm(versionDir, { recursive: true, force: true });
@@ -185,6 +193,59 @@ export class Installation {
       stream?.close();
     };
   }
+}
+
+/** A YAML mapping, or undefined when it is none (the sidecar's own reading says what is wrong with it). */
+function readYaml(file: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = parseDocument(readFileSync(file, 'utf8'), { version: '1.1', uniqueKeys: false }).toJS();
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The options of an installation configuration that name files. */
+const FILE_KEYS = ['authenticationConfig', 'oidcCaFile', 'authenticationTokenWebhookConfigFile'] as const satisfies readonly (keyof SidecarConfig)[];
+/** The kubeconfig fields that name files, by where they are. */
+const KUBECONFIG_FILE_FIELDS = { users: { key: 'user', fields: ['tokenFile', 'client-certificate', 'client-key'] }, clusters: { key: 'cluster', fields: ['certificate-authority'] } } as const;
+
+/**
+ * What an installation configuration names beyond its own files: a path out of its version's
+ * directory (the scoped token's file, say, which a token webhook would then be sent), or an exec
+ * plugin (a command every sidecar would run). Its credentials are its own keys, or inline.
+ */
+function filesOutside(versionDir: string): string[] {
+  const inside = (file: string) => {
+    const relative = path.relative(versionDir, path.resolve(versionDir, file));
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+  };
+  const problems: string[] = [];
+  const notOwn = (where: string, file: string) => `${where}: ${JSON.stringify(file)} is not a key of the installation configuration: name only its own files (or give the credential inline)`;
+  const options = readYaml(path.join(versionDir, INSTALLATION_FILE));
+  for (const key of FILE_KEYS) {
+    const file = options?.[key];
+    if (typeof file === 'string' && !inside(file)) problems.push(notOwn(`${INSTALLATION_FILE}: ${key}`, file));
+  }
+  const named = options?.authenticationTokenWebhookConfigFile;
+  if (typeof named !== 'string' || !inside(named)) return problems;
+  const kubeconfig = path.resolve(versionDir, named);
+  const root = readYaml(kubeconfig);
+  const name = path.relative(versionDir, kubeconfig);
+  for (const [list, { key, fields }] of Object.entries(KUBECONFIG_FILE_FIELDS)) {
+    const entries = root?.[list];
+    for (const entry of Array.isArray(entries) ? entries : []) {
+      const item = (entry as Record<string, unknown> | null)?.[key] as Record<string, unknown> | undefined;
+      for (const field of fields) {
+        const file = item?.[field];
+        if (typeof file === 'string' && file !== '' && !inside(path.resolve(path.dirname(kubeconfig), file))) problems.push(notOwn(`${name}: ${key}.${field}`, file));
+      }
+      if (key === 'user' && item?.exec !== undefined && item.exec !== null) {
+        problems.push(`${name}: user.exec: an installation configuration runs no credential plugin (every sidecar would run its command): give the webhook's credential inline`);
+      }
+    }
+  }
+  return problems;
 }
 
 /**

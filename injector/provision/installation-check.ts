@@ -22,6 +22,8 @@ export interface InstallationCheckOptions {
   namespace: string;
   /** The injector's own settings for a pod (its flags), with which each configuration is loaded. */
   settings: InjectionSettings;
+  /** An installation configuration appeared, changed or went (what each namespace may read follows). */
+  onChange: () => void;
   log: Logger;
 }
 
@@ -40,10 +42,13 @@ export class InstallationCheck {
       list: () => core.listNamespacedSecret({ namespace }),
       onList: (items) => items.forEach((secret) => void this.judge(secret)),
       onEvent: (type, secret) => {
+        const name = secret.metadata!.name!;
+        const wasOne = this.judged.has(name);
         if (type === 'DELETED') {
-          this.judged.delete(secret.metadata!.name!);
-          injectorMetrics.installationConfigValid.remove({ secret: secret.metadata!.name! });
+          this.judged.delete(name);
+          injectorMetrics.installationConfigValid.remove({ secret: name });
         } else void this.judge(secret);
+        if (wasOne || secret.data?.[INSTALLATION_FILE] !== undefined) this.options.onChange();
       },
       log,
       what: `the installation configurations in ${namespace}`,
@@ -53,7 +58,11 @@ export class InstallationCheck {
   private async judge(secret: V1Secret): Promise<void> {
     const name = secret.metadata!.name!;
     const version = secret.metadata?.resourceVersion ?? '';
-    if (secret.data?.[INSTALLATION_FILE] === undefined || this.judged.get(name) === version) return;
+    if (secret.data?.[INSTALLATION_FILE] === undefined) {
+      this.judged.delete(name);
+      return;
+    }
+    if (this.judged.get(name) === version) return;
     this.judged.set(name, version);
     const { namespace, settings, log } = this.options;
     const ref = `${namespace}/${name}`;

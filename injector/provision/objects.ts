@@ -21,12 +21,12 @@ export interface ProvisioningNames {
 }
 
 /**
- * The rule that lets a namespace's scoped account read its installation configuration: in the
- * injector's namespace (a Role there, bound to the account by a RoleBinding of the same name), that
- * one Secret, nothing else.
+ * The rule that lets a namespace's scoped account read its installation configurations: in the
+ * injector's namespace (a Role there, bound to the account by a RoleBinding of the same name), those
+ * Secrets, nothing else.
  */
-export function configReaderRules(secret: string): V1PolicyRule[] {
-  return [{ apiGroups: [''], resources: ['secrets'], resourceNames: [secret], verbs: ['get', 'list', 'watch'] }];
+export function configReaderRules(secrets: string[]): V1PolicyRule[] {
+  return [{ apiGroups: [''], resources: ['secrets'], resourceNames: secrets, verbs: ['get', 'list', 'watch'] }];
 }
 
 /**

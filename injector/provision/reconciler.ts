@@ -14,6 +14,7 @@ import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
 import { readSecret, writeLeafSecret } from '../certs/webhook.js';
 import { annotationOf } from '../names.js';
+import { INSTALLATION_FILE } from '../../sidecar/installation.js';
 import { injectorMetrics } from '../metrics.js';
 import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, refusalEvent } from '../namespaces.js';
 import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type ListWatchOptions, type Watching } from './kube.js';
@@ -98,6 +99,11 @@ export class NamespaceProvisioner {
   /** A new cluster CA bundle: every namespace is brought up to date. */
   upstreamCaChanged(): void {
     if (this.cas) for (const name of this.labelled.keys()) this.enqueue(name);
+  }
+
+  /** An installation configuration appeared, changed or went: which Secrets each namespace's account may read follows. */
+  installationConfigsChanged(): void {
+    this.upstreamCaChanged();
   }
 
   private startWatching(): void {
@@ -541,17 +547,28 @@ export class NamespaceProvisioner {
     const { rbac, names } = this.options;
     const name = impersonatorName(names, namespace);
     const where = names.installation;
-    const secret = this.labelled.get(namespace)?.metadata?.annotations?.[annotationOf('sidecar-config')] ?? names.sidecarConfig;
-    const rules = configReaderRules(secret);
-    const changed: string[] = [];
+    const named = this.labelled.get(namespace)?.metadata?.annotations?.[annotationOf('sidecar-config')] ?? names.sidecarConfig;
     const role = await unlessNotFound(rbac.readNamespacedRole({ name, namespace: where }));
     if (role) this.mustOwn(role, 'Role', namespace);
+    // The Secret named now and those named before (pods admitted then read theirs until recreated);
+    // each only while it is an installation configuration: the annotation may name any Secret here,
+    // the injector's CA keys included, and the injector must not grant what its caller could not read.
+    const granted: string[] = [];
+    for (const secret of new Set([named, ...(role?.rules ?? []).flatMap((rule) => rule.resourceNames ?? [])])) {
+      if (await this.isInstallationConfig(secret)) granted.push(secret);
+    }
+    const changed: string[] = [];
+    if (granted.length === 0) {
+      if (role) changed.push(...(await this.deleteConfigReader(namespace)).map((what) => `${what} removed (no installation configuration to read)`));
+      return changed;
+    }
+    const rules = configReaderRules(granted.sort());
     if (!role) {
       await rbac.createNamespacedRole({ namespace: where, body: { metadata: this.ownMetadata(namespace), rules } });
       changed.push(`Role ${where}/${name}`);
     } else if (!sameRules(role.rules ?? [], rules)) {
       await rbac.replaceNamespacedRole({ name, namespace: where, body: { ...role, rules } });
-      changed.push(`Role ${where}/${name} (now for Secret ${secret})`);
+      changed.push(`Role ${where}/${name} (now for Secrets ${granted.join(', ')})`);
     }
     const subject = serviceAccountSubject(namespace, names.serviceAccount);
     const binding = await unlessNotFound(rbac.readNamespacedRoleBinding({ name, namespace: where }));
@@ -567,6 +584,12 @@ export class NamespaceProvisioner {
       if (!isConflict(err)) throw err;
     }
     return changed;
+  }
+
+  /** Whether the Secret (in the injector's namespace) is an installation configuration: it has a sidecar.yaml. */
+  private async isInstallationConfig(secret: string): Promise<boolean> {
+    const found = await unlessNotFound(this.options.core.readNamespacedSecret({ name: secret, namespace: this.options.names.installation }));
+    return found?.data?.[INSTALLATION_FILE] !== undefined;
   }
 
   private async deleteConfigReader(namespace: string): Promise<string[]> {

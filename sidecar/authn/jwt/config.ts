@@ -75,7 +75,13 @@ export class JwtConfigError extends Error {
 export function parseAuthenticationConfiguration(text: string, source: string): JwtIssuer[] {
   const document = parseDocument(text);
   if (document.errors.length > 0) throw new JwtConfigError(document.errors.map((e) => `${source}: ${e.message.split('\n', 1)[0]!}`));
-  const parsed = authenticationConfigurationSchema.safeParse(document.toJS());
+  let content: unknown;
+  try {
+    content = document.toJS();
+  } catch (err) {
+    throw new JwtConfigError([`${source}: ${(err as Error).message}`]);
+  }
+  const parsed = authenticationConfigurationSchema.safeParse(content);
   if (!parsed.success) {
     throw new JwtConfigError(
       parsed.error.issues.map((issue) => `${source}: ${issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '') || '(top level)'}: ${issue.message}`),

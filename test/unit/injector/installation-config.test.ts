@@ -74,6 +74,20 @@ describe('injector/installation-config', function () {
       { 'sidecar.yaml': 'authenticationConfig: a.yaml\n', 'a.yaml': JWT_CONFIG.replace('https://issuer.example.com', 'http://issuer.example.com') },
       /jwt\[0\]\.issuer\.url/,
     ],
+    ['a Secret that is no installation configuration (the injector\'s CA keys, say)', { 'ca.crt': 'x', 'ca.key': 'y' }, /not an installation configuration: it has no sidecar\.yaml/],
+    ['a file of the sidecar\'s own (the scoped token), before it is ever read', { 'sidecar.yaml': 'oidcCaFile: /var/run/secrets/chaperone/upstream/token\n' }, /sidecar\.yaml: oidcCaFile: "\/var\/run\/secrets\/chaperone\/upstream\/token" is not a key of the installation configuration/],
+    ['a path that climbs out of it', { 'sidecar.yaml': 'authenticationConfig: ../../etc/passwd\n' }, /authenticationConfig: "\.\.\/\.\.\/etc\/passwd" is not a key of the installation configuration/],
+    [
+      'a webhook kubeconfig whose tokenFile is the scoped token',
+      { 'sidecar.yaml': 'authenticationTokenWebhookConfigFile: k\n', k: YAML.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://w.example' } }], users: [{ name: 'u', user: { token: 'x', tokenFile: '/var/run/secrets/chaperone/upstream/token' } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }) },
+      /k: user\.tokenFile: "\/var\/run\/secrets\/chaperone\/upstream\/token" is not a key of the installation configuration/,
+    ],
+    [
+      'a webhook kubeconfig with an exec plugin',
+      { 'sidecar.yaml': 'authenticationTokenWebhookConfigFile: k\n', k: YAML.stringify({ apiVersion: 'v1', kind: 'Config', clusters: [{ name: 'c', cluster: { server: 'https://w.example' } }], users: [{ name: 'u', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'sh' } } }], contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }], 'current-context': 'c' }) },
+      /k: user\.exec: an installation configuration runs no credential plugin/,
+    ],
+    ['a YAML alias bomb, naming the file', { 'sidecar.yaml': ['a0: &a0 [x,x,x,x,x,x,x,x,x]', ...Array.from({ length: 8 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(9).fill(`*a${i}`).join(',')}]`), 'anonymous: *a8'].join('\n') }, /sidecar\.yaml: .*alias/i],
     ['both the file and the --oidc-* flags', { 'sidecar.yaml': 'authenticationConfig: a.yaml\noidcIssuerUrl: https://other.example.com\noidcClientId: x\n', 'a.yaml': JWT_CONFIG }, /mutually exclusive/],
   ];
   for (const [what, files, expected] of invalid) {
