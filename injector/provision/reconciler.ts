@@ -431,8 +431,8 @@ export class NamespaceProvisioner {
     ];
     // The binding first: from then on the account can do nothing, whatever is left.
     if (await this.deleteOwn('binding', namespace)) removed.push(`ClusterRoleBinding ${impersonatorName(names, namespace)}`);
-    removed.push(...(await this.deleteConfigReader(namespace)));
     if (await this.deleteOwn('role', namespace)) removed.push(`ClusterRole ${impersonatorName(names, namespace)}`);
+    removed.push(...(await this.deleteConfigReader(namespace)));
     for (const [what, read, remove] of reads) {
       const object = await unlessNotFound(read());
       if (!object || !isOwn(object.metadata?.labels, names.installation)) continue;

@@ -355,8 +355,10 @@ describe('least privilege for the scoped service account (real API server)', fun
       await clients.core.patchNamespace({ name: ns, body: { metadata: { labels: { 'chaperone.dev/inject': null } } } }, mergePatch());
       await waitFor('every permission to go', async () => !(await canServiceAccount(clients, ns, read)));
       assert.ok(!(await canServiceAccount(clients, ns, { verb: 'create', group: 'authorization.k8s.io', resource: 'subjectaccessreviews' })));
-      const left = await clients.rbac.listClusterRole({ labelSelector: `chaperone.dev/namespace=${ns}` });
-      assert.deepEqual(left.items, []);
+      // The role goes right after the binding (a request or two later).
+      await waitFor('the role to go', async () => (await clients.rbac.listClusterRole({ labelSelector: `chaperone.dev/namespace=${ns}` })).items.length === 0);
+      const readers = await clients.rbac.listNamespacedRole({ namespace: column.installation.namespace, labelSelector: `chaperone.dev/namespace=${ns}` });
+      assert.deepEqual(readers.items, [], 'nor may it read an installation configuration any more');
     });
   });
 });
