@@ -100,7 +100,10 @@ export const injectorConfigSpec = defineSpec({
         "The API server the sidecars forward to, passed as their --upstream; by default the injector's own (its kubeconfig's server, in a cluster https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT as the injector's pod sees them). Pinned so that a Service named kubernetes in a labelled namespace, which the kubelet would turn into the sidecar's KUBERNETES_SERVICE_HOST, cannot redirect it.",
       example: 'https://10.96.0.1:443',
     }),
-    sidecarImage: option(image(), { default: DEFAULT_SIDECAR_IMAGE, description: "The sidecar's image, unless the namespace's chaperone.dev/image annotation says otherwise (a pod cannot: the sidecar holds the scoped token)." }),
+    sidecarImage: option(image(), {
+      default: DEFAULT_SIDECAR_IMAGE,
+      description: "The sidecar's image, unless the namespace's chaperone.dev/image annotation says otherwise (a pod cannot: the sidecar holds the scoped token). It must be an image of --allowed-images, or the injector does not start.",
+    }),
     allowedImages: option(list(), {
       default: ['ghcr.io/chaperone-dev/chaperone-sidecar'],
       description: "The image repositories a namespace's chaperone.dev/image annotation may name (any tag or digest of them): the sidecar holds the scoped token, so it does not run just any image. Any tag includes releases before a security fix: list only repositories whose every tag you would let hold the token, and pin the version with --sidecar-image or the Namespace annotation.",

@@ -159,13 +159,17 @@ export function resolveSettings(
     settings[key] = parsed.value;
   }
   const resolved = settings as InjectionSettings;
-  if (problems.length === 0) problems.push(...crossChecks(resolved, sidecarOptions));
+  if (problems.length === 0) problems.push(...crossChecks(resolved, sidecarOptions, config.allowedImages));
   if (problems.length > 0) throw new Denial('BadRequest', `chaperone cannot inject this pod: ${problems.join('; ')}`);
   return resolved;
 }
 
-function crossChecks(settings: InjectionSettings, sidecarOptions: Options): string[] {
+function crossChecks(settings: InjectionSettings, sidecarOptions: Options, allowedImages: readonly string[]): string[] {
   const problems: string[] = [];
+  // The Namespace's image was checked where it was read; the injector's own is checked here (so at start).
+  if (!isAllowedImage(settings.sidecarImage, allowedImages)) {
+    problems.push(`the sidecar image ${show(settings.sidecarImage)} (${flagName('sidecarImage')}) is not an image of ${allowedImages.join(' or ')} (${flagName('allowedImages')})`);
+  }
   if (settings.authenticators.includes('oidc')) {
     for (const setting of ['oidc-issuer-url', 'oidc-client-id'] as const) {
       const key = NAMESPACE_SETTINGS[setting];

@@ -193,6 +193,14 @@ describe('injector/settings', function () {
       assert.equal(resolveSettings(mirror, {}, namespace({})).sidecarImage, 'registry.internal/chaperone-sidecar:v0.2.0');
     });
 
+    it("refuses the injector's own --sidecar-image from a repository --allowed-images does not name (so the injector does not start)", function () {
+      const config = testConfig(['--sidecar-image=docker.io/someone/chaperone-sidecar:v0.1.0']);
+      assert.throws(
+        () => resolveSettings(config),
+        /the sidecar image "docker\.io\/someone\/chaperone-sidecar:v0\.1\.0" \(--sidecar-image\) is not an image of ghcr\.io\/chaperone-dev\/chaperone-sidecar \(--allowed-images\)/,
+      );
+    });
+
     it("denies a namespace's image from a repository the injector does not allow, as it denied a pod's", function () {
       for (const image of ['docker.io/evil/sidecar:1', 'ghcr.io/chaperone-dev/chaperone-sidecar-evil:1', 'ghcr.io/chaperone-dev/chaperone-sidecar/evil:1']) {
         const err = denial({}, undefined, { 'chaperone.dev/image': image });
