@@ -79,9 +79,17 @@ export class Pipeline {
   /** Forwarded requests whose stream to the API server is still open: settled when it closes. */
   private readonly upstreamOpen = new WeakMap<RequestRecord, Promise<void>>();
 
+  private guard: GuardPolicy;
+
   constructor(private readonly options: PipelineOptions) {
     this.http = new HttpForwarder(options.upstream);
     this.upgrades = new UpgradeForwarder(options.upstream);
+    this.guard = options.guard;
+  }
+
+  /** Another installation configuration's guard lists, for the requests that arrive from now on. */
+  useGuard(guard: GuardPolicy): void {
+    this.guard = guard;
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -159,9 +167,9 @@ export class Pipeline {
     const nested = readImpersonationRequest(req.rawHeaders);
     record.nestedImpersonation = nested !== undefined;
     if (nested) this.options.access.checkNested(nested);
-    guardAuthenticated(authenticated, this.options.guard);
+    guardAuthenticated(authenticated, this.guard);
     const effective = nested ? await authorizeImpersonation(this.options.reviewer, authenticated.identity, nested) : authenticated.identity;
-    guardEffective(effective, this.options.guard);
+    guardEffective(effective, this.guard);
 
     const create = compoundCreate(record.info);
     const { access } = this.options;

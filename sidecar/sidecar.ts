@@ -53,23 +53,6 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   let tokens = await startTokenAuthenticators(config, upstream, log);
   const chain = new AuthenticatorChain([...authenticators, ...tokens.authenticators], config.anonymous);
   metrics.watchAuthenticators(() => chain.readiness().map(({ method, notReady }) => ({ method, ready: notReady === undefined })));
-  const stopFollowing = installation?.follow(upstream, log, async (secret) => {
-    let next: SidecarConfig;
-    try {
-      next = await installation.configFor(secret);
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      metrics.installationConfigChanges.inc({ outcome: 'refused' });
-      log.error({ installationConfig: installation.ref, resourceVersion: secret.resourceVersion, problems: err.problems }, 'the new installation configuration is invalid: keeping the one in use');
-      return;
-    }
-    const previous = tokens;
-    tokens = await startTokenAuthenticators(next, upstream, log);
-    chain.replace([...authenticators, ...tokens.authenticators], next.anonymous);
-    previous.close();
-    metrics.installationConfigChanges.inc({ outcome: 'applied' });
-    log.info({ installationConfig: installation.ref, resourceVersion: secret.resourceVersion, authenticators: chain.readiness().map((r) => r.method) }, 'installation configuration applied');
-  });
   const access = new AccessGate({ policyFile: config.accessPolicyFile, readOnly: config.readOnly, log });
   const pipeline = new Pipeline({
     authenticators: chain,
@@ -88,6 +71,24 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     upstreamTimeoutMs: config.upstreamTimeout,
     maxRequestBodyBytes: config.maxRequestBodyBytes,
     maxUpgrades: config.maxUpgrades,
+  });
+  const stopFollowing = installation?.follow(upstream, log, async (secret) => {
+    let next: SidecarConfig;
+    try {
+      next = await installation.configFor(secret);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      metrics.installationConfigChanges.inc({ outcome: 'refused' });
+      log.error({ installationConfig: installation.ref, resourceVersion: secret.resourceVersion, problems: err.problems }, 'the new installation configuration is invalid: keeping the one in use');
+      return;
+    }
+    const previous = tokens;
+    tokens = await startTokenAuthenticators(next, upstream, log);
+    chain.replace([...authenticators, ...tokens.authenticators], next.anonymous);
+    pipeline.useGuard({ allow: next.guardAllow, deny: next.guardDeny });
+    previous.close();
+    metrics.installationConfigChanges.inc({ outcome: 'applied' });
+    log.info({ installationConfig: installation.ref, resourceVersion: secret.resourceVersion, authenticators: chain.readiness().map((r) => r.method) }, 'installation configuration applied');
   });
   const ops = new OpsServer(readinessChecks(upstream, chain, access), metrics);
   const opsPort = await ops.listen(config.opsListen);

@@ -208,6 +208,21 @@ describe('sign-in in an injected pod: the installation configuration (issue 18)'
     }
   });
 
+  it("the guard lists come from the installation configuration too, and reach the running sidecar", async function () {
+    const token = await issuer.idToken('alice');
+    await clients.core.replaceNamespacedSecret({ name: CONFIG_SECRET, namespace: installation.namespace, body: installationSecret({ ...files, 'sidecar.yaml': `${files['sidecar.yaml']}guardDeny: [alice@example.com]\n` }) });
+    try {
+      const refused = await waitFor('the sidecar to refuse alice', async () => {
+        const response = await throughRaw(token);
+        return response.status === 403 ? response : undefined;
+      }, 20_000, 250);
+      assert.match((JSON.parse(refused.body) as { message: string }).message, /alice@example\.com/);
+    } finally {
+      await clients.core.replaceNamespacedSecret({ name: CONFIG_SECRET, namespace: installation.namespace, body: installationSecret(files) });
+    }
+    await waitFor('alice to be served again', async () => (await throughRaw(token)).status === 201, 20_000, 250);
+  });
+
   it('an issuer nobody serves fails only its own tokens: the pod is ready, /readyz and /metrics say which method cannot authenticate, certificates work', async function () {
     const readyz = await fetch(`${sidecar.opsUrl}/readyz`);
     const body = await readyz.text();
