@@ -117,6 +117,8 @@ async function signIn(config: oidc.Configuration, options: LoginOptions): Promis
       server = createServer((req, res) => {
         const url = new URL(req.url ?? '/', `http://127.0.0.1:${(server!.address() as AddressInfo).port}`);
         if (url.pathname !== '/callback') return void res.writeHead(404).end();
+        // Anything on this machine can reach the port: only the browser's answer to this sign-in counts.
+        if (url.searchParams.get('state') !== state) return void res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('Not this sign-in.\n');
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('Signed in. You may close this window and go back to your terminal.\n');
         resolve(url);
       });
