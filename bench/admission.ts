@@ -4,9 +4,9 @@
 import { request } from 'node:https';
 import { randomUUID } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
-import { freePort, type ControlPlane } from '../test/cluster/control-plane.js';
-import { createNamespace, type AdminClients } from '../test/cluster/kube.js';
-import { createWebhookConfiguration, installInjector, waitFor } from '../test/cluster/provisioned.js';
+import { freePort, type ControlPlane } from '../local-cluster/control-plane.js';
+import { createNamespace, type AdminClients } from '../local-cluster/kube.js';
+import { createWebhookConfiguration, installInjector, waitFor } from '../local-cluster/provisioned.js';
 import type { LoadPlan } from './overhead.js';
 import { measure } from './overhead.js';
 import { findProcess, startBundle, waitUntilOk } from './processes.js';

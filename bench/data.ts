@@ -1,7 +1,7 @@
 // What the requests read: config maps in namespaces of their own, which the benchmark's person may
 // view (the `view` role, as a dashboard user would have it).
-import type { ControlPlane } from '../test/cluster/control-plane.js';
-import { createNamespace, grantInNamespace, type AdminClients } from '../test/cluster/kube.js';
+import type { ControlPlane } from '../local-cluster/control-plane.js';
+import { createNamespace, grantInNamespace, type AdminClients } from '../local-cluster/kube.js';
 import { PERSON } from './people.js';
 
 export interface DataSizes {

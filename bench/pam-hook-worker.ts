@@ -1,7 +1,7 @@
 // The pam_hook look-alike token webhook (test/fixtures/authn) in a worker thread: with caches off,
 // the sidecar asks it on every request, and its event loop must not be the load generator's.
 import { parentPort, workerData } from 'node:worker_threads';
-import { startPamHook, type PamUser } from '../test/fixtures/authn/pam-hook.js';
+import { startPamHook, type PamUser } from '../local-cluster/identity/pam-hook.js';
 
 export interface PamHookWorkerData {
   users: Record<string, PamUser>;

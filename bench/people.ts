@@ -6,8 +6,8 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createCA, issueCertificate, type CertificateAndKey } from '../lib/pki.js';
-import type { ControlPlane } from '../test/cluster/control-plane.js';
-import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../test/fixtures/authn/oidc-provider.js';
+import type { ControlPlane } from '../local-cluster/control-plane.js';
+import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../local-cluster/identity/oidc-provider.js';
 import type { PamHookReady, PamHookWorkerData } from './pam-hook-worker.js';
 
 export const PERSON = 'bench-alice';

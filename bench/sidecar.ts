@@ -4,9 +4,9 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createCA, issueCertificate } from '../lib/pki.js';
-import { freePort, type ControlPlane } from '../test/cluster/control-plane.js';
-import { createNamespace, createServiceAccount, mintServiceAccountToken, serviceAccountSubject, type AdminClients } from '../test/cluster/kube.js';
-import { ensureImpersonatorRole } from '../test/cluster/sidecar.js';
+import { freePort, type ControlPlane } from '../local-cluster/control-plane.js';
+import { createNamespace, createServiceAccount, mintServiceAccountToken, serviceAccountSubject, type AdminClients } from '../local-cluster/kube.js';
+import { ensureImpersonatorRole } from '../local-cluster/sidecar.js';
 import { startBundle, waitUntilOk, type BundleProcess } from './processes.js';
 
 export interface BenchSidecar extends BundleProcess {

@@ -1,7 +1,7 @@
 // Time from starting the production bundle to the sidecar answering /healthz (listening) and
 // /readyz (it can serve a person: token read, API server reached, every authenticator ready), as a
 // kubelet would see it, polled every few milliseconds; then its resident memory, idle.
-import { freePort } from '../test/cluster/control-plane.js';
+import { freePort } from '../local-cluster/control-plane.js';
 import { IMAGE_NODE_FLAGS, probe, startBundle } from './processes.js';
 import type { StartupResult, StartupVariant } from './results.js';
 import type { SidecarLauncher } from './sidecar.js';

@@ -2,7 +2,7 @@
 // from changing the object to each client seeing the event, and the sidecar's memory meanwhile.
 import type { ClientRequest } from 'node:http';
 import { request } from 'node:https';
-import type { AdminClients } from '../test/cluster/kube.js';
+import type { AdminClients } from '../local-cluster/kube.js';
 import type { Credentials } from './load.js';
 import { heapBreakdown, type HeapBreakdown } from './metrics.js';
 import { PeakMemory, type BundleProcess } from './processes.js';

@@ -66,11 +66,11 @@ export function isPermissive(expression: string): boolean {
   return bare.split(/\s+OR\s+/).some((id) => PERMISSIVE.has(id.trim()));
 }
 
-// cli/demo.ts runs a control plane with the test harness (test/cluster: Go builds, kube-apiserver,
+// cli/demo.ts runs a control plane with the local cluster (local-cluster/: Go builds, kube-apiserver,
 // etcd). That is for a checkout, never for an image: the bundle gets this in its place.
 const DEMO_MODULE = path.join(REPO, 'cli/demo.ts');
 const DEMO_IN_BUNDLE = `export async function runDemo() {
-  process.stderr.write('chaperone demo starts a local control plane with the test harness, which this build of chaperone leaves out.\\n' +
+  process.stderr.write('chaperone demo starts a local control plane with the local cluster, which this build of chaperone leaves out.\\n' +
     'Run it from a checkout of the chaperone repository: npm install && npm run demo\\n');
   process.exitCode = 2;
 }

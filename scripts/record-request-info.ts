@@ -9,8 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { fileURLToPath } from 'node:url';
-import { startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
-import { adminClients, auditEventsFor, type AuditEvent } from '../test/cluster/kube.js';
+import { startControlPlane, type ControlPlane } from '../local-cluster/control-plane.js';
+import { adminClients, auditEventsFor, type AuditEvent } from '../local-cluster/kube.js';
 import { requestInfo, type RequestInfo } from '../sidecar/authz/request-info.js';
 
 export const FIXTURE_FILE = fileURLToPath(new URL('../test/fixtures/request-info-cases.json', import.meta.url));

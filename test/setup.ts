@@ -1,6 +1,6 @@
 // Loaded by mocha before any test (see .mocharc.json).
-import { armAuditJoin, removeAuditJoinCopies, runAuditJoin } from './cluster/audit-join.js';
-import { stopSharedControlPlane } from './cluster/shared.js';
+import { armAuditJoin, removeAuditJoinCopies, runAuditJoin } from '../local-cluster/audit-join.js';
+import { stopSharedControlPlane } from './support/shared.js';
 
 const REQUIRED_NODE_MAJOR = 24;
 const major = Number(process.versions.node.split('.')[0]);
@@ -14,7 +14,7 @@ if (major !== REQUIRED_NODE_MAJOR) {
 const EXIT_GRACE_MS = 30_000;
 
 // Every control plane and sidecar of the run registers its audit log; after the last test, each API
-// server's log is joined with its sidecars' (test/cluster/audit-join.ts, the README's Tests). A run
+// server's log is joined with its sidecars' (local-cluster/audit-join.ts, the README's Tests). A run
 // that started no control plane (the unit tests) joins nothing.
 armAuditJoin();
 
@@ -26,7 +26,7 @@ export const mochaHooks = {
     if (join && !join.ok) {
       throw new Error(
         'The audit join failed: requests an API server ran for a scoped service account do not match the sidecars\' audit events one to one ' +
-          `(test/cluster/audit-join.ts, joinAuditLogs, says what must match).\n${join.report}\nEvery log of the run is kept in ${join.dir}`,
+          `(local-cluster/audit-join.ts, joinAuditLogs, says what must match).\n${join.report}\nEvery log of the run is kept in ${join.dir}`,
       );
     }
     if (join) process.stderr.write(`[audit join] ${join.report.replaceAll('\n', '\n[audit join] ')}\n`);

@@ -14,13 +14,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { BUNDLE_NAMES, bundleFiles, DEMO_STAND_IN, DIST, ensureArtefacts, packageVersion, REPO, type BuildInfo } from '../../scripts/build-artefacts.js';
-import { freePort, type ControlPlane } from '../cluster/control-plane.js';
-import { dockerignored, parseDockerignore, processUid, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../cluster/images.js';
-import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../cluster/kube.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, waitFor, writeMountedFiles, type InjectorInstallation } from '../cluster/provisioned.js';
-import { rawRequest } from '../cluster/sidecar.js';
-import { registerSidecarAuditLog, serviceAccountUsername } from '../cluster/audit-join.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import { freePort, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { dockerignored, parseDockerignore, processUid, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../../local-cluster/images.js';
+import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, waitFor, writeMountedFiles, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
+import { registerSidecarAuditLog, serviceAccountUsername } from '../../local-cluster/audit-join.js';
+import { sharedControlPlane } from '../support/shared.js';
 import { admissionReview } from '../unit/injector/helpers.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { decodeData } from '../../injector/provision/kube.js';
@@ -78,9 +78,9 @@ describe('the artefacts the images run', function () {
   });
 
   describe('the bundles', function () {
-    it('hold nothing from test/; the CLI has a stand-in for the demo, which needs the test harness', function () {
+    it('hold nothing from test/, bench/ or local-cluster/; the CLI has a stand-in for the demo, which needs the local cluster', function () {
       for (const name of BUNDLE_NAMES) {
-        const fromTests = info.bundles[name].inputs.filter((input) => input.startsWith('test/') || input.startsWith('bench/'));
+        const fromTests = info.bundles[name].inputs.filter((input) => input.startsWith('test/') || input.startsWith('bench/') || input.startsWith('local-cluster/'));
         assert.deepEqual(fromTests, [], `${name}.mjs bundles test code`);
       }
       assert.ok(info.bundles.chaperone.inputs.includes(DEMO_STAND_IN), 'the CLI bundle has the demo stand-in');

@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { type AdminClients, adminClients, createNamespace, grantInNamespace, readAuditEvents, waitForCanI } from '../cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { type AdminClients, adminClients, createNamespace, grantInNamespace, readAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import type { Event } from '../../sidecar/audit/types.js';

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import {
   type AdminClients,
   adminClients,
@@ -15,9 +15,9 @@ import {
   grantInNamespace,
   readAuditEvents,
   waitForCanI,
-} from '../cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
-import { declareNoSidecarEvent } from '../cluster/audit-join.js';
+} from '../../local-cluster/kube.js';
+import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { Event } from '../../sidecar/audit/types.js';
 import { auditIdOf, readEventLines, waitForEventLines } from '../unit/sidecar/audit/support.js';

@@ -9,15 +9,15 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sharedControlPlane } from '../cluster/shared.js';
+import { sharedControlPlane } from '../support/shared.js';
 import {
   adminClients,
   createNamespace,
   createServiceAccount,
   grantInNamespace,
   mintServiceAccountToken,
-} from '../cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse } from '../cluster/sidecar.js';
+} from '../../local-cluster/kube.js';
+import { rawRequest, startTestSidecar, type RawResponse } from '../../local-cluster/sidecar.js';
 import { AuditPolicy } from '../../sidecar/audit/policy.js';
 import { auditIdOf, parseEventLines, startReceiver, waitForEventLines } from '../unit/sidecar/audit/support.js';
 

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
 import {
   type AdminClients,
   adminClients,
@@ -15,8 +15,8 @@ import {
   grantInNamespace,
   userSubject,
   waitForCanI,
-} from '../cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
+} from '../../local-cluster/kube.js';
+import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { createCA, type CertificateAndKey } from '../../lib/pki.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';

@@ -14,12 +14,12 @@ import YAML from 'yaml';
 import type { V1ClusterRole } from '@kubernetes/client-node';
 import { createCA } from '../../lib/pki.js';
 import { parseAuthenticationConfiguration } from '../../sidecar/authn/jwt/config.js';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents, type AdminClients } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
-import { OTHER_CLIENT, startTestProvider, type TestAccount, type TestProvider } from '../fixtures/authn/oidc-provider.js';
-import { startPamHook, type PamHook } from '../fixtures/authn/pam-hook.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { OTHER_CLIENT, startTestProvider, type TestAccount, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
+import { startPamHook, type PamHook } from '../../local-cluster/identity/pam-hook.js';
 
 const CLUSTER_TOKEN_REVIEW_ROLE = path.resolve(import.meta.dirname, '../../manifests/components/cluster-token-review/cluster-token-review-clusterrole.yaml');
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';

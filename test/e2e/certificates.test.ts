@@ -14,10 +14,10 @@ import { rotateCa } from '../../injector/rotate.js';
 import { CERT_MANAGER_INJECT_ANNOTATION } from '../../injector/certs/webhook.js';
 import { decodeData, describeError, encodeData } from '../../injector/provision/kube.js';
 import { SECRETS } from '../../injector/provision/names.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, type AdminClients } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, type AdminClients } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -13,7 +13,7 @@ import { createLogger } from '../../lib/log.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import type { Controller } from '../../injector/controller.js';
 import type { Finding, Report } from '../../cli/doctor/findings.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import {
   adminClients,
   bindClusterRoleInNamespace,
@@ -25,10 +25,10 @@ import {
   serviceAccountSubject,
   waitForCanI,
   type AdminClients,
-} from '../cluster/kube.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
-import { runMain } from '../cluster/run-main.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+} from '../../local-cluster/kube.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { runMain } from '../support/run-main.js';
+import { sharedControlPlane } from '../support/shared.js';
 
 describe('the chaperone command (a process, against the real API server)', function () {
   this.timeout(120_000);

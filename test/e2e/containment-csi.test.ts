@@ -14,11 +14,11 @@ import YAML from 'yaml';
 import { KubernetesObjectApi, type KubernetesObject, type V1CSIDriver, type V1Pod, type V1PolicyRule, type V1Volume } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { RunningInjector } from '../../injector/injector.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { applyTokenPolicies, injectedBaselineNamespace, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../cluster/containment.js';
-import { adminClients, auditEventsFor, bindClusterRoleInNamespace, mintServiceAccountToken, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { installInjector, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
-import { rawRequest } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { applyTokenPolicies, injectedBaselineNamespace, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../support/containment.js';
+import { adminClients, auditEventsFor, bindClusterRoleInNamespace, mintServiceAccountToken, userSubject, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
+import { installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 
 const WARNING_POLICY = path.resolve(import.meta.dirname, '../../manifests/base/csi-token-drivers-policy.yaml');
 const SCOPED = 'chaperone-impersonator';

@@ -10,12 +10,12 @@
 import assert from 'node:assert/strict';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { RunningInjector } from '../../injector/injector.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { startContainmentCluster } from '../cluster/containment.js';
-import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../cluster/kube.js';
-import type { InjectorInstallation } from '../cluster/provisioned.js';
-import { rawRequest, type RawResponse } from '../cluster/sidecar.js';
-import { ENV_ANNOTATION_PREFIX, MOUNT_ANNOTATION_PREFIX, startPresetWebhook, type PresetWebhook } from '../cluster/preset-webhook.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { startContainmentCluster } from '../support/containment.js';
+import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import type { InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
+import { ENV_ANNOTATION_PREFIX, MOUNT_ANNOTATION_PREFIX, startPresetWebhook, type PresetWebhook } from '../support/preset-webhook.js';
 
 const EDIT = 'redteam3-closed-edit';
 const ROOT = 'root-admin';

@@ -9,10 +9,10 @@ import { request, type RequestOptions } from 'node:https';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { RunningInjector } from '../../injector/injector.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../cluster/kube.js';
-import { startContainmentCluster } from '../cluster/containment.js';
-import { type InjectorInstallation, waitFor } from '../cluster/provisioned.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { startContainmentCluster } from '../support/containment.js';
+import { type InjectorInstallation, waitFor } from '../../local-cluster/provisioned.js';
 
 const SCOPED = 'chaperone-impersonator';
 const INJECT = 'chaperone.dev/inject';

@@ -21,10 +21,10 @@ import type { RunningInjector } from '../../injector/injector.js';
 import { PLACEHOLDER_TOKEN } from '../../injector/proxy.js';
 import { diagnose } from '../../cli/doctor/diagnose.js';
 import { readFacts } from '../../cli/doctor/read.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { applyTokenPolicies, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook, waitForInjection } from '../cluster/containment.js';
-import { adminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI, type AdminClients, type AuditEvent } from '../cluster/kube.js';
-import { installInjector, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { applyTokenPolicies, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook, waitForInjection } from '../support/containment.js';
+import { adminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
+import { installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');

@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import path from 'node:path';
-import type { ControlPlane } from '../cluster/control-plane.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import { sharedControlPlane } from '../support/shared.js';
 import {
   adminClients,
   auditEventsFor,
@@ -15,7 +15,7 @@ import {
   kubectl,
   mintServiceAccountToken,
   type AdminClients,
-} from '../cluster/kube.js';
+} from '../../local-cluster/kube.js';
 
 describe('the local control plane', function () {
   this.timeout(15 * 60_000); // the first run may build kube-apiserver and etcd

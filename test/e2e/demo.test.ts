@@ -8,9 +8,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { isAlive } from '../cluster/pids.js';
-import { waitFor } from '../cluster/provisioned.js';
-import { runMain } from '../cluster/run-main.js';
+import { isAlive } from '../../local-cluster/pids.js';
+import { waitFor } from '../../local-cluster/provisioned.js';
+import { runMain } from '../support/run-main.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const READY = 'Audit events as they happen';

@@ -2,7 +2,7 @@
 // the webhook configuration's caBundle and provisions the labelled namespaces. The real API server
 // calls it through the shipped MutatingWebhookConfiguration (manifests/base), rewritten only to reach
 // a local URL and to select this run's namespaces alone; the cluster-wide names are this run's own
-// (test/cluster/provisioned.ts), since the control plane is shared with the other suites.
+// (local-cluster/provisioned.ts), since the control plane is shared with the other suites.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -11,14 +11,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { AdmissionregistrationV1Api, PatchStrategy, setHeaderOptions, type V1MutatingWebhookConfiguration, type V1Pod } from '@kubernetes/client-node';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, createNamespace, createServiceAccount, kubectl, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, bindClusterRoleInNamespace, createNamespace, createServiceAccount, kubectl, userSubject, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
 import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { goldenCases } from '../../scripts/gen-injector-goldens.js';
 import { canonicalQuantity } from '../../injector/quantity.js';
-import { installInjector, type InjectorInstallation } from '../cluster/provisioned.js';
+import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 import { decodePatch, review, silentLog, testConfig, TEST_SIDECAR_UPSTREAM } from '../unit/injector/helpers.js';
 
 const WEBHOOK_FILE = fileURLToPath(new URL('../../manifests/base/mutatingwebhookconfiguration.yaml', import.meta.url));

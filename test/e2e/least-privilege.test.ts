@@ -20,12 +20,12 @@ import { resolveSettings } from '../../injector/settings.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import type { Controller } from '../../injector/controller.js';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, grantClusterWide, grantInNamespace, groupSubject, userSubject, type AdminClients, mintServiceAccountToken } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { rawRequest, type RawResponse } from '../cluster/sidecar.js';
-import { declareNoSidecarEvent } from '../cluster/audit-join.js';
-import { installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, bindClusterRoleInNamespace, grantClusterWide, grantInNamespace, groupSubject, userSubject, type AdminClients, mintServiceAccountToken } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
+import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
+import { installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');

@@ -10,11 +10,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { createCA } from '../../lib/pki.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, createNamespace, groupSubject, kubectl, type AdminClients } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
-import { authenticationConfigurationFor, LOGIN_CLIENT, startTestProvider, type TestProvider } from '../fixtures/authn/oidc-provider.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, bindClusterRoleInNamespace, createNamespace, groupSubject, kubectl, type AdminClients } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { authenticationConfigurationFor, LOGIN_CLIENT, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -29,11 +29,11 @@ import { SECRETS } from '../../injector/provision/names.js';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { createLogger } from '../../lib/log.js';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { freePort, startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, grantInNamespace, kubectl, mintServiceAccountToken, waitForAuditEvents, type AdminClients } from '../cluster/kube.js';
-import { installMonitoringCrds } from '../cluster/metrics.js';
-import { startPodSidecar, waitFor, type PodSidecar } from '../cluster/provisioned.js';
-import { rawRequest } from '../cluster/sidecar.js';
+import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, grantInNamespace, kubectl, mintServiceAccountToken, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
+import { installMonitoringCrds } from '../../local-cluster/metrics.js';
+import { startPodSidecar, waitFor, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 
 const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
 const SHIPPED = ['base', 'components/cluster-token-review', 'components/monitoring', 'examples/headlamp', 'examples/kubernetes-dashboard'];

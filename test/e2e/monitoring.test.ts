@@ -18,12 +18,12 @@ import { CA_SECRET } from '../../injector/provision/names.js';
 import { OPS_PORT, OPS_PORT_NAME } from '../../injector/proxy.js';
 import { certificateInfo } from '../../lib/pki.js';
 import { createLogger } from '../../lib/log.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, type AdminClients } from '../cluster/kube.js';
-import { ensurePromtool, exportedNames, sampleValue, scrape, servedCertificateExpiry, type Exposition } from '../cluster/metrics.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
-import { rawRequest } from '../cluster/sidecar.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, type AdminClients } from '../../local-cluster/kube.js';
+import { ensurePromtool, exportedNames, sampleValue, scrape, servedCertificateExpiry, type Exposition } from '../../local-cluster/metrics.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
+import { sharedControlPlane } from '../support/shared.js';
 import type { Controller } from '../../injector/controller.js';
 
 const COMPONENT = path.resolve(import.meta.dirname, '../../manifests/components/monitoring');

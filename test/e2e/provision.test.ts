@@ -15,14 +15,14 @@ import type { Controller } from '../../injector/controller.js';
 import { rotateCa } from '../../injector/rotate.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { PROVISIONED_BY_LABEL, SECRETS } from '../../injector/provision/names.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import {
   type AdminClients,
   adminClients,
   grantInNamespace,
-} from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { rawRequest } from '../cluster/sidecar.js';
+} from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 import {
   createWebhookConfiguration,
   installInjector,
@@ -31,7 +31,7 @@ import {
   waitFor,
   type InjectorInstallation,
   type PodSidecar,
-} from '../cluster/provisioned.js';
+} from '../../local-cluster/provisioned.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);

@@ -14,12 +14,12 @@ import YAML from 'yaml';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { RunningInjector } from '../../injector/injector.js';
 import { SECRETS } from '../../injector/provision/names.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { type AdminClients, grantClusterWide, kubectl, readAuditEvents, userSubject, waitForCanI } from '../cluster/kube.js';
-import { type InjectorInstallation, type PodSidecar, startPodSidecar, waitFor } from '../cluster/provisioned.js';
-import { startContainmentCluster } from '../cluster/containment.js';
-import { rawRequest } from '../cluster/sidecar.js';
-import { startRecordingServer, type RecordingServer } from '../cluster/recording-server.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { type AdminClients, grantClusterWide, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { type InjectorInstallation, type PodSidecar, startPodSidecar, waitFor } from '../../local-cluster/provisioned.js';
+import { startContainmentCluster } from '../support/containment.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
+import { startRecordingServer, type RecordingServer } from '../support/recording-server.js';
 
 const SCOPED = 'chaperone-impersonator';
 const CONFIG = 'chaperone-sidecar-config';

@@ -21,15 +21,15 @@ import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pk
 import type { RunningInjector } from '../../injector/injector.js';
 import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
 import { SECRETS } from '../../injector/provision/names.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, waitForCanI } from '../cluster/kube.js';
-import { type InjectorInstallation, type PodSidecar, startPodSidecar, waitFor } from '../cluster/provisioned.js';
-import { startContainmentCluster } from '../cluster/containment.js';
-import { rawRequest } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { type AdminClients, bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { type InjectorInstallation, type PodSidecar, startPodSidecar, waitFor } from '../../local-cluster/provisioned.js';
+import { startContainmentCluster } from '../support/containment.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 import { createLogger } from '../../lib/log.js';
-import { assertAuditedAsSeen, type Attempt } from '../cluster/attempts.js';
-import { startRecordingServer, type RecordingServer } from '../cluster/recording-server.js';
-import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../fixtures/authn/oidc-provider.js';
+import { assertAuditedAsSeen, type Attempt } from '../support/attempts.js';
+import { startRecordingServer, type RecordingServer } from '../support/recording-server.js';
+import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
 
 const SCOPED = 'chaperone-impersonator';
 const CONFIG = 'chaperone-sidecar-config';

@@ -3,8 +3,8 @@
 // fixture, a Kubernetes upgrade that changed the rules, or a requestInfo() that drifted.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
 import {
   attributesFromRequestInfo,
   attributesOf,

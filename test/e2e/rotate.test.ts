@@ -10,11 +10,11 @@ import type { Controller } from '../../injector/controller.js';
 import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, createServiceAccount, mintServiceAccountToken, type AdminClients } from '../cluster/kube.js';
-import { installInjector, type InjectorInstallation } from '../cluster/provisioned.js';
-import { runMain } from '../cluster/run-main.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, createServiceAccount, mintServiceAccountToken, type AdminClients } from '../../local-cluster/kube.js';
+import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { runMain } from '../support/run-main.js';
+import { sharedControlPlane } from '../support/shared.js';
 
 describe('chaperone rotate (the command, on the shared control plane)', function () {
   this.timeout(120_000);

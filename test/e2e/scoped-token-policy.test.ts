@@ -18,10 +18,10 @@ import {
   type V1ValidatingAdmissionPolicy,
   type V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { adminClients, createNamespace, createServiceAccount, type AdminClients } from '../cluster/kube.js';
-import { rawRequest } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { adminClients, createNamespace, createServiceAccount, type AdminClients } from '../../local-cluster/kube.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 
 const BASE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../manifests/base');
 const POLICY_FILES = ['scoped-token-policy.yaml', 'token-routes-policy.yaml'];

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:tls';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
 import {
   type AdminClients,
   adminClients,
@@ -17,8 +17,8 @@ import {
   readAuditEvents,
   userSubject,
   waitForCanI,
-} from '../cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
+} from '../../local-cluster/kube.js';
+import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { createCA, type CertificateAndKey } from '../../lib/pki.js';
 

@@ -17,12 +17,12 @@ import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
-import { freePort, startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, createServiceAccount, kubectl, mintServiceAccountToken, type AdminClients } from '../cluster/kube.js';
-import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
-import { rawRequest, type RawResponse } from '../cluster/sidecar.js';
-import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../fixtures/authn/oidc-provider.js';
-import { startPamHook, type PamHook } from '../fixtures/authn/pam-hook.js';
+import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, createServiceAccount, kubectl, mintServiceAccountToken, type AdminClients } from '../../local-cluster/kube.js';
+import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
+import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
+import { startPamHook, type PamHook } from '../../local-cluster/identity/pam-hook.js';
 import { silentLog } from '../unit/injector/helpers.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { request, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
 import {
   type AdminClients,
   adminClients,
@@ -18,8 +18,8 @@ import {
   userSubject,
   waitForAuditEvents,
   waitForCanI,
-} from '../cluster/kube.js';
-import { rawRequest, startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+} from '../../local-cluster/kube.js';
+import { rawRequest, startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 
 interface WatchEvent {

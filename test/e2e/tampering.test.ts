@@ -37,7 +37,7 @@ import { resolveSettings } from '../../injector/settings.js';
 import { decodeData, encodeData } from '../../injector/provision/kube.js';
 import { ownLabels, SECRETS } from '../../injector/provision/names.js';
 import type { Controller } from '../../injector/controller.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import {
   adminClients,
   bindClusterRoleInNamespace,
@@ -49,12 +49,12 @@ import {
   userSubject,
   waitForCanI,
   type AdminClients,
-} from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { rawRequest, type RawResponse } from '../cluster/sidecar.js';
-import { declareNoSidecarEvent } from '../cluster/audit-join.js';
-import { checkDocTable } from '../cluster/doc-table.js';
-import { installInjector, startPodSidecar, waitFor, writeMountedFiles, type InjectorInstallation, type PodSidecar } from '../cluster/provisioned.js';
+} from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
+import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
+import { checkDocTable } from '../support/doc-table.js';
+import { installInjector, startPodSidecar, waitFor, writeMountedFiles, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');

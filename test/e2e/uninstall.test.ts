@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Controller } from '../../injector/controller.js';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, kubectl, type AdminClients } from '../cluster/kube.js';
-import { installInjector, waitFor, type InjectorInstallation } from '../cluster/provisioned.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, kubectl, type AdminClients } from '../../local-cluster/kube.js';
+import { installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 
 const OPERATIONS = path.resolve(import.meta.dirname, '../../docs/operations.md');
 

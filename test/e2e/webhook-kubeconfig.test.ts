@@ -10,8 +10,8 @@ import YAML from 'yaml';
 import { loadWebhookKubeconfig } from '../../lib/webhook-kubeconfig.js';
 import { webhookDelivery } from '../../sidecar/audit/sinks/webhook.js';
 import { loadWebhookKubeconfig as loadTokenWebhookKubeconfig, WebhookTokenAuthenticator } from '../../sidecar/authn/webhook.js';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { rawRequest } from '../cluster/sidecar.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 import { startRecordingWebhook, type RecordedCall, type RecordingWebhook } from '../fixtures/recording-webhook.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -11,9 +11,9 @@ import { answerReview, MalformedReview, type AdmissionReviewOut } from '../../in
 import { isUnderServiceAccountDir, projectsServiceAccountToken } from '../../injector/mutate.js';
 import { PROXY_ENV, SIDECAR_NAME } from '../../injector/proxy.js';
 import { goldenCases } from '../../scripts/gen-injector-goldens.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { adminClients, createNamespace, createServiceAccount, type AdminClients } from '../cluster/kube.js';
-import { rawRequest } from '../cluster/sidecar.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { adminClients, createNamespace, createServiceAccount, type AdminClients } from '../../local-cluster/kube.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 import { admissionReview, LABELLED_NAMESPACE, silentLog, startTestInjector, testConfig, testNamespaces, type TestInjector } from '../unit/injector/helpers.js';
 import { figure, fuzz } from './support/knobs.js';
 

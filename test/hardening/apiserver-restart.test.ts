@@ -4,9 +4,9 @@
 // by itself; and it is left holding no socket the API server closed (CLOSE_WAIT) and no more
 // descriptors than before.
 import assert from 'node:assert/strict';
-import { startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, createNamespace, grantInNamespace, type AdminClients } from '../cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, createNamespace, grantInNamespace, type AdminClients } from '../../local-cluster/kube.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { figure, size } from './support/knobs.js';
 import { call, openStream } from './support/load.js';

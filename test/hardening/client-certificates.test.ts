@@ -11,10 +11,10 @@ import { request } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import fc from 'fast-check';
 import type { CertificateAndKey } from '../../lib/pki.js';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { figure, fuzz, shrinkBudget, size } from './support/knobs.js';
 import { issueOddCertificate, leafKey, STRING_TAGS, type ExtendedKeyUsage, type LeafKey, type StringType, type Subject, type SubjectAttribute } from './support/odd-certificates.js';
 

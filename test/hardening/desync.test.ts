@@ -10,11 +10,11 @@
 // API server, whose own audit log says what it ran and as whom.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import type { SeenRequest } from '../cluster/fake-upstream.js';
-import { adminClients, grantClusterWide, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import type { SeenRequest } from '../support/fake-upstream.js';
+import { adminClients, grantClusterWide, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { startStandIn, type StandIn } from './support/stand-in.js';
 import { openTls, type Target } from './support/wire.js';

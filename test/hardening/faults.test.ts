@@ -2,7 +2,7 @@
 // the SubjectAccessReview slow (refuse, never forward), the OpenID provider down (cached keys keep
 // working until they expire, a new kid is refused), the token webhook slow or answering garbage, the
 // token file empty or replaced under load, the serving certificate and both CAs rotated under load.
-// A stand-in API server (test/cluster/fake-upstream.ts) records what was forwarded. The API server
+// A stand-in API server (test/support/fake-upstream.ts) records what was forwarded. The API server
 // itself going away is in apiserver-restart.test.ts; docs/reliability.md lists every fault and the
 // test that covers it.
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { startPamHook, type PamHook } from '../fixtures/authn/pam-hook.js';
+import { startPamHook, type PamHook } from '../../local-cluster/identity/pam-hook.js';
 import { authenticationConfiguration, startTestIssuer, type TestIssuer } from './support/issuer.js';
 import { call, loops, type Answer } from './support/load.js';
 import { size } from './support/knobs.js';

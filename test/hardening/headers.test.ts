@@ -7,7 +7,7 @@ import { isIdentityHeader, sanitiseHeaders } from '../../sidecar/sanitise.js';
 import { escapeExtraKey, readImpersonationRequest } from '../../sidecar/impersonation.js';
 import { StatusError } from '../../sidecar/status.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
-import type { SeenRequest } from '../cluster/fake-upstream.js';
+import type { SeenRequest } from '../support/fake-upstream.js';
 import { fuzz } from './support/knobs.js';
 import { STAND_IN_TOKEN, startStandIn, type StandIn } from './support/stand-in.js';
 import { exchange } from './support/wire.js';

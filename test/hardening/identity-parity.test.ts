@@ -18,9 +18,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { SERVICE_ACCOUNT_ISSUER, startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, grantClusterWide, serviceAccountSubject, type AdminClients } from '../cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../cluster/sidecar.js';
+import { SERVICE_ACCOUNT_ISSUER, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, grantClusterWide, serviceAccountSubject, type AdminClients } from '../../local-cluster/kube.js';
+import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
 
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
 const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });

@@ -11,7 +11,7 @@ import { createCA } from '../../lib/pki.js';
 import { JwtAuthenticator } from '../../sidecar/authn/jwt/authenticator.js';
 import { parseAuthenticationConfiguration } from '../../sidecar/authn/jwt/config.js';
 import type { Identity } from '../../sidecar/identity.js';
-import { startTestProvider, TEST_CLIENT, type TestProvider } from '../fixtures/authn/oidc-provider.js';
+import { startTestProvider, TEST_CLIENT, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
 import { figure, fuzz } from './support/knobs.js';
 import { authenticationConfiguration, startTestIssuer, type TestIssuer } from './support/issuer.js';
 

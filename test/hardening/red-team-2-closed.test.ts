@@ -5,10 +5,10 @@
 // the safe outcome; the API server's audit log and its stored objects are the judges.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { adminClients, createNamespace, grantInNamespace, readAuditEvents, type AdminClients } from '../cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { adminClients, createNamespace, grantInNamespace, readAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { openTls } from './support/wire.js';
 import { startStandIn } from './support/stand-in.js';
 import { sidecarEventFor } from './support/red-team.js';

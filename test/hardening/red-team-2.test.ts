@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { adminClients, createNamespace, grantClusterWide, grantInNamespace, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { adminClients, createNamespace, grantClusterWide, grantInNamespace, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { openTls, parseAnswer, type RawAnswer, type Target } from './support/wire.js';

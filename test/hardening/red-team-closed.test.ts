@@ -3,10 +3,10 @@
 // audit log, is the judge).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, createNamespace, grantClusterWide, groupSubject, kubectl, userSubject, waitForCanI, type AdminClients } from '../cluster/kube.js';
-import { sharedControlPlane } from '../cluster/shared.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, bindClusterRoleInNamespace, createNamespace, grantClusterWide, groupSubject, kubectl, userSubject, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { apiServerEventFor, auditIDOf, sidecarEventFor, via } from './support/red-team.js';
 
 const tag = () => randomBytes(3).toString('hex');

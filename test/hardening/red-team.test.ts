@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { TLSSocket } from 'node:tls';
-import type { ControlPlane } from '../cluster/control-plane.js';
-import { sharedControlPlane } from '../cluster/shared.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { sharedControlPlane } from '../support/shared.js';
 import {
   adminClients,
   bindClusterRoleInNamespace,
@@ -18,8 +18,8 @@ import {
   userSubject,
   waitForCanI,
   type AdminClients,
-} from '../cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../cluster/sidecar.js';
+} from '../../local-cluster/kube.js';
+import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { exchange, openTls, parseAnswer, type RawAnswer, type Target } from './support/wire.js';

@@ -1,9 +1,9 @@
-// The CEL oracle (test/fixtures/cel-oracle, built by test/cluster/binaries.ts) driven from tests:
+// The CEL oracle (test/fixtures/cel-oracle, built by local-cluster/binaries.ts) driven from tests:
 // cases in, the API server's answers out, in order; and chaperone's own answer to the same case,
 // encoded the same way, so the two can be compared whole.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { ensureCelOracle } from '../../cluster/binaries.js';
+import { ensureCelOracle } from '../../../local-cluster/binaries.js';
 import { CelCompileError, compile, type ReturnType, type Variable } from '../../../sidecar/authn/jwt/cel.js';
 import {
   CelList,

@@ -2,9 +2,9 @@
 // full control over headers, and the two audit logs that judge them, joined by auditID.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import type { ControlPlane } from '../../cluster/control-plane.js';
-import { readAuditEvents, waitForAuditEvents, type AuditEvent } from '../../cluster/kube.js';
-import { rawRequest, type LocalSidecar, type RawResponse } from '../../cluster/sidecar.js';
+import type { ControlPlane } from '../../../local-cluster/control-plane.js';
+import { readAuditEvents, waitForAuditEvents, type AuditEvent } from '../../../local-cluster/kube.js';
+import { rawRequest, type LocalSidecar, type RawResponse } from '../../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../../lib/pki.js';
 
 /** The sidecar's audit event, as far as these suites read it. */

@@ -1,5 +1,5 @@
 // One upstream for the soak's one sidecar, made of two: the real API server for every request, and
-// the stand-in (test/cluster/fake-upstream.ts) for exec, attach and port-forward upgrades, which the
+// the stand-in (test/support/fake-upstream.ts) for exec, attach and port-forward upgrades, which the
 // local control plane cannot serve without a kubelet. Requests pass through as they are, identity
 // headers included; each side answers as itself. HTTP/2 streams go to the API server, HTTP/1.1
 // upgrades to the stand-in.

@@ -1,8 +1,8 @@
-// A sidecar in front of the stand-in API server (test/cluster/fake-upstream.ts), which records what
+// A sidecar in front of the stand-in API server (test/support/fake-upstream.ts), which records what
 // was forwarded: for the faults and hostile clients that the local control plane cannot show.
 import type { CertificateAndKey } from '../../../lib/pki.js';
-import { startFakeUpstream, type FakeUpstream } from '../../cluster/fake-upstream.js';
-import { launchSidecar, type LaunchOptions, type LocalSidecar } from '../../cluster/sidecar.js';
+import { startFakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
+import { launchSidecar, type LaunchOptions, type LocalSidecar } from '../../../local-cluster/sidecar.js';
 import { call, type Answer } from './load.js';
 
 export const STAND_IN_TOKEN = 'scoped-token-one';

@@ -8,7 +8,7 @@ import { createCA, issueCertificate } from '../../../lib/pki.js';
 import { kubeconfigYaml } from '../../../lib/kubeconfig.js';
 import { checkIdentityCa, identityCaFiles, personKubeconfig } from '../../../cli/kubeconfig.js';
 import { injectorConfigFrom, loadKubeconfig, namespaceOf } from '../../../cli/cluster.js';
-import { runMain } from '../../cluster/run-main.js';
+import { runMain } from '../../support/run-main.js';
 
 const chaperone = (args: string[], env: NodeJS.ProcessEnv = {}) => runMain('cli/main.ts', args, env);
 

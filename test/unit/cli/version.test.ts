@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { runMain, type ProcessResult } from '../../cluster/run-main.js';
+import { runMain, type ProcessResult } from '../../support/run-main.js';
 
 const REPO = path.resolve(import.meta.dirname, '../../..');
 const PACKAGE_VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;

@@ -1,4 +1,4 @@
-// The audit join (test/cluster/audit-join.ts) with hand-made events: it must fail on every kind of
+// The audit join (local-cluster/audit-join.ts) with hand-made events: it must fail on every kind of
 // disagreement, or it would prove nothing at the end of an e2e run.
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -20,7 +20,7 @@ import {
   type JoinUser,
   type MismatchKind,
   type SidecarRecord,
-} from '../../cluster/audit-join.js';
+} from '../../../local-cluster/audit-join.js';
 
 const SCOPED = 'system:serviceaccount:team-a:chaperone-impersonator';
 const ALICE = { username: 'alice', groups: ['dev', 'system:authenticated'], extra: { 'chaperone.dev/original-user-info': ['{"username":"alice"}'] } };

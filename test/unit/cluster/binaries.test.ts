@@ -1,7 +1,7 @@
 // The fixture recipe reads the release's own go.mod: these check that reading against a go.mod of
 // the shape Kubernetes publishes.
 import assert from 'node:assert/strict';
-import { requiredVersion, scratchGoMod, stagingModules, stagingVersion } from '../../cluster/binaries.js';
+import { requiredVersion, scratchGoMod, stagingModules, stagingVersion } from '../../../local-cluster/binaries.js';
 
 const KUBERNETES_GO_MOD = `module k8s.io/kubernetes
 

@@ -17,7 +17,7 @@ import {
   parseDockerfile,
   parseDockerignore,
   readDockerfile,
-} from '../../cluster/images.js';
+} from '../../../local-cluster/images.js';
 import { DEFAULT_SIDECAR_IMAGE } from '../../../injector/config.js';
 import { sidecarContainer } from '../../../injector/proxy.js';
 import { resolveSettings } from '../../../injector/settings.js';

@@ -1,6 +1,6 @@
 // The injector as a process: what an operator sees when they start it wrong, or ask for help.
 import assert from 'node:assert/strict';
-import { runMain } from '../../cluster/run-main.js';
+import { runMain } from '../../support/run-main.js';
 
 const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runMain('injector/main.ts', args, env);
 

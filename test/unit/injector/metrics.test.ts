@@ -2,8 +2,8 @@
 // took, and when the certificate it serves expires.
 import assert from 'node:assert/strict';
 import type { V1Pod } from '@kubernetes/client-node';
-import { rawRequest } from '../../cluster/sidecar.js';
-import { sampleValue, scrape, servedCertificateExpiry, type Exposition } from '../../cluster/metrics.js';
+import { rawRequest } from '../../../local-cluster/sidecar.js';
+import { sampleValue, scrape, servedCertificateExpiry, type Exposition } from '../../../local-cluster/metrics.js';
 import { admissionReview, fakeController, LABELLED_NAMESPACE, startTestInjector, testNamespaces, type TestInjector } from './helpers.js';
 
 const POD: V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'dash' }, spec: { containers: [{ name: 'app', image: 'app:1' }] } };

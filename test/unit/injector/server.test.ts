@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import type { V1Pod } from '@kubernetes/client-node';
-import { rawRequest, type RawResponse } from '../../cluster/sidecar.js';
+import { rawRequest, type RawResponse } from '../../../local-cluster/sidecar.js';
 import { createCA, issueCertificate } from '../../../lib/pki.js';
 import { startInjectorServer } from '../../../injector/server.js';
 import type { AdmissionReviewOut, NamespaceLabels } from '../../../injector/review.js';

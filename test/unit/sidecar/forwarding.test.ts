@@ -1,12 +1,12 @@
-// Forwarding against a stand-in API server (test/cluster/fake-upstream.ts), for what the local
+// Forwarding against a stand-in API server (test/support/fake-upstream.ts), for what the local
 // control plane cannot show: bytes of exec and port-forward streams (there is no kubelet), and
 // exactly which headers arrive upstream.
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { connect, type TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
-import { startFakeUpstream, type FakeUpstream, type SeenRequest } from '../../cluster/fake-upstream.js';
-import { launchSidecar, rawRequest, type LocalSidecar } from '../../cluster/sidecar.js';
+import { startFakeUpstream, type FakeUpstream, type SeenRequest } from '../../support/fake-upstream.js';
+import { launchSidecar, rawRequest, type LocalSidecar } from '../../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../../lib/pki.js';
 
 const TOKEN = 'scoped-token-for-tests';

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { kubeconfigYaml } from '../../../../lib/kubeconfig.js';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../../../lib/pki.js';
 import type { Event, EventList } from '../../../../sidecar/audit/types.js';
-import type { RawResponse } from '../../../cluster/sidecar.js';
+import type { RawResponse } from '../../../../local-cluster/sidecar.js';
 
 export interface Receiver {
   url: string;

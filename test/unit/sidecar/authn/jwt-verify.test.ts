@@ -4,7 +4,7 @@ import { CompactSign, SignJWT, createLocalJWKSet, exportJWK } from 'jose';
 import { createCA } from '../../../../lib/pki.js';
 import { toStringList } from '../../../../sidecar/authn/jwt/cel.js';
 import { IssuerKeys, NOT_BEFORE_LEEWAY_MS, TokenRejected, untrustedIssuer, verifyJwt } from '../../../../sidecar/authn/jwt/verify.js';
-import { startTestProvider, type TestProvider } from '../../../fixtures/authn/oidc-provider.js';
+import { startTestProvider, type TestProvider } from '../../../../local-cluster/identity/oidc-provider.js';
 
 const ISSUER = 'https://issuer.example.com';
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

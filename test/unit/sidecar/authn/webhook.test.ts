@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { isReadableContentType, loadWebhookKubeconfig, readAnswer, verdictOf, WebhookTokenAuthenticator, type TokenReviewVersion } from '../../../../sidecar/authn/webhook.js';
-import { startPamHook, type PamHook } from '../../../fixtures/authn/pam-hook.js';
+import { startPamHook, type PamHook } from '../../../../local-cluster/identity/pam-hook.js';
 
 describe('sidecar/authn/webhook: a token webhook that speaks TokenReview (pam_hook)', function () {
   this.timeout(20_000);

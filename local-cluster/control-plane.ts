@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Agent, get } from 'node:https';
 import { get as httpGet } from 'node:http';
-import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { kubeconfigYaml } from '../../lib/kubeconfig.js';
+import { createCA, issueCertificate, type CertificateAndKey } from '../lib/pki.js';
+import { kubeconfigYaml } from '../lib/kubeconfig.js';
 import { ensureControlPlaneBinaries, KUBERNETES_VERSION } from './binaries.js';
 import { logTail, reapOrphans, register, startProcess, stopProcess, unregister, type ManagedProcess } from './processes.js';
 import { preserveControlPlaneLog, registerControlPlane } from './audit-join.js';
@@ -177,7 +177,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     process.off('exit', killOnExit);
     for (const proc of [...processes].reverse()) await stopProcess(proc);
     unregister(registration);
-    // For the audit join at the end of the run (test/cluster/audit-join.ts); a copy that fails is reported there.
+    // For the audit join at the end of the run (local-cluster/audit-join.ts); a copy that fails is reported there.
     await preserveControlPlaneLog({ dir }).catch(() => undefined);
     if (!process.env.CHAPERONE_KEEP_CONTROL_PLANE) await rm(dir, { recursive: true, force: true });
   };

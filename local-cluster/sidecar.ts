@@ -9,20 +9,20 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { accessPolicyFor } from '../../injector/provision/access.js';
-import { servedResources } from '../../injector/provision/cluster-support.js';
-import { impersonatorRules } from '../../injector/provision/impersonator-role.js';
-import { serialisePolicy, type AccessPolicy, type ImpersonationMode } from '../../lib/access-policy.js';
-import { createCA, issueCertificate, type CertificateAndKey, type CertificateRequest } from '../../lib/pki.js';
-import { createLogger } from '../../lib/log.js';
-import { loadSidecarConfig } from '../../sidecar/config.js';
-import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
+import { accessPolicyFor } from '../injector/provision/access.js';
+import { servedResources } from '../injector/provision/cluster-support.js';
+import { impersonatorRules } from '../injector/provision/impersonator-role.js';
+import { serialisePolicy, type AccessPolicy, type ImpersonationMode } from '../lib/access-policy.js';
+import { createCA, issueCertificate, type CertificateAndKey, type CertificateRequest } from '../lib/pki.js';
+import { createLogger } from '../lib/log.js';
+import { loadSidecarConfig } from '../sidecar/config.js';
+import { startSidecar, type RunningSidecar } from '../sidecar/sidecar.js';
 import { freePort, type ControlPlane } from './control-plane.js';
 import { preserveSidecarAuditLog, registerSidecarAuditLog } from './audit-join.js';
-import { kubeconfigYaml } from '../../lib/kubeconfig.js';
+import { kubeconfigYaml } from '../lib/kubeconfig.js';
 import { createNamespace, createServiceAccount, mintServiceAccountToken, serviceAccountSubject, type AdminClients } from './kube.js';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** A sidecar with its own identity CA, serving CA and files, pointed at some upstream. */
 export interface LocalSidecar {
@@ -122,7 +122,7 @@ export interface LaunchOptions {
   /** With asProcess: files for the process's standard output and error, instead of the test's own. */
   output?: ProcessOutput;
   /**
-   * For the audit join (test/cluster/audit-join.ts): the control plane the token belongs to (whatever
+   * For the audit join (local-cluster/audit-join.ts): the control plane the token belongs to (whatever
    * --upstream it goes through) and the scoped account's username. Without it (a stand-in upstream)
    * the log is still registered, only never joined with an API server's.
    */

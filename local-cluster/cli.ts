@@ -4,7 +4,7 @@ import { ensurePromtool } from './metrics.js';
 
 const [command] = process.argv.slice(2);
 if (command !== 'build') {
-  process.stderr.write('usage: tsx test/cluster/cli.ts build\n');
+  process.stderr.write('usage: tsx local-cluster/cli.ts build\n');
   process.exit(2);
 }
 const started = Date.now();

@@ -25,18 +25,18 @@ import {
   type V1TokenRequestSpec,
   type V1VolumeProjection,
 } from '@kubernetes/client-node';
-import { kubeconfigYaml } from '../../lib/kubeconfig.js';
-import { createLogger, type Logger } from '../../lib/log.js';
-import { Installation } from '../../sidecar/installation.js';
-import { startSidecar, type RunningSidecar } from '../../sidecar/sidecar.js';
-import { startController, type Controller } from '../../injector/controller.js';
-import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.js';
-import { decodeData } from '../../injector/provision/kube.js';
+import { kubeconfigYaml } from '../lib/kubeconfig.js';
+import { createLogger, type Logger } from '../lib/log.js';
+import { Installation } from '../sidecar/installation.js';
+import { startSidecar, type RunningSidecar } from '../sidecar/sidecar.js';
+import { startController, type Controller } from '../injector/controller.js';
+import { loadInjectorConfig, type InjectorConfig } from '../injector/config.js';
+import { decodeData } from '../injector/provision/kube.js';
 import type { ControlPlane } from './control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from './kube.js';
 import { preserveSidecarAuditLog, registerSidecarAuditLog, serviceAccountUsername } from './audit-join.js';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const INJECTOR_RBAC_FILE = path.join(REPO, 'manifests/base/injector-rbac.yaml');
 export const WEBHOOK_CONFIGURATION_FILE = path.join(REPO, 'manifests/base/mutatingwebhookconfiguration.yaml');
 export const CLASSIC_IMPERSONATION_RBAC_FILE = path.join(REPO, 'manifests/components/classic-impersonation/injector-classic-rbac.yaml');

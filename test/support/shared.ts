@@ -1,5 +1,5 @@
 // One control plane per test run: started by the first suite that asks, stopped when mocha ends.
-import { startControlPlane, type ControlPlane } from './control-plane.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 
 // Kept on globalThis, not in a module variable: mocha may load this module once through require and
 // once through import (tsx serves both), and both must see the same control plane.

@@ -350,7 +350,7 @@ async function ensureGoFixture(fixture: GoFixture, log: (line: string) => void):
     if (!isExecutable(fromEnv)) throw new Error(`${fixture.envVar}=${fromEnv} is not an executable file.`);
     return fromEnv;
   }
-  const source = fileURLToPath(new URL(`../fixtures/${fixture.name}/`, import.meta.url));
+  const source = fileURLToPath(new URL(`../test/fixtures/${fixture.name}/`, import.meta.url));
   const hash = createHash('sha256');
   for (const file of GO_FIXTURE_FILES) hash.update(file).update('\0').update(await readFile(path.join(source, file)));
   const dir = path.join(cacheRoot(), fixture.name);

@@ -16,7 +16,7 @@ import { copyFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { PROBE_USER } from '../../injector/provision/cluster-support.js';
+import { PROBE_USER } from '../injector/provision/cluster-support.js';
 import { checkAuditSchema, formatSchemaProblems } from './audit-schema.js';
 
 // ---- the events, as far as the join reads them ----
@@ -280,7 +280,7 @@ export function joinAuditLogs(input: JoinInput): JoinResult {
     result.mismatches.push({
       kind: 'unregistered impersonator',
       auditID: ids[0]!,
-      detail: `${username} impersonated in ${ids.length} request(s) but is no registered sidecar's scoped account: register the sidecar's audit log (test/cluster/audit-join.ts), or declare a test's own use of the token`,
+      detail: `${username} impersonated in ${ids.length} request(s) but is no registered sidecar's scoped account: register the sidecar's audit log (local-cluster/audit-join.ts), or declare a test's own use of the token`,
       apiServer: events.filter((event) => event.auditID === ids[0]),
       sidecar: [],
     });

@@ -1,9 +1,9 @@
 // The API server's audit log as the judge of an attack suite: every attempt an attacker made is there,
 // with the status the attacker saw (neither more nor less ran than the attacker was told).
 import assert from 'node:assert/strict';
-import type { ControlPlane } from './control-plane.js';
-import { readAuditEvents } from './kube.js';
-import { waitFor } from './provisioned.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { readAuditEvents } from '../../local-cluster/kube.js';
+import { waitFor } from '../../local-cluster/provisioned.js';
 
 export interface Attempt {
   what: string;

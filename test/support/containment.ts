@@ -9,10 +9,10 @@ import { KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesOb
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { silentLog } from '../unit/injector/helpers.js';
-import { startControlPlane, type ControlPlane } from './control-plane.js';
-import type { AdminClients } from './kube.js';
-import { adminClients } from './kube.js';
-import { createWebhookConfiguration, installInjector, waitFor, type InjectorInstallation } from './provisioned.js';
+import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import type { AdminClients } from '../../local-cluster/kube.js';
+import { adminClients } from '../../local-cluster/kube.js';
+import { createWebhookConfiguration, installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 
 const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
 /** The policies that keep the token in the sidecar (what keeps the provisioned objects is tampering.test.ts's). */

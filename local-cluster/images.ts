@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DIST, REPO } from '../../scripts/build-artefacts.js';
+import { DIST, REPO } from '../scripts/build-artefacts.js';
 
 export interface Instruction {
   keyword: string;
