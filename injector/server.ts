@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../lib/log.js';
-import { TlsListeners } from '../sidecar/server.js';
+import { TlsListeners } from '../lib/tls-listeners.js';
 import { injectorMetrics, type AdmissionOutcome } from './metrics.js';
 import { answerReview, MalformedReview, type AdmissionResponse, type ReviewContext } from './review.js';
 

@@ -17,7 +17,8 @@ import type { Logger } from '../lib/log.js';
 import type { RequestInfo } from './authz/request-info.js';
 import type { Identity } from './identity.js';
 import { isServiceAccount, type ImpersonationRequest } from './impersonation.js';
-import { forbidden, forbiddenBecause, serviceUnavailable } from './status.js';
+import { forbiddenBecause, serviceUnavailable } from '../lib/status.js';
+import { forbidden } from './authz/forbidden.js';
 
 export interface AccessGateOptions {
   /** The policy file; without one there is no namespace policy (a sidecar run by hand), and the mode is classic. */

@@ -1,7 +1,7 @@
 // Identities that are never impersonated: the identity provider does not get to hand out the
 // cluster's own names, and nobody becomes system:masters unless configuration says so.
 import { ORIGINAL_USER_INFO_EXTRA, type Authenticated, type Identity } from './identity.js';
-import { forbiddenBecause } from './status.js';
+import { forbiddenBecause } from '../lib/status.js';
 
 export interface GuardPolicy {
   /** system: names an identity from outside the cluster may carry after all. */

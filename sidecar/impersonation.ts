@@ -4,7 +4,8 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { ImpersonationMode } from '../lib/access-policy.js';
 import { ORIGINAL_USER_INFO_EXTRA, type Identity } from './identity.js';
 import type { AccessReviewer, ResourceAttributes } from './authz/review.js';
-import { badRequest, forbidden, forbiddenBecause } from './status.js';
+import { badRequest, forbiddenBecause } from '../lib/status.js';
+import { forbidden } from './authz/forbidden.js';
 
 /** What a client asked to become. */
 export interface ImpersonationRequest {

@@ -10,9 +10,8 @@ import { requestInfo, type RequestInfo } from './authz/request-info.js';
 import { attributesOf, type AccessReviewer } from './authz/review.js';
 import { AuthenticationFailed, type AuthenticatorChain } from './authn/chain.js';
 import type { AuditRecorder, RequestRecord } from './audit/record.js';
-import { BodyTooLarge } from './forward/body-limit.js';
 import { bodyFraming } from './forward/framing.js';
-import { HttpForwarder, UnauthorisedForward, UpstreamTimeout } from './forward/http.js';
+import { HttpForwarder, UnauthorisedForward } from './forward/http.js';
 import { UpgradeForwarder } from './forward/upgrade.js';
 import type { Upstream } from './forward/upstream.js';
 import { guardAuthenticated, guardEffective, type GuardPolicy } from './guard.js';
@@ -20,18 +19,8 @@ import type { Authenticated, Identity } from './identity.js';
 import { asForwarded, authorizeImpersonation, impersonationHeaders, readImpersonationRequest } from './impersonation.js';
 import type { SidecarMetrics } from './metrics.js';
 import { sanitiseHeaders } from './sanitise.js';
-import {
-  badRequest,
-  forbidden,
-  gatewayTimeout,
-  internalError,
-  serviceUnavailable,
-  StatusError,
-  tooLarge,
-  tooManyRequests,
-  writeStatus,
-  writeStatusToSocket,
-} from './status.js';
+import { badRequest, serviceUnavailable, statusOf, StatusError, tooLarge, tooManyRequests, writeStatus, writeStatusToSocket } from '../lib/status.js';
+import { forbidden } from './authz/forbidden.js';
 
 export interface PipelineOptions {
   authenticators: AuthenticatorChain;
@@ -278,22 +267,14 @@ export class Pipeline {
 
   private statusFor(err: unknown, record: RequestRecord): StatusError {
     if (err instanceof UnauthorisedForward) record.forwarded = false;
-    record.error = err instanceof AuthenticationFailed ? `authentication failed: ${err.message}` : (err as Error).message;
-    const status = this.toStatusError(err, record);
+    const planned = err instanceof StatusError;
+    record.error = planned ? err.internal : (err as Error).message;
+    // An error on the way to or from the API server is the connection's; any other is nothing planned for (the API server's Panic stage).
+    const status = planned || !record.forwarded ? statusOf(err) : serviceUnavailable(`chaperone could not reach the API server: ${(err as Error).message}`);
+    if (!planned && !record.forwarded) record.crashed = true;
     record.refusal = status;
     if (status.code >= 500) this.options.log.error({ auditID: record.auditID, err: record.error }, 'request failed');
     return status;
-  }
-
-  private toStatusError(err: unknown, record: RequestRecord): StatusError {
-    if (err instanceof AuthenticationFailed) return err.status;
-    if (err instanceof StatusError) return err;
-    if (err instanceof UnauthorisedForward) return internalError('chaperone stopped a request on its way out that was not the one it authorised');
-    if (err instanceof BodyTooLarge) return tooLarge(err.message);
-    if (err instanceof UpstreamTimeout) return gatewayTimeout(err.message);
-    if (record.forwarded) return serviceUnavailable(`chaperone could not reach the API server: ${(err as Error).message}`);
-    record.crashed = true; // nothing planned for this: the API server's Panic stage
-    return internalError('chaperone failed to handle the request');
   }
 
   private finish(record: RequestRecord, responseCode: number): void {

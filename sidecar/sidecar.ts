@@ -4,6 +4,7 @@ import { AccessGate } from './access.js';
 import { AuthenticatorChain, type Authenticator } from './authn/chain.js';
 import { ClientCertificateAuthenticator } from './authn/client-cert.js';
 import { IdentityBundle } from './authn/identity-bundle.js';
+import { IdentityTrust } from './authn/connection-trust.js';
 import { tokenAuthenticators, type TokenAuthenticators } from './authn/tokens.js';
 import { CachingReviewer } from './authz/review.js';
 import { subjectAccessReviewsVia } from './authz/sar-transport.js';
@@ -14,7 +15,7 @@ import type { Installation } from './installation.js';
 import { ConfigError } from '../lib/config.js';
 import { Upstream } from './forward/upstream.js';
 import { Pipeline } from './pipeline.js';
-import { TlsListeners } from './server.js';
+import { TlsListeners } from '../lib/tls-listeners.js';
 import { SidecarMetrics } from './metrics.js';
 import { OpsServer, type ReadinessCheck } from './ops.js';
 
@@ -93,7 +94,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const ops = new OpsServer(readinessChecks(upstream, chain, access), metrics);
   const opsPort = await ops.listen(config.opsListen);
   const listeners = new TlsListeners(
-    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(identityBundle ? { identity: identityBundle } : {}) },
+    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(identityBundle ? { clientTrust: new IdentityTrust(identityBundle, log) } : {}) },
     // Expect: 100-continue: the body is asked for only once the request is authorised and on its way.
     { request: pipeline.handle, upgrade: pipeline.handleUpgrade, checkContinue: pipeline.handle },
     log,

@@ -13,7 +13,7 @@ import type { AuditRecorder, RequestRecord } from './record.js';
 import type { UpstreamResponse } from '../forward/http.js';
 import type { Sink, SinkName, SinkStats } from './sinks/sink.js';
 import { levelAtLeast, type Stage } from './types.js';
-import { serviceUnavailable, toStatus, unsupportedMediaType } from '../status.js';
+import { serviceUnavailable, toStatus, unsupportedMediaType } from '../../lib/status.js';
 
 /** Counters for /metrics: events written, and per sink what was written, dropped and is waiting. */
 export interface AuditStats {

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RequestInfo } from '../authz/request-info.js';
 import type { Identity } from '../identity.js';
-import { toStatus } from '../status.js';
+import { toStatus } from '../../lib/status.js';
 import { RawJson } from './body.js';
 import type { MetadataReading, ObjectMetaStrings } from './object-meta.js';
 import type { RequestRecord } from './record.js';

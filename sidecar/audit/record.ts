@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { UpstreamResponse } from '../forward/http.js';
 import type { RequestInfo } from '../authz/request-info.js';
 import type { Authenticated, AuthenticationMethod, Identity } from '../identity.js';
-import type { StatusError } from '../status.js';
+import type { StatusError } from '../../lib/status.js';
 
 export interface RequestRecord {
   /** The Audit-ID sent upstream, chosen by the sidecar; never the client's. */

@@ -2,7 +2,7 @@
 // failure never says which method came close.
 import type { IncomingMessage } from 'node:http';
 import { ANONYMOUS, type Authenticated, type AuthenticationMethod } from '../identity.js';
-import { unauthorized } from '../status.js';
+import { StatusError } from '../../lib/status.js';
 
 export type AuthenticationResult =
   | { outcome: 'success'; authenticated: Authenticated }
@@ -24,11 +24,11 @@ export interface ChainOutcome {
   failures: { method: AuthenticationMethod; reason: string }[];
 }
 
-/** Thrown as a 401; carries why, for the audit event and the log, never for the client. */
-export class AuthenticationFailed extends Error {
-  readonly status = unauthorized();
+/** The API server's 401; why is for the audit event and the log, never for the client. */
+export class AuthenticationFailed extends StatusError {
   constructor(readonly failures: { method: AuthenticationMethod; reason: string }[]) {
-    super(failures.length > 0 ? failures.map((f) => `${f.method}: ${f.reason}`).join('; ') : 'no credentials');
+    const why = failures.length > 0 ? failures.map((f) => `${f.method}: ${f.reason}`).join('; ') : 'no credentials';
+    super(401, 'Unauthorized', 'Unauthorized', { internal: `authentication failed: ${why}` });
   }
 }
 

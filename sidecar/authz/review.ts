@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Identity } from '../identity.js';
 import type { RequestInfo } from './request-info.js';
-import { serviceUnavailable } from '../status.js';
+import { serviceUnavailable } from '../../lib/status.js';
 
 export interface ResourceAttributes {
   namespace?: string;

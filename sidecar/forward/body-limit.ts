@@ -1,7 +1,12 @@
 // A request body passes through this on its way upstream and is cut off at the cap.
 import { Transform, type TransformCallback } from 'node:stream';
+import { StatusError } from '../../lib/status.js';
 
-export class BodyTooLarge extends Error {}
+export class BodyTooLarge extends StatusError {
+  constructor(message: string) {
+    super(413, 'RequestEntityTooLarge', message);
+  }
+}
 
 export class BodyLimit extends Transform {
   private seen = 0;

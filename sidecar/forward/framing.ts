@@ -6,7 +6,7 @@
 // body on GET or HEAD, which no Kubernetes client sends and the API server never reads, and a body on
 // an upgrade, whose bytes would become the tunnel's.
 import type { IncomingMessage } from 'node:http';
-import { badRequest } from '../status.js';
+import { badRequest } from '../../lib/status.js';
 
 export type Framing = 'none' | 'length' | 'chunked';
 

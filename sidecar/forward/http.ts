@@ -5,17 +5,25 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { isIdentityHeader, repeatedSingleValueHeader } from '../sanitise.js';
-import { badRequest } from '../status.js';
+import { badRequest, StatusError } from '../../lib/status.js';
 import { BodyLimit } from './body-limit.js';
 import { bodyFraming } from './framing.js';
 import { CANCEL, REFUSED_STREAM } from './sessions.js';
 import type { Upstream } from './upstream.js';
 
-/** The request about to leave is not the one the sidecar authorised: a bug, and it must not go. */
-export class UnauthorisedForward extends Error {}
+/** The request about to leave is not the one the sidecar authorised: a bug, and it must not go. The client learns only that. */
+export class UnauthorisedForward extends StatusError {
+  constructor(why: string) {
+    super(500, 'InternalError', 'chaperone stopped a request on its way out that was not the one it authorised', { internal: why });
+  }
+}
 
 /** The API server did not start answering within the timeout. */
-export class UpstreamTimeout extends Error {}
+export class UpstreamTimeout extends StatusError {
+  constructor(message: string) {
+    super(504, 'Timeout', message);
+  }
+}
 
 function normalise(value: OutgoingHttpHeaders[string]): string {
   if (value === undefined) return '';

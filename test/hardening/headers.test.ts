@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { isIdentityHeader, sanitiseHeaders } from '../../sidecar/sanitise.js';
 import { escapeExtraKey, readImpersonationRequest } from '../../sidecar/impersonation.js';
-import { StatusError } from '../../sidecar/status.js';
+import { StatusError } from '../../lib/status.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import type { SeenRequest } from '../support/fake-upstream.js';
 import { fuzz } from './support/knobs.js';

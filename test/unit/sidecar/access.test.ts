@@ -9,7 +9,7 @@ import { serialisePolicy, type AccessPolicy } from '../../../lib/access-policy.j
 import { AccessGate } from '../../../sidecar/access.js';
 import { requestInfo } from '../../../sidecar/authz/request-info.js';
 import type { Identity } from '../../../sidecar/identity.js';
-import type { StatusError } from '../../../sidecar/status.js';
+import type { StatusError } from '../../../lib/status.js';
 
 const log = pino({ enabled: false });
 const alice: Identity = { username: 'alice', groups: ['dev', 'system:authenticated'], extra: {} };

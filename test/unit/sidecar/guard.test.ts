@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { guardAuthenticated, guardEffective, type GuardPolicy } from '../../../sidecar/guard.js';
 import { ORIGINAL_USER_INFO_EXTRA, type Authenticated, type Identity } from '../../../sidecar/identity.js';
-import type { StatusError } from '../../../sidecar/status.js';
+import type { StatusError } from '../../../lib/status.js';
 
 const none: GuardPolicy = { allow: [], deny: [] };
 

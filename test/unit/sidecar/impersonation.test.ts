@@ -9,7 +9,7 @@ import {
   asForwarded,
   readImpersonationRequest,
 } from '../../../sidecar/impersonation.js';
-import type { StatusError } from '../../../sidecar/status.js';
+import type { StatusError } from '../../../lib/status.js';
 
 const carol: Identity = { username: 'carol', groups: ['support', 'system:authenticated'], extra: {} };
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { CachingReviewer, subjectAccessReviewBody, type SubjectAccessReviewStatus } from '../../../sidecar/authz/review.js';
 import type { Identity } from '../../../sidecar/identity.js';
-import type { StatusError } from '../../../sidecar/status.js';
+import type { StatusError } from '../../../lib/status.js';
 
 const alice: Identity = { username: 'alice', uid: 'u1', groups: ['dev', 'system:authenticated'], extra: { team: ['a'] } };
 const listPods = { resource: { verb: 'list', group: '', version: 'v1', resource: 'pods', namespace: 'ns' } };

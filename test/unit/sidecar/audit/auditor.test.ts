@@ -9,7 +9,8 @@ import { AuditPolicy } from '../../../../sidecar/audit/policy.js';
 import type { SerialisedEvent, Sink, SinkStats } from '../../../../sidecar/audit/sinks/sink.js';
 import { emptyStats } from '../../../../sidecar/audit/sinks/sink.js';
 import type { Event } from '../../../../sidecar/audit/types.js';
-import { forbidden, internalError } from '../../../../sidecar/status.js';
+import { internalError } from '../../../../lib/status.js';
+import { forbidden } from '../../../../sidecar/authz/forbidden.js';
 import { capturingLogger, forwardedFor, recordFor } from './helpers.js';
 
 class MemorySink implements Sink {

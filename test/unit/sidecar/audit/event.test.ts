@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { ANNOTATIONS, buildEvent, completesObjectRef, microTime, responseStatusOf, type EventInput } from '../../../../sidecar/audit/event.js';
 import { requestInfo } from '../../../../sidecar/authz/request-info.js';
-import { forbidden, unauthorized } from '../../../../sidecar/status.js';
+import { unauthorized } from '../../../../lib/status.js';
+import { forbidden } from '../../../../sidecar/authz/forbidden.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../../../sidecar/identity.js';
 import { alice, forwardedFor, recordFor } from './helpers.js';
 

@@ -17,7 +17,8 @@ import { pino } from 'pino';
 import { createCA, issueCertificate, joinPemCertificates, type CertificateAndKey } from '../../../../lib/pki.js';
 import { ClientCertificateAuthenticator, pinHandshake } from '../../../../sidecar/authn/client-cert.js';
 import { IdentityBundle, UnusableBundle, type Verdict } from '../../../../sidecar/authn/identity-bundle.js';
-import { TlsListeners } from '../../../../sidecar/server.js';
+import { TlsListeners } from '../../../../lib/tls-listeners.js';
+import { IdentityTrust } from '../../../../sidecar/authn/connection-trust.js';
 
 const UID = '1.3.6.1.4.1.57683.2';
 const HOUR = 3600_000;
@@ -288,8 +289,9 @@ describe('sidecar/authn/client-cert (on the listeners’ connections)', function
     await Promise.all([writeFile(path.join(dir, 'tls.crt'), serving.certPem), writeFile(path.join(dir, 'tls.key'), serving.keyPem), writeFile(caFile, identity1.certPem)]);
     const bundle = new IdentityBundle(caFile);
     const authenticator = new ClientCertificateAuthenticator(bundle);
+    const log = pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) });
     listeners = new TlsListeners(
-      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), identity: bundle },
+      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), clientTrust: new IdentityTrust(bundle, log) },
       {
         request: (req, res) => {
           const wait = holdNext;
@@ -302,7 +304,7 @@ describe('sidecar/authn/client-cert (on the listeners’ connections)', function
           });
         },
       },
-      pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) }),
+      log,
     );
     port = (await listeners.listen(['127.0.0.1:0']))[0]!.port;
     logLines.length = 0;

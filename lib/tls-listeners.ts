@@ -1,21 +1,19 @@
-// The TLS listeners: serving certificate and identity CA bundle from files, swapped in when they
-// change without dropping a connection, except those whose client certificate the new bundle no
-// longer trusts. Client certificates are requested, never required. A connection's TLS identity
-// cannot change under it: renegotiation is refused twice over (OpenSSL's SSL_OP_NO_RENEGOTIATION
-// and Node's disableRenegotiation(), whichever sees it first closes the connection), and the
-// certificate of the first handshake is pinned for the authenticator (authn/client-cert.ts), which
-// verifies it against the bundle as it is at each request.
+// HTTPS listeners, the sidecar's and the injector's: the serving certificate from files, swapped in
+// when they change without dropping a connection. A connection's TLS identity cannot change under
+// it: renegotiation is refused twice over (OpenSSL's SSL_OP_NO_RENEGOTIATION and Node's
+// disableRenegotiation(), whichever sees it first closes the connection). Client certificates are
+// asked for, never required, when a ClientTrust is given: it decides what they are worth (the
+// sidecar's identity CA, sidecar/authn/connection-trust.ts) and may close connections it stops
+// trusting.
 import { constants } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { watchFile, type WatchedFile } from '../lib/watch-file.js';
-import type { Logger } from '../lib/log.js';
-import { parseHostPort } from '../lib/config.js';
-import { connectionVerdict, pinHandshake } from './authn/client-cert.js';
-import { UnusableBundle, type IdentityBundle, type Verdict } from './authn/identity-bundle.js';
+import { watchFile, type WatchedFile } from './watch-file.js';
+import type { Logger } from './log.js';
+import { parseHostPort } from './config.js';
 import { StatusError, writeStatusToSocket } from './status.js';
 
 export interface ListenerLimits {
@@ -26,8 +24,20 @@ export interface ListenerLimits {
 export interface TlsFiles {
   certFile: string;
   keyFile: string;
-  /** The identity CA bundle (its file is watched here); without it no client certificate is asked for. */
-  identity?: IdentityBundle;
+  /** What client certificates are asked for with, and worth; without it none is asked for. */
+  clientTrust?: ClientTrust;
+}
+
+/** The listeners' side of client certificates: which CAs to ask with, and each connection's life. */
+export interface ClientTrust {
+  /** The CA certificates a client is asked to present a certificate of, as they are now. */
+  pems(): readonly string[];
+  /** A connection was accepted; before any request on it is read. */
+  accepted(socket: TLSSocket): void;
+  /** A request began on the connection; it ends when the response closes (an upgrade: with the connection). */
+  inProgress(socket: Duplex, res?: ServerResponse): void;
+  /** Starts following its sources; `changed` then serves its CAs to new connections. */
+  follow(changed: () => void): WatchedFile[];
 }
 
 interface Serving {
@@ -45,13 +55,6 @@ const SECURE_OPTIONS = constants.SSL_OP_NO_RENEGOTIATION;
 /** How long a connection answered with an error keeps being read (and what it sends dropped) before it is closed. */
 const MAX_DRAIN_MS = 5000;
 
-/**
- * How long a request already in progress on a connection whose certificate the bundle stopped
- * trusting may go on (it was authorised before the change, as the API server would let it finish);
- * a watch or an exec session is cut then. No new request on it is served meanwhile.
- */
-const IN_FLIGHT_GRACE_MS = 1000;
-
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -59,8 +62,6 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
 export class TlsListeners {
   private readonly servers: Server[] = [];
   private readonly watched: WatchedFile[] = [];
-  /** Open connections that presented a client certificate (those a change of the bundle may close), with their requests in progress; an upgraded one stays busy. */
-  private readonly withCertificates = new Map<TLSSocket, { busy: number; closing: boolean }>();
   private serving: Serving | undefined;
 
   constructor(
@@ -71,13 +72,13 @@ export class TlsListeners {
   ) {}
 
   private contextOptions(serving: Serving) {
-    const { identity } = this.files;
-    return { ...serving, ...(identity ? { ca: identity.pems } : {}), secureOptions: SECURE_OPTIONS };
+    const { clientTrust } = this.files;
+    return { ...serving, ...(clientTrust ? { ca: [...clientTrust.pems()] } : {}), secureOptions: SECURE_OPTIONS };
   }
 
   async listen(addresses: string[]): Promise<{ address: string; port: number }[]> {
     this.serving = readServing(this.files); // a bad file refuses to start, naming it
-    const { identity } = this.files;
+    const { clientTrust } = this.files;
     const bound: { address: string; port: number }[] = [];
     for (const address of addresses) {
       const parsed = parseHostPort(address);
@@ -86,7 +87,7 @@ export class TlsListeners {
       const server = createServer(
         {
           ...this.contextOptions(this.serving),
-          requestCert: identity !== undefined,
+          requestCert: clientTrust !== undefined,
           rejectUnauthorized: false,
           minVersion: 'TLSv1.2',
           maxHeaderSize: this.limits.maxHeaderBytes,
@@ -98,7 +99,7 @@ export class TlsListeners {
           connectionsCheckingInterval: 1000,
         },
         (req, res) => {
-          this.inProgress(req.socket, res);
+          clientTrust?.inProgress(req.socket, res);
           this.handlers.request(req, res);
         },
       );
@@ -108,14 +109,14 @@ export class TlsListeners {
       const { upgrade, checkContinue } = this.handlers;
       if (upgrade) {
         server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-          this.inProgress(socket);
+          clientTrust?.inProgress(socket);
           upgrade(req, socket, head);
         });
       }
       // Without a listener Node answers `Expect: 100-continue` itself, before anyone has looked at the request.
       if (checkContinue) {
         server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-          this.inProgress(req.socket, res);
+          clientTrust?.inProgress(req.socket, res);
           checkContinue(req, res);
         });
       }
@@ -132,12 +133,7 @@ export class TlsListeners {
       this.servers.push(server);
     }
     for (const file of [this.files.certFile, this.files.keyFile]) this.watched.push(watchFile(file, { onChange: () => this.reloadServing() }));
-    if (identity) {
-      identity.unusable().forEach((why) => this.log.warn({ certificate: why }, 'the identity CA bundle holds a certificate that cannot vouch for anyone'));
-      const watched = watchFile(identity.file, { onChange: (content) => this.reloadIdentity(content) });
-      this.watched.push(watched);
-      this.reloadIdentity(watched.current()); // in case it changed since it was read
-    }
+    if (clientTrust) this.watched.push(...clientTrust.follow(() => this.serving && this.apply(this.serving)));
     return bound;
   }
 
@@ -145,39 +141,10 @@ export class TlsListeners {
     // Node's refusal: it only reports the renegotiation, as an error, which closes the connection
     // (answerClientError). OpenSSL's refuses it outright (SECURE_OPTIONS).
     socket.disableRenegotiation();
-    if (!this.files.identity) return;
-    pinHandshake(socket, () => {
-      this.log.warn({ remoteAddress: socket.remoteAddress }, 'a client started a second TLS handshake on a connection: closed it');
-      socket.destroy();
-    });
-    if (!socket.getPeerX509Certificate()) return;
-    this.withCertificates.set(socket, { busy: 0, closing: false });
-    socket.once('close', () => this.withCertificates.delete(socket));
+    this.files.clientTrust?.accepted(socket);
   }
 
-  /** A request began on the connection; it ends when the response does (never, for an upgrade). */
-  private inProgress(socket: Duplex, res?: ServerResponse): void {
-    const state = this.withCertificates.get(socket as TLSSocket);
-    if (!state) return;
-    state.busy++;
-    res?.once('close', () => {
-      state.busy--;
-      if (state.closing && state.busy === 0) socket.destroy();
-    });
-  }
-
-  /** Closes the connection now if it is idle, else once its requests in progress are done, or the grace is over. */
-  private closeUntrusted(socket: TLSSocket): void {
-    const state = this.withCertificates.get(socket);
-    if (!state || state.busy === 0) {
-      socket.destroy();
-      return;
-    }
-    state.closing = true;
-    setTimeout(() => socket.destroy(), IN_FLIGHT_GRACE_MS).unref();
-  }
-
-  /** Every listener serves this from now on, with the bundle as it is now; throws, changing nothing, if the pair does not load. */
+  /** Every listener serves this from now on, with the client CAs as they are now; throws, changing nothing, if the pair does not load. */
   private apply(serving: Serving): void {
     const options = this.contextOptions(serving);
     for (const server of this.servers) server.setSecureContext({ ...options });
@@ -191,37 +158,6 @@ export class TlsListeners {
     } catch (err) {
       // Half-written files are normal during a rotation: keep serving with what we had.
       this.log.warn({ err: (err as Error).message }, 'could not reload TLS files; keeping the previous ones');
-    }
-  }
-
-  /**
-   * The bundle changed: new connections are verified against it at once, and every open connection
-   * whose certificate it trusted before and trusts no more is closed.
-   */
-  private reloadIdentity(content: Buffer | undefined): void {
-    const identity = this.files.identity;
-    if (!identity) return;
-    const trustedBefore = new Map<TLSSocket, Verdict>();
-    for (const socket of this.withCertificates.keys()) {
-      const verdict = connectionVerdict(socket, identity);
-      if (verdict?.trusted) trustedBefore.set(socket, verdict);
-    }
-    try {
-      if (!identity.replace(content)) return;
-    } catch (err) {
-      if (!(err instanceof UnusableBundle)) throw err;
-      this.log.warn({ file: identity.file, err: err.message }, 'could not read the new identity CA bundle; keeping the previous one');
-      return;
-    }
-    if (this.serving) this.apply(this.serving);
-    this.log.info({ file: identity.file, certificates: identity.pems.length }, 'reloaded the identity CA bundle');
-    identity.unusable().forEach((why) => this.log.warn({ certificate: why }, 'the identity CA bundle holds a certificate that cannot vouch for anyone'));
-    for (const [socket, before] of trustedBefore) {
-      const now = connectionVerdict(socket, identity);
-      if (now?.trusted) continue;
-      const user = before.trusted ? before.identity.username : undefined;
-      this.log.warn({ user, issuer: before.trusted ? before.issuer : undefined, reason: now?.reason, remoteAddress: socket.remoteAddress }, 'closing a connection whose client certificate the identity CA bundle no longer trusts');
-      this.closeUntrusted(socket);
     }
   }
 

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../../lib/pki.js';
 import { pino } from 'pino';
 import { IdentityBundle } from '../../../sidecar/authn/identity-bundle.js';
-import { TlsListeners } from '../../../sidecar/server.js';
+import { IdentityTrust } from '../../../sidecar/authn/connection-trust.js';
+import { TlsListeners } from '../../../lib/tls-listeners.js';
 
 interface Answer {
   status: number;
@@ -110,7 +111,7 @@ describe('renegotiation: what each of the two refusals does alone (Node 24, Open
   });
 });
 
-describe('sidecar/server (TLS listeners)', function () {
+describe('lib/tls-listeners, with the identity CA as client trust', function () {
   this.timeout(20_000);
   let dir: string;
   let listeners: TlsListeners;
@@ -128,15 +129,16 @@ describe('sidecar/server (TLS listeners)', function () {
     await writeFile(path.join(dir, 'tls.crt'), serving1.certPem);
     await writeFile(path.join(dir, 'tls.key'), serving1.keyPem);
     await writeFile(path.join(dir, 'ca.crt'), identityCa1.certPem);
+    const log = pino({ level: 'warn' }, { write: (line: string) => void logLines.push(line) });
     listeners = new TlsListeners(
-      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), identity: new IdentityBundle(path.join(dir, 'ca.crt')) },
+      { certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), clientTrust: new IdentityTrust(new IdentityBundle(path.join(dir, 'ca.crt')), log) },
       {
         request: (req, res) => {
           const socket = req.socket as TLSSocket;
           res.end(socket.authorized ? `client ${String(socket.getPeerCertificate().subject.CN)}` : 'anonymous');
         },
       },
-      pino({ level: 'warn' }, { write: (line: string) => void logLines.push(line) }),
+      log,
     );
     ports = (await listeners.listen(['127.0.0.1:0', '127.0.0.1:0'])).map((l) => l.port);
   });

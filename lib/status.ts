@@ -1,7 +1,9 @@
-// Errors as the Kubernetes Status objects that kubectl and dashboards already know how to show.
+// The one error family of chaperone's answers: every refusal the sidecar or the injector gives is a
+// StatusError, the Kubernetes Status object that kubectl and dashboards already know how to show,
+// with a stable reason. What the client reads (message) and what the log and audit event say
+// (internal) may differ: an authentication failure tells the client only "Unauthorized".
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { RequestInfo } from './authz/request-info.js';
 
 export type StatusReason =
   | 'BadRequest'
@@ -21,17 +23,37 @@ export interface StatusDetails {
   kind?: string;
 }
 
+export interface StatusErrorOptions {
+  details?: StatusDetails;
+  /** For the log and the audit event only, when it says more than the client may read. */
+  internal?: string;
+}
+
 /** A refusal with the code, reason and message the client should see. */
 export class StatusError extends Error {
+  readonly details: StatusDetails | undefined;
+  /** What the log and the audit event record. */
+  readonly internal: string;
+
   constructor(
     readonly code: number,
     readonly reason: StatusReason,
     message: string,
-    readonly details?: StatusDetails,
+    options: StatusErrorOptions = {},
   ) {
     super(message);
-    this.name = 'StatusError';
+    this.name = new.target.name;
+    this.details = options.details;
+    this.internal = options.internal ?? message;
   }
+}
+
+/**
+ * The Status for any error: a StatusError is its own; anything else is a failure nobody planned
+ * for, a 500 that says nothing of its cause (the API server's own answer to a panic).
+ */
+export function statusOf(err: unknown): StatusError {
+  return err instanceof StatusError ? err : internalError('chaperone failed to handle the request');
 }
 
 export interface Status {
@@ -119,27 +141,6 @@ export function gatewayTimeout(message: string): StatusError {
 
 export function internalError(message: string): StatusError {
   return new StatusError(500, 'InternalError', message);
-}
-
-/** What the API server says when it refuses (responsewriters.forbiddenMessage), so both read the same. */
-function forbiddenMessage(username: string, info: RequestInfo): string {
-  if (!info.isResourceRequest) return `User ${JSON.stringify(username)} cannot ${info.verb} path ${JSON.stringify(info.path)}`;
-  const resource = info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
-  const scope = info.namespace ? `in the namespace ${JSON.stringify(info.namespace)}` : 'at the cluster scope';
-  return `User ${JSON.stringify(username)} cannot ${info.verb} resource ${JSON.stringify(resource)} in API group ${JSON.stringify(info.apiGroup)} ${scope}`;
-}
-
-/** A 403 worded as the API server's own (apierrors.NewForbidden), with the authoriser's reason appended. */
-export function forbidden(username: string, info: RequestInfo, reason = ''): StatusError {
-  const cause = reason ? `${forbiddenMessage(username, info)}: ${reason}` : forbiddenMessage(username, info);
-  if (!info.isResourceRequest) return new StatusError(403, 'Forbidden', `forbidden: ${cause}`, {});
-  const qualified = info.apiGroup ? `${info.resource}.${info.apiGroup}` : info.resource;
-  const subject = info.name ? `${qualified} ${JSON.stringify(info.name)}` : qualified;
-  return new StatusError(403, 'Forbidden', `${subject} is forbidden: ${cause}`, {
-    ...(info.name ? { name: info.name } : {}),
-    ...(info.apiGroup ? { group: info.apiGroup } : {}),
-    kind: info.resource,
-  });
 }
 
 /** A refusal that is not about RBAC (the guard, nested impersonation): the message says why. */
