@@ -19,6 +19,8 @@ import { StatusError, writeStatusToSocket } from './status.js';
 export interface ListenerLimits {
   maxHeaderBytes: number;
   headersTimeoutMs: number;
+  /** How long an idle kept-alive connection stays open; Node's default (5s) unless given. */
+  keepAliveTimeoutMs?: number;
 }
 
 export interface TlsFiles {
@@ -58,6 +60,8 @@ const MAX_DRAIN_MS = 5000;
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
+export const DEFAULT_LIMITS: ListenerLimits = { maxHeaderBytes: 64 * 1024, headersTimeoutMs: 10_000 };
+
 /** One or more HTTPS listeners sharing one certificate set, reloaded together. */
 export class TlsListeners {
   private readonly servers: Server[] = [];
@@ -68,7 +72,7 @@ export class TlsListeners {
     private readonly files: TlsFiles,
     private readonly handlers: { request: RequestHandler; upgrade?: UpgradeHandler; checkContinue?: RequestHandler },
     private readonly log: Logger,
-    private readonly limits: ListenerLimits = { maxHeaderBytes: 64 * 1024, headersTimeoutMs: 10_000 },
+    private readonly limits: ListenerLimits = DEFAULT_LIMITS,
   ) {}
 
   private contextOptions(serving: Serving) {
@@ -103,6 +107,7 @@ export class TlsListeners {
           this.handlers.request(req, res);
         },
       );
+      if (this.limits.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.limits.keepAliveTimeoutMs;
       // Before the HTTP layer sees the connection, so before any request on it is read.
       server.prependListener('secureConnection', (socket: TLSSocket) => this.accepted(socket));
       server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.answerClientError(err, socket));
