@@ -6,7 +6,7 @@
 import { tmpdir } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { KeepAliveKubeReader } from '../lib/kube-reads.js';
-import { installationProblems, secretFromObject, type InstallationSecret, type SecretObject } from '../sidecar/installation.js';
+import { installationProblems, secretFromObject, type InstallationSecret, type SecretObject } from '../lib/sidecar-config/installation.js';
 import { Denial } from './denial.js';
 import { annotationOf } from './names.js';
 import { sidecarArgs } from './proxy.js';

@@ -8,7 +8,7 @@
 // annotation is read with the value type of the injector option it overrides, so the two cannot
 // disagree on what is allowed.
 import { flagName, type Options, type ValueType } from '../lib/config.js';
-import { sidecarConfigSpec } from '../sidecar/config.js';
+import { sidecarConfigSpec } from '../lib/sidecar-config/options.js';
 import { injectorConfigSpec, type InjectorConfig } from './config.js';
 import { Denial } from './denial.js';
 import {

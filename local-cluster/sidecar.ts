@@ -15,7 +15,7 @@ import { impersonatorRules } from '../injector/provision/impersonator-role.js';
 import { serialisePolicy, type AccessPolicy, type ImpersonationMode } from '../lib/access-policy.js';
 import { createCA, issueCertificate, type CertificateAndKey, type CertificateRequest } from '../lib/pki.js';
 import { createLogger } from '../lib/log.js';
-import { loadSidecarConfig } from '../sidecar/config.js';
+import { loadSidecarConfig } from '../lib/sidecar-config/options.js';
 import { startSidecar, type RunningSidecar } from '../sidecar/sidecar.js';
 import { freePort, type ControlPlane } from './control-plane.js';
 import { preserveSidecarAuditLog, registerSidecarAuditLog } from './audit-join.js';

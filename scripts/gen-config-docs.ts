@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { defineSpec, renderReference, type Options } from '../lib/config.js';
 import { CONTROLLER_OPTION_KEYS, injectorConfigSpec } from '../injector/config.js';
 import { renderAnnotationReference } from '../injector/settings.js';
-import { sidecarConfigSpec } from '../sidecar/config.js';
+import { sidecarConfigSpec } from '../lib/sidecar-config/options.js';
 
 export const CONFIGURATION_DOC = fileURLToPath(new URL('../docs/configuration.md', import.meta.url));
 /** Its annotation table, between these markers, is generated too. */

@@ -4,42 +4,17 @@
 // Secret mounted from the pod's namespace could be, by anyone with `edit` there, and what decides
 // who a person is must not be theirs to choose.
 //
-// Its sidecar.yaml (authentication options, keyed as in the config file) and the files it names
-// (an AuthenticationConfiguration, a token-webhook kubeconfig, CA bundles; relative paths are read
-// relative to sidecar.yaml) are written to a directory of the sidecar's own, one directory per
-// version of the Secret, so that a version is read whole and a bad new one never replaces a good one.
-import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+// Each version is written to a directory of the sidecar's own and loaded from there
+// (lib/sidecar-config/installation.ts); this follows the Secret with a watch.
 import type { ClientHttp2Stream } from 'node:http2';
-import { parseDocument } from 'yaml';
 import { ConfigError, type Env } from '../lib/config.js';
 import type { Logger } from '../lib/log.js';
-import { loadSidecarConfig, type SidecarConfig } from './config.js';
+import { InstallationVersions, secretFromObject, type InstallationSecret, type SecretObject } from '../lib/sidecar-config/installation.js';
+import { loadSidecarConfig, type SidecarConfig } from '../lib/sidecar-config/options.js';
 import { Upstream } from './forward/upstream.js';
-
-/** The key of the installation Secret read as the sidecar's config file. */
-export const INSTALLATION_FILE = 'sidecar.yaml';
 
 const RETRY_MS = 2000;
 const WATCH_SECONDS = 300;
-
-export interface InstallationSecret {
-  resourceVersion: string;
-  /** Key -> content, as the Secret's data holds them (decoded). */
-  files: ReadonlyMap<string, Buffer>;
-}
-
-export interface SecretObject {
-  metadata?: { resourceVersion?: string };
-  data?: Record<string, string>;
-}
-
-function secretOf(object: SecretObject): InstallationSecret {
-  const files = new Map<string, Buffer>();
-  for (const [key, value] of Object.entries(object.data ?? {})) files.set(key, Buffer.from(value, 'base64'));
-  return { resourceVersion: object.metadata?.resourceVersion ?? '', files };
-}
 
 function splitRef(ref: string): { namespace: string; name: string } {
   const [namespace, name] = ref.split('/') as [string, string];
@@ -54,24 +29,14 @@ export async function readInstallationSecret(upstream: Upstream, ref: string): P
     const message = (body as { message?: string }).message ?? 'no message';
     throw new Error(`the installation configuration ${ref} could not be read (HTTP ${status}): ${message}`);
   }
-  return secretOf(body as SecretObject);
+  return secretFromObject(body as SecretObject);
 }
 
 /**
  * The installation configuration, loaded: what the sidecar was started with, and how to load a newer
  * version of the Secret the same way.
  */
-export class Installation {
-  private loadedDir: string | undefined;
-
-  constructor(
-    readonly ref: string,
-    private readonly argv: readonly string[],
-    private readonly env: Env,
-    private readonly dir: string,
-    public secret: InstallationSecret,
-  ) {}
-
+export class Installation extends InstallationVersions {
   /**
    * The configuration as flags, environment and the installation Secret give it; waits (retrying, and
    * saying why in the log) until the Secret can be read. Without --installation-config, flags and
@@ -94,36 +59,6 @@ export class Installation {
   }
 
   /**
-   * The configuration with this version of the Secret; throws ConfigError naming what is wrong (the
-   * version in use then stays). Once it succeeds, the files of the version used before are removed.
-   */
-  async configFor(secret: InstallationSecret): Promise<SidecarConfig> {
-    const versionDir = path.join(this.dir, `v${secret.resourceVersion.replace(/[^0-9A-Za-z]/g, '')}-${Date.now()}`);
-    await mkdir(versionDir, { recursive: true, mode: 0o700 });
-    for (const [key, content] of secret.files) await writeFile(path.join(versionDir, key), content, { mode: 0o600 });
-    let config: SidecarConfig;
-    try {
-      if (!secret.files.has(INSTALLATION_FILE)) {
-        throw new ConfigError([`not an installation configuration: it has no ${INSTALLATION_FILE} (a Secret of another purpose, such as the injector's CA keys, is never one)`]);
-      }
-      // Before anything is read: a file outside the configuration is never opened.
-      const escaping = filesOutside(versionDir);
-      if (escaping.length > 0) throw new ConfigError(escaping);
-      config = loadSidecarConfig(this.argv, this.env, path.join(versionDir, INSTALLATION_FILE));
-    } catch (err) {
-      await rm(versionDir, { recursive: true, force: true });
-      if (err instanceof ConfigError) throw new ConfigError(err.problems.map((problem) => `${this.ref}: ${problem.replaceAll(`${versionDir}/`, '')}`));
-      throw err;
-    }
-    this.secret = secret;
-    const previous = this.loadedDir;
-    this.loadedDir = versionDir;
-    if (previous === undefined) await removeOtherVersions(this.dir, versionDir);
-    else await rm(previous, { recursive: true, force: true });
-    return config;
-  }
-
-  /**
    * Follows the Secret with a watch (re-established after it ends or fails) and calls onChange with
    * each new version. Returns a function that stops following.
    */
@@ -142,7 +77,7 @@ export class Installation {
         return;
       }
       if (event.type !== 'ADDED' && event.type !== 'MODIFIED') return;
-      const secret = secretOf(event.object ?? {});
+      const secret = secretFromObject(event.object ?? {});
       if (secret.resourceVersion === seen) return;
       seen = secret.resourceVersion;
       changes = changes.then(() => onChange(secret)).catch((err: unknown) => log.error({ err }, 'applying the installation configuration failed'));
@@ -195,80 +130,6 @@ export class Installation {
   }
 }
 
-/** A YAML mapping, or undefined when it is none (the sidecar's own reading says what is wrong with it). */
-function readYaml(file: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = parseDocument(readFileSync(file, 'utf8'), { version: '1.1', uniqueKeys: false }).toJS();
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The options of an installation configuration that name files. */
-const FILE_KEYS = ['authenticationConfig', 'oidcCaFile', 'authenticationTokenWebhookConfigFile'] as const satisfies readonly (keyof SidecarConfig)[];
-/** The kubeconfig fields that name files, by where they are. */
-const KUBECONFIG_FILE_FIELDS = { users: { key: 'user', fields: ['tokenFile', 'client-certificate', 'client-key'] }, clusters: { key: 'cluster', fields: ['certificate-authority'] } } as const;
-
-/**
- * What an installation configuration names beyond its own files: a path out of its version's
- * directory (the scoped token's file, say, which a token webhook would then be sent), or an exec
- * plugin (a command every sidecar would run). Its credentials are its own keys, or inline.
- */
-function filesOutside(versionDir: string): string[] {
-  const inside = (file: string) => {
-    const relative = path.relative(versionDir, path.resolve(versionDir, file));
-    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
-  };
-  const problems: string[] = [];
-  const notOwn = (where: string, file: string) => `${where}: ${JSON.stringify(file)} is not a key of the installation configuration: name only its own files (or give the credential inline)`;
-  const options = readYaml(path.join(versionDir, INSTALLATION_FILE));
-  for (const key of FILE_KEYS) {
-    const file = options?.[key];
-    if (typeof file === 'string' && !inside(file)) problems.push(notOwn(`${INSTALLATION_FILE}: ${key}`, file));
-  }
-  const named = options?.authenticationTokenWebhookConfigFile;
-  if (typeof named !== 'string' || !inside(named)) return problems;
-  const kubeconfig = path.resolve(versionDir, named);
-  const root = readYaml(kubeconfig);
-  const name = path.relative(versionDir, kubeconfig);
-  for (const [list, { key, fields }] of Object.entries(KUBECONFIG_FILE_FIELDS)) {
-    const entries = root?.[list];
-    for (const entry of Array.isArray(entries) ? entries : []) {
-      const item = (entry as Record<string, unknown> | null)?.[key] as Record<string, unknown> | undefined;
-      for (const field of fields) {
-        const file = item?.[field];
-        if (typeof file === 'string' && file !== '' && !inside(path.resolve(path.dirname(kubeconfig), file))) problems.push(notOwn(`${name}: ${key}.${field}`, file));
-      }
-      if (key === 'user' && item?.exec !== undefined && item.exec !== null) {
-        problems.push(`${name}: user.exec: an installation configuration runs no credential plugin (every sidecar would run its command): give the webhook's credential inline`);
-      }
-    }
-  }
-  return problems;
-}
-
-/**
- * What a sidecar started with these arguments would find wrong with this version of the Secret
- * (empty: nothing): the same loading, in a directory of its own that is removed after.
- */
-export async function installationProblems(argv: readonly string[], ref: string, secret: InstallationSecret, scratch: string): Promise<string[]> {
-  const dir = await mkdtemp(path.join(scratch, 'chaperone-installation-'));
-  try {
-    await new Installation(ref, argv, {}, dir, secret).configFor(secret);
-    return [];
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-export function secretFromObject(object: SecretObject): InstallationSecret {
-  return secretOf(object);
-}
-
 function encode(files: ReadonlyMap<string, Buffer>): Record<string, string> {
   return Object.fromEntries([...files].map(([key, content]) => [key, content.toString('base64')]));
 }
@@ -284,13 +145,5 @@ async function untilRead(upstream: Upstream, ref: string, log: Logger): Promise<
       said = message;
     }
     await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-  }
-}
-
-/** Versions a previous run of the sidecar left (the directory outlives a restart of the container). */
-async function removeOtherVersions(dir: string, keep: string): Promise<void> {
-  for (const entry of await readdir(dir)) {
-    const full = path.join(dir, entry);
-    if (full !== keep) await rm(full, { recursive: true, force: true });
   }
 }

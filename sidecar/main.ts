@@ -2,7 +2,7 @@
 // injector names it), start, stop cleanly on SIGTERM.
 import { createLogger } from '../lib/log.js';
 import { configOrExit, configOrExitAsync, stopOnSignal } from '../lib/process.js';
-import { loadSidecarConfig } from './config.js';
+import { loadSidecarConfig } from '../lib/sidecar-config/options.js';
 import { Installation } from './installation.js';
 import { startSidecar } from './sidecar.js';
 

@@ -10,7 +10,7 @@ import { CachingReviewer } from './authz/review.js';
 import { subjectAccessReviewsVia } from './authz/sar-transport.js';
 import type { AuditStats } from './audit/auditor.js';
 import { createAuditor } from './audit/setup.js';
-import type { SidecarConfig } from './config.js';
+import type { SidecarConfig } from '../lib/sidecar-config/options.js';
 import type { Installation } from './installation.js';
 import { ConfigError } from '../lib/config.js';
 import { Upstream } from './forward/upstream.js';

@@ -6,7 +6,7 @@ import { Denial } from '../../injector/denial.js';
 import { withInstallationConfig } from '../../injector/installation-config.js';
 import { annotationOf } from '../../injector/names.js';
 import { resolveSettings } from '../../injector/settings.js';
-import { secretFromObject } from '../../sidecar/installation.js';
+import { secretFromObject } from '../../lib/sidecar-config/installation.js';
 import type { DoctorFacts, Observed } from './facts.js';
 import { fail, ok, warn, type Finding } from './findings.js';
 

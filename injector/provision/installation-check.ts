@@ -7,7 +7,7 @@
 import { tmpdir } from 'node:os';
 import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
-import { INSTALLATION_FILE, installationProblems, secretFromObject } from '../../sidecar/installation.js';
+import { INSTALLATION_FILE, installationProblems, secretFromObject } from '../../lib/sidecar-config/installation.js';
 import { injectorMetrics } from '../metrics.js';
 import { sidecarArgs } from '../proxy.js';
 import type { InjectionSettings } from '../settings.js';

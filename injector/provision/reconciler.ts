@@ -14,7 +14,7 @@ import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
 import { readSecret, writeLeafSecret } from '../certs/webhook.js';
 import { annotationOf } from '../names.js';
-import { INSTALLATION_FILE } from '../../sidecar/installation.js';
+import { INSTALLATION_FILE } from '../../lib/sidecar-config/installation.js';
 import { injectorMetrics } from '../metrics.js';
 import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, refusalEvent } from '../namespaces.js';
 import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type ListWatchOptions, type Watching } from './kube.js';

@@ -11,7 +11,8 @@ import { protobufEnvelope, protobufStatus, type StatusFields } from './protobuf-
 import { policyAttributes, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig } from './policy.js';
 import type { AuditRecorder, RequestRecord } from './record.js';
 import type { UpstreamResponse } from '../forward/http.js';
-import type { Sink, SinkName, SinkStats } from './sinks/sink.js';
+import type { SinkName } from '../../lib/sidecar-config/audit.js';
+import type { Sink, SinkStats } from './sinks/sink.js';
 import { levelAtLeast, type Stage } from './types.js';
 import { serviceUnavailable, toStatus, unsupportedMediaType } from '../../lib/status.js';
 

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../../lib/log.js';
 import { Auditor } from './auditor.js';
-import type { AuditConfig } from './options.js';
+import type { AuditConfig } from '../../lib/sidecar-config/audit.js';
 import { AuditPolicy } from './policy.js';
 import { FileSink } from './sinks/file.js';
 import type { Sink } from './sinks/sink.js';

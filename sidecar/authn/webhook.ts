@@ -2,36 +2,13 @@
 // (a kubeconfig, read by the API server's rules: lib/webhook-kubeconfig.ts), speaking
 // authentication.k8s.io/v1 or v1beta1 TokenReview (pam_hook speaks v1beta1). A webhook that is down,
 // slow or answers garbage fails this method with a reason for the audit event; it never lets anyone in.
-import { KubeconfigError, loadWebhookKubeconfig as loadKubeconfig, WebhookClient, type WebhookKubeconfig } from '../../lib/webhook-kubeconfig.js';
+import { WebhookClient } from '../../lib/webhook-kubeconfig.js';
+import type { TokenReviewVersion, WebhookTarget } from '../../lib/sidecar-config/tokens.js';
 import type { AuthenticationResult } from './chain.js';
 import { TokenAuthenticator } from './bearer.js';
 import type { HttpsAnswer } from './https.js';
 import { goField, goFieldMembers, isObject, JsonRefused, parseGoJson } from './jwt/go-json.js';
 import { identityFromUserInfo, ReviewCache, type ReviewCacheOptions, type ReviewVerdict } from './review-cache.js';
-
-export type TokenReviewVersion = 'v1' | 'v1beta1';
-
-/** The webhook and the credentials to reach it, read as kube-apiserver reads its webhook kubeconfig. */
-export type WebhookTarget = WebhookKubeconfig;
-
-/** A kubeconfig that cannot be used; the message names the file and the field. */
-export class WebhookConfigError extends Error {}
-
-/**
- * The webhook kubeconfig (lib/webhook-kubeconfig.ts, kube-apiserver's rules), and the token
- * webhook's own: it is reached over https and its certificate is verified, always.
- */
-export function loadWebhookKubeconfig(file: string): WebhookTarget {
-  let target: WebhookTarget;
-  try {
-    target = loadKubeconfig(file);
-  } catch (err) {
-    throw err instanceof KubeconfigError ? new WebhookConfigError(err.message) : err;
-  }
-  if (target.url.protocol !== 'https:') throw new WebhookConfigError(`${file}: cluster.server must be an https URL, not ${JSON.stringify(target.url.href)}`);
-  if (target.tls.rejectUnauthorized === false) throw new WebhookConfigError(`${file}: insecure-skip-tls-verify: chaperone always verifies the webhook's certificate`);
-  return target;
-}
 
 export interface WebhookOptions {
   target: WebhookTarget;

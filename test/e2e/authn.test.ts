@@ -13,7 +13,7 @@ import { SignJWT } from 'jose';
 import YAML from 'yaml';
 import type { V1ClusterRole } from '@kubernetes/client-node';
 import { createCA } from '../../lib/pki.js';
-import { parseAuthenticationConfiguration } from '../../sidecar/authn/jwt/config.js';
+import { parseAuthenticationConfiguration } from '../../lib/sidecar-config/jwt.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
 import { sharedControlPlane } from '../support/shared.js';

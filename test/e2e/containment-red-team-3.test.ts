@@ -25,7 +25,7 @@ import type { RunningInjector } from '../../injector/injector.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { POD_SETTINGS } from '../../injector/settings.js';
-import { loadSidecarConfig, sidecarConfigSpec } from '../../sidecar/config.js';
+import { loadSidecarConfig, sidecarConfigSpec } from '../../lib/sidecar-config/options.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { type AdminClients, bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
 import { type InjectorInstallation, startPodSidecar } from '../../local-cluster/provisioned.js';

@@ -16,7 +16,7 @@ import { adminClients, bindClusterRoleInNamespace, createNamespace, createServic
 import { sharedControlPlane } from '../support/shared.js';
 import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import { goldenCases } from '../../scripts/gen-injector-goldens.js';
+import { goldenCases } from '../support/injector-goldens.js';
 import { canonicalQuantity } from '../../injector/quantity.js';
 import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 import { decodePatch, review, silentLog, testConfig, TEST_SIDECAR_UPSTREAM } from '../unit/injector/helpers.js';

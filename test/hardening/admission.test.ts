@@ -10,7 +10,7 @@ import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { answerReview, MalformedReview, type AdmissionReviewOut } from '../../injector/review.js';
 import { isUnderServiceAccountDir, projectsServiceAccountToken } from '../../injector/mutate.js';
 import { PROXY_ENV, SIDECAR_NAME } from '../../injector/proxy.js';
-import { goldenCases } from '../../scripts/gen-injector-goldens.js';
+import { goldenCases } from '../support/injector-goldens.js';
 import { sharedControlPlane } from '../support/shared.js';
 import { adminClients, createNamespace, createServiceAccount, type AdminClients } from '../../local-cluster/kube.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';

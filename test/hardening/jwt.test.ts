@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import YAML from 'yaml';
 import { createCA } from '../../lib/pki.js';
 import { JwtAuthenticator } from '../../sidecar/authn/jwt/authenticator.js';
-import { parseAuthenticationConfiguration } from '../../sidecar/authn/jwt/config.js';
+import { parseAuthenticationConfiguration } from '../../lib/sidecar-config/jwt.js';
 import type { Identity } from '../../sidecar/identity.js';
 import { startTestProvider, TEST_CLIENT, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
 import { figure, fuzz } from './support/knobs.js';

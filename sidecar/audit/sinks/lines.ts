@@ -2,7 +2,8 @@
 // request's 'close' handler returns, and nothing waits in memory to be lost on a crash.
 import { writeSync } from 'node:fs';
 import type { Logger } from '../../../lib/log.js';
-import { emptyStats, type SerialisedEvent, type SinkName, type SinkStats } from './sink.js';
+import type { SinkName } from '../../../lib/sidecar-config/audit.js';
+import { emptyStats, type SerialisedEvent, type SinkStats } from './sink.js';
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 

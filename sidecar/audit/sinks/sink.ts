@@ -1,11 +1,6 @@
 // Where events go. Every sink takes events already serialised (one JSON object each) and never throws.
+import type { SinkName } from '../../../lib/sidecar-config/audit.js';
 
-export const SINK_NAMES = ['stdout', 'file', 'webhook'] as const;
-export type SinkName = (typeof SINK_NAMES)[number];
-
-/** What a buffering sink does when full: hold new requests back, or drop new events. */
-export const OVERFLOW_MODES = ['block', 'drop'] as const;
-export type OverflowMode = (typeof OVERFLOW_MODES)[number];
 
 /** One event, serialised once for every sink. */
 export interface SerialisedEvent {

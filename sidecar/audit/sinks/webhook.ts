@@ -6,7 +6,8 @@
 import type { Logger } from '../../../lib/log.js';
 import { WebhookClient, type WebhookKubeconfig } from '../../../lib/webhook-kubeconfig.js';
 import { AUDIT_API_VERSION } from '../types.js';
-import { emptyStats, type OverflowMode, type SerialisedEvent, type Sink, type SinkStats } from './sink.js';
+import type { OverflowMode } from '../../../lib/sidecar-config/audit.js';
+import { emptyStats, type SerialisedEvent, type Sink, type SinkStats } from './sink.js';
 
 export interface WebhookOptions {
   /** Events per EventList. */

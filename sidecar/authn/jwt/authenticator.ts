@@ -5,7 +5,7 @@ import type { Logger } from '../../../lib/log.js';
 import type { AuthenticationResult } from '../chain.js';
 import { TokenAuthenticator } from '../bearer.js';
 import { CREDENTIAL_ID_EXTRA, identityFromClaims } from './claims.js';
-import type { JwtIssuer } from './config.js';
+import type { JwtIssuer } from '../../../lib/sidecar-config/jwt.js';
 import { IssuerKeys, TokenRejected, untrustedIssuer, verifyJwt } from './verify.js';
 
 interface ServedIssuer {

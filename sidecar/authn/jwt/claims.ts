@@ -2,8 +2,8 @@
 // uid, extra (with the credential id from jti), then required claims, claim validation rules and
 // user validation rules, in that order. Claims are read with Go's JSON semantics (null is the zero value).
 import type { Identity } from '../../identity.js';
-import { toStringList, toStringResult, type CompiledExpression } from './cel.js';
-import type { JwtIssuer } from './config.js';
+import { toStringList, toStringResult, type CompiledExpression } from '../../../lib/cel/expressions.js';
+import type { JwtIssuer } from '../../../lib/sidecar-config/jwt.js';
 import { TokenRejected, type Claims } from './verify.js';
 
 /** The extra the API server derives from a token's jti. */

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { ensureCelOracle } from '../../../local-cluster/binaries.js';
-import { CelCompileError, compile, type ReturnType, type Variable } from '../../../sidecar/authn/jwt/cel.js';
+import { CelCompileError, compile, type ReturnType, type Variable } from '../../../lib/cel/expressions.js';
 import {
   CelList,
   CelMap,
@@ -21,7 +21,7 @@ import {
   userRoot,
   type UserInput,
   type Val,
-} from '../../../sidecar/authn/jwt/cel-runtime.js';
+} from '../../../lib/cel/runtime.js';
 
 export interface CelCase {
   variable: Variable;

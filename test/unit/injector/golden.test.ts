@@ -5,11 +5,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { ALREADY_INJECTED, expectedOutput, GOLDEN_DIR, goldenCases } from '../../../scripts/gen-injector-goldens.js';
+import { ALREADY_INJECTED, expectedOutput, GOLDEN_DIR, goldenCases } from '../../support/injector-goldens.js';
 import { jsonPatch } from '../../../injector/patch.js';
 import { decodePatch, review } from './helpers.js';
 
-const REGENERATE = 'run npx tsx scripts/gen-injector-goldens.ts and review the diff';
+const REGENERATE = 'run npx tsx test/support/injector-goldens.ts and review the diff';
 
 const REQUIRED_CASES = [
   'minimal',

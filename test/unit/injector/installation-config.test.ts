@@ -6,7 +6,7 @@ import { Denial } from '../../../injector/denial.js';
 import { withInstallationConfig, type InstallationConfigs } from '../../../injector/installation-config.js';
 import { injectPod } from '../../../injector/mutate.js';
 import { resolveSettings } from '../../../injector/settings.js';
-import type { InstallationSecret } from '../../../sidecar/installation.js';
+import type { InstallationSecret } from '../../../lib/sidecar-config/installation.js';
 import { testConfig } from './helpers.js';
 
 const INSTALLATION = 'chaperone-system';

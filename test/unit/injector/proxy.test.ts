@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { V1Container, V1Volume } from '@kubernetes/client-node';
-import { loadSidecarConfig } from '../../../sidecar/config.js';
+import { loadSidecarConfig } from '../../../lib/sidecar-config/options.js';
 import { injectedVolumes, sidecarArgs, sidecarContainer, TOKEN_VOLUME } from '../../../injector/proxy.js';
 import { resolveSettings, type InjectionSettings } from '../../../injector/settings.js';
 import { testConfig } from './helpers.js';

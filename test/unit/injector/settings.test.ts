@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ConfigError, type Options } from '../../../lib/config.js';
-import { sidecarConfigSpec } from '../../../sidecar/config.js';
+import { sidecarConfigSpec } from '../../../lib/sidecar-config/options.js';
 import { loadInjectorConfig } from '../../../injector/config.js';
 import { Denial } from '../../../injector/denial.js';
 import { resolveSettings, type NamespaceSettingsSource } from '../../../injector/settings.js';
@@ -40,7 +40,7 @@ describe('injector/config', function () {
     assert.equal(config.tokenAudience, undefined);
     assert.equal(config.sidecarMode, 'native');
     assert.deepEqual(config.authenticators, ['client-cert']);
-    assert.deepEqual([config.cpuRequest, config.cpuLimit, config.memoryRequest, config.memoryLimit], ['50m', '500m', '64Mi', '256Mi']);
+    assert.deepEqual([config.cpuRequest, config.cpuLimit, config.memoryRequest, config.memoryLimit], ['50m', '500m', '128Mi', '256Mi']);
   });
 
   it('refuses bad values, naming each flag and what it takes', function () {
@@ -59,6 +59,11 @@ describe('injector/config', function () {
 
   it('stores quantities as the API server would', function () {
     assert.equal(testConfig(['--memory-limit=0.5Gi']).memoryLimit, '512Mi');
+  });
+
+  it('refuses a sidecar memory limit the sidecar cannot run in', function () {
+    assert.throws(() => testConfig(['--memory-limit=64Mi']), /--memory-limit.*"64Mi" is less than 128Mi/s);
+    assert.equal(testConfig(['--memory-limit=128Mi']).memoryLimit, '128Mi');
   });
 });
 
@@ -91,6 +96,7 @@ describe('injector/settings', function () {
     ['chaperone.dev/sidecar-mode', 'sideways', /"sideways" is not one of native, classic/],
     ['chaperone.dev/read-only', 'yes', /"yes" is not a boolean \(true or false\)/],
     ['chaperone.dev/cpu-request', 'a lot', /"a lot" is not a resource quantity \(examples: 100m, 0.5, 64Mi, 1Gi\)/],
+    ['chaperone.dev/memory-limit', '100Mi', /"100Mi" is less than 128Mi: the sidecar takes about 90 MiB idle, and V8's heap is half the limit/],
   ];
   for (const [annotation, value, message] of BAD) {
     it(`denies ${annotation}: ${JSON.stringify(value)}, naming the annotation and what is allowed`, function () {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../../lib/config.js';
-import { loadSidecarConfig } from '../../../sidecar/config.js';
+import { loadSidecarConfig } from '../../../lib/sidecar-config/options.js';
 
 const IN_CLUSTER = { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
 const SERVING = ['--tls-cert-file=/tls/tls.crt', '--tls-key-file=/tls/tls.key'];

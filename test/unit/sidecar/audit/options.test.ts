@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../../../../lib/config.js';
 import { createAuditor } from '../../../../sidecar/audit/setup.js';
-import { loadSidecarConfig } from '../../../../sidecar/config.js';
+import { loadSidecarConfig } from '../../../../lib/sidecar-config/options.js';
 import { capturingLogger } from './helpers.js';
 
 const REQUIRED = ['--tls-cert-file=/tls.crt', '--tls-key-file=/tls.key', '--upstream=https://10.96.0.1:443'];

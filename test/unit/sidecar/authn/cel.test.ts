@@ -3,9 +3,9 @@
 // test/hardening/cel-parity.test.ts); this file keeps the cases that once differed (F9, F10, F11)
 // and the refusals, without needing Go.
 import assert from 'node:assert/strict';
-import { compile, toStringList, CelCompileError } from '../../../../sidecar/authn/jwt/cel.js';
-import { formatDouble, parseGoFloat, Err, type CelList } from '../../../../sidecar/authn/jwt/cel-runtime.js';
-import { parseAuthenticationConfiguration, JwtConfigError } from '../../../../sidecar/authn/jwt/config.js';
+import { compile, toStringList, CelCompileError } from '../../../../lib/cel/expressions.js';
+import { formatDouble, parseGoFloat, Err, type CelList } from '../../../../lib/cel/runtime.js';
+import { parseAuthenticationConfiguration, JwtConfigError } from '../../../../lib/sidecar-config/jwt.js';
 
 const run = (expression: string, claims: Record<string, unknown>, returns: 'any' | 'bool' = 'any') => compile('claims', expression, returns).evaluate(claims);
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import YAML from 'yaml';
 import { createCA } from '../../../../lib/pki.js';
-import { JwtConfigError, legacyOidcIssuer, parseAuthenticationConfiguration, SIGNING_ALGORITHMS } from '../../../../sidecar/authn/jwt/config.js';
-import { configuredIssuers, type TokenAuthenticationOptions } from '../../../../sidecar/authn/tokens.js';
+import { JwtConfigError, legacyOidcIssuer, parseAuthenticationConfiguration, SIGNING_ALGORITHMS } from '../../../../lib/sidecar-config/jwt.js';
+import { configuredIssuers, type TokenAuthenticationOptions } from '../../../../lib/sidecar-config/tokens.js';
 import { identityFromClaims } from '../../../../sidecar/authn/jwt/claims.js';
 import { TokenRejected } from '../../../../sidecar/authn/jwt/verify.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createSign, generateKeyPairSync } from 'node:crypto';
 import { CompactSign, SignJWT, createLocalJWKSet, exportJWK } from 'jose';
 import { createCA } from '../../../../lib/pki.js';
-import { toStringList } from '../../../../sidecar/authn/jwt/cel.js';
+import { toStringList } from '../../../../lib/cel/expressions.js';
 import { IssuerKeys, NOT_BEFORE_LEEWAY_MS, TokenRejected, untrustedIssuer, verifyJwt } from '../../../../sidecar/authn/jwt/verify.js';
 import { startTestProvider, type TestProvider } from '../../../../local-cluster/identity/oidc-provider.js';
 

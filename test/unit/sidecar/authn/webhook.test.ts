@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { isReadableContentType, loadWebhookKubeconfig, readAnswer, verdictOf, WebhookTokenAuthenticator, type TokenReviewVersion } from '../../../../sidecar/authn/webhook.js';
+import { isReadableContentType, readAnswer, verdictOf, WebhookTokenAuthenticator } from '../../../../sidecar/authn/webhook.js';
+import { loadWebhookKubeconfig, type TokenReviewVersion } from '../../../../lib/sidecar-config/tokens.js';
 import { startPamHook, type PamHook } from '../../../../local-cluster/identity/pam-hook.js';
 
 describe('sidecar/authn/webhook: a token webhook that speaks TokenReview (pam_hook)', function () {
@@ -74,11 +75,12 @@ describe('sidecar/authn/webhook: a token webhook that speaks TokenReview (pam_ho
     ['error', /could not be asked: the webhook answered 500/],
     ['garbage', /could not be asked: the webhook answered 200 with a body that is not JSON/],
     ['not-a-tokenreview', /could not be asked: the answer is not an authentication.k8s.io TokenReview/],
-    ['slow', /could not be asked: no answer from .* within 300ms/],
+    ['slow', /could not be asked: no answer from .* within 1500ms/],
   ];
   for (const [mode, reason] of failures) {
     it(`fails, never succeeds, and caches nothing when the webhook is ${mode}`, async function () {
-      const webhook = authenticator({ timeoutMs: 300 });
+      // Half the slow webhook's 3 s, and long enough for a busy machine to answer the good attempt in.
+      const webhook = authenticator({ timeoutMs: 1500 });
       const token = (await hook.token('jdoe', 'pw'))!;
       hook.mode = mode;
       const result = await webhook.authenticateToken(token);

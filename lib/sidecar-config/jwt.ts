@@ -4,7 +4,7 @@
 import { X509Certificate } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { CelCompileError, compile, selects, type CompiledExpression, type ReturnType, type Variable } from './cel.js';
+import { CelCompileError, compile, selects, type CompiledExpression, type ReturnType, type Variable } from '../cel/expressions.js';
 
 /** The asymmetric algorithms the API server accepts (oidc.AllValidSigningAlgorithms); never none or HMAC. */
 export const SIGNING_ALGORITHMS = ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512'] as const;

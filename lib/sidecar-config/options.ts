@@ -1,8 +1,8 @@
-import { bool, defineSpec, duration, hostPort, httpsUrl, int, list, loadConfig, oneOf, option, path, str } from '../lib/config.js';
-import { ConfigError, type ConfigOf, type Env, type LoadInput, type ValueType } from '../lib/config.js';
+import { bool, defineSpec, duration, hostPort, httpsUrl, int, list, loadConfig, oneOf, option, path, str } from '../config.js';
+import { ConfigError, type ConfigOf, type Env, type LoadInput, type ValueType } from '../config.js';
 import { z } from 'zod';
-import { tokenAuthenticationProblems } from './authn/tokens.js';
-import { auditConfigProblems, auditOptions } from './audit/options.js';
+import { tokenAuthenticationProblems } from './tokens.js';
+import { auditConfigProblems, auditOptions } from './audit.js';
 
 const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
 const NAMESPACED_NAME = new RegExp(`^${DNS_LABEL}/[a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?$`);

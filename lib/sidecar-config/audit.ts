@@ -1,7 +1,13 @@
-// The sidecar's audit options, part of its configuration schema (sidecar/config.ts).
+// The sidecar's audit options, part of its configuration schema (options.ts).
 import { z } from 'zod';
-import { duration, envName, flagName, int, oneOf, option, path, type ValueType } from '../../lib/config.js';
-import { OVERFLOW_MODES, SINK_NAMES, type OverflowMode, type SinkName } from './sinks/sink.js';
+import { duration, envName, flagName, int, oneOf, option, path, type ValueType } from '../config.js';
+
+export const SINK_NAMES = ['stdout', 'file', 'webhook'] as const;
+export type SinkName = (typeof SINK_NAMES)[number];
+
+/** What a buffering sink does when full: hold new requests back, or drop new events. */
+export const OVERFLOW_MODES = ['block', 'drop'] as const;
+export type OverflowMode = (typeof OVERFLOW_MODES)[number];
 
 function sinkListSchema() {
   return z

@@ -5,7 +5,7 @@
 // evaluates exactly as the API server does (cel-runtime.ts, proven against cel-go by
 // test/hardening/cel-parity.test.ts), or the configuration is refused, naming the field and why.
 import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
-import { CelList, claimsRoot, negativeLiteral, MIN_INT, unsignedLiteral, constant, CostLimitExceeded, Err, evaluate as evaluateAst, isConstant, MAX_INT, MAX_UINT, Unmatched, userRoot, typeOf, type UserInput, type Val } from './cel-runtime.js';
+import { CelList, claimsRoot, negativeLiteral, MIN_INT, unsignedLiteral, constant, CostLimitExceeded, Err, evaluate as evaluateAst, isConstant, MAX_INT, MAX_UINT, Unmatched, userRoot, typeOf, type UserInput, type Val } from './runtime.js';
 
 /** What an expression must evaluate to, as the API server checks at compile time. */
 export type ReturnType = 'any' | 'bool';

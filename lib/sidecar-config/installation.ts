@@ -1,0 +1,154 @@
+// The installation's sidecar configuration (--installation-config), as a Secret holds it: its
+// sidecar.yaml (options keyed as in the config file) and the files it names (an
+// AuthenticationConfiguration, a token-webhook kubeconfig, CA bundles; relative paths are read
+// relative to sidecar.yaml), written to a directory of their own, one per version of the Secret, so
+// that a version is read whole and a bad new one never replaces a good one. The sidecar loads it so
+// (sidecar/installation.ts follows the Secret); the injector checks a version the same way.
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError, type Env } from '../config.js';
+import { loadSidecarConfig, type SidecarConfig } from './options.js';
+
+/** The key of the installation Secret read as the sidecar's config file. */
+export const INSTALLATION_FILE = 'sidecar.yaml';
+
+export interface InstallationSecret {
+  resourceVersion: string;
+  /** Key -> content, as the Secret's data holds them (decoded). */
+  files: ReadonlyMap<string, Buffer>;
+}
+
+export interface SecretObject {
+  metadata?: { resourceVersion?: string };
+  data?: Record<string, string>;
+}
+
+export function secretFromObject(object: SecretObject): InstallationSecret {
+  const files = new Map<string, Buffer>();
+  for (const [key, value] of Object.entries(object.data ?? {})) files.set(key, Buffer.from(value, 'base64'));
+  return { resourceVersion: object.metadata?.resourceVersion ?? '', files };
+}
+
+/** One version of the installation configuration after another, each loaded from a directory of its own under dir. */
+export class InstallationVersions {
+  private loadedDir: string | undefined;
+
+  constructor(
+    readonly ref: string,
+    protected readonly argv: readonly string[],
+    protected readonly env: Env,
+    private readonly dir: string,
+    public secret: InstallationSecret,
+  ) {}
+
+  /**
+   * The configuration with this version of the Secret; throws ConfigError naming what is wrong (the
+   * version in use then stays). Once it succeeds, the files of the version used before are removed.
+   */
+  async configFor(secret: InstallationSecret): Promise<SidecarConfig> {
+    const versionDir = path.join(this.dir, `v${secret.resourceVersion.replace(/[^0-9A-Za-z]/g, '')}-${Date.now()}`);
+    await mkdir(versionDir, { recursive: true, mode: 0o700 });
+    for (const [key, content] of secret.files) await writeFile(path.join(versionDir, key), content, { mode: 0o600 });
+    let config: SidecarConfig;
+    try {
+      if (!secret.files.has(INSTALLATION_FILE)) {
+        throw new ConfigError([`not an installation configuration: it has no ${INSTALLATION_FILE} (a Secret of another purpose, such as the injector's CA keys, is never one)`]);
+      }
+      // Before anything is read: a file outside the configuration is never opened.
+      const escaping = filesOutside(versionDir);
+      if (escaping.length > 0) throw new ConfigError(escaping);
+      config = loadSidecarConfig(this.argv, this.env, path.join(versionDir, INSTALLATION_FILE));
+    } catch (err) {
+      await rm(versionDir, { recursive: true, force: true });
+      if (err instanceof ConfigError) throw new ConfigError(err.problems.map((problem) => `${this.ref}: ${problem.replaceAll(`${versionDir}/`, '')}`));
+      throw err;
+    }
+    this.secret = secret;
+    const previous = this.loadedDir;
+    this.loadedDir = versionDir;
+    if (previous === undefined) await removeOtherVersions(this.dir, versionDir);
+    else await rm(previous, { recursive: true, force: true });
+    return config;
+  }
+}
+
+/** A YAML mapping, or undefined when it is none (the sidecar's own reading says what is wrong with it). */
+function readYaml(file: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = parseDocument(readFileSync(file, 'utf8'), { version: '1.1', uniqueKeys: false }).toJS();
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The options of an installation configuration that name files. */
+const FILE_KEYS = ['authenticationConfig', 'oidcCaFile', 'authenticationTokenWebhookConfigFile'] as const satisfies readonly (keyof SidecarConfig)[];
+/** The kubeconfig fields that name files, by where they are. */
+const KUBECONFIG_FILE_FIELDS = { users: { key: 'user', fields: ['tokenFile', 'client-certificate', 'client-key'] }, clusters: { key: 'cluster', fields: ['certificate-authority'] } } as const;
+
+/**
+ * What an installation configuration names beyond its own files: a path out of its version's
+ * directory (the scoped token's file, say, which a token webhook would then be sent), or an exec
+ * plugin (a command every sidecar would run). Its credentials are its own keys, or inline.
+ */
+function filesOutside(versionDir: string): string[] {
+  const inside = (file: string) => {
+    const relative = path.relative(versionDir, path.resolve(versionDir, file));
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+  };
+  const problems: string[] = [];
+  const notOwn = (where: string, file: string) => `${where}: ${JSON.stringify(file)} is not a key of the installation configuration: name only its own files (or give the credential inline)`;
+  const options = readYaml(path.join(versionDir, INSTALLATION_FILE));
+  for (const key of FILE_KEYS) {
+    const file = options?.[key];
+    if (typeof file === 'string' && !inside(file)) problems.push(notOwn(`${INSTALLATION_FILE}: ${key}`, file));
+  }
+  const named = options?.authenticationTokenWebhookConfigFile;
+  if (typeof named !== 'string' || !inside(named)) return problems;
+  const kubeconfig = path.resolve(versionDir, named);
+  const root = readYaml(kubeconfig);
+  const name = path.relative(versionDir, kubeconfig);
+  for (const [list, { key, fields }] of Object.entries(KUBECONFIG_FILE_FIELDS)) {
+    const entries = root?.[list];
+    for (const entry of Array.isArray(entries) ? entries : []) {
+      const item = (entry as Record<string, unknown> | null)?.[key] as Record<string, unknown> | undefined;
+      for (const field of fields) {
+        const file = item?.[field];
+        if (typeof file === 'string' && file !== '' && !inside(path.resolve(path.dirname(kubeconfig), file))) problems.push(notOwn(`${name}: ${key}.${field}`, file));
+      }
+      if (key === 'user' && item?.exec !== undefined && item.exec !== null) {
+        problems.push(`${name}: user.exec: an installation configuration runs no credential plugin (every sidecar would run its command): give the webhook's credential inline`);
+      }
+    }
+  }
+  return problems;
+}
+
+/**
+ * What a sidecar started with these arguments would find wrong with this version of the Secret
+ * (empty: nothing): the same loading, in a directory of its own that is removed after.
+ */
+export async function installationProblems(argv: readonly string[], ref: string, secret: InstallationSecret, scratch: string): Promise<string[]> {
+  const dir = await mkdtemp(path.join(scratch, 'chaperone-installation-'));
+  try {
+    await new InstallationVersions(ref, argv, {}, dir, secret).configFor(secret);
+    return [];
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+
+/** Versions a previous run of the sidecar left (the directory outlives a restart of the container). */
+async function removeOtherVersions(dir: string, keep: string): Promise<void> {
+  for (const entry of await readdir(dir)) {
+    const full = path.join(dir, entry);
+    if (full !== keep) await rm(full, { recursive: true, force: true });
+  }
+}
