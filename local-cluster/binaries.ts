@@ -35,7 +35,7 @@ function versionDir(): string {
   return path.join(cacheRoot(), `kubernetes-${KUBERNETES_VERSION}`);
 }
 
-function isExecutable(file: string): boolean {
+export function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return true;
@@ -263,7 +263,7 @@ function fixtureBuildEnv(): NodeJS.ProcessEnv {
   return { ...process.env, GOFLAGS: '-mod=mod', CGO_ENABLED: '0' };
 }
 
-function onPath(command: string): string | undefined {
+export function onPath(command: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     const candidate = path.join(dir, command);
     if (dir && isExecutable(candidate)) return candidate;
@@ -283,11 +283,37 @@ export async function ensureKubectl(log: (line: string) => void = stderrLine): P
   }
   const found = onPath('kubectl') ?? path.join(versionDir(), 'bin', 'kubectl');
   if (isExecutable(found)) return found;
+  log(`kubectl is not on PATH: building it from k8s.io/kubernetes ${KUBERNETES_VERSION}`);
+  await buildFromRelease('kubectl', found, log);
+  return found;
+}
+
+/** A command of k8s.io/kubernetes, compiled in the control plane's scratch module (sharing its Go build cache). */
+async function buildFromRelease(command: string, output: string, log: (line: string) => void): Promise<void> {
   await ensureControlPlaneBinaries(log);
   const moduleDir = path.join(versionDir(), 'build', 'kubernetes');
-  log(`kubectl is not on PATH: building it from k8s.io/kubernetes ${KUBERNETES_VERSION}`);
-  await go({ cwd: moduleDir, env: fixtureBuildEnv(), log }, ['build', '-trimpath', '-ldflags', versionLdflags(KUBERNETES_VERSION), '-o', found, 'k8s.io/kubernetes/cmd/kubectl'], 'compiling kubectl');
-  return found;
+  const started = Date.now();
+  const partial = `${output}.partial-${process.pid}`;
+  await go({ cwd: moduleDir, env: fixtureBuildEnv(), log }, ['build', '-trimpath', '-ldflags', versionLdflags(KUBERNETES_VERSION), '-o', partial, `k8s.io/kubernetes/cmd/${command}`], `compiling ${command}`);
+  await rename(partial, output);
+  log(`compiled ${command} in ${Math.round((Date.now() - started) / 1000)}s`);
+}
+
+/**
+ * The kubelet of the same release, for the local cluster's node (local-cluster/node.ts):
+ * CHAPERONE_KUBELET, else the cache, else built beside kube-apiserver.
+ */
+export async function ensureKubelet(log: (line: string) => void = stderrLine): Promise<string> {
+  const fromEnv = process.env.CHAPERONE_KUBELET;
+  if (fromEnv) {
+    if (!isExecutable(fromEnv)) throw new Error(`CHAPERONE_KUBELET=${fromEnv} is not an executable file.`);
+    return fromEnv;
+  }
+  const cachedKubelet = path.join(versionDir(), 'bin', 'kubelet');
+  if (isExecutable(cachedKubelet)) return cachedKubelet;
+  log(`building the kubelet ${KUBERNETES_VERSION} into ${path.dirname(cachedKubelet)} (once per version; about a minute and a half after kube-apiserver's build, on 2 cores)`);
+  await buildFromRelease('kubelet', cachedKubelet, log);
+  return cachedKubelet;
 }
 
 /** The whole recipe: read the release's own go.mod, then build each binary in a scratch module. */
@@ -336,6 +362,8 @@ interface GoFixture {
   envVar: string;
   /** What it is, for the build log. */
   what: string;
+  /** Its source directory, relative to the repository; test/fixtures/<name> unless given. */
+  source?: string;
 }
 
 const GO_FIXTURE_FILES = ['go.mod', 'go.sum', 'main.go'];
@@ -350,7 +378,7 @@ async function ensureGoFixture(fixture: GoFixture, log: (line: string) => void):
     if (!isExecutable(fromEnv)) throw new Error(`${fixture.envVar}=${fromEnv} is not an executable file.`);
     return fromEnv;
   }
-  const source = fileURLToPath(new URL(`../test/fixtures/${fixture.name}/`, import.meta.url));
+  const source = fileURLToPath(new URL(`../${fixture.source ?? `test/fixtures/${fixture.name}`}/`, import.meta.url));
   const hash = createHash('sha256');
   for (const file of GO_FIXTURE_FILES) hash.update(file).update('\0').update(await readFile(path.join(source, file)));
   const dir = path.join(cacheRoot(), fixture.name);
@@ -358,7 +386,7 @@ async function ensureGoFixture(fixture: GoFixture, log: (line: string) => void):
   if (isExecutable(binary)) return binary;
   await mkdir(dir, { recursive: true });
   const partial = `${binary}.partial-${process.pid}`;
-  log(`building ${fixture.what} (test/fixtures/${fixture.name}, k8s.io/apiserver ${stagingVersion(KUBERNETES_VERSION)}) into ${dir}`);
+  log(`building ${fixture.what} (${fixture.source ?? `test/fixtures/${fixture.name}`}) into ${dir}`);
   const started = Date.now();
   // -mod=readonly: the committed go.mod and go.sum are the whole recipe; the build never edits them.
   const env = { ...process.env, GOFLAGS: '-mod=readonly', CGO_ENABLED: '0' };
@@ -376,4 +404,14 @@ export function ensureCelOracle(log: (line: string) => void = stderrLine): Promi
 /** test/fixtures/audit-checker: decodes audit events strictly with the API server's Go types (CHAPERONE_AUDIT_CHECKER). */
 export function ensureAuditChecker(log: (line: string) => void = stderrLine): Promise<string> {
   return ensureGoFixture({ name: 'audit-checker', envVar: 'CHAPERONE_AUDIT_CHECKER', what: 'the audit checker' }, log);
+}
+
+/** local-cluster/node-pause: the pause process of the node's pod sandboxes (CHAPERONE_NODE_PAUSE). */
+export function ensureNodePause(log: (line: string) => void = stderrLine): Promise<string> {
+  return ensureGoFixture({ name: 'node-pause', envVar: 'CHAPERONE_NODE_PAUSE', what: 'the pause process of the local node', source: 'local-cluster/node-pause' }, log);
+}
+
+/** test/fixtures/in-cluster-client: a dashboard stand-in whose API client is client-go's in-cluster config (CHAPERONE_IN_CLUSTER_CLIENT). */
+export function ensureInClusterClient(log: (line: string) => void = stderrLine): Promise<string> {
+  return ensureGoFixture({ name: 'in-cluster-client', envVar: 'CHAPERONE_IN_CLUSTER_CLIENT', what: 'the in-cluster client' }, log);
 }

@@ -15,6 +15,12 @@ import { preserveControlPlaneLog, registerControlPlane } from './audit-join.js';
 export interface ControlPlaneOptions {
   /** Extra kube-apiserver flags, e.g. --authentication-config=... or --feature-gates=... */
   extraApiserverFlags?: string[];
+  /** Where the API server listens and what it advertises (127.0.0.1 unless a node's pods must reach it: local-cluster/node.ts). */
+  address?: string;
+  /** Its port; a free one unless given. */
+  port?: number;
+  /** Controllers beyond CONTROLLERS, e.g. those a node's Deployments need. */
+  extraControllers?: string[];
   log?: (line: string) => void;
 }
 
@@ -131,12 +137,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-cp-'));
   const file = (name: string) => path.join(dir, name);
 
+  const address = options.address ?? '127.0.0.1';
   const ca = createCA({ commonName: 'chaperone-test-cluster-ca' });
   const serving = issueCertificate(ca, {
     commonName: 'kube-apiserver',
     usage: 'server',
     dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc'],
-    ipAddresses: ['127.0.0.1'],
+    ipAddresses: [...new Set(['127.0.0.1', address])],
   });
   const admin = issueCertificate(ca, { commonName: 'chaperone-test-admin', organizations: ['system:masters'], usage: 'client' });
   const serviceAccountKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -149,7 +156,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     writeFile(file('audit-policy.yaml'), AUDIT_POLICY),
   ]);
 
-  const [etcdClientPort, etcdPeerPort, apiserverPort] = [await freePort(), await freePort(), await freePort()];
+  const [etcdClientPort, etcdPeerPort, apiserverPort] = [await freePort(), await freePort(), options.port ?? (await freePort())];
   const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
   const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
   const etcd = startProcess(
@@ -190,8 +197,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     const apiserverArgs = [
       `--etcd-servers=${etcdUrl}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
       `--secure-port=${apiserverPort}`,
       `--cert-dir=${file('certs')}`,
       `--tls-cert-file=${file('apiserver.crt')}`,
@@ -212,7 +219,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       '--profiling=false',
       ...(options.extraApiserverFlags ?? []),
     ];
-    const url = `https://127.0.0.1:${apiserverPort}`;
+    const url = `https://${address}:${apiserverPort}`;
     const agent = new Agent({ ca: ca.certPem, cert: admin.certPem, key: admin.keyPem });
     let apiserver: ManagedProcess | undefined;
     const startApiserver = async () => {
@@ -248,7 +255,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         `--kubeconfig=${adminKubeconfig}`,
         `--authentication-kubeconfig=${adminKubeconfig}`,
         `--authorization-kubeconfig=${adminKubeconfig}`,
-        `--controllers=${CONTROLLERS.join(',')}`,
+        `--controllers=${[...CONTROLLERS, ...(options.extraControllers ?? [])].join(',')}`,
         '--leader-elect=false',
         '--bind-address=127.0.0.1',
         `--secure-port=${await freePort()}`,
@@ -268,7 +275,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     log(`kube-apiserver ${version.gitVersion} (built as ${KUBERNETES_VERSION}, binaries from ${binaries.source}) ready at ${url}; admin kubeconfig ${adminKubeconfig}`);
     return {
       url,
-      host: '127.0.0.1',
+      host: address,
       port: apiserverPort,
       ca,
       admin,

@@ -1,0 +1,3 @@
+module chaperone.dev/local-cluster/node-pause
+
+go 1.26.0
