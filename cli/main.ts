@@ -7,6 +7,7 @@ import { runDoctor, type DoctorOptions } from './doctor/command.js';
 import { runKubeconfig, type KubeconfigCommandOptions } from './kubeconfig.js';
 import { DEFAULT_TOKEN_CACHE_DIR, runLogin, type LoginOptions } from './login.js';
 import { runRotate, type RotateOptions } from './rotate.js';
+import { runSymbolise, type SymboliseOptions } from './symbolise.js';
 
 function duration(text: string): number {
   const ms = parseDuration(text);
@@ -172,5 +173,23 @@ Example (in a kubeconfig):
           interactiveMode: Never`,
   )
   .action(failing('login', (options: LoginOptions) => runLogin(options)));
+
+program
+  .command('symbolise')
+  .argument('[files...]', 'logs to read (default: standard input)')
+  .summary("map the bundle positions in the components' stack traces back to the TypeScript")
+  .description(
+    "rewrite each position in a chaperone bundle (sidecar.mjs:1:2345) in a log or stack trace as the TypeScript file, line and column it came from, with the bundle's " +
+      "source map. The images ship each map beside its bundle (/app/<bundle>.mjs.map); without --map, this installation's own maps, which fit only logs of the same version",
+  )
+  .option('--map <file>', 'a source map, named after its bundle (sidecar.mjs.map, injector.mjs.map); repeatable', collect, [])
+  .addHelpText(
+    'after',
+    `
+Examples:
+  kubectl logs -n team-a headlamp-7d9c5-x2x8q -c chaperone | chaperone symbolise
+  chaperone symbolise --map ./sidecar.mjs.map sidecar.log`,
+  )
+  .action(failing('symbolise', (files: string[], options: SymboliseOptions) => runSymbolise(files, options)));
 
 await program.parseAsync(process.argv);
