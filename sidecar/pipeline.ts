@@ -5,29 +5,64 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from '../lib/log.js';
-import type { AccessGate } from './access.js';
+import { compoundCreate, isLongRunning } from './authz/classify.js';
 import { requestInfo, type RequestInfo } from './authz/request-info.js';
 import { attributesOf, type AccessReviewer } from './authz/review.js';
-import { AuthenticationFailed, type AuthenticatorChain } from './authn/chain.js';
+import { AuthenticationFailed, type ChainOutcome } from './authn/chain.js';
 import type { AuditRecorder, RequestRecord } from './audit/record.js';
 import { bodyFraming } from './forward/framing.js';
-import { HttpForwarder, UnauthorisedForward } from './forward/http.js';
-import { UpgradeForwarder } from './forward/upgrade.js';
-import type { Upstream } from './forward/upstream.js';
+import { UnauthorisedForward, type ForwardRequest } from './forward/http.js';
+import type { UpgradeRequest } from './forward/upgrade.js';
 import { guardAuthenticated, guardEffective, type GuardPolicy } from './guard.js';
 import type { Authenticated, Identity } from './identity.js';
-import { asForwarded, authorizeImpersonation, impersonationHeaders, readImpersonationRequest } from './impersonation.js';
+import type { ImpersonationMode } from '../lib/access-policy.js';
+import { asForwarded, authorizeImpersonation, impersonationHeaders, readImpersonationRequest, type ImpersonationRequest } from './impersonation.js';
 import type { SidecarMetrics } from './metrics.js';
 import { sanitiseHeaders } from './sanitise.js';
 import { badRequest, serviceUnavailable, statusOf, StatusError, tooLarge, tooManyRequests, writeStatus, writeStatusToSocket } from '../lib/status.js';
 import { forbidden } from './authz/forbidden.js';
 
+/** Who is asking: the authenticator chain (authn/chain.ts). Throws AuthenticationFailed. */
+export interface Authenticate {
+  authenticate(req: IncomingMessage): Promise<ChainOutcome>;
+}
+
+/** The namespace's access policy and the pod's read-only mark (access.ts): throw the Status that refuses. */
+export interface PolicyGate {
+  mode(): ImpersonationMode;
+  checkNested(request: ImpersonationRequest): void;
+  check(identity: Identity, info: RequestInfo): void;
+}
+
+/** The scoped service account's token, which every forwarded request carries. */
+export interface TokenSource {
+  bearerToken(): string | undefined;
+}
+
+/** How an authorised request leaves (forward/http.ts): one stream of its own to the API server. */
+export interface RequestForwarder {
+  forward(request: ForwardRequest): void;
+}
+
+/** How an authorised upgrade leaves (forward/upgrade.ts): one connection of its own. */
+export interface UpgradeRelay {
+  forward(upgrade: UpgradeRequest): void;
+  closeAll(): void;
+}
+
+/**
+ * The stages, in the order a request meets them: authenticate, guard (its allow and deny lists),
+ * policy gate, review (SubjectAccessReview), token, forward; and the audit recorder, which sees each
+ * request begin, start and end.
+ */
 export interface PipelineOptions {
-  authenticators: AuthenticatorChain;
+  authenticators: Authenticate;
   reviewer: AccessReviewer;
   guard: GuardPolicy;
-  access: AccessGate;
-  upstream: Upstream;
+  access: PolicyGate;
+  token: TokenSource;
+  http: RequestForwarder;
+  upgrades: UpgradeRelay;
   audit: AuditRecorder;
   metrics: SidecarMetrics;
   log: Logger;
@@ -37,22 +72,6 @@ export interface PipelineOptions {
   maxUpgrades: number;
 }
 
-/** The API server's long-running requests: never cut by a timeout. */
-export function isLongRunning(info: RequestInfo): boolean {
-  return info.verb === 'watch' || info.verb === 'proxy' || ['attach', 'exec', 'proxy', 'log', 'portforward'].includes(info.subresource);
-}
-
-const CONNECT_SUBRESOURCES_NEEDING_CREATE = new Set(['exec', 'attach', 'portforward']);
-
-/**
- * The API server also requires `create` on pods/exec, attach and portforward when they are opened
- * with GET, as WebSocket upgrades are (AuthorizePodWebsocketUpgradeCreatePermission, on since 1.35).
- */
-function compoundCreate(info: RequestInfo): RequestInfo | undefined {
-  const needsCreate = info.isResourceRequest && info.apiGroup === '' && info.resource === 'pods' && CONNECT_SUBRESOURCES_NEEDING_CREATE.has(info.subresource);
-  return needsCreate && info.verb === 'get' ? { ...info, verb: 'create' } : undefined;
-}
-
 /** A stream being relayed, so shutdown can end it cleanly instead of cutting it. */
 interface Streaming {
   res: ServerResponse;
@@ -60,8 +79,6 @@ interface Streaming {
 }
 
 export class Pipeline {
-  private readonly http: HttpForwarder;
-  private readonly upgrades: UpgradeForwarder;
   private readonly streaming = new Set<Streaming>();
   /** Upgrade requests from arrival until their connection closes: deciding, relaying, or answered. */
   private upgradesInProgress = 0;
@@ -71,8 +88,6 @@ export class Pipeline {
   private guard: GuardPolicy;
 
   constructor(private readonly options: PipelineOptions) {
-    this.http = new HttpForwarder(options.upstream);
-    this.upgrades = new UpgradeForwarder(options.upstream);
     this.guard = options.guard;
   }
 
@@ -126,7 +141,7 @@ export class Pipeline {
         record.forwarded = true;
         this.options.metrics.openUpgrades.inc();
         socket.once('close', () => this.options.metrics.openUpgrades.dec());
-        this.upgrades.forward({
+        this.options.upgrades.forward({
           req,
           socket,
           head,
@@ -167,7 +182,7 @@ export class Pipeline {
     await this.authorise(effective, record.info, record);
     if (create) await this.authorise(effective, create, record);
 
-    const token = this.options.upstream.bearerToken();
+    const token = this.options.token.bearerToken();
     if (!token) throw serviceUnavailable('chaperone has no service-account token to reach the API server with');
     record.impersonated = asForwarded(effective, access.mode());
     return { ...impersonationHeaders(effective, access.mode()), authorization: `Bearer ${token}`, 'audit-id': record.auditID };
@@ -212,7 +227,7 @@ export class Pipeline {
     const started = process.hrtime.bigint();
     let upstreamClosed = () => undefined as void;
     const settled = new Promise<void>((resolve) => (upstreamClosed = resolve));
-    this.http.forward({
+    this.options.http.forward({
       req,
       res,
       maxBodyBytes: maxRequestBodyBytes,
@@ -291,7 +306,7 @@ export class Pipeline {
       res.end();
       upstream.destroy();
     }
-    this.upgrades.closeAll();
+    this.options.upgrades.closeAll();
   }
 
 }

@@ -15,6 +15,8 @@ import type { Installation } from './installation.js';
 import { ConfigError } from '../lib/config.js';
 import { Upstream } from './forward/upstream.js';
 import { Pipeline } from './pipeline.js';
+import { HttpForwarder } from './forward/http.js';
+import { UpgradeForwarder } from './forward/upgrade.js';
 import { TlsListeners } from '../lib/tls-listeners.js';
 import { SidecarMetrics } from './metrics.js';
 import { OpsServer, type ReadinessCheck } from './ops.js';
@@ -65,7 +67,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     }),
     guard: { allow: config.guardAllow, deny: config.guardDeny },
     access,
-    upstream,
+    token: upstream,
+    http: new HttpForwarder(upstream),
+    upgrades: new UpgradeForwarder(upstream),
     audit,
     metrics,
     log,

@@ -3,7 +3,7 @@
 // is applied when a request arrives, never by dropping what is already recorded.
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../../lib/log.js';
-import { isLongRunning } from '../pipeline.js';
+import { isLongRunning } from '../authz/classify.js';
 import { BodyCopy, valueOf } from './body.js';
 import { buildEvent, completesObjectRef, responseStatusOf, serialiseEvent, type RecordedBody, type Served } from './event.js';
 import { apiServerDecoded, mediaTypeOf, readObjectMetadata, type MetadataReading } from './object-meta.js';
