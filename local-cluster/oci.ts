@@ -158,16 +158,26 @@ export async function buildBinaryImage(binary: string, name: string, ref: string
   }
 }
 
-/** The file list of an image archive's one layer, as `tar` lists it (`./` stripped). */
-export async function layerFiles(archive: string): Promise<{ path: string; mode: string; uid: number; gid: number; size: number }[]> {
+export interface ImageFile {
+  path: string;
+  /** As `tar --list --verbose` shows it, e.g. -rw-r--r--. */
+  mode: string;
+  uid: number;
+  gid: number;
+  size: number;
+}
+
+/** What an image archive holds: the name it imports as, its configuration and its one layer's files. */
+export async function readOciArchive(archive: string): Promise<{ ref: string; config: ImageConfig; files: ImageFile[] }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-oci-read-'));
   try {
     await run('tar', ['--extract', `--file=${archive}`, '-C', dir]);
-    const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations: Record<string, string> }[] };
     const blob = (digest: string) => path.join(dir, 'blobs', 'sha256', digest.replace(/^sha256:/, ''));
-    const manifest = JSON.parse(await readFile(blob(index.manifests[0]!.digest), 'utf8')) as { layers: { digest: string }[] };
+    const manifest = JSON.parse(await readFile(blob(index.manifests[0]!.digest), 'utf8')) as { config: { digest: string }; layers: { digest: string }[] };
+    const { config } = JSON.parse(await readFile(blob(manifest.config.digest), 'utf8')) as { config: ImageConfig };
     const { stdout } = await run('tar', ['--list', '--verbose', '--numeric-owner', `--file=${blob(manifest.layers[0]!.digest)}`], { maxBuffer: 64 * 1024 * 1024 });
-    return stdout
+    const files = stdout
       .split('\n')
       .filter((line) => line !== '')
       .map((line) => {
@@ -175,6 +185,7 @@ export async function layerFiles(archive: string): Promise<{ path: string; mode:
         const [uid, gid] = owner!.split('/').map(Number);
         return { path: name.join(' ').replace(/^\.\/?/, '/').replace(/\/$/, '') || '/', mode: mode!, uid: uid!, gid: gid!, size: Number(size) };
       });
+    return { ref: index.manifests[0]!.annotations['io.containerd.image.name']!, config, files };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

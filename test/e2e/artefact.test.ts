@@ -8,14 +8,16 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { BUNDLE_NAMES, bundleFiles, DEMO_STAND_IN, DIST, ensureArtefacts, packageVersion, REPO, type BuildInfo } from '../../scripts/build-artefacts.js';
 import { freePort, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { dockerignored, parseDockerignore, processUid, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../../local-cluster/images.js';
+import { copies, dockerignored, execForm, instructions, labels, numericUser, parseDockerignore, processUid, readDockerfile, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../../local-cluster/images.js';
+import { buildDockerfileImage, nodeBinary, readOciArchive, sharedLibraries } from '../../local-cluster/oci.js';
 import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
 import { createWebhookConfiguration, installInjector, readCaBundles, waitFor, writeMountedFiles, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
@@ -123,6 +125,56 @@ describe('the artefacts the images run', function () {
       const entry = map.findEntry(line, at - before.lastIndexOf('\n') - 1);
       assert.ok('originalSource' in entry && entry.originalSource.endsWith('lib/process.ts'), `maps to ${JSON.stringify(entry)}`);
     });
+  });
+
+  describe('the images built without Docker (local-cluster/oci.ts), as the real-pods suite runs them', function () {
+    let dir: string;
+
+    before(async function () {
+      dir = await mkdtemp(path.join(tmpdir(), 'chaperone-oci-'));
+    });
+
+    after(async function () {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    for (const dockerfile of ['Dockerfile.sidecar', 'Dockerfile.injector']) {
+      it(`${dockerfile}: the same files in /app, entrypoint, user, workdir, labels and ports as the Dockerfile's runtime stage, and Node.js 24 where its base image has it`, async function () {
+        const ref = `chaperone.local/${dockerfile.toLowerCase()}:test`;
+        const archive = await buildDockerfileImage(dockerfile, ref, path.join(dir, `${dockerfile}.tar`));
+        const image = await readOciArchive(archive.file);
+        const { runtime } = await readDockerfile(dockerfile);
+        const entrypoint = execForm(instructions(runtime, 'ENTRYPOINT').at(-1)!);
+        const user = numericUser(runtime);
+        assert.equal(image.ref, ref);
+        assert.deepEqual(image.config.Entrypoint, entrypoint);
+        assert.equal(image.config.Cmd, undefined);
+        assert.equal(image.config.User, `${user.uid}:${user.gid}`);
+        assert.equal(image.config.WorkingDir, instructions(runtime, 'WORKDIR').at(-1)!.args);
+        assert.deepEqual(image.config.Labels, labels(runtime));
+        const exposed = instructions(runtime, 'EXPOSE').flatMap(({ args }) => args.split(/\s+/)).map((port) => `${port}/tcp`);
+        assert.deepEqual(Object.keys(image.config.ExposedPorts ?? {}).sort(), exposed.sort());
+
+        // What the runtime stage copies: exactly these files, the bundles' bytes, read-only for all, owned by root.
+        const copied = copies(runtime).flatMap((copy) => copy.sources.map((source) => path.posix.join(copy.dest, path.posix.basename(source))));
+        const inApp = image.files.filter((file) => file.path.startsWith('/app/'));
+        assert.deepEqual(inApp.map((file) => file.path).sort(), copied.sort());
+        for (const file of inApp) {
+          assert.equal(file.size, (await stat(path.join(DIST, path.posix.basename(file.path)))).size, file.path);
+          assert.deepEqual([file.mode, file.uid, file.gid], ['-rw-r--r--', 0, 0], file.path);
+        }
+        // What the base image gives: the ENTRYPOINT's Node.js 24 and every library it loads, the
+        // users' names, /tmp. Nothing else: no shell, no package manager.
+        const node = await nodeBinary();
+        const base = [entrypoint[0]!, ...(await sharedLibraries(node)), '/etc/passwd', '/etc/group'];
+        const regular = image.files.filter((file) => file.mode.startsWith('-')).map((file) => file.path);
+        assert.deepEqual(regular.filter((file) => !file.startsWith('/app/')).sort(), base.sort());
+        assert.equal(image.files.find((file) => file.path === entrypoint[0])!.size, (await stat(node)).size);
+        assert.equal(image.files.find((file) => file.path === '/tmp')?.mode, 'drwxrwxrwt');
+        const { stdout } = await promisify(execFile)(node, ['--version']);
+        assert.match(stdout, /^v24\./);
+      });
+    }
   });
 
   describe('the injector and sidecar images, on the shared control plane', function () {
