@@ -101,7 +101,9 @@ export class Pipeline {
     // A request left to finish upstream after its client went away is recorded once the API server
     // settled it (bounded by the upstream timeout), with what the API server answered.
     res.once('close', () => {
-      const code = res.statusCode;
+      // Nothing answered yet: the client went away, which the API server counts as a 500 (its
+      // audit event says so too); Node's statusCode would read 200.
+      const code = res.headersSent ? res.statusCode : 500;
       const upstream = this.upstreamOpen.get(record);
       if (!upstream) return this.finish(record, code);
       let timer: NodeJS.Timeout | undefined;

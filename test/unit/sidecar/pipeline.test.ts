@@ -67,6 +67,7 @@ function defaults(): Knobs {
 
 function harness(knobs: Knobs, maxUpgrades = 2) {
   const trace: Trace = { reviews: [], policyChecks: [], forwarded: [], upgrades: [], records: [] };
+  const metrics = new SidecarMetrics();
   const options: PipelineOptions = {
     authenticators: {
       authenticate: (req) => {
@@ -110,13 +111,13 @@ function harness(knobs: Knobs, maxUpgrades = 2) {
       closeAll: () => undefined,
     },
     audit: { record: (record) => trace.records.push(record) },
-    metrics: new SidecarMetrics(),
+    metrics,
     log: pino({ enabled: false }),
     upstreamTimeoutMs: 2000,
     maxRequestBodyBytes: 1024,
     maxUpgrades,
   };
-  return { pipeline: new Pipeline(options), trace };
+  return { pipeline: new Pipeline(options), trace, metrics };
 }
 
 interface Answer {
@@ -413,6 +414,25 @@ describe('sidecar/pipeline: the stages in order, with fakes', function () {
       assert.notEqual(record!.auditID, 'chosen-by-client');
       assert.equal(forwarded!.headers['x-remote-user'], undefined);
       assert.deepEqual(record!.impersonated, { username: 'alice', groups: ['devs'], extra: {} });
+    } finally {
+      server.close();
+    }
+  });
+
+  it('counts a request whose client went away before any answer as the API server does, a 500, not as 200', async function () {
+    const { pipeline, trace, metrics } = harness({ ...defaults(), forward: (request) => request.onStarted() });
+    const server = await serve(pipeline);
+    const { port } = server.address() as AddressInfo;
+    try {
+      const gone = request({ host: '127.0.0.1', port, path: GET_CM, headers: { authorization: 'Bearer alice' }, agent: false });
+      gone.on('error', () => undefined);
+      gone.end();
+      for (let i = 0; i < 200 && trace.forwarded.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      gone.destroy();
+      const [record] = await recordsOf(trace, 1);
+      assert.equal(record!.responseCode, 500);
+      const counted = await metrics.requests.get();
+      assert.deepEqual(counted.values.map((v) => [v.labels.code, v.value]), [['500', 1]]);
     } finally {
       server.close();
     }
