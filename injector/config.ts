@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { bool, defineSpec, duration, hostPort, httpsUrl, list, loadConfig, oneOf, option, path, str } from '../lib/config.js';
 import type { ConfigOf, Env, ValueType } from '../lib/config.js';
-import { canonicalQuantity } from './quantity.js';
+import { canonicalQuantity, quantityNano } from './quantity.js';
 
 export const AUTHENTICATORS = ['client-cert', 'oidc', 'cluster-token-review', 'anonymous'] as const;
 export type AuthenticatorName = (typeof AUTHENTICATORS)[number];
@@ -26,7 +26,7 @@ export function authenticators(): ValueType<ReturnType<typeof authenticatorsSche
   };
 }
 
-function quantitySchema() {
+function quantitySchema(least?: { quantity: string; because: string }) {
   const error = 'is not a resource quantity (examples: 100m, 0.5, 64Mi, 1Gi)';
   return z.string({ error }).transform((text, ctx) => {
     const canonical = canonicalQuantity(text);
@@ -34,14 +34,31 @@ function quantitySchema() {
       ctx.issues.push({ code: 'custom', message: error, input: text });
       return z.NEVER;
     }
+    if (least && quantityNano(canonical)! < quantityNano(least.quantity)!) {
+      ctx.issues.push({ code: 'custom', message: `is less than ${least.quantity}: ${least.because}`, input: text });
+      return z.NEVER;
+    }
     return canonical;
   });
 }
 
-/** A Kubernetes resource quantity; the loaded value is the API server's canonical spelling of it. */
-export function quantity(): ValueType<ReturnType<typeof quantitySchema>> {
-  return { name: 'resource quantity', placeholder: 'quantity', schema: quantitySchema(), list: false, standalone: false, fromText: (text) => text };
+/** A Kubernetes resource quantity, at least `least` if given; the loaded value is the API server's canonical spelling of it. */
+export function quantity(least?: { quantity: string; because: string }): ValueType<ReturnType<typeof quantitySchema>> {
+  return {
+    name: least ? `resource quantity, at least ${least.quantity}` : 'resource quantity',
+    placeholder: 'quantity',
+    schema: quantitySchema(least),
+    list: false,
+    standalone: false,
+    fromText: (text) => text,
+  };
 }
+
+/**
+ * The least memory limit a sidecar can work in: Node.js and the sidecar take about 90 MiB resident
+ * idle, and the image gives V8 half the limit for its heap (docs/sizing.md).
+ */
+const LEAST_MEMORY_LIMIT = { quantity: '128Mi', because: "the sidecar takes about 90 MiB idle, and V8's heap is half the limit (docs/sizing.md)" };
 
 const COMPONENT = '[a-z0-9]+(?:[._-]+[a-z0-9]+)*';
 /** registry[:port]/path[:tag][@sha256:digest], as a container runtime parses it. */
@@ -130,8 +147,11 @@ export const injectorConfigSpec = defineSpec({
     sidecarLogLevel: option(oneOf(['trace', 'debug', 'info', 'warn', 'error']), { default: 'info', description: "The sidecar's least severe log level." }),
     cpuRequest: option(quantity(), { default: '50m', description: "The sidecar's CPU request." }),
     cpuLimit: option(quantity(), { default: '500m', description: "The sidecar's CPU limit." }),
-    memoryRequest: option(quantity(), { default: '64Mi', description: "The sidecar's memory request." }),
-    memoryLimit: option(quantity(), { default: '256Mi', description: "The sidecar's memory limit." }),
+    memoryRequest: option(quantity(), { default: '128Mi', description: "The sidecar's memory request: about what it uses after some load (docs/sizing.md)." }),
+    memoryLimit: option(quantity(LEAST_MEMORY_LIMIT), {
+      default: '256Mi',
+      description: "The sidecar's memory limit. The sidecar image gives V8 half of it for its heap (Node.js reads the limit from the container's cgroup), so the two always agree; docs/sizing.md says what to give it.",
+    }),
     // The controller's (certificates and namespace provisioning), listed in docs/operations.md.
     leaderIdentity: option(str(), {
       description: 'How this replica names itself in the Lease; by default its host name (the pod name) and a random suffix.',
