@@ -1,5 +1,6 @@
-// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle, the audit checker and promtool, ahead of the tests.
+// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle, the audit checker, promtool and helm, ahead of the tests.
 import { ensureAuditChecker, ensureCelOracle, ensureControlPlaneBinaries } from './binaries.js';
+import { ensureHelm } from './helm.js';
 import { ensurePromtool } from './metrics.js';
 
 const [command] = process.argv.slice(2);
@@ -20,3 +21,6 @@ process.stderr.write(`[control-plane] audit checker: ${checker}\n`);
 const promtoolStarted = Date.now();
 const promtool = await ensurePromtool((line) => process.stderr.write(`[control-plane] ${line}\n`));
 process.stderr.write(`[control-plane] promtool: ${promtool} (${Math.round((Date.now() - promtoolStarted) / 1000)}s)\n`);
+const helmStarted = Date.now();
+const helm = await ensureHelm((line) => process.stderr.write(`[control-plane] ${line}\n`));
+process.stderr.write(`[control-plane] helm: ${helm} (${Math.round((Date.now() - helmStarted) / 1000)}s)\n`);

@@ -1,12 +1,8 @@
 // Prometheus' text exposition format, read as Prometheus reads it: one sample per line,
 // `name{label="value",...} value`, and each family's `# TYPE name type`.
-import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { connect } from 'node:tls';
 import type { ApiextensionsV1Api } from '@kubernetes/client-node';
-import { cacheRoot } from './binaries.js';
+import { ensureGoTool } from './go-install.js';
 import { rawRequest } from './sidecar.js';
 
 export interface Sample {
@@ -132,44 +128,10 @@ export async function installMonitoringCrds(apiextensions: ApiextensionsV1Api): 
 /** The Prometheus release whose promtool checks the rules (github.com/prometheus/prometheus, Go module version). */
 export const PROMETHEUS_MODULE_VERSION = 'v0.316.0';
 
-function isExecutable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Prometheus' promtool: CHAPERONE_PROMTOOL, else the cache beside the control plane's binaries,
  * else built there from the Go module proxy (about ten minutes on two busy cores, once).
  */
-export async function ensurePromtool(log: (line: string) => void): Promise<string> {
-  const fromEnv = process.env.CHAPERONE_PROMTOOL;
-  if (fromEnv) {
-    if (!isExecutable(fromEnv)) throw new Error(`CHAPERONE_PROMTOOL=${fromEnv} is not an executable file.`);
-    return fromEnv;
-  }
-  const dir = path.join(cacheRoot(), `promtool-${PROMETHEUS_MODULE_VERSION}`);
-  const binary = path.join(dir, 'promtool');
-  if (isExecutable(binary)) return binary;
-  await mkdir(dir, { recursive: true });
-  // Each build installs into a directory of its own; the first to finish renames its binary into place.
-  const gobin = await mkdtemp(path.join(dir, 'build-'));
-  log(`building promtool (github.com/prometheus/prometheus ${PROMETHEUS_MODULE_VERSION}) into ${dir}; once, it takes minutes`);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      execFile(
-        'go',
-        ['install', '-trimpath', `github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_MODULE_VERSION}`],
-        { env: { ...process.env, GOBIN: gobin, CGO_ENABLED: '0' }, timeout: 40 * 60_000, maxBuffer: 64 * 1024 * 1024 },
-        (error, _stdout, stderr) => (error ? reject(new Error(`go install promtool failed: ${stderr.slice(-4000)}`)) : resolve()),
-      );
-    });
-    await rename(path.join(gobin, 'promtool'), binary);
-  } finally {
-    await rm(gobin, { recursive: true, force: true });
-  }
-  return binary;
+export function ensurePromtool(log: (line: string) => void): Promise<string> {
+  return ensureGoTool({ command: 'promtool', pkg: 'github.com/prometheus/prometheus/cmd/promtool', version: PROMETHEUS_MODULE_VERSION, envVar: 'CHAPERONE_PROMTOOL' }, log);
 }

@@ -22,18 +22,16 @@ import {
   type V1Namespace,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.js';
-import { startInjector, type RunningInjector } from '../../injector/injector.js';
+import type { RunningInjector } from '../../injector/injector.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { SECRETS } from '../../injector/provision/names.js';
-import { kubeconfigYaml } from '../../lib/kubeconfig.js';
-import { createLogger } from '../../lib/log.js';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, grantInNamespace, kubectl, mintServiceAccountToken, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
+import { adminClients, grantInNamespace, kubectl, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
 import { installMonitoringCrds } from '../../local-cluster/metrics.js';
 import { startPodSidecar, waitFor, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
+import { injectorConfigOf, startDeployedInjector } from '../support/deployed-injector.js';
 
 const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
 const SHIPPED = ['base', 'components/cluster-token-review', 'components/monitoring', 'examples/headlamp', 'examples/kubernetes-dashboard'];
@@ -47,18 +45,6 @@ function ofKind<T extends KubernetesObject>(objects: KubernetesObject[], kind: s
 function only<T>(items: T[], what: string): T {
   assert.equal(items.length, 1, `expected one ${what}, found ${items.length}`);
   return items[0]!;
-}
-
-/** The injector's configuration from the Deployment's container (arguments, environment), then the test's flags, which win. */
-function injectorConfigOf(deployment: V1Deployment, flags: string[]): InjectorConfig {
-  const container = only(deployment.spec!.template.spec!.containers, 'injector container');
-  const env: Record<string, string> = {};
-  for (const variable of container.env ?? []) {
-    if (variable.value !== undefined) env[variable.name] = variable.value;
-    else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace') env[variable.name] = deployment.metadata!.namespace!;
-    else throw new Error(`the test cannot resolve ${variable.name} of the injector's Deployment as the kubelet would`);
-  }
-  return loadInjectorConfig([...(container.args ?? []), ...flags], env);
 }
 
 function sidecarOf(pod: V1Pod): V1Container | undefined {
@@ -168,11 +154,7 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
     );
     await apply(installed);
 
-    const token = await mintServiceAccountToken(clients, INJECTOR_NAMESPACE, 'chaperone-injector');
-    const kubeconfigFile = path.join(dir, 'injector.kubeconfig');
-    await writeFile(kubeconfigFile, kubeconfigYaml(cp.url, cp.ca.certPem, 'chaperone-injector', { token }), { mode: 0o600 });
-    const config = injectorConfigOf(deployment, [`--listen=127.0.0.1:${port}`, `--kubeconfig=${kubeconfigFile}`, '--webhook-hosts=127.0.0.1']);
-    injector = await startInjector(config, createLogger('injector', 'warn'));
+    injector = await startDeployedInjector(cp, clients, deployment, dir, [`--listen=127.0.0.1:${port}`, '--webhook-hosts=127.0.0.1']);
 
     const admission = clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api);
     const caBundle = await waitFor(

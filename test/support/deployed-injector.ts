@@ -1,0 +1,37 @@
+// The injector as an installed Deployment runs it, for a control plane without a kubelet: the
+// container's own arguments and environment, under the chaperone-injector service account (so with
+// exactly the installed RBAC), in this process. The test's flags (where to listen, the kubeconfig)
+// come last and win.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { V1Deployment } from '@kubernetes/client-node';
+import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.js';
+import { startInjector, type RunningInjector } from '../../injector/injector.js';
+import { kubeconfigYaml } from '../../lib/kubeconfig.js';
+import { createLogger } from '../../lib/log.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { mintServiceAccountToken, type AdminClients } from '../../local-cluster/kube.js';
+
+/** The injector's configuration from the Deployment's container (arguments, environment), then the test's flags, which win. */
+export function injectorConfigOf(deployment: V1Deployment, flags: string[]): InjectorConfig {
+  const containers = deployment.spec!.template.spec!.containers;
+  if (containers.length !== 1) throw new Error(`expected one injector container, found ${containers.length}`);
+  const container = containers[0]!;
+  const env: Record<string, string> = {};
+  for (const variable of container.env ?? []) {
+    if (variable.value !== undefined) env[variable.name] = variable.value;
+    else if (variable.valueFrom?.fieldRef?.fieldPath === 'metadata.namespace') env[variable.name] = deployment.metadata!.namespace!;
+    else throw new Error(`the test cannot resolve ${variable.name} of the injector's Deployment as the kubelet would`);
+  }
+  return loadInjectorConfig([...(container.args ?? []), ...flags], env);
+}
+
+/** Starts the Deployment's injector as its service account; `flags` should say where it listens. */
+export async function startDeployedInjector(cp: ControlPlane, clients: AdminClients, deployment: V1Deployment, dir: string, flags: string[]): Promise<RunningInjector> {
+  const namespace = deployment.metadata!.namespace!;
+  const serviceAccount = deployment.spec!.template.spec!.serviceAccountName!;
+  const token = await mintServiceAccountToken(clients, namespace, serviceAccount);
+  const kubeconfigFile = path.join(dir, `${serviceAccount}.kubeconfig`);
+  await writeFile(kubeconfigFile, kubeconfigYaml(cp.url, cp.ca.certPem, serviceAccount, { token }), { mode: 0o600 });
+  return startInjector(injectorConfigOf(deployment, [...flags, `--kubeconfig=${kubeconfigFile}`]), createLogger('injector', 'warn'));
+}
