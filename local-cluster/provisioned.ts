@@ -35,6 +35,10 @@ import { decodeData } from '../injector/provision/kube.js';
 import type { ControlPlane } from './control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from './kube.js';
 import { preserveSidecarAuditLog, registerSidecarAuditLog, serviceAccountUsername } from './audit-join.js';
+import { waitFor } from './wait.js';
+
+// Until every caller imports it from wait.js (helpers' suites written this session import it from here).
+export { waitFor };
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const INJECTOR_RBAC_FILE = path.join(REPO, 'manifests/base/injector-rbac.yaml');
@@ -193,21 +197,6 @@ export async function readCaBundles(installation: InjectorInstallation): Promise
     bundles: (configuration.webhooks ?? []).map((webhook) => Buffer.from(webhook.clientConfig.caBundle ?? '', 'base64').toString('utf8')),
     resourceVersion: configuration.metadata?.resourceVersion ?? '',
   };
-}
-
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const result = await check();
-      if (result !== undefined && result !== false) return result;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }
 
 // ---- a pod's files, as the kubelet would write them ----

@@ -21,6 +21,7 @@ import {
 } from '../../local-cluster/kube.js';
 import { rawRequest, startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 interface WatchEvent {
   type: string;
@@ -87,14 +88,6 @@ async function metric(sidecar: TestSidecar, series: string): Promise<number> {
   const text = await (await fetch(`${sidecar.opsUrl}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : 0;
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs}ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 describe('streams through the sidecar (real API server)', function () {
@@ -245,7 +238,7 @@ describe('streams through the sidecar (real API server)', function () {
       const token = await mintServiceAccountToken(clients, sidecar.namespace, sidecar.serviceAccount);
       await rm(sidecar.tokenFile);
       try {
-        await eventually(async () => (await readyz(sidecar)) === 503, '/readyz turns false');
+        await waitFor('/readyz turns false', async () => (await readyz(sidecar)) === 503);
         const body = await (await fetch(`${sidecar.opsUrl}/readyz`)).text();
         assert.match(body, /\[-\]service-account-token failed/);
         const refused = await rawRequest(`${sidecar.url}/api/v1/namespaces/${ns}/configmaps`, { ca: sidecar.servingCa.certPem, cert: alice });
@@ -255,7 +248,7 @@ describe('streams through the sidecar (real API server)', function () {
       } finally {
         await writeFile(sidecar.tokenFile, token);
       }
-      await eventually(async () => (await readyz(sidecar)) === 200, '/readyz turns true again');
+      await waitFor('/readyz turns true again', async () => (await readyz(sidecar)) === 200);
     });
   });
 

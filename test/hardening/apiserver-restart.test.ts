@@ -11,18 +11,9 @@ import type { CertificateAndKey } from '../../lib/pki.js';
 import { figure, size } from './support/knobs.js';
 import { call, openStream } from './support/load.js';
 import { describeStats, processStats } from './support/process-stats.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function eventually<T>(what: string, attempt: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await attempt();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs}ms`);
-    await sleep(250);
-  }
-}
 
 describe('hardening: the API server stopped and started again', function () {
   this.timeout(size(240_000, 1_800_000));
@@ -70,13 +61,13 @@ describe('hardening: the API server stopped and started again', function () {
         assert.equal(answer.status, 503, `${path} while the API server is down: ${answer.status} ${answer.error ?? answer.body}`);
         assert.equal((JSON.parse(answer.body) as { kind: string }).kind, 'Status');
       }
-      await eventually('/readyz fails', async () => ((await readyz()) === 503 ? true : undefined), 10_000);
+      await waitFor('/readyz fails', async () => ((await readyz()) === 503 ? true : undefined), 10_000);
 
       const downAt = Date.now();
       await cp.startApiserver();
-      await eventually('the sidecar serves again', async () => ((await get(list)).status === 200 ? true : undefined));
+      await waitFor('the sidecar serves again', async () => ((await get(list)).status === 200 ? true : undefined), 60_000);
       const recoveredMs = Date.now() - downAt;
-      await eventually('/readyz passes', async () => ((await readyz()) === 200 ? true : undefined));
+      await waitFor('/readyz passes', async () => ((await readyz()) === 200 ? true : undefined), 60_000);
 
       // Keep-alive connections to the old API server are gone; what is left must be live.
       await sleep(1000);

@@ -20,6 +20,7 @@ import { figure } from './support/knobs.js';
 import { renegotiate } from './support/renegotiation.js';
 import { startStandIn, type StandIn } from './support/stand-in.js';
 import { parseAnswer, type RawAnswer } from './support/wire.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
@@ -55,14 +56,6 @@ async function writeBundle(sidecar: LocalSidecar, cas: CertificateAndKey[]): Pro
   const file = path.join(sidecar.dir, 'identity-ca.crt');
   await writeFile(`${file}.new`, joinPemCertificates(cas.map((ca) => ca.certPem)));
   await rename(`${file}.new`, file);
-}
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not in time: ${what}`);
-    await sleep(100);
-  }
 }
 
 interface Answer {
@@ -187,7 +180,7 @@ describe('hardening: a TLS identity that cannot change under you', function () {
       const ca2 = createCA({ commonName: 'identity-2' });
       const bob = stand.sidecar.clientCert('bob', ['dev'], {}, ca2);
       await writeBundle(stand.sidecar, [stand.sidecar.identityCa, ca2]);
-      await eventually('the second CA is trusted', async () => (await stand.get('/version', { cert: bob })).status === 200);
+      await waitFor('the second CA is trusted', async () => (await stand.get('/version', { cert: bob })).status === 200);
 
       const aliceAgent = keptAlive(stand.sidecar, stand.alice);
       const bobAgent = keptAlive(stand.sidecar, bob);
@@ -200,7 +193,7 @@ describe('hardening: a TLS identity that cannot change under you', function () {
         const bobKept = bobFirst.socket!;
         const removedAt = Date.now();
         await writeBundle(stand.sidecar, [ca2]);
-        await eventually('new connections of the removed CA are refused', async () => (await stand.get('/version')).status === 401);
+        await waitFor('new connections of the removed CA are refused', async () => (await stand.get('/version')).status === 401);
         const closed = await closedWithin(kept, 5000);
         figure(`CA removal (stand-in): alice's kept connection ${closed} ${Date.now() - removedAt} ms after the removal`);
 
@@ -232,7 +225,7 @@ describe('hardening: a TLS identity that cannot change under you', function () {
         assert.ok(again.reused, 'the session was resumed while the CA was trusted');
 
         await writeBundle(stand.sidecar, [ca2]);
-        await eventually('new connections of the removed CA are refused', async () => (await stand.get('/version')).status === 401);
+        await waitFor('new connections of the removed CA are refused', async () => (await stand.get('/version')).status === 401);
         const after = await resumed(stand.sidecar, stand.alice, '/api/v1/namespaces/team/configmaps/session-after', { ...tls, session: again.session ?? before.session });
         figure(`session resumption (${version}): resumed while trusted ${again.reused}; after the removal: resumed ${after.reused}, status ${after.answer.status}`);
         assert.deepEqual(forwardedAs('session-after'), [], 'a resumed session of a removed CA is not served');
@@ -292,7 +285,7 @@ describe('hardening: a TLS identity that cannot change under you', function () {
       const review = (agent: Agent, userAgent: string) =>
         viaAgent(agent, sidecar.port, SELF_SUBJECT_REVIEW, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': userAgent }, body: REVIEW_BODY });
       const fresh = (cert: CertificateAndKey) => keptAlive(sidecar, cert, { keepAlive: false });
-      await eventually('the second CA is trusted', async () => (await review(fresh(bob), 'probe')).status === 201);
+      await waitFor('the second CA is trusted', async () => (await review(fresh(bob), 'probe')).status === 201);
 
       const marker = `tls-identity-${randomBytes(4).toString('hex')}`;
       const aliceAgent = keptAlive(sidecar, alice);
@@ -324,7 +317,7 @@ describe('hardening: a TLS identity that cannot change under you', function () {
         assert.equal((await review(aliceAgent, `${marker}-before`)).reused, true);
         const removedAt = Date.now();
         await writeBundle(sidecar, [ca2]);
-        await eventually('new connections of the removed CA are refused', async () => (await review(fresh(alice), 'probe')).status === 401);
+        await waitFor('new connections of the removed CA are refused', async () => (await review(fresh(alice), 'probe')).status === 401);
         const after = await review(aliceAgent, `${marker}-after`);
         const closed = await closedWithin(kept, 1000);
         const watchEnded = await Promise.race([watch.ended, sleep(3000).then(() => 'still open')]);

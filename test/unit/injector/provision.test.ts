@@ -31,6 +31,7 @@ import { serialisePolicy, type AccessPolicy } from '../../../lib/access-policy.j
 import { missingPieces, notProvisionedMessage, type ObservedProvisioning } from '../../../injector/provision/readiness.js';
 import { provisioningNames } from '../../../injector/controller.js';
 import { silentLog, testConfig } from './helpers.js';
+import { waitFor } from '../../../local-cluster/wait.js';
 
 const names: ProvisioningNames = {
   installation: 'chaperone-system',
@@ -266,14 +267,6 @@ describe('injector namespace provisioning', function () {
       return api as unknown as CoordinationV1Api;
     }
 
-    async function waitFor(condition: () => boolean, what: string): Promise<void> {
-      const deadline = Date.now() + 5000;
-      while (!condition()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    }
-
     it('makes one replica the leader, and hands over at once when it stops', async function () {
       const coordination = fakeCoordination();
       const leading: string[] = [];
@@ -294,13 +287,13 @@ describe('injector namespace provisioning', function () {
         });
       const [a, b] = [elector('a'), elector('b')];
       a.start();
-      await waitFor(() => a.isLeader(), 'a to lead');
+      await waitFor('a to lead', () => a.isLeader());
       b.start();
       await new Promise((resolve) => setTimeout(resolve, 300));
       assert.ok(!b.isLeader(), 'b waits while a renews');
       await a.stop();
       // The lease lasts a minute: b takes it this soon only because a released it.
-      await waitFor(() => b.isLeader(), 'b to lead');
+      await waitFor('b to lead', () => b.isLeader());
       assert.deepEqual(leading, ['+a', '-a', '+b']);
       await b.stop();
     });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { createCA } from '../../../lib/pki.js';
 import { upstreamCaOf } from '../../../injector/provision/upstream-ca.js';
+import { waitFor } from '../../../local-cluster/wait.js';
 
 function kubeconfigWith(cluster: { caData?: string; caFile?: string }): KubeConfig {
   const kubeconfig = new KubeConfig();
@@ -16,14 +17,6 @@ function kubeconfigWith(cluster: { caData?: string; caFile?: string }): KubeConf
     currentContext: 'x',
   });
   return kubeconfig;
-}
-
-async function until(what: string, condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe("injector: the cluster's CA for the sidecars", function () {
@@ -51,7 +44,7 @@ describe("injector: the cluster's CA for the sidecars", function () {
       assert.equal(ca.current(), first);
       await writeFile(`${file}.tmp`, `${first}${second}`);
       await rename(`${file}.tmp`, file);
-      await until('the new bundle', () => ca.current() === `${first}${second}`);
+      await waitFor('the new bundle', () => ca.current() === `${first}${second}`);
       assert.deepEqual(changes, [`${first}${second}`]);
       await rm(file);
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -60,7 +53,7 @@ describe("injector: the cluster's CA for the sidecars", function () {
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.equal(ca.current(), `${first}${second}`, 'an empty file keeps the last bundle');
       await writeFile(file, second);
-      await until('the next bundle', () => ca.current() === second);
+      await waitFor('the next bundle', () => ca.current() === second);
       assert.deepEqual(changes, [`${first}${second}`, second]);
     } finally {
       ca.close();

@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { IdentityBundle } from '../../../sidecar/authn/identity-bundle.js';
 import { IdentityTrust } from '../../../sidecar/authn/connection-trust.js';
 import { TlsListeners } from '../../../lib/tls-listeners.js';
+import { waitFor } from '../../../local-cluster/wait.js';
 
 interface Answer {
   status: number;
@@ -39,14 +40,6 @@ function serialOf(cert: CertificateAndKey): string {
 async function replace(file: string, content: string): Promise<void> {
   await writeFile(`${file}.new`, content);
   await rename(`${file}.new`, file);
-}
-
-async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error('not in time');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /** Writes the whole request (it may be far larger than the server reads) and collects what comes back until the server closes. */
@@ -166,7 +159,7 @@ describe('lib/tls-listeners, with the identity CA as client trust', function () 
     await replace(path.join(dir, 'tls.crt'), serving2.certPem);
     await replace(path.join(dir, 'ca.crt'), identityCa2.certPem);
 
-    await eventually(async () => (await get(ports[0]!, new Agent({ ca: servingCa2.certPem }))).servedBy === serialOf(serving2));
+    await waitFor('the new serving certificate', async () => (await get(ports[0]!, new Agent({ ca: servingCa2.certPem }))).servedBy === serialOf(serving2));
     const stillOpen = await get(ports[0]!, keepAlive);
     assert.equal(stillOpen.status, 200, 'the connection opened before the rotation still works');
     assert.equal(stillOpen.servedBy, serialOf(serving1));
@@ -174,7 +167,7 @@ describe('lib/tls-listeners, with the identity CA as client trust', function () 
 
     // The identity CA file is replaced after the serving certificate, and reloaded on its own: wait for it too.
     const bob = issueCertificate(identityCa2, { commonName: 'bob', usage: 'client' });
-    await eventually(async () => (await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: bob.certPem, key: bob.keyPem }))).body === 'client bob');
+    await waitFor('the new identity CA', async () => (await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: bob.certPem, key: bob.keyPem }))).body === 'client bob');
     const oldAlice = issueCertificate(identityCa1, { commonName: 'alice', usage: 'client' });
     assert.equal((await get(ports[1]!, new Agent({ ca: servingCa2.certPem, cert: oldAlice.certPem, key: oldAlice.keyPem }))).body, 'anonymous');
     keepAlive.destroy();
@@ -197,18 +190,18 @@ describe('lib/tls-listeners, with the identity CA as client trust', function () 
     socket.on('data', (chunk: Buffer) => received.push(chunk.toString('latin1')));
     const closed = new Promise((resolve) => socket.once('close', resolve));
     socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
-    await eventually(() => Promise.resolve(received.join('').includes('client alice')));
+    await waitFor('the answer to alice', () => received.join('').includes('client alice'));
     const renegotiated = await renegotiation(socket);
     if (!socket.destroyed) socket.write('GET /after HTTP/1.1\r\nHost: localhost\r\n\r\n');
     await closed;
     assert.ok(renegotiated, 'the renegotiation failed');
     assert.equal(received.join('').match(/HTTP\/1\.1 200/g)?.length, 1, 'nothing was served after the renegotiation');
-    await eventually(() => Promise.resolve(logLines.some((line) => line.includes('refused a TLS renegotiation'))));
+    await waitFor('the renegotiation log line', () => logLines.some((line) => line.includes('refused a TLS renegotiation')));
   });
 
   it('keeps serving with the old certificate when a new one does not match its key', async function () {
     await replace(path.join(dir, 'tls.crt'), serving1.certPem); // key is still serving2's
-    await eventually(() => Promise.resolve(logLines.some((line) => line.includes('keeping the previous ones'))));
+    await waitFor('the warning', () => logLines.some((line) => line.includes('keeping the previous ones')));
     assert.equal((await get(ports[0]!, new Agent({ ca: servingCa2.certPem }))).servedBy, serialOf(serving2));
   });
 });

@@ -10,6 +10,7 @@ import { AccessGate } from '../../../sidecar/access.js';
 import { requestInfo } from '../../../sidecar/authz/request-info.js';
 import type { Identity } from '../../../sidecar/identity.js';
 import type { StatusError } from '../../../lib/status.js';
+import { waitFor } from '../../../local-cluster/wait.js';
 
 const log = pino({ enabled: false });
 const alice: Identity = { username: 'alice', groups: ['dev', 'system:authenticated'], extra: {} };
@@ -90,10 +91,10 @@ describe('sidecar access policy', function () {
     assert.match(g.problem()!, /missing or empty/);
     assert.equal(refusal(g, alice, 'GET', '/api/v1/namespaces/team/pods')?.code, 503);
     await writeFile(file, '{"mode":"constrained"}');
-    await waitUntil(() => /not a valid access policy/.test(g.problem() ?? ''));
+    await waitFor('the policy to be refused', () => /not a valid access policy/.test(g.problem() ?? ''));
     assert.equal(refusal(g, alice, 'GET', '/api/v1/namespaces/team/pods')?.code, 503);
     await writeFile(file, serialisePolicy(readOnly));
-    await waitUntil(() => g.problem() === undefined);
+    await waitFor('the policy to be taken', () => g.problem() === undefined);
     assert.equal(refusal(g, alice, 'GET', '/api/v1/namespaces/team/pods'), undefined);
     assert.equal(g.describe(), 'impersonation mode constrained, access read-only, groups limited to dev');
   });
@@ -103,7 +104,7 @@ describe('sidecar access policy', function () {
     const g = gate({ policyFile: file });
     assert.equal(refusal(g, alice, 'POST', '/api/v1/namespaces/team/configmaps'), undefined);
     await writeFile(file, serialisePolicy(readOnly));
-    await waitUntil(() => refusal(g, alice, 'POST', '/api/v1/namespaces/team/configmaps') !== undefined);
+    await waitFor('the read-only refusal', () => refusal(g, alice, 'POST', '/api/v1/namespaces/team/configmaps') !== undefined);
   });
 
   it('without a policy file: no namespace policy, classic mode, and a read-only pod still only reads', function () {
@@ -116,10 +117,3 @@ describe('sidecar access policy', function () {
   });
 });
 
-async function waitUntil(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('the condition did not become true in time');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}

@@ -170,6 +170,7 @@ interface Case {
   method?: string;
   path?: string;
   who?: string;
+  headers?: OutgoingHttpHeaders;
   body?: string;
   knobs?: Partial<Knobs>;
   status: number;
@@ -360,6 +361,40 @@ const CASES: Case[] = [
     record: { forwarded: false, responseCode: 500, crashed: true, error: /reading 'claims'/ },
   },
   {
+    name: 'kubectl --as: the person may impersonate, then the one impersonated is reviewed and forwarded',
+    who: 'alice',
+    headers: { 'impersonate-user': 'carol' },
+    knobs: { decide: (identity) => ({ allowed: identity.username !== 'mallory', reason: '' }) },
+    status: 200,
+    reviews: ['alice: impersonate users carol', 'carol: get configmaps settings'],
+    policyChecks: ['carol: get'],
+    forwarded: true,
+    record: { forwarded: true, responseCode: 200 },
+  },
+  {
+    name: 'kubectl --as someone the guard refuses: refused after the impersonation review, before the request is reviewed',
+    who: 'alice',
+    headers: { 'impersonate-user': 'bob' },
+    status: 403,
+    message: /never impersonates the user "bob"/,
+    reviews: ['alice: impersonate users bob'],
+    policyChecks: [],
+    forwarded: false,
+    record: { forwarded: false, responseCode: 403 },
+  },
+  {
+    name: 'kubectl --as without the right to impersonate: 403, nothing else reviewed',
+    who: 'alice',
+    headers: { 'impersonate-user': 'carol' },
+    knobs: { decide: (_identity, key) => ({ allowed: !key.startsWith('impersonate'), reason: '' }) },
+    status: 403,
+    message: /cannot impersonate/,
+    reviews: ['alice: impersonate users carol'],
+    policyChecks: [],
+    forwarded: false,
+    record: { forwarded: false, responseCode: 403 },
+  },
+  {
     name: 'a full URL as the request target is refused before authentication',
     who: 'alice',
     path: 'https://elsewhere.example/api/v1/namespaces/team-a/configmaps/settings',
@@ -378,7 +413,7 @@ describe('sidecar/pipeline: the stages in order, with fakes', function () {
       const { pipeline, trace } = harness({ ...defaults(), ...c.knobs });
       const server = await serve(pipeline);
       try {
-        const answer = await send(server, c.method ?? 'GET', c.path ?? GET_CM, c.who ? { authorization: `Bearer ${c.who}` } : {}, c.body);
+        const answer = await send(server, c.method ?? 'GET', c.path ?? GET_CM, { ...c.headers, ...(c.who ? { authorization: `Bearer ${c.who}` } : {}) }, c.body);
         assert.equal(answer.status, c.status, answer.body);
         if (c.status >= 400) {
           const status = JSON.parse(answer.body) as Status;

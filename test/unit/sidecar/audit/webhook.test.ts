@@ -8,6 +8,7 @@ import { loadWebhookKubeconfig } from '../../../../lib/webhook-kubeconfig.js';
 import { webhookDelivery, WebhookSink, type Deliver, type WebhookOptions } from '../../../../sidecar/audit/sinks/webhook.js';
 import { capturingLogger } from './helpers.js';
 import { startReceiver, type Receiver } from './support.js';
+import { waitFor } from '../../../../local-cluster/wait.js';
 
 const event = (n: number) => ({ auditID: `e${n}`, json: JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', auditID: `e${n}` }) });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -22,14 +23,6 @@ const options = (overrides: Partial<WebhookOptions> = {}): WebhookOptions => ({
   ...overrides,
 });
 
-async function until(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
 describe('sidecar/audit/sinks/webhook', function () {
   this.timeout(20_000);
 
@@ -42,9 +35,9 @@ describe('sidecar/audit/sinks/webhook', function () {
       };
       const sink = new WebhookSink(deliver, options({ batchMaxWaitMs: 200, bufferSize: 100 }), capturingLogger().log);
       for (let n = 0; n < 4; n++) sink.write(event(n));
-      await until('the full batch', () => sent.length === 1);
+      await waitFor('the full batch', () => sent.length === 1);
       assert.deepEqual(sent, [['e0', 'e1', 'e2']], 'a full batch does not wait');
-      await until('the partial batch', () => sent.length === 2);
+      await waitFor('the partial batch', () => sent.length === 2);
       assert.deepEqual(sent[1], ['e3']);
       await sink.close();
     });
@@ -59,7 +52,7 @@ describe('sidecar/audit/sinks/webhook', function () {
       const { log, lines } = capturingLogger();
       const sink = new WebhookSink(deliver, options({ batchMaxWaitMs: 1 }), log);
       sink.write(event(1));
-      await until('delivery', () => sink.stats().written === 1);
+      await waitFor('delivery', () => sink.stats().written === 1);
       assert.equal(attempts.length, 4);
       const waits = attempts.slice(1).map((at, i) => at - attempts[i]!);
       assert.ok(waits[2]! >= waits[0]! * 1.5, `the waits grow: ${waits.join(', ')}ms`);
@@ -132,7 +125,7 @@ describe('sidecar/audit/sinks/webhook', function () {
         }
       };
       await produce(0, 10);
-      await until('the first events', () => receiver.events.length >= 9);
+      await waitFor('the first events', () => receiver.events.length >= 9);
       await receiver.stop();
       const producing = produce(10, 40);
       await sleep(400); // the receiver is away: the buffer fills and the producer is held back
@@ -153,7 +146,7 @@ describe('sidecar/audit/sinks/webhook', function () {
       const sink = new WebhookSink(delivery.deliver, options({ overflow: 'drop' }), log, delivery.close);
       for (let n = 0; n < 6; n++) {
         sink.write(event(n));
-        await until(`event ${n}`, () => receiver.events.length === n + 1);
+        await waitFor(`event ${n}`, () => receiver.events.length === n + 1);
       }
       await receiver.stop();
       for (let n = 6; n < 40; n++) {

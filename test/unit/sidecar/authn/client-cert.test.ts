@@ -19,6 +19,7 @@ import { ClientCertificateAuthenticator, pinHandshake } from '../../../../sideca
 import { IdentityBundle, UnusableBundle, type Verdict } from '../../../../sidecar/authn/identity-bundle.js';
 import { TlsListeners } from '../../../../lib/tls-listeners.js';
 import { IdentityTrust } from '../../../../sidecar/authn/connection-trust.js';
+import { waitFor } from '../../../../local-cluster/wait.js';
 
 const UID = '1.3.6.1.4.1.57683.2';
 const HOUR = 3600_000;
@@ -220,7 +221,6 @@ describe('sidecar/authn/identity-bundle (what vouches for a person)', function (
   });
 });
 
-
 interface Seen {
   outcome: string;
   username?: string;
@@ -255,14 +255,6 @@ function ask(port: number, agent: Agent): Promise<{ seen: Seen; socket: TLSSocke
 async function replaceFile(file: string, content: string): Promise<void> {
   await writeFile(`${file}.new`, content);
   await rename(`${file}.new`, file);
-}
-
-async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not in time: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('sidecar/authn/client-cert (on the listeners’ connections)', function () {
@@ -332,7 +324,7 @@ describe('sidecar/authn/client-cert (on the listeners’ connections)', function
     const closed = new Promise((resolve) => socket.once('close', resolve));
     await replaceFile(caFile, identity2.certPem);
     await closed;
-    await eventually('the log line', () => logLines.some((l) => l.includes('no longer trusts') && l.includes('"user":"alice"')));
+    await waitFor('the log line', () => logLines.some((l) => l.includes('no longer trusts') && l.includes('"user":"alice"')));
     const again = await ask(port, agent);
     assert.equal(again.reused, false);
     assert.equal(again.seen.outcome, 'failure');
@@ -344,7 +336,7 @@ describe('sidecar/authn/client-cert (on the listeners’ connections)', function
     const before = await ask(port, agent);
     assert.equal(before.seen.outcome, 'failure');
     await replaceFile(caFile, joinPemCertificates([identity1.certPem, identity2.certPem]));
-    await eventually('the new bundle', () => logLines.some((l) => l.includes('reloaded the identity CA bundle')));
+    await waitFor('the new bundle', () => logLines.some((l) => l.includes('reloaded the identity CA bundle')));
     const after = await ask(port, agent);
     assert.ok(after.reused && after.socket === before.socket, 'the same connection');
     assert.deepEqual(after.seen, { outcome: 'success', username: 'bob', groups: [] });
@@ -359,7 +351,7 @@ describe('sidecar/authn/client-cert (on the listeners’ connections)', function
       const agent = agentFor(alice);
       const { socket } = await ask(port, agent);
       await replaceFile(caFile, content);
-      await eventually('the warning', () => logLines.some((l) => l.includes('keeping the previous one')));
+      await waitFor('the warning', () => logLines.some((l) => l.includes('keeping the previous one')));
       const again = await ask(port, agent);
       assert.ok(again.reused && again.socket === socket);
       assert.equal(again.seen.username, 'alice');
@@ -375,14 +367,14 @@ describe('sidecar/authn/client-cert (on the listeners’ connections)', function
     const { socket } = await ask(port, agent);
     holdNext = held;
     const slow = ask(port, agent);
-    await eventually('the request is in progress', () => holding);
+    await waitFor('the request is in progress', () => holding);
     await replaceFile(caFile, identity2.certPem);
-    await eventually('the log line', () => logLines.some((l) => l.includes('no longer trusts')));
+    await waitFor('the log line', () => logLines.some((l) => l.includes('no longer trusts')));
     assert.equal(socket.destroyed, false, 'not cut while its request is in progress');
     release();
     const answer = await slow;
     assert.equal(answer.seen.username, 'alice');
-    await eventually('closed after the response', () => socket.destroyed);
+    await waitFor('closed after the response', () => socket.destroyed);
     agent.destroy();
   });
 });
