@@ -1,5 +1,5 @@
-// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle, the audit checker, promtool and helm, ahead of the tests.
-import { ensureAuditChecker, ensureCelOracle, ensureControlPlaneBinaries } from './binaries.js';
+// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle, the audit checker, promtool, helm, and the real-pods node's kubelet, pause and in-cluster client, ahead of the tests.
+import { ensureAuditChecker, ensureCelOracle, ensureControlPlaneBinaries, ensureInClusterClient, ensureKubelet, ensureNodePause } from './binaries.js';
 import { ensureHelm } from './helm.js';
 import { ensurePromtool } from './metrics.js';
 
@@ -24,3 +24,7 @@ process.stderr.write(`[control-plane] promtool: ${promtool} (${Math.round((Date.
 const helmStarted = Date.now();
 const helm = await ensureHelm((line) => process.stderr.write(`[control-plane] ${line}\n`));
 process.stderr.write(`[control-plane] helm: ${helm} (${Math.round((Date.now() - helmStarted) / 1000)}s)\n`);
+const kubeletStarted = Date.now();
+const kubelet = await ensureKubelet();
+process.stderr.write(`[control-plane] kubelet: ${kubelet} (${Math.round((Date.now() - kubeletStarted) / 1000)}s)\n`);
+process.stderr.write(`[control-plane] node pause: ${await ensureNodePause()}\n[control-plane] in-cluster client: ${await ensureInClusterClient()}\n`);

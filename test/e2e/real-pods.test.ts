@@ -120,7 +120,10 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
   let sidecarLog = '';
 
   /** Asks the dashboard's in-cluster client, at its pod IP, to act with this credential (none: the in-cluster token alone). */
-  async function ask(person: CertificateAndKey | undefined, request: { path?: string; exec?: { namespace: string; pod: string; container: string; command: string[] } }): Promise<Answer> {
+  async function ask(
+    person: CertificateAndKey | undefined,
+    request: { path?: string; exec?: { namespace: string; pod: string; container: string; command: string[] }; portForward?: { namespace: string; pod: string; port: number; path: string } },
+  ): Promise<Answer> {
     const response = await fetch(`http://${dashboard.status!.podIP}:${CLIENT_PORT}/do`, {
       method: 'POST',
       body: JSON.stringify({ ...(person ? { certPem: person.certPem, keyPem: person.keyPem } : {}), ...request }),
@@ -286,6 +289,46 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     const refused = await ask(bob, { exec: { namespace, pod: 'dashboard', container: 'dashboard', command: ['/client', 'id'] } });
     assert.match(refused.error ?? '', /forbidden|Forbidden/);
     assert.equal(refused.stdout ?? '', '');
+  });
+
+  it('port-forward from the app through the sidecar reaches a port of a real container as the person; the audit log names her', async function () {
+    const answer = await ask(alice, { portForward: { namespace, pod: 'dashboard', port: CLIENT_PORT, path: '/healthz' } });
+    assert.equal(answer.error, undefined, answer.error);
+    assert.deepEqual([answer.status, answer.body], [200, 'ok\n']);
+    const [event] = await auditEvents((e) => e.impersonatedUser?.username === 'alice' && e.objectRef?.subresource === 'portforward' && e.objectRef.name === 'dashboard');
+    assert.equal(event!.user.username, serviceAccountUsername(namespace, 'chaperone-impersonator'));
+    const refused = await ask(bob, { portForward: { namespace, pod: 'dashboard', port: CLIENT_PORT, path: '/healthz' } });
+    assert.match(refused.error ?? '', /forbidden|Forbidden|403/);
+  });
+
+  it("a debug container in the dashboard's process namespace, as the dashboard's user, reaches the dashboard's files and not the scoped token", async function () {
+    const pod = await clients.core.readNamespacedPod({ name: 'dashboard', namespace });
+    const debug = (name: string, file: string) => ({
+      name,
+      image: CLIENT_IMAGE,
+      imagePullPolicy: 'IfNotPresent',
+      command: ['/client', 'scan', file],
+      targetContainerName: 'dashboard',
+      securityContext: { runAsNonRoot: true, runAsUser: APP_UID, runAsGroup: APP_UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
+    });
+    pod.spec!.ephemeralContainers = [debug('look-for-token', TOKEN_PATH), debug('look-for-placeholder', SERVICE_ACCOUNT_TOKEN)];
+    await clients.core.replaceNamespacedPodEphemeralcontainers({ name: 'dashboard', namespace, body: pod });
+    const output = async (container: string) => {
+      await waitFor(`debug container ${container} finished`, async () => {
+        const current = await clients.core.readNamespacedPod({ name: 'dashboard', namespace });
+        return current.status?.ephemeralContainerStatuses?.find((s) => s.name === container)?.state?.terminated ? true : undefined;
+      }, 60_000, 500);
+      const logs = await kubectl(node.controlPlane.adminKubeconfig, ['logs', '-n', namespace, 'dashboard', '-c', container]);
+      assert.equal(logs.code, 0, logs.stderr);
+      return logs.stdout.split('\n').filter(Boolean);
+    };
+    // The control: through the dashboard's root (its pid 1), its own files are in reach.
+    const placeholder = await output('look-for-placeholder');
+    assert.ok(placeholder.includes('1 readable'), placeholder.join('\n'));
+    // Through no process it can see is the scoped token.
+    const token = await output('look-for-token');
+    assert.ok(token.length >= 2, token.join('\n'));
+    assert.deepEqual(token.filter((line) => line.endsWith(' readable')), [], token.join('\n'));
   });
 
   describe('stopping the node', function () {
