@@ -359,7 +359,15 @@ interface SidecarEntry {
   preserved?: string;
 }
 
-type Entry = ControlPlaneEntry | SidecarEntry;
+/** An audit webhook receiver of a test: the EventLists it received, one per line, as their bytes. */
+interface WebhookReceiverEntry {
+  kind: 'webhook-receiver';
+  id: string;
+  label: string;
+  file: string;
+}
+
+type Entry = ControlPlaneEntry | SidecarEntry | WebhookReceiverEntry;
 
 interface Registry {
   dir: string;
@@ -474,6 +482,22 @@ export async function preserveSidecarAuditLog(handle: SidecarHandle): Promise<vo
   mkdirSync(target, { recursive: true });
   await writeFile(path.join(target, 'audit.jsonl'), files.map((file) => readFileSync(file, 'utf8')).join(''));
   save(reg, { ...entry, preserved: path.join(target, 'audit.jsonl') });
+}
+
+/**
+ * An audit webhook receiver of this run: it appends every request body it receives to the file this
+ * returns, one per line, and at the end of the run each must be an EventList the API server's Go
+ * types decode strictly. Undefined outside a test run (nothing to append to).
+ */
+export function registerAuditWebhookReceiver(what = 'audit webhook receiver'): string | undefined {
+  const reg = registry();
+  if (!reg) return undefined;
+  const id = newId('webhook');
+  const file = path.join(reg.dir, id, 'eventlists.jsonl');
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, '');
+  save(reg, { kind: 'webhook-receiver', id, label: callerLabel(what), file });
+  return file;
 }
 
 /**
@@ -630,11 +654,18 @@ export async function runAuditJoin(options: { checkSchema?: boolean } = {}): Pro
     }
   }
   if (options.checkSchema !== false) {
+    const receivers = entries.filter((e): e is WebhookReceiverEntry => e.kind === 'webhook-receiver');
     const schema = await checkAuditSchema(sidecars.flatMap((sidecar) => sidecarEventFiles(reg, sidecar)));
-    lines.push(`${schema.events} sidecar events decoded strictly with the API server's Go types (test/fixtures/audit-checker): ${schema.problems.length} problems`);
-    if (schema.problems.length > 0) {
-      ok = false;
-      lines.push(formatSchemaProblems(schema.problems));
+    const batches = await checkAuditSchema(receivers.map((receiver) => receiver.file), { eventLists: true });
+    for (const [result, what] of [
+      [schema, `${schema.events} sidecar events decoded strictly with the API server's Go types (test/fixtures/audit-checker)`],
+      [batches, `${batches.lists} EventLists (${batches.events} events) that ${receivers.length} audit webhook receivers got, decoded strictly the same way`],
+    ] as const) {
+      lines.push(`${what}: ${result.problems.length} problems`);
+      if (result.problems.length > 0) {
+        ok = false;
+        lines.push(formatSchemaProblems(result.problems));
+      }
     }
   }
   const unused = [...declared].filter(([id]) => !declaredUsed.has(id));

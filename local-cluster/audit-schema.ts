@@ -1,4 +1,4 @@
-// Every sidecar audit event a test run produced, decoded strictly with the API server's Go types
+// Every sidecar audit event a test run produced (and every EventList its audit webhook receivers got), decoded strictly with the API server's Go types
 // (test/fixtures/audit-checker: k8s.io/apiserver/pkg/apis/audit/v1, unknown and duplicate fields
 // refused), so that the format cannot drift from what a security team's pipeline reads. Run at the
 // end of the audit join (audit-join.ts), over the same files.
@@ -15,20 +15,26 @@ export interface SchemaProblem {
 
 export interface SchemaResult {
   events: number;
+  /** How many lines were EventLists. */
+  lists: number;
   problems: SchemaProblem[];
 }
 
-/** Decodes every event in these files (JSON lines) with the Go types; the problems found. */
-export async function checkAuditSchema(files: readonly string[]): Promise<SchemaResult> {
+/**
+ * Decodes every event in these files (JSON lines: Events, or EventLists) with the Go types; the
+ * problems found. `eventLists`: every line must be an EventList (what an audit webhook receives).
+ */
+export async function checkAuditSchema(files: readonly string[], options: { eventLists?: boolean } = {}): Promise<SchemaResult> {
   const present = files.filter((file) => existsSync(file));
-  if (present.length === 0) return { events: 0, problems: [] };
+  if (present.length === 0) return { events: 0, lists: 0, problems: [] };
   const checker = await ensureAuditChecker();
+  const args = [...(options.eventLists ? ['-eventlists'] : []), ...present];
   const stdout = await new Promise<string>((resolve, reject) =>
-    execFile(checker, present, { maxBuffer: 256 * 1024 * 1024 }, (err, out, stderr) => (err ? reject(new Error(`the audit checker failed: ${err.message} ${stderr}`)) : resolve(out))),
+    execFile(checker, args, { maxBuffer: 256 * 1024 * 1024 }, (err, out, stderr) => (err ? reject(new Error(`the audit checker failed: ${err.message} ${stderr}`)) : resolve(out))),
   );
-  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as SchemaProblem | { events: number; problems: number });
-  const summary = lines.pop() as { events: number };
-  return { events: summary.events, problems: lines as SchemaProblem[] };
+  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as SchemaProblem | { events: number; lists: number; problems: number });
+  const summary = lines.pop() as { events: number; lists: number };
+  return { events: summary.events, lists: summary.lists, problems: lines as SchemaProblem[] };
 }
 
 /** The problems, a few of each kind, for the run's report. */

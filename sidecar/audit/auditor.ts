@@ -220,7 +220,7 @@ export class Auditor implements AuditRecorder {
       stageMicros: this.clock(),
       served: this.options.served,
       responseStatus,
-      ...(complete ? { requestBody: state.requestBody?.recorded(config.omitManagedFields), responseBody: upstream ?? ownAnswer } : {}),
+      ...(complete ? { requestBody: state.requestBody?.recorded(config.omitManagedFields, record.info.verb === 'patch'), responseBody: upstream ?? ownAnswer } : {}),
       objectMeta: this.objectMetaOf(record, state),
     });
     const serialised = { auditID: record.auditID, json: serialiseEvent(event) };

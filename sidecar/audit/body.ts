@@ -3,8 +3,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
-import { parse as parseYaml } from 'yaml';
 import type { RecordedBody } from './event.js';
+import { compactJson, jsonDepth, tooDeepToRecord } from './go-json-view.js';
+import { yamlAsJson } from './yaml-json.js';
 
 /**
  * A copy of what streams through. Up to `limit` bytes are recorded (--audit-body-limit); up to `keep`
@@ -63,16 +64,21 @@ export class BodyCopy {
     return this.overflowed ? undefined : Buffer.concat(this.chunks);
   }
 
-  /** The body as the event records it; undefined when there was none. */
-  recorded(omitManagedFields: boolean): RecordedBody {
-    if (this.size === 0) return undefined;
+  /**
+   * The body as the event records it; undefined when there was none (but a YAML patch with none is
+   * the JSON null, as the API server records it). `patch`: the body of a patch, which the API server
+   * records as sent, managedFields and all.
+   */
+  recorded(omitManagedFields: boolean, patch = false): RecordedBody {
+    if (this.size === 0 && !(patch && YAML_TYPE.test(mediaType(this.headers)))) return undefined;
     if (this.overflowed || this.size > this.limit) return { omitted: `the body is larger than the ${this.limit}-byte limit (--audit-body-limit)` };
-    return decodeBody(Buffer.concat(this.chunks), this.headers, this.limit, omitManagedFields);
+    return decodeBody(Buffer.concat(this.chunks), this.headers, this.limit, omitManagedFields && !patch, patch);
   }
 }
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
 const YAML_TYPE = /^application\/(?:[\w.+-]+\+)?yaml$/i;
+const mediaType = (headers: IncomingHttpHeaders) => (headers['content-type'] ?? '').split(';', 1)[0]!.trim();
 
 function decompress(bytes: Buffer, encoding: string, limit: number): Buffer {
   const options = { maxOutputLength: limit };
@@ -106,32 +112,33 @@ export class RawJson {
   }
 }
 
-const HTML_ESCAPES: Record<string, string> = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026', '\u2028': '\\u2028', '\u2029': '\\u2029' };
-
 /**
- * Go's json.Compact with HTML escaping (what json.Marshal does to a MarshalJSON result): whitespace
- * outside strings removed; <, >, &, U+2028 and U+2029 inside strings escaped. The text must be JSON.
+ * JSON (and JSON patches) as its own bytes, or YAML (server-side apply) as the JSON the API server
+ * makes of it (yaml-json.ts); anything else, protobuf above all, is named and left out.
  */
-export function compactJson(text: string): string {
-  return text.replace(/"(?:[^"\\]|\\.)*"|[ \t\r\n]+/g, (token) => (token.startsWith('"') ? token.replace(/[<>&\u2028\u2029]/g, (c) => HTML_ESCAPES[c]!) : ''));
-}
-
-/** JSON (and JSON patches), or YAML (server-side apply); anything else, protobuf above all, is named and left out. */
-export function decodeBody(bytes: Buffer, headers: IncomingHttpHeaders, limit: number, omitManagedFields: boolean): RecordedBody {
-  const contentType = (headers['content-type'] ?? '').split(';', 1)[0]!.trim();
+export function decodeBody(bytes: Buffer, headers: IncomingHttpHeaders, limit: number, omitManagedFields: boolean, patch = false): RecordedBody {
+  const contentType = mediaType(headers);
   const isJson = JSON_TYPE.test(contentType);
   if (!isJson && !YAML_TYPE.test(contentType)) return { omitted: `the body is ${contentType || 'of no declared type'}, not JSON` };
   let text: string;
   let object: unknown;
   try {
-    text = decompress(bytes, (headers['content-encoding'] ?? '').trim().toLowerCase(), limit).toString('utf8');
-    object = isJson ? JSON.parse(text) : parseYaml(text);
+    const decompressed = decompress(bytes, (headers['content-encoding'] ?? '').trim().toLowerCase(), limit);
+    if (isJson) {
+      text = decompressed.toString('utf8');
+      const tooDeep = tooDeepToRecord(jsonDepth(text));
+      if (tooDeep) return { omitted: tooDeep };
+    } else {
+      const converted = yamlAsJson(decompressed, { patch, limit });
+      if ('omitted' in converted) return converted;
+      text = converted.json;
+    }
+    object = JSON.parse(text);
   } catch (err) {
     const reason = (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? `larger than the ${limit}-byte limit (--audit-body-limit) once decompressed` : (err as Error).message;
     return { omitted: `the body could not be decoded: ${reason}` };
   }
-  if (!isJson) return { object: omitManagedFields ? withoutManagedFields(object) : object };
-  const compact = compactJson(text);
+  const compact = isJson ? compactJson(text) : text;
   return { object: new RawJson(omitManagedFields ? withoutManagedFieldsText(compact, object) : compact) };
 }
 
@@ -215,7 +222,7 @@ function managedFieldsAt(text: string, at: number): Replacement[] {
   return replacements;
 }
 
-/** omitManagedFields on compact JSON: what withoutManagedFields drops from the value, dropped from the text. */
+/** omitManagedFields on compact JSON: metadata.managedFields of the object, of each list item and of each Table row's object, dropped from the text. */
 function withoutManagedFieldsText(text: string, value: unknown): string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return text;
   const members = membersAt(text, 0) ?? [];
@@ -231,30 +238,5 @@ function withoutManagedFieldsText(text: string, value: unknown): string {
   }
   let result = text;
   for (const [from, to, replacement] of replacements.sort((x, y) => y[0] - x[0])) result = result.slice(0, from) + replacement + result.slice(to);
-  return result;
-}
-
-function stripMeta(object: unknown): unknown {
-  const metadata = (object as { metadata?: unknown } | null)?.metadata;
-  if (typeof metadata !== 'object' || metadata === null || !('managedFields' in metadata)) return object;
-  const rest: Record<string, unknown> = { ...(metadata as Record<string, unknown>) };
-  delete rest.managedFields;
-  return { ...(object as object), metadata: rest };
-}
-
-/** omitManagedFields: drops metadata.managedFields from an object, each item of a list, each row of a Table. */
-export function withoutManagedFields(object: unknown): unknown {
-  if (typeof object !== 'object' || object === null || Array.isArray(object)) return object;
-  let result = stripMeta(object) as Record<string, unknown>;
-  if (Array.isArray(result.items)) result = { ...result, items: result.items.map(stripMeta) };
-  if (result.kind === 'Table' && Array.isArray(result.rows)) {
-    result = {
-      ...result,
-      rows: result.rows.map((row: unknown) => {
-        const r = row as { object?: unknown } | null;
-        return r && typeof r === 'object' && 'object' in r ? { ...r, object: stripMeta(r.object) } : row;
-      }),
-    };
-  }
   return result;
 }

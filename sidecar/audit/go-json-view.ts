@@ -251,3 +251,43 @@ export function jsonDocument(bytes: Uint8Array): JsonView {
   if (rest !== bytes.length) fail(bytes, rest, 'after the top-level value');
   return view(bytes, start, end);
 }
+
+// ---- raw JSON as Go writes it into an event ----
+
+/** Go's encoding/json nesting limit (its scanner's maxNestingDepth): deeper JSON is neither read nor written. */
+const MAX_JSON_DEPTH = 10_000;
+
+/**
+ * Why a JSON body of this nesting is not recorded, if it is not: deeper than Go reads, the API server
+ * refuses it (or cannot write its event); exactly as deep, the event holding it would be one deeper
+ * than any Go reader reads (the API server writes such an event all the same).
+ */
+export function tooDeepToRecord(depth: number): string | undefined {
+  if (depth > MAX_JSON_DEPTH) return `the body nests deeper than ${MAX_JSON_DEPTH}, more than the API server reads or writes`;
+  if (depth === MAX_JSON_DEPTH) return `the body nests ${MAX_JSON_DEPTH} deep: an event holding it would nest deeper than Go's JSON reader reads (the API server writes one all the same)`;
+  return undefined;
+}
+
+/** The deepest nesting of a JSON text (strings skipped). */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === '{' || c === '[') deepest = Math.max(deepest, ++depth);
+    else if (c === '}' || c === ']') depth--;
+  }
+  return deepest;
+}
+
+const HTML_ESCAPES: Record<string, string> = { '<': '\\u003c', '>': '\\u003e', '&': '\\u0026', '\u2028': '\\u2028', '\u2029': '\\u2029' };
+
+/**
+ * Go's json.Compact with HTML escaping (what json.Marshal does to a MarshalJSON result): whitespace
+ * outside strings removed; <, >, &, U+2028 and U+2029 inside strings escaped. The text must be JSON.
+ */
+export function compactJson(text: string): string {
+  return text.replace(/"(?:[^"\\]|\\.)*"|[ \t\r\n]+/g, (token) => (token.startsWith('"') ? token.replace(/[<>&\u2028\u2029]/g, (c) => HTML_ESCAPES[c]!) : ''));
+}

@@ -85,44 +85,63 @@ function byteOrderMarkMayStartBuffer(bytes: Uint8Array, encoding: string): boole
 
 // ---- what go-yaml v2 makes of scalars (resolve.go, decode.go) ----
 
-const FIXED: Record<string, Resolved & { tag: string }> = {};
+/**
+ * A scalar as go-yaml decodes it into interface{}: a Go string (bytes: !!binary may hold any), null,
+ * a bool, an int (int64's range), a uint64 (beyond it) or a float64.
+ */
+export type GoScalar =
+  | { type: 'string'; value: Uint8Array }
+  | { type: 'null' }
+  | { type: 'bool'; value: boolean }
+  | { type: 'int' | 'uint'; value: bigint }
+  | { type: 'float'; value: number };
+
+type Tagged = GoScalar & { tag: string };
+
+const FIXED: Record<string, Tagged> = {};
 for (const [words, resolved, tag] of [
-  ['y Y yes Yes YES true True TRUE on On ON n N no No NO false False FALSE off Off OFF', { type: 'other' }, TAG.bool],
+  ['y Y yes Yes YES true True TRUE on On ON', { type: 'bool', value: true }, TAG.bool],
+  ['n N no No NO false False FALSE off Off OFF', { type: 'bool', value: false }, TAG.bool],
   ['~ null Null NULL', { type: 'null' }, TAG.null],
-  ['.nan .NaN .NAN .inf .Inf .INF +.inf +.Inf +.INF -.inf -.Inf -.INF', { type: 'other' }, TAG.float],
-  ['<<', { type: 'string', value: '<<' }, TAG.merge],
+  ['.nan .NaN .NAN', { type: 'float', value: NaN }, TAG.float],
+  ['.inf .Inf .INF +.inf +.Inf +.INF', { type: 'float', value: Infinity }, TAG.float],
+  ['-.inf -.Inf -.INF', { type: 'float', value: -Infinity }, TAG.float],
+  ['<<', { type: 'string', value: Buffer.from('<<') }, TAG.merge],
 ] as const) {
-  for (const word of words.split(' ')) FIXED[word] = { ...resolved, tag };
+  for (const word of words.split(' ')) FIXED[word] = { ...(resolved as GoScalar), tag };
 }
 FIXED[''] = { type: 'null', tag: TAG.null };
 
-/** strconv.ParseInt (signed) or ParseUint with base 0 and 64 bits: whether it succeeds. */
-function goParsesInt(text: string, signed: boolean): boolean {
+const INT64 = [-(2n ** 63n), 2n ** 63n] as const;
+const UINT64 = 2n ** 64n;
+
+/** strconv.ParseInt (signed) or ParseUint with base 0 and 64 bits: the value, or undefined when it fails. */
+function goParseInt(text: string, signed: boolean): bigint | undefined {
   const match = /^([+-]?)(?:0[xX]([0-9a-fA-F]+)|0[bB]([01]+)|0[oO]([0-7]+)|0([0-7]*)|([1-9][0-9]*))$/.exec(text);
-  if (!match || (!signed && match[1] !== '')) return false;
+  if (!match || (!signed && match[1] !== '')) return undefined;
   const [, sign, hex, binary, octal, leadingZero, decimal] = match;
   const magnitude =
     hex !== undefined ? BigInt(`0x${hex}`) : binary !== undefined ? BigInt(`0b${binary}`) : octal !== undefined ? BigInt(`0o${octal}`) : leadingZero !== undefined ? BigInt(`0o0${leadingZero}`) : BigInt(decimal!);
   const value = sign === '-' ? -magnitude : magnitude;
-  return signed ? value >= -(2n ** 63n) && value < 2n ** 63n : value < 2n ** 64n;
+  return (signed ? value >= INT64[0] && value < INT64[1] : value < UINT64) ? value : undefined;
 }
 
-/** strconv.ParseInt(text, 2, 64): whether it succeeds. */
-function goParsesBinary(text: string): boolean {
+/** strconv.ParseInt(text, 2, 64): the value, or undefined when it fails. */
+function goParseBinary(text: string): bigint | undefined {
   const match = /^([+-]?)([01]+)$/.exec(text);
-  if (!match) return false;
+  if (!match) return undefined;
   const value = (match[1] === '-' ? -1n : 1n) * BigInt(`0b${match[2]}`);
-  return value >= -(2n ** 63n) && value < 2n ** 63n;
+  return value >= INT64[0] && value < INT64[1] ? value : undefined;
 }
 
-/** strconv.ParseFloat(text, 64) for a decimal text (no hex, no inf/nan: callers never pass those): whether it succeeds. */
-function goParsesFloat(text: string): boolean {
+/** strconv.ParseFloat(text, 64) for a decimal text (no hex, no inf/nan: callers never pass those): the value, or undefined when it fails. */
+function goParseFloat(text: string): number | undefined {
   const match = /^[+-]?([0-9_]*\.?[0-9_]*)(?:[eE][+-]?[0-9][0-9_]*)?$/.exec(text);
-  if (!match || !/[0-9]/.test(match[1]!)) return false;
-  if (text.includes('_') && !underscoresOK(text)) return false;
-  return Number.isFinite(Number(text.replaceAll('_', ''))); // beyond float64 is ErrRange
+  if (!match || !/[0-9]/.test(match[1]!)) return undefined;
+  if (text.includes('_') && !underscoresOK(text)) return undefined;
+  const value = Number(text.replaceAll('_', ''));
+  return Number.isFinite(value) ? value : undefined; // beyond float64 is ErrRange
 }
-
 /** strconv's underscoreOK: each underscore between digits. */
 function underscoresOK(text: string): boolean {
   let saw = '^';
@@ -156,28 +175,35 @@ function goParsesTimestamp(text: string): boolean {
   return true;
 }
 
+/** The int go-yaml makes of a parsed integer: int when it fits int64 (it does whenever signed parsing worked), else uint64. */
+const integer = (value: bigint, tag = TAG.int): Tagged => ({ type: value < INT64[1] ? 'int' : 'uint', value, tag });
+
 /** resolve.go's resolve(tag, in): what the scalar is, or undefined when go-yaml fails on it ("cannot decode … as a …"). */
-function resolve(tag: string, text: string): (Resolved & { tag: string }) | undefined {
-  const string = { type: 'string', value: text, tag: TAG.str } as const;
-  let found: Resolved & { tag: string } = string;
+function resolve(tag: string, text: string): Tagged | undefined {
+  const string: Tagged = { type: 'string', value: Buffer.from(text), tag: TAG.str };
+  let found: Tagged = string;
   const first = text.charCodeAt(0);
   const hint = text === '' ? 'N' : '+-'.includes(text[0]!) ? 'S' : first >= 0x30 && first <= 0x39 ? 'D' : 'yYnNtTfFoO~'.includes(text[0]!) ? 'M' : text[0] === '.' ? '.' : '';
   if (hint && tag !== TAG.str && tag !== TAG.binary) {
     const fixed = FIXED[text];
     if (fixed) found = fixed;
     else if (hint === '.') {
-      if (goParsesFloat(text)) found = { type: 'other', tag: TAG.float };
+      const float = goParseFloat(text);
+      if (float !== undefined) found = { type: 'float', value: float, tag: TAG.float };
     } else if (hint === 'D' || hint === 'S') {
       const plain = text.replaceAll('_', '');
-      if ((tag === '' || tag === TAG.timestamp) && /^\d{4}-/.test(text) && goParsesTimestamp(text)) found = { type: 'string', value: text, tag: TAG.timestamp };
-      else if (goParsesInt(plain, true) || goParsesInt(plain, false)) found = { type: 'other', tag: TAG.int };
-      else if (YAML_STYLE_FLOAT.test(plain) && goParsesFloat(plain)) found = { type: 'other', tag: TAG.float };
-      else if (plain.startsWith('0b') && goParsesBinary(plain.slice(2))) found = { type: 'other', tag: TAG.int };
-      else if (plain.startsWith('-0b') && goParsesBinary(`-${plain.slice(3)}`)) found = { type: 'other', tag: TAG.int };
+      const int = goParseInt(plain, true) ?? goParseInt(plain, false);
+      const float = YAML_STYLE_FLOAT.test(plain) ? goParseFloat(plain) : undefined;
+      const binary = plain.startsWith('0b') ? goParseBinary(plain.slice(2)) : plain.startsWith('-0b') ? goParseBinary(`-${plain.slice(3)}`) : undefined;
+      if ((tag === '' || tag === TAG.timestamp) && /^\d{4}-/.test(text) && goParsesTimestamp(text)) found = { ...string, tag: TAG.timestamp };
+      else if (int !== undefined) found = integer(int);
+      else if (float !== undefined) found = { type: 'float', value: float, tag: TAG.float };
+      else if (binary !== undefined) found = integer(binary);
     }
   }
   if (tag === '' || tag === found.tag || tag === TAG.str || tag === TAG.binary) return found;
-  if (tag === TAG.float && found.tag === TAG.int) return { type: 'other', tag: TAG.float };
+  // An !!float given an int is that int as a float64 (a uint64 is not converted, and fails).
+  if (tag === TAG.float && found.type === 'int') return { type: 'float', value: Number(found.value), tag: TAG.float };
   return undefined;
 }
 
@@ -190,23 +216,31 @@ function goBase64(text: string): Uint8Array | undefined {
 
 const RESOLVABLE = new Set(['', TAG.str, TAG.bool, TAG.int, TAG.float, TAG.null, TAG.timestamp]);
 
+/** decode.go's scalar() into interface{}; throws YamlUnreadable where go-yaml fails. */
+export function goScalar(node: YamlNode & { kind: 'scalar' }): GoScalar {
+  const { value: text, implicit } = node;
+  const tag = node.tag ?? '';
+  if (tag === '' && !implicit) return { type: 'string', value: Buffer.from(text) };
+  if (!RESOLVABLE.has(tag)) {
+    if (tag !== TAG.binary) return { type: 'string', value: Buffer.from(text) };
+    const bytes = goBase64(text);
+    if (!bytes) throw new YamlUnreadable('!!binary value contains invalid base64 data');
+    return { type: 'string', value: bytes };
+  }
+  const resolved = resolve(tag, text);
+  if (!resolved) throw new YamlUnreadable(`go-yaml cannot decode ${JSON.stringify(text)} as ${tag}`);
+  return resolved;
+}
+
+/** decode.go's isMerge: a plain `<<` (or one tagged !!merge) as a mapping key. */
+export const isMergeKey = (key: YamlNode): boolean => key.kind === 'scalar' && key.value === '<<' && (key.implicit || key.tag === TAG.merge);
+
 class YamlDocument {
   constructor(private readonly root: YamlNode | undefined) {}
 
-  /** decode.go's scalar() into interface{}. */
   private scalar(node: YamlNode & { kind: 'scalar' }): Resolved {
-    const { value: text, implicit } = node;
-    const tag = node.tag ?? '';
-    if (tag === '' && !implicit) return { type: 'string', value: text };
-    if (!RESOLVABLE.has(tag)) {
-      if (tag !== TAG.binary) return { type: 'string', value: text };
-      const bytes = goBase64(text);
-      if (!bytes) throw new YamlUnreadable('!!binary value contains invalid base64 data');
-      return { type: 'string', value: goText(bytes) };
-    }
-    const resolved = resolve(tag, text);
-    if (!resolved) throw new YamlUnreadable(`go-yaml cannot decode ${JSON.stringify(text)} as ${tag}`);
-    return resolved.type === 'string' ? { type: 'string', value: resolved.value } : { type: resolved.type };
+    const scalar = goScalar(node);
+    return scalar.type === 'string' ? { type: 'string', value: goText(scalar.value) } : scalar.type === 'null' ? scalar : { type: 'other' };
   }
 
   /** Follows aliases; `expanding` holds the aliases being expanded, as decode.go's d.aliases. */
@@ -217,14 +251,10 @@ class YamlDocument {
     return node.target;
   }
 
-  private isMerge(key: YamlNode): boolean {
-    return key.kind === 'scalar' && key.value === '<<' && (key.implicit || key.tag === TAG.merge);
-  }
-
   /** decode.go's mapping() into a map[interface{}]interface{}: the string keys and their (unbuilt) values. */
   private mappingInto(node: YamlNode & { kind: 'mapping' }, out: Map<string, YamlNode>, expanding: Set<YamlNode>): void {
     for (const [key, value] of node.pairs) {
-      if (this.isMerge(key)) {
+      if (isMergeKey(key)) {
         this.merge(value, out, expanding);
         continue;
       }
@@ -272,7 +302,7 @@ class YamlDocument {
             return [...out.entries()].sort(([a], [b]) => byCodePoint(a, b)).map(([key, value]) => [key, this.view(value, inner)]);
           },
         };
-      default:
+      case 'alias':
         throw new YamlUnreadable('an alias of an alias');
     }
   }
@@ -292,14 +322,30 @@ function byCodePoint(a: string, b: string): number {
   return x.length - y.length;
 }
 
-/** The first document of a YAML body as the JSON sigs.k8s.io/yaml makes of it; throws YamlUnreadable. */
-export function yamlDocument(bytes: Uint8Array): JsonView {
-  let root: YamlNode | undefined;
+/** A body's text as libyaml's reader decodes it, and whether its bytes were well formed (else libyaml fails on them); throws YamlUnreadable. */
+export function yamlInputText(bytes: Uint8Array): { text: string; wellFormed: boolean } {
+  const text = decodeInput(bytes);
+  const [b0, b1] = bytes;
+  const encoding = b0 === 0xff && b1 === 0xfe ? 'utf-16le' : b0 === 0xfe && b1 === 0xff ? 'utf-16be' : 'utf-8';
   try {
-    root = firstYamlDocument(decodeInput(bytes));
+    new TextDecoder(encoding, { fatal: true }).decode(bytes);
+    return { text, wellFormed: true };
+  } catch {
+    return { text, wellFormed: false };
+  }
+}
+
+/** The first document's root node (undefined: none); throws YamlUnreadable. */
+export function firstDocumentOf(text: string): YamlNode | undefined {
+  try {
+    return firstYamlDocument(text);
   } catch (err) {
     if (err instanceof LibyamlError) throw new YamlUnreadable(err.message);
     throw err;
   }
-  return new YamlDocument(root).document();
+}
+
+/** The first document of a YAML body as the JSON sigs.k8s.io/yaml makes of it; throws YamlUnreadable. */
+export function yamlDocument(bytes: Uint8Array): JsonView {
+  return new YamlDocument(firstDocumentOf(decodeInput(bytes))).document();
 }

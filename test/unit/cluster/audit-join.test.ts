@@ -13,6 +13,7 @@ import {
   preserveControlPlaneLog,
   preserveSidecarAuditLog,
   registerControlPlane,
+  registerAuditWebhookReceiver,
   registerSidecarAuditLog,
   runAuditJoin,
   type JoinEvent,
@@ -337,6 +338,27 @@ describe('the audit join', function () {
       assert.equal(bad?.ok, false);
       assert.match(bad.report, /1 problems\n- 1 × unknown field "user.userName"/);
       assert.match(bad.report, /- 1 × unknown field "user.userName"\n  \S+audit\.jsonl:1$/m, 'where it is');
+    });
+
+    it('decodes every EventList an audit webhook receiver got, strictly, and fails on one the Go types refuse', async function () {
+      this.timeout(5 * 60_000);
+      const complete = (id: string, more: Record<string, unknown> = {}) =>
+        ({ ...sidecar(id).event, level: 'Metadata', requestReceivedTimestamp: '2026-01-02T15:04:05.123456Z', stageTimestamp: '2026-01-02T15:04:05.223456Z', ...more }) as JoinEvent;
+      const list = (items: JoinEvent[]) => JSON.stringify({ kind: 'EventList', apiVersion: 'audit.k8s.io/v1', metadata: {}, items: items.map((e) => ({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...e })) });
+      const id = nextId();
+      const received = registerAuditWebhookReceiver();
+      assert.ok(received);
+      await writeFile(received, `${list([complete(id), complete(nextId())])}\n`);
+      const good = await run([apiServer(id)], [complete(id)], {});
+      assert.equal(good?.ok, true, good?.report);
+      assert.match(good.report, /1 EventLists \(2 events\) that 1 audit webhook receivers got, decoded strictly the same way: 0 problems/);
+      await mkdir(cpDir, { recursive: true });
+      const other = nextId();
+      await writeFile(received, `${list([complete(other, { stage: 'Finished' })])}\n${JSON.stringify({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', ...complete(other) })}\n`);
+      const bad = await run([apiServer(other)], [complete(other)], {});
+      assert.equal(bad?.ok, false);
+      assert.match(bad.report, /stage "Finished"/);
+      assert.match(bad.report, /kind "Event" where an EventList belongs\n  \S+eventlists\.jsonl:2$/m, 'a receiver gets EventLists only');
     });
 
     it('fails when a control plane\'s log is gone', async function () {

@@ -4,7 +4,8 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { BodyCopy, compactJson, decodeBody, RawJson, withoutManagedFields } from '../../../../sidecar/audit/body.js';
+import { BodyCopy, decodeBody, RawJson } from '../../../../sidecar/audit/body.js';
+import { compactJson } from '../../../../sidecar/audit/go-json-view.js';
 import { serialiseEvent } from '../../../../sidecar/audit/event.js';
 import type { Event } from '../../../../sidecar/audit/types.js';
 
@@ -66,7 +67,9 @@ describe('sidecar/audit/body', function () {
     assert.deepEqual(decodeBody(Buffer.from('[{"op":"remove","path":"/data/k"}]'), { 'content-type': 'application/json-patch+json' }, 1000, false), {
       object: new RawJson('[{"op":"remove","path":"/data/k"}]'),
     });
-    assert.deepEqual(decodeBody(Buffer.from('metadata:\n  name: x\ndata:\n  k: v\n'), { 'content-type': 'application/apply-patch+yaml' }, 1000, false), { object });
+    assert.deepEqual(decodeBody(Buffer.from('metadata:\n  name: x\ndata:\n  k: v\n'), { 'content-type': 'application/apply-patch+yaml' }, 1000, false), {
+      object: new RawJson('{"data":{"k":"v"},"metadata":{"name":"x"}}'),
+    });
     const gzipped = gzipSync(JSON.stringify(object));
     assert.deepEqual(decodeBody(gzipped, { 'content-type': 'application/json; charset=utf-8', 'content-encoding': 'gzip' }, 1000, false), { object: new RawJson(JSON.stringify(object)) });
   });
@@ -81,18 +84,6 @@ describe('sidecar/audit/body', function () {
     assert.deepEqual(bomb, { omitted: 'the body could not be decoded: larger than the 1000-byte limit (--audit-body-limit) once decompressed' });
   });
 
-  it('drops managedFields from an object, a list\'s items and a table\'s rows (omitManagedFields)', function () {
-    const meta = { name: 'x', managedFields: [{ manager: 'kubectl' }] };
-    assert.deepEqual(withoutManagedFields({ kind: 'ConfigMap', metadata: meta }), { kind: 'ConfigMap', metadata: { name: 'x' } });
-    assert.deepEqual(withoutManagedFields({ kind: 'ConfigMapList', metadata: {}, items: [{ metadata: meta }, { metadata: { name: 'y' } }] }), {
-      kind: 'ConfigMapList',
-      metadata: {},
-      items: [{ metadata: { name: 'x' } }, { metadata: { name: 'y' } }],
-    });
-    assert.deepEqual(withoutManagedFields({ kind: 'Table', rows: [{ cells: [], object: { metadata: meta } }] }), { kind: 'Table', rows: [{ cells: [], object: { metadata: { name: 'x' } } }] });
-    assert.deepEqual(withoutManagedFields([1, 2]), [1, 2]);
-  });
-
   it('omitManagedFields on a JSON body drops exactly those members from its bytes, from every metadata member', function () {
     const text = (body: string) => (decodeBody(Buffer.from(body), json, 10_000, true) as { object: RawJson }).object.text;
     assert.equal(text('{"metadata":{"name":"x","managedFields":[{"m":"{\\"}"}]},"n":9007199254740993}'), '{"metadata":{"name":"x"},"n":9007199254740993}');
@@ -103,6 +94,27 @@ describe('sidecar/audit/body', function () {
     );
     assert.equal(text('{"kind":"Table","rows":[{"cells":[1],"object":{"metadata":{"managedFields":[],"x":"1"}}}]}'), '{"kind":"Table","rows":[{"cells":[1],"object":{"metadata":{"x":"1"}}}]}');
     assert.equal(text('{"kind":"NotATable","rows":[{"object":{"metadata":{"managedFields":[]}}}]}'), '{"kind":"NotATable","rows":[{"object":{"metadata":{"managedFields":[]}}}]}');
+    const yaml = { 'content-type': 'application/apply-patch+yaml' };
+    assert.deepEqual(decodeBody(Buffer.from('metadata:\n  managedFields: []\n  name: x\n'), yaml, 10_000, true), { object: new RawJson('{"metadata":{"name":"x"}}') }, 'a YAML object too');
+  });
+
+  it('a patch is recorded as the API server records it (LogRequestPatch): managedFields and all; a YAML patch with no body is null', function () {
+    const body = Buffer.from('{"metadata":{"managedFields":[],"name":"x"}}');
+    const copy = (headers: Record<string, string>, bytes: Buffer) => {
+      const stream = Readable.from([bytes]);
+      const c = new BodyCopy(1000, headers).watch(stream);
+      stream.resume();
+      return c;
+    };
+    const jsonCopy = copy({ 'content-type': 'application/merge-patch+json' }, body);
+    const yamlCopy = copy({ 'content-type': 'application/apply-patch+yaml' }, body);
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      assert.deepEqual(jsonCopy.recorded(true, true), { object: new RawJson(body.toString()) });
+      assert.deepEqual(yamlCopy.recorded(true, true), { object: new RawJson(body.toString()) });
+      assert.deepEqual(jsonCopy.recorded(true, false), { object: new RawJson('{"metadata":{"name":"x"}}') }, 'not a patch: omitManagedFields applies');
+      assert.deepEqual(new BodyCopy(1000, { 'content-type': 'application/apply-patch+yaml' }).recorded(false, true), { object: new RawJson('null') });
+      assert.equal(new BodyCopy(1000, { 'content-type': 'application/merge-patch+json' }).recorded(false, true), undefined);
+    });
   });
 
   describe('a JSON body is recorded as sent, as the API server records a patch: compacted and HTML-escaped by Go, never decoded and written again', function () {
@@ -120,10 +132,13 @@ describe('sidecar/audit/body', function () {
       assert.equal(recorded('{\n  "a" : [ 1 , 2 ],\t"b":"<&>\u2028 x"\r\n}'), '{"a":[1,2],"b":"\\u003c\\u0026\\u003e\\u2028 x"}');
     });
 
-    it('deeply nested bodies are recorded whole', function () {
-      const depth = 5000;
-      const body = `${'{"a":['.repeat(depth)}1${']}'.repeat(depth)}`;
-      assert.equal(recorded(body), body);
+    it('deeply nested bodies are recorded whole, up to what an event holding them can be read with (Go reads 10000 levels)', function () {
+      const nested = (pairs: number) => `${'{"a":['.repeat(pairs)}1${']}'.repeat(pairs)}`;
+      assert.equal(recorded(nested(4999)), nested(4999), '9998 levels, and the event around them');
+      assert.deepEqual(decodeBody(Buffer.from(nested(5000)), json, 10_000_000, false), {
+        omitted: "the body nests 10000 deep: an event holding it would nest deeper than Go's JSON reader reads (the API server writes one all the same)",
+      });
+      assert.deepEqual(decodeBody(Buffer.from(`[${nested(5000)}]`), json, 10_000_000, false), { omitted: 'the body nests deeper than 10000, more than the API server reads or writes' });
     });
 
     it('property: any JSON text, however spaced, is recorded as Go would compact it; its value is unchanged', function () {

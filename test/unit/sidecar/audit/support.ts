@@ -1,8 +1,9 @@
 // What the audit tests share: a webhook receiver as a security team would run one (HTTPS, client
-// certificates from its own CA, EventList batches in; it can be stopped and started again on the
-// same port), and the sidecar's audit file read back.
+// certificates from its own CA, EventList batches in, each also kept for the run's strict decoding
+// by the API server's Go types, local-cluster/audit-join.ts; it can be stopped and started again on
+// the same port), and the sidecar's audit file read back.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +13,7 @@ import { kubeconfigYaml } from '../../../../lib/kubeconfig.js';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../../../lib/pki.js';
 import type { Event, EventList } from '../../../../sidecar/audit/types.js';
 import type { RawResponse } from '../../../../local-cluster/sidecar.js';
+import { registerAuditWebhookReceiver } from '../../../../local-cluster/audit-join.js';
 
 export interface Receiver {
   url: string;
@@ -34,14 +36,18 @@ export async function startReceiver(options: { path?: string } = {}): Promise<Re
   const client = issueCertificate(ca, { commonName: 'chaperone-audit', usage: 'client' });
   const events: Event[] = [];
   const batches: Receiver['batches'] = [];
+  // Every batch, as its bytes, is decoded strictly with the API server's Go types at the end of the run.
+  const received = registerAuditWebhookReceiver();
   let server: Server | undefined;
   let port = 0;
   const start = async () => {
     const created = createServer({ cert: serving.certPem, key: serving.keyPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        const list = JSON.parse(body) as EventList;
+        const body = Buffer.concat(chunks);
+        if (received) appendFileSync(received, Buffer.concat([body, Buffer.from('\n')]));
+        const list = JSON.parse(body.toString('utf8')) as EventList;
         if (list.kind !== 'EventList' || list.apiVersion !== 'audit.k8s.io/v1') {
           res.writeHead(400).end();
           return;
