@@ -6,10 +6,11 @@
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
+import { boundedCall, type Answer } from './bounded-call.js';
 import { watchFile, type WatchedFile } from './watch-file.js';
 
 /** A kubeconfig that cannot be used; the message names the file and the field. */
@@ -407,13 +408,6 @@ export function readExecCredential(stdout: string, apiVersion: string): ExecCred
   return { credentials, ...(expires !== undefined ? { expires } : {}) };
 }
 
-/** One webhook answer: status, content type and body (bounded). */
-export interface WebhookAnswer {
-  status: number;
-  contentType: string;
-  body: Buffer;
-}
-
 export interface WebhookCall {
   body: string;
   timeoutMs: number;
@@ -421,8 +415,6 @@ export interface WebhookCall {
   maxBytes?: number;
   headers?: Record<string, string>;
 }
-
-const DEFAULT_MAX_BYTES = 1024 * 1024;
 
 /** Milliseconds as Go's time.Duration prints them: 30s, 1m30s, 2.5s, 500ms. */
 export function goDuration(ms: number): string {
@@ -444,48 +436,25 @@ export class WebhookClient {
     this.agent = this.secure ? new HttpsAgent({ keepAlive: true, ...config.tls }) : new HttpAgent({ keepAlive: true });
   }
 
-  async post(call: WebhookCall): Promise<WebhookAnswer> {
+  async post(call: WebhookCall): Promise<Answer> {
     const credentials = await this.config.credentials();
     const answer = await this.send(call, credentials);
     if (answer.status === 401) this.config.rejected(credentials);
     return answer;
   }
 
-  private send(call: WebhookCall, credentials: RequestCredentials): Promise<WebhookAnswer> {
+  private send(call: WebhookCall, credentials: RequestCredentials): Promise<Answer> {
     // As client-go's REST client says how long it waits: ?timeout=, a Go duration.
     const url = new URL(this.config.url);
     url.searchParams.set('timeout', goDuration(call.timeoutMs));
-    const maxBytes = call.maxBytes ?? DEFAULT_MAX_BYTES;
-    const where = `${url.origin}${url.pathname}`;
-    return new Promise((resolve, reject) => {
-      const options = {
-        method: 'POST',
-        agent: this.agent,
-        ...(this.secure ? { ...this.config.tls, ...(credentials.cert ? { cert: credentials.cert, key: credentials.key } : {}) } : {}),
-        headers: {
-          accept: 'application/json, */*',
-          'content-type': 'application/json',
-          'content-length': String(Buffer.byteLength(call.body)),
-          ...call.headers,
-          ...credentials.headers,
-        },
-      };
-      const onResponse = (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxBytes) return void req.destroy(new Error(`${where} answered with more than ${maxBytes} bytes`));
-          chunks.push(chunk);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'] ?? '', body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      };
-      const req = this.secure ? httpsRequest(url, options, onResponse) : httpRequest(url, options, onResponse);
-      const timer = setTimeout(() => req.destroy(new Error(`no answer from ${where} within ${call.timeoutMs}ms`)), call.timeoutMs);
-      req.on('close', () => clearTimeout(timer));
-      req.on('error', (err) => reject(err.message.includes(where) ? err : new Error(`${where}: ${err.message}`)));
-      req.end(call.body);
+    return boundedCall(url, {
+      method: 'POST',
+      agent: this.agent,
+      timeoutMs: call.timeoutMs,
+      body: call.body,
+      ...(call.maxBytes !== undefined ? { maxBytes: call.maxBytes } : {}),
+      ...(this.secure ? { tls: { ...this.config.tls, ...(credentials.cert ? { cert: credentials.cert, key: credentials.key } : {}) } } : {}),
+      headers: { accept: 'application/json, */*', ...call.headers, ...credentials.headers },
     });
   }
 

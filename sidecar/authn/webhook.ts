@@ -6,7 +6,7 @@ import { WebhookClient } from '../../lib/webhook-kubeconfig.js';
 import type { TokenReviewVersion, WebhookTarget } from '../../lib/sidecar-config/tokens.js';
 import type { AuthenticationResult } from './chain.js';
 import { TokenAuthenticator } from './bearer.js';
-import type { HttpsAnswer } from './https.js';
+import type { Answer } from '../../lib/bounded-call.js';
 import { goField, goFieldMembers, isObject, JsonRefused, parseGoJson } from './jwt/go-json.js';
 import { identityFromUserInfo, ReviewCache, type ReviewCacheOptions, type ReviewVerdict } from './review-cache.js';
 
@@ -62,7 +62,7 @@ const GROUP = 'authentication.k8s.io';
  * would follow, is refused here), under any Content-Type that Go's mime.ParseMediaType takes. Its
  * codec would also read YAML and protobuf; chaperone reads JSON only, as Go's reads it (go-json.ts).
  */
-export function readAnswer(answer: HttpsAnswer): unknown {
+export function readAnswer(answer: Answer): unknown {
   if (answer.status < 200 || answer.status > 206) throw new Error(`the webhook answered ${answer.status}`);
   if (!isReadableContentType(answer.contentType)) throw new Error(`the webhook answered with a Content-Type the API server could not parse either: ${JSON.stringify(answer.contentType)}`);
   const first = answer.body.find((byte) => byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d);

@@ -4,7 +4,7 @@
 // iat is not checked, as the API server does not check it.
 import { Agent } from 'node:https';
 import { compactVerify, createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWTVerifyGetKey } from 'jose';
-import { httpsCall, jsonBody } from '../https.js';
+import { boundedCall, jsonBody } from '../../../lib/bounded-call.js';
 import { goFieldMatches, goFieldMembers, isObject, JsonRefused, parseGoJson } from './go-json.js';
 
 const GOOGLE = 'https://accounts.google.com';
@@ -88,7 +88,7 @@ export class IssuerKeys {
 
   private async discover(): Promise<void> {
     const url = this.options.discoveryUrl || `${this.options.issuerUrl.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const answer = await httpsCall(url, { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS });
+    const answer = await boundedCall(new URL(url), { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS, where: url });
     if (answer.status !== 200) throw new Error(`${url} answered ${answer.status}`);
     const document = jsonBody(answer, url) as { issuer?: unknown; jwks_uri?: unknown };
     if (document.issuer !== this.options.issuerUrl) {
@@ -104,7 +104,7 @@ export class IssuerKeys {
 
   /** jose fetches the JWKS through this, so the issuer's own CA is the one trusted. */
   private readonly fetchWithCa: FetchImplementation = async (url) => {
-    const answer = await httpsCall(url, { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS });
+    const answer = await boundedCall(new URL(url), { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS, where: url });
     return new Response(new Uint8Array(answer.body), { status: answer.status, headers: { 'content-type': answer.contentType } });
   };
 
