@@ -88,7 +88,7 @@ function registryDir(): string {
   return path.join(cacheRoot(), 'running-nodes');
 }
 
-function liveRegistrations(): { file: string; state: NodeState }[] {
+function registrations(): { file: string; state: NodeState }[] {
   if (!existsSync(registryDir())) return [];
   const found: { file: string; state: NodeState }[] = [];
   for (const name of readdirSync(registryDir())) {
@@ -256,7 +256,7 @@ async function teardown(state: NodeState, log: (line: string) => void): Promise<
   for (const name of existsSync(SHIM_SOCKETS) ? readdirSync(SHIM_SOCKETS) : []) {
     if (!(await listening(path.join(SHIM_SOCKETS, name)))) rmSync(path.join(SHIM_SOCKETS, name), { force: true });
   }
-  const others = liveRegistrations().filter(({ state: other }) => other.id !== state.id && isAlive(other.runner));
+  const others = registrations().filter(({ state: other }) => other.id !== state.id && isAlive(other.runner));
   if (others.length === 0) {
     for (const [name, value] of Object.entries(state.tunables)) {
       if (readFileSync(`/proc/sys/${name}`, 'utf8').trim() !== value) writeFileSync(`/proc/sys/${name}`, value);
@@ -266,9 +266,17 @@ async function teardown(state: NodeState, log: (line: string) => void): Promise<
   rmSync(state.dir, { recursive: true, force: true });
 }
 
+/** The nodes running on this machine (of any run), but the one named: what they made on the host is theirs. */
+export function otherRunningNodes(exceptName: string): { name: string; dir: string; bridge: string; tunables: Record<string, string> }[] {
+  return registrations()
+    .map(({ state }) => state)
+    .filter((state) => state.cgroup !== exceptName && isAlive(state.runner))
+    .map((state) => ({ name: state.cgroup, dir: state.dir, bridge: state.bridge, tunables: state.tunables }));
+}
+
 /** Undoes what the nodes of runs that died left on the host. */
 export async function reapNodeOrphans(log: (line: string) => void): Promise<void> {
-  for (const { file, state } of liveRegistrations()) {
+  for (const { file, state } of registrations()) {
     if (isAlive(state.runner)) continue;
     log(`removing node ${state.id} left behind by a run that died (pid ${state.runner})`);
     await teardown(state, log);
@@ -369,7 +377,7 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
   const name = `chaperone-node-${id}`;
   const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-node-'));
   const file = (relative: string) => path.join(dir, relative);
-  const others = liveRegistrations().filter(({ state }) => isAlive(state.runner));
+  const others = registrations().filter(({ state }) => isAlive(state.runner));
   const state: NodeState = {
     runner: process.pid,
     id,
