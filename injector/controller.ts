@@ -1,10 +1,11 @@
 // The injector's controller: what runs beside the webhook so that labelling a namespace is all a
-// person does. Every replica serves the certificate in its Secret (and swaps in each new one); the
-// one replica that holds the Lease writes: the CAs, the serving certificate, the webhook
-// configuration's caBundle, and every labelled namespace's provisioning.
+// person does. Every replica serves the certificate in its Secret (and swaps in each new one) and
+// keeps the caches its admissions read (admission-cache.ts); the one replica that holds the Lease
+// writes: the CAs, the serving certificate, the webhook configuration's caBundle, and every labelled
+// namespace's provisioning.
 import { AdmissionregistrationV1Api, CoordinationV1Api, CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { KeepAliveKubeReader } from '../lib/kube-reads.js';
 import { createLogger, type Logger } from '../lib/log.js';
+import { AdmissionCache, type AdmissionLookups } from './admission-cache.js';
 import { CertificateFeed, type CertificateListener, type ServingCertificate } from './certs/feed.js';
 import { CertificateReconciler } from './certs/reconciler.js';
 import type { InjectorConfig } from './config.js';
@@ -12,7 +13,7 @@ import { kubeConfigFrom } from './namespaces.js';
 import { LeaderElection } from './provision/lease.js';
 import { ownLabels, SECRETS } from './provision/names.js';
 import type { ProvisioningNames } from './provision/objects.js';
-import { checkProvisioning, type ProvisioningStatus } from './provision/readiness.js';
+import type { ProvisioningStatus } from './provision/readiness.js';
 import { NamespaceProvisioner } from './provision/reconciler.js';
 import { InstallationCheck } from './provision/installation-check.js';
 import { resolveSettings } from './settings.js';
@@ -21,15 +22,20 @@ import { upstreamCaOf } from './provision/upstream-ca.js';
 export interface Controller {
   /** This replica's name in the Lease. */
   readonly identity: string;
-  /** Resolves once the first serving certificate is available (delivered to listeners, written to webhookCertDir). */
+  /**
+   * Resolves once the first serving certificate is available (delivered to listeners, written to
+   * webhookCertDir) and every cache the admissions read has listed.
+   */
   ready(): Promise<void>;
   /** Stops watching and writing; a leader releases the Lease so that another replica takes over at once. */
   stop(): Promise<void>;
   /** Every new serving certificate, and at once the current one: for https.Server.setSecureContext. */
   onCertificate(listener: CertificateListener): () => void;
   currentCertificate(): ServingCertificate | undefined;
-  /** What a labelled namespace still lacks for a pod to start there (a few GETs by name). */
+  /** What a labelled namespace still lacks for a pod to start there, as the webhook sees it (from its caches). */
   provisioningStatus(namespace: string): Promise<ProvisioningStatus>;
+  /** What the admissions read, from this replica's caches. */
+  readonly lookups: AdmissionLookups;
   isLeader(): boolean;
 }
 
@@ -55,8 +61,8 @@ export function startController(config: InjectorConfig, dependencies: Controller
   const core = kubeconfig.makeApiClient(CoreV1Api);
   const rbac = kubeconfig.makeApiClient(RbacAuthorizationV1Api);
   const admission = kubeconfig.makeApiClient(AdmissionregistrationV1Api);
-  const reader = new KeepAliveKubeReader(kubeconfig);
   const names = provisioningNames(config);
+  const caches = new AdmissionCache({ kubeconfig, names, log });
   const labels = ownLabels(config.namespace);
 
   const feed = new CertificateFeed({
@@ -148,21 +154,25 @@ export function startController(config: InjectorConfig, dependencies: Controller
   });
 
   feed.start();
+  caches.start();
   election.start();
   log.info({ identity: election.identity, namespace: config.namespace, certificates: config.certificates }, 'controller started');
 
   return {
     identity: election.identity,
-    ready: () => feed.ready(),
+    ready: async () => {
+      await Promise.all([feed.ready(), caches.synced()]);
+    },
     stop: async () => {
       await election.stop();
       await feed.stop();
+      await caches.stop();
       upstreamCa.close();
-      reader.close();
     },
     onCertificate: (listener) => feed.onCertificate(listener),
     currentCertificate: () => feed.current(),
-    provisioningStatus: (namespace) => checkProvisioning(reader, names, namespace),
+    provisioningStatus: caches.provisioning,
+    lookups: caches,
     isLeader: () => election.isLeader(),
   };
 }

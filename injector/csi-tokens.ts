@@ -9,12 +9,11 @@
 // someone who may write claims in the namespace deletes it and creates another of the same name. So
 // the claim is not what is judged, the cluster is: while any CSIDriver that can serve persistent
 // volumes requests a token the API server accepts and the operator has not named it trusted, a pod
-// that runs as the scoped account may have no claim at all. Read at every such admission, never
-// cached: a CSIDriver's tokenRequests can change at any time (only attachRequired and
-// volumeLifecycleModes of its spec are immutable).
+// that runs as the scoped account may have no claim at all. Judged at every such admission from the
+// CSIDrivers as the injector's watch has them (admission-cache.ts): a CSIDriver's tokenRequests can
+// change at any time (only attachRequired and volumeLifecycleModes of its spec are immutable).
 import type { RequestOptions } from 'node:https';
-import type { KubeConfig, V1CSIDriver, V1CSIDriverList, V1PodSpec, V1Volume } from '@kubernetes/client-node';
-import { KeepAliveKubeReader, type KubeReader } from '../lib/kube-reads.js';
+import type { KubeConfig, V1CSIDriver, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { Denial } from './denial.js';
 
 export const CSI_CLAIM_RULE = 'csi-claim-in-scoped-pod';
@@ -126,20 +125,11 @@ export function audiencesOfBearer(authorization: string | undefined): string[] |
   return undefined;
 }
 
-/** CSIDrivers listed from the API server at every call, with the audiences of the injector's own token. */
-export function csiTokensFromApi(kubeconfig: KubeConfig, timeoutMs: number, reader: KubeReader = new KeepAliveKubeReader(kubeconfig, timeoutMs)): CsiTokenLookup {
-  return async () => {
-    const [list, options] = await Promise.all([
-      reader.get<V1CSIDriverList>('/apis/storage.k8s.io/v1/csidrivers'),
-      (async () => {
-        const https: RequestOptions = {};
-        await kubeconfig.applyToHTTPSOptions(https);
-        return https;
-      })(),
-    ]);
-    if (!list) throw new Error('the API server serves no storage.k8s.io/v1 CSIDrivers');
-    const headers = (options.headers ?? {}) as Record<string, unknown>;
-    const authorization = headers.Authorization ?? headers.authorization;
-    return { drivers: list.items, apiAudiences: audiencesOfBearer(typeof authorization === 'string' ? authorization : undefined) };
-  };
+/** The audiences of the injector's own token as its kubeconfig sends it now (a rotated token is read again). */
+export async function apiAudiencesOf(kubeconfig: KubeConfig): Promise<string[] | undefined> {
+  const options: RequestOptions = {};
+  await kubeconfig.applyToHTTPSOptions(options);
+  const headers = (options.headers ?? {}) as Record<string, unknown>;
+  const authorization = headers.Authorization ?? headers.authorization;
+  return audiencesOfBearer(typeof authorization === 'string' ? authorization : undefined);
 }

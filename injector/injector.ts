@@ -1,17 +1,17 @@
 // Wires the injector together from its configuration and starts serving: the controller
-// (certificates, namespace provisioning) and the webhook, which serves the controller's certificate
-// unless certificate files are configured, and refuses pods in namespaces not provisioned yet.
+// (certificates, namespace provisioning, the caches the admissions read) and the webhook, which
+// serves the controller's certificate unless certificate files are configured, answers from the
+// controller's caches, and refuses pods in namespaces not provisioned yet.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { createLogger, type Logger } from '../lib/log.js';
 import type { InjectorConfig } from './config.js';
 import { startController, type Controller } from './controller.js';
-import { csiTokensFromApi, type CsiTokenLookup } from './csi-tokens.js';
+import type { CsiTokenLookup } from './csi-tokens.js';
 import { Denial } from './denial.js';
-import { installationConfigsFromApi, type InstallationConfigs } from './installation-config.js';
-import { kubeConfigFrom, LOOKUP_TIMEOUT_MS, namespaceLabelsFromApi } from './namespaces.js';
+import type { InstallationConfigs } from './installation-config.js';
+import { kubeConfigFrom } from './namespaces.js';
 import type { NamespaceLabels } from './review.js';
 import { startInjectorServer } from './server.js';
 import { resolveSettings } from './settings.js';
@@ -21,11 +21,10 @@ export interface RunningInjector {
   stop(): Promise<void>;
 }
 
+/** Each lookup the admissions make, instead of the controller's cache of it (unit tests). */
 export interface InjectorDependencies {
   namespaceLabels?: NamespaceLabels;
-  /** Without it, CSIDrivers are read with the injector's own kubeconfig. */
   csiTokens?: CsiTokenLookup;
-  /** Without it, the installation configurations are read with the injector's own kubeconfig. */
   installationConfigs?: InstallationConfigs;
   /** A controller started elsewhere (tests): used, and left running on stop. Without it the injector starts its own. */
   controller?: Controller;
@@ -33,15 +32,6 @@ export interface InjectorDependencies {
 
 /** A configuration the injector cannot work with, found on start: a refusal to start. */
 export class CannotStart extends Error {}
-
-/** What reads the API server with the injector's own kubeconfig. */
-function fromOwnKubeConfig<T>(kubeconfig: string | undefined, reader: (loaded: KubeConfig) => T): T {
-  try {
-    return reader(kubeConfigFrom(kubeconfig));
-  } catch (err) {
-    throw new CannotStart(`cannot load ${kubeconfig ? `the kubeconfig ${kubeconfig}` : 'the in-cluster configuration'}: ${(err as Error).message}`);
-  }
-}
 
 /** The API server the injector itself talks to: what its sidecars are pinned to, unless told otherwise. */
 function ownApiServer(kubeconfig: string | undefined): string {
@@ -82,11 +72,9 @@ export async function startInjector(
     throw new CannotStart('--tls-cert-file and --tls-key-file go together: give both (to serve those files) or neither (to serve the certificate the controller keeps)');
   }
   config = { ...config, sidecarUpstream: config.sidecarUpstream ?? ownApiServer(config.kubeconfig) };
-  const namespaceLabels = dependencies.namespaceLabels ?? fromOwnKubeConfig(config.kubeconfig, namespaceLabelsFromApi);
-  const csiTokens = dependencies.csiTokens ?? fromOwnKubeConfig(config.kubeconfig, (loaded) => csiTokensFromApi(loaded, LOOKUP_TIMEOUT_MS));
-  const installationConfigs = dependencies.installationConfigs ?? fromOwnKubeConfig(config.kubeconfig, (loaded) => installationConfigsFromApi(loaded, config.namespace, LOOKUP_TIMEOUT_MS));
-  const controller = dependencies.controller ?? ownController(config, log);
-  const stopController = dependencies.controller ? () => Promise.resolve() : () => controller.stop();
+  const { controller: given, ...lookups } = dependencies;
+  const controller = given ?? ownController(config, log);
+  const stopController = given ? () => Promise.resolve() : () => controller.stop();
 
   let bootstrapDir: string | undefined;
   let server;
@@ -107,7 +95,7 @@ export async function startInjector(
     server = await startInjectorServer(
       files,
       config.listen,
-      { config, namespaceLabels, provisioning: (namespace) => controller.provisioningStatus(namespace), csiTokens, installationConfigs, log },
+      { config, ...controller.lookups, ...lookups, log },
       log,
     );
   } catch (err) {

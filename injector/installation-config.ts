@@ -4,8 +4,6 @@
 // reads it and loads it exactly as that pod's sidecar would, with that pod's arguments, so that a bad
 // configuration is a denial naming the field, not a sidecar that never becomes ready.
 import { tmpdir } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
-import { KeepAliveKubeReader } from '../lib/kube-reads.js';
 import { installationProblems, secretFromObject, type InstallationSecret, type SecretObject } from '../lib/sidecar-config/installation.js';
 import { Denial } from './denial.js';
 import { annotationOf } from './names.js';
@@ -16,10 +14,10 @@ import { flagName } from '../lib/config.js';
 /** The Secret of that name in the injector's namespace, undefined when there is none. */
 export type InstallationConfigs = (name: string) => Promise<InstallationSecret | undefined>;
 
-export function installationConfigsFromApi(kubeconfig: KubeConfig, namespace: string, timeoutMs: number): InstallationConfigs {
-  const reader = new KeepAliveKubeReader(kubeconfig, timeoutMs);
+/** The installation configurations from the Secrets as read (a cache of them: admission-cache.ts). */
+export function installationConfigsFrom(read: (name: string) => Promise<SecretObject | undefined>): InstallationConfigs {
   return async (name) => {
-    const object = await reader.get<SecretObject>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(name)}`);
+    const object = await read(name);
     return object ? secretFromObject(object) : undefined;
   };
 }

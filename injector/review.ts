@@ -8,7 +8,7 @@ import { Denial } from './denial.js';
 import { addedEphemeralContainers, holdsScopedToken, injectPod, refuseUnsafeEphemeral } from './mutate.js';
 import { withInstallationConfig, type InstallationConfigs } from './installation-config.js';
 import { annotationOf, INJECT_LABEL } from './names.js';
-import { LOOKUP_TIMEOUT_MS, neverInjected } from './namespaces.js';
+import { neverInjected } from './namespaces.js';
 import { jsonPatch, type PatchOperation } from './patch.js';
 import { notProvisionedMessage, type ProvisioningStatus } from './provision/readiness.js';
 import { resolveSettings } from './settings.js';
@@ -19,7 +19,7 @@ export interface NamespaceMetadata {
   annotations: Readonly<Record<string, string>>;
 }
 
-/** The labels and annotations of a namespace, undefined if there is no such namespace. */
+/** The labels and annotations of a namespace, undefined if there is no such namespace; a Denial thrown is the answer. */
 export type NamespaceLabels = (namespace: string) => Promise<NamespaceMetadata | undefined>;
 
 /** What a labelled namespace still lacks for a pod to start there (the controller's provisioningStatus). */
@@ -37,18 +37,20 @@ export interface ReviewContext {
   log: Logger;
 }
 
-async function provisioningOf(namespace: string, provisioning: Provisioning, timeoutMs = LOOKUP_TIMEOUT_MS): Promise<ProvisioningStatus> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from the API server within ${timeoutMs}ms`)), timeoutMs);
-  });
+/** What a lookup returns; when it fails, the denial that says what chaperone could not tell (a Denial of its own passes as it is). */
+async function lookup<T>(read: () => Promise<T>, cannotTell: string): Promise<T> {
   try {
-    return await Promise.race([provisioning(namespace), timeout]);
+    return await read();
   } catch (err) {
-    throw new Denial('InternalError', `chaperone cannot tell whether namespace ${namespace} is provisioned: ${(err as Error).message}`);
-  } finally {
-    clearTimeout(timer);
+    if (err instanceof Denial) throw err;
+    throw new Denial('InternalError', `${cannotTell}: ${(err as Error).message}`);
   }
+}
+
+/** Throws the denial that says what a labelled namespace still lacks, if anything. */
+async function refuseUnprovisioned(namespace: string, provisioning: Provisioning): Promise<void> {
+  const status = await lookup(() => provisioning(namespace), `chaperone cannot tell whether namespace ${namespace} is provisioned`);
+  if (!status.ready) throw new Denial('ServiceUnavailable', notProvisionedMessage(namespace, status));
 }
 
 interface AdmissionRequest {
@@ -118,12 +120,7 @@ async function select(namespace: string, pod: V1Pod, ctx: ReviewContext): Promis
   if (podLabel !== undefined && podLabel !== 'enabled') {
     throw new Denial('BadRequest', `chaperone cannot inject this pod: its label ${INJECT_LABEL}=${podLabel} is neither disabled (to opt out) nor enabled`);
   }
-  let metadata: NamespaceMetadata | undefined;
-  try {
-    metadata = await ctx.namespaceLabels(namespace);
-  } catch (err) {
-    throw new Denial('InternalError', `chaperone cannot tell whether namespace ${namespace} is labelled ${INJECT_LABEL}=enabled: ${(err as Error).message}`);
-  }
+  const metadata = await lookup(() => ctx.namespaceLabels(namespace), `chaperone cannot tell whether namespace ${namespace} is labelled ${INJECT_LABEL}=enabled`);
   if (metadata?.labels[INJECT_LABEL] !== 'enabled') return { inject: false, why: `the namespace is not labelled ${INJECT_LABEL}=enabled` };
   return { inject: true, namespaceAnnotations: metadata.annotations };
 }
@@ -204,11 +201,8 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
     ctx.log.debug({ ...who, why: selection.why }, 'not injecting');
     return allow(uid);
   }
-  if (ctx.provisioning) {
-    const status = await provisioningOf(namespace, ctx.provisioning);
-    if (!status.ready) throw new Denial('ServiceUnavailable', notProvisionedMessage(namespace, status));
-  }
-  // What the sidecar trusts comes from the namespace as read just now (cluster administrators' annotations), never from the pod.
+  if (ctx.provisioning) await refuseUnprovisioned(namespace, ctx.provisioning);
+  // What the sidecar trusts comes from the namespace as the injector watches it (cluster administrators' annotations), never from the pod.
   let settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: selection.namespaceAnnotations });
   if (ctx.installationConfigs) {
     const namedByNamespace = selection.namespaceAnnotations[annotationOf('sidecar-config')] !== undefined;

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../lib/log.js';
-import { TlsListeners } from '../lib/tls-listeners.js';
+import { DEFAULT_LIMITS, TlsListeners } from '../lib/tls-listeners.js';
 import { injectorMetrics, type AdmissionOutcome } from './metrics.js';
 import { answerReview, MalformedReview, type AdmissionResponse, type ReviewContext } from './review.js';
 
@@ -143,8 +143,15 @@ export interface InjectorServer {
   close(): Promise<void>;
 }
 
+/**
+ * Longer than the API server keeps an idle connection to a webhook for reuse (90s, its transport's
+ * IdleConnTimeout): it is always the API server that closes one, so no review is sent on a connection
+ * the injector is closing at that moment (Node's default of 5s made that race likely).
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
+
 export async function startInjectorServer(files: { certFile: string; keyFile: string }, listen: string, ctx: ReviewContext, log: Logger): Promise<InjectorServer> {
-  const listeners = new TlsListeners(files, { request: handler(ctx) }, log);
+  const listeners = new TlsListeners(files, { request: handler(ctx) }, log, { ...DEFAULT_LIMITS, keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS });
   const [bound] = await listeners.listen([listen]);
   // The files until the controller hands over a certificate of its own.
   let served: string | undefined;

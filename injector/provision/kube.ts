@@ -65,11 +65,19 @@ export interface ListWatchOptions<T extends KubernetesObject> {
   /** Every object that matches, after each (re)list. */
   onList: (items: T[]) => void;
   onEvent: (type: 'ADDED' | 'MODIFIED' | 'DELETED', object: T) => void;
+  /** The watch is open: from here on every change arrives as an event. */
+  onWatching?: () => void;
+  /** A list or watch failed (it is retried with backoff); also a watch that timed out before it opened. */
+  onFailure?: (err: unknown) => void;
+  /** The longest wait between retries; 30 s unless given. */
+  maxBackoffMs?: number;
   log: Logger;
   what: string;
 }
 
 export interface Watching {
+  /** Ends the wait before the next retry, if it is waiting. */
+  retryNow(): void;
   stop(): Promise<void>;
 }
 
@@ -113,15 +121,24 @@ export function listWatch<T extends KubernetesObject>(options: ListWatchOptions<
         latest = object.metadata?.resourceVersion ?? latest;
         if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') options.onEvent(type, object);
       };
+      let ended = false;
+      let opened = false;
       const done = (err: unknown) => {
+        ended = true;
         const code = (err as { statusCode?: number } | null)?.statusCode;
-        const timedOut = (err as { name?: string } | null)?.name === 'TimeoutError';
+        // A quiet watch ends at the server's timeout, before the client's; a client timeout before the watch opened is a failure.
+        const timedOut = (err as { name?: string } | null)?.name === 'TimeoutError' && opened;
         resolve({ gone: gone || code === 410, ...(err && !timedOut && !stopped ? { error: err } : {}) });
       };
       watch.watch(options.path, query, onEvent, done).then(
         (controller) => {
           abort = controller;
           if (stopped) controller.abort();
+          // Watch.watch resolves once the response has started, or after done() when it failed.
+          if (!ended) {
+            opened = true;
+            options.onWatching?.();
+          }
         },
         (err: unknown) => done(err),
       );
@@ -150,7 +167,8 @@ export function listWatch<T extends KubernetesObject>(options: ListWatchOptions<
         backoff = 0;
         continue;
       }
-      backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? 500 : backoff * 2);
+      options.onFailure?.(error);
+      backoff = Math.min(options.maxBackoffMs ?? MAX_BACKOFF_MS, backoff === 0 ? 500 : backoff * 2);
       options.log.warn({ err: describeError(error), retryInMs: backoff }, `watching ${options.what} failed`);
       latest = '';
       await pause(backoff);
@@ -158,6 +176,7 @@ export function listWatch<T extends KubernetesObject>(options: ListWatchOptions<
   };
   const running = run();
   return {
+    retryNow: () => wake?.(),
     stop: async () => {
       stopped = true;
       abort?.abort();

@@ -134,6 +134,9 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
   const setTokenRequests = (audiences: string[] | undefined) =>
     asClusterAdmin('PATCH', `${csiDrivers}/${CHANGING}`, { spec: { tokenRequests: audiences ? audiences.map((audience) => ({ audience })) : null } }, 'application/merge-patch+json');
   const warnings = new Map<string, string[]>();
+  /** Until the injector's watch has the last CSIDriver change: the admission of a claim comes out so. */
+  const untilTheInjectorSees = (status: 201 | 403) =>
+    waitFor(`the injector's watch of the CSIDrivers to have the change (a claim answered ${status})`, async () => (await create(claimPod('sync', { persistentVolumeClaim: { claimName: 'static' } }))).status === status);
 
   before(async function () {
     this.timeout(15 * 60_000);
@@ -162,7 +165,7 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
     } as KubernetesObject);
 
     installation = await installInjector(cp, clients);
-    injector = await startInjectorBehindWebhook(installation, clients, [`--trusted-csi-drivers=${TRUSTED}`]);
+    injector = await startInjectorBehindWebhook(installation, [`--trusted-csi-drivers=${TRUSTED}`]);
     ns = await injectedBaselineNamespace(installation, clients, 'csi');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await waitForCanI(cp, EDIT, ['create', 'persistentvolumeclaims', '-n', ns]);
@@ -209,6 +212,7 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
       assert.equal(more.length, 0);
       assert.ok(warning?.startsWith(`chaperone: CSIDriver ${CHANGING} now requests service-account tokens for audience "" (the API server's own) and serves claims`), `the administrator is warned: ${warning}`);
       assert.deepEqual(await setTokenRequests(['']), [], 'the same tokenRequests again: nothing new, no warning');
+      await untilTheInjectorSees(403);
     });
 
     after(async function () {
@@ -243,6 +247,7 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
       const aud = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { aud: string[] }).aud;
       audience = aud[0]!;
       await setTokenRequests(['sts.example.com', audience]);
+      await untilTheInjectorSees(403);
     });
 
     after(async function () {
@@ -255,8 +260,9 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
       assert.ok(attempt.message.includes(`the CSIDriver ${CHANGING} (audience "${audience}")`), attempt.message);
     });
 
-    it('and the claim is admitted again as soon as the driver asks for another audience only (read at every admission, never cached)', async function () {
+    it("and the claim is admitted again once the driver asks for another audience only (the injector's watch)", async function () {
       await setTokenRequests(['sts.example.com']);
+      await untilTheInjectorSees(201);
       assertInjected(await create(claimPod('static', { persistentVolumeClaim: { claimName: 'static' } })), 'another audience only');
     });
   });
@@ -278,10 +284,16 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
     });
 
     it('refuses a pod with a claim (it fails closed, naming the rule), and still admits one without', async function () {
-      const attempt = await waitFor('the injector to lose its CSIDriver reads', async () => {
-        const got = await create(claimPod('static', { persistentVolumeClaim: { claimName: 'static' } }));
-        return got.status !== 201 && got;
-      });
+      // Its open watch lasts until the API server ends it (25s); the next one is refused, and 5s later the cache is no longer trusted.
+      const attempt = await waitFor(
+        'the injector to lose its CSIDriver watch',
+        async () => {
+          const got = await create(claimPod('static', { persistentVolumeClaim: { claimName: 'static' } }));
+          return got.status !== 201 && got;
+        },
+        90_000,
+        500,
+      );
       assert.equal(attempt.status, 500, attempt.message);
       assert.match(attempt.message, /chaperone rule csi-claim-in-scoped-pod: .*, and chaperone cannot tell which CSI drivers would get its token: .*csidrivers/);
       assertInjected(await create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'no-claim' }, spec: { containers: [{ name: 'dashboard', image: IMAGE }] } }), 'no claim');

@@ -589,7 +589,7 @@ describe('containment: the scoped token stays in the sidecar (real API server, t
     } as KubernetesObject);
 
     main = await installInjector(cp, clients);
-    injector = await startInjectorBehindWebhook(main, clients);
+    injector = await startInjectorBehindWebhook(main);
     namespaces.labelled = await main.createLabelledNamespace('team');
     // What docs/operations.md asks of every labelled namespace.
     await clients.core.patchNamespace({ name: namespaces.labelled, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
@@ -599,7 +599,7 @@ describe('containment: the scoped token stays in the sidecar (real API server, t
     // which was unlabelled while it was down: its scoped account, still bound to its role, and its
     // injected pods live on, and no webhook is called there any more.
     down = await installInjector(cp, clients);
-    downInjector = await startInjectorBehindWebhook(down, clients);
+    downInjector = await startInjectorBehindWebhook(down);
     namespaces.down = await down.createLabelledNamespace('down');
     await waitForInjection(clients, namespaces.down);
 

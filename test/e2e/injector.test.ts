@@ -14,12 +14,12 @@ import { AdmissionregistrationV1Api, PatchStrategy, setHeaderOptions, type V1Mut
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, bindClusterRoleInNamespace, createNamespace, createServiceAccount, kubectl, userSubject, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
 import { sharedControlPlane } from '../support/shared.js';
-import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { goldenCases } from '../support/injector-goldens.js';
 import { canonicalQuantity } from '../../injector/quantity.js';
 import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 import { decodePatch, review, silentLog, testConfig, TEST_SIDECAR_UPSTREAM } from '../unit/injector/helpers.js';
+import type { NamespaceLabels } from '../../injector/review.js';
 
 const WEBHOOK_FILE = fileURLToPath(new URL('../../manifests/base/mutatingwebhookconfiguration.yaml', import.meta.url));
 const RUN_LABEL = 'chaperone.dev/test-run';
@@ -60,6 +60,11 @@ describe('injector (the real API server calls it)', function () {
 
   /** The configuration the injector here runs with, as far as a review needs it: pinned to this control plane. */
   const pinnedHere = () => testConfig([`--sidecar-upstream=${cp.url}`]);
+  /** The namespace as the API server has it now, for a review made here rather than by the injector. */
+  const namespaceNow: NamespaceLabels = async (name) => {
+    const { metadata } = await clients.core.readNamespace({ name });
+    return { labels: metadata?.labels ?? {}, annotations: metadata?.annotations ?? {} };
+  };
   const chaperoneArgs = (pod: V1Pod) => [...(pod.spec?.initContainers ?? []), ...pod.spec!.containers].find((c) => c.name === 'chaperone')!.args!;
 
   /** kubectl, with a pod written to a file for -f; the JSON the API server answered. */
@@ -93,7 +98,7 @@ describe('injector (the real API server calls it)', function () {
     const run = installation.runLabel[1];
     // No certificate files: it serves its controller's certificate, issued for 127.0.0.1 too.
     const config = installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s']);
-    const injector = await startInjector(config, silentLog, { namespaceLabels: namespaceLabelsFromApi(clients.kubeconfig) });
+    const injector = await startInjector(config, silentLog);
     // Its controller creates the scoped service account (and the rest) in the labelled namespace.
     const labelled = await installation.createLabelledNamespace('inject');
     const unlabelled = await createNamespace(clients, 'plain', { [RUN_LABEL]: run });
@@ -164,9 +169,9 @@ describe('injector (the real API server calls it)', function () {
     const stored = await create(podJson('stored', { annotations: { 'chaperone.dev/cpu-request': '0.25', 'chaperone.dev/memory-limit': '0.5Gi', 'chaperone.dev/cpu-limit': '1000m' } }), main.labelled);
     const resources = stored.spec!.initContainers![0]!.resources!;
     // The API server's own spelling of 0.25, 1000m and 0.5Gi, and the injector's.
-    assert.deepEqual(resources, { requests: { cpu: '250m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
+    assert.deepEqual(resources, { requests: { cpu: '250m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } });
     assert.deepEqual([canonicalQuantity('0.25'), canonicalQuantity('1000m'), canonicalQuantity('0.5Gi')], ['250m', '1', '512Mi']);
-    const again = await review({ object: stored, namespace: main.labelled }, pinnedHere(), namespaceLabelsFromApi(clients.kubeconfig));
+    const again = await review({ object: stored, namespace: main.labelled }, pinnedHere(), namespaceNow);
     assert.equal(again.response.allowed, true);
     assert.deepEqual(decodePatch(again), [], 'the API server defaulted nothing the injector left out');
   });
@@ -199,7 +204,7 @@ describe('injector (the real API server calls it)', function () {
         for (const name of ['chaperone-upstream', 'chaperone-serving', 'chaperone-identity-ca', 'chaperone-api-access']) {
           assert.deepEqual(stored.spec!.volumes!.find((v) => v.name === name), expected.spec!.volumes!.find((v) => v.name === name), name);
         }
-        const again = await review({ object: stored, namespace: main.labelled }, pinnedHere(), namespaceLabelsFromApi(clients.kubeconfig));
+        const again = await review({ object: stored, namespace: main.labelled }, pinnedHere(), namespaceNow);
         assert.deepEqual(decodePatch(again), []);
       });
     }

@@ -22,6 +22,7 @@ import {
   grantInNamespace,
 } from '../../local-cluster/kube.js';
 import { sharedControlPlane } from '../support/shared.js';
+import { liveProvisioningStatus } from '../support/live-provisioning.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import {
   createWebhookConfiguration,
@@ -211,7 +212,8 @@ describe('namespace provisioning (two injector replicas, real API server)', func
 
   it('puts back a piece someone deleted', async function () {
     await clients.core.deleteNamespacedConfigMap({ name: 'chaperone-ca', namespace: team });
-    await waitFor('the ConfigMap back', async () => (await status(team)).ready, 10_000);
+    const live = liveProvisioningStatus(installation, clients);
+    await waitFor('the ConfigMap back', async () => (await live(team)).ready, 10_000);
   });
 
   it('leaves alone, and reports, an object of the same name it did not create', async function () {

@@ -16,7 +16,6 @@ import { createCA, issueCertificate } from '../../lib/pki.js';
 import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, createServiceAccount, kubectl, mintServiceAccountToken, type AdminClients } from '../../local-cluster/kube.js';
 import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
@@ -118,9 +117,7 @@ describe('sign-in in an injected pod: the installation configuration (issue 18)'
     clients = adminClients(cp);
     installation = await installInjector(cp, clients);
     await clients.core.createNamespacedSecret({ namespace: installation.namespace, body: installationSecret(files) });
-    injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', `--impersonation-extras=${TENANT_EXTRA}`]), silentLog, {
-      namespaceLabels: namespaceLabelsFromApi(clients.kubeconfig),
-    });
+    injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', `--impersonation-extras=${TENANT_EXTRA}`]), silentLog);
     await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
     namespace = await installation.createLabelledNamespace('sign-in');
     await waitFor('the default service account', () => clients.core.readNamespacedServiceAccount({ name: 'default', namespace }).then(() => true));

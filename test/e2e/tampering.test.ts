@@ -54,6 +54,8 @@ import { sharedControlPlane } from '../support/shared.js';
 import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
 import { checkDocTable } from '../support/doc-table.js';
+import { liveProvisioningStatus } from '../support/live-provisioning.js';
+import type { ProvisioningStatus } from '../../injector/provision/readiness.js';
 import { installInjector, startPodSidecar, waitFor, writeMountedFiles, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
@@ -475,6 +477,8 @@ describe('tampering with what chaperone provisions (real API server)', function 
 
   describe('what someone above the namespace changes comes back within seconds (namespaces the policy does not protect here)', function () {
     const within = 10_000;
+    let live: ((namespace: string) => Promise<ProvisioningStatus>) | undefined;
+    const liveStatus = (namespace: string) => (live ??= liveProvisioningStatus(installation, clients))(namespace);
     const rbacName = (namespace: string) => `${installation.impersonatorRole}:${namespace}`;
     /** Waits until the check holds; returns how long it took, for the messages. */
     async function repaired(what: string, check: () => Promise<boolean>): Promise<number> {
@@ -495,7 +499,7 @@ describe('tampering with what chaperone provisions (real API server)', function 
       ];
       for (const [what, remove] of deletions) {
         await remove();
-        const ms = await repaired(`${what} to be back and verified`, async () => (await replica.provisioningStatus(namespace)).ready);
+        const ms = await repaired(`${what} to be back and verified`, async () => (await liveStatus(namespace)).ready);
         assert.ok(ms < within, `${what}: back after ${ms} ms`);
       }
       const after = (await snapshot(clients, namespace)) as { configMap: unknown[] };
@@ -529,7 +533,7 @@ describe('tampering with what chaperone provisions (real API server)', function 
           },
           async () => {
             const data = decodeData((await clients.core.readNamespacedSecret({ name: SECRET, namespace })).data);
-            return data['tls.key'] !== herLeaf.keyPem && (await replica.provisioningStatus(namespace)).ready;
+            return data['tls.key'] !== herLeaf.keyPem && (await liveStatus(namespace)).ready;
           },
         ],
         [

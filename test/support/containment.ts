@@ -7,7 +7,6 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import { namespaceLabelsFromApi } from '../../injector/namespaces.js';
 import { silentLog } from '../unit/injector/helpers.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import type { AdminClients } from '../../local-cluster/kube.js';
@@ -35,10 +34,8 @@ export async function applyTokenPolicies(clients: AdminClients): Promise<Kuberne
 }
 
 /** The installation's injector on a free port of 127.0.0.1, called through its webhook configuration. */
-export async function startInjectorBehindWebhook(installation: InjectorInstallation, clients: AdminClients, flags: string[] = []): Promise<RunningInjector> {
-  const injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s', ...flags]), silentLog, {
-    namespaceLabels: namespaceLabelsFromApi(clients.kubeconfig),
-  });
+export async function startInjectorBehindWebhook(installation: InjectorInstallation, flags: string[] = []): Promise<RunningInjector> {
+  const injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s', ...flags]), silentLog);
   await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
   return injector;
 }
@@ -77,7 +74,7 @@ export async function startContainmentCluster(prefix: string): Promise<Containme
   const clients = adminClients(cp);
   await applyTokenPolicies(clients);
   const installation = await installInjector(cp, clients);
-  const injector = await startInjectorBehindWebhook(installation, clients);
+  const injector = await startInjectorBehindWebhook(installation);
   const namespace = await injectedBaselineNamespace(installation, clients, prefix);
   return { cp, clients, installation, injector, namespace };
 }

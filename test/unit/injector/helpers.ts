@@ -26,7 +26,11 @@ export function testConfig(argv: string[] = []): InjectorConfig {
   return loadInjectorConfig(['--tls-cert-file=/unused/tls.crt', '--tls-key-file=/unused/tls.key', `--sidecar-upstream=${TEST_SIDECAR_UPSTREAM}`, ...argv], {});
 }
 
-/** A controller without an API server: no certificate of its own, every namespace provisioned unless told otherwise. */
+/**
+ * A controller without an API server: no certificate of its own, every namespace provisioned unless
+ * told otherwise, the namespaces of testNamespaces, no installation configuration, and no CSIDriver
+ * it could read.
+ */
 export function fakeController(provisioning: (namespace: string) => Promise<ProvisioningStatus> = () => Promise.resolve({ ready: true, missing: [] })): Controller {
   return {
     identity: 'fake',
@@ -35,6 +39,12 @@ export function fakeController(provisioning: (namespace: string) => Promise<Prov
     onCertificate: () => () => undefined,
     currentCertificate: () => undefined,
     provisioningStatus: provisioning,
+    lookups: {
+      namespaceLabels: testNamespaces,
+      provisioning,
+      installationConfigs: () => Promise.resolve(undefined),
+      csiTokens: () => Promise.reject(new Error('the fake controller has no CSIDrivers')),
+    },
     isLeader: () => false,
   };
 }
@@ -130,9 +140,7 @@ export async function startTestInjector(namespaceLabels: NamespaceLabels, argv: 
   // No API server of its own to pin the sidecars to, unless argv names one (its --kubeconfig).
   const upstream = argv.some((arg) => arg.startsWith('--kubeconfig')) ? [] : [`--sidecar-upstream=${TEST_SIDECAR_UPSTREAM}`];
   const config = loadInjectorConfig(['--listen=127.0.0.1:0', `--tls-cert-file=${dir}/tls.crt`, `--tls-key-file=${dir}/tls.key`, ...upstream, ...argv], {});
-  // No installation configuration, unless there is an API server to read one from.
-  const installationConfigs = controller === 'own' ? {} : { installationConfigs: () => Promise.resolve(undefined) };
-  const injector = await startInjector(config, silentLog, { namespaceLabels, ...installationConfigs, ...(controller === 'own' ? {} : { controller }) });
+  const injector = await startInjector(config, silentLog, { namespaceLabels, ...(controller === 'own' ? {} : { controller }) });
   return {
     url: `https://127.0.0.1:${injector.port}`,
     port: injector.port,
