@@ -1,5 +1,6 @@
 // The webhook over HTTPS, as the API server calls it.
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:https';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -188,6 +189,41 @@ describe('injector/server (HTTPS, POST /mutate)', function () {
       { numRuns: 300 },
     );
     assert.equal((await rawRequest(`${injector.url}/healthz`, { ca: injector.caPem })).status, 200);
+  });
+});
+
+describe('injector/server: idle connections', function () {
+  this.timeout(60_000);
+  let injector: TestInjector;
+
+  before(async function () {
+    injector = await startTestInjector(testNamespaces);
+  });
+  after(async function () {
+    await injector?.stop();
+  });
+
+  it("keeps an idle kept-alive connection open past Node's default 5 s, so a review sent on it is not raced by its close", async function () {
+    const agent = new Agent({ keepAlive: true, ca: injector.caPem });
+    try {
+      const review = (): Promise<{ status: number; reused: boolean; socket: unknown }> =>
+        new Promise((resolve, reject) => {
+          const req = request(`${injector.url}/mutate`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, socket: res.socket }));
+          });
+          req.on('error', reject);
+          req.end(JSON.stringify(admissionReview({ object: POD })));
+        });
+      const first = await review();
+      assert.equal(first.status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 7000));
+      const second = await review();
+      assert.equal(second.status, 200);
+      assert.ok(second.reused && second.socket === first.socket, 'the second review went over the connection of the first, 7 s later');
+    } finally {
+      agent.destroy();
+    }
   });
 });
 
