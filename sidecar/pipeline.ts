@@ -121,7 +121,8 @@ export class Pipeline {
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const record = this.startRecord(req);
     let code = 0;
-    socket.once('close', () => this.finish(record, code));
+    let relayed = false; // then the relay says when it is over (the API server may answer after the client left)
+    socket.once('close', () => relayed || this.finish(record, code));
     const refuse = (err: unknown) => {
       const status = this.statusFor(err, record);
       code = status.code;
@@ -153,9 +154,11 @@ export class Pipeline {
             code = statusCode;
             this.options.audit.started?.(record, statusCode);
           },
+          timeoutMs: this.options.upstreamTimeoutMs,
           onError: refuse,
-          onClose: () => undefined,
+          onClose: () => this.finish(record, code),
         });
+        relayed = true;
       })
       .catch(refuse);
   };

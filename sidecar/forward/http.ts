@@ -198,19 +198,18 @@ export class HttpForwarder {
       if (bodySent) stream.resume();
       else stream.close(CANCEL);
     });
-    // The client went away, or the sidecar ended the stream (shutdown). A request sent whole and not
-    // yet answered is left to finish, as when it timed out: the API server then records what it
-    // did, not a cancellation, and its answer (read and dropped) tells the audit event the same;
-    // bounded by the upstream timeout. Anything else is cut.
+    // The client went away, or the sidecar ended the stream (shutdown). Once opened, a stream is never
+    // withdrawn before the API server answers it (HTTP/2 would drop a request whose HEADERS had not
+    // left yet, and the event would say forwarded for a request the API server never saw): a body
+    // not yet all sent is ended short (sendBody), which the API server refuses, and the stream is
+    // cut once answered (answer), or at the upstream timeout. The API server then records what it
+    // did, and its answer tells the audit event the same. Answered already, it is cut now.
     res.once('close', () => {
       if (stream.closed || (timedOut && bodySent)) return;
-      if (bodySent && !answered && !request.longRunning) {
-        setTimeout(() => {
-          if (!stream.closed) stream.close(CANCEL);
-        }, request.timeoutMs).unref();
-        return;
-      }
-      stream.close(CANCEL);
+      if (answered) return void stream.close(CANCEL);
+      setTimeout(() => {
+        if (!stream.closed) stream.close(CANCEL);
+      }, request.timeoutMs).unref();
     });
     if (body === 'stream') {
       this.sendBody(request, stream!, sent);
@@ -223,25 +222,27 @@ export class HttpForwarder {
 
   /**
    * The body as the client's parser delimits it, then the end of the stream. A body that does not
-   * arrive whole (the client went away, its framing broke half-way, it grew past the cap) resets the
-   * stream instead; its declared length tells the API server it is short, whatever reaches it.
+   * arrive whole (the client went away, its framing broke half-way, it grew past the cap) is ended
+   * short instead: its declared length tells the API server it is short, and the API server refuses
+   * it with an answer, so the request is in its log as surely as in the sidecar's.
    */
   private sendBody(request: ForwardRequest, stream: ClientHttp2Stream, sent: () => void): void {
     const { req } = request;
     const limit = new BodyLimit(request.maxBodyBytes);
-    const reset = () => {
-      if (!stream.closed) stream.close(CANCEL);
+    const endShort = () => {
+      limit.unpipe(stream);
+      if (!stream.closed && !stream.writableEnded) stream.end();
     };
-    req.once('aborted', reset);
-    req.once('error', reset);
+    req.once('aborted', endShort);
+    req.once('error', endShort);
     limit.once('error', (err) => {
-      reset();
+      endShort();
       request.onError(err);
     });
     // The parser's own word that the message arrived whole and well-formed: a readable stream can
     // end without it (a framing error half-way through the body ends the request early).
     // Sent once every byte its Content-Length declares is in the stream, though 'end' comes a tick
-    // later: from then on the API server may have it all and begin, so it is no longer reset.
+    // later: from then on the API server may have it all and begin.
     const declared = Number(req.headers['content-length']);
     let handed = 0;
     let announced = false;
@@ -251,7 +252,7 @@ export class HttpForwarder {
       sent();
     };
     limit.once('end', () => {
-      if (!req.complete) return reset();
+      if (!req.complete) return endShort();
       stream.end();
       announce();
     });
@@ -269,7 +270,8 @@ export class HttpForwarder {
     if (res.writableEnded) return void stream.resume();
     const statusCode = Number(headers[':status']);
     request.onResponse({ statusCode, headers, body: stream });
-    if (res.destroyed) return void stream.resume();
+    // Its client is gone: the answer is read and dropped, and a stream that would go on (a watch) is cut.
+    if (res.destroyed) return void (request.longRunning ? stream.close(CANCEL) : stream.resume());
     res.writeHead(statusCode, responseHeaders(headers));
     if (request.longRunning) res.flushHeaders();
     // A response the API server did not finish (it went away, it reset the stream) is cut for the

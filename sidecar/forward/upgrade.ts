@@ -13,9 +13,15 @@ export interface UpgradeRequest {
   head: Buffer;
   headers: OutgoingHttpHeaders;
   identityHeaders: OutgoingHttpHeaders;
+  /**
+   * How long a request whose client went away is kept for the API server's answer (--upstream-timeout):
+   * until answered, the API server may not have it, so it is not withdrawn sooner.
+   */
+  timeoutMs: number;
   /** The status line the API server answered with: 101 when the connection was upgraded. */
   onResponse: (statusCode: number) => void;
   onError: (error: Error) => void;
+  /** The client's connection is closed and the API server's side settled: the request is over. */
   onClose: () => void;
 }
 
@@ -55,17 +61,46 @@ export class UpgradeForwarder {
       socket.destroy();
       upstreamSocket?.destroy();
     };
-    socket.on('error', () => outgoing.destroy());
+    // The client went away. Until the API server answers, the request may still be on its way to it:
+    // it is left to arrive and be answered, or cut at the upstream timeout (withdrawn sooner, it could
+    // be in the sidecar's log as forwarded and in no other). onClose comes once both are over, so the
+    // event has the API server's answer.
+    let settled = false; // answered, failed, or given up on
+    let clientClosed = false;
+    let closed = false;
+    const close = () => {
+      if (clientClosed && settled && !closed) {
+        closed = true;
+        upgrade.onClose();
+      }
+    };
+    const settle = () => {
+      settled = true;
+      close();
+    };
+    socket.on('error', () => undefined); // 'close' follows
     socket.once('close', () => {
-      outgoing.destroy();
-      upgrade.onClose();
+      clientClosed = true;
+      if (settled) outgoing.destroy();
+      else {
+        setTimeout(() => {
+          outgoing.destroy();
+          settle();
+        }, upgrade.timeoutMs).unref();
+      }
+      close();
     });
-    outgoing.on('error', (err) => upgrade.onError(err));
+    outgoing.on('error', (err) => {
+      upgrade.onError(err);
+      settle();
+    });
     outgoing.on('response', (res) => {
       // Refused or failed upstream (403, 404, 400): the answer goes back whole, with a length the
       // sidecar counted (Node has already taken the API server's chunking off the body), then the
       // connection closes.
       upgrade.onResponse(res.statusCode ?? 0);
+      settle();
+      if (socket.destroyed) return void outgoing.destroy();
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
@@ -80,6 +115,8 @@ export class UpgradeForwarder {
     });
     outgoing.on('upgrade', (res, upstreamSocket, upstreamHead) => {
       upgrade.onResponse(101);
+      settle();
+      if (socket.destroyed) return void upstreamSocket.destroy();
       this.open.add(socket);
       socket.once('close', () => this.open.delete(socket));
       socket.write(rawHead(101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));

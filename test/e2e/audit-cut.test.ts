@@ -1,8 +1,10 @@
 // Requests their clients abandon, against the real API server: the sidecar's event says forwarded
-// only when the API server has the request (docs/audit.md's integrity query finds nothing), and its
-// status is the one the API server recorded for the same auditID; a request that never reached the
-// API server is recorded as the sidecar saw it end, with the identity known by then.
+// only when the API server has the request (docs/audit.md's integrity query, run as written, finds
+// nothing), and its status is the one the API server recorded for the same auditID; a request that
+// never reached the API server is recorded as the sidecar saw it end, with the identity known by
+// then. Every path: HTTP/2 streams (plain, cut mid-body, long-running) and upgrades.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
@@ -52,22 +54,31 @@ describe('audit: requests their clients abandon (real API server)', function () 
   }
 
   it('records each once; forwarded only when the API server has it, with the code the API server recorded', async function () {
+    // Each kind of request, cut at each moment: a list, a create sent whole, a create cut half-way
+    // through its body (the sidecar ends its stream short), a watch (a long-running HTTP/2 stream),
+    // and an exec upgrade (an HTTP/1.1 connection of its own, which the API server answers without
+    // upgrading: the pod does not exist).
+    const kinds = ['list', 'create', 'half-body', 'watch', 'exec'] as const;
+    const moments = [0, 1, 2, 5, 10, 20, 50];
     const marks: string[] = [];
+    const kindOf = new Map<string, string>();
     const requests: Promise<void>[] = [];
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < kinds.length * moments.length * 2; i++) {
+      const kind = kinds[i % kinds.length]!;
+      const afterMs = moments[Math.floor(i / kinds.length) % moments.length]!;
       const mark = `cut-${i}-${Date.now()}`;
       marks.push(mark);
-      const afterMs = [0, 1, 2, 5, 10, 20][i % 6]!;
-      if (i % 5 === 4) {
-        // Cut half-way through its body: the sidecar resets the stream it opened.
-        const body = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: mark }, data: { pad: 'x'.repeat(200) } });
-        requests.push(cut(`POST /api/v1/namespaces/${ns}/configmaps?fieldManager=${mark} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 100)}`, afterMs + 30));
-      } else if (i % 2 === 0) {
-        requests.push(cut(`GET /api/v1/namespaces/${ns}/configmaps?labelSelector=${mark} HTTP/1.1\r\nHost: localhost\r\n\r\n`, afterMs));
-      } else {
-        const body = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: mark } });
-        requests.push(cut(`POST /api/v1/namespaces/${ns}/configmaps?fieldManager=${mark} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`, afterMs));
-      }
+      kindOf.set(mark, kind);
+      const body = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: mark }, data: { pad: 'x'.repeat(200) } });
+      const post = `POST /api/v1/namespaces/${ns}/configmaps?fieldManager=${mark} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+      const request = {
+        list: `GET /api/v1/namespaces/${ns}/configmaps?labelSelector=${mark} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+        create: `${post}${body}`,
+        'half-body': `${post}${body.slice(0, 100)}`,
+        watch: `GET /api/v1/namespaces/${ns}/configmaps?watch=true&labelSelector=${mark} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+        exec: `GET /api/v1/namespaces/${ns}/pods/${mark}/exec?command=ls&stdout=true HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n`,
+      }[kind];
+      requests.push(cut(request, kind === 'half-body' ? afterMs + 30 : afterMs));
       if (i % 10 === 9) await Promise.all(requests.splice(0));
     }
     await Promise.all(requests);
@@ -77,7 +88,7 @@ describe('audit: requests their clients abandon (real API server)', function () 
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Event)
-      .filter((e) => marks.some((mark) => e.requestURI.includes(`=${mark}`)));
+      .filter((e) => marks.some((mark) => e.requestURI.includes(mark)));
     const apiServer = (await readAuditEvents(cp)) as unknown as Event[];
     const apiServerById = new Map<string, Event[]>();
     for (const event of apiServer) apiServerById.set(event.auditID, [...(apiServerById.get(event.auditID) ?? []), event]);
@@ -86,13 +97,13 @@ describe('audit: requests their clients abandon (real API server)', function () 
     const failures: string[] = [];
     for (const mark of marks) {
       try {
-      const mine = sidecarEvents.filter((e) => e.requestURI.includes(`=${mark}`) && e.stage === 'ResponseComplete');
+      const mine = sidecarEvents.filter((e) => new RegExp(`[=/]${mark}(?:[/&]|$)`).test(e.requestURI) && e.stage === 'ResponseComplete');
       assert.equal(mine.length, 1, `${mark}: one ResponseComplete`);
       const event = mine[0]!;
       const forwarded = event.annotations?.[ANNOTATIONS.forwarded] === 'true';
       const theirs = apiServerById.get(event.auditID) ?? [];
       const theirCode = (theirs.find((e) => e.stage === 'ResponseComplete') ?? theirs.find((e) => e.stage === 'ResponseStarted'))?.responseStatus?.code;
-      const key = `forwarded=${forwarded} ours=${event.responseStatus?.code} theirs=${theirCode ?? 'none'} user=${event.user.username ?? '{}'}`;
+      const key = `${kindOf.get(mark)} forwarded=${forwarded} ours=${event.responseStatus?.code} theirs=${theirCode ?? 'none'}`;
       summary[key] = (summary[key] ?? 0) + 1;
       // The integrity query in docs/audit.md: forwarded, and the API server has no event.
       if (forwarded) assert.ok(theirs.length > 0, `${mark}: forwarded, but the API server has no event for ${event.auditID}: ${JSON.stringify(event)}`);
@@ -106,5 +117,19 @@ describe('audit: requests their clients abandon (real API server)', function () 
     }
     this.test!.title += ` (${JSON.stringify(summary)})`;
     assert.deepEqual(failures, [], JSON.stringify(summary));
+  });
+
+  it("docs/audit.md's integrity query, run as written over both logs, reports nothing", async function () {
+    const docs = await readFile(new URL('../../docs/audit.md', import.meta.url), 'utf8');
+    const query = /^Integrity: forwarded requests the API server has no event for[^]*?```sh\n([^]*?)```/m.exec(docs)?.[1];
+    assert.ok(query, 'docs/audit.md has the integrity query');
+    const command = query.replace('apiserver-audit.log', cp.auditLog).replace('sidecar-audit.log', sidecar.auditLog);
+    assert.notEqual(command, query, 'the query names the two logs as the test expects');
+    const unseen = await new Promise<string>((resolve, reject) =>
+      execFile('sh', ['-c', command], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${(err as { code?: unknown }).code === 127 ? 'jq is needed to run the docs\' queries (apt-get install jq): ' : ''}${err.message} ${stderr}`)) : resolve(stdout),
+      ),
+    );
+    assert.equal(unseen, '', 'forwarded requests the API server has no event for');
   });
 });

@@ -107,6 +107,7 @@ function harness(knobs: Knobs, maxUpgrades = 2) {
         upgrade.socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
         upgrade.onResponse(101);
         upgrade.socket.on('end', () => upgrade.socket.destroy()).resume();
+        upgrade.socket.once('close', upgrade.onClose);
       },
       closeAll: () => undefined,
     },
