@@ -34,6 +34,12 @@ const CLIENT_PORT = 8080;
 const APP_UID = 1000;
 const TOKEN_PATH = '/var/run/secrets/chaperone/upstream/token';
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+/** The shortest a projected token may live; the kubelet renews it after 80% of that (8 minutes). */
+const TOKEN_SECONDS = 600;
+
+function jwtClaims(token: string): { jti: string; iat: number; exp: number } {
+  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { jti: string; iat: number; exp: number };
+}
 
 /** What the in-cluster client answers (test/fixtures/in-cluster-client/main.go). */
 interface Answer {
@@ -163,6 +169,8 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     const deployment = objects.find((o): o is V1Deployment => o.kind === 'Deployment')!;
     deployment.spec!.template.spec!.nodeName = node.name;
     const injectorContainer = deployment.spec!.template.spec!.containers[0]!;
+    // And the shortest token the API server issues, so that the kubelet renews it during the suite.
+    injectorContainer.args!.push(`--token-expiration=${TOKEN_SECONDS}s`);
     const sidecarImage = injectorContainer.args!.find((arg) => arg.startsWith('--sidecar-image='))!.slice('--sidecar-image='.length);
     const images = [
       await buildDockerfileImage('Dockerfile.injector', injectorContainer.image!, path.join(work, 'injector.tar')),
@@ -329,6 +337,30 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     const token = await output('look-for-token');
     assert.ok(token.length >= 2, token.join('\n'));
     assert.deepEqual(token.filter((line) => line.endsWith(' readable')), [], token.join('\n'));
+  });
+
+  it("picks up the token the kubelet renews: the sidecar's requests after the renewal carry the new token", async function () {
+    this.timeout((TOKEN_SECONDS + 300) * 1000);
+    const file = path.join(node.dir, 'kubelet/pods', dashboard.metadata!.uid!, 'volumes/kubernetes.io~projected/chaperone-upstream/token');
+    const first = jwtClaims(readFileSync(file, 'utf8'));
+    assert.equal(first.exp - first.iat, TOKEN_SECONDS);
+    const credential = (jti: string) => (event: AuditEvent) => event.user.extra?.['authentication.kubernetes.io/credential-id']?.includes(`JTI=${jti}`) ?? false;
+    const before = await ask(alice, { path: `/api/v1/namespaces/${namespace}/configmaps` });
+    assert.equal(before.status, 200, before.body);
+    await auditEvents((e) => e.impersonatedUser?.username === 'alice' && e.objectRef?.resource === 'configmaps' && credential(first.jti)(e));
+    // The kubelet renews it 80% into its life (and a jitter), then swaps the volume's ..data link.
+    const renewed = await waitFor('the kubelet to renew the token', () => {
+      const claims = jwtClaims(readFileSync(file, 'utf8'));
+      return Promise.resolve(claims.jti !== first.jti ? claims : undefined);
+    }, (TOKEN_SECONDS * 0.8 + 120) * 1000 - (Date.now() / 1000 - first.iat) * 1000, 2000);
+    assert.ok(renewed.iat > first.iat);
+    const after = await waitFor('a request under the renewed token', async () => {
+      const answer = await ask(alice, { path: `/api/v1/namespaces/${namespace}/services` });
+      assert.notEqual(answer.status, 401, answer.body);
+      const events = (await readAuditEvents(node.controlPlane)).filter((e) => e.impersonatedUser?.username === 'alice' && e.objectRef?.resource === 'services');
+      return events.some(credential(renewed.jti)) ? events : undefined;
+    }, 60_000, 2000);
+    assert.ok(after.length > 0);
   });
 
   describe('stopping the node', function () {
