@@ -25,11 +25,12 @@ import { testConfig } from '../injector/helpers.js';
 
 /**
  * Node's flags: never --enable-source-maps (the map would cost every pod tens of MiB; chaperone
- * symbolise maps a logged trace instead); the sidecar's heap half its container's memory limit.
+ * symbolise maps a logged trace instead); the sidecar's heap half its container's memory limit, and
+ * two malloc arenas (docs/sizing.md).
  */
-const IMAGES: { dockerfile: string; bundle: BundleName; title: string; nodeFlags: string[] }[] = [
-  { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50'] },
-  { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: [] },
+const IMAGES: { dockerfile: string; bundle: BundleName; title: string; nodeFlags: string[]; env: string[] }[] = [
+  { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
+  { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: [], env: [] },
 ];
 
 describe('the Dockerfiles', function () {
@@ -67,6 +68,7 @@ describe('the Dockerfiles', function () {
         assert.equal(entrypoint.length, 1);
         assert.deepEqual(execForm(entrypoint[0]!), [DISTROLESS_NODE, ...image.nodeFlags, `/app/${bundleFiles(image.bundle).bundle}`]);
         assert.deepEqual(instructions(runtime, 'CMD'), []);
+        assert.deepEqual(instructions(runtime, 'ENV').map((env) => env.args), image.env, 'the environment is the image\'s alone: the policy refuses any a pod would give the sidecar');
         assert.deepEqual(numericUser(runtime), { uid: 65532, gid: 65532 });
       });
 
