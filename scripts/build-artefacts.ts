@@ -159,9 +159,10 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     format: 'esm',
     // CommonJS packages (pino, node-forge, prom-client...) require Node's built-in modules.
     banner: { js: "import { createRequire as __chaperoneCreateRequire } from 'node:module'; const require = __chaperoneCreateRequire(import.meta.url);" },
-    // Minified, but with names kept and a source map beside it: stack traces name the TypeScript
-    // function, file and line (the images run node --enable-source-maps). Without the sources'
-    // text, the map stays small.
+    // Minified, but with names kept and a source map beside it: stack traces name the function, and
+    // `chaperone symbolise` maps their bundle positions to the TypeScript file and line with the map
+    // (the images run without --enable-source-maps, which would hold the whole map in memory).
+    // Without the sources' text, the map stays small.
     minify: true,
     keepNames: true,
     sourcemap: 'linked',
