@@ -1,5 +1,6 @@
 // Request and response bodies for Request and RequestResponse events: copied as they stream
 // through (never buffered in their way), up to a limit, and decoded only when the event is written.
+import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
@@ -125,6 +126,8 @@ export function decodeBody(bytes: Buffer, headers: IncomingHttpHeaders, limit: n
   try {
     const decompressed = decompress(bytes, (headers['content-encoding'] ?? '').trim().toLowerCase(), limit);
     if (isJson) {
+      // A patch is recorded as its bytes; the sidecar writes text, and would write U+FFFD for bytes that are not UTF-8.
+      if (patch && !isUtf8(decompressed)) return { omitted: 'the patch is not UTF-8: the API server records its bytes as they are, which chaperone does not write' };
       text = decompressed.toString('utf8');
       const tooDeep = tooDeepToRecord(jsonDepth(text));
       if (tooDeep) return { omitted: tooDeep };

@@ -11,6 +11,7 @@
 // JSON goes into (a `{` body that is not JSON, nesting beyond Go's 10000), or picks one of several
 // values at random (two keys that differ in go-yaml, `1` and `"1"`, become one JSON member and Go's
 // map order decides which value it keeps).
+import { isUtf8 } from 'node:buffer';
 import { compactJson, decodeRune, jsonDepth, tooDeepToRecord } from './go-json-view.js';
 import { firstDocumentOf, goScalar, isMergeKey, yamlInputText, YamlUnreadable, type GoScalar } from './go-yaml-view.js';
 import type { YamlNode } from './libyaml.js';
@@ -337,7 +338,6 @@ function startsWithBrace(bytes: Uint8Array): boolean {
   return false;
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /**
  * Characters libyaml's reader refuses: bytes that are not UTF-8 (or UTF-16 by its mark), and control
  * characters. go-yaml fails on them when its reader reaches them, which may be past the first document.
@@ -361,12 +361,8 @@ export function yamlAsJson(bytes: Uint8Array, options: { patch: boolean; limit: 
   const tooLarge = { omitted: `the body is larger than the ${limit}-byte limit (--audit-body-limit) once written as JSON` };
   if (options.patch && startsWithBrace(bytes)) {
     // Taken as JSON unconverted; the event's encoder then checks it, and fails on anything that is not.
-    let text: string;
-    try {
-      text = strictUtf8.decode(bytes);
-    } catch {
-      return { omitted: 'the body begins with `{` but is not UTF-8: the API server records its bytes as they are, which chaperone does not write' };
-    }
+    if (!isUtf8(bytes)) return { omitted: 'the body begins with `{` but is not UTF-8: the API server records its bytes as they are, which chaperone does not write' };
+    const text = Buffer.from(bytes).toString('utf8');
     try {
       JSON.parse(text);
     } catch (err) {

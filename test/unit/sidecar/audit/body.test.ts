@@ -113,6 +113,10 @@ describe('sidecar/audit/body', function () {
       assert.deepEqual(yamlCopy.recorded(true, true), { object: new RawJson(body.toString()) });
       assert.deepEqual(jsonCopy.recorded(true, false), { object: new RawJson('{"metadata":{"name":"x"}}') }, 'not a patch: omitManagedFields applies');
       assert.deepEqual(new BodyCopy(1000, { 'content-type': 'application/apply-patch+yaml' }).recorded(false, true), { object: new RawJson('null') });
+      const notUtf8 = Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xff]), Buffer.from('"}')]);
+      assert.deepEqual(decodeBody(notUtf8, { 'content-type': 'application/merge-patch+json' }, 1000, false, true), {
+        omitted: 'the patch is not UTF-8: the API server records its bytes as they are, which chaperone does not write',
+      });
       assert.equal(new BodyCopy(1000, { 'content-type': 'application/merge-patch+json' }).recorded(false, true), undefined);
     });
   });
