@@ -104,6 +104,13 @@ async function hostSnapshot(): Promise<HostSnapshot> {
 
 const added = (before: string[], after: string[]) => after.filter((item) => !before.includes(item));
 
+/** An RFC 3339 timestamp with up to nanoseconds (the container runtime's log stamps), in nanoseconds. */
+function nanoseconds(stamp: string): bigint {
+  const match = /^(.*?)(?:\.(\d+))?Z$/.exec(stamp);
+  if (!match) throw new Error(`not a UTC timestamp: ${stamp}`);
+  return BigInt(Date.parse(`${match[1]}Z`)) * 1_000_000n + BigInt((match[2] ?? '').padEnd(9, '0'));
+}
+
 /** A process's mounts, as its mount namespace sees them. */
 async function mounts(pid: number): Promise<{ device: string; mountPoint: string }[]> {
   return (await readFile(`/proc/${pid}/mountinfo`, 'utf8'))
@@ -235,17 +242,24 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     }
   });
 
-  it("injects the dashboard pod; the sidecar, a native sidecar, is started and ready before the app starts", function () {
+  it('injects the dashboard pod; the sidecar, a native sidecar, serves before the app starts', async function () {
     const sidecar = dashboard.spec!.initContainers!.find((c) => c.name === 'chaperone')!;
     assert.equal(sidecar.restartPolicy, 'Always');
     const sidecarStatus = dashboard.status!.initContainerStatuses!.find((s) => s.name === 'chaperone')!;
     const appStatus = dashboard.status!.containerStatuses!.find((s) => s.name === 'dashboard')!;
-    assert.equal(sidecarStatus.ready, true);
-    assert.equal(sidecarStatus.started, true);
-    assert.equal(appStatus.ready, true);
-    assert.equal(appStatus.restartCount, 0);
-    // The kubelet starts the app only once the sidecar's startup probe passed.
-    assert.ok(new Date(sidecarStatus.state!.running!.startedAt!) <= new Date(appStatus.state!.running!.startedAt!));
+    assert.deepEqual([sidecarStatus.started, sidecarStatus.ready, appStatus.ready, appStatus.restartCount], [true, true, true, 0]);
+    // The kubelet starts the app only once the sidecar's startup probe passed: the container
+    // runtime's timestamps (nanoseconds) put the sidecar's "serving" line before the app's first.
+    const stamped = async (container: string) => {
+      const logs = await kubectl(node.controlPlane.adminKubeconfig, ['logs', '--timestamps', '-n', namespace, 'dashboard', '-c', container]);
+      assert.equal(logs.code, 0, logs.stderr);
+      return logs.stdout.split('\n').filter(Boolean).map((line) => ({ at: nanoseconds(line.slice(0, line.indexOf(' '))), text: line.slice(line.indexOf(' ') + 1) }));
+    };
+    const serving = (await stamped('chaperone')).find((line) => line.text.includes('"msg":"chaperone sidecar serving"'));
+    assert.ok(serving, 'the sidecar says it is serving');
+    const [appFirst] = await stamped('dashboard');
+    assert.match(appFirst!.text, /in-cluster client listening/);
+    assert.ok(serving.at < appFirst!.at, `sidecar serving at ${serving.at}ns, app started at ${appFirst!.at}ns`);
   });
 
   it("reaches the API server through the sidecar on the pod's 127.0.0.1:6443 as the person whose credential it forwards; the audit log names her", async function () {
