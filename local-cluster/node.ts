@@ -400,9 +400,10 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
     process.off('exit', killOnExit);
     if (controlPlane && processes.length === 2) await drain(controlPlane, name, ctr, log).catch((err: Error) => log(`draining the node: ${err.message}`));
     for (const proc of [...processes].reverse()) await stopProcess(proc);
+    // Before the teardown, which kills whatever names the node's dir: the API server names its kubelet client certificate.
+    await controlPlane?.stop();
     await teardown(state, log);
     rmSync(registration, { force: true });
-    await controlPlane?.stop();
   };
   const killOnExit = () => processes.forEach((p) => p.child.kill('SIGKILL'));
   process.on('exit', killOnExit);
