@@ -139,7 +139,7 @@ export const injectorConfigSpec = defineSpec({
     sidecarConfig: option(str(), {
       default: 'chaperone-sidecar-config',
       description:
-        "The Secret in the injector's namespace holding the installation's sidecar configuration (sidecar.yaml and the files it names: how people sign in), unless the namespace's chaperone.dev/sidecar-config annotation names another there (a pod cannot). Validated before a pod gets it; the sidecars read it from the API server and follow its changes. While the default one does not exist, sidecars use the injector's flags alone.",
+        "The Secret in the injector's namespace holding the installation's sidecar configuration (sidecar.yaml and the files it names: how people sign in, the guard lists, what is audited where), unless the namespace's chaperone.dev/sidecar-config annotation names another there (a pod cannot). Validated before a pod gets it; the sidecars read it from the API server and follow its changes. While the default one does not exist, sidecars use the injector's flags alone.",
     }),
     oidcIssuerUrl: option(httpsUrl(), { description: "The OpenID issuer the sidecar trusts, when the oidc authenticator is on, unless the namespace's chaperone.dev/oidc-issuer-url annotation says otherwise (a pod cannot).", example: 'https://accounts.example.com' }),
     oidcClientId: option(str(), { description: "The client ID OIDC tokens must be issued for, when the oidc authenticator is on, unless the namespace's chaperone.dev/oidc-client-id annotation says otherwise (a pod cannot).", example: 'headlamp' }),

@@ -27,6 +27,7 @@ import {
 } from '@kubernetes/client-node';
 import { kubeconfigYaml } from '../lib/kubeconfig.js';
 import { createLogger, type Logger } from '../lib/log.js';
+import { INSTALLATION_FILE } from '../lib/sidecar-config/installation.js';
 import { Installation } from '../sidecar/installation.js';
 import { startSidecar, type RunningSidecar } from '../sidecar/sidecar.js';
 import { startController, type Controller } from '../injector/controller.js';
@@ -369,6 +370,18 @@ export interface PodSidecar {
  * exactly the files the pod mounts; only its listeners move to free ports on 127.0.0.1, and the
  * service variables name the local API server.
  */
+/** The audit sinks the installation configuration the sidecar's arguments name asks for (none without one). */
+async function installationAuditSinks(clients: AdminClients, args: readonly string[]): Promise<string[]> {
+  const ref = args.find((arg) => arg.startsWith('--installation-config='))?.split('=', 2)[1];
+  if (!ref) return [];
+  const [namespace, name] = ref.split('/') as [string, string];
+  const secret = await clients.core.readNamespacedSecret({ namespace, name }).catch(() => undefined);
+  const sidecarYaml = secret?.data?.[INSTALLATION_FILE];
+  if (!sidecarYaml) return [];
+  const sinks: unknown = (YAML.parse(Buffer.from(sidecarYaml, 'base64').toString('utf8')) as Record<string, unknown> | null)?.auditSinks;
+  return Array.isArray(sinks) ? sinks.map(String).filter((sink) => sink !== 'file') : [];
+}
+
 export async function startPodSidecar(
   cp: ControlPlane,
   clients: AdminClients,
@@ -394,7 +407,8 @@ export async function startPodSidecar(
     '--listen=127.0.0.1:0',
     '--ops-listen=127.0.0.1:0',
     '--log-level=warn',
-    '--audit-sinks=file',
+    // A file for the run's audit join, besides whatever sinks the installation configuration names.
+    `--audit-sinks=${['file', ...(await installationAuditSinks(clients, sidecar.args ?? []))].join(',')}`,
     `--audit-file-path=${path.join(dir, 'audit.jsonl')}`,
   ];
   // As sidecar/main.ts: the installation configuration, when the injector named one, read from the API server first.

@@ -7,10 +7,10 @@
 // Each version is written to a directory of the sidecar's own and loaded from there
 // (lib/sidecar-config/installation.ts); this follows the Secret with a watch.
 import type { ClientHttp2Stream } from 'node:http2';
-import { ConfigError, type Env } from '../lib/config.js';
+import { ConfigError, loadConfig, type Env } from '../lib/config.js';
 import type { Logger } from '../lib/log.js';
 import { InstallationVersions, secretFromObject, type InstallationSecret, type SecretObject } from '../lib/sidecar-config/installation.js';
-import { loadSidecarConfig, type SidecarConfig } from '../lib/sidecar-config/options.js';
+import { loadSidecarConfig, sidecarConfigSpec, type SidecarConfig } from '../lib/sidecar-config/options.js';
 import { Upstream } from './forward/upstream.js';
 
 const RETRY_MS = 2000;
@@ -43,8 +43,9 @@ export class Installation extends InstallationVersions {
    * environment (and --config) alone.
    */
   static async load(argv: readonly string[], env: Env, log: Logger): Promise<{ config: SidecarConfig; installation?: Installation }> {
-    const base = loadSidecarConfig(argv, env);
-    if (base.installationConfig === undefined) return { config: base };
+    // Each option checked alone: what they must be together is checked once the installation's are in.
+    const base = loadConfig(sidecarConfigSpec, { argv, env });
+    if (base.installationConfig === undefined) return { config: loadSidecarConfig(argv, env) };
     if (argv.some((arg) => arg === '--config' || arg.startsWith('--config=')) || env.CHAPERONE_CONFIG !== undefined) {
       throw new ConfigError(['installationConfig: the installation configuration is the config file: not together with --config or CHAPERONE_CONFIG']);
     }
@@ -60,9 +61,10 @@ export class Installation extends InstallationVersions {
 
   /**
    * Follows the Secret with a watch (re-established after it ends or fails) and calls onChange with
-   * each new version. Returns a function that stops following.
+   * each new version. Returns a function that stops following, resolving once the version being
+   * applied, if any, is (none is applied after).
    */
-  follow(upstream: Upstream, log: Logger, onChange: (secret: InstallationSecret) => Promise<void>): () => void {
+  follow(upstream: Upstream, log: Logger, onChange: (secret: InstallationSecret) => Promise<void>): () => Promise<void> {
     const { namespace, name } = splitRef(this.ref);
     let stopped = false;
     let stream: ClientHttp2Stream | undefined;
@@ -80,7 +82,7 @@ export class Installation extends InstallationVersions {
       const secret = secretFromObject(event.object ?? {});
       if (secret.resourceVersion === seen) return;
       seen = secret.resourceVersion;
-      changes = changes.then(() => onChange(secret)).catch((err: unknown) => log.error({ err }, 'applying the installation configuration failed'));
+      changes = changes.then(() => (stopped ? undefined : onChange(secret))).catch((err: unknown) => log.error({ err }, 'applying the installation configuration failed'));
     };
     const watch = () => {
       if (stopped) return;
@@ -126,6 +128,7 @@ export class Installation extends InstallationVersions {
       stopped = true;
       clearTimeout(timer);
       stream?.close();
+      return changes;
     };
   }
 }

@@ -86,14 +86,36 @@ export class Pipeline {
   private readonly upstreamOpen = new WeakMap<RequestRecord, Promise<void>>();
 
   private guard: GuardPolicy;
+  private audit: AuditRecorder;
+  /** Each request's recorder, the one in use when it arrived. */
+  private readonly recorders = new WeakMap<RequestRecord, AuditRecorder>();
+  /** How many requests each recorder began and has not recorded yet; drained is called at none after it was replaced. */
+  private readonly openRecords = new Map<AuditRecorder, { count: number; drained?: () => void }>();
 
   constructor(private readonly options: PipelineOptions) {
     this.guard = options.guard;
+    this.audit = options.audit;
   }
 
   /** Another installation configuration's guard lists, for the requests that arrive from now on. */
   useGuard(guard: GuardPolicy): void {
     this.guard = guard;
+  }
+
+  /**
+   * Another audit recorder, for the requests that arrive from now on; those under way are recorded
+   * by the one they began with. Resolves once the last of those is recorded.
+   */
+  useAudit(next: AuditRecorder): Promise<void> {
+    const previous = this.audit;
+    this.audit = next;
+    const open = this.openRecords.get(previous);
+    if (!open || open.count === 0) return Promise.resolve();
+    return new Promise((resolve) => (open.drained = resolve));
+  }
+
+  private auditOf(record: RequestRecord): AuditRecorder {
+    return this.recorders.get(record) ?? this.audit;
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -152,7 +174,7 @@ export class Pipeline {
           identityHeaders,
           onResponse: (statusCode) => {
             code = statusCode;
-            this.options.audit.started?.(record, statusCode);
+            this.auditOf(record).started?.(record, statusCode);
           },
           timeoutMs: this.options.upstreamTimeoutMs,
           onError: refuse,
@@ -165,7 +187,7 @@ export class Pipeline {
 
   /** Who is asking, may they, and as whom the request goes upstream: the identity headers to send. */
   private async decide(req: IncomingMessage, record: RequestRecord): Promise<OutgoingHttpHeaders> {
-    await this.options.audit.begin?.(record, req); // waits while the audit buffer is full (block mode)
+    await this.auditOf(record).begin?.(record, req); // waits while the audit buffer is full (block mode)
     if (!record.requestURI.startsWith('/')) throw badRequest('chaperone accepts only a path as the request target, not a full URL');
     const framing = bodyFraming(req);
     if (framing !== 'none' && req.headers.upgrade !== undefined && req.headers.connection?.toLowerCase().includes('upgrade')) {
@@ -241,7 +263,7 @@ export class Pipeline {
       longRunning,
       timeoutMs: this.options.upstreamTimeoutMs,
       onResponse: (upstream) => {
-        this.options.audit.started?.(record, upstream.statusCode, upstream);
+        this.auditOf(record).started?.(record, upstream.statusCode, upstream);
         metrics.upstreamLatency.observe({ verb: record.info.verb }, Number(process.hrtime.bigint() - started) / 1e9);
         if (!longRunning) return;
         const entry = { res, upstream: upstream.body };
@@ -264,7 +286,7 @@ export class Pipeline {
 
   private startRecord(req: IncomingMessage): RequestRecord {
     const requestURI = req.url ?? '/';
-    return {
+    const record: RequestRecord = {
       auditID: randomUUID(),
       receivedAt: new Date(),
       completedAt: new Date(),
@@ -278,6 +300,11 @@ export class Pipeline {
       forwarded: false,
       responseCode: 0,
     };
+    this.recorders.set(record, this.audit);
+    const open = this.openRecords.get(this.audit) ?? { count: 0 };
+    open.count++;
+    this.openRecords.set(this.audit, open);
+    return record;
   }
 
   private refuse(res: ServerResponse, record: RequestRecord, err: unknown): void {
@@ -301,7 +328,12 @@ export class Pipeline {
     record.completedAt = new Date();
     record.responseCode = responseCode;
     this.options.metrics.requests.inc({ code: String(responseCode), verb: record.info.verb });
-    this.options.audit.record(record);
+    const recorder = this.auditOf(record);
+    recorder.record(record);
+    const open = this.openRecords.get(recorder)!;
+    if (--open.count > 0) return;
+    this.openRecords.delete(recorder);
+    open.drained?.();
   }
 
   /** Ends every watch and log stream as a clean end of stream, and closes upgraded connections. */

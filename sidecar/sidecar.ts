@@ -10,6 +10,7 @@ import { CachingReviewer } from './authz/review.js';
 import { subjectAccessReviewsVia } from './authz/sar-transport.js';
 import type { AuditStats } from './audit/auditor.js';
 import { createAuditor } from './audit/setup.js';
+import { AuditGenerations } from './audit/generations.js';
 import type { SidecarConfig } from '../lib/sidecar-config/options.js';
 import type { Installation } from './installation.js';
 import { ConfigError } from '../lib/config.js';
@@ -33,11 +34,12 @@ export interface RunningSidecar {
 
 /**
  * installation: the installation configuration the config was loaded with (sidecar/installation.ts);
- * the sidecar then follows it, and a new version's sign-in methods serve the requests that follow.
+ * the sidecar then follows it, and a new version's sign-in methods, guard lists and audit serve the
+ * requests that follow.
  */
 export async function startSidecar(config: SidecarConfig, log: Logger = createLogger('sidecar', config.logLevel), installation?: Installation): Promise<RunningSidecar> {
   const metrics = new SidecarMetrics();
-  const audit = createAuditor(config, log); // a bad policy or webhook kubeconfig refuses to start, naming the file
+  const audit = new AuditGenerations(createAuditor(config, log));
   metrics.watchAudit(() => audit.stats());
   const upstream = new Upstream({
     url: config.upstream,
@@ -70,7 +72,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     token: upstream,
     http: new HttpForwarder(upstream),
     upgrades: new UpgradeForwarder(upstream),
-    audit,
+    audit: audit.current(),
     metrics,
     log,
     upstreamTimeoutMs: config.upstreamTimeout,
@@ -91,6 +93,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     tokens = await startTokenAuthenticators(next, upstream, log);
     chain.replace([...authenticators, ...tokens.authenticators], next.anonymous);
     pipeline.useGuard({ allow: next.guardAllow, deny: next.guardDeny });
+    const auditor = createAuditor(next, log);
+    audit.replace(auditor, pipeline.useAudit(auditor));
     previous.close();
     metrics.installationConfigChanges.inc({ outcome: 'applied' });
     log.info({ installationConfig: installation.ref, resourceVersion: secret.resourceVersion, authenticators: chain.readiness().map((r) => r.method) }, 'installation configuration applied');
@@ -112,6 +116,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     metrics,
     auditStats: () => audit.stats(),
     stop: async () => {
+      await stopFollowing?.(); // no version is applied while, or after, the parts it changes close
       const drained = listeners.close();
       pipeline.endStreams();
       const graceOver = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownTimeout).unref());
@@ -120,7 +125,6 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
         listeners.closeAllConnections();
         await drained;
       }
-      stopFollowing?.();
       await ops.close();
       await audit.close(); // every request has ended: deliver what the sinks still hold
       tokens.close();

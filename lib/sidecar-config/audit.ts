@@ -1,6 +1,9 @@
 // The sidecar's audit options, part of its configuration schema (options.ts).
 import { z } from 'zod';
+import { readFileSync } from 'node:fs';
 import { duration, envName, flagName, int, oneOf, option, path, type ValueType } from '../config.js';
+import { KubeconfigError, loadWebhookKubeconfig } from '../webhook-kubeconfig.js';
+import { AuditPolicy, AuditPolicyError } from './audit-policy.js';
 
 export const SINK_NAMES = ['stdout', 'file', 'webhook'] as const;
 export type SinkName = (typeof SINK_NAMES)[number];
@@ -81,7 +84,11 @@ export interface AuditConfig {
 
 const howToSet = (key: string) => `set it with ${flagName(key)}, ${envName(key)} or "${key}" in the config file`;
 
-/** What the per-option checks cannot see: a sink without its destination, a destination without its sink. */
+/**
+ * What the per-option checks cannot see: a sink without its destination, a destination without its
+ * sink, a policy or webhook kubeconfig that cannot be used (read now, so that a bad one is a refusal
+ * naming the file before anything runs with it).
+ */
 export function auditConfigProblems(config: AuditConfig): string[] {
   const problems: string[] = [];
   const pairs: [SinkName, keyof AuditConfig][] = [
@@ -93,5 +100,28 @@ export function auditConfigProblems(config: AuditConfig): string[] {
     if (enabled && config[key] === undefined) problems.push(`${key}: required when auditSinks includes ${sink}; ${howToSet(key)}`);
     if (!enabled && config[key] !== undefined) problems.push(`${key}: set, but auditSinks does not include ${sink}; add it (${flagName('auditSinks')}) or leave ${key} unset`);
   }
+  if (config.auditPolicyFile !== undefined) problems.push(...fileProblems('auditPolicyFile', () => readAuditPolicy(config.auditPolicyFile!)));
+  if (config.auditWebhookConfigFile !== undefined) problems.push(...fileProblems('auditWebhookConfigFile', () => loadWebhookKubeconfig(config.auditWebhookConfigFile!).close()));
   return problems;
+}
+
+/** The policy file as the audit reads it. */
+export function readAuditPolicy(file: string): AuditPolicy {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new AuditPolicyError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return AuditPolicy.parse(text, file);
+}
+
+function fileProblems(key: keyof AuditConfig, read: () => unknown): string[] {
+  try {
+    read();
+    return [];
+  } catch (err) {
+    if (!(err instanceof AuditPolicyError) && !(err instanceof KubeconfigError)) throw err;
+    return err.message.split('\n').map((problem) => `${key}: ${problem}`);
+  }
 }

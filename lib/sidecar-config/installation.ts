@@ -57,7 +57,7 @@ export class InstallationVersions {
         throw new ConfigError([`not an installation configuration: it has no ${INSTALLATION_FILE} (a Secret of another purpose, such as the injector's CA keys, is never one)`]);
       }
       // Before anything is read: a file outside the configuration is never opened.
-      const escaping = filesOutside(versionDir);
+      const escaping = outOfBounds(versionDir);
       if (escaping.length > 0) throw new ConfigError(escaping);
       config = loadSidecarConfig(this.argv, this.env, path.join(versionDir, INSTALLATION_FILE));
     } catch (err) {
@@ -85,30 +85,15 @@ function readYaml(file: string): Record<string, unknown> | undefined {
 }
 
 /** The options of an installation configuration that name files. */
-const FILE_KEYS = ['authenticationConfig', 'oidcCaFile', 'authenticationTokenWebhookConfigFile'] as const satisfies readonly (keyof SidecarConfig)[];
+const FILE_KEYS = ['authenticationConfig', 'oidcCaFile', 'authenticationTokenWebhookConfigFile', 'auditPolicyFile', 'auditWebhookConfigFile'] as const satisfies readonly (keyof SidecarConfig)[];
+/** Those that name a webhook kubeconfig, whose own files and credentials are checked too. */
+const KUBECONFIG_KEYS = ['authenticationTokenWebhookConfigFile', 'auditWebhookConfigFile'] as const satisfies readonly (typeof FILE_KEYS)[number][];
 /** The kubeconfig fields that name files, by where they are. */
 const KUBECONFIG_FILE_FIELDS = { users: { key: 'user', fields: ['tokenFile', 'client-certificate', 'client-key'] }, clusters: { key: 'cluster', fields: ['certificate-authority'] } } as const;
 
-/**
- * What an installation configuration names beyond its own files: a path out of its version's
- * directory (the scoped token's file, say, which a token webhook would then be sent), or an exec
- * plugin (a command every sidecar would run). Its credentials are its own keys, or inline.
- */
-function filesOutside(versionDir: string): string[] {
-  const inside = (file: string) => {
-    const relative = path.relative(versionDir, path.resolve(versionDir, file));
-    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
-  };
+/** A webhook kubeconfig's files outside the configuration, and its exec plugins. */
+function kubeconfigFilesOutside(kubeconfig: string, versionDir: string, inside: (file: string) => boolean, notOwn: (where: string, file: string) => string): string[] {
   const problems: string[] = [];
-  const notOwn = (where: string, file: string) => `${where}: ${JSON.stringify(file)} is not a key of the installation configuration: name only its own files (or give the credential inline)`;
-  const options = readYaml(path.join(versionDir, INSTALLATION_FILE));
-  for (const key of FILE_KEYS) {
-    const file = options?.[key];
-    if (typeof file === 'string' && !inside(file)) problems.push(notOwn(`${INSTALLATION_FILE}: ${key}`, file));
-  }
-  const named = options?.authenticationTokenWebhookConfigFile;
-  if (typeof named !== 'string' || !inside(named)) return problems;
-  const kubeconfig = path.resolve(versionDir, named);
   const root = readYaml(kubeconfig);
   const name = path.relative(versionDir, kubeconfig);
   for (const [list, { key, fields }] of Object.entries(KUBECONFIG_FILE_FIELDS)) {
@@ -123,6 +108,36 @@ function filesOutside(versionDir: string): string[] {
         problems.push(`${name}: user.exec: an installation configuration runs no credential plugin (every sidecar would run its command): give the webhook's credential inline`);
       }
     }
+  }
+  return problems;
+}
+
+/**
+ * What an installation configuration reaches beyond itself: a path out of its version's directory
+ * (the scoped token's file, say, which a token webhook would then be sent), an exec plugin (a command
+ * every sidecar would run), or a file sink (inside the sidecar's container, where nobody reads it).
+ * Its credentials are its own keys, or inline.
+ */
+function outOfBounds(versionDir: string): string[] {
+  const inside = (file: string) => {
+    const relative = path.relative(versionDir, path.resolve(versionDir, file));
+    return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
+  };
+  const problems: string[] = [];
+  const notOwn = (where: string, file: string) => `${where}: ${JSON.stringify(file)} is not a key of the installation configuration: name only its own files (or give the credential inline)`;
+  const options = readYaml(path.join(versionDir, INSTALLATION_FILE));
+  for (const key of FILE_KEYS) {
+    const file = options?.[key];
+    if (typeof file === 'string' && !inside(file)) problems.push(notOwn(`${INSTALLATION_FILE}: ${key}`, file));
+  }
+  const sinks = options?.auditSinks;
+  const named: unknown[] = Array.isArray(sinks) ? sinks : typeof sinks === 'string' ? sinks.split(',') : [];
+  if (named.some((sink) => typeof sink === 'string' && sink.trim() === 'file')) {
+    problems.push(`${INSTALLATION_FILE}: auditSinks: the file sink writes inside the sidecar's container, where nobody reads it: an installation configuration sends audit events to stdout or a webhook`);
+  }
+  for (const key of KUBECONFIG_KEYS) {
+    const named = options?.[key];
+    if (typeof named === 'string' && inside(named)) problems.push(...kubeconfigFilesOutside(path.resolve(versionDir, named), versionDir, inside, notOwn));
   }
   return problems;
 }

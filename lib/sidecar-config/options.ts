@@ -57,7 +57,7 @@ export const sidecarConfigSpec = defineSpec({
     }),
     installationConfig: option(namespacedName(), {
       description:
-        "The installation's sidecar configuration: a Secret (<namespace>/<name>), in a namespace only cluster administrators can write, holding sidecar.yaml (sign-in options and the guard lists, keyed as in the config file) and the files it names. Read from the API server with the service-account token before serving, and followed: a change applies to new requests without a restart. The injector passes it to every sidecar; not together with --config.",
+        "The installation's sidecar configuration: a Secret (<namespace>/<name>), in a namespace only cluster administrators can write, holding sidecar.yaml (sign-in options, the guard lists and the audit options, keyed as in the config file) and the files it names. Read from the API server with the service-account token before serving, and followed: a change applies to new requests without a restart. The injector passes it to every sidecar; not together with --config.",
       example: 'chaperone-system/chaperone-sidecar-config',
     }),
     installationConfigDir: option(path(), {
@@ -155,9 +155,10 @@ export const sidecarConfigSpec = defineSpec({
 export type SidecarConfig = ConfigOf<typeof sidecarConfigSpec>;
 
 /**
- * What an installation configuration (--installation-config) may set: how people sign in, and which
- * names the guard refuses or lets through (both applied to running sidecars as they change). The rest
- * is the injector's to pass for each pod (where the sidecar listens, what it trusts and forwards to).
+ * What an installation configuration (--installation-config) may set: how people sign in, which
+ * names the guard refuses or lets through, and what is audited where (all applied to running
+ * sidecars as they change). The rest is the injector's to pass for each pod (where the sidecar
+ * listens, what it trusts and forwards to).
  */
 export const INSTALLATION_KEYS = [
   'guardAllow',
@@ -182,6 +183,16 @@ export const INSTALLATION_KEYS = [
   'clusterTokenReview',
   'clusterTokenReviewAudiences',
   'clusterTokenReviewCacheTtl',
+  'auditPolicyFile',
+  'auditSinks',
+  'auditWebhookConfigFile',
+  'auditWebhookBatchMaxSize',
+  'auditWebhookBatchMaxWait',
+  'auditWebhookBufferSize',
+  'auditWebhookOverflow',
+  'auditWebhookInitialBackoff',
+  'auditFlushTimeout',
+  'auditBodyLimit',
 ] as const satisfies readonly (keyof SidecarConfig)[];
 
 /**
@@ -192,7 +203,7 @@ export function loadSidecarConfig(argv: readonly string[], env: Env, installatio
   const input: LoadInput = { argv, env };
   if (installationFile !== undefined) {
     input.configFile = installationFile;
-    input.fileKeys = { allowed: INSTALLATION_KEYS, why: 'is not an installation setting: the injector sets it for each pod (the installation configuration sets only how people sign in, and the guard lists)' };
+    input.fileKeys = { allowed: INSTALLATION_KEYS, why: 'is not an installation setting: the injector sets it for each pod (the installation configuration sets how people sign in, the guard lists and the audit)' };
   }
   const config = loadConfig(sidecarConfigSpec, input);
   const problems = [...tokenAuthenticationProblems(config), ...auditConfigProblems(config)];

@@ -8,12 +8,13 @@ import { BodyCopy, valueOf } from './body.js';
 import { buildEvent, completesObjectRef, responseStatusOf, serialiseEvent, type RecordedBody, type Served } from './event.js';
 import { apiServerDecoded, mediaTypeOf, readObjectMetadata, type MetadataReading } from './object-meta.js';
 import { protobufEnvelope, protobufStatus, type StatusFields } from './protobuf-view.js';
-import { policyAttributes, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig } from './policy.js';
+import { levelAtLeast, type AuditPolicy, type PolicyAttributes, type RequestAuditConfig, type Stage } from '../../lib/sidecar-config/audit-policy.js';
+import type { Identity } from '../identity.js';
+import type { RequestInfo } from '../authz/request-info.js';
 import type { AuditRecorder, RequestRecord } from './record.js';
 import type { UpstreamResponse } from '../forward/http.js';
 import type { SinkName } from '../../lib/sidecar-config/audit.js';
 import type { Sink, SinkStats } from './sinks/sink.js';
-import { levelAtLeast, type Stage } from './types.js';
 import { serviceUnavailable, toStatus, unsupportedMediaType } from '../../lib/status.js';
 
 /** Counters for /metrics: events written, and per sink what was written, dropped and is waiting. */
@@ -92,6 +93,21 @@ function statusOf(answer: BodyCopy | undefined): StatusFields | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The attributes of a request (its RequestInfo) made by this person (undefined: nobody authenticated). */
+export function policyAttributes(info: RequestInfo, person: Identity | undefined): PolicyAttributes {
+  return {
+    ...(person ? { user: { username: person.username, groups: person.groups } } : {}),
+    verb: info.verb,
+    isResourceRequest: info.isResourceRequest,
+    namespace: info.namespace,
+    apiGroup: info.apiGroup,
+    resource: info.resource,
+    subresource: info.subresource,
+    name: info.name,
+    path: info.path,
+  };
 }
 
 const attributesOf = (record: RequestRecord): PolicyAttributes => policyAttributes(record.info, record.authenticated?.identity);

@@ -7,7 +7,8 @@ import { toStatus } from '../../lib/status.js';
 import { RawJson } from './body.js';
 import type { MetadataReading, ObjectMetaStrings } from './object-meta.js';
 import type { RequestRecord } from './record.js';
-import { AUDIT_API_VERSION, type Event, type Level, type ObjectReference, type ResponseStatus, type Stage, type UserInfo } from './types.js';
+import { AUDIT_API_VERSION, type Level, type Stage } from '../../lib/sidecar-config/audit-policy.js';
+import type { Event, ObjectReference, ResponseStatus, UserInfo } from './types.js';
 
 /**
  * The annotations the sidecar adds to every event. The API server writes its own under

@@ -1,9 +1,8 @@
 // The audit recorder as the sidecar's configuration describes it: the policy read, the sinks opened.
-import { readFileSync } from 'node:fs';
 import type { Logger } from '../../lib/log.js';
 import { Auditor } from './auditor.js';
-import type { AuditConfig } from '../../lib/sidecar-config/audit.js';
-import { AuditPolicy } from './policy.js';
+import { readAuditPolicy, type AuditConfig } from '../../lib/sidecar-config/audit.js';
+import { AuditPolicy } from '../../lib/sidecar-config/audit-policy.js';
 import { FileSink } from './sinks/file.js';
 import type { Sink } from './sinks/sink.js';
 import { StdoutSink } from './sinks/stdout.js';
@@ -15,7 +14,7 @@ const MAX_BACKOFF_MS = 30_000;
 
 /** Reads the policy and opens the sinks; throws, naming the file, when one cannot be used. */
 export function createAuditor(config: AuditConfig & { maxRequestBodyBytes?: number }, log: Logger): Auditor {
-  const policy = config.auditPolicyFile ? AuditPolicy.parse(readFileSync(config.auditPolicyFile, 'utf8'), config.auditPolicyFile) : AuditPolicy.DEFAULT;
+  const policy = config.auditPolicyFile ? readAuditPolicy(config.auditPolicyFile) : AuditPolicy.DEFAULT;
   const sinks: Sink[] = [];
   for (const name of new Set(config.auditSinks)) {
     if (name === 'stdout') sinks.push(new StdoutSink(log));

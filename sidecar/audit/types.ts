@@ -1,18 +1,7 @@
 // The audit.k8s.io/v1 shapes the sidecar writes and reads, as the API server serialises them
 // (k8s.io/apiserver/pkg/apis/audit/v1): empty fields are left out, timestamps have microseconds.
 
-export const AUDIT_API_VERSION = 'audit.k8s.io/v1';
-
-export const LEVELS = ['None', 'Metadata', 'Request', 'RequestResponse'] as const;
-export type Level = (typeof LEVELS)[number];
-
-export const STAGES = ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] as const;
-export type Stage = (typeof STAGES)[number];
-
-/** True when `level` records at least what `atLeast` does. */
-export function levelAtLeast(level: Level, atLeast: Level): boolean {
-  return LEVELS.indexOf(level) >= LEVELS.indexOf(atLeast);
-}
+import type { AUDIT_API_VERSION, Level, Stage } from '../../lib/sidecar-config/audit-policy.js';
 
 /** authentication.k8s.io/v1 UserInfo. */
 export interface UserInfo {

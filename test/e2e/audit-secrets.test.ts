@@ -18,7 +18,7 @@ import {
   mintServiceAccountToken,
 } from '../../local-cluster/kube.js';
 import { rawRequest, startTestSidecar, type RawResponse } from '../../local-cluster/sidecar.js';
-import { AuditPolicy } from '../../sidecar/audit/policy.js';
+import { AuditPolicy } from '../../lib/sidecar-config/audit-policy.js';
 import { auditIdOf, parseEventLines, startReceiver, waitForEventLines } from '../unit/sidecar/audit/support.js';
 
 const AUDIT_DOC = fileURLToPath(new URL('../../docs/audit.md', import.meta.url));

@@ -5,7 +5,7 @@
 // there is room (nothing is lost), `drop` drops new events (each one counted and logged).
 import type { Logger } from '../../../lib/log.js';
 import { WebhookClient, type WebhookKubeconfig } from '../../../lib/webhook-kubeconfig.js';
-import { AUDIT_API_VERSION } from '../types.js';
+import { AUDIT_API_VERSION } from '../../../lib/sidecar-config/audit-policy.js';
 import type { OverflowMode } from '../../../lib/sidecar-config/audit.js';
 import { emptyStats, type SerialisedEvent, type Sink, type SinkStats } from './sink.js';
 

@@ -15,6 +15,7 @@ import type { UpgradeRequest } from '../../../sidecar/forward/upgrade.js';
 import type { Identity } from '../../../sidecar/identity.js';
 import { SidecarMetrics } from '../../../sidecar/metrics.js';
 import { Pipeline, type PipelineOptions } from '../../../sidecar/pipeline.js';
+import { waitFor } from '../../../local-cluster/wait.js';
 
 const PEOPLE: Record<string, Identity> = {
   alice: { username: 'alice', groups: ['devs'], extra: {} },
@@ -469,6 +470,37 @@ describe('sidecar/pipeline: the stages in order, with fakes', function () {
       assert.equal(record!.responseCode, 500);
       const counted = await metrics.requests.get();
       assert.deepEqual(counted.values.map((v) => [v.labels.code, v.value]), [['500', 1]]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a new audit recorder takes the requests that arrive after it; those under way finish with the one they began with', async function () {
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const { pipeline, trace } = harness({
+      ...defaults(),
+      forward: (request) => {
+        if (request.req.url?.endsWith('/slow')) void held.then(() => answerOk(request));
+        else answerOk(request);
+      },
+    });
+    const server = await serve(pipeline);
+    const second: RequestRecord[] = [];
+    try {
+      const slow = send(server, 'GET', `${GET_CM}/slow`, { authorization: 'Bearer alice' });
+      await waitFor('the slow request to be forwarded', () => trace.forwarded.length === 1);
+      let drained = false;
+      const drainedPromise = pipeline.useAudit({ record: (record) => second.push(record) }).then(() => (drained = true));
+      await send(server, 'GET', GET_CM, { authorization: 'Bearer alice' });
+      await waitFor('the new recorder to record the new request', () => second.length === 1);
+      assert.equal(trace.records.length, 0, 'the first recorder has recorded nothing yet');
+      assert.equal(drained, false, 'the first recorder still has a request under way');
+      release();
+      await slow;
+      await drainedPromise;
+      assert.deepEqual(trace.records.map((r) => r.requestURI), [`${GET_CM}/slow`]);
+      assert.deepEqual(second.map((r) => r.requestURI), [GET_CM]);
     } finally {
       server.close();
     }

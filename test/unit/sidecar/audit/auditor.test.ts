@@ -5,7 +5,7 @@ import type { UpstreamResponse } from '../../../../sidecar/forward/http.js';
 import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Auditor } from '../../../../sidecar/audit/auditor.js';
-import { AuditPolicy } from '../../../../sidecar/audit/policy.js';
+import { AuditPolicy } from '../../../../lib/sidecar-config/audit-policy.js';
 import type { SerialisedEvent, Sink, SinkStats } from '../../../../sidecar/audit/sinks/sink.js';
 import { emptyStats } from '../../../../sidecar/audit/sinks/sink.js';
 import type { Event } from '../../../../sidecar/audit/types.js';
@@ -206,7 +206,8 @@ describe('sidecar/audit/auditor', function () {
       assert.equal((await create(configMap('cm'), 429, { answer: 'Too many requests, please try again later.', answerType: 'text/plain' })).objectRef?.name, undefined);
       assert.equal((await create(configMap('cm'), undefined, { cut: true })).objectRef?.name, undefined, 'a body cut short never decoded');
       const { auditor, sink } = setup(AuditPolicy.DEFAULT, 1 << 20);
-      const notYetSent = forwardedFor('POST', '/api/v1/namespaces/a/configmaps');
+      assert.equal((await create(configMap('cm'), 500, { cut: true, answer: statusOf(500, 'unexpected EOF') })).objectRef?.name, undefined, 'a body cut short, ended short upstream and answered: never decoded');
+      const notYetSent = forwardedFor('POST', '/api/v1/namespaces/a/configmaps', { bodySent: false });
       const req = message({ 'content-type': 'application/json' });
       await auditor.begin(notYetSent, req);
       await drain(req, configMap('cm'));

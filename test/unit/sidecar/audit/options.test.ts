@@ -4,9 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../../../../lib/config.js';
-import { createAuditor } from '../../../../sidecar/audit/setup.js';
 import { loadSidecarConfig } from '../../../../lib/sidecar-config/options.js';
-import { capturingLogger } from './helpers.js';
 
 const REQUIRED = ['--tls-cert-file=/tls.crt', '--tls-key-file=/tls.key', '--upstream=https://10.96.0.1:443'];
 
@@ -41,7 +39,9 @@ describe('sidecar/audit options', function () {
 
   it('takes sinks as a list from flags, variables or the file', function () {
     const file = path.join(dir, 'config.yaml');
-    writeFileSync(file, 'auditSinks: [file, webhook]\nauditFilePath: /var/log/audit.log\nauditWebhookConfigFile: /etc/webhook.kubeconfig\n');
+    const kubeconfig = path.join(dir, 'webhook.kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://audit.example/events"}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+    writeFileSync(file, `auditSinks: [file, webhook]\nauditFilePath: /var/log/audit.log\nauditWebhookConfigFile: ${kubeconfig}\n`);
     assert.deepEqual(loadSidecarConfig([...REQUIRED, `--config=${file}`], {}).auditSinks, ['file', 'webhook']);
     const fromEnv = loadSidecarConfig(REQUIRED, { CHAPERONE_AUDIT_SINKS: 'stdout,file', CHAPERONE_AUDIT_FILE_PATH: '/var/log/audit.log' });
     assert.deepEqual(fromEnv.auditSinks, ['stdout', 'file']);
@@ -55,10 +55,13 @@ describe('sidecar/audit options', function () {
     assert.match(problems(['--audit-webhook-overflow=spill'])[0]!, /--audit-webhook-overflow: "spill" is not one of block, drop/);
   });
 
-  it('refuses to start with a policy that is not valid, naming the file and the place', function () {
+  it('refuses to start with a policy that is not valid, or a webhook kubeconfig it cannot use, naming the file and the place', function () {
     const policy = path.join(dir, 'policy.yaml');
     writeFileSync(policy, 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Verbose\n');
-    const config = loadSidecarConfig([...REQUIRED, `--audit-policy-file=${policy}`], {});
-    assert.throws(() => createAuditor(config, capturingLogger().log), new RegExp(`${policy}: rules\\[0\\]\\.level`));
+    assert.deepEqual(problems([`--audit-policy-file=${policy}`]), [`auditPolicyFile: ${policy}: rules[0].level: is required: one of None, Metadata, Request, RequestResponse`]);
+    assert.deepEqual(problems([`--audit-policy-file=${path.join(dir, 'missing.yaml')}`]), [`auditPolicyFile: ${path.join(dir, 'missing.yaml')}: cannot read: ENOENT`]);
+    const kubeconfig = path.join(dir, 'no-context.kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://audit.example/events"}}]\n');
+    assert.match(problems(['--audit-sinks=webhook', `--audit-webhook-config-file=${kubeconfig}`])[0]!, new RegExp(`^auditWebhookConfigFile: ${kubeconfig}: current-context is not set`));
   });
 });

@@ -1,7 +1,8 @@
 // The audit policy, against the rules of the API server's checker.go and validation.go.
 import assert from 'node:assert/strict';
 import { requestInfo } from '../../../../sidecar/authz/request-info.js';
-import { AuditPolicy, AuditPolicyError, policyAttributes, type PolicyAttributes } from '../../../../sidecar/audit/policy.js';
+import { AuditPolicy, AuditPolicyError, type PolicyAttributes } from '../../../../lib/sidecar-config/audit-policy.js';
+import { policyAttributes } from '../../../../sidecar/audit/auditor.js';
 
 function attrs(method: string, url: string, user?: { username: string; groups?: string[] }): PolicyAttributes {
   return policyAttributes(requestInfo(method, url), user && { username: user.username, groups: user.groups ?? [], extra: {} });

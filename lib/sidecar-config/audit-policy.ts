@@ -1,12 +1,23 @@
 // The API server's audit policy (audit.k8s.io/v1 Policy), read and applied with its own rules
 // (k8s.io/apiserver/pkg/audit/policy: checker.go, reader.go, and apis/audit/validation), so a
 // policy written for the API server selects and shapes the sidecar's events the same way.
-// Pure: no I/O.
+// Pure: no I/O. The sidecar evaluates it for each request; the injector checks a policy an
+// installation configuration names.
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import type { RequestInfo } from '../authz/request-info.js';
-import type { Identity } from '../identity.js';
-import { AUDIT_API_VERSION, LEVELS, levelAtLeast, STAGES, type Level, type Stage } from './types.js';
+
+export const AUDIT_API_VERSION = 'audit.k8s.io/v1';
+
+export const LEVELS = ['None', 'Metadata', 'Request', 'RequestResponse'] as const;
+export type Level = (typeof LEVELS)[number];
+
+export const STAGES = ['RequestReceived', 'ResponseStarted', 'ResponseComplete', 'Panic'] as const;
+export type Stage = (typeof STAGES)[number];
+
+/** True when `level` records at least what `atLeast` does. */
+export function levelAtLeast(level: Level, atLeast: Level): boolean {
+  return LEVELS.indexOf(level) >= LEVELS.indexOf(atLeast);
+}
 
 /** What a rule is matched against: the authorizer attributes of the request, as the API server has them. */
 export interface PolicyAttributes {
@@ -21,21 +32,6 @@ export interface PolicyAttributes {
   name: string;
   /** The request path (non-resource requests). */
   path: string;
-}
-
-/** The attributes of a request (its RequestInfo) made by this person (undefined: nobody authenticated). */
-export function policyAttributes(info: RequestInfo, person: Identity | undefined): PolicyAttributes {
-  return {
-    ...(person ? { user: { username: person.username, groups: person.groups } } : {}),
-    verb: info.verb,
-    isResourceRequest: info.isResourceRequest,
-    namespace: info.namespace,
-    apiGroup: info.apiGroup,
-    resource: info.resource,
-    subresource: info.subresource,
-    name: info.name,
-    path: info.path,
-  };
 }
 
 export interface RequestAuditConfig {

@@ -1,0 +1,155 @@
+// Audit for every injected sidecar, chosen once by the platform team: the installation configuration
+// names an audit policy (the API server's format) and a webhook, and each injected pod's sidecar sends
+// its events there at that policy's levels. A new version reaches running sidecars; one a sidecar
+// could not use is refused by the injector, naming the field, before any pod gets it.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import type { V1Pod } from '@kubernetes/client-node';
+import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
+import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
+import { SECRETS } from '../../injector/provision/names.js';
+import { startInjector, type RunningInjector } from '../../injector/injector.js';
+import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
+import type { ControlPlane } from '../../local-cluster/control-plane.js';
+import { adminClients, grantInNamespace, type AdminClients } from '../../local-cluster/kube.js';
+import { createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
+import { waitFor } from '../../local-cluster/wait.js';
+import { sharedControlPlane } from '../support/shared.js';
+import { startReceiver, type Receiver } from '../unit/sidecar/audit/support.js';
+import { silentLog } from '../unit/injector/helpers.js';
+
+const CONFIG_SECRET = 'chaperone-sidecar-config';
+
+/** configmaps at the level given; everything else not at all. */
+function policy(level: string): string {
+  return `apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: ${level}\n    resources: [{ group: "", resources: [configmaps] }]\n  - level: None\n`;
+}
+
+describe('audit for injected pods: the installation configuration (issue 23)', function () {
+  this.timeout(180_000);
+  let cp: ControlPlane;
+  let clients: AdminClients;
+  let receiver: Receiver;
+  let installation: InjectorInstallation;
+  let injector: RunningInjector;
+  let namespace: string;
+  let sidecar: PodSidecar;
+  let alice: CertificateAndKey;
+  let files: Record<string, string>;
+
+  const configuration = (changes: Record<string, string>) => ({ metadata: { name: CONFIG_SECRET }, stringData: { ...files, ...changes } });
+  const replaceConfiguration = (changes: Record<string, string>) =>
+    clients.core.replaceNamespacedSecret({ name: CONFIG_SECRET, namespace: installation.namespace, body: configuration(changes) });
+  const createPod = (name: string) => clients.core.createNamespacedPod({ namespace, body: { metadata: { name }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } } });
+  const get = (path: string) => rawRequest(`${sidecar.url}${path}`, { ca: sidecar.dashboard.caPem, cert: alice });
+  const auditID = (response: RawResponse) => String(response.headers['audit-id']);
+  const eventOf = (response: RawResponse) =>
+    waitFor(`the webhook to receive the event of ${auditID(response)}`, () => receiver.events.find((e) => e.auditID === auditID(response) && e.stage === 'ResponseComplete'), 20_000);
+
+  before(async function () {
+    this.timeout(15 * 60_000);
+    cp = await sharedControlPlane();
+    clients = adminClients(cp);
+    receiver = await startReceiver();
+    files = {
+      'sidecar.yaml': 'auditPolicyFile: policy.yaml\nauditSinks: [webhook]\nauditWebhookConfigFile: audit-webhook.kubeconfig\nauditWebhookBatchMaxWait: 100ms\n',
+      'policy.yaml': policy('RequestResponse'),
+      'audit-webhook.kubeconfig': await readFile(receiver.kubeconfig, 'utf8'),
+    };
+    installation = await installInjector(cp, clients);
+    await clients.core.createNamespacedSecret({ namespace: installation.namespace, body: configuration({}) });
+    injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1']), silentLog);
+    await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
+    namespace = await installation.createLabelledNamespace('installation-audit');
+    await grantInNamespace(cp, clients, namespace, 'view', 'alice');
+    await clients.core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'settings' }, data: { theme: 'dark' } } });
+    await waitFor('the default service account', () => clients.core.readNamespacedServiceAccount({ name: 'default', namespace }).then(() => true));
+    const pod: V1Pod = await waitFor(
+      'the injector to inject a pod',
+      async () => {
+        const created = await createPod('dashboard').catch(() => undefined);
+        return created?.spec?.serviceAccountName === 'chaperone-impersonator' ? created : undefined;
+      },
+      90_000,
+      1000,
+    );
+    sidecar = await startPodSidecar(cp, clients, pod);
+    const identityCa = caSetFromSecret(await clients.core.readNamespacedSecret({ name: SECRETS.identityCa, namespace: installation.namespace })).active;
+    alice = issueCertificate(identityCa, { commonName: 'alice', organizations: ['dev'], usage: 'client', validitySeconds: 900 });
+  });
+
+  after(async function () {
+    await sidecar?.stop();
+    await injector?.stop();
+    await installation?.cleanup();
+    await receiver?.dispose();
+  });
+
+  it("sends each injected sidecar's events to the installation's webhook, at the installation's policy's levels", async function () {
+    const read = await get(`/api/v1/namespaces/${namespace}/configmaps/settings`);
+    assert.equal(read.status, 200, read.body);
+    const event = await eventOf(read);
+    assert.equal(event.level, 'RequestResponse');
+    assert.equal(event.user.username, 'alice');
+    assert.equal(event.impersonatedUser?.username, 'alice');
+    assert.deepEqual((event.responseObject as { data?: unknown } | undefined)?.data, { theme: 'dark' }, 'the response is recorded, as RequestResponse asks');
+
+    const other = await get(`/api/v1/namespaces/${namespace}/serviceaccounts`);
+    assert.equal(other.status, 200, other.body);
+    declareNoSidecarEvent(auditID(other), "the installation's audit policy records nothing for serviceaccounts");
+    // The configmap read after it is delivered; the serviceaccounts read, before it, never is.
+    await eventOf(await get(`/api/v1/namespaces/${namespace}/configmaps/settings`));
+    assert.equal(receiver.events.filter((e) => e.auditID === auditID(other)).length, 0, 'level None: no event');
+  });
+
+  it('a new version of the policy reaches the running sidecar: the requests after it are audited by the new one', async function () {
+    await replaceConfiguration({ 'policy.yaml': policy('Metadata') });
+    const event = await waitFor(
+      'the sidecar to apply the new policy',
+      async () => {
+        const found = await eventOf(await get(`/api/v1/namespaces/${namespace}/configmaps/settings`));
+        return found.level === 'Metadata' ? found : undefined;
+      },
+      30_000,
+      250,
+    );
+    assert.equal(event.responseObject, undefined, 'Metadata level records no body');
+    await replaceConfiguration({});
+    await waitFor(
+      'the sidecar to apply the policy it had',
+      async () => (await eventOf(await get(`/api/v1/namespaces/${namespace}/configmaps/settings`))).level === 'RequestResponse',
+      30_000,
+      250,
+    );
+  });
+
+  it('a policy or sink a sidecar could not use is refused by the injector, naming the field; the sidecars keep the version in use', async function () {
+    const refusals: [Record<string, string>, RegExp][] = [
+      [{ 'policy.yaml': 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Verbose\n' }, /auditPolicyFile: .*policy\.yaml: rules\[0\]\.level: is required: one of None, Metadata, Request, RequestResponse/],
+      [{ 'sidecar.yaml': 'auditSinks: [file]\n' }, /sidecar\.yaml: auditSinks: the file sink writes inside the sidecar's container/],
+      [{ 'audit-webhook.kubeconfig': 'apiVersion: v1\nkind: Config\nusers: [{ name: u, user: { exec: { apiVersion: client.authentication.k8s.io/v1, command: /bin/sh } } }]\n' }, /audit-webhook\.kubeconfig: user\.exec: an installation configuration runs no credential plugin/],
+    ];
+    try {
+      for (const [changes, why] of refusals) {
+        await replaceConfiguration(changes);
+        await waitFor(
+          `the injector to refuse pods for ${why.source}`,
+          async () => {
+            const refused = await createPod(`refused-${Date.now()}`).then(
+              () => undefined,
+              (err: Error & { body?: unknown }) => (typeof err.body === 'string' ? err.body : JSON.stringify(err.body ?? err.message)),
+            );
+            return refused !== undefined && why.test(refused) ? refused : undefined;
+          },
+          30_000,
+          500,
+        );
+      }
+      const read = await get(`/api/v1/namespaces/${namespace}/configmaps/settings`);
+      assert.equal((await eventOf(read)).level, 'RequestResponse', 'the running sidecar keeps the version in use');
+    } finally {
+      await replaceConfiguration({});
+    }
+  });
+});
