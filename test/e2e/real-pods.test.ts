@@ -37,8 +37,8 @@ const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/tok
 /** The shortest a projected token may live; the kubelet renews it after 80% of that (8 minutes). */
 const TOKEN_SECONDS = 600;
 
-function jwtClaims(token: string): { jti: string; iat: number; exp: number } {
-  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { jti: string; iat: number; exp: number };
+function jwtClaims(token: string): { jti: string; iat: number; exp: number; sub: string } {
+  return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { jti: string; iat: number; exp: number; sub: string };
 }
 
 /** What the in-cluster client answers (test/fixtures/in-cluster-client/main.go). */
@@ -196,7 +196,8 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     }, 180_000, 1000);
 
     namespace = `dashboards-${Date.now().toString(36)}`;
-    await clients.core.createNamespace({ body: { metadata: { name: namespace, labels: { 'chaperone.dev/inject': 'enabled' } } } });
+    // Pod Security baseline, which every labelled namespace must enforce (docs/security-model.md).
+    await clients.core.createNamespace({ body: { metadata: { name: namespace, labels: { 'chaperone.dev/inject': 'enabled', 'pod-security.kubernetes.io/enforce': 'baseline' } } } });
     await waitFor('the namespace provisioned', async () => {
       await clients.core.readNamespacedServiceAccount({ name: 'chaperone-impersonator', namespace });
       await clients.core.readNamespacedSecret({ name: 'chaperone-serving', namespace });
@@ -351,6 +352,35 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     const token = await output('look-for-token');
     assert.ok(token.length >= 2, token.join('\n'));
     assert.deepEqual(token.filter((line) => line.endsWith(' readable')), [], token.join('\n'));
+  });
+
+  it("what Pod Security baseline keeps out of a labelled namespace is real: through a hostPath volume, a pod elsewhere on the node reads the scoped token from the kubelet's disk", async function () {
+    const podsDir = path.join(node.dir, 'kubelet/pods');
+    const tokenOnDisk = readFileSync(path.join(podsDir, dashboard.metadata!.uid!, 'volumes/kubernetes.io~projected/chaperone-upstream/token'), 'utf8');
+    const reader = (name: string): V1Pod => ({
+      metadata: { name, labels: { 'chaperone.dev/inject': 'disabled' } },
+      spec: {
+        nodeName: node.name,
+        restartPolicy: 'Never',
+        containers: [{ name: 'reader', image: CLIENT_IMAGE, imagePullPolicy: 'IfNotPresent', command: ['/client', 'cat', `/kubelet-pods/${dashboard.metadata!.uid!}/volumes/kubernetes.io~projected/chaperone-upstream/token`], volumeMounts: [{ name: 'pods', mountPath: '/kubelet-pods', readOnly: true }] }],
+        volumes: [{ name: 'pods', hostPath: { path: podsDir, type: 'Directory' } }],
+      },
+    });
+    // In the labelled namespace, opted out of injection: refused before it exists.
+    await assert.rejects(clients.core.createNamespacedPod({ namespace, body: reader('host-path-reader') }), (err: Error) => {
+      assert.match(err.message, /violates PodSecurity \W+baseline:latest\W+: hostPath volumes/);
+      return true;
+    });
+    // In kube-system, where the policies do not look (docs/security-model.md): it runs, and reads it.
+    await clients.core.createNamespacedPod({ namespace: 'kube-system', body: reader('host-path-reader') });
+    await waitFor('the hostPath reader finished', async () => {
+      const pod = await clients.core.readNamespacedPod({ name: 'host-path-reader', namespace: 'kube-system' });
+      return pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed' ? pod : undefined;
+    }, 60_000, 500);
+    const logs = await kubectl(node.controlPlane.adminKubeconfig, ['logs', '-n', 'kube-system', 'host-path-reader']);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.equal(logs.stdout, tokenOnDisk);
+    assert.equal(jwtClaims(logs.stdout).sub, serviceAccountUsername(namespace, 'chaperone-impersonator'));
   });
 
   it("picks up the token the kubelet renews: the sidecar's requests after the renewal carry the new token", async function () {
