@@ -57,6 +57,8 @@ function expiryOf(secret: V1Secret | undefined): number | undefined {
   }
 }
 
+export type ProvisionedListener = (namespace: string, clusterScoped: boolean) => void;
+
 /** What the cache does with each informer, whatever it holds. */
 type AnyInformer = Pick<Informer<KubernetesObject, unknown>, 'start' | 'synced' | 'staleness' | 'current' | 'onChange' | 'stop'>;
 
@@ -116,13 +118,30 @@ export class AdmissionCache implements AdmissionLookups {
     this.provisioningCaches = provisioning;
     this.all = [...provisioning, this.installationSecrets, this.csiDrivers];
     // Keys are namespace/name; the cluster-scoped roles and bindings say their namespace in their name.
-    const forget = (key: string) => {
+    const namespaceOf = (key: string) => {
       const [namespace, name] = key.split('/', 2) as [string, string];
-      if (namespace !== '') this.statuses.delete(namespace);
-      else if (name.startsWith(impersonatorPrefix)) this.statuses.delete(name.slice(impersonatorPrefix.length));
-      else this.statuses.delete(name);
+      if (namespace !== '') return namespace;
+      return name.startsWith(impersonatorPrefix) ? name.slice(impersonatorPrefix.length) : name;
     };
-    for (const cache of provisioning) cache.onChange(forget);
+    for (const cache of provisioning) cache.onChange((key) => this.statuses.delete(namespaceOf(key)));
+    for (const cache of [this.serviceAccounts, this.configMaps, this.servingSecrets]) cache.onChange((key) => this.emitProvisioned(namespaceOf(key), false));
+    for (const cache of [this.roles, this.bindings]) cache.onChange((key) => this.emitProvisioned(namespaceOf(key), true));
+  }
+
+  private readonly provisionedListeners = new Set<ProvisionedListener>();
+
+  /**
+   * Every change of an object of a namespace's provisioning (its ServiceAccount, ConfigMap or Secret;
+   * its ClusterRole or ClusterRoleBinding: clusterScoped), by namespace: the reconciler puts back what
+   * someone changed from the same watches, rather than keeping watches of its own.
+   */
+  onProvisionedChange(listener: ProvisionedListener): () => void {
+    this.provisionedListeners.add(listener);
+    return () => this.provisionedListeners.delete(listener);
+  }
+
+  private emitProvisioned(namespace: string, clusterScoped: boolean): void {
+    for (const listener of this.provisionedListeners) listener(namespace, clusterScoped);
   }
 
   start(): void {

@@ -102,6 +102,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
         leafValidityMs: config.certificateValidity,
         resyncMs: config.resyncInterval,
         upstreamCa: () => upstreamCa.current(),
+        provisionedChanges: (listener) => caches.onProvisionedChange(listener),
         impersonation: {
           mode: config.impersonationMode,
           groups: config.impersonationGroups,

@@ -8,7 +8,7 @@
 // not is left alone and reported (the readiness check names it). The ClusterRoleBindings, labelled with
 // their namespace, are also the record of which namespaces were provisioned, so that a label removed
 // while no injector ran is still cleaned up.
-import type { CoreV1Api, KubeConfig, KubernetesObject, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
+import type { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
 import type { AccessPolicy, ImpersonationMode } from '../../lib/access-policy.js';
 import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
@@ -17,7 +17,8 @@ import { annotationOf } from '../names.js';
 import { INSTALLATION_FILE } from '../../lib/sidecar-config/installation.js';
 import { injectorMetrics } from '../metrics.js';
 import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, refusalEvent } from '../namespaces.js';
-import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type ListWatchOptions, type Watching } from './kube.js';
+import type { ProvisionedListener } from '../admission-cache.js';
+import { describeError, isConflict, isNotFound, listWatch, unlessNotFound, type Watching } from './kube.js';
 import { accessPolicyFor, AccessPolicyError, type AccessDefaults, type ServedResources } from './access.js';
 import { detectImpersonationMode, servedResources } from './cluster-support.js';
 import { impersonatorRules, sameRules } from './impersonator-role.js';
@@ -52,6 +53,8 @@ export interface ProvisionerOptions {
   resyncMs: number;
   /** The cluster's CA bundle as the injector verifies the API server with it (upstream-ca.ts); undefined while unknown. */
   upstreamCa: () => string | undefined;
+  /** Every change of an object of a namespace's provisioning (AdmissionCache.onProvisionedChange). */
+  provisionedChanges: (listener: ProvisionedListener) => () => void;
   /** How the scoped accounts impersonate; `auto` is resolved by probing the API server once. */
   impersonation: Omit<AccessDefaults, 'mode'> & { mode: ImpersonationMode | 'auto' };
   log: Logger;
@@ -69,7 +72,7 @@ export class NamespaceProvisioner {
   private cas: SidecarCas | undefined;
   private labelled = new Map<string, V1Namespace>();
   private watching: Watching | undefined;
-  private readonly ownWatches: Watching[] = [];
+  private unfollow: (() => void) | undefined;
   private namespacesListed = false;
   private readonly due = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly queue = new Set<string>();
@@ -109,7 +112,7 @@ export class NamespaceProvisioner {
   private startWatching(): void {
     const { kubeconfig, core, namespaceSelector, log } = this.options;
     const labelSelector = namespaceSelector ? `${INJECT_SELECTOR},${namespaceSelector}` : INJECT_SELECTOR;
-    this.watchOwnObjects();
+    this.followOwnObjects();
     this.watching = listWatch<V1Namespace>({
       kubeconfig,
       path: '/api/v1/namespaces',
@@ -135,36 +138,21 @@ export class NamespaceProvisioner {
   }
 
   /**
-   * Watches of what it provisions, so that a change by anyone (an administrator, a system component;
+   * What it provisions, followed so that a change by anyone (an administrator, a system component;
    * the ValidatingAdmissionPolicy keeps everyone else out) is repaired within seconds, not at the next
-   * resync: the ServiceAccount, ConfigMap and Secret by name in every namespace (RBAC lets it list and
-   * watch those names only), and its own ClusterRoles and ClusterRoleBindings by label. An event only
-   * says which namespace to reconcile; the reconciler reads what it needs itself.
+   * resync: the ServiceAccount, ConfigMap and Secret by name in every namespace, and the impersonator
+   * ClusterRoles and ClusterRoleBindings, from the watches every replica keeps for its webhook
+   * (admission-cache.ts). A change only says which namespace to reconcile; the reconciler reads what
+   * it needs itself.
    */
-  private watchOwnObjects(): void {
-    const { kubeconfig, core, rbac, names, log } = this.options;
-    const own = `${PROVISIONED_BY_LABEL}=${names.installation}`;
-    const byName = (name: string) => `metadata.name=${name}`;
-    const namespaced = (object: KubernetesObject) => object.metadata?.namespace;
-    const forNamespace = (object: KubernetesObject) => object.metadata?.labels?.[FOR_NAMESPACE_LABEL];
-    const watches: [string, Pick<ListWatchOptions<KubernetesObject>, 'path' | 'list' | 'fieldSelector' | 'labelSelector'>, (object: KubernetesObject) => string | undefined][] = [
-      [`ServiceAccounts ${names.serviceAccount}`, { path: '/api/v1/serviceaccounts', fieldSelector: byName(names.serviceAccount), list: () => core.listServiceAccountForAllNamespaces({ fieldSelector: byName(names.serviceAccount) }) }, namespaced],
-      [`ConfigMaps ${names.caConfigMap}`, { path: '/api/v1/configmaps', fieldSelector: byName(names.caConfigMap), list: () => core.listConfigMapForAllNamespaces({ fieldSelector: byName(names.caConfigMap) }) }, namespaced],
-      [`Secrets ${names.servingSecret}`, { path: '/api/v1/secrets', fieldSelector: byName(names.servingSecret), list: () => core.listSecretForAllNamespaces({ fieldSelector: byName(names.servingSecret) }) }, namespaced],
-      ['its impersonator ClusterRoles', { path: '/apis/rbac.authorization.k8s.io/v1/clusterroles', labelSelector: own, list: () => rbac.listClusterRole({ labelSelector: own }) }, forNamespace],
-      ['its impersonator ClusterRoleBindings', { path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', labelSelector: own, list: () => rbac.listClusterRoleBinding({ labelSelector: own }) }, forNamespace],
-    ];
-    for (const [what, source, namespaceOf] of watches) {
-      const touched = (object: KubernetesObject) => {
-        // Until the labelled namespaces are known, every namespace would look unlabelled (and be cleaned
-        // up): their first list reconciles everything anyway.
-        if (!this.namespacesListed) return;
-        const namespace = namespaceOf(object);
-        // Labelled: put back what changed. Not labelled: only a leftover role or binding of ours needs anything (removing).
-        if (namespace && (this.labelled.has(namespace) || namespaceOf === forNamespace)) this.enqueue(namespace);
-      };
-      this.ownWatches.push(listWatch<KubernetesObject>({ kubeconfig, ...source, onList: (items) => items.forEach(touched), onEvent: (_type, object) => touched(object), log, what }));
-    }
+  private followOwnObjects(): void {
+    this.unfollow = this.options.provisionedChanges((namespace, clusterScoped) => {
+      // Until the labelled namespaces are known, every namespace would look unlabelled (and be cleaned
+      // up): their first list reconciles everything anyway.
+      if (!this.namespacesListed) return;
+      // Labelled: put back what changed. Not labelled: only a leftover role or binding of ours needs anything (removing).
+      if (this.labelled.has(namespace) || clusterScoped) this.enqueue(namespace);
+    });
   }
 
   /** Every labelled namespace again, and every namespace that still has a binding of ours but is not labelled. */
@@ -633,7 +621,8 @@ export class NamespaceProvisioner {
     clearInterval(this.resyncTimer);
     for (const { timer } of this.due.values()) clearTimeout(timer);
     this.due.clear();
-    await Promise.all([this.watching?.stop(), ...this.ownWatches.map((watch) => watch.stop())]);
+    this.unfollow?.();
+    await this.watching?.stop();
     await this.working;
   }
 }
