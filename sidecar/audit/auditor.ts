@@ -168,7 +168,9 @@ export class Auditor implements AuditRecorder {
    */
   private objectMetaOf(record: RequestRecord, state: RequestState): MetadataReading | undefined {
     if (!completesObjectRef(record.info) || !record.forwarded || !state.requestBody) return undefined;
-    const decoded = state.upstreamCode === undefined ? state.requestBody.ended && record.bodySent === true : apiServerDecoded(state.upstreamCode, statusOf(state.responseBody));
+    // A body that did not arrive whole was ended short upstream: the API server's read of it failed, whatever it answered.
+    const whole = state.requestBody.ended && record.bodySent === true;
+    const decoded = whole && (state.upstreamCode === undefined || apiServerDecoded(state.upstreamCode, statusOf(state.responseBody)));
     if (!decoded) return undefined;
     if (!state.objectMeta) {
       const bytes = state.requestBody.bytes();

@@ -31,6 +31,7 @@ export function forwardedFor(method: string, url: string, overrides: Partial<Req
     decision: { allowed: true, reason: 'RBAC: allowed by RoleBinding "view/team-a" of ClusterRole "view" to User "alice"' },
     impersonated: alice,
     forwarded: true,
+    bodySent: true, // the forwarder says so once the whole body (or none) is on the stream
     responseCode: 200,
     ...overrides,
   });
