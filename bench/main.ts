@@ -5,25 +5,29 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { injectorConfigSpec } from '../injector/config.js';
+import { quantityNano } from '../injector/quantity.js';
 import { startControlPlane, type ControlPlane } from '../local-cluster/control-plane.js';
 import { adminClients } from '../local-cluster/kube.js';
 import { measureAdmission } from './admission.js';
+import { createMemoryCgroup } from './cgroup.js';
 import { prepareData, type BenchData } from './data.js';
 import type { Workload } from './load.js';
 import { busy, machineInfo } from './machine.js';
 import { authorizationCacheLookups, heapBreakdown } from './metrics.js';
 import { measureOverhead, type Route } from './overhead.js';
 import { preparePeople, type People } from './people.js';
-import { bundlePath, findProcess, PeakMemory, useBundle } from './processes.js';
+import { bundlePath, findProcess, loadNodeFlags, PeakMemory, useBundle, useNodeFlags } from './processes.js';
 import { renderReport } from './report.js';
 import type { BenchResults, BenchSettings, MemoryResult, Section } from './results.js';
 import { FULL, QUICK } from './settings.js';
 import { prepareSidecars, type BenchSidecar, type SidecarLauncher } from './sidecar.js';
+import { measureSoak } from './soak.js';
 import { measureStartup } from './startup.js';
 import { measureWatches } from './watches.js';
 
 const REQUIRED_NODE_MAJOR = 24;
-const SECTIONS: Section[] = ['startup', 'overhead', 'watches', 'admission'];
+const SECTIONS: Section[] = ['startup', 'overhead', 'watches', 'soak', 'admission'];
 const DEFAULT_OUT = path.join(import.meta.dirname, 'results', 'latest.json');
 
 /**
@@ -38,6 +42,17 @@ interface CliOptions {
   only?: Section[];
   cpuProf?: string;
   sidecarBundle?: string;
+  sidecarNodeFlags?: string[];
+  soakLimit: string;
+  soakSeconds?: number;
+  soakWatches?: number;
+}
+
+/** The memory limit the injector gives a sidecar unless told otherwise: the soak's. */
+function injectedMemoryLimit(): string {
+  const presence = injectorConfigSpec.options.memoryLimit.presence;
+  if (presence.kind !== 'default') throw new Error('the injector has no default memory limit');
+  return String(presence.value);
 }
 
 const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -108,9 +123,15 @@ async function run(options: CliOptions): Promise<void> {
   if (major !== REQUIRED_NODE_MAJOR) throw new Error(`the benchmarks run on Node.js ${REQUIRED_NODE_MAJOR}, as chaperone ships; this is ${process.version}. Run npm run bench.`);
   const sections = options.only ?? SECTIONS;
   if (options.sidecarBundle) useBundle('sidecar', options.sidecarBundle);
+  if (options.sidecarNodeFlags) useNodeFlags('sidecar', options.sidecarNodeFlags);
+  await loadNodeFlags();
   bundlePath('sidecar');
   if (sections.includes('admission')) bundlePath('injector');
-  const settings = options.quick ? QUICK : FULL;
+  const settings = {
+    ...(options.quick ? QUICK : FULL),
+    ...(options.soakSeconds ? { soakSeconds: options.soakSeconds } : {}),
+    ...(options.soakWatches ? { soakWatches: options.soakWatches } : {}),
+  };
   const startedAt = new Date();
   const busyBefore = busy();
   log(`load average ${busyBefore.load.join(' ')}; ${settings.quick ? 'quick run' : 'full run'} of ${sections.join(', ')}`);
@@ -147,7 +168,7 @@ async function run(options: CliOptions): Promise<void> {
 
     if (sections.includes('startup')) {
       results.startup = await measureStartup(launcher, settings.startupRuns, file('startup.log'));
-      log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.withoutSourceMaps.readyzMs.p50.toFixed(0)}ms without source maps`);
+      log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.sourceMapsToggled.readyzMs.p50.toFixed(0)}ms with source maps the other way`);
     }
     if (sections.includes('overhead')) {
       const measured = await overheadAndMemory(startSidecar, cp, people, data, settings, options.cpuProf);
@@ -160,6 +181,24 @@ async function run(options: CliOptions): Promise<void> {
       const plan = { namespace: data.watchNamespace, watches: settings.watches, updates: settings.watchUpdates, openConcurrency: 50 };
       results.watches = await measureWatches(clients, { base: cp.url, credentials: { cert: people.directCert } }, { base: sidecar.url, opsUrl: sidecar.opsUrl, credentials: { cert: people.sidecarCert }, sidecar }, plan, log);
       await stopSidecars();
+    }
+    if (sections.includes('soak')) {
+      const cgroup = await createMemoryCgroup(`chaperone-bench-soak-${process.pid}`, Number(quantityNano(options.soakLimit)! / 10n ** 9n));
+      cleanups.push(() => cgroup.remove());
+      const [get, list, paged] = workloads(data);
+      const phases = [
+        { workload: get!, connections: 16, credentials: { bearer: people.oidcToken }, method: 'OIDC token' },
+        { workload: list!, connections: 4, credentials: { cert: people.sidecarCert }, method: 'client certificate' },
+        { workload: paged!, connections: 4, credentials: { bearer: people.webhookToken }, method: 'webhook token' },
+        { workload: get!, connections: 64, credentials: { cert: people.sidecarCert }, method: 'client certificate' },
+      ];
+      const plan = { seconds: settings.soakSeconds, phaseSeconds: settings.soakPhaseSeconds, watches: settings.soakWatches, watchNamespace: data.watchNamespace, watchCredentials: { cert: people.sidecarCert } };
+      try {
+        results.soak = await measureSoak(startSidecar, clients, cgroup, phases, plan, log);
+      } finally {
+        await stopSidecars();
+        await cgroup.remove();
+      }
     }
     if (sections.includes('admission')) {
       const plan = { ...settings, reviewConcurrencies: settings.admissionConcurrencies, podCreateConcurrencies: settings.podCreateConcurrencies };
@@ -192,8 +231,21 @@ const program = new Command('bench')
   .option('--out <file>', 'where to write the results as JSON', DEFAULT_OUT)
   .addOption(new Option('--only <sections>', `run only these sections (comma-separated: ${SECTIONS.join(', ')})`).argParser((value) => parseSections(value)))
   .option('--sidecar-bundle <file>', 'run this sidecar bundle instead of dist/sidecar.mjs (to compare two builds)')
+  .option('--sidecar-node-flags <flags>', "run the sidecars with these node flags (space-separated; '' for none) instead of Dockerfile.sidecar's, to measure a lever", (value: string) => value.split(/\s+/).filter(Boolean))
+  .option('--soak-limit <quantity>', 'the memory limit of the soak\'s cgroup (default: the injector\'s --memory-limit default)', (value: string) => {
+    if (quantityNano(value) === undefined) throw new InvalidArgumentError(`${value} is not a resource quantity (example: 256Mi)`);
+    return value;
+  }, injectedMemoryLimit())
+  .option('--soak-seconds <seconds>', 'how long the soak runs (default: 240, 30 with --quick)', positiveInteger)
+  .option('--soak-watches <count>', 'how many watches stay open through the soak (default: 200, 50 with --quick)', positiveInteger)
   .option('--cpu-prof <dir>', "write V8 CPU profiles of the overhead section's sidecar and of the injector into this directory")
   .action((options: CliOptions) => run(options));
+
+function positiveInteger(value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number <= 0) throw new InvalidArgumentError(`${value} is not a whole number above 0`);
+  return number;
+}
 
 function parseSections(value: string): Section[] {
   const names = value.split(',').map((name) => name.trim());

@@ -7,6 +7,7 @@ import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execForm, instructions, readDockerfile } from '../local-cluster/images.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -25,16 +26,54 @@ export function bundlePath(name: Bundle): string {
   return file;
 }
 
-/** How Dockerfile.sidecar and Dockerfile.injector run the bundles: stack traces through the source map. */
-export const IMAGE_NODE_FLAGS = ['--enable-source-maps'];
+const nodeFlags = new Map<Bundle, string[]>();
+const imageEnv = new Map<Bundle, Record<string, string>>();
+
+/** How Dockerfile.<name> runs the bundle: node's flags (its ENTRYPOINT between node and the bundle) and its ENV. */
+export async function imageRuntime(name: Bundle): Promise<{ nodeFlags: string[]; env: Record<string, string> }> {
+  const { runtime } = await readDockerfile(`Dockerfile.${name}`);
+  const entrypoint = execForm(instructions(runtime, 'ENTRYPOINT').at(-1)!);
+  const env: Record<string, string> = {};
+  for (const instruction of instructions(runtime, 'ENV')) {
+    for (const pair of instruction.args.split(/\s+/)) {
+      const match = /^([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/.exec(pair);
+      if (!match) throw new Error(`Dockerfile.${name}: cannot read ENV ${instruction.args} (only KEY=value pairs)`);
+      env[match[1]!] = match[2]!;
+    }
+  }
+  return { nodeFlags: entrypoint.slice(1, -1), env };
+}
+
+/** Runs the bundle with these flags instead of its image's (to measure a lever before the image takes it). */
+export function useNodeFlags(name: Bundle, flags: string[]): void {
+  nodeFlags.set(name, flags);
+}
+
+/** Reads the images' flags (unless useNodeFlags chose others) and environment; before any startBundle. */
+export async function loadNodeFlags(): Promise<void> {
+  for (const name of ['sidecar', 'injector'] as const) {
+    const image = await imageRuntime(name);
+    if (!nodeFlags.has(name)) nodeFlags.set(name, image.nodeFlags);
+    imageEnv.set(name, image.env);
+  }
+}
+
+/** The flags startBundle gives node for this bundle, unless told others. */
+export function bundleNodeFlags(name: Bundle): string[] {
+  const flags = nodeFlags.get(name);
+  if (!flags) throw new Error('loadNodeFlags() was not called');
+  return flags;
+}
 
 export interface StartOptions {
   /** Where its standard error (the operational log) goes; standard output (audit events) is discarded. */
   stderrFile: string;
   /** Write a V8 CPU profile into this directory when the process exits. */
   cpuProfileDir?: string;
-  /** Node's flags; the images' own unless given. */
+  /** Node's flags; the image's own (or those of useNodeFlags) unless given. */
   nodeFlags?: string[];
+  /** Runs it in this memory cgroup (bench/cgroup.ts), from its first allocation. */
+  cgroup?: { wrap(command: string[]): string[] };
 }
 
 export interface BundleProcess {
@@ -46,11 +85,13 @@ export interface BundleProcess {
 }
 
 export function startBundle(name: Bundle, args: string[], options: StartOptions): BundleProcess {
-  const node = [...(options.nodeFlags ?? IMAGE_NODE_FLAGS), ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [])];
+  const node = [...(options.nodeFlags ?? bundleNodeFlags(name)), ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [])];
   // As in a pod: none of the harness's own CHAPERONE_* variables, which chaperone would refuse as unknown configuration.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('CHAPERONE_')));
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('CHAPERONE_'))), ...imageEnv.get(name) };
   const stderr = openSync(options.stderrFile, 'a');
-  const child = spawn(process.execPath, [...node, bundlePath(name), ...args], { env, stdio: ['ignore', 'ignore', stderr] });
+  const command = [process.execPath, ...node, bundlePath(name), ...args];
+  const [program, ...rest] = options.cgroup ? options.cgroup.wrap(command) : command;
+  const child = spawn(program!, rest, { env, stdio: ['ignore', 'ignore', stderr] });
   closeSync(stderr);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
@@ -65,9 +106,24 @@ export function startBundle(name: Bundle, args: string[], options: StartOptions)
 
 /** VmRSS of a process, from /proc (Linux). */
 export function residentBytes(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(match[1]) * 1024;
+  return resident(pid).totalBytes;
+}
+
+/** A process's resident memory: its own (anonymous: heaps, stacks) and pages of files (the node binary, mostly). */
+export interface Resident {
+  totalBytes: number;
+  anonymousBytes: number;
+  fileBytes: number;
+}
+
+export function resident(pid: number): Resident {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (name: string) => {
+    const match = new RegExp(`^${name}:\\s+(\\d+) kB$`, 'm').exec(status);
+    if (!match) throw new Error(`no ${name} for pid ${pid}`);
+    return Number(match[1]) * 1024;
+  };
+  return { totalBytes: kib('VmRSS'), anonymousBytes: kib('RssAnon'), fileBytes: kib('RssFile') + kib('RssShmem') };
 }
 
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, the unit of /proc/<pid>/stat on Linux

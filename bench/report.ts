@@ -2,6 +2,7 @@
 import type { LoadStats } from './load.js';
 import type { HeapBreakdown } from './metrics.js';
 import { markdownTable, mib, ms, perSecond, ratio, signedMs, type Column } from './markdown.js';
+import type { Resident } from './processes.js';
 import type { BenchResults, StartupVariant } from './results.js';
 import type { LatencySummary } from './stats.js';
 import { MIB } from './stats.js';
@@ -21,9 +22,13 @@ const GOALS = {
   watchesRssMiB: 150,
   watchesCount: 1000,
   startToReadyMs: 500,
-  reviewP99Ms: 5,
+  reviewP99Ms: 10,
   reviewConcurrency: 50,
+  burstConcurrency: 200,
+  injectorIdleRssMiB: 80,
   smallGetConcurrency: 16,
+  afterLoadRssMiB: 100,
+  shareOfLimit: 0.7,
 };
 
 export const SMALL_GET = 'GET one small object';
@@ -52,12 +57,32 @@ export function targets(results: BenchResults): TargetRow[] {
       met: addedP50 <= GOALS.addedP50Ms,
     });
   }
-  const idle = results.memory?.idleBytes;
+  const idle = results.memory?.idleBytes ?? results.soak?.rss.idle.totalBytes;
   rows.push(
     idle === undefined
       ? notMeasured('sidecar resident memory, idle', `≤ ${GOALS.idleRssMiB} MiB`)
       : { target: 'sidecar resident memory, idle', goal: `≤ ${GOALS.idleRssMiB} MiB`, measured: `${mib(idle)} MiB`, met: idle <= GOALS.idleRssMiB * MIB },
   );
+  const soak = results.soak;
+  const afterTarget = 'sidecar resident memory, idle after the soak';
+  const shareTarget = `sidecar peak resident memory in the soak, of the injected limit${soak ? ` (${mib(soak.limitBytes)} MiB)` : ''}`;
+  const shareGoal = `≤ ${GOALS.shareOfLimit * 100}%`;
+  if (!soak) rows.push(notMeasured(afterTarget, `≤ ${GOALS.afterLoadRssMiB} MiB`), notMeasured(shareTarget, shareGoal));
+  else {
+    const after = soak.rss.afterLoad?.totalBytes;
+    rows.push(
+      after === undefined
+        ? { target: afterTarget, goal: `≤ ${GOALS.afterLoadRssMiB} MiB`, measured: soak.killed ?? 'not measured', met: false }
+        : { target: afterTarget, goal: `≤ ${GOALS.afterLoadRssMiB} MiB`, measured: `${mib(after)} MiB`, met: after <= GOALS.afterLoadRssMiB * MIB },
+    );
+    const share = soak.rss.peak.totalBytes / soak.limitBytes;
+    rows.push({
+      target: shareTarget,
+      goal: shareGoal,
+      measured: soak.killed ? `killed (${soak.oomKills} OOM kills)` : `${(share * 100).toFixed(0)}% (${mib(soak.rss.peak.totalBytes)} MiB)`,
+      met: !soak.killed && share <= GOALS.shareOfLimit,
+    });
+  }
   const watches = results.watches;
   const watchTarget = `sidecar resident memory with ${GOALS.watchesCount} watches open`;
   if (!watches) rows.push(notMeasured(watchTarget, `≤ ${GOALS.watchesRssMiB} MiB`));
@@ -91,6 +116,20 @@ export function targets(results: BenchResults): TargetRow[] {
           met: review.stats.latency.p99 <= GOALS.reviewP99Ms,
         }
       : notMeasured(`AdmissionReview p99 at concurrency ${GOALS.reviewConcurrency}`, `≤ ${GOALS.reviewP99Ms} ms`),
+  );
+  const burst = results.admission?.review.find((r) => r.concurrency === GOALS.burstConcurrency);
+  const burstTarget = `AdmissionReviews denied at concurrency ${GOALS.burstConcurrency}`;
+  rows.push(
+    burst?.denied === undefined
+      ? notMeasured(burstTarget, 'none')
+      : { target: burstTarget, goal: 'none', measured: `${burst.denied} of ${burst.stats.requests}`, met: burst.denied === 0 && failures(burst.stats) === 0 },
+  );
+  const injectorIdle = results.admission?.memory?.idleBytes;
+  const injectorTarget = 'injector resident memory, idle';
+  rows.push(
+    injectorIdle === undefined
+      ? notMeasured(injectorTarget, `≤ ${GOALS.injectorIdleRssMiB} MiB`)
+      : { target: injectorTarget, goal: `≤ ${GOALS.injectorIdleRssMiB} MiB`, measured: `${mib(injectorIdle)} MiB`, met: injectorIdle <= GOALS.injectorIdleRssMiB * MIB },
   );
   return rows;
 }
@@ -191,12 +230,46 @@ function memoryTable(results: BenchResults): string {
   return markdownTable([{ title: 'sidecar' }, right('resident MiB')], rows);
 }
 
+const resident = (r: Resident) => `${mib(r.totalBytes)} (${mib(r.anonymousBytes)} anonymous, ${mib(r.fileBytes)} of files)`;
+const heap = (h: HeapBreakdown) => `${mib(h.heapUsedBytes)} / ${mib(h.heapTotalBytes)}, external ${mib(h.externalBytes)}`;
+
+function soakTable(results: BenchResults): string {
+  const s = results.soak!;
+  const share = (bytes: number) => `${mib(bytes)} (${((bytes / s.limitBytes) * 100).toFixed(0)}% of the limit)`;
+  const rows: string[][] = [
+    ['memory limit (cgroup v' + String(s.cgroupVersion) + ')', mib(s.limitBytes)],
+    [`V8's heap limit there, node ${s.nodeFlags.join(' ') || '(no flags)'}`, mib(s.heapLimitBytes)],
+    ['resident, idle before the load', resident(s.rss.idle)],
+    ['resident, peak during the load', `${resident(s.rss.peak)}, ${((s.rss.peak.totalBytes / s.limitBytes) * 100).toFixed(0)}% of the limit`],
+    ['resident, idle 5 s after the load', s.rss.afterLoad ? resident(s.rss.afterLoad) : (s.killed ?? 'not measured')],
+    ['peak of each pass through the load, in order', s.cyclePeaksBytes.map(mib).join(', ')],
+    ['charged to the cgroup, peak (with page cache)', share(s.cgroupPeakBytes)],
+    ['V8 heap used / total, idle', heap(s.heap.idle)],
+    ['V8 heap used / total, peaks during the load', heap(s.heap.peak)],
+    ['V8 heap used / total, after the load', s.heap.afterLoad ? heap(s.heap.afterLoad) : 'not measured'],
+    ['kernel OOM kills', String(s.oomKills)],
+    [`requests (failed), over ${s.seconds.toFixed(0)} s`, `${s.requests} (${s.failures})`],
+    ['sidecar CPU µs per request', s.cpuMicrosPerRequest === undefined ? 'not measured' : s.cpuMicrosPerRequest.toFixed(0)],
+    [`watch events to ${s.watches} open watches`, s.watchError ? `${s.watchEvents} (then: ${s.watchError})` : String(s.watchEvents)],
+  ];
+  return `The load, over and over: ${s.phases.join('; ')}.\n\n${markdownTable([{ title: 'sidecar in the soak' }, right('MiB, or as said')], rows)}`;
+}
+
 function admissionTables(results: BenchResults): string {
   const a = results.admission!;
   const reviews = markdownTable(
-    [right('concurrent AdmissionReviews'), right('per second'), right('p50 / p90 / p99 ms'), right('max ms'), right('injector CPU µs/review'), right('failed')],
-    a.review.map((r) => [String(r.concurrency), perSecond(r.stats.rps), percentiles(r.stats.latency), ms(r.stats.latency.max), cpu(r.stats, INJECTOR), String(failures(r.stats))]),
+    [right('concurrent AdmissionReviews'), right('per second'), right('p50 / p90 / p99 ms'), right('max ms'), right('injector CPU µs/review'), right('denied'), right('failed')],
+    a.review.map((r) => [
+      String(r.concurrency),
+      perSecond(r.stats.rps),
+      percentiles(r.stats.latency),
+      ms(r.stats.latency.max),
+      cpu(r.stats, INJECTOR),
+      r.denied === undefined ? '—' : String(r.denied),
+      String(failures(r.stats)),
+    ]),
   );
+  const memory = a.memory ? `\n\nInjector resident memory: ${mib(a.memory.idleBytes)} MiB idle, ${mib(a.memory.afterReviewsBytes)} MiB at rest after the reviews.` : '';
   const creates = markdownTable(
     [
       right('concurrent pod creates'),
@@ -221,7 +294,7 @@ function admissionTables(results: BenchResults): string {
       String(failures(p.without) + failures(p.with)),
     ]),
   );
-  return `${reviews}\n\n${creates}`;
+  return `${reviews}${memory}\n\n${creates}`;
 }
 
 export function renderReport(results: BenchResults): string {
@@ -246,6 +319,7 @@ export function renderReport(results: BenchResults): string {
   if (results.overhead) parts.push('## Proxy overhead', overheadTable(results));
   if (results.memory || results.watches) parts.push('## Sidecar memory', memoryTable(results));
   if (results.watches) parts.push('## Watches', watchesTable(results));
+  if (results.soak) parts.push('## Soak under the injected memory limit', soakTable(results));
   if (results.startup) {
     const s = results.startup;
     const flags = (v: StartupVariant) => (v.nodeFlags.length > 0 ? `node ${v.nodeFlags.join(' ')}` : 'node');
@@ -253,7 +327,7 @@ export function renderReport(results: BenchResults): string {
       '## Start to ready (production bundle)',
       markdownTable(
         [{ title: `${s.runs} starts each` }, right('to /healthz, median / max ms'), right('to /readyz 200, median / max ms'), right('idle resident MiB')],
-        [s.asImage, s.withoutSourceMaps].map((v) => [
+        [s.asImage, s.sourceMapsToggled].map((v) => [
           `${flags(v)} dist/sidecar.mjs`,
           `${ms(v.healthzMs.p50)} / ${ms(v.healthzMs.max)}`,
           `${ms(v.readyzMs.p50)} / ${ms(v.readyzMs.max)}`,

@@ -2,6 +2,7 @@
 import type { LoadStats } from './load.js';
 import type { Busy, MachineInfo } from './machine.js';
 import type { HeapBreakdown } from './metrics.js';
+import type { Resident } from './processes.js';
 import type { LatencySummary, PairComparison } from './stats.js';
 
 export interface OverheadPair {
@@ -61,14 +62,51 @@ export interface StartupVariant {
 
 export interface StartupResult {
   runs: number;
-  /** With the images' node flags. */
+  /** With the image's node flags. */
   asImage: StartupVariant;
-  withoutSourceMaps: StartupVariant;
+  /** The same with --enable-source-maps added, or taken away if the image has it. */
+  sourceMapsToggled: StartupVariant;
+}
+
+export interface SoakResult {
+  /** The memory limit of the cgroup the sidecar ran in: the injector's. */
+  limitBytes: number;
+  cgroupVersion: 1 | 2;
+  /** Node's flags (the image's, unless --sidecar-node-flags said otherwise). */
+  nodeFlags: string[];
+  /** V8's heap limit with those flags in that cgroup. */
+  heapLimitBytes: number;
+  seconds: number;
+  /** The load, in the order it ran, over and over. */
+  phases: string[];
+  watches: number;
+  requests: number;
+  /** Answers other than 2xx, connection errors, and phases in which nothing succeeded. */
+  failures: number;
+  /** The sidecar's CPU time over the soak (watch events included) per request. */
+  cpuMicrosPerRequest?: number;
+  /** Watch events delivered through the sidecar during the soak. */
+  watchEvents: number;
+  /** Why the watches stopped seeing their object's changes, if they did while the sidecar ran. */
+  watchError?: string;
+  /** The sidecar's resident memory: ready before the load, the peak during it, and idle 5 s after it. */
+  rss: { idle: Resident; peak: Resident; afterLoad?: Resident };
+  /** The peak resident memory of each pass through the phases, in order: a leak would climb. */
+  cyclePeaksBytes: number[];
+  /** The most memory the kernel charged to the cgroup (the process and the page cache it caused). */
+  cgroupPeakBytes: number;
+  heap: { idle: HeapBreakdown; peak: HeapBreakdown; afterLoad?: HeapBreakdown };
+  /** Processes of the cgroup the kernel killed for going over the limit. */
+  oomKills: number;
+  /** Set when the sidecar did not live to the end of the soak. */
+  killed?: string;
 }
 
 export interface AdmissionResult {
-  /** AdmissionReview straight to the injector. */
-  review: { concurrency: number; stats: LoadStats }[];
+  /** AdmissionReview straight to the injector; denied: answers that refused the pod (its /metrics). */
+  review: { concurrency: number; stats: LoadStats; denied?: number }[];
+  /** The injector's resident memory, ready and quiet, and quiet again after the reviews. */
+  memory?: { idleBytes: number; afterReviewsBytes: number };
   /** Pod create through the API server, in a namespace the webhook is not called for and in one it is. */
   podCreate: { concurrency: number; without: LoadStats; with: LoadStats; comparison: PairComparison }[];
 }
@@ -82,11 +120,15 @@ export interface BenchSettings {
   watches: number;
   watchUpdates: number;
   startupRuns: number;
+  /** How long the soak runs, and each of its phases. */
+  soakSeconds: number;
+  soakPhaseSeconds: number;
+  soakWatches: number;
   admissionConcurrencies: number[];
   podCreateConcurrencies: number[];
 }
 
-export type Section = 'startup' | 'overhead' | 'watches' | 'admission';
+export type Section = 'startup' | 'overhead' | 'watches' | 'soak' | 'admission';
 
 export interface BenchResults {
   startedAt: string;
@@ -103,5 +145,6 @@ export interface BenchResults {
   overhead?: OverheadPair[];
   memory?: MemoryResult;
   watches?: WatchResult;
+  soak?: SoakResult;
   admission?: AdmissionResult;
 }

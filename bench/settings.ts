@@ -1,4 +1,4 @@
-// The sizes and durations of a full run (about 8 minutes on two cores) and of a --quick one, which
+// The sizes and durations of a full run (about 12 minutes on two cores) and of a --quick one, which
 // only shows that the harness works.
 import type { BenchSettings } from './results.js';
 
@@ -11,6 +11,9 @@ export const FULL: BenchSettings = {
   watches: 1000,
   watchUpdates: 20,
   startupRuns: 5,
+  soakSeconds: 240,
+  soakPhaseSeconds: 10,
+  soakWatches: 200,
   admissionConcurrencies: [1, 50],
   podCreateConcurrencies: [1, 16],
 };
@@ -24,4 +27,7 @@ export const QUICK: BenchSettings = {
   watches: 100,
   watchUpdates: 5,
   startupRuns: 2,
+  soakSeconds: 30,
+  soakPhaseSeconds: 3,
+  soakWatches: 50,
 };

@@ -7,7 +7,7 @@ import { createCA, issueCertificate } from '../lib/pki.js';
 import { freePort, type ControlPlane } from '../local-cluster/control-plane.js';
 import { createNamespace, createServiceAccount, mintServiceAccountToken, serviceAccountSubject, type AdminClients } from '../local-cluster/kube.js';
 import { ensureImpersonatorRole } from '../local-cluster/sidecar.js';
-import { startBundle, waitUntilOk, type BundleProcess } from './processes.js';
+import { startBundle, waitUntilOk, type BundleProcess, type StartOptions } from './processes.js';
 
 export interface BenchSidecar extends BundleProcess {
   /** https://127.0.0.1:<port> */
@@ -20,7 +20,7 @@ export interface SidecarLauncher {
   /** The command-line arguments of a sidecar on these ports, with these flags added. */
   args(port: number, opsPort: number, flags?: string[]): string[];
   /** Starts one and waits until /readyz says it can serve. */
-  start(name: string, flags?: string[], options?: { cpuProfileDir?: string }): Promise<BenchSidecar>;
+  start(name: string, flags?: string[], options?: Pick<StartOptions, 'cpuProfileDir' | 'cgroup'>): Promise<BenchSidecar>;
 }
 
 export async function prepareSidecars(cp: ControlPlane, clients: AdminClients, dir: string, authenticationFlags: string[]): Promise<SidecarLauncher> {

@@ -2,7 +2,7 @@
 // /readyz (it can serve a person: token read, API server reached, every authenticator ready), as a
 // kubelet would see it, polled every few milliseconds; then its resident memory, idle.
 import { freePort } from '../local-cluster/control-plane.js';
-import { IMAGE_NODE_FLAGS, probe, startBundle } from './processes.js';
+import { bundleNodeFlags, probe, startBundle } from './processes.js';
 import type { StartupResult, StartupVariant } from './results.js';
 import type { SidecarLauncher } from './sidecar.js';
 import { summarise } from './stats.js';
@@ -43,9 +43,13 @@ async function variant(launcher: SidecarLauncher, runs: number, nodeFlags: strin
   return { nodeFlags, healthzMs: summarise(healthz), readyzMs: summarise(readyz), idleRssBytes };
 }
 
-/** As the image runs it, and without the source maps (which Node reads whole at start), for comparison. */
+const SOURCE_MAPS = '--enable-source-maps';
+
+/** As the image runs it, and with Node's source maps the other way (on, Node reads the map whole at start), for comparison. */
 export async function measureStartup(launcher: SidecarLauncher, runs: number, stderrFile: string): Promise<StartupResult> {
-  const asImage = await variant(launcher, runs, IMAGE_NODE_FLAGS, stderrFile);
-  const withoutSourceMaps = await variant(launcher, runs, [], stderrFile);
-  return { runs, asImage, withoutSourceMaps };
+  const flags = bundleNodeFlags('sidecar');
+  const asImage = await variant(launcher, runs, flags, stderrFile);
+  const toggled = flags.includes(SOURCE_MAPS) ? flags.filter((flag) => flag !== SOURCE_MAPS) : [SOURCE_MAPS, ...flags];
+  const sourceMapsToggled = await variant(launcher, runs, toggled, stderrFile);
+  return { runs, asImage, sourceMapsToggled };
 }

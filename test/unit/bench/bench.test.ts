@@ -5,8 +5,8 @@ import fc from 'fast-check';
 import { markdownTable, ms, signedMs } from '../../../bench/markdown.js';
 import { sampleValue } from '../../../bench/metrics.js';
 import { selfTimes, sourceGroup } from '../../../bench/profile.js';
-import { targets } from '../../../bench/report.js';
-import type { BenchResults } from '../../../bench/results.js';
+import { targets, type TargetRow } from '../../../bench/report.js';
+import type { BenchResults, SoakResult } from '../../../bench/results.js';
 import { FULL } from '../../../bench/settings.js';
 import { compare, percentile, SequenceTimer, summarise } from '../../../bench/stats.js';
 
@@ -194,7 +194,7 @@ describe('bench/report: where a run stands against the targets', function () {
     const rows = targets(
       results({
         memory: { idleBytes: 59 * MiB, underLoadPeakBytes: 0, afterLoadBytes: 0, heap: { idle: heap, afterLoad: heap } },
-        admission: { review: [{ concurrency: 50, stats: stats(100, 2, 5.5) }], podCreate: [] },
+        admission: { review: [{ concurrency: 50, stats: stats(100, 2, 10.5) }], podCreate: [] },
       }),
     );
     const byTarget = new Map(rows.map((r) => [r.target, r]));
@@ -202,6 +202,39 @@ describe('bench/report: where a run stands against the targets', function () {
     assert.equal(byTarget.get('AdmissionReview p99 at concurrency 50')?.met, false);
     assert.equal(byTarget.get('start to ready (production bundle, as the image runs it), median')?.met, undefined);
     assert.equal(byTarget.get('sidecar resident memory with 1000 watches open')?.measured, 'not measured');
+  });
+
+  it('judges the soak by its peak against the injected limit and by what stays resident after it; a killed sidecar meets neither', function () {
+    const resident = (mib: number) => ({ totalBytes: mib * MiB, anonymousBytes: mib * MiB, fileBytes: 0 });
+    const soak = (peak: number, after?: number, killed?: string): SoakResult => ({
+      limitBytes: 256 * MiB,
+      cgroupVersion: 1,
+      nodeFlags: [],
+      heapLimitBytes: 131 * MiB,
+      seconds: 240,
+      phases: [],
+      watches: 200,
+      requests: 1,
+      failures: 0,
+      watchEvents: 1,
+      rss: { idle: resident(80), peak: resident(peak), ...(after === undefined ? {} : { afterLoad: resident(after) }) },
+      cyclePeaksBytes: [],
+      cgroupPeakBytes: 0,
+      heap: { idle: heap, peak: heap },
+      oomKills: killed ? 1 : 0,
+      ...(killed ? { killed } : {}),
+    });
+    const judged = (result: SoakResult): [TargetRow, TargetRow] => {
+      const rows = targets(results({ soak: result }));
+      return [rows.find((r) => r.target.startsWith('sidecar peak resident memory in the soak'))!, rows.find((r) => r.target === 'sidecar resident memory, idle after the soak')!];
+    };
+    const [share, after] = judged(soak(179, 99));
+    assert.deepEqual([share.met, share.measured, after.met], [true, '70% (179.0 MiB)', true]);
+    const [over, stayed] = judged(soak(180, 101));
+    assert.deepEqual([over.met, stayed.met], [false, false]);
+    const [killed, never] = judged(soak(250, undefined, 'the sidecar exited (code null, signal SIGKILL) after 80s'));
+    assert.deepEqual([killed.met, killed.measured, never.met, never.measured], [false, 'killed (1 OOM kills)', false, 'the sidecar exited (code null, signal SIGKILL) after 80s']);
+    assert.equal(targets(results({ soak: soak(100, 90) })).find((r) => r.target === 'sidecar resident memory, idle')?.measured, '80.0 MiB', 'idle comes from the soak when the overhead section did not run');
   });
 
   it('does not judge the watch memory target on fewer watches than it names', function () {
