@@ -1,22 +1,87 @@
 // Audit events on standard output, one JSON object per line. Operational logs go to standard error
 // (lib/log.ts), so this stream holds events and nothing else.
+//
+// Written without holding the event loop: a log reader that falls behind (a full pipe) must not
+// freeze every connection and the probes with it, as a synchronous write would (the kubelet would
+// then restart the pod). Lines queue instead; past MAX_QUEUED_BYTES the sink says it is full, and
+// new requests wait before they are served (Sink.ready, as the webhook's block mode does, and as the
+// API server's blocking audit mode holds a request until its event is written), while the requests
+// under way go on. What is queued when the process is killed is lost: at most that much.
+import { write } from 'node:fs';
 import type { Logger } from '../../../lib/log.js';
-import { LineSink, writeAllSync } from './lines.js';
-import type { Sink } from './sink.js';
+import { emptyStats, type SerialisedEvent, type Sink, type SinkStats } from './sink.js';
 
-export class StdoutSink extends LineSink implements Sink {
+const MAX_QUEUED_BYTES = 1024 * 1024;
+/** How long to wait before trying again when the pipe is full and the descriptor non-blocking. */
+const RETRY_MS = 5;
+
+export class StdoutSink implements Sink {
+  readonly name = 'stdout';
+  private readonly counters: SinkStats = emptyStats();
+  private readonly queue: { bytes: Buffer; auditID: string }[] = [];
+  private queuedBytes = 0;
+  private writing = false;
+  private full: { promise: Promise<void>; resolve: () => void } | undefined;
+  private idle: (() => void)[] = [];
+
   constructor(
-    log: Logger,
+    private readonly log: Logger,
     private readonly fd = 1,
-  ) {
-    super('stdout', log);
+  ) {}
+
+  write(event: SerialisedEvent): void {
+    const bytes = Buffer.from(`${event.json}\n`);
+    this.counters.received++;
+    this.queue.push({ bytes, auditID: event.auditID });
+    this.queuedBytes += bytes.length;
+    if (this.queuedBytes > MAX_QUEUED_BYTES && !this.full) {
+      let resolve = () => undefined as void;
+      this.full = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+    }
+    if (!this.writing) this.next(0);
   }
 
-  protected writeLine(line: Buffer): void {
-    writeAllSync(this.fd, line);
+  /** Writes the first queued line from `offset`, then the next, until the queue is empty. */
+  private next(offset: number): void {
+    const first = this.queue[0];
+    if (!first) {
+      this.writing = false;
+      this.idle.splice(0).forEach((resolve) => resolve());
+      return;
+    }
+    this.writing = true;
+    write(this.fd, first.bytes, offset, first.bytes.length - offset, null, (err, written) => {
+      if (err?.code === 'EAGAIN') return void setTimeout(() => this.next(offset), RETRY_MS);
+      if (err) this.lost(first.auditID, err);
+      else if (offset + written < first.bytes.length) return this.next(offset + written);
+      else this.counters.written++;
+      this.queue.shift();
+      this.queuedBytes -= first.bytes.length;
+      if (this.full && this.queuedBytes <= MAX_QUEUED_BYTES / 2) {
+        this.full.resolve();
+        this.full = undefined;
+      }
+      this.next(0);
+    });
   }
 
+  private lost(auditID: string, err: Error): void {
+    this.counters.failures++;
+    this.counters.dropped++;
+    this.log.error({ sink: this.name, auditID, err: err.message, dropped: this.counters.dropped }, 'could not write an audit event: it is lost');
+  }
+
+  ready(): Promise<void> | undefined {
+    return this.full?.promise;
+  }
+
+  stats(): SinkStats {
+    return { ...this.counters, buffered: this.queue.length };
+  }
+
+  /** Resolves once every queued line is written. */
   close(): Promise<void> {
-    return Promise.resolve();
+    if (!this.writing) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
   }
 }

@@ -1,6 +1,7 @@
 // The stdout and file sinks: one JSON object per line, nothing else; the file rotated by size.
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FileSink } from '../../../../sidecar/audit/sinks/file.js';
@@ -30,6 +31,51 @@ describe('sidecar/audit sinks: stdout and file', function () {
     closeSync(fd);
     assert.deepEqual(linesOf(file).map((e) => e.auditID), ['id-00', 'id-01', 'id-02']);
     assert.deepEqual(sink.stats(), { received: 3, written: 3, dropped: 0, buffered: 0, failures: 0 });
+  });
+
+  it('stdout: a reader that falls behind never holds the event loop; new requests wait until it catches up', async function () {
+    const fifo = path.join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    const sink = new StdoutSink(log, writer);
+    const big = (n: number) => ({ auditID: id(n), json: JSON.stringify({ kind: 'Event', auditID: id(n), pad: 'x'.repeat(64 * 1024) }) });
+    let expected = 0;
+    for (let n = 0; n < 40; n++) {
+      sink.write(big(n));
+      expected += big(n).json.length + 1;
+    }
+    const full = sink.ready();
+    assert.ok(full, 'past its queue limit the sink is full: new requests wait');
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.ok(ticks >= 10, `the event loop ran (${ticks} ticks in 200 ms) while nobody read the pipe`);
+
+    let read = 0;
+    const chunk = Buffer.alloc(1 << 16);
+    const readAvailable = () => {
+      for (;;) {
+        try {
+          const n = readSync(reader, chunk);
+          if (n === 0) return;
+          read += n;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return;
+          throw err;
+        }
+      }
+    };
+    const reading = setInterval(readAvailable, 2);
+    await full;
+    await sink.close();
+    clearInterval(reading);
+    clearInterval(timer);
+    readAvailable();
+    closeSync(writer);
+    closeSync(reader);
+    assert.equal(read, expected, 'every line reached the reader, whole');
+    assert.deepEqual(sink.stats(), { received: 40, written: 40, dropped: 0, buffered: 0, failures: 0 });
   });
 
   it('file: appends, readable by its owner only, and rotates by size keeping the newest backups', async function () {
