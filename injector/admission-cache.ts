@@ -131,6 +131,18 @@ export class AdmissionCache implements AdmissionLookups {
   private readonly provisionedListeners = new Set<ProvisionedListener>();
 
   /**
+   * The Secrets of the injector's namespace as they are now, and then each that changes (undefined:
+   * it went): the leader checks the installation configurations from the same watch its webhook reads.
+   */
+  followInstallationSecrets(listener: (name: string, secret: V1Secret | undefined) => void): () => void {
+    for (const secret of [...this.installationSecrets.values()]) listener(secret.metadata!.name!, secret);
+    return this.installationSecrets.onChange((key) => {
+      const name = key.slice(key.indexOf('/') + 1);
+      listener(name, this.installationSecrets.get(name, this.options.names.installation));
+    });
+  }
+
+  /**
    * Every change of an object of a namespace's provisioning (its ServiceAccount, ConfigMap or Secret;
    * its ClusterRole or ClusterRoleBinding: clusterScoped), by namespace: the reconciler puts back what
    * someone changed from the same watches, rather than keeping watches of its own.

@@ -5,19 +5,20 @@
 // sidecar.yaml is one. Checked with the injector's own settings; each pod's admission checks it again
 // with that pod's (a Namespace's annotations may differ).
 import { tmpdir } from 'node:os';
-import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
+import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/log.js';
 import { INSTALLATION_FILE, installationProblems, secretFromObject } from '../../lib/sidecar-config/installation.js';
 import { injectorMetrics } from '../metrics.js';
 import { sidecarArgs } from '../proxy.js';
 import type { InjectionSettings } from '../settings.js';
-import { describeError, listWatch, type Watching } from './kube.js';
+import { describeError } from './kube.js';
 
 export const INVALID_REASON = 'InvalidSidecarConfig';
 
 export interface InstallationCheckOptions {
-  kubeconfig: KubeConfig;
   core: CoreV1Api;
+  /** The Secrets of the namespace now, then each change (AdmissionCache.followInstallationSecrets). */
+  followSecrets: (listener: (name: string, secret: V1Secret | undefined) => void) => () => void;
   /** The injector's namespace, where the installation configurations are. */
   namespace: string;
   /** The injector's own settings for a pod (its flags), with which each configuration is loaded. */
@@ -28,31 +29,24 @@ export interface InstallationCheckOptions {
 }
 
 export class InstallationCheck {
-  private watching: Watching | undefined;
+  private unfollow: (() => void) | undefined;
   /** The resourceVersion last judged, by Secret. */
   private readonly judged = new Map<string, string>();
 
   constructor(private readonly options: InstallationCheckOptions) {}
 
   start(): void {
-    const { kubeconfig, core, namespace, log } = this.options;
-    this.watching = listWatch<V1Secret>({
-      kubeconfig,
-      path: `/api/v1/namespaces/${namespace}/secrets`,
-      list: () => core.listNamespacedSecret({ namespace }),
-      onList: (items) => items.forEach((secret) => void this.judge(secret)),
-      onEvent: (type, secret) => {
-        const name = secret.metadata!.name!;
-        const wasOne = this.judged.has(name);
-        if (type === 'DELETED') {
-          this.judged.delete(name);
-          injectorMetrics.installationConfigValid.remove({ secret: name });
-        } else void this.judge(secret);
-        if (wasOne || secret.data?.[INSTALLATION_FILE] !== undefined) this.options.onChange();
-      },
-      log,
-      what: `the installation configurations in ${namespace}`,
+    let started = false;
+    this.unfollow = this.options.followSecrets((name, secret) => {
+      const wasOne = this.judged.has(name);
+      if (!secret) {
+        this.judged.delete(name);
+        injectorMetrics.installationConfigValid.remove({ secret: name });
+      } else void this.judge(secret);
+      // The Secrets as they are when it starts are judged only: the provisioner starts from every namespace anyway.
+      if (started && (wasOne || secret?.data?.[INSTALLATION_FILE] !== undefined)) this.options.onChange();
     });
+    started = true;
   }
 
   private async judge(secret: V1Secret): Promise<void> {
@@ -100,7 +94,7 @@ export class InstallationCheck {
     });
   }
 
-  async stop(): Promise<void> {
-    await this.watching?.stop();
+  stop(): void {
+    this.unfollow?.();
   }
 }
