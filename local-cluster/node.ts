@@ -31,7 +31,7 @@ import { logTail, startProcess, stopProcess, type ManagedProcess } from './proce
 const execFileAsync = promisify(execFile);
 
 /** The image containerd runs as each pod's sandbox; built here, never pulled. */
-export const PAUSE_IMAGE = 'chaperone.local/pause:1';
+const PAUSE_IMAGE = 'chaperone.local/pause:1';
 const CNI_BIN_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
 const CNI_PLUGINS = ['bridge', 'host-local', 'loopback'];
 const INSTALL = 'apt-get install -y containerd runc containernetworking-plugins';
@@ -48,8 +48,6 @@ const CNI_RESULTS = '/var/lib/cni/results';
 const SHIM_SOCKETS = '/run/containerd/s';
 
 export interface NodeOptions {
-  /** More kube-apiserver flags for the node's control plane. */
-  extraApiserverFlags?: string[];
   log?: (line: string) => void;
 }
 
@@ -65,8 +63,6 @@ export interface LocalNode {
   importImage(archive: string): Promise<void>;
   /** The host pid of a running container, from its status' containerID (containerd://<id>). */
   containerPid(containerID: string): Promise<number>;
-  /** `ctr` against the node's containerd, in the kubelet's namespace. */
-  ctr(args: string[]): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -443,7 +439,6 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
         `--kubelet-client-key=${file('apiserver-kubelet-client.key')}`,
         `--kubelet-certificate-authority=${file('node-ca.crt')}`,
         '--kubelet-preferred-address-types=InternalIP,Hostname',
-        ...(options.extraApiserverFlags ?? []),
       ],
       extraControllers: ['deployment-controller', 'replicaset-controller', 'endpointslice-controller'],
       log,
@@ -507,7 +502,6 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
         if (!row || row[2] !== 'RUNNING') throw new Error(`container ${task} has no running task on ${name}`);
         return Number(row[1]);
       },
-      ctr,
       stop,
     };
   } catch (err) {
