@@ -1,6 +1,7 @@
 // The injector's cost: AdmissionReviews sent straight to it (its production bundle, with its
-// controller, installed with the shipped RBAC), and pod creation through the API server in a
-// namespace the webhook is called for against one it is not.
+// controller, installed with the shipped RBAC), how many it refused under load, its memory before and
+// after them, and pod creation through the API server in a namespace the webhook is called for
+// against one it is not.
 import { request } from 'node:https';
 import { randomUUID } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -11,7 +12,7 @@ import type { LoadPlan } from './overhead.js';
 import { measure } from './overhead.js';
 import { findProcess, startBundle, waitUntilOk } from './processes.js';
 import type { AdmissionResult } from './results.js';
-import { compare } from './stats.js';
+import { compare, MIB } from './stats.js';
 
 /** A dashboard pod as it would be written before injection. */
 function dashboardPod(): V1Pod {
@@ -50,6 +51,32 @@ function reviewOf(pod: V1Pod, namespace: string): string {
     },
   });
 }
+
+/** The injector's answers so far that refused a pod (its /metrics), by reason. */
+function deniedSoFar(base: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}/metrics`, { rejectUnauthorized: false, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => {
+        const lines = text.split('\n').filter((line) => line.startsWith('chaperone_injector_admissions_total{') && line.includes('outcome="denied"'));
+        resolve(lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0));
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The injector's resident memory once it has been quiet for a moment. */
+async function settledRss(injector: { rss(): number }): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  return injector.rss();
+}
+
+const SETTLE_MS = 5000;
+/** No denial caused by load at this many concurrent reviews (issue 20). */
+const BURST_CONCURRENCY = 200;
 
 /** One review, to make sure the load measures injections, not refusals. */
 function checkInjects(url: string, body: string): Promise<void> {
@@ -103,13 +130,18 @@ export async function measureAdmission(
 
     const review = reviewOf(dashboardPod(), labelled);
     await checkInjects(`${base}/mutate`, review);
+    const idleBytes = await settledRss(injector);
     const reviewWorkload = { name: 'AdmissionReview', path: '/mutate', method: 'POST' as const, body: review, contentType: 'application/json' };
     const reviews: AdmissionResult['review'] = [];
-    for (const concurrency of plan.reviewConcurrencies) {
+    for (const concurrency of [...new Set([...plan.reviewConcurrencies, BURST_CONCURRENCY])]) {
+      const deniedBefore = await deniedSoFar(base);
       const stats = await measure(base, reviewWorkload, {}, concurrency, plan, { injector: injector.child.pid! });
-      reviews.push({ concurrency, stats });
-      log(`AdmissionReview c=${concurrency}: ${stats.rps.toFixed(0)}/s, p50 ${stats.latency.p50.toFixed(2)}ms p99 ${stats.latency.p99.toFixed(2)}ms`);
+      const denied = (await deniedSoFar(base)) - deniedBefore;
+      reviews.push({ concurrency, stats, denied });
+      log(`AdmissionReview c=${concurrency}: ${stats.rps.toFixed(0)}/s, p50 ${stats.latency.p50.toFixed(2)}ms p99 ${stats.latency.p99.toFixed(2)}ms, ${denied} denied`);
     }
+    const memory = { idleBytes, afterReviewsBytes: await settledRss(injector) };
+    log(`injector resident memory: ${(memory.idleBytes / MIB).toFixed(1)} MiB idle, ${(memory.afterReviewsBytes / MIB).toFixed(1)} MiB ${SETTLE_MS / 1000} s after the reviews`);
 
     const admin = { cert: cp.admin };
     const watched = { 'kube-apiserver': findProcess('kube-apiserver', cp.dir), injector: injector.child.pid! };
@@ -127,7 +159,7 @@ export async function measureAdmission(
       podCreate.push({ concurrency, without, with: withWebhook, comparison: compare(without, withWebhook) });
       log(`pod create c=${concurrency}: p50 ${without.latency.p50.toFixed(2)}ms without the webhook, ${withWebhook.latency.p50.toFixed(2)}ms with it`);
     }
-    return { review: reviews, podCreate };
+    return { review: reviews, podCreate, memory };
   } finally {
     await injector.stop();
     await installation.cleanup();
