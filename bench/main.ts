@@ -16,6 +16,7 @@ import type { Workload } from './load.js';
 import { busy, machineInfo } from './machine.js';
 import { authorizationCacheLookups, heapBreakdown } from './metrics.js';
 import { measureOverhead, type Route } from './overhead.js';
+import { parsePeer, startPeer, type BenchPeer, type PeerSpec } from './peer.js';
 import { preparePeople, type People } from './people.js';
 import { bundlePath, findProcess, loadNodeFlags, PeakMemory, useBundle, useNodeFlags } from './processes.js';
 import { renderReport } from './report.js';
@@ -46,6 +47,7 @@ interface CliOptions {
   soakLimit: string;
   soakSeconds?: number;
   soakWatches?: number;
+  peer?: PeerSpec;
 }
 
 /** The memory limit the injector gives a sidecar unless told otherwise: the soak's. */
@@ -69,6 +71,13 @@ function workloads(data: BenchData): Workload[] {
 
 type StartSidecar = SidecarLauncher['start'];
 
+/** The route, and the same requests with the same credentials through the peer proxy, back to back. */
+function withPeer(route: Route, peer: BenchPeer | undefined, apiserver: Record<string, number>): Route {
+  if (!peer) return route;
+  const alongside = { proxy: peer.name, method: route.method, caches: route.caches, base: peer.url, credentials: route.credentials, watched: { ...apiserver, [peer.name]: peer.child.pid! } };
+  return { ...route, alongside };
+}
+
 async function overheadAndMemory(
   start: StartSidecar,
   cp: ControlPlane,
@@ -76,6 +85,7 @@ async function overheadAndMemory(
   data: BenchData,
   settings: BenchSettings,
   cpuProfileDir: string | undefined,
+  peer: BenchPeer | undefined,
 ): Promise<{ overhead: NonNullable<BenchResults['overhead']>; memory: MemoryResult }> {
   const sidecar = await start('main', [], cpuProfileDir ? { cpuProfileDir } : {});
   const cold = await start('cold-caches', COLD_CACHE_FLAGS);
@@ -94,7 +104,7 @@ async function overheadAndMemory(
   });
   const routes: Route[] = [
     warm('client certificate', { cert: people.sidecarCert }),
-    warm('OIDC token', { bearer: people.oidcToken }),
+    withPeer(warm('OIDC token', { bearer: people.oidcToken }), peer, apiserver),
     warm('webhook token', { bearer: people.webhookToken }),
     {
       method: 'webhook token',
@@ -171,7 +181,9 @@ async function run(options: CliOptions): Promise<void> {
       log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.sourceMapsToggled.readyzMs.p50.toFixed(0)}ms with source maps the other way`);
     }
     if (sections.includes('overhead')) {
-      const measured = await overheadAndMemory(startSidecar, cp, people, data, settings, options.cpuProf);
+      const peer = options.peer && (await startPeer(options.peer, cp, clients, people, launcher.serving, dir));
+      if (peer) cleanups.push(() => peer.stop());
+      const measured = await overheadAndMemory(startSidecar, cp, people, data, settings, options.cpuProf, peer);
       results.overhead = measured.overhead;
       results.memory = measured.memory;
       await stopSidecars(); // the CPU profile, if asked for, is written now
@@ -238,6 +250,13 @@ const program = new Command('bench')
   }, injectedMemoryLimit())
   .option('--soak-seconds <seconds>', 'how long the soak runs (default: 240, 30 with --quick)', positiveInteger)
   .option('--soak-watches <count>', 'how many watches stay open through the soak (default: 200, 50 with --quick)', positiveInteger)
+  .option('--peer <name>=<binary>', "also measure this OpenID Connect impersonating proxy (kube-oidc-proxy's flags) beside the sidecar, pair by pair, with the OIDC token (overhead section)", (value: string) => {
+    try {
+      return parsePeer(value);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  })
   .option('--cpu-prof <dir>', "write V8 CPU profiles of the overhead section's sidecar and of the injector into this directory")
   .action((options: CliOptions) => run(options));
 

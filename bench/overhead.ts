@@ -7,6 +7,8 @@ import { cpuSeconds } from './processes.js';
 import { compare } from './stats.js';
 
 export interface Route {
+  /** The proxy the requests go through: chaperone's sidecar unless set (a --peer's name). */
+  proxy?: string;
   method: string;
   caches: 'warm' | 'cold';
   base: string;
@@ -17,6 +19,8 @@ export interface Route {
   cacheLookups?: () => Promise<{ hits: number; misses: number }>;
   /** Processes whose CPU time to record (the sidecar, the API server). */
   watched?: Watched;
+  /** A peer proxy measured with the same load back to back with this route, sharing its direct run. */
+  alongside?: Route;
 }
 
 export interface LoadPlan {
@@ -56,40 +60,43 @@ export async function measureOverhead(
   log: (line: string) => void,
 ): Promise<OverheadPair[]> {
   const pairs: OverheadPair[] = [];
+  let round = 0;
   for (const workload of workloads) {
     for (const concurrency of concurrencies) {
       for (const route of routes.filter((r) => !r.workloads || r.workloads.includes(workload.name))) {
         const straight = () => measure(direct.base, workload, direct.credentials, concurrency, plan, direct.watched);
-        const proxied = async () => {
-          const before = await route.cacheLookups?.();
-          const stats = await measure(route.base, workload, route.credentials, concurrency, plan, route.watched);
-          const after = await route.cacheLookups?.();
+        const proxied = async (through: Route) => {
+          const before = await through.cacheLookups?.();
+          const stats = await measure(through.base, workload, through.credentials, concurrency, plan, through.watched);
+          const after = await through.cacheLookups?.();
           return { stats, cache: before && after ? { hits: after.hits - before.hits, misses: after.misses - before.misses } : undefined };
         };
-        let directStats: LoadStats;
-        let through: Awaited<ReturnType<typeof proxied>>;
-        if (pairs.length % 2 === 0) {
-          directStats = await straight();
-          through = await proxied();
-        } else {
-          through = await proxied();
-          directStats = await straight();
+        // Alternated: direct, sidecar, peer, then peer, sidecar, direct; the sidecar and its peer always side by side.
+        const forward = round++ % 2 === 0;
+        const throughs = [route, ...(route.alongside ? [route.alongside] : [])];
+        let directStats: LoadStats | undefined;
+        const measured = new Map<Route, Awaited<ReturnType<typeof proxied>>>();
+        const runs = [async () => void (directStats = await straight()), ...throughs.map((through) => async () => void measured.set(through, await proxied(through)))];
+        for (const run of forward ? runs : runs.reverse()) await run();
+        for (const through of throughs) {
+          const { stats, cache } = measured.get(through)!;
+          const comparison = compare(directStats!, stats);
+          pairs.push({
+            workload: workload.name,
+            concurrency,
+            ...(through.proxy ? { proxy: through.proxy } : {}),
+            method: through.method,
+            caches: through.caches,
+            direct: directStats!,
+            through: stats,
+            comparison,
+            ...(cache ? { authorizationCache: cache } : {}),
+          });
+          log(
+            `${workload.name} c=${concurrency} ${through.proxy ? `${through.proxy} ` : ''}${through.method} (${through.caches}): ${directStats!.rps.toFixed(0)} vs ${stats.rps.toFixed(0)}/s, ` +
+              `ratio ${comparison.throughputRatio.toFixed(2)}, p50 +${comparison.addedP50.toFixed(2)}ms`,
+          );
         }
-        const comparison = compare(directStats, through.stats);
-        pairs.push({
-          workload: workload.name,
-          concurrency,
-          method: route.method,
-          caches: route.caches,
-          direct: directStats,
-          through: through.stats,
-          comparison,
-          ...(through.cache ? { authorizationCache: through.cache } : {}),
-        });
-        log(
-          `${workload.name} c=${concurrency} ${route.method} (${route.caches}): ${directStats.rps.toFixed(0)} vs ${through.stats.rps.toFixed(0)}/s, ` +
-            `ratio ${comparison.throughputRatio.toFixed(2)}, p50 +${comparison.addedP50.toFixed(2)}ms`,
-        );
       }
     }
   }

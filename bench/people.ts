@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createCA, issueCertificate, type CertificateAndKey } from '../lib/pki.js';
 import type { ControlPlane } from '../local-cluster/control-plane.js';
-import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../local-cluster/identity/oidc-provider.js';
+import { authenticationConfigurationFor, startTestProvider, TEST_CLIENT, type TestProvider } from '../local-cluster/identity/oidc-provider.js';
 import type { PamHookReady, PamHookWorkerData } from './pam-hook-worker.js';
 
 export const PERSON = 'bench-alice';
@@ -20,6 +20,8 @@ export interface People {
   sidecarCert: CertificateAndKey;
   oidcToken: string;
   webhookToken: string;
+  /** The OpenID provider that issued oidcToken, for a peer proxy's flags. */
+  oidc: { issuer: string; clientId: string; caFile: string };
   /** The sidecar flags that accept all three: identity CA, AuthenticationConfiguration, token webhook. */
   sidecarFlags: string[];
   stop(): Promise<void>;
@@ -54,6 +56,7 @@ export async function preparePeople(cp: ControlPlane, dir: string): Promise<Peop
     const authenticationConfig = authenticationConfigurationFor(provider, oidcCa.certPem, { username: { claim: 'sub', prefix: '' }, groups: { claim: 'groups', prefix: '' } });
     await Promise.all([
       writeFile(file('identity-ca.crt'), identityCa.certPem),
+      writeFile(file('oidc-ca.crt'), oidcCa.certPem),
       writeFile(file('authentication-config.yaml'), authenticationConfig),
       writeFile(file('token-webhook.kubeconfig'), pamHook.ready.kubeconfig, { mode: 0o600 }),
     ]);
@@ -64,6 +67,7 @@ export async function preparePeople(cp: ControlPlane, dir: string): Promise<Peop
       sidecarCert: issueCertificate(identityCa, person),
       oidcToken: await provider.idToken(PERSON),
       webhookToken: pamHook.ready.token,
+      oidc: { issuer: provider.issuer, clientId: TEST_CLIENT, caFile: file('oidc-ca.crt') },
       sidecarFlags: [
         `--client-ca-file=${file('identity-ca.crt')}`,
         `--authentication-config=${file('authentication-config.yaml')}`,

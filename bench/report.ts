@@ -3,7 +3,7 @@ import type { LoadStats } from './load.js';
 import type { HeapBreakdown } from './metrics.js';
 import { markdownTable, mib, ms, perSecond, ratio, signedMs, type Column } from './markdown.js';
 import type { Resident } from './processes.js';
-import type { BenchResults, StartupVariant } from './results.js';
+import type { BenchResults, OverheadPair, StartupVariant } from './results.js';
 import type { LatencySummary } from './stats.js';
 import { MIB } from './stats.js';
 
@@ -29,7 +29,31 @@ const GOALS = {
   smallGetConcurrency: 16,
   afterLoadRssMiB: 100,
   shareOfLimit: 0.7,
+  cpuVersusPeer: 1,
+  cpuVersusPeerFirstBar: 1.5,
 };
+
+export interface PeerComparison {
+  peer: string;
+  workload: string;
+  concurrency: number;
+  sidecar: OverheadPair;
+  through: OverheadPair;
+  /** The sidecar's CPU per request over the peer's, in the same run, back to back. */
+  cpuRatio: number;
+}
+
+/** Each pair through a peer with the sidecar's pair of the same load, credentials and caches. */
+export function peerComparisons(results: BenchResults): PeerComparison[] {
+  const pairs = results.overhead ?? [];
+  return pairs.flatMap((through) => {
+    if (!through.proxy) return [];
+    const sidecar = pairs.find((p) => !p.proxy && p.workload === through.workload && p.concurrency === through.concurrency && p.method === through.method && p.caches === through.caches);
+    const [mine, theirs] = [sidecar?.through.cpuMicrosPerRequest?.sidecar, through.through.cpuMicrosPerRequest?.[through.proxy]];
+    if (!sidecar || mine === undefined || theirs === undefined) return [];
+    return [{ peer: through.proxy, workload: through.workload, concurrency: through.concurrency, sidecar, through, cpuRatio: mine / theirs }];
+  });
+}
 
 export const SMALL_GET = 'GET one small object';
 
@@ -38,7 +62,7 @@ const notMeasured = (target: string, goal: string): TargetRow => ({ target, goal
 /** Where a run stands against each target of issue #10. */
 export function targets(results: BenchResults): TargetRow[] {
   const rows: TargetRow[] = [];
-  const warmSmallGets = (results.overhead ?? []).filter((p) => p.workload === SMALL_GET && p.concurrency === GOALS.smallGetConcurrency && p.caches === 'warm');
+  const warmSmallGets = (results.overhead ?? []).filter((p) => !p.proxy && p.workload === SMALL_GET && p.concurrency === GOALS.smallGetConcurrency && p.caches === 'warm');
   if (warmSmallGets.length === 0) {
     rows.push(notMeasured(`small GET at concurrency ${GOALS.smallGetConcurrency}, warm caches: throughput through / direct`, `≥ ${GOALS.throughputRatio}`));
   }
@@ -55,6 +79,16 @@ export function targets(results: BenchResults): TargetRow[] {
       goal: `≤ ${GOALS.addedP50Ms} ms`,
       measured: `${signedMs(addedP50)} ms`,
       met: addedP50 <= GOALS.addedP50Ms,
+    });
+  }
+  const versus = peerComparisons(results);
+  if (versus.length > 0) {
+    const worst = versus.reduce((a, b) => (b.cpuRatio > a.cpuRatio ? b : a));
+    rows.push({
+      target: `sidecar CPU per request ÷ ${worst.peer}'s, the worst of ${versus.length} pairs (${worst.workload}, ${worst.concurrency} conns)`,
+      goal: `≤ ${GOALS.cpuVersusPeer} (first bar ${GOALS.cpuVersusPeerFirstBar})`,
+      measured: ratio(worst.cpuRatio),
+      met: worst.cpuRatio <= GOALS.cpuVersusPeer,
     });
   }
   const idle = results.memory?.idleBytes ?? results.soak?.rss.idle.totalBytes;
@@ -151,7 +185,7 @@ function overheadTable(results: BenchResults): string {
     return [
       p.workload,
       String(p.concurrency),
-      `${p.method}, ${p.caches}${cache}`,
+      `${p.proxy ? `${p.proxy} (peer), ` : ''}${p.method}, ${p.caches}${cache}`,
       perSecond(p.direct.rps),
       perSecond(p.through.rps),
       ratio(p.comparison.throughputRatio),
@@ -159,7 +193,7 @@ function overheadTable(results: BenchResults): string {
       percentiles(p.through.latency),
       signedMs(p.comparison.addedP50),
       signedMs(p.comparison.addedP99),
-      cpu(p.through, 'sidecar'),
+      cpu(p.through, p.proxy ?? 'sidecar'),
       `${cpu(p.direct, APISERVER)} → ${cpu(p.through, APISERVER)}`,
       failed === 0 ? '0' : `${failed} (${JSON.stringify({ direct: p.direct.non2xx, through: p.through.non2xx })})`,
     ];
@@ -168,7 +202,7 @@ function overheadTable(results: BenchResults): string {
     [
       { title: 'workload' },
       right('conns'),
-      { title: 'through the sidecar with' },
+      { title: 'through the sidecar (or a peer) with' },
       right('direct /s'),
       right('through /s'),
       right('ratio'),
@@ -176,9 +210,37 @@ function overheadTable(results: BenchResults): string {
       right('through p50 / p90 / p99 ms'),
       right('added p50 ms'),
       right('added p99 ms'),
-      right('sidecar CPU µs/request'),
+      right('proxy CPU µs/request'),
       right('API server CPU µs/request, direct → through'),
       right('failed'),
+    ],
+    rows,
+  );
+}
+
+function peerTable(results: BenchResults): string {
+  const rows = peerComparisons(results).map((c) => [
+    c.workload,
+    String(c.concurrency),
+    c.peer,
+    cpu(c.sidecar.through, 'sidecar'),
+    cpu(c.through.through, c.peer),
+    ratio(c.cpuRatio),
+    `${perSecond(c.sidecar.through.rps)} / ${perSecond(c.through.through.rps)}`,
+    `${signedMs(c.sidecar.comparison.addedP50)} / ${signedMs(c.through.comparison.addedP50)}`,
+    `${cpu(c.sidecar.through, APISERVER)} / ${cpu(c.through.through, APISERVER)}`,
+  ]);
+  return markdownTable(
+    [
+      { title: 'workload (OIDC token, warm)' },
+      right('conns'),
+      { title: 'peer' },
+      right('sidecar CPU µs/request'),
+      right('peer CPU µs/request'),
+      right('sidecar ÷ peer'),
+      right('sidecar / peer requests/s'),
+      right('added p50 ms, sidecar / peer'),
+      right('API server CPU µs/request, sidecar / peer'),
     ],
     rows,
   );
@@ -317,6 +379,7 @@ export function renderReport(results: BenchResults): string {
     ),
   ];
   if (results.overhead) parts.push('## Proxy overhead', overheadTable(results));
+  if (peerComparisons(results).length > 0) parts.push('## Against a peer proxy', peerTable(results));
   if (results.memory || results.watches) parts.push('## Sidecar memory', memoryTable(results));
   if (results.watches) parts.push('## Watches', watchesTable(results));
   if (results.soak) parts.push('## Soak under the injected memory limit', soakTable(results));

@@ -8,6 +8,8 @@ import type { LatencySummary, PairComparison } from './stats.js';
 export interface OverheadPair {
   workload: string;
   concurrency: number;
+  /** Set when the requests went through a peer proxy (--peer) instead of the sidecar: its name. */
+  proxy?: string;
   /** How the person authenticated to the sidecar. */
   method: string;
   caches: 'warm' | 'cold';

@@ -17,32 +17,38 @@ export interface BenchSidecar extends BundleProcess {
 }
 
 export interface SidecarLauncher {
+  /** The sidecars' serving certificate and key (a peer proxy serves with them too). */
+  serving: { certFile: string; keyFile: string };
   /** The command-line arguments of a sidecar on these ports, with these flags added. */
   args(port: number, opsPort: number, flags?: string[]): string[];
   /** Starts one and waits until /readyz says it can serve. */
   start(name: string, flags?: string[], options?: Pick<StartOptions, 'cpuProfileDir' | 'cgroup'>): Promise<BenchSidecar>;
 }
 
-export async function prepareSidecars(cp: ControlPlane, clients: AdminClients, dir: string, authenticationFlags: string[]): Promise<SidecarLauncher> {
-  const file = (name: string) => path.join(dir, name);
-  const namespace = await createNamespace(clients, 'bench-chaperone');
-  const serviceAccount = 'chaperone-impersonator';
-  await createServiceAccount(clients, namespace, serviceAccount);
-  const role = await ensureImpersonatorRole(clients);
+/** A service account in a namespace of its own, bound to the sidecar's impersonator role: a token for it. */
+export async function impersonatingServiceAccount(clients: AdminClients, namespacePrefix: string, name: string): Promise<string> {
+  const namespace = await createNamespace(clients, namespacePrefix);
+  await createServiceAccount(clients, namespace, name);
   await clients.rbac.createClusterRoleBinding({
     body: {
-      metadata: { name: `chaperone-impersonator-${namespace}` },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role },
-      subjects: [serviceAccountSubject(namespace, serviceAccount)],
+      metadata: { name: `${name}-${namespace}` },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: await ensureImpersonatorRole(clients) },
+      subjects: [serviceAccountSubject(namespace, name)],
     },
   });
+  return mintServiceAccountToken(clients, namespace, name, { expirationSeconds: 4 * 3600 });
+}
+
+export async function prepareSidecars(cp: ControlPlane, clients: AdminClients, dir: string, authenticationFlags: string[]): Promise<SidecarLauncher> {
+  const file = (name: string) => path.join(dir, name);
+  const token = await impersonatingServiceAccount(clients, 'bench-chaperone', 'chaperone-impersonator');
   const servingCa = createCA({ commonName: 'chaperone-bench-serving-ca' });
   const serving = issueCertificate(servingCa, { commonName: 'chaperone', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
   await Promise.all([
     writeFile(file('tls.crt'), serving.certPem),
     writeFile(file('tls.key'), serving.keyPem, { mode: 0o600 }),
     writeFile(file('upstream-ca.crt'), cp.ca.certPem),
-    writeFile(file('token'), await mintServiceAccountToken(clients, namespace, serviceAccount, { expirationSeconds: 4 * 3600 }), { mode: 0o600 }),
+    writeFile(file('token'), token, { mode: 0o600 }),
   ]);
   // Production defaults for everything else: audit events to standard output, log level info.
   const args = (port: number, opsPort: number, flags: string[] = []) => [
@@ -57,6 +63,7 @@ export async function prepareSidecars(cp: ControlPlane, clients: AdminClients, d
     ...flags,
   ];
   return {
+    serving: { certFile: file('tls.crt'), keyFile: file('tls.key') },
     args,
     start: async (name, flags = [], options = {}) => {
       const [port, opsPort] = [await freePort(), await freePort()];

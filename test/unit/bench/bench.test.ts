@@ -5,7 +5,8 @@ import fc from 'fast-check';
 import { markdownTable, ms, signedMs } from '../../../bench/markdown.js';
 import { sampleValue } from '../../../bench/metrics.js';
 import { selfTimes, sourceGroup } from '../../../bench/profile.js';
-import { targets, type TargetRow } from '../../../bench/report.js';
+import { parsePeer } from '../../../bench/peer.js';
+import { peerComparisons, targets, type TargetRow } from '../../../bench/report.js';
 import type { BenchResults, SoakResult } from '../../../bench/results.js';
 import { FULL } from '../../../bench/settings.js';
 import { compare, percentile, SequenceTimer, summarise } from '../../../bench/stats.js';
@@ -235,6 +236,45 @@ describe('bench/report: where a run stands against the targets', function () {
     const [killed, never] = judged(soak(250, undefined, 'the sidecar exited (code null, signal SIGKILL) after 80s'));
     assert.deepEqual([killed.met, killed.measured, never.met, never.measured], [false, 'killed (1 OOM kills)', false, 'the sidecar exited (code null, signal SIGKILL) after 80s']);
     assert.equal(targets(results({ soak: soak(100, 90) })).find((r) => r.target === 'sidecar resident memory, idle')?.measured, '80.0 MiB', 'idle comes from the soak when the overhead section did not run');
+  });
+
+  it('sets the sidecar against a peer proxy pair by pair, by CPU per request, and judges the worst pair', function () {
+    const run = (rps: number, cpu: Record<string, number>) => ({ ...stats(rps, 2, 5), cpuMicrosPerRequest: { 'kube-apiserver': 500, ...cpu } });
+    const pair = (workload: string, concurrency: number, through: ReturnType<typeof run>, proxy?: string) => {
+      const direct = run(1000, {});
+      return { workload, concurrency, ...(proxy ? { proxy } : {}), method: 'OIDC token', caches: 'warm' as const, direct, through, comparison: compare(direct, through) };
+    };
+    const overhead = [
+      pair('GET one small object', 1, run(500, { sidecar: 900 })),
+      pair('GET one small object', 1, run(600, { peer: 600 }), 'peer'),
+      pair('LIST 500', 16, run(50, { sidecar: 2000 })),
+      pair('LIST 500', 16, run(40, { peer: 2500 }), 'peer'),
+      pair('GET one small object', 16, run(900, { sidecar: 400 })),
+    ];
+    const versus = peerComparisons(results({ overhead }));
+    assert.deepEqual(
+      versus.map((c) => [c.workload, c.concurrency, c.cpuRatio]),
+      [
+        ['GET one small object', 1, 1.5],
+        ['LIST 500', 16, 0.8],
+      ],
+    );
+    const rows = targets(results({ overhead }));
+    const judged = rows.find((r) => r.target.startsWith("sidecar CPU per request ÷ peer's"));
+    assert.equal(judged?.measured, '1.50');
+    assert.match(judged?.target ?? '', /worst of 2 pairs \(GET one small object, 1 conns\)/);
+    assert.equal(judged?.met, false);
+    assert.equal(rows.filter((r) => r.target.startsWith('small GET at concurrency 16')).length, 2, 'a pair through the peer is not judged as the sidecar');
+    assert.equal(
+      targets(results({ overhead: overhead.filter((p) => !('proxy' in p)) })).some((r) => r.target.includes('÷')),
+      false,
+      'no peer, no ratio',
+    );
+  });
+
+  it('reads --peer as a name and a binary', function () {
+    assert.deepEqual(parsePeer('kube-oidc-proxy=/opt/peers/kube-oidc-proxy'), { name: 'kube-oidc-proxy', binary: '/opt/peers/kube-oidc-proxy' });
+    assert.throws(() => parsePeer('/opt/peers/kube-oidc-proxy'), /<name>=<binary>/);
   });
 
   it('does not judge the watch memory target on fewer watches than it names', function () {
