@@ -17,7 +17,7 @@ import { sharedControlPlane } from '../support/shared.js';
 import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { startStandIn, type StandIn } from './support/stand-in.js';
-import { openTls, type Target } from './support/wire.js';
+import { converse, type Target } from '../support/wire.js';
 
 interface SidecarEvent {
   auditID: string;
@@ -108,29 +108,8 @@ function wireOf(c: Case): string {
 
 /** Writes the bytes and reads every response until the sidecar closes the connection, or a quiet second passes. */
 async function send(target: Target, cert: CertificateAndKey, bytes: string): Promise<number[]> {
-  const socket = await openTls(target, cert);
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let quiet: NodeJS.Timeout;
-    const done = () => {
-      clearTimeout(quiet);
-      socket.destroy();
-      const text = Buffer.concat(chunks).toString('latin1');
-      resolve([...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])).filter((code) => code !== 100));
-    };
-    const wait = () => {
-      clearTimeout(quiet);
-      quiet = setTimeout(done, 1500);
-    };
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      wait();
-    });
-    socket.on('close', done);
-    socket.on('error', done);
-    socket.write(bytes);
-    wait();
-  });
+  const { text } = await converse(target, cert, bytes);
+  return [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])).filter((code) => code !== 100);
 }
 
 async function sidecarEvents(auditLog: string): Promise<SidecarEvent[]> {

@@ -10,7 +10,7 @@ import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import type { SeenRequest } from '../support/fake-upstream.js';
 import { fuzz } from './support/knobs.js';
 import { STAND_IN_TOKEN, startStandIn, type StandIn } from './support/stand-in.js';
-import { exchange } from './support/wire.js';
+import { exchange } from '../support/wire.js';
 
 const IDENTITY = ['Authorization', 'Proxy-Authorization', 'Impersonate-User', 'Impersonate-Group', 'Impersonate-Uid', 'Impersonate-Extra-Scopes', 'Impersonate-Extra-', 'X-Remote-User', 'X-Remote-Group', 'X-Remote-Extra-Foo', 'Audit-ID'];
 const FORWARDING = ['X-Forwarded-For', 'X-Forwarded-Host', 'X-Forwarded-Proto', 'Forwarded'];

@@ -14,7 +14,7 @@ import { figure, size } from './support/knobs.js';
 import { call, loops } from './support/load.js';
 import { describeStats, processStats } from './support/process-stats.js';
 import { startStandIn, type StandIn } from './support/stand-in.js';
-import { exchange, openTls, parseAnswer } from './support/wire.js';
+import { exchange, openTls, parseAnswer } from '../support/wire.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const HEADERS_TIMEOUT_MS = 2000;

@@ -9,7 +9,7 @@ import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { sharedControlPlane } from '../support/shared.js';
 import { adminClients, createNamespace, grantInNamespace, readAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
 import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
-import { openTls } from './support/wire.js';
+import { openTls } from '../support/wire.js';
 import { startStandIn } from './support/stand-in.js';
 import { sidecarEventFor } from './support/red-team.js';
 

@@ -3,14 +3,13 @@
 // the safe outcome; the real API server's audit log and the sidecar's, joined by auditID, judge.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { sharedControlPlane } from '../support/shared.js';
 import { adminClients, createNamespace, grantClusterWide, grantInNamespace, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
 import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
-import { openTls, parseAnswer, type RawAnswer, type Target } from './support/wire.js';
+import { converse, openTls, parseAnswer, type RawAnswer, type Target } from '../support/wire.js';
 import { apiServerEventFor, auditIDOf, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
 
 const tag = (): string => randomBytes(3).toString('hex');
@@ -18,29 +17,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Writes the bytes (latin1), reads the answer until the sidecar closes or a quiet while passes. */
 async function send(target: Target, cert: CertificateAndKey, bytes: string, quietMs = 1500): Promise<RawAnswer | undefined> {
-  const socket: TLSSocket = await openTls(target, cert);
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let quiet: NodeJS.Timeout;
-    const done = () => {
-      clearTimeout(quiet);
-      socket.destroy();
-      const text = Buffer.concat(chunks).toString('latin1');
-      resolve(text.startsWith('HTTP/1.1 ') ? parseAnswer(text) : undefined);
-    };
-    const wait = () => {
-      clearTimeout(quiet);
-      quiet = setTimeout(done, quietMs);
-    };
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      wait();
-    });
-    socket.once('close', done);
-    socket.once('error', done);
-    socket.write(Buffer.from(bytes, 'latin1'));
-    wait();
-  });
+  const { text } = await converse(target, cert, Buffer.from(bytes, 'latin1'), quietMs);
+  return text.startsWith('HTTP/1.1 ') ? parseAnswer(text) : undefined;
 }
 
 describe('hardening: red team 2 (attacks that held)', function () {

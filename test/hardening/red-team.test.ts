@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { TLSSocket } from 'node:tls';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { sharedControlPlane } from '../support/shared.js';
 import {
@@ -22,41 +21,10 @@ import {
 import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
-import { exchange, openTls, parseAnswer, type RawAnswer, type Target } from './support/wire.js';
+import { converse, exchange, openTls, type Target } from '../support/wire.js';
 import { apiServerEventFor, apiServerEventsMentioning, auditIDOf, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
 
 const tag = (): string => randomBytes(3).toString('hex');
-
-/** Writes the bytes, reads until the sidecar closes or a quiet while passes; every response on the wire. */
-async function converse(target: Target, cert: CertificateAndKey | undefined, bytes: string, quietMs = 1500): Promise<{ text: string; answers: RawAnswer[] }> {
-  const socket: TLSSocket = await openTls(target, cert);
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let quiet: NodeJS.Timeout;
-    const done = () => {
-      clearTimeout(quiet);
-      socket.destroy();
-      const text = Buffer.concat(chunks).toString('latin1');
-      const answers = text
-        .split(/(?=HTTP\/1\.1 \d{3} )/)
-        .filter((part) => part.startsWith('HTTP/1.1 '))
-        .map(parseAnswer);
-      resolve({ text, answers });
-    };
-    const wait = () => {
-      clearTimeout(quiet);
-      quiet = setTimeout(done, quietMs);
-    };
-    socket.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      wait();
-    });
-    socket.once('close', done);
-    socket.once('error', done);
-    socket.write(bytes);
-    wait();
-  });
-}
 
 describe('hardening: red team (attacks that held)', function () {
   this.timeout(60_000);

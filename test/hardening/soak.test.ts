@@ -19,7 +19,7 @@ import { figure, size } from './support/knobs.js';
 import { call, loops, openStream } from './support/load.js';
 import { describeStats, processStats, type ProcessStats } from './support/process-stats.js';
 import { startRouter, type Router } from './support/router.js';
-import { openTls, parseAnswer } from './support/wire.js';
+import { openTls, parseAnswer } from '../support/wire.js';
 
 const DURATION_MS = size(30_000, 10 * 60_000);
 const WORKERS = 4;

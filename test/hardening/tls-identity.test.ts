@@ -19,7 +19,7 @@ import { startTestSidecar, type LocalSidecar, type TestSidecar } from '../../loc
 import { figure } from './support/knobs.js';
 import { renegotiate } from './support/renegotiation.js';
 import { startStandIn, type StandIn } from './support/stand-in.js';
-import { parseAnswer, type RawAnswer } from './support/wire.js';
+import { parseAnswer, type RawAnswer } from '../support/wire.js';
 import { waitFor } from '../../local-cluster/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CertificateAndKey } from '../../../lib/pki.js';
-import { parseAnswer, type RawAnswer } from './wire.js';
+import { parseAnswer, type RawAnswer } from '../../support/wire.js';
 
 const run = promisify(execFile);
 const SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'renegotiating-client.c');

@@ -1,7 +1,7 @@
 // Requests written byte by byte over TLS, for what no HTTP client sends: any header names in any
 // letter case and order, headers that never end, clients that never read.
 import { connect, type TLSSocket } from 'node:tls';
-import type { CertificateAndKey } from '../../../lib/pki.js';
+import type { CertificateAndKey } from '../../lib/pki.js';
 
 export interface Target {
   port: number;
@@ -52,5 +52,40 @@ export async function exchange(target: Target, request: string | Buffer, cert?: 
     socket.on('close', () => resolve(parseAnswer(Buffer.concat(chunks).toString('latin1'))));
     socket.on('error', reject);
     socket.write(request);
+  });
+}
+
+/**
+ * Writes the bytes and reads until the server closes the connection or quietMs pass without a byte:
+ * the whole text (latin1), and every response in it, for what a pipelined or smuggled request made
+ * the server answer.
+ */
+export async function converse(target: Target, cert: CertificateAndKey | undefined, bytes: string | Buffer, quietMs = 1500): Promise<{ text: string; answers: RawAnswer[] }> {
+  const socket = await openTls(target, cert);
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let quiet: NodeJS.Timeout;
+    const done = () => {
+      clearTimeout(quiet);
+      socket.destroy();
+      const text = Buffer.concat(chunks).toString('latin1');
+      const answers = text
+        .split(/(?=HTTP\/1\.1 \d{3} )/)
+        .filter((part) => part.startsWith('HTTP/1.1 '))
+        .map(parseAnswer);
+      resolve({ text, answers });
+    };
+    const wait = () => {
+      clearTimeout(quiet);
+      quiet = setTimeout(done, quietMs);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      wait();
+    });
+    socket.once('close', done);
+    socket.once('error', done);
+    socket.write(bytes);
+    wait();
   });
 }
