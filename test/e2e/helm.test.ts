@@ -251,7 +251,7 @@ describe('the Helm chart (charts/chaperone) on a control plane of its own', func
       sidecar.properties = expected;
       await writeFile(file, `${JSON.stringify(schema, null, 2)}\n`);
     }
-    assert.deepEqual(sidecar.properties, expected, 'charts/chaperone/values.schema.json is out of date: rerun this test with CHAPERONE_UPDATE_DOCS=1');
+    assert.deepEqual(sidecar.properties, expected, 'charts/chaperone/values.schema.json is out of date (an installation setting was added or changed): CHAPERONE_UPDATE_DOCS=1 npx mocha -g values.schema test/e2e/helm.test.ts');
   });
 
   it('refuses, before anything is installed, a key the schema does not know (naming it) and a shared namespace', async function () {
