@@ -58,7 +58,7 @@ export async function createMemoryCgroup(name: string, limitBytes: number): Prom
     }
   } catch (err) {
     await rmdir(dir).catch(() => undefined);
-    throw new Error(`cannot make the memory cgroup ${dir} (the soak needs to run as root, or with a delegated cgroup): ${(err as Error).message}`);
+    throw new Error(`cannot make the memory cgroup ${dir} (the soak needs to run as root, or with a delegated cgroup): ${(err as Error).message}`, { cause: err });
   }
   const procs = file('cgroup.procs');
   return {
@@ -80,7 +80,7 @@ export async function createMemoryCgroup(name: string, limitBytes: number): Prom
           return;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-          if (attempt >= 50) throw new Error(`cannot remove the memory cgroup ${dir}: ${(err as Error).message}`);
+          if (attempt >= 50) throw new Error(`cannot remove the memory cgroup ${dir}: ${(err as Error).message}`, { cause: err });
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       }

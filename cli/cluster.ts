@@ -45,7 +45,7 @@ export function loadKubeconfig(options: ClusterOptions, env: NodeJS.ProcessEnv =
       kubeconfig.mergeConfig(more, true);
     }
   } catch (err) {
-    throw new Error(`cannot read the kubeconfig: ${(err as Error).message}`);
+    throw new Error(`cannot read the kubeconfig: ${(err as Error).message}`, { cause: err });
   }
   if (options.context) {
     if (!kubeconfig.getContextObject(options.context)) throw new Error(`the kubeconfig has no context "${options.context}"`);
@@ -65,7 +65,7 @@ export function injectorConfigFrom(options: InjectorOptions): InjectorConfig {
   try {
     return loadInjectorConfig(argv, {});
   } catch (err) {
-    if (err instanceof ConfigError) throw new Error(`the injector configuration is not valid:\n${err.message}`);
+    if (err instanceof ConfigError) throw new Error(`the injector configuration is not valid:\n${err.message}`, { cause: err });
     throw err;
   }
 }

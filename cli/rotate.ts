@@ -30,7 +30,7 @@ export async function runRotate(kind: string, options: RotateOptions, out: (line
     });
     out(result.message);
   } catch (err) {
-    if (err instanceof ApiException) throw new Error(`cannot rotate the ${kind} CA: ${apiErrorMessage(err, `get and update on ${secret}`)}`);
+    if (err instanceof ApiException) throw new Error(`cannot rotate the ${kind} CA: ${apiErrorMessage(err, `get and update on ${secret}`)}`, { cause: err });
     if (err instanceof Error && /does not exist yet/.test(err.message)) throw err;
     throw unreachable(kubeconfig, err);
   }

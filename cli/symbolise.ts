@@ -30,7 +30,7 @@ async function loadMap(file: string): Promise<SourceMap> {
   try {
     payload = JSON.parse(await readFile(file, 'utf8')) as SourceMapPayload;
   } catch (err) {
-    throw new Error(`cannot read the source map ${file}: ${(err as Error).message}`);
+    throw new Error(`cannot read the source map ${file}: ${(err as Error).message}`, { cause: err });
   }
   return new SourceMap(payload);
 }

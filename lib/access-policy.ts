@@ -109,7 +109,7 @@ export function parsePolicy(text: string, where: string): AccessPolicy {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${where} is not JSON: ${(err as Error).message}`);
+    throw new Error(`${where} is not JSON: ${(err as Error).message}`, { cause: err });
   }
   const parsed = accessPolicySchema.safeParse(raw);
   if (!parsed.success) {

@@ -375,7 +375,7 @@ export function readExecCredential(stdout: string, apiVersion: string): ExecCred
   try {
     document = parseDocument(stdout, { version: '1.1' }).toJS();
   } catch (err) {
-    throw new Error(`decoding stdout: ${(err as Error).message}`);
+    throw new Error(`decoding stdout: ${(err as Error).message}`, { cause: err });
   }
   if (!isFields(document)) throw new Error('decoding stdout: not an ExecCredential');
   if (document.kind !== 'ExecCredential') throw new Error(`decoding stdout: kind ${JSON.stringify(document.kind)} is not ExecCredential`);
@@ -401,7 +401,7 @@ export function readExecCredential(stdout: string, apiVersion: string): ExecCred
     try {
       new X509Certificate(cert);
     } catch (err) {
-      throw new Error(`failed parsing client key/certificate: ${(err as Error).message}`);
+      throw new Error(`failed parsing client key/certificate: ${(err as Error).message}`, { cause: err });
     }
   }
   const credentials: RequestCredentials = { headers: token ? { authorization: `Bearer ${token}` } : {}, ...(cert ? { cert: Buffer.from(cert), key: Buffer.from(key) } : {}) };

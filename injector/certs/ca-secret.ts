@@ -44,7 +44,7 @@ export function caSetFromSecret(secret: V1Secret): CaSet {
     try {
       rotation = JSON.parse(data[CA_ROTATION_KEY]) as RotationJson;
     } catch (err) {
-      throw new Error(`${where}: ${CA_ROTATION_KEY} is not JSON: ${(err as Error).message}`);
+      throw new Error(`${where}: ${CA_ROTATION_KEY} is not JSON: ${(err as Error).message}`, { cause: err });
     }
   }
   const date = (text: string, what: string) => {

@@ -87,7 +87,7 @@ function run(ast: ASTNode, variable: Variable, value: unknown): unknown {
     outcome = evaluateAst(ast, variable, root);
   } catch (err) {
     if (err instanceof CostLimitExceeded) throw err;
-    if (err instanceof Unmatched) throw new Error(`chaperone cannot evaluate this exactly as the API server would (${err.message}), so it refuses the token`);
+    if (err instanceof Unmatched) throw new Error(`chaperone cannot evaluate this exactly as the API server would (${err.message}), so it refuses the token`, { cause: err });
     throw err;
   }
   if (outcome.value instanceof Err) throw new Error(outcome.value.message);

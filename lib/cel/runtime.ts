@@ -200,8 +200,8 @@ function numericCompare(a: bigint | Uint | number, b: bigint | Uint | number): -
   const d = (flip ? b : a) as number;
   const i = (flip ? a : b) as bigint | Uint;
   let r: -1 | 0 | 1;
-  if (i instanceof Uint) r = d < 0 ? -1 : d > 18446744073709551615 ? 1 : cmp(d, Number(i.value));
-  else r = d < -9223372036854775808 ? -1 : d > 9223372036854775807 ? 1 : cmp(d, Number(i));
+  if (i instanceof Uint) r = d < 0 ? -1 : d > 2 ** 64 ? 1 : cmp(d, Number(i.value));
+  else r = d < -(2 ** 63) ? -1 : d > 2 ** 63 ? 1 : cmp(d, Number(i));
   return flip ? ((-r || 0) as -1 | 0 | 1) : r;
 }
 
@@ -341,7 +341,7 @@ function toInt(v: Val): Res {
   if (typeof v === 'bigint') return v;
   if (v instanceof Uint) return v.value > MAX_INT ? new Err('integer overflow') : v.value;
   if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v <= -9223372036854775808 || v >= 9223372036854775807) return new Err('integer overflow');
+    if (!Number.isFinite(v) || v <= -(2 ** 63) || v >= 2 ** 63) return new Err('integer overflow');
     return BigInt(Math.trunc(v));
   }
   if (typeof v === 'string') {
@@ -963,8 +963,9 @@ export function isConstant(node: ASTNode): boolean {
       return node.args.every(([k, v]) => isConstant(k) && isConstant(v));
     case 'call':
       return Object.hasOwn(CONVERSIONS, node.args[0]) && node.args[1].length === 1 && isConstant(node.args[1][0]!);
+    default:
+      return false;
   }
-  return false;
 }
 
 /** The value of a constant node; a conversion that fails is an error (the API server's compile error). */
@@ -998,8 +999,9 @@ export function constant(node: ASTNode): Res {
       const arg = constant(node.args[1][0]!);
       return isErr(arg) ? arg : CONVERSIONS[node.args[0]]!(arg);
     }
+    default:
+      return evaluation.eval(node, { vars: new Map() });
   }
-  return evaluation.eval(node, { vars: new Map() });
 }
 
 /** The cost cel-go charges for a call (library.CostEstimator first, then cel-go's defaults). */

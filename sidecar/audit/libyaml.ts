@@ -565,7 +565,6 @@ class Scanner {
       } else {
         value += leadingBreak;
       }
-      leadingBreak = '';
       value += trailingBreaks;
       trailingBreaks = '';
       leadingBlank = isBlank(this.at());

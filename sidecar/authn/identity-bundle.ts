@@ -140,7 +140,7 @@ export class IdentityBundle {
       this.content = readFileSync(file);
       this.anchors = readAnchors(this.content);
     } catch (err) {
-      throw new Error(`the identity CA bundle ${file} cannot be used: ${(err as Error).message}`);
+      throw new Error(`the identity CA bundle ${file} cannot be used: ${(err as Error).message}`, { cause: err });
     }
   }
 

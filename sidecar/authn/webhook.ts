@@ -70,8 +70,8 @@ export function readAnswer(answer: Answer): unknown {
   try {
     return parseGoJson(answer.body);
   } catch (err) {
-    if (!(err instanceof JsonRefused) || err.syntax) throw new Error(`the webhook answered ${answer.status} with a body that is not JSON (${answer.contentType || 'no content type'})`);
-    throw new Error(`the webhook's answer would not be read alike by the API server and chaperone: ${err.message}`);
+    if (!(err instanceof JsonRefused) || err.syntax) throw new Error(`the webhook answered ${answer.status} with a body that is not JSON (${answer.contentType || 'no content type'})`, { cause: err });
+    throw new Error(`the webhook's answer would not be read alike by the API server and chaperone: ${err.message}`, { cause: err });
   }
 }
 

@@ -30,6 +30,7 @@ function client(): Promise<string> {
     } catch (err) {
       throw new Error(
         `could not build the renegotiating test client (${(err as Error).message.split('\n', 1)[0]}): the TLS hardening tests need a C compiler (cc) and the OpenSSL headers (libssl-dev)`,
+        { cause: err },
       );
     }
     return binary;

@@ -246,9 +246,9 @@ describe('the audit join', function () {
     const mismatches = join([...created.map(([a]) => a), apiServer(nextId())], created.map(([, s]) => s)).mismatches;
     const report = formatMismatches(mismatches, 2);
     assert.match(report, /^- objectRef: 5 requests through sidecar of test\/e2e\/x\.test\.ts:1$/m);
-    assert.match(report, /^  … and 3 more like these$/m);
+    assert.match(report, /^ {2}… and 3 more like these$/m);
     assert.match(report, /^- no sidecar event: 1 request$/m);
-    assert.equal(report.match(/^  auditID /gm)?.length, 3);
+    assert.equal(report.match(/^ {2}auditID /gm)?.length, 3);
   });
 
   it('says, without failing, how many forwarded sidecar events the API server never recorded', function () {
@@ -337,7 +337,7 @@ describe('the audit join', function () {
       const bad = await run([apiServer(other)], [complete(other, { user: { username: 'alice', userName: 'alice' }, stage: 'Finished' })], {});
       assert.equal(bad?.ok, false);
       assert.match(bad.report, /1 problems\n- 1 × unknown field "user.userName"/);
-      assert.match(bad.report, /- 1 × unknown field "user.userName"\n  \S+audit\.jsonl:1$/m, 'where it is');
+      assert.match(bad.report, /- 1 × unknown field "user.userName"\n {2}\S+audit\.jsonl:1$/m, 'where it is');
     });
 
     it('decodes every EventList an audit webhook receiver got, strictly, and fails on one the Go types refuse', async function () {
@@ -358,7 +358,7 @@ describe('the audit join', function () {
       const bad = await run([apiServer(other)], [complete(other)], {});
       assert.equal(bad?.ok, false);
       assert.match(bad.report, /stage "Finished"/);
-      assert.match(bad.report, /kind "Event" where an EventList belongs\n  \S+eventlists\.jsonl:2$/m, 'a receiver gets EventLists only');
+      assert.match(bad.report, /kind "Event" where an EventList belongs\n {2}\S+eventlists\.jsonl:2$/m, 'a receiver gets EventLists only');
     });
 
     it('fails when a control plane\'s log is gone', async function () {
