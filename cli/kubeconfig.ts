@@ -1,12 +1,17 @@
 // chaperone kubeconfig: a short-lived client certificate from the identity CA, in a kubeconfig that
-// reaches the API server through a sidecar. The CAs come from files when given, else from the
-// cluster, read with the person's own kubeconfig: the identity CA from the injector's Secret, the
-// serving CA bundle from the dashboard namespace's CA ConfigMap.
+// reaches the API server through a sidecar. The certificate is signed here with the identity CA's
+// key (from files, or from the injector's Secret, read with the person's own kubeconfig), or, with
+// --request, by the injector's signer chaperone.dev/identity once a CertificateSigningRequest is
+// approved: the key is made here and never leaves the machine, and nobody needs the CA's key. The
+// serving CA bundle comes from the dashboard namespace's CA ConfigMap unless given.
+import { X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
-import { ApiException, CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApiException, CertificatesV1Api, CoreV1Api, type KubeConfig, type V1CertificateSigningRequest, type V1ConfigMap } from '@kubernetes/client-node';
 import { kubeconfigYaml } from '../lib/kubeconfig.js';
-import { certificateInfo, issueCertificate, keyMatchesCertificate, splitPemCertificates, type CertificateAndKey } from '../lib/pki.js';
+import { certificateInfo, createCertificateRequest, isIssuedBy, issueCertificate, keyMatchesCertificate, splitPemCertificates, type CertificateAndKey } from '../lib/pki.js';
 import { caSetFromSecret } from '../injector/certs/ca-secret.js';
+import { clusterNameProblem, IDENTITY_SIGNER, MAX_CERTIFICATE_SECONDS } from '../injector/certs/signer.js';
 import { INJECT_LABEL } from '../injector/names.js';
 import { IDENTITY_CA_KEY, SECRETS, SERVING_CA_KEY } from '../injector/provision/names.js';
 import { apiErrorMessage, injectorConfigFrom, loadKubeconfig, namespaceOf, unreachable, type ClusterOptions, type InjectorOptions } from './cluster.js';
@@ -22,15 +27,15 @@ export interface PersonKubeconfig {
   servingCaPem: string;
 }
 
-const MAX_TTL_SECONDS = 7 * 24 * 3600;
+/** The shortest lifetime the API server lets a CertificateSigningRequest ask for. */
+const MIN_REQUEST_TTL_SECONDS = 600;
 
 /** Refuses what the API server's x509 mapping could not carry faithfully, or a lifetime that is not short. */
-export function validatePerson(user: string, groups: string[], ttlSeconds: number): void {
+export function validatePerson(user: string, groups: string[], ttlSeconds: number, minTtlSeconds = 1): void {
   if (!user.trim()) throw new Error('--user must name a person');
-  if (user.startsWith('system:') || groups.some((g) => g.startsWith('system:'))) {
-    throw new Error('system: names belong to the cluster; the sidecar refuses them from a certificate (see --guard-allow)');
-  }
-  if (!(ttlSeconds > 0 && ttlSeconds <= MAX_TTL_SECONDS)) throw new Error(`--ttl must be between 1s and ${MAX_TTL_SECONDS / 3600}h`);
+  const refused = clusterNameProblem(user, groups);
+  if (refused) throw new Error(refused);
+  if (!(ttlSeconds >= minTtlSeconds && ttlSeconds <= MAX_CERTIFICATE_SECONDS)) throw new Error(`--ttl must be between ${minTtlSeconds}s and ${MAX_CERTIFICATE_SECONDS / 3600}h`);
 }
 
 /** Refuses an identity CA that could not sign a certificate the sidecar accepts. */
@@ -46,16 +51,19 @@ export function checkIdentityCa(ca: CertificateAndKey, now = new Date()): void {
   if (info.notAfter <= now) throw new Error(`the identity CA expired at ${info.notAfter.toISOString()}`);
 }
 
-export function personKubeconfig(request: PersonKubeconfig): string {
+export function personCertificate(request: Pick<PersonKubeconfig, 'user' | 'groups' | 'ttlSeconds' | 'identityCa'>): CertificateAndKey {
   validatePerson(request.user, request.groups, request.ttlSeconds);
   checkIdentityCa(request.identityCa);
-  const cert = issueCertificate(request.identityCa, {
+  return issueCertificate(request.identityCa, {
     commonName: request.user,
     organizations: request.groups,
     usage: 'client',
     validitySeconds: request.ttlSeconds,
   });
-  return kubeconfigYaml(request.server, request.servingCaPem, request.user, cert);
+}
+
+export function personKubeconfig(request: PersonKubeconfig): string {
+  return kubeconfigYaml(request.server, request.servingCaPem, request.user, personCertificate(request));
 }
 
 export interface KubeconfigCommandOptions extends ClusterOptions, InjectorOptions {
@@ -69,6 +77,12 @@ export interface KubeconfigCommandOptions extends ClusterOptions, InjectorOption
   /** The dashboard's namespace, whose CA ConfigMap holds the serving CA bundle. */
   namespace?: string;
   output?: string;
+  /** Ask the signer chaperone.dev/identity through a CertificateSigningRequest instead of signing here. */
+  request?: boolean;
+  /** With request: approve it too (needs approve on signers/chaperone.dev/identity). */
+  approve?: boolean;
+  /** With request: how long to wait for approval and signing. */
+  waitSeconds?: number;
 }
 
 /** The identity CA files, when given; both or neither. */
@@ -91,8 +105,8 @@ async function read<T>(cluster: Cluster, what: string, request: () => Promise<T>
     return await request();
   } catch (err) {
     if (!(err instanceof ApiException)) throw unreachable(cluster.kubeconfig, err);
-    if (err.code === 404) throw new Error(`${what} does not exist: ${whenAbsent}; or ${instead}`);
-    throw new Error(`cannot read ${what}: ${apiErrorMessage(err, need)}; or ${instead}`);
+    if (err.code === 404) throw new Error(`${what} does not exist: ${whenAbsent}; or ${instead}`, { cause: err });
+    throw new Error(`cannot read ${what}: ${apiErrorMessage(err, need)}; or ${instead}`, { cause: err });
   }
 }
 
@@ -132,6 +146,40 @@ function trusts(bundle: string | undefined, caPem: string): boolean {
   return wanted !== undefined && splitPemCertificates(bundle ?? '').some((pem) => fingerprint(pem) === wanted);
 }
 
+interface ServingCa {
+  servingCaPem: string;
+  /** The identity CAs the namespace's sidecars trust (the CA ConfigMap's); undefined when --serving-ca was given. */
+  trusted?: { where: string; bundle: string };
+}
+
+function connection(options: ClusterOptions): () => Cluster {
+  let cluster: Cluster | undefined;
+  return () => {
+    if (!cluster) {
+      const kubeconfig = loadKubeconfig(options);
+      cluster = { kubeconfig, core: kubeconfig.makeApiClient(CoreV1Api) };
+    }
+    return cluster;
+  };
+}
+
+async function servingCa(options: KubeconfigCommandOptions, connect: () => Cluster): Promise<ServingCa> {
+  if (options.servingCa !== undefined) return { servingCaPem: await readFile(options.servingCa, 'utf8') };
+  const injector = injectorConfigFrom(options);
+  const namespace = namespaceOf(options.namespace, connect().kubeconfig);
+  const configMap = await caConfigMapFromCluster(connect(), namespace, injector.caConfigMap);
+  const where = `ConfigMap ${namespace}/${injector.caConfigMap}`;
+  const servingCaPem = configMap.data?.[SERVING_CA_KEY];
+  if (!servingCaPem) throw new Error(`${where} has no ${SERVING_CA_KEY}: the injector has not provisioned ${namespace} yet (chaperone doctor --namespace ${namespace} says why)`);
+  return { servingCaPem, trusted: { where, bundle: configMap.data?.[IDENTITY_CA_KEY] ?? '' } };
+}
+
+/** Said on standard error when the namespace's sidecars would refuse the certificate (nothing wrong with the command). */
+function trustWarnings(serving: ServingCa, trustedBy: (bundle: string) => boolean): string[] {
+  if (!serving.trusted || trustedBy(serving.trusted.bundle)) return [];
+  return [`the sidecars in this namespace do not trust this identity CA (${serving.trusted.where}, ${IDENTITY_CA_KEY}): they will refuse this certificate until they do`];
+}
+
 interface Cas {
   identityCa: CertificateAndKey;
   servingCaPem: string;
@@ -141,38 +189,108 @@ interface Cas {
 
 export async function resolveCas(options: KubeconfigCommandOptions): Promise<Cas> {
   const files = identityCaFiles(options);
-  const injector = injectorConfigFrom(options);
-  let cluster: Cluster | undefined;
-  const connect = (): Cluster => {
-    if (!cluster) {
-      const kubeconfig = loadKubeconfig(options);
-      cluster = { kubeconfig, core: kubeconfig.makeApiClient(CoreV1Api) };
-    }
-    return cluster;
-  };
+  const connect = connection(options);
   const identityCa = files
     ? { certPem: await readFile(files.cert, 'utf8'), keyPem: await readFile(files.key, 'utf8') }
-    : await identityCaFromCluster(connect(), injector.namespace);
-  if (options.servingCa !== undefined) return { identityCa, servingCaPem: await readFile(options.servingCa, 'utf8'), warnings: [] };
+    : await identityCaFromCluster(connect(), injectorConfigFrom(options).namespace);
+  const serving = await servingCa(options, connect);
+  return { identityCa, servingCaPem: serving.servingCaPem, warnings: trustWarnings(serving, (bundle) => trusts(bundle, identityCa.certPem)) };
+}
 
-  const namespace = namespaceOf(options.namespace, connect().kubeconfig);
-  const configMap = await caConfigMapFromCluster(connect(), namespace, injector.caConfigMap);
-  const where = `ConfigMap ${namespace}/${injector.caConfigMap}`;
-  const servingCaPem = configMap.data?.[SERVING_CA_KEY];
-  if (!servingCaPem) throw new Error(`${where} has no ${SERVING_CA_KEY}: the injector has not provisioned ${namespace} yet (chaperone doctor --namespace ${namespace} says why)`);
-  const warnings = trusts(configMap.data?.[IDENTITY_CA_KEY], identityCa.certPem)
-    ? []
-    : [`the sidecars in ${namespace} do not trust this identity CA (${where}, ${IDENTITY_CA_KEY}): they will refuse this certificate until they do`];
-  return { identityCa, servingCaPem, warnings };
+function condition(request: V1CertificateSigningRequest, type: string) {
+  return request.status?.conditions?.find((c) => c.type === type && c.status === 'True');
+}
+
+export interface CertificateRequestOptions {
+  user: string;
+  groups: string[];
+  ttlSeconds: number;
+  approve: boolean;
+  waitSeconds: number;
+  /** Progress, for standard error. */
+  say: (line: string) => void;
+}
+
+/**
+ * A certificate from the signer chaperone.dev/identity: a key made here, a CertificateSigningRequest
+ * for it, approved here when asked to, and the certificate once the injector has signed it.
+ */
+export async function requestCertificate(kubeconfig: KubeConfig, options: CertificateRequestOptions): Promise<CertificateAndKey & { name: string }> {
+  validatePerson(options.user, options.groups, options.ttlSeconds, MIN_REQUEST_TTL_SECONDS);
+  const api = kubeconfig.makeApiClient(CertificatesV1Api);
+  const { requestPem, keyPem } = createCertificateRequest(options.user, options.groups);
+  const call = async <T>(what: string, need: string, request: () => Promise<T>): Promise<T> => {
+    try {
+      return await request();
+    } catch (err) {
+      if (!(err instanceof ApiException)) throw unreachable(kubeconfig, err);
+      throw new Error(`cannot ${what}: ${apiErrorMessage(err, need)}`, { cause: err });
+    }
+  };
+  const created = await call('create the CertificateSigningRequest', 'create on certificatesigningrequests (ClusterRole chaperone-kubeconfig-requester)', () =>
+    api.createCertificateSigningRequest({
+      body: {
+        metadata: { generateName: 'chaperone-kubeconfig-' },
+        spec: {
+          request: Buffer.from(requestPem).toString('base64'),
+          signerName: IDENTITY_SIGNER,
+          usages: ['client auth', 'digital signature', 'key encipherment'],
+          expirationSeconds: options.ttlSeconds,
+        },
+      },
+    }),
+  );
+  const name = created.metadata!.name!;
+  if (options.approve) {
+    const approved = { type: 'Approved', status: 'True', reason: 'ChaperoneKubeconfig', message: 'approved with chaperone kubeconfig --approve', lastUpdateTime: new Date() };
+    await call(`approve CertificateSigningRequest ${name}`, `update on certificatesigningrequests/approval and approve on signers/${IDENTITY_SIGNER} (ClusterRole chaperone-kubeconfig-approver)`, () =>
+      api.replaceCertificateSigningRequestApproval({ name, body: { ...created, status: { conditions: [approved] } } }),
+    );
+  } else {
+    options.say(`CertificateSigningRequest ${name} waits for approval: kubectl certificate approve ${name}`);
+  }
+  const deadline = Date.now() + options.waitSeconds * 1000;
+  for (;;) {
+    const current = await call(`read CertificateSigningRequest ${name}`, 'get on certificatesigningrequests', () => api.readCertificateSigningRequest({ name }));
+    const refused = condition(current, 'Denied') ?? condition(current, 'Failed');
+    if (refused) throw new Error(`CertificateSigningRequest ${name} ${refused.type === 'Denied' ? 'was denied' : 'failed'}: ${refused.reason ?? ''}${refused.message ? ` (${refused.message})` : ''}`);
+    if (current.status?.certificate) {
+      const certPem = Buffer.from(current.status.certificate, 'base64').toString('utf8');
+      if (!keyMatchesCertificate(certPem, keyPem)) throw new Error(`CertificateSigningRequest ${name} holds a certificate for another key`);
+      return { name, certPem, keyPem };
+    }
+    if (Date.now() >= deadline) {
+      throw new Error(`CertificateSigningRequest ${name} was not ${condition(current, 'Approved') ? 'signed' : 'approved'} within ${options.waitSeconds}s${condition(current, 'Approved') ? ': is the injector running?' : ''}`);
+    }
+    await sleep(1000);
+  }
 }
 
 export async function runKubeconfig(options: KubeconfigCommandOptions): Promise<void> {
-  const { identityCa, servingCaPem, warnings } = await resolveCas(options);
-  const yaml = personKubeconfig({ user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, identityCa, server: options.server, servingCaPem });
-  for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  let yaml: string;
+  let warnings: string[];
+  let serial: string;
+  if (options.request) {
+    if (identityCaFiles(options)) throw new Error('--request asks the signer: not together with --identity-ca-cert and --identity-ca-key');
+    const connect = connection(options);
+    const serving = await servingCa(options, connect);
+    const issued = await requestCertificate(connect().kubeconfig, { user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, approve: options.approve ?? false, waitSeconds: options.waitSeconds ?? 600, say });
+    yaml = kubeconfigYaml(options.server, serving.servingCaPem, options.user, issued);
+    warnings = trustWarnings(serving, (bundle) => splitPemCertificates(bundle).some((ca) => isIssuedBy(issued.certPem, ca)));
+    serial = new X509Certificate(issued.certPem).serialNumber;
+  } else {
+    if (options.approve) throw new Error('--approve goes with --request');
+    const cas = await resolveCas(options);
+    const cert = personCertificate({ user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, identityCa: cas.identityCa });
+    yaml = kubeconfigYaml(options.server, cas.servingCaPem, options.user, cert);
+    warnings = cas.warnings;
+    serial = new X509Certificate(cert.certPem).serialNumber;
+  }
+  for (const warning of warnings) say(`warning: ${warning}`);
   if (options.output) {
     await writeFile(options.output, yaml, { mode: 0o600 });
-    process.stderr.write(`wrote ${options.output}: ${options.user} (${options.group.join(', ') || 'no groups'}), valid for ${options.ttlSeconds}s\n`);
+    say(`wrote ${options.output}: ${options.user} (${options.group.join(', ') || 'no groups'}), valid for ${options.ttlSeconds}s, serial ${serial.toLowerCase()}`);
   } else {
     process.stdout.write(yaml);
   }

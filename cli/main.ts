@@ -6,6 +6,7 @@ import { VERSION } from '../lib/version.js';
 import { runDoctor, type DoctorOptions } from './doctor/command.js';
 import { runKubeconfig, type KubeconfigCommandOptions } from './kubeconfig.js';
 import { DEFAULT_TOKEN_CACHE_DIR, runLogin, type LoginOptions } from './login.js';
+import { runRevoke, type RevokeOptions } from './revoke.js';
 import { runRotate, type RotateOptions } from './rotate.js';
 import { runSymbolise, type SymboliseOptions } from './symbolise.js';
 
@@ -62,8 +63,10 @@ clusterOptions(
     .summary('issue a person a kubeconfig with a short-lived client certificate, to reach the API server through a sidecar')
     .description(
       'issue a short-lived client certificate from the identity CA and write a kubeconfig that reaches the API server through a sidecar. ' +
-        "The CAs are read from the cluster with your kubeconfig (the identity CA from the Secret chaperone-identity-ca in the injector's namespace: " +
-        'you need get on it; the serving CA bundle from the ConfigMap chaperone-ca in the dashboard\'s namespace), unless files are given',
+        'With --request, the key is made here and the injector signs a CertificateSigningRequest for signer chaperone.dev/identity once someone ' +
+        'with approve on it approves it (--approve: you, if you may): nobody needs the identity CA key. Without it, the certificate is signed here ' +
+        "with the identity CA read from the cluster with your kubeconfig (the Secret chaperone-identity-ca in the injector's namespace: you need get on it, " +
+        "key included) or from files. The serving CA bundle comes from the ConfigMap chaperone-ca in the dashboard's namespace unless given",
     )
     .requiredOption('--user <name>', 'the person: the certificate CN, which becomes the username')
     .option('--group <name>', 'a group (the certificate O); repeat for more', collect, [])
@@ -72,7 +75,10 @@ clusterOptions(
     .option('--identity-ca-cert <file>', 'the identity CA certificate (PEM), instead of reading it from the cluster')
     .option('--identity-ca-key <file>', 'the identity CA private key (PEM), with --identity-ca-cert')
     .option('--serving-ca <file>', "the CA bundle that signed the sidecar's serving certificate (PEM), instead of reading it from the cluster")
-    .option('-o, --output <file>', 'write the kubeconfig here (mode 0600) instead of to stdout'),
+    .option('-o, --output <file>', 'write the kubeconfig here (mode 0600) instead of to stdout')
+    .option('--request', 'ask the signer chaperone.dev/identity with a CertificateSigningRequest instead of signing with the identity CA key (--ttl at least 10m)')
+    .option('--approve', 'with --request: approve the request too (you need approve on signers/chaperone.dev/identity)')
+    .addOption(new Option('--wait <duration>', 'with --request: how long to wait for approval and the certificate').argParser(duration).default(600, '10m')),
   "the dashboard's namespace, whose ConfigMap chaperone-ca holds the serving CA bundle",
 )
   .addHelpText(
@@ -84,10 +90,43 @@ Examples:
   kubectl port-forward -n team-a pod/dashboard 6443:6443 &
   kubectl --kubeconfig alice.kubeconfig get pods -n team-a
 
+  # without the identity CA key: a request an approver approves (kubectl certificate approve <name>)
+  chaperone kubeconfig --request --user alice --group dev -n team-a -o alice.kubeconfig
+
   # from files, with no cluster access:
   chaperone kubeconfig --user bob --identity-ca-cert ca.crt --identity-ca-key ca.key --serving-ca serving-ca.crt`,
   )
-  .action(failing('kubeconfig', (options: Omit<KubeconfigCommandOptions, 'ttlSeconds'> & { ttl: number }) => runKubeconfig({ ...options, ttlSeconds: options.ttl })));
+  .action(
+    failing('kubeconfig', (options: Omit<KubeconfigCommandOptions, 'ttlSeconds' | 'waitSeconds'> & { ttl: number; wait: number }) =>
+      runKubeconfig({ ...options, ttlSeconds: options.ttl, waitSeconds: options.wait }),
+    ),
+  );
+
+clusterOptions(
+  program
+    .command('revoke')
+    .summary("refuse a person's client certificates at every running sidecar, without a restart")
+    .description(
+      'add a revocation to the installation configuration (the Secret chaperone-sidecar-config in the injector\'s namespace, key clientCertificateRevocations ' +
+        'in sidecar.yaml; you need get and update on it): every sidecar that follows it refuses the certificate from its next request on, on open ' +
+        'connections too (401, and an audit event saying revoked). --serial refuses one certificate; --user every certificate whose CN is that ' +
+        'name, for --for (default 168h, the longest a certificate lives, so that every certificate issued before has expired by then) or --forever',
+    )
+    .option('--serial <hex>', 'the serial number of a certificate (chaperone kubeconfig prints it; openssl x509 -noout -serial); repeatable', collect, [])
+    .option('--user <name>', 'a username (the CN); repeatable', collect, [])
+    .addOption(new Option('--for <duration>', 'how long a --user stays revoked (default: 168h)').argParser(duration))
+    .option('--forever', 'a --user stays revoked until the entry is removed from sidecar.yaml')
+    .option('--sidecar-config <name>', "the installation configuration Secret in the injector's namespace (default: the injector's, chaperone-sidecar-config)"),
+)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  chaperone revoke --serial 5f1c0a9e3b7d4c21a8e06f9b2d3c4e5f
+  chaperone revoke --user mallory                   # every certificate of mallory, for 168h
+  chaperone revoke --user mallory --forever --context prod`,
+  )
+  .action(failing('revoke', (options: Omit<RevokeOptions, 'forSeconds'> & { for?: number }) => runRevoke({ ...options, ...(options.for !== undefined ? { forSeconds: options.for } : {}) })));
 
 clusterOptions(
   program

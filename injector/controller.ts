@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../lib/log.js';
 import { AdmissionCache, type AdmissionLookups } from './admission-cache.js';
 import { CertificateFeed, type CertificateListener, type ServingCertificate } from './certs/feed.js';
 import { CertificateReconciler } from './certs/reconciler.js';
+import { IdentitySigner } from './certs/signer.js';
 import type { InjectorConfig } from './config.js';
 import { kubeConfigFrom } from './namespaces.js';
 import { LeaderElection } from './provision/lease.js';
@@ -74,7 +75,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
     ...(config.webhookCertDir ? { directory: config.webhookCertDir } : {}),
   });
 
-  let leaderWork: { certificates: CertificateReconciler; provisioner: NamespaceProvisioner; installationCheck: InstallationCheck } | undefined;
+  let leaderWork: { certificates: CertificateReconciler; provisioner: NamespaceProvisioner; installationCheck: InstallationCheck; signer: IdentitySigner } | undefined;
   // What the sidecars verify the API server with: the CA this injector verifies it with itself.
   const upstreamCa = upstreamCaOf(kubeconfig, {
     onChange: () => {
@@ -111,6 +112,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
         },
         log,
       });
+      const signer = new IdentitySigner({ kubeconfig, log });
       const certificates = new CertificateReconciler({
         kubeconfig,
         core,
@@ -130,7 +132,10 @@ export function startController(config: InjectorConfig, dependencies: Controller
           caOverlapMs: config.caOverlap,
           resyncMs: config.resyncInterval,
         },
-        onSidecarCas: (cas) => provisioner.setCas(cas),
+        onSidecarCas: (cas) => {
+          provisioner.setCas(cas);
+          signer.useCa(cas.identity.active);
+        },
       });
       // The injector's own settings; a settings error is a refusal to start (injector.ts), so this cannot throw.
       const installationCheck = new InstallationCheck({
@@ -141,14 +146,16 @@ export function startController(config: InjectorConfig, dependencies: Controller
         onChange: () => provisioner.installationConfigsChanged(),
         log,
       });
-      leaderWork = { certificates, provisioner, installationCheck };
+      leaderWork = { certificates, provisioner, installationCheck, signer };
       certificates.start();
+      signer.start();
       installationCheck.start();
     },
     onStoppedLeading: async () => {
       const work = leaderWork;
       leaderWork = undefined;
       await work?.certificates.stop();
+      await work?.signer.stop();
       await work?.provisioner.stop();
       work?.installationCheck.stop();
     },

@@ -110,9 +110,32 @@ function subjectAltNames(request: CertificateRequest): Record<string, unknown>[]
 }
 
 export function issueCertificate(ca: CertificateAndKey, request: CertificateRequest): CertificateAndKey {
+  const { cert, keyPem } = newCertificate(request.notBefore, request.notAfter, request.validitySeconds ?? DEFAULT_LEAF_VALIDITY_SECONDS);
+  return { certPem: signLeaf(ca, cert, request), keyPem };
+}
+
+/** A certificate for a key its holder keeps (a certificate signing request's): the CA signs the public key alone. */
+export function issueCertificateForKey(ca: CertificateAndKey, publicKey: forge.pki.rsa.PublicKey, request: CertificateRequest): string {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = publicKey;
+  cert.serialNumber = serialNumber();
+  [cert.validity.notBefore, cert.validity.notAfter] = validity(request.notBefore, request.notAfter, request.validitySeconds ?? DEFAULT_LEAF_VALIDITY_SECONDS);
+  return signLeaf(ca, cert, request);
+}
+
+/** A new RSA key and a PKCS#10 request for it (subject CN and O), both PEM: the key stays with whoever made it. */
+export function createCertificateRequest(commonName: string, organizations: string[] = []): { requestPem: string; keyPem: string } {
+  const { forgeKey, keyPem } = generateRsaKey();
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e);
+  csr.setSubject(subject(commonName, organizations));
+  csr.sign(forgeKey, forge.md.sha256.create());
+  return { requestPem: forge.pki.certificationRequestToPem(csr).replace(/\r\n/g, '\n'), keyPem };
+}
+
+function signLeaf(ca: CertificateAndKey, cert: forge.pki.Certificate, request: CertificateRequest): string {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
-  const { cert, keyPem } = newCertificate(request.notBefore, request.notAfter, request.validitySeconds ?? DEFAULT_LEAF_VALIDITY_SECONDS);
   cert.setSubject(subject(request.commonName, request.organizations));
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([
@@ -124,7 +147,7 @@ export function issueCertificate(ca: CertificateAndKey, request: CertificateRequ
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
-  return { certPem: toPem(cert), keyPem };
+  return toPem(cert);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import { Pipeline } from './pipeline.js';
 import { HttpForwarder } from './forward/http.js';
 import { UpgradeForwarder } from './forward/upgrade.js';
 import { TlsListeners } from '../lib/tls-listeners.js';
+import { parseRevocations } from '../lib/sidecar-config/revocation.js';
 import { SidecarMetrics } from './metrics.js';
 import { OpsServer, type ReadinessCheck } from './ops.js';
 
@@ -54,7 +55,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const authenticators: Authenticator[] = [];
   // One bundle for both: the listeners watch it and close what it stops trusting; the authenticator verifies against it.
   const identityBundle = config.clientCaFile ? new IdentityBundle(config.clientCaFile) : undefined; // a bad bundle refuses to start, naming it
-  if (identityBundle) authenticators.push(new ClientCertificateAuthenticator(identityBundle));
+  const clientCertificates = identityBundle ? new ClientCertificateAuthenticator(identityBundle, parseRevocations(config.clientCertificateRevocations)) : undefined;
+  if (clientCertificates) authenticators.push(clientCertificates);
   let tokens = await startTokenAuthenticators(config, upstream, log);
   const chain = new AuthenticatorChain([...authenticators, ...tokens.authenticators], config.anonymous);
   metrics.watchAuthenticators(() => chain.readiness().map(({ method, notReady }) => ({ method, ready: notReady === undefined })));
@@ -93,6 +95,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     tokens = await startTokenAuthenticators(next, upstream, log);
     chain.replace([...authenticators, ...tokens.authenticators], next.anonymous);
     pipeline.useGuard({ allow: next.guardAllow, deny: next.guardDeny });
+    clientCertificates?.useRevocations(parseRevocations(next.clientCertificateRevocations));
     const auditor = createAuditor(next, log);
     audit.replace(auditor, pipeline.useAudit(auditor));
     previous.close();

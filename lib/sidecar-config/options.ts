@@ -3,6 +3,7 @@ import { ConfigError, type ConfigOf, type Env, type LoadInput, type ValueType } 
 import { z } from 'zod';
 import { tokenAuthenticationProblems } from './tokens.js';
 import { auditConfigProblems, auditOptions } from './audit.js';
+import { revocationProblems } from './revocation.js';
 
 const DNS_LABEL = '[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?';
 const NAMESPACED_NAME = new RegExp(`^${DNS_LABEL}/[a-z0-9](?:[-.a-z0-9]{0,251}[a-z0-9])?$`);
@@ -38,6 +39,12 @@ export const sidecarConfigSpec = defineSpec({
     tlsKeyFile: option(path(), { required: true, description: "The serving certificate's private key (PEM); reloaded when it changes." }),
     clientCaFile: option(path(), {
       description: 'The identity CA bundle: a client certificate must be issued directly by one of its CAs (checked at every request, against the file as it is now); without it, client certificates are not accepted.',
+    }),
+    clientCertificateRevocations: option(list(), {
+      default: [],
+      description:
+        'Client certificates refused although the identity CA issued them: serial:<hex> for one certificate, user:<name> until <RFC 3339 time> (or for good without until) for every certificate of a username (written by `chaperone revoke`; lib/sidecar-config/revocation.ts).',
+      example: 'serial:5f1c0a,user:mallory until 2026-12-14T09:00:00Z',
     }),
     upstream: option(httpsUrl(), {
       defaultFrom: {
@@ -163,6 +170,7 @@ export type SidecarConfig = ConfigOf<typeof sidecarConfigSpec>;
 export const INSTALLATION_KEYS = [
   'guardAllow',
   'guardDeny',
+  'clientCertificateRevocations',
   'anonymous',
   'authenticationConfig',
   'oidcIssuerUrl',
@@ -206,7 +214,7 @@ export function loadSidecarConfig(argv: readonly string[], env: Env, installatio
     input.fileKeys = { allowed: INSTALLATION_KEYS, why: 'is not an installation setting: the injector sets it for each pod (the installation configuration sets how people sign in, the guard lists and the audit)' };
   }
   const config = loadConfig(sidecarConfigSpec, input);
-  const problems = [...tokenAuthenticationProblems(config), ...auditConfigProblems(config)];
+  const problems = [...tokenAuthenticationProblems(config), ...auditConfigProblems(config), ...revocationProblems(config.clientCertificateRevocations)];
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

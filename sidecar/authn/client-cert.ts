@@ -8,6 +8,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AuthenticationResult, Authenticator } from './chain.js';
+import { NO_REVOCATIONS, revokedBecause, type Revocations } from '../../lib/sidecar-config/revocation.js';
 import type { IdentityBundle, Verdict } from './identity-bundle.js';
 
 interface Pin {
@@ -64,7 +65,15 @@ function sameCertificate(a: X509Certificate | undefined, b: X509Certificate | un
 export class ClientCertificateAuthenticator implements Authenticator {
   readonly method = 'x509' as const;
 
-  constructor(private readonly bundle: IdentityBundle) {}
+  constructor(
+    private readonly bundle: IdentityBundle,
+    private revocations: Revocations = NO_REVOCATIONS,
+  ) {}
+
+  /** Another revocation list (the installation configuration's), for the requests from now on, on open connections too. */
+  useRevocations(revocations: Revocations): void {
+    this.revocations = revocations;
+  }
 
   authenticate(req: IncomingMessage): Promise<AuthenticationResult> {
     return Promise.resolve(this.check(req.socket as TLSSocket));
@@ -87,6 +96,9 @@ export class ClientCertificateAuthenticator implements Authenticator {
     if (!verdict) return { outcome: 'no-credential' };
     if (!verdict.trusted) return { outcome: 'failure', reason: verdict.reason };
     if (!isCurrent(verdict, now)) return { outcome: 'failure', reason: 'certificate, or the CA that issued it, outside its validity period' };
+    // Checked at every request, not kept with the verdict: a revocation applies to connections already open.
+    const revoked = revokedBecause(this.revocations, pin.peer!.serialNumber, verdict.identity.username, now);
+    if (revoked) return { outcome: 'failure', reason: revoked };
     return { outcome: 'success', authenticated: { method: 'x509', identity: verdict.identity } };
   }
 }

@@ -26,6 +26,7 @@ describe('sidecar/config', function () {
       tlsCertFile: '/tls/tls.crt',
       tlsKeyFile: '/tls/tls.key',
       clientCaFile: undefined,
+      clientCertificateRevocations: [],
       upstream: 'https://10.96.0.1:443',
       upstreamCaFile: '/var/run/secrets/chaperone/upstream/ca.crt',
       tokenFile: '/var/run/secrets/chaperone/upstream/token',
