@@ -1,7 +1,7 @@
 // The one person every benchmark request is made as, with each credential the sidecar accepts:
 // a client certificate of the API server's own CA (for going direct), one of the sidecar's identity
 // CA, an ID token from a real OpenID provider, and a token of a pam_hook-style webhook. Each method
-// gives the same username and groups, so the API server authorises the same person either way.
+// gives the same username and groups, so the API server authorizes the same person either way.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';

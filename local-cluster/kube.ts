@@ -101,7 +101,7 @@ export async function mintServiceAccountToken(clients: AdminClients, namespace: 
 }
 
 /**
- * RBAC changes reach the API server's authoriser through an informer, a moment after the write.
+ * RBAC changes reach the API server's authorizer through an informer, a moment after the write.
  * Waits until `kubectl auth can-i` (asked as the admin, impersonating) gives the wanted answer.
  */
 export async function waitForCanI(cp: ControlPlane, asUser: string, args: string[], want: 'yes' | 'no' = 'yes', timeoutMs = 10_000): Promise<void> {
@@ -115,7 +115,7 @@ export async function waitForCanI(cp: ControlPlane, asUser: string, args: string
 }
 
 /**
- * Binds view, edit or admin to a person in a namespace and waits until the API server's authoriser
+ * Binds view, edit or admin to a person in a namespace and waits until the API server's authorizer
  * has seen it (every one of those roles lets them list config maps).
  */
 export async function grantInNamespace(cp: ControlPlane, clients: AdminClients, namespace: string, clusterRole: 'view' | 'edit' | 'admin', user: string): Promise<string> {

@@ -65,7 +65,7 @@ export class AccessGate {
 
   /**
    * Under constrained impersonation the API server impersonates a service account by its name alone,
-   * with the groups every service account has: a client asking for more would be authorised for one
+   * with the groups every service account has: a client asking for more would be authorized for one
    * identity and run as another, so it is refused.
    */
   checkNested(request: ImpersonationRequest): void {

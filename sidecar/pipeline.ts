@@ -1,5 +1,5 @@
 // The request path, top to bottom:
-// authenticate -> read nested impersonation -> guard -> access policy -> authorise -> sanitise + impersonate -> forward -> record.
+// authenticate -> read nested impersonation -> guard -> access policy -> authorize -> sanitise + impersonate -> forward -> record.
 // Plain requests and upgraded connections (exec, attach, port-forward) go through the same decision.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
@@ -11,7 +11,7 @@ import { attributesOf, type AccessReviewer } from './authz/review.js';
 import { AuthenticationFailed, type ChainOutcome } from './authn/chain.js';
 import type { AuditRecorder, RequestRecord } from './audit/record.js';
 import { bodyFraming } from './forward/framing.js';
-import { UnauthorisedForward, type ForwardRequest } from './forward/http.js';
+import { UnauthorizedForward, type ForwardRequest } from './forward/http.js';
 import type { UpgradeRequest } from './forward/upgrade.js';
 import { guardAuthenticated, guardEffective, type GuardPolicy } from './guard.js';
 import type { Authenticated, Identity } from './identity.js';
@@ -39,12 +39,12 @@ export interface TokenSource {
   bearerToken(): string | undefined;
 }
 
-/** How an authorised request leaves (forward/http.ts): one stream of its own to the API server. */
+/** How an authorized request leaves (forward/http.ts): one stream of its own to the API server. */
 export interface RequestForwarder {
   forward(request: ForwardRequest): void;
 }
 
-/** How an authorised upgrade leaves (forward/upgrade.ts): one connection of its own. */
+/** How an authorized upgrade leaves (forward/upgrade.ts): one connection of its own. */
 export interface UpgradeRelay {
   forward(upgrade: UpgradeRequest): void;
   closeAll(): void;
@@ -206,8 +206,8 @@ export class Pipeline {
     const { access } = this.options;
     access.check(effective, record.info);
     if (create) access.check(effective, create);
-    await this.authorise(effective, record.info, record);
-    if (create) await this.authorise(effective, create, record);
+    await this.authorize(effective, record.info, record);
+    if (create) await this.authorize(effective, create, record);
 
     const token = this.options.token.bearerToken();
     if (!token) throw serviceUnavailable('chaperone has no service-account token to reach the API server with');
@@ -233,7 +233,7 @@ export class Pipeline {
     }
   }
 
-  private async authorise(identity: Identity, info: RequestInfo, record: RequestRecord): Promise<void> {
+  private async authorize(identity: Identity, info: RequestInfo, record: RequestRecord): Promise<void> {
     const decision = await this.options.reviewer.review(identity, attributesOf(info));
     record.decision = decision;
     if (!decision.allowed) throw forbidden(identity.username, info, decision.reason);
@@ -313,7 +313,7 @@ export class Pipeline {
   }
 
   private statusFor(err: unknown, record: RequestRecord): StatusError {
-    if (err instanceof UnauthorisedForward) record.forwarded = false;
+    if (err instanceof UnauthorizedForward) record.forwarded = false;
     const planned = err instanceof StatusError;
     record.error = planned ? err.internal : (err as Error).message;
     // An error on the way to or from the API server is the connection's; any other is nothing planned for (the API server's Panic stage).

@@ -106,7 +106,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const opsPort = await ops.listen(config.opsListen);
   const listeners = new TlsListeners(
     { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(identityBundle ? { clientTrust: new IdentityTrust(identityBundle, log) } : {}) },
-    // Expect: 100-continue: the body is asked for only once the request is authorised and on its way.
+    // Expect: 100-continue: the body is asked for only once the request is authorized and on its way.
     { request: pipeline.handle, upgrade: pipeline.handleUpgrade, checkContinue: pipeline.handle },
     log,
     { maxHeaderBytes: config.maxHeaderBytes, headersTimeoutMs: config.headersTimeout },

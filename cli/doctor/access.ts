@@ -1,6 +1,6 @@
 // What the scoped service account may do, asked of the API server (SubjectAccessReview) rather than
 // read from bindings: whatever grants it, and whatever the role is called, the answer is the
-// authoriser's. It must be able to ask and to impersonate; it should be able to do nothing else.
+// authorizer's. It must be able to ask and to impersonate; it should be able to do nothing else.
 import type { V1ResourceAttributes } from '@kubernetes/client-node';
 import { ORIGINAL_USER_INFO_EXTRA, PRIVILEGED_GROUP } from '../../lib/access-policy.js';
 import type { DoctorFacts } from './facts.js';

@@ -188,7 +188,7 @@ const NOT_DECODED_503 = ['apiserver is shutting down', 'the request has been mad
 /**
  * Whether the API server's handler decoded the body and so called LogRequestObject, from its answer:
  * a success, or a failure that comes after decoding (admission, validation, storage, a conflict).
- * Failures before it: authentication (401), authorisation and impersonation (403 "User … cannot …"),
+ * Failures before it: authentication (401), authorization and impersonation (403 "User … cannot …"),
  * no such resource or method (404, 405), negotiation (406, 415), the body limit (413), the body not
  * decoding (400 with transformDecodeError's words), invalid options (422 on CreateOptions or
  * UpdateOptions), the server starting or stopping (503), and the answers filters write as plain text

@@ -14,7 +14,7 @@ import { UnusableBundle, type IdentityBundle, type Verdict } from './identity-bu
 
 /**
  * How long a request already in progress on a connection whose certificate the bundle stopped
- * trusting may go on (it was authorised before the change, as the API server would let it finish);
+ * trusting may go on (it was authorized before the change, as the API server would let it finish);
  * a watch or an exec session is cut then. No new request on it is served meanwhile.
  */
 const IN_FLIGHT_GRACE_MS = 1000;

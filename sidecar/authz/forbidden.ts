@@ -10,7 +10,7 @@ function forbiddenMessage(username: string, info: RequestInfo): string {
   return `User ${JSON.stringify(username)} cannot ${info.verb} resource ${JSON.stringify(resource)} in API group ${JSON.stringify(info.apiGroup)} ${scope}`;
 }
 
-/** A 403 worded as the API server's own (apierrors.NewForbidden), with the authoriser's reason appended. */
+/** A 403 worded as the API server's own (apierrors.NewForbidden), with the authorizer's reason appended. */
 export function forbidden(username: string, info: RequestInfo, reason = ''): StatusError {
   const cause = reason ? `${forbiddenMessage(username, info)}: ${reason}` : forbiddenMessage(username, info);
   if (!info.isResourceRequest) return new StatusError(403, 'Forbidden', `forbidden: ${cause}`, { details: {} });

@@ -32,7 +32,7 @@ export interface AccessReviewer {
   review(identity: Identity, attributes: Attributes): Promise<Decision>;
 }
 
-/** The attributes the API server's authoriser sees for a request. */
+/** The attributes the API server's authorizer sees for a request. */
 export function attributesOf(info: RequestInfo): Attributes {
   if (!info.isResourceRequest) return { nonResource: { path: info.path, verb: info.verb } };
   return {

@@ -1,4 +1,4 @@
-// Forwards an authorised request to the API server, as one HTTP/2 stream of its own, and streams the
+// Forwards an authorized request to the API server, as one HTTP/2 stream of its own, and streams the
 // response back. The sidecar frames everything that leaves: the body the client's HTTP/1.1 parser
 // delimited goes out as that stream's data, and nothing else can ride along with it.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
@@ -11,10 +11,10 @@ import { bodyFraming } from './framing.js';
 import { CANCEL, REFUSED_STREAM } from './sessions.js';
 import type { Upstream } from './upstream.js';
 
-/** The request about to leave is not the one the sidecar authorised: a bug, and it must not go. The client learns only that. */
-export class UnauthorisedForward extends StatusError {
+/** The request about to leave is not the one the sidecar authorized: a bug, and it must not go. The client learns only that. */
+export class UnauthorizedForward extends StatusError {
   constructor(why: string) {
-    super(500, 'InternalError', 'chaperone stopped a request on its way out that was not the one it authorised', { internal: why });
+    super(500, 'InternalError', 'chaperone stopped a request on its way out that was not the one it authorized', { internal: why });
   }
 }
 
@@ -40,11 +40,11 @@ export function assertIdentityHeaders(outgoing: OutgoingHttpHeaders, chosen: Out
   for (const [name, value] of Object.entries(outgoing)) {
     const lower = name.toLowerCase();
     if (!isIdentityHeader(lower)) continue;
-    if (seen.has(lower)) throw new UnauthorisedForward(`identity header ${lower} appears twice`);
+    if (seen.has(lower)) throw new UnauthorizedForward(`identity header ${lower} appears twice`);
     seen.add(lower);
-    if (expected.get(lower) !== normalise(value)) throw new UnauthorisedForward(`identity header ${lower} is not the one chaperone set`);
+    if (expected.get(lower) !== normalise(value)) throw new UnauthorizedForward(`identity header ${lower} is not the one chaperone set`);
   }
-  for (const name of expected.keys()) if (!seen.has(name)) throw new UnauthorisedForward(`identity header ${name} went missing`);
+  for (const name of expected.keys()) if (!seen.has(name)) throw new UnauthorizedForward(`identity header ${name} went missing`);
 }
 
 /** The API server's answer as it arrived: status, headers, and the body still to be read. */
@@ -114,7 +114,7 @@ export class HttpForwarder {
       ':scheme': 'https',
     };
     assertIdentityHeaders(outgoing, request.identityHeaders);
-    if (outgoing[':path'] !== path || !path.startsWith('/')) throw new UnauthorisedForward('the path on the wire is not the one authorised');
+    if (outgoing[':path'] !== path || !path.startsWith('/')) throw new UnauthorizedForward('the path on the wire is not the one authorized');
 
     // A client that asked to be told (Expect: 100-continue) sends its body only once the request is on its way.
     if (/^100-continue$/i.test(String(req.headers.expect ?? ''))) res.writeContinue();

@@ -4,7 +4,7 @@
 import { request } from 'node:https';
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { assertIdentityHeaders, UnauthorisedForward } from './http.js';
+import { assertIdentityHeaders, UnauthorizedForward } from './http.js';
 import type { Upstream } from './upstream.js';
 
 export interface UpgradeRequest {
@@ -54,7 +54,7 @@ export class UpgradeForwarder {
     assertIdentityHeaders(headers, upgrade.identityHeaders);
     const tls = this.upstream.tlsOptions();
     const outgoing = request({ ...tls, method: req.method, path: req.url, headers, agent: false });
-    if (outgoing.path !== req.url) throw new UnauthorisedForward('the path on the wire is not the one authorised');
+    if (outgoing.path !== req.url) throw new UnauthorizedForward('the path on the wire is not the one authorized');
     assertIdentityHeaders(outgoing.getHeaders(), upgrade.identityHeaders);
 
     const closeBoth = (upstreamSocket?: Duplex) => {

@@ -576,7 +576,7 @@ describe('containment: the scoped token stays in the sidecar (real API server, t
 
   before(async function () {
     this.timeout(15 * 60_000);
-    // As a cluster runs: nodes are authorised by the Node authorizer and limited by NodeRestriction.
+    // As a cluster runs: nodes are authorized by the Node authorizer and limited by NodeRestriction.
     cp = await startClusterLikeControlPlane();
     clients = adminClients(cp);
     await applyTokenPolicies(clients);

@@ -126,7 +126,7 @@ const ATTEMPTS: Attempt[] = [
   },
 ];
 
-/** 2xx, or 404 behind an authorised request (exec on a pod that does not exist), is allowed; 403 refused. */
+/** 2xx, or 404 behind an authorized request (exec on a pod that does not exist), is allowed; 403 refused. */
 function outcomeOf(response: RawResponse, what: string): Outcome {
   if (response.status === 403) return 'refused';
   if ((response.status >= 200 && response.status < 300) || response.status === 404) return 'allowed';

@@ -1,4 +1,4 @@
-// The sidecar authorises with the attributes requestInfo() derives; the API server authorises (and
+// The sidecar authorizes with the attributes requestInfo() derives; the API server authorizes (and
 // audits) with its own. Replaying the recorded cases against the live server catches a stale
 // fixture, a Kubernetes upgrade that changed the rules, or a requestInfo() that drifted.
 import assert from 'node:assert/strict';

@@ -79,7 +79,7 @@ for (const mode of ['classic', 'constrained'] as const) describe(`sidecar reques
     assert.deepEqual(await auditEventsFor(cp, auditID, 500), [], 'the API server never saw this request');
   }
 
-  describe('authorisation as the person', function () {
+  describe('authorization as the person', function () {
     it('lets alice list pods where she may view', async function () {
       const result = await kubectl(aliceKubeconfig, ['get', 'pods', '-n', allowedNs]);
       assert.equal(result.code, 0, result.stderr);
@@ -171,7 +171,7 @@ for (const mode of ['classic', 'constrained'] as const) describe(`sidecar reques
     });
   });
 
-  describe('the API server acts on exactly the path the sidecar authorised', function () {
+  describe('the API server acts on exactly the path the sidecar authorized', function () {
     const odd = (ns: string, other: string) => [
       `/api/v1/namespaces/${ns}/pods/../../${other}/pods`,
       `/api/v1/namespaces/${ns}/pods/%2e%2e/%2e%2e/${other}/pods`,
@@ -189,7 +189,7 @@ for (const mode of ['classic', 'constrained'] as const) describe(`sidecar reques
         } else {
           assert.equal(events.length, 1, `${path} (${response.status}) should have reached the API server once`);
           // the audit log writes the path escaped (# as %23): compare what the escapes stand for
-          assert.equal(decodeURI(events[0]!.requestURI), decodeURI(path), 'the API server saw another path than the sidecar authorised');
+          assert.equal(decodeURI(events[0]!.requestURI), decodeURI(path), 'the API server saw another path than the sidecar authorized');
         }
         assert.ok(!response.body.includes(`"namespace":"${otherNs}"`), `${path} leaked ${otherNs}`);
       }

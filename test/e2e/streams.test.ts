@@ -145,7 +145,7 @@ describe('streams through the sidecar (real API server)', function () {
       assert.equal(patched.code, 0, patched.stderr);
     });
 
-    it('kubectl exec reaches the API server as alice, authorised as the API server authorises it', async function () {
+    it('kubectl exec reaches the API server as alice, authorized as the API server authorizes it', async function () {
       const kubeconfig = await sidecar.kubeconfigFor('alice', ['dev']);
       const result = await kubectl(kubeconfig, ['exec', '-n', ns, pod, '--', 'true'], { timeoutMs: 30_000 });
       // No kubelet runs the pod: the API server itself answers that the pod has no node.

@@ -1,5 +1,5 @@
 // HTTP/1.1 desync: whatever bytes a client writes, exactly one request reaches the API server per
-// request the sidecar authorised, with the body the client's framing delimited, and nothing else.
+// request the sidecar authorized, with the body the client's framing delimited, and nothing else.
 // Methods x framings (Content-Length, chunked, both, neither, obfuscated) x bodies that are
 // themselves requests x pipelining x Expect, written byte by byte over TLS.
 //
@@ -172,7 +172,7 @@ describe('hardening: HTTP/1.1 desync against a stand-in API server', function ()
     await standIn?.stop();
   });
 
-  it('forwards exactly the requests it authorised, each its own HTTP/2 stream, with the body the framing delimited', async function () {
+  it('forwards exactly the requests it authorized, each its own HTTP/2 stream, with the body the framing delimited', async function () {
     const chosen = cases();
     const target = { port: standIn.sidecar.port, ca: standIn.sidecar.servingCa.certPem };
     const answers = await inBatches(chosen, 12, async (c) => ({ c, codes: await send(target, standIn.alice, wireOf(c)) }));

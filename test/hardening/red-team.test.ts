@@ -304,7 +304,7 @@ describe('hardening: red team (attacks that held)', function () {
     });
   });
 
-  describe('authorisation cache keys', function () {
+  describe('authorization cache keys', function () {
     it('a decision for one identity is never served to another that differs only in groups, or in a name with separators', async function () {
       const group = `rt-cache-${tag()}`;
       const cacheNs = await createNamespace(clients, 'redteam-cache');

@@ -4,13 +4,13 @@ import assert from 'node:assert/strict';
 import { internalError, statusOf, StatusError, toStatus } from '../../../lib/status.js';
 import { AuthenticationFailed } from '../../../sidecar/authn/chain.js';
 import { BodyTooLarge } from '../../../sidecar/forward/body-limit.js';
-import { UnauthorisedForward, UpstreamTimeout } from '../../../sidecar/forward/http.js';
+import { UnauthorizedForward, UpstreamTimeout } from '../../../sidecar/forward/http.js';
 import { Denial } from '../../../injector/denial.js';
 
 describe('lib/status: the one error family', function () {
   const cases: [string, StatusError, number, string][] = [
     ['an authentication failure', new AuthenticationFailed([{ method: 'oidc', reason: 'token expired' }]), 401, 'Unauthorized'],
-    ['a request changed on its way out', new UnauthorisedForward('identity header impersonate-user went missing'), 500, 'InternalError'],
+    ['a request changed on its way out', new UnauthorizedForward('identity header impersonate-user went missing'), 500, 'InternalError'],
     ['a body over the cap', new BodyTooLarge('the request body is larger than 10 bytes'), 413, 'RequestEntityTooLarge'],
     ['an API server that did not answer', new UpstreamTimeout('the API server did not answer within 5ms'), 504, 'Timeout'],
     ["the injector's refusal", new Denial('ServiceUnavailable', 'the namespace is being provisioned'), 503, 'ServiceUnavailable'],
@@ -31,9 +31,9 @@ describe('lib/status: the one error family', function () {
   });
 
   it('tells a client nothing of a request stopped on its way out but that it was stopped', function () {
-    const error = new UnauthorisedForward('the path on the wire is not the one authorised');
-    assert.equal(toStatus(error).message, 'chaperone stopped a request on its way out that was not the one it authorised');
-    assert.equal(error.internal, 'the path on the wire is not the one authorised');
+    const error = new UnauthorizedForward('the path on the wire is not the one authorized');
+    assert.equal(toStatus(error).message, 'chaperone stopped a request on its way out that was not the one it authorized');
+    assert.equal(error.internal, 'the path on the wire is not the one authorized');
   });
 
   it('answers any other error with a 500 that says nothing of its cause', function () {

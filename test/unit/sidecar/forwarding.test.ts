@@ -127,7 +127,7 @@ describe('sidecar forwarding to a stand-in API server', function () {
     assertSanitised(seen);
   });
 
-  it('refuses an upgrade the API server would not authorise, before it goes upstream', async function () {
+  it('refuses an upgrade the API server would not authorize, before it goes upstream', async function () {
     fake.allow = false;
     try {
       const before = fake.seen.filter((r) => r.headers.upgrade).length;
@@ -189,14 +189,14 @@ describe('sidecar forwarding to a stand-in API server', function () {
     }
   });
 
-  it('asks for the body of Expect: 100-continue only once authorised, and bounds it by --upstream-timeout like any request', async function () {
+  it('asks for the body of Expect: 100-continue only once authorized, and bounds it by --upstream-timeout like any request', async function () {
     const quick = await launchSidecar({ upstream: fake.url, upstreamCaPem: fake.ca.certPem, token: TOKEN, flags: ['--upstream-timeout=300ms'] });
     fake.answerDelayMs = 3000;
     try {
       const path = '/api/v1/namespaces/team/configmaps?expect=1';
       const bytes = [`POST ${path} HTTP/1.1`, 'Host: localhost', 'Content-Type: application/json', 'Content-Length: 2', 'Expect: 100-continue', 'Connection: close', '', ''].join('\r\n');
       const { status, socket } = await rawUpgrade(quick, quick.clientCert('alice', ['dev']), bytes);
-      assert.equal(status, 100, 'told to go on, once the request was authorised');
+      assert.equal(status, 100, 'told to go on, once the request was authorized');
       const rest = await new Promise<string>((resolve) => {
         let text = '';
         socket.on('data', (chunk: Buffer) => (text += chunk.toString()));

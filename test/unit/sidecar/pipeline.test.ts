@@ -10,7 +10,7 @@ import { forbiddenBecause, serviceUnavailable, type Status } from '../../../lib/
 import { AuthenticationFailed } from '../../../sidecar/authn/chain.js';
 import type { Attributes, Decision } from '../../../sidecar/authz/review.js';
 import type { RequestRecord } from '../../../sidecar/audit/record.js';
-import { UnauthorisedForward, UpstreamTimeout, type ForwardRequest } from '../../../sidecar/forward/http.js';
+import { UnauthorizedForward, UpstreamTimeout, type ForwardRequest } from '../../../sidecar/forward/http.js';
 import type { UpgradeRequest } from '../../../sidecar/forward/upgrade.js';
 import type { Identity } from '../../../sidecar/identity.js';
 import { SidecarMetrics } from '../../../sidecar/metrics.js';
@@ -38,7 +38,7 @@ interface Knobs {
   /** The policy gate throws this for the person, if anything. */
   policy: (identity: Identity, verb: string) => Error | undefined;
   token: string | undefined;
-  /** What the fake forwarder does with an authorised request. */
+  /** What the fake forwarder does with an authorized request. */
   forward: (request: ForwardRequest) => void;
 }
 
@@ -48,7 +48,7 @@ function keyOf(attributes: Attributes): string {
   return `${verb} ${resource}${subresource ? `/${subresource}` : ''}${name ? ` ${name}` : ''}`;
 }
 
-/** The API server's answer to an authorised request, as the real forwarder would relay it. */
+/** The API server's answer to an authorized request, as the real forwarder would relay it. */
 function answerOk(request: ForwardRequest): void {
   request.onStarted();
   request.req.resume();
@@ -188,7 +188,7 @@ const GET_CM = '/api/v1/namespaces/team-a/configmaps/settings';
 
 const CASES: Case[] = [
   {
-    name: 'an authorised request is forwarded, once, as the person, with the scoped token',
+    name: 'an authorized request is forwarded, once, as the person, with the scoped token',
     who: 'alice',
     status: 200,
     reviews: ['alice: get configmaps settings'],
@@ -305,13 +305,13 @@ const CASES: Case[] = [
     knobs: {
       forward: (request) => {
         request.onStarted();
-        request.onError(new UnauthorisedForward('identity header impersonate-user is not the one chaperone set'));
+        request.onError(new UnauthorizedForward('identity header impersonate-user is not the one chaperone set'));
         request.onUpstreamClosed?.();
       },
     },
     status: 500,
     reason: 'InternalError',
-    message: /^chaperone stopped a request on its way out that was not the one it authorised$/,
+    message: /^chaperone stopped a request on its way out that was not the one it authorized$/,
     reviews: ['alice: get configmaps settings'],
     policyChecks: ['alice: get'],
     forwarded: true,
@@ -506,7 +506,7 @@ describe('sidecar/pipeline: the stages in order, with fakes', function () {
     }
   });
 
-  it('refuses an upgrade past --max-upgrades with 429 before deciding, and relays the others once authorised', async function () {
+  it('refuses an upgrade past --max-upgrades with 429 before deciding, and relays the others once authorized', async function () {
     const { pipeline, trace } = harness(defaults(), 1);
     const server = await serve(pipeline);
     const path = '/api/v1/namespaces/team-a/pods/web/exec?command=sh';

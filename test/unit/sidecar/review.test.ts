@@ -65,7 +65,7 @@ describe('sidecar/authz/review', function () {
     assert.equal((await reviewer.review(alice, listPods)).allowed, true);
   });
 
-  it('refuses with 503 when the authoriser itself failed to evaluate', async function () {
+  it('refuses with 503 when the authorizer itself failed to evaluate', async function () {
     const reviewer = new CachingReviewer(transport(() => Promise.resolve({ allowed: false, evaluationError: 'webhook down' })).send, options);
     await assert.rejects(reviewer.review(alice, listPods), (err: StatusError) => err.code === 503);
   });
