@@ -56,6 +56,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   // One bundle for both: the listeners watch it and close what it stops trusting; the authenticator verifies against it.
   const identityBundle = config.clientCaFile ? new IdentityBundle(config.clientCaFile) : undefined; // a bad bundle refuses to start, naming it
   const clientCertificates = identityBundle ? new ClientCertificateAuthenticator(identityBundle, parseRevocations(config.clientCertificateRevocations)) : undefined;
+  const clientTrust = identityBundle ? new IdentityTrust(identityBundle, log) : undefined;
   if (clientCertificates) authenticators.push(clientCertificates);
   let tokens = await startTokenAuthenticators(config, upstream, log);
   const chain = new AuthenticatorChain([...authenticators, ...tokens.authenticators], config.anonymous);
@@ -95,7 +96,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     tokens = await startTokenAuthenticators(next, upstream, log);
     chain.replace([...authenticators, ...tokens.authenticators], next.anonymous);
     pipeline.useGuard({ allow: next.guardAllow, deny: next.guardDeny });
-    clientCertificates?.useRevocations(parseRevocations(next.clientCertificateRevocations));
+    const revocations = parseRevocations(next.clientCertificateRevocations);
+    clientCertificates?.useRevocations(revocations);
+    clientTrust?.closeRevoked(revocations);
     const auditor = createAuditor(next, log);
     audit.replace(auditor, pipeline.useAudit(auditor));
     previous.close();
@@ -105,7 +108,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const ops = new OpsServer(readinessChecks(upstream, chain, access), metrics);
   const opsPort = await ops.listen(config.opsListen);
   const listeners = new TlsListeners(
-    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(identityBundle ? { clientTrust: new IdentityTrust(identityBundle, log) } : {}) },
+    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(clientTrust ? { clientTrust } : {}) },
     // Expect: 100-continue: the body is asked for only once the request is authorized and on its way.
     { request: pipeline.handle, upgrade: pipeline.handleUpgrade, checkContinue: pipeline.handle },
     log,

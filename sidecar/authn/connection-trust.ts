@@ -9,7 +9,8 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
 import type { ClientTrust } from '../../lib/tls-listeners.js';
 import { watchFile, type WatchedFile } from '../../lib/watch-file.js';
-import { connectionVerdict, pinHandshake } from './client-cert.js';
+import { revokedBecause, type Revocations } from '../../lib/sidecar-config/revocation.js';
+import { connectionVerdict, pinHandshake, pinnedCertificate } from './client-cert.js';
 import { UnusableBundle, type IdentityBundle, type Verdict } from './identity-bundle.js';
 
 /**
@@ -82,6 +83,23 @@ export class IdentityTrust implements ClientTrust {
       if (now?.trusted) continue;
       const user = before.trusted ? before.identity.username : undefined;
       this.log.warn({ user, issuer: before.trusted ? before.issuer : undefined, reason: now?.reason, remoteAddress: socket.remoteAddress }, 'closing a connection whose client certificate the identity CA bundle no longer trusts');
+      this.closeUntrusted(socket);
+    }
+  }
+
+  /**
+   * Closes every open connection whose certificate these revocations refuse, as a change of the
+   * bundle would: the authenticator refuses its next request, and this ends what is already under
+   * way on it (a watch, an exec session).
+   */
+  closeRevoked(revocations: Revocations, now = Date.now()): void {
+    for (const socket of this.withCertificates.keys()) {
+      const verdict = connectionVerdict(socket, this.identity, now);
+      const peer = pinnedCertificate(socket);
+      if (!verdict?.trusted || !peer) continue;
+      const reason = revokedBecause(revocations, peer.serialNumber, verdict.identity.username, now);
+      if (!reason) continue;
+      this.log.warn({ user: verdict.identity.username, reason, remoteAddress: socket.remoteAddress }, 'closing a connection whose client certificate was revoked');
       this.closeUntrusted(socket);
     }
   }

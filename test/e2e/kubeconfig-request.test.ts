@@ -324,14 +324,21 @@ describe('kubeconfigs by request and revocation (the signer chaperone.dev/identi
     assert.deepEqual(asAlice.map((e) => e.requestURI), [], 'no request as alice once the sidecar refuses her');
   });
 
-  it('revokes every certificate of a username for a while (--user --for); says what is wrong with a serial, and which permission is missing', async function () {
+  it('revokes every certificate of a username for a while (--user --for), ending the watch she has open; says what is wrong with a serial, and which permission is missing', async function () {
     const dave = path.join(dir, 'dave.kubeconfig');
     assert.equal((await kubectl(dave, ['get', 'configmaps', '-n', team])).code, 0);
+    // A watch opened before the revocation: it ends too, as a change of the CA bundle would end it.
+    let watchEnded = false;
+    const watching = kubectl(dave, ['get', 'configmaps', '-n', team, '--watch', '--request-timeout=0'], { timeoutMs: 150_000 }).finally(() => (watchEnded = true));
+    await waitForAuditEvents(cp, (e) => e.impersonatedUser?.username === 'dave' && e.verb === 'watch' && e.stage === 'ResponseStarted', 30_000);
+    assert.equal(watchEnded, false, 'the watch is open');
     const revoked = await chaperone(['revoke', '--user', 'dave', '--for', '2h', '--injector-namespace', installation.namespace], { KUBECONFIG: cp.adminKubeconfig });
     assert.equal(revoked.code, 0, revoked.stderr);
     const until = /until (\S+) \(/.exec(revoked.stdout)?.[1];
     assert.ok(until && Math.abs(Date.parse(until) - Date.now() - 2 * 3600_000) < 60_000, revoked.stdout);
     await waitFor('the sidecar to refuse dave', async () => ((await kubectl(dave, ['get', 'configmaps', '-n', team])).code !== 0 ? true : undefined), 20_000, 250);
+    await waitFor('the watch dave opened before to be cut', () => watchEnded, 30_000, 100);
+    await watching;
     assert.equal((await kubectl(issued.get('bob')!, ['get', 'configmaps', '-n', team])).code, 0, 'bob is served');
 
     const bad = await chaperone(['revoke', '--serial', 'not-hex', '--injector-namespace', installation.namespace], { KUBECONFIG: cp.adminKubeconfig });
