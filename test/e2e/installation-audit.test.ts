@@ -1,9 +1,12 @@
 // Audit for every injected sidecar, chosen once by the platform team: the installation configuration
 // names an audit policy (the API server's format) and a webhook, and each injected pod's sidecar sends
 // its events there at that policy's levels. A new version reaches running sidecars; one a sidecar
-// could not use is refused by the injector, naming the field, before any pod gets it.
+// could not use is refused by the injector, naming the field, before any pod gets it. The Secret is
+// made by docs/audit.md's sidecar.yaml and kubectl command, as written.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
@@ -11,11 +14,12 @@ import { SECRETS } from '../../injector/provision/names.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, grantInNamespace, type AdminClients } from '../../local-cluster/kube.js';
+import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
 import { createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { sharedControlPlane } from '../support/shared.js';
+import { docBlockNamed, docBlocks } from '../support/doc-blocks.js';
 import { startReceiver, type Receiver } from '../unit/sidecar/audit/support.js';
 import { silentLog } from '../unit/injector/helpers.js';
 
@@ -37,6 +41,7 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
   let sidecar: PodSidecar;
   let alice: CertificateAndKey;
   let files: Record<string, string>;
+  let dir: string | undefined;
 
   const configuration = (changes: Record<string, string>) => ({ metadata: { name: CONFIG_SECRET }, stringData: { ...files, ...changes } });
   const replaceConfiguration = (changes: Record<string, string>) =>
@@ -53,12 +58,23 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
     clients = adminClients(cp);
     receiver = await startReceiver();
     files = {
-      'sidecar.yaml': 'auditPolicyFile: policy.yaml\nauditSinks: [webhook]\nauditWebhookConfigFile: audit-webhook.kubeconfig\nauditWebhookBatchMaxWait: 100ms\n',
-      'policy.yaml': policy('RequestResponse'),
+      // The test's one addition: batches sent within 100 ms rather than 5 s.
+      'sidecar.yaml': `${await docBlockNamed('docs/audit.md', 'yaml', 'sidecar.yaml')}auditWebhookBatchMaxWait: 100ms\n`,
+      'audit-policy.yaml': policy('RequestResponse'),
       'audit-webhook.kubeconfig': await readFile(receiver.kubeconfig, 'utf8'),
     };
     installation = await installInjector(cp, clients);
-    await clients.core.createNamespacedSecret({ namespace: installation.namespace, body: configuration({}) });
+    dir = await mkdtemp(path.join(tmpdir(), 'chaperone-installation-audit-'));
+    for (const [name, content] of Object.entries(files)) await writeFile(path.join(dir, name), content);
+    const command = (await docBlocks('docs/audit.md', 'sh')).find((block) => block.includes('create secret generic chaperone-sidecar-config'))!;
+    const args = command
+      .replace(/\\\n/g, ' ')
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map((arg) => (arg === 'chaperone-system' ? installation.namespace : arg.replace(/^--from-file=/, `--from-file=${dir}/`)));
+    const created = await kubectl(cp.adminKubeconfig, args);
+    assert.equal(created.code, 0, created.stderr);
     injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1']), silentLog);
     await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
     namespace = await installation.createLabelledNamespace('installation-audit');
@@ -84,6 +100,7 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
     await injector?.stop();
     await installation?.cleanup();
     await receiver?.dispose();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it("sends each injected sidecar's events to the installation's webhook, at the installation's policy's levels", async function () {
@@ -104,7 +121,7 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
   });
 
   it('a new version of the policy reaches the running sidecar: the requests after it are audited by the new one', async function () {
-    await replaceConfiguration({ 'policy.yaml': policy('Metadata') });
+    await replaceConfiguration({ 'audit-policy.yaml': policy('Metadata') });
     const event = await waitFor(
       'the sidecar to apply the new policy',
       async () => {
@@ -126,7 +143,7 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
 
   it('a policy or sink a sidecar could not use is refused by the injector, naming the field; the sidecars keep the version in use', async function () {
     const refusals: [Record<string, string>, RegExp][] = [
-      [{ 'policy.yaml': 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Verbose\n' }, /auditPolicyFile: .*policy\.yaml: rules\[0\]\.level: is required: one of None, Metadata, Request, RequestResponse/],
+      [{ 'audit-policy.yaml': 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Verbose\n' }, /auditPolicyFile: .*audit-policy\.yaml: rules\[0\]\.level: is required: one of None, Metadata, Request, RequestResponse/],
       [{ 'sidecar.yaml': 'auditSinks: [file]\n' }, /sidecar\.yaml: auditSinks: the file sink writes inside the sidecar's container/],
       [{ 'audit-webhook.kubeconfig': 'apiVersion: v1\nkind: Config\nusers: [{ name: u, user: { exec: { apiVersion: client.authentication.k8s.io/v1, command: /bin/sh } } }]\n' }, /audit-webhook\.kubeconfig: user\.exec: an installation configuration runs no credential plugin/],
     ];

@@ -23,6 +23,7 @@ import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
 import { startPamHook, type PamHook } from '../../local-cluster/identity/pam-hook.js';
 import { silentLog } from '../unit/injector/helpers.js';
+import { docBlockNamed } from '../support/doc-blocks.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
@@ -43,12 +44,7 @@ function userOf(response: RawResponse): UserInfo {
 }
 
 /** The YAML block of docs/authentication.md whose first line is `# <name>`: the worked example, as documented. */
-async function documented(name: string): Promise<string> {
-  const text = await readFile(path.join(REPO, 'docs/authentication.md'), 'utf8');
-  const block = text.split('```yaml\n').slice(1).map((rest) => rest.slice(0, rest.indexOf('```'))).find((body) => body.startsWith(`# ${name}`));
-  if (!block) throw new Error(`docs/authentication.md has no yaml block that starts with "# ${name}"`);
-  return block;
-}
+const documented = (name: string) => docBlockNamed('docs/authentication.md', 'yaml', name);
 
 /**
  * The installation's AuthenticationConfiguration: the docs' example, its claim mappings as written,
