@@ -273,6 +273,7 @@ export async function runKubeconfig(options: KubeconfigCommandOptions): Promise<
   let serial: string;
   if (options.request) {
     if (identityCaFiles(options)) throw new Error('--request asks the signer: not together with --identity-ca-cert and --identity-ca-key');
+    validatePerson(options.user, options.group, options.ttlSeconds, MIN_REQUEST_TTL_SECONDS);
     const connect = connection(options);
     const serving = await servingCa(options, connect);
     const issued = await requestCertificate(connect().kubeconfig, { user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, approve: options.approve ?? false, waitSeconds: options.waitSeconds ?? 600, say });

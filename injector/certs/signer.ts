@@ -18,6 +18,7 @@ export const DEFAULT_CERTIFICATE_SECONDS = 8 * 3600;
 /** The longest a person's certificate lives, however long it asks for: what a revocation by name must outlast. */
 export const MAX_CERTIFICATE_SECONDS = 7 * 24 * 3600;
 const ALLOWED_USAGES = new Set(['client auth', 'digital signature', 'key encipherment']);
+const RETRY_MS = 5000;
 
 /** Why these names cannot be a person's, or undefined when they can. */
 export function clusterNameProblem(user: string, groups: readonly string[]): string | undefined {
@@ -88,10 +89,12 @@ export class IdentitySigner {
   private readonly api: CertificatesV1Api;
   private watching: Watching | undefined;
   private ca: CertificateAndKey | undefined;
+  private stopped = false;
   /** The requests of this signer as last seen, by name. */
   private readonly requests = new Map<string, V1CertificateSigningRequest>();
   /** uid of each request being signed now. */
   private readonly inFlight = new Set<string>();
+  private readonly retries = new Set<NodeJS.Timeout>();
 
   constructor(private readonly options: IdentitySignerOptions) {
     this.api = options.kubeconfig.makeApiClient(CertificatesV1Api);
@@ -124,6 +127,8 @@ export class IdentitySigner {
   }
 
   async stop(): Promise<void> {
+    for (const timer of this.retries) clearTimeout(timer);
+    this.stopped = true;
     await this.watching?.stop();
   }
 
@@ -134,7 +139,7 @@ export class IdentitySigner {
 
   private signIfDue(request: V1CertificateSigningRequest): void {
     const uid = request.metadata?.uid ?? '';
-    if (!this.ca || !awaitsSigning(request) || this.inFlight.has(uid)) return;
+    if (this.stopped || !this.ca || !awaitsSigning(request) || this.inFlight.has(uid)) return;
     this.inFlight.add(uid);
     void this.sign(this.ca, request).finally(() => this.inFlight.delete(uid));
   }
@@ -154,8 +159,15 @@ export class IdentitySigner {
       if ('certificatePem' in outcome) this.options.log.info({ csr: name, requestedBy: request.spec.username }, 'identity certificate signed');
       else this.options.log.warn({ csr: name, requestedBy: request.spec.username, reason: outcome.reason, message: outcome.message }, 'identity certificate request failed');
     } catch (err) {
-      // A conflict: the request changed meanwhile, and its new version comes by the watch.
-      if (!isConflict(err)) this.options.log.warn({ csr: name, err: describeError(err) }, 'could not write the identity certificate into the request; trying again at the next change or list');
+      // A conflict: the request changed meanwhile, and its new version comes by the watch. Anything else is tried again.
+      if (isConflict(err)) return;
+      this.options.log.warn({ csr: name, err: describeError(err), retryMs: RETRY_MS }, 'could not write the identity certificate into the request; trying again');
+      const timer = setTimeout(() => {
+        this.retries.delete(timer);
+        const latest = this.requests.get(name);
+        if (latest) this.signIfDue(latest);
+      }, RETRY_MS);
+      this.retries.add(timer);
     }
   }
 }

@@ -167,3 +167,23 @@ describe('chaperone --help', function () {
     });
   }
 });
+
+describe('chaperone kubeconfig --request', function () {
+  this.timeout(30_000);
+  const chaperoneNowhere = (args: string[]) => chaperone(['kubeconfig', ...args], { KUBECONFIG: '/nonexistent/kubeconfig' });
+
+  it('refuses what cannot make a request before reaching the cluster: a short lifetime, files, --approve alone, a system: name', async function () {
+    const cases: [string[], string][] = [
+      [['--request', '--user', 'alice', '--ttl', '5m'], 'chaperone kubeconfig: --ttl must be between 600s and 168h\n'],
+      [['--request', '--user', 'alice', '--identity-ca-cert', 'a', '--identity-ca-key', 'b'], 'chaperone kubeconfig: --request asks the signer: not together with --identity-ca-cert and --identity-ca-key\n'],
+      [['--approve', '--user', 'alice', '--identity-ca-cert', 'a', '--identity-ca-key', 'b'], 'chaperone kubeconfig: --approve goes with --request\n'],
+      [['--request', '--user', 'system:admin'], 'chaperone kubeconfig: system: names belong to the cluster; the sidecar refuses them from a certificate (see --guard-allow)\n'],
+    ];
+    for (const [args, stderr] of cases) {
+      const result = await chaperoneNowhere(args);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.equal(result.stderr, stderr, args.join(' '));
+      assert.equal(result.stdout, '');
+    }
+  });
+});
