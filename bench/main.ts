@@ -176,13 +176,14 @@ async function run(options: CliOptions): Promise<void> {
       return sidecar;
     };
 
+    const peer = options.peer && (sections.includes('overhead') || sections.includes('watches')) ? await startPeer(options.peer, cp, clients, people, launcher.serving, dir) : undefined;
+    if (peer) cleanups.push(() => peer.stop());
+
     if (sections.includes('startup')) {
       results.startup = await measureStartup(launcher, settings.startupRuns, file('startup.log'));
       log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.sourceMapsToggled.readyzMs.p50.toFixed(0)}ms with source maps the other way`);
     }
     if (sections.includes('overhead')) {
-      const peer = options.peer && (await startPeer(options.peer, cp, clients, people, launcher.serving, dir));
-      if (peer) cleanups.push(() => peer.stop());
       const measured = await overheadAndMemory(startSidecar, cp, people, data, settings, options.cpuProf, peer);
       results.overhead = measured.overhead;
       results.memory = measured.memory;
@@ -191,7 +192,8 @@ async function run(options: CliOptions): Promise<void> {
     if (sections.includes('watches')) {
       const sidecar = await startSidecar('watches');
       const plan = { namespace: data.watchNamespace, watches: settings.watches, updates: settings.watchUpdates, openConcurrency: 50 };
-      results.watches = await measureWatches(clients, { base: cp.url, credentials: { cert: people.directCert } }, { base: sidecar.url, opsUrl: sidecar.opsUrl, credentials: { cert: people.sidecarCert }, sidecar }, plan, log);
+      const peerSide = peer && { name: peer.name, base: peer.url, credentials: { bearer: people.oidcToken }, process: peer };
+      results.watches = await measureWatches(clients, { base: cp.url, credentials: { cert: people.directCert } }, { base: sidecar.url, opsUrl: sidecar.opsUrl, credentials: { cert: people.sidecarCert }, sidecar }, plan, log, peerSide);
       await stopSidecars();
     }
     if (sections.includes('soak')) {
@@ -250,7 +252,7 @@ const program = new Command('bench')
   }, injectedMemoryLimit())
   .option('--soak-seconds <seconds>', 'how long the soak runs (default: 240, 30 with --quick)', positiveInteger)
   .option('--soak-watches <count>', 'how many watches stay open through the soak (default: 200, 50 with --quick)', positiveInteger)
-  .option('--peer <name>=<binary>', "also measure this OpenID Connect impersonating proxy (kube-oidc-proxy's flags) beside the sidecar, pair by pair, with the OIDC token (overhead section)", (value: string) => {
+  .option('--peer <name>=<binary>', "also measure this OpenID Connect impersonating proxy (kube-oidc-proxy's flags) beside the sidecar, pair by pair, with the OIDC token (overhead and watches sections)", (value: string) => {
     try {
       return parsePeer(value);
     } catch (err) {

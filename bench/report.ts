@@ -3,7 +3,7 @@ import type { LoadStats } from './load.js';
 import type { HeapBreakdown } from './metrics.js';
 import { markdownTable, mib, ms, perSecond, ratio, signedMs, type Column } from './markdown.js';
 import type { Resident } from './processes.js';
-import type { BenchResults, OverheadPair, StartupVariant } from './results.js';
+import type { BenchResults, OverheadPair, StartupVariant, WatchSide } from './results.js';
 import type { LatencySummary } from './stats.js';
 import { MIB } from './stats.js';
 
@@ -248,16 +248,20 @@ function peerTable(results: BenchResults): string {
 
 function watchesTable(results: BenchResults): string {
   const w = results.watches!;
-  const row = (what: string, direct: string, through: string) => [what, direct, through];
-  return markdownTable(
-    [{ title: `${w.watches} watches, ${w.updates} changes` }, right('direct'), right('through the sidecar')],
-    [
-      row('seconds to open them all', w.direct.openSeconds.toFixed(1), w.through.openSeconds.toFixed(1)),
-      row('change to event, p50 / p90 / p99 ms', percentiles(w.direct.delay), percentiles(w.through.delay)),
-      row('change to event, max ms', ms(w.direct.delay.max), ms(w.through.delay.max)),
-      row('change to the last client, p50 / max ms', `${ms(w.direct.lastDelivery.p50)} / ${ms(w.direct.lastDelivery.max)}`, `${ms(w.through.lastDelivery.p50)} / ${ms(w.through.lastDelivery.max)}`),
-    ],
-  );
+  const sides = [w.direct, w.through, ...(w.peer ? [w.peer] : [])];
+  const row = (what: string, cell: (side: WatchSide) => string) => [what, ...sides.map(cell)];
+  const cpuPerEvent = (side: WatchSide) => (side.proxyCpuMicrosPerEvent === undefined ? '' : side.proxyCpuMicrosPerEvent.toFixed(1));
+  const rows = [
+    row('seconds to open them all', (s) => s.openSeconds.toFixed(1)),
+    row('change to event, p50 / p90 / p99 ms', (s) => percentiles(s.delay)),
+    row('change to event, max ms', (s) => ms(s.delay.max)),
+    row('change to the last client, p50 / max ms', (s) => `${ms(s.lastDelivery.p50)} / ${ms(s.lastDelivery.max)}`),
+  ];
+  if (w.peer) {
+    rows.push(row('proxy CPU µs per event delivered', cpuPerEvent));
+    rows.push(['proxy resident MiB with the watches open', '', mib(w.sidecarRssBytes.open), mib(w.peer.rssBytes.open)]);
+  }
+  return markdownTable([{ title: `${w.watches} watches, ${w.updates} changes` }, right('direct'), right('through the sidecar'), ...(w.peer ? [right(`through ${w.peer.name}`)] : [])], rows);
 }
 
 function heapRows(rows: string[][], moments: [string, HeapBreakdown][]): void {

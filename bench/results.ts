@@ -27,6 +27,8 @@ export interface WatchSide {
   delay: LatencySummary;
   /** Object change to the event at the last of the clients, per update. */
   lastDelivery: LatencySummary;
+  /** The proxy's CPU time while the events flowed, per event delivered (not measured direct). */
+  proxyCpuMicrosPerEvent?: number;
 }
 
 export interface WatchResult {
@@ -34,6 +36,8 @@ export interface WatchResult {
   updates: number;
   direct: WatchSide;
   through: WatchSide;
+  /** The same watches through a peer proxy (--peer), after the sidecar's; its resident memory before and with them open. */
+  peer?: WatchSide & { name: string; rssBytes: { idle: number; open: number } };
   /** The sidecar's resident memory: idle before, with every watch open, and the peak while events flowed. */
   sidecarRssBytes: { idle: number; open: number; peak: number };
   /** Its heap and external memory, idle and with every watch open. */

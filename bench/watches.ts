@@ -5,7 +5,7 @@ import { request } from 'node:https';
 import type { AdminClients } from '../local-cluster/kube.js';
 import type { Credentials } from './load.js';
 import { heapBreakdown, type HeapBreakdown } from './metrics.js';
-import { PeakMemory, type BundleProcess } from './processes.js';
+import { cpuSeconds, PeakMemory, type BundleProcess } from './processes.js';
 import type { WatchResult, WatchSide } from './results.js';
 import { summarise } from './stats.js';
 
@@ -143,20 +143,31 @@ interface Side {
   credentials: Credentials;
 }
 
-async function watchFrom(clients: AdminClients, side: Side, plan: WatchPlan, firstSeq: number, opened: () => Promise<void> = () => Promise.resolve()): Promise<WatchSide> {
+/** With `proxy`: that process's CPU time while the events flowed, per event delivered. */
+async function watchFrom(clients: AdminClients, side: Side, plan: WatchPlan, firstSeq: number, opened: () => Promise<void> = () => Promise.resolve(), proxy?: BundleProcess): Promise<WatchSide> {
   const current = await clients.core.readNamespacedConfigMap({ name: OBJECT, namespace: plan.namespace });
   const fleet = new WatchFleet(side.base, side.credentials, plan);
   try {
     const openSeconds = await fleet.open(current.metadata!.resourceVersion!);
     await opened();
-    return { openSeconds, ...(await fleet.run(clients, firstSeq)) };
+    const before = proxy && cpuSeconds(proxy.child.pid!);
+    const delivered = await fleet.run(clients, firstSeq);
+    const cpu = before === undefined ? {} : { proxyCpuMicrosPerEvent: ((cpuSeconds(proxy!.child.pid!) - before) * 1e6) / (plan.watches * plan.updates) };
+    return { openSeconds, ...delivered, ...cpu };
   } finally {
     fleet.close();
   }
 }
 
-/** The watches straight to the API server, then the same through the sidecar. */
-export async function measureWatches(clients: AdminClients, direct: Side, through: Side & { sidecar: BundleProcess; opsUrl: string }, plan: WatchPlan, log: (line: string) => void): Promise<WatchResult> {
+/** The watches straight to the API server, then the same through the sidecar, then through the peer proxy if there is one. */
+export async function measureWatches(
+  clients: AdminClients,
+  direct: Side,
+  through: Side & { sidecar: BundleProcess; opsUrl: string },
+  plan: WatchPlan,
+  log: (line: string) => void,
+  peer?: Side & { name: string; process: BundleProcess },
+): Promise<WatchResult> {
   const directSide = await watchFrom(clients, direct, plan, 1);
   log(`${plan.watches} watches direct: opened in ${directSide.openSeconds.toFixed(1)}s, delay p50 ${directSide.delay.p50.toFixed(1)}ms p99 ${directSide.delay.p99.toFixed(1)}ms`);
   const idle = through.sidecar.rss();
@@ -171,17 +182,25 @@ export async function measureWatches(clients: AdminClients, direct: Side, throug
       open = through.sidecar.rss();
       openHeap = await heapBreakdown(through.opsUrl);
       peak = new PeakMemory(through.sidecar);
-    });
+    }, through.sidecar);
   } finally {
     peak?.stop();
   }
   const peakBytes = peak!.peak;
   log(`${plan.watches} watches through the sidecar: opened in ${throughSide.openSeconds.toFixed(1)}s, delay p50 ${throughSide.delay.p50.toFixed(1)}ms p99 ${throughSide.delay.p99.toFixed(1)}ms, RSS ${(open / 2 ** 20).toFixed(0)} MiB`);
+  let peerSide: WatchResult['peer'];
+  if (peer) {
+    const rssBytes = { idle: peer.process.rss(), open: 0 };
+    const side = await watchFrom(clients, peer, plan, 2 * plan.updates + 1, () => Promise.resolve(void (rssBytes.open = peer.process.rss())), peer.process);
+    peerSide = { ...side, name: peer.name, rssBytes };
+    log(`${plan.watches} watches through ${peer.name}: opened in ${side.openSeconds.toFixed(1)}s, delay p50 ${side.delay.p50.toFixed(1)}ms p99 ${side.delay.p99.toFixed(1)}ms, RSS ${(rssBytes.open / 2 ** 20).toFixed(0)} MiB`);
+  }
   return {
     watches: plan.watches,
     updates: plan.updates,
     direct: directSide,
     through: throughSide,
+    ...(peerSide ? { peer: peerSide } : {}),
     sidecarRssBytes: { idle, open, peak: Math.max(open, peakBytes) },
     sidecarHeap: { idle: idleHeap, open: openHeap! },
   };

@@ -6,7 +6,7 @@ import { markdownTable, ms, signedMs } from '../../../bench/markdown.js';
 import { sampleValue } from '../../../bench/metrics.js';
 import { selfTimes, sourceGroup } from '../../../bench/profile.js';
 import { parsePeer } from '../../../bench/peer.js';
-import { peerComparisons, targets, type TargetRow } from '../../../bench/report.js';
+import { peerComparisons, renderReport, targets, type TargetRow } from '../../../bench/report.js';
 import type { BenchResults, SoakResult } from '../../../bench/results.js';
 import { FULL } from '../../../bench/settings.js';
 import { compare, percentile, SequenceTimer, summarise } from '../../../bench/stats.js';
@@ -270,6 +270,24 @@ describe('bench/report: where a run stands against the targets', function () {
       false,
       'no peer, no ratio',
     );
+  });
+
+  it('reports the watches through a peer beside the sidecar, with each proxy\'s CPU per event and memory', function () {
+    const side = { openSeconds: 1, delay: latency(1, 2), lastDelivery: latency(1, 2) };
+    const watches = {
+      watches: 1000,
+      updates: 20,
+      direct: side,
+      through: { ...side, proxyCpuMicrosPerEvent: 41.5 },
+      peer: { ...side, proxyCpuMicrosPerEvent: 20.75, name: 'peer', rssBytes: { idle: 10 * MiB, open: 60 * MiB } },
+      sidecarRssBytes: { idle: MiB, open: 120 * MiB, peak: 130 * MiB },
+      sidecarHeap: { idle: heap, open: heap },
+    };
+    const report = renderReport(results({ watches }));
+    assert.match(report, /\| 1000 watches, 20 changes +\| +direct \| +through the sidecar \| +through peer \|/);
+    assert.match(report, /\| proxy CPU µs per event delivered +\| +\| +41\.5 \| +20\.8 \|/);
+    assert.match(report, /\| proxy resident MiB with the watches open +\| +\| +120\.0 \| +60\.0 \|/);
+    assert.doesNotMatch(renderReport(results({ watches: { ...watches, peer: undefined } })), /per event/, 'without a peer, the table is as before');
   });
 
   it('reads --peer as a name and a binary', function () {
