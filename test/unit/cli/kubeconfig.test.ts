@@ -158,12 +158,12 @@ describe('how the chaperone command reaches a cluster (as kubectl does)', functi
 
 describe('chaperone --help', function () {
   this.timeout(30_000);
-  for (const command of ['kubeconfig', 'doctor', 'demo']) {
+  for (const command of ['kubeconfig', 'doctor', 'demo', 'revoke']) {
     it(`chaperone ${command} --help shows its options and examples`, async function () {
       const result = await chaperone([command, '--help']);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, new RegExp(`^Usage: chaperone ${command} `));
-      assert.match(result.stdout, /\nExamples?:\n(  #.*\n)?  chaperone /);
+      assert.match(result.stdout, /\nExamples?:\n( {2}#.*\n)? {2}chaperone /);
     });
   }
 });
