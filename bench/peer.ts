@@ -52,7 +52,11 @@ export async function startPeer(spec: PeerSpec, cp: ControlPlane, clients: Admin
   const stderr = openSync(file('log'), 'a');
   const child = spawn(spec.binary, args, { stdio: ['ignore', stderr, stderr] });
   closeSync(stderr);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A binary that cannot be started emits 'error' and never 'exit'.
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
   const peer: BenchPeer = {
     name: spec.name,
     url: `https://127.0.0.1:${port}`,
