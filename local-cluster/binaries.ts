@@ -11,6 +11,11 @@ import { isAlive } from './pids.js';
 
 /** The Kubernetes release the fixtures are built from. The etcd version follows from its go.mod. */
 export const KUBERNETES_VERSION = 'v1.37.2';
+/**
+ * The oldest minor the docs claim (docs/compatibility.md), built by the same recipe for
+ * test/e2e/older-kubernetes.test.ts: its own go.mod names its etcd and Go language version.
+ */
+export const OLDEST_KUBERNETES_VERSION = 'v1.30.14';
 /** Bump when the recipe changes in a way that needs the cached binaries rebuilt. */
 const RECIPE_REVISION = 3;
 
@@ -23,7 +28,7 @@ export interface ControlPlaneBinaries {
   source: 'environment' | 'cache' | 'built';
 }
 
-const HOW_TO_PROVIDE = `Either install Go (https://go.dev/doc/install; the tests build kube-apiserver and kube-controller-manager ${KUBERNETES_VERSION} and etcd from the Go module proxy on first use), or point CHAPERONE_KUBE_APISERVER, CHAPERONE_KUBE_CONTROLLER_MANAGER and CHAPERONE_ETCD at existing binaries.`;
+const HOW_TO_PROVIDE = `Either install Go (https://go.dev/doc/install; the tests build kube-apiserver and kube-controller-manager ${KUBERNETES_VERSION} and etcd from the Go module proxy on first use, and ${OLDEST_KUBERNETES_VERSION}'s for the older-Kubernetes suite), or point CHAPERONE_KUBE_APISERVER, CHAPERONE_KUBE_CONTROLLER_MANAGER and CHAPERONE_ETCD at existing binaries of ${KUBERNETES_VERSION}.`;
 
 export function cacheRoot(): string {
   if (process.env.CHAPERONE_CACHE_DIR) return process.env.CHAPERONE_CACHE_DIR;
@@ -31,8 +36,8 @@ export function cacheRoot(): string {
   return path.join(xdg, 'chaperone');
 }
 
-function versionDir(): string {
-  return path.join(cacheRoot(), `kubernetes-${KUBERNETES_VERSION}`);
+function versionDir(version = KUBERNETES_VERSION): string {
+  return path.join(cacheRoot(), `kubernetes-${version}`);
 }
 
 export function isExecutable(file: string): boolean {
@@ -67,8 +72,8 @@ function fromEnvironment(): ControlPlaneBinaries | undefined {
   return { ...paths, source: 'environment' };
 }
 
-function cached(): ControlPlaneBinaries | undefined {
-  const dir = path.join(versionDir(), 'bin');
+function cached(version: string): ControlPlaneBinaries | undefined {
+  const dir = path.join(versionDir(version), 'bin');
   const paths = Object.fromEntries(BINARY_NAMES.map((name) => [name, path.join(dir, BINARIES[name].file)])) as Record<BinaryName, string>;
   if (!Object.values(paths).every(isExecutable)) return undefined;
   try {
@@ -89,22 +94,25 @@ export function versionLdflags(kubernetesVersion: string): string {
     .join(' ');
 }
 
-/** Returns usable binaries: from the environment, the cache, or a fresh build. Never skips. */
-export async function ensureControlPlaneBinaries(log: (line: string) => void = stderrLine): Promise<ControlPlaneBinaries> {
-  const found = fromEnvironment() ?? cached();
+/**
+ * Returns usable binaries of a release (KUBERNETES_VERSION unless given): from the environment (for
+ * KUBERNETES_VERSION only: the variables name one set), the cache, or a fresh build. Never skips.
+ */
+export async function ensureControlPlaneBinaries(log: (line: string) => void = stderrLine, version = KUBERNETES_VERSION): Promise<ControlPlaneBinaries> {
+  const found = (version === KUBERNETES_VERSION ? fromEnvironment() : undefined) ?? cached(version);
   if (found) return found;
-  await withBuildLock(log, async () => {
-    if (!cached()) await buildControlPlaneBinaries(log);
+  await withBuildLock(version, log, async () => {
+    if (!cached(version)) await buildControlPlaneBinaries(log, version);
   });
-  const built = cached();
-  if (!built) throw new Error(`The build finished but the binaries are missing from ${versionDir()}/bin.`);
+  const built = cached(version);
+  if (!built) throw new Error(`The build finished but the binaries are missing from ${versionDir(version)}/bin.`);
   return { ...built, source: 'built' };
 }
 
-/** One build at a time per cache: a second test run waits for the first one's build. */
-async function withBuildLock(log: (line: string) => void, build: () => Promise<void>): Promise<void> {
-  const lock = path.join(versionDir(), 'build.lock');
-  await mkdir(versionDir(), { recursive: true });
+/** One build at a time per cache and version: a second test run waits for the first one's build. */
+async function withBuildLock(version: string, log: (line: string) => void, build: () => Promise<void>): Promise<void> {
+  const lock = path.join(versionDir(version), 'build.lock');
+  await mkdir(versionDir(version), { recursive: true });
   let waitingSince: number | undefined;
   for (;;) {
     try {
@@ -317,42 +325,42 @@ export async function ensureKubelet(log: (line: string) => void = stderrLine): P
 }
 
 /** The whole recipe: read the release's own go.mod, then build each binary in a scratch module. */
-export async function buildControlPlaneBinaries(log: (line: string) => void = stderrLine): Promise<void> {
-  const root = versionDir();
+export async function buildControlPlaneBinaries(log: (line: string) => void = stderrLine, version = KUBERNETES_VERSION): Promise<void> {
+  const root = versionDir(version);
   const work = path.join(root, 'build');
   const staging = path.join(root, `bin.partial-${process.pid}`);
   await mkdir(work, { recursive: true });
   await mkdir(staging, { recursive: true });
   const run: GoRun = { cwd: work, env: fixtureBuildEnv(), log };
-  log(`building kube-apiserver, kube-controller-manager ${KUBERNETES_VERSION} and etcd into ${root} (once per version)`);
+  log(`building kube-apiserver, kube-controller-manager ${version} and etcd into ${root} (once per version)`);
 
-  const info = JSON.parse(await go(run, ['mod', 'download', '-json', `k8s.io/kubernetes@${KUBERNETES_VERSION}`], 'downloading k8s.io/kubernetes')) as ModuleInfo;
+  const info = JSON.parse(await go(run, ['mod', 'download', '-json', `k8s.io/kubernetes@${version}`], 'downloading k8s.io/kubernetes')) as ModuleInfo;
   const kubernetesGoMod = await readFile(info.GoMod, 'utf8');
   const goVersion = /^go (\S+)/m.exec(kubernetesGoMod)?.[1] ?? '1.26.0';
-  const stagingReplaces = Object.fromEntries(stagingModules(kubernetesGoMod).map((m) => [m, stagingVersion(KUBERNETES_VERSION)]));
+  const stagingReplaces = Object.fromEntries(stagingModules(kubernetesGoMod).map((m) => [m, stagingVersion(version)]));
   const etcdVersion = requiredVersion(kubernetesGoMod, 'go.etcd.io/etcd/server/v3');
 
   await buildModule(
     run,
     'kubernetes',
-    scratchGoMod('chaperone.dev/fixtures/kubernetes', goVersion, { 'k8s.io/kubernetes': KUBERNETES_VERSION }, stagingReplaces),
+    scratchGoMod('chaperone.dev/fixtures/kubernetes', goVersion, { 'k8s.io/kubernetes': version }, stagingReplaces),
     [
       ['k8s.io/kubernetes/cmd/kube-apiserver', path.join(staging, BINARIES.kubeApiserver.file)],
       ['k8s.io/kubernetes/cmd/kube-controller-manager', path.join(staging, BINARIES.kubeControllerManager.file)],
     ],
-    versionLdflags(KUBERNETES_VERSION),
+    versionLdflags(version),
   );
   await buildModule(run, 'etcd', scratchGoMod('chaperone.dev/fixtures/etcd', goVersion, { 'go.etcd.io/etcd/server/v3': etcdVersion }), [
     ['go.etcd.io/etcd/server/v3', path.join(staging, BINARIES.etcd.file)],
   ]);
   await writeFile(
     path.join(staging, 'versions.json'),
-    `${JSON.stringify({ kubernetes: KUBERNETES_VERSION, etcd: etcdVersion, recipe: RECIPE_REVISION, builtAt: new Date().toISOString() }, null, 2)}\n`,
+    `${JSON.stringify({ kubernetes: version, etcd: etcdVersion, recipe: RECIPE_REVISION, builtAt: new Date().toISOString() }, null, 2)}\n`,
   );
   const bin = path.join(root, 'bin');
   if (existsSync(bin)) await rm(bin, { recursive: true, force: true });
   await rename(staging, bin);
-  log(`Kubernetes ${KUBERNETES_VERSION} and etcd ${etcdVersion} are ready in ${bin}`);
+  log(`Kubernetes ${version} and etcd ${etcdVersion} are ready in ${bin}`);
 }
 
 /** A small Go program of test/fixtures/<name> (go.mod, go.sum, main.go) that tests run as an oracle. */

@@ -1,5 +1,5 @@
-// npm run control-plane:build — build (or find) kube-apiserver and etcd, the CEL oracle, the audit checker, promtool, helm, and the real-pods node's kubelet, pause and in-cluster client, ahead of the tests.
-import { ensureAuditChecker, ensureCelOracle, ensureControlPlaneBinaries, ensureInClusterClient, ensureKubelet, ensureNodePause } from './binaries.js';
+// npm run control-plane:build — build (or find) kube-apiserver and etcd (the pinned release and the oldest one tested), the CEL oracle, the audit checker, promtool, helm, and the real-pods node's kubelet, pause and in-cluster client, ahead of the tests.
+import { ensureAuditChecker, ensureCelOracle, ensureControlPlaneBinaries, ensureInClusterClient, ensureKubelet, ensureNodePause, OLDEST_KUBERNETES_VERSION } from './binaries.js';
 import { ensureHelm } from './helm.js';
 import { ensurePromtool } from './metrics.js';
 
@@ -13,6 +13,9 @@ const binaries = await ensureControlPlaneBinaries();
 process.stderr.write(
   `[control-plane] kube-apiserver: ${binaries.kubeApiserver}\n[control-plane] etcd: ${binaries.etcd}\n[control-plane] (${binaries.source}, ${Math.round((Date.now() - started) / 1000)}s)\n`,
 );
+const oldestStarted = Date.now();
+const oldest = await ensureControlPlaneBinaries(undefined, OLDEST_KUBERNETES_VERSION);
+process.stderr.write(`[control-plane] kube-apiserver ${OLDEST_KUBERNETES_VERSION}: ${oldest.kubeApiserver} (${oldest.source}, ${Math.round((Date.now() - oldestStarted) / 1000)}s)\n`);
 const oracleStarted = Date.now();
 const oracle = await ensureCelOracle();
 process.stderr.write(`[control-plane] CEL oracle: ${oracle} (${Math.round((Date.now() - oracleStarted) / 1000)}s)\n`);

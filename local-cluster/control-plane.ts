@@ -13,6 +13,8 @@ import { logTail, reapOrphans, register, startProcess, stopProcess, unregister, 
 import { preserveControlPlaneLog, registerControlPlane } from './audit-join.js';
 
 export interface ControlPlaneOptions {
+  /** The Kubernetes release (KUBERNETES_VERSION unless given; OLDEST_KUBERNETES_VERSION is the other one built ahead). */
+  version?: string;
   /** Extra kube-apiserver flags, e.g. --authentication-config=... or --feature-gates=... */
   extraApiserverFlags?: string[];
   /** Where the API server listens and what it advertises (127.0.0.1 unless a node's pods must reach it: local-cluster/node.ts). */
@@ -133,7 +135,7 @@ async function waitUntil(what: string, proc: ManagedProcess, check: () => Promis
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const log = options.log ?? ((line: string) => process.stderr.write(`[control-plane] ${line}\n`));
   reapOrphans(log);
-  const binaries = await ensureControlPlaneBinaries(log);
+  const binaries = await ensureControlPlaneBinaries(log, options.version ?? KUBERNETES_VERSION);
   const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-cp-'));
   const file = (name: string) => path.join(dir, name);
 
@@ -272,7 +274,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     register(dir, processes.map((p) => p.child.pid!));
     await waitUntil('RBAC role aggregation (the view ClusterRole has rules)', controllerManager, async () => hasRules(await httpsGet(`${url}/apis/rbac.authorization.k8s.io/v1/clusterroles/view`, agent)), 60_000);
     agent.destroy();
-    log(`kube-apiserver ${version.gitVersion} (built as ${KUBERNETES_VERSION}, binaries from ${binaries.source}) ready at ${url}; admin kubeconfig ${adminKubeconfig}`);
+    log(`kube-apiserver ${version.gitVersion} (built as ${options.version ?? KUBERNETES_VERSION}, binaries from ${binaries.source}) ready at ${url}; admin kubeconfig ${adminKubeconfig}`);
     return {
       url,
       host: address,

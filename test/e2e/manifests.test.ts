@@ -23,15 +23,12 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { RunningInjector } from '../../injector/injector.js';
-import { decodeData } from '../../injector/provision/kube.js';
-import { SECRETS } from '../../injector/provision/names.js';
-import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, grantInNamespace, kubectl, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
 import { installMonitoringCrds } from '../../local-cluster/metrics.js';
 import { startPodSidecar, waitFor, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
-import { injectorConfigOf, startDeployedInjector } from '../support/deployed-injector.js';
+import { identityCaPeople, injectorConfigOf, startDeployedInjector } from '../support/deployed-injector.js';
 
 const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
 const SHIPPED = ['base', 'components/cluster-token-review', 'components/monitoring', 'examples/headlamp', 'examples/kubernetes-dashboard'];
@@ -199,9 +196,7 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
 
     // The kubelet's part, played by the test: the sidecar with exactly the files the pod mounts.
     sidecar = await startPodSidecar(cp, clients, pod);
-    const identityCa = decodeData((await clients.core.readNamespacedSecret({ name: SECRETS.identityCa, namespace: INJECTOR_NAMESPACE })).data);
-    const person = (user: string): CertificateAndKey =>
-      issueCertificate({ certPem: identityCa['ca.crt']!, keyPem: identityCa['ca.key']! }, { commonName: user, usage: 'client', validitySeconds: 600 });
+    const person = await identityCaPeople(clients, INJECTOR_NAMESPACE);
     const listPods = (user: string) => rawRequest(`${sidecar!.url}/api/v1/namespaces/${team}/pods`, { ca: sidecar!.dashboard.caPem, cert: person(user) });
     await grantInNamespace(cp, clients, team, 'view', 'alice');
     const alice = await listPods('alice');

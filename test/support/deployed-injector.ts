@@ -7,8 +7,11 @@ import path from 'node:path';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { loadInjectorConfig, type InjectorConfig } from '../../injector/config.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
+import { decodeData } from '../../injector/provision/kube.js';
+import { SECRETS } from '../../injector/provision/names.js';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
 import { createLogger } from '../../lib/log.js';
+import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from '../../local-cluster/kube.js';
 
@@ -34,4 +37,10 @@ export async function startDeployedInjector(cp: ControlPlane, clients: AdminClie
   const kubeconfigFile = path.join(dir, `${serviceAccount}.kubeconfig`);
   await writeFile(kubeconfigFile, kubeconfigYaml(cp.url, cp.ca.certPem, serviceAccount, { token }), { mode: 0o600 });
   return startInjector(injectorConfigOf(deployment, [...flags, `--kubeconfig=${kubeconfigFile}`]), createLogger('injector', 'warn'));
+}
+
+/** People as the injector's identity CA (in its namespace) signs them: a client certificate per user, for ten minutes. */
+export async function identityCaPeople(clients: AdminClients, injectorNamespace: string): Promise<(user: string) => CertificateAndKey> {
+  const identityCa = decodeData((await clients.core.readNamespacedSecret({ name: SECRETS.identityCa, namespace: injectorNamespace })).data);
+  return (user) => issueCertificate({ certPem: identityCa['ca.crt']!, keyPem: identityCa['ca.key']! }, { commonName: user, usage: 'client', validitySeconds: 600 });
 }
