@@ -1,7 +1,13 @@
 // OIDC/JWT bearer tokens from the issuers of an AuthenticationConfiguration (or the --oidc-* flags):
 // the token's unverified iss picks the issuer, as in the API server; that issuer's keys, claim rules
 // and mappings decide. A token no issuer claims is a failure, so it never falls through to anonymous.
+// A token that authenticated is taken again for SUCCESS_TTL_MS without checking its signature, as the
+// API server caches what its token authenticators said yes to (tokencache, 10 s), but never past the
+// token's own expiry; refusals are not cached.
+import { createHmac, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../../../lib/log.js';
+import type { Identity } from '../../identity.js';
 import type { AuthenticationResult } from '../chain.js';
 import { TokenAuthenticator } from '../bearer.js';
 import { CREDENTIAL_ID_EXTRA, identityFromClaims } from './claims.js';
@@ -13,11 +19,20 @@ interface ServedIssuer {
   keys: IssuerKeys;
 }
 
+const SUCCESS_TTL_MS = 10_000;
+
 export class JwtAuthenticator extends TokenAuthenticator {
   readonly method = 'oidc' as const;
   private readonly byUrl = new Map<string, ServedIssuer>();
+  /** By an HMAC of the token under a key of this process alone: the token is never kept in clear. */
+  private readonly verified = new LRUCache<string, { identity: Identity; until: number }>({ max: 10_000 });
+  private readonly cacheKey = randomBytes(32);
 
-  constructor(issuers: readonly JwtIssuer[], log?: Logger) {
+  constructor(
+    issuers: readonly JwtIssuer[],
+    log?: Logger,
+    private readonly successTtlMs = SUCCESS_TTL_MS,
+  ) {
     super();
     for (const issuer of issuers) {
       const { url, discoveryURL, certificateAuthority } = issuer.config.issuer;
@@ -49,6 +64,9 @@ export class JwtAuthenticator extends TokenAuthenticator {
   }
 
   async authenticateToken(token: string): Promise<AuthenticationResult> {
+    const key = createHmac('sha256', this.cacheKey).update(token).digest('base64url');
+    const cached = this.verified.get(key);
+    if (cached && Date.now() < cached.until) return { outcome: 'success', authenticated: { method: 'oidc', identity: cached.identity } };
     const iss = untrustedIssuer(token);
     const served = iss === undefined ? undefined : this.byUrl.get(iss);
     if (!served) return { outcome: 'failure', reason: 'the token is not a JWT from a configured issuer' };
@@ -59,7 +77,10 @@ export class JwtAuthenticator extends TokenAuthenticator {
         audiences: issuer.config.issuer.audiences,
         algorithms: issuer.algorithms,
       });
-      return { outcome: 'success', authenticated: { method: 'oidc', identity: identityFromClaims(issuer, claims) } };
+      const identity = identityFromClaims(issuer, claims);
+      const until = Math.min(Date.now() + this.successTtlMs, typeof claims.exp === 'number' ? claims.exp * 1000 : Infinity);
+      if (until > Date.now()) this.verified.set(key, { identity, until });
+      return { outcome: 'success', authenticated: { method: 'oidc', identity } };
     } catch (err) {
       if (!(err instanceof TokenRejected)) throw err;
       return { outcome: 'failure', reason: `issuer ${issuer.config.issuer.url}: ${err.message}` };
