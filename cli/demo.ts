@@ -113,7 +113,7 @@ async function binaries(demo: Demo): Promise<string> {
     step.done(found.source === 'environment' ? 'from CHAPERONE_KUBE_APISERVER, CHAPERONE_KUBE_CONTROLLER_MANAGER, CHAPERONE_ETCD' : `${found.source === 'cache' ? 'cached' : 'built'} in ${path.dirname(found.kubeApiserver)}`);
     return kubectl;
   } catch (err) {
-    throw new Error(`the build failed: ${(err as Error).message}`);
+    throw new Error(`the build failed: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -200,7 +200,7 @@ async function run(command: string, args: string[]): Promise<string> {
     return (await execFileAsync(command, args, { maxBuffer: 16 * 1024 * 1024 })).stdout;
   } catch (err) {
     const failure = err as { stderr?: string; message: string };
-    throw new Error(`${command} ${args.join(' ')}: ${failure.stderr?.trim() || failure.message}`);
+    throw new Error(`${command} ${args.join(' ')}: ${failure.stderr?.trim() || failure.message}`, { cause: err });
   }
 }
 
