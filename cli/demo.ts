@@ -21,7 +21,8 @@ import { adminClients, bindClusterRoleInNamespace, grantInNamespace, groupSubjec
 import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../local-cluster/identity/oidc-provider.js';
 import { startPamHook, type PamHook } from '../local-cluster/identity/pam-hook.js';
 import { createCA } from '../lib/pki.js';
-import { createWebhookConfiguration, installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../local-cluster/provisioned.js';
+import { waitFor } from '../local-cluster/wait.js';
 import { auditLine, followAuditFile, type AuditFollower } from './demo-audit.js';
 import { Lifecycle, Stopped } from './demo-lifecycle.js';
 import { bad, bold, dim, duration, good, INDENT, say, stepper, type Step } from './demo-output.js';

@@ -36,10 +36,6 @@ import { decodeData } from '../injector/provision/kube.js';
 import type { ControlPlane } from './control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from './kube.js';
 import { preserveSidecarAuditLog, registerSidecarAuditLog, serviceAccountUsername } from './audit-join.js';
-import { waitFor } from './wait.js';
-
-// Until every caller imports it from wait.js (helpers' suites written this session import it from here).
-export { waitFor };
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const INJECTOR_RBAC_FILE = path.join(REPO, 'manifests/base/injector-rbac.yaml');

@@ -11,7 +11,8 @@ import { startInjector, type RunningInjector } from '../../injector/injector.js'
 import { STALE_AFTER_MS } from '../../injector/informer.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, readAuditEvents, waitForAuditEvents, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { serviceAccountUsername } from '../../local-cluster/audit-join.js';
 import { admissionReview, silentLog } from '../unit/injector/helpers.js';
 

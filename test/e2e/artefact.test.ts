@@ -19,7 +19,8 @@ import { freePort, type ControlPlane } from '../../local-cluster/control-plane.j
 import { copies, dockerignored, execForm, instructions, labels, numericUser, parseDockerignore, processUid, readDockerfile, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../../local-cluster/images.js';
 import { buildDockerfileImage, nodeBinary, readOciArchive, sharedLibraries } from '../../local-cluster/oci.js';
 import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, waitFor, writeMountedFiles, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, writeMountedFiles, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import { registerSidecarAuditLog, serviceAccountUsername } from '../../local-cluster/audit-join.js';
 import { sharedControlPlane } from '../support/shared.js';

@@ -17,7 +17,8 @@ import { SECRETS } from '../../injector/provision/names.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, type AdminClients } from '../../local-cluster/kube.js';
 import { sharedControlPlane } from '../support/shared.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

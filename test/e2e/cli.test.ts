@@ -26,7 +26,8 @@ import {
   waitForCanI,
   type AdminClients,
 } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { runMain } from '../support/run-main.js';
 import { sharedControlPlane } from '../support/shared.js';
 

@@ -17,7 +17,8 @@ import type { RunningInjector } from '../../injector/injector.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { applyTokenPolicies, injectedBaselineNamespace, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../support/containment.js';
 import { adminClients, auditEventsFor, bindClusterRoleInNamespace, mintServiceAccountToken, userSubject, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
-import { installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 
 const WARNING_POLICY = path.resolve(import.meta.dirname, '../../manifests/base/csi-token-drivers-policy.yaml');

@@ -12,7 +12,8 @@ import type { RunningInjector } from '../../injector/injector.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
 import { startContainmentCluster } from '../support/containment.js';
-import { type InjectorInstallation, waitFor } from '../../local-cluster/provisioned.js';
+import { type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const SCOPED = 'chaperone-impersonator';
 const INJECT = 'chaperone.dev/inject';

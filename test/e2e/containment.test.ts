@@ -24,7 +24,8 @@ import { readFacts } from '../../cli/doctor/read.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { applyTokenPolicies, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook, waitForInjection } from '../support/containment.js';
 import { adminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
-import { installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');

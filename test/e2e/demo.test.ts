@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { isAlive } from '../../local-cluster/pids.js';
-import { waitFor } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { runMain } from '../support/run-main.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');

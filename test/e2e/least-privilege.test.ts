@@ -25,7 +25,8 @@ import { adminClients, bindClusterRoleInNamespace, grantClusterWide, grantInName
 import { sharedControlPlane } from '../support/shared.js';
 import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
-import { installInjector, startPodSidecar, waitFor, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');

@@ -26,7 +26,8 @@ import type { RunningInjector } from '../../injector/injector.js';
 import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, grantInNamespace, kubectl, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
 import { installMonitoringCrds } from '../../local-cluster/metrics.js';
-import { startPodSidecar, waitFor, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { startPodSidecar, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import { identityCaPeople, injectorConfigOf, startDeployedInjector } from '../support/deployed-injector.js';
 

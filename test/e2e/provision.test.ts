@@ -24,15 +24,8 @@ import {
 import { sharedControlPlane } from '../support/shared.js';
 import { liveProvisioningStatus } from '../support/live-provisioning.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
-import {
-  createWebhookConfiguration,
-  installInjector,
-  readCaBundles,
-  startPodSidecar,
-  waitFor,
-  type InjectorInstallation,
-  type PodSidecar,
-} from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);

@@ -22,7 +22,7 @@ import { ensureInClusterClient } from '../../local-cluster/binaries.js';
 import { adminClients, bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
 import { otherRunningNodes, startNode, type LocalNode } from '../../local-cluster/node.js';
 import { buildBinaryImage, buildDockerfileImage } from '../../local-cluster/oci.js';
-import { waitFor } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { registerSidecarAuditLog, serviceAccountUsername } from '../../local-cluster/audit-join.js';
 import { ensureArtefacts } from '../../scripts/build-artefacts.js';
 

@@ -56,7 +56,8 @@ import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
 import { checkDocTable } from '../support/doc-table.js';
 import { liveProvisioningStatus } from '../support/live-provisioning.js';
 import type { ProvisioningStatus } from '../../injector/provision/readiness.js';
-import { installInjector, startPodSidecar, waitFor, writeMountedFiles, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { installInjector, startPodSidecar, writeMountedFiles, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');

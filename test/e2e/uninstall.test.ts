@@ -9,7 +9,8 @@ import path from 'node:path';
 import type { Controller } from '../../injector/controller.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, kubectl, type AdminClients } from '../../local-cluster/kube.js';
-import { installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const OPERATIONS = path.resolve(import.meta.dirname, '../../docs/operations.md');
 

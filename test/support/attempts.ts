@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { readAuditEvents } from '../../local-cluster/kube.js';
-import { waitFor } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 export interface Attempt {
   what: string;

@@ -11,7 +11,8 @@ import { silentLog } from '../unit/injector/helpers.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import type { AdminClients } from '../../local-cluster/kube.js';
 import { adminClients } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, waitFor, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 
 const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
 /** The policies that keep the token in the sidecar (what keeps the provisioned objects is tampering.test.ts's). */
