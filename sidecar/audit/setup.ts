@@ -17,7 +17,7 @@ export function createAuditor(config: AuditConfig & { maxRequestBodyBytes?: numb
   const policy = config.auditPolicyFile ? readAuditPolicy(config.auditPolicyFile) : AuditPolicy.DEFAULT;
   const sinks: Sink[] = [];
   for (const name of new Set(config.auditSinks)) {
-    if (name === 'stdout') sinks.push(new StdoutSink(log));
+    if (name === 'stdout') sinks.push(new StdoutSink(log, config.auditFlushTimeout));
     if (name === 'file') {
       sinks.push(new FileSink({ path: config.auditFilePath!, maxBytes: config.auditFileMaxSize * MIB, maxBackups: config.auditFileMaxBackups }, log));
     }

@@ -23,9 +23,13 @@ export class StdoutSink implements Sink {
   private writing = false;
   private full: { promise: Promise<void>; resolve: () => void } | undefined;
   private idle: (() => void)[] = [];
+  /** Closed with lines still queued: nothing more is tried. */
+  private abandoned = false;
 
   constructor(
     private readonly log: Logger,
+    /** How long close() waits for a reader that is behind; what is still queued then is counted as dropped. */
+    private readonly flushTimeoutMs: number,
     private readonly fd = 1,
   ) {}
 
@@ -43,7 +47,7 @@ export class StdoutSink implements Sink {
 
   /** Writes the first queued line from `offset`, then the next, until the queue is empty. */
   private next(offset: number): void {
-    const first = this.queue[0];
+    const first = this.abandoned ? undefined : this.queue[0];
     if (!first) {
       this.writing = false;
       this.idle.splice(0).forEach((resolve) => resolve());
@@ -79,9 +83,24 @@ export class StdoutSink implements Sink {
     return { ...this.counters, buffered: this.queue.length };
   }
 
-  /** Resolves once every queued line is written. */
+  /** Resolves once every queued line is written, or after flushTimeoutMs (a reader that never reads must not hold the shutdown). */
   close(): Promise<void> {
     if (!this.writing) return Promise.resolve();
-    return new Promise((resolve) => this.idle.push(resolve));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        const left = this.queue.length;
+        this.abandoned = true;
+        this.queue.length = 0;
+        this.full?.resolve();
+        this.full = undefined;
+        this.counters.dropped += left;
+        this.log.error({ sink: this.name, dropped: left }, `standard output's reader did not take the last ${left} audit events within ${this.flushTimeoutMs}ms: they are lost`);
+        resolve();
+      }, this.flushTimeoutMs);
+      this.idle.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }

@@ -25,7 +25,7 @@ describe('sidecar/audit sinks: stdout and file', function () {
   it('stdout: writes each event as one line and nothing else', async function () {
     const file = path.join(dir, 'stdout');
     const fd = openSync(file, 'w');
-    const sink = new StdoutSink(log, fd);
+    const sink = new StdoutSink(log, 4000, fd);
     for (let n = 0; n < 3; n++) sink.write(event(n));
     await sink.close();
     closeSync(fd);
@@ -38,7 +38,7 @@ describe('sidecar/audit sinks: stdout and file', function () {
     execFileSync('mkfifo', [fifo]);
     const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
-    const sink = new StdoutSink(log, writer);
+    const sink = new StdoutSink(log, 10_000, writer);
     const big = (n: number) => ({ auditID: id(n), json: JSON.stringify({ kind: 'Event', auditID: id(n), pad: 'x'.repeat(64 * 1024) }) });
     let expected = 0;
     for (let n = 0; n < 40; n++) {
@@ -76,6 +76,24 @@ describe('sidecar/audit sinks: stdout and file', function () {
     closeSync(reader);
     assert.equal(read, expected, 'every line reached the reader, whole');
     assert.deepEqual(sink.stats(), { received: 40, written: 40, dropped: 0, buffered: 0, failures: 0 });
+  });
+
+  it('stdout: a reader that never reads does not hold the shutdown past the flush timeout; what is left is counted as dropped', async function () {
+    const fifo = path.join(dir, 'stuck');
+    execFileSync('mkfifo', [fifo]);
+    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    const sink = new StdoutSink(log, 200, writer);
+    for (let n = 0; n < 10; n++) sink.write({ auditID: id(n), json: JSON.stringify({ kind: 'Event', auditID: id(n), pad: 'x'.repeat(64 * 1024) }) });
+    const started = Date.now();
+    await sink.close();
+    assert.ok(Date.now() - started < 5000, 'close() returned');
+    const stats = sink.stats();
+    assert.equal(stats.received, 10);
+    assert.ok(stats.dropped > 0 && stats.written + stats.dropped >= 10 - 1, JSON.stringify(stats));
+    assert.ok(logged.some((line) => JSON.stringify(line).includes('did not take the last')), 'the loss is logged');
+    closeSync(writer);
+    closeSync(reader);
   });
 
   it('file: appends, readable by its owner only, and rotates by size keeping the newest backups', async function () {
