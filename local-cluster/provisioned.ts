@@ -35,6 +35,7 @@ import { loadInjectorConfig, type InjectorConfig } from '../injector/config.js';
 import { decodeData } from '../injector/provision/kube.js';
 import type { ControlPlane } from './control-plane.js';
 import { mintServiceAccountToken, type AdminClients } from './kube.js';
+import { waitFor } from './wait.js';
 import { preserveSidecarAuditLog, registerSidecarAuditLog, serviceAccountUsername } from './audit-join.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -376,6 +377,25 @@ async function installationAuditSinks(clients: AdminClients, args: readonly stri
   if (!sidecarYaml) return [];
   const sinks: unknown = (YAML.parse(Buffer.from(sidecarYaml, 'base64').toString('utf8')) as Record<string, unknown> | null)?.auditSinks;
   return Array.isArray(sinks) ? sinks.map(String).filter((sink) => sink !== 'file') : [];
+}
+
+/**
+ * A dashboard pod the injector injected, created in a labelled namespace once its default service
+ * account exists; created again until the injector has seen the namespace (its caches may lag by a
+ * moment) and injects it.
+ */
+export async function createInjectedPod(clients: AdminClients, namespace: string, name = 'dashboard'): Promise<V1Pod> {
+  await waitFor('the default service account', () => clients.core.readNamespacedServiceAccount({ name: 'default', namespace }).then(() => true));
+  return waitFor(
+    'the injector to inject a pod',
+    async () => {
+      const body = { metadata: { name }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } };
+      const created = await clients.core.createNamespacedPod({ namespace, body }).catch(() => undefined);
+      return created?.spec?.serviceAccountName === 'chaperone-impersonator' ? created : undefined;
+    },
+    90_000,
+    1000,
+  );
 }
 
 export async function startPodSidecar(

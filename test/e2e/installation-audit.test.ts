@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
 import { SECRETS } from '../../injector/provision/names.js';
@@ -15,7 +14,7 @@ import { startInjector, type RunningInjector } from '../../injector/injector.js'
 import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { createInjectedPod, createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { sharedControlPlane } from '../support/shared.js';
@@ -80,16 +79,7 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
     namespace = await installation.createLabelledNamespace('installation-audit');
     await grantInNamespace(cp, clients, namespace, 'view', 'alice');
     await clients.core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'settings' }, data: { theme: 'dark' } } });
-    await waitFor('the default service account', () => clients.core.readNamespacedServiceAccount({ name: 'default', namespace }).then(() => true));
-    const pod: V1Pod = await waitFor(
-      'the injector to inject a pod',
-      async () => {
-        const created = await createPod('dashboard').catch(() => undefined);
-        return created?.spec?.serviceAccountName === 'chaperone-impersonator' ? created : undefined;
-      },
-      90_000,
-      1000,
-    );
+    const pod = await createInjectedPod(clients, namespace);
     sidecar = await startPodSidecar(cp, clients, pod);
     const identityCa = caSetFromSecret(await clients.core.readNamespacedSecret({ name: SECRETS.identityCa, namespace: installation.namespace })).active;
     alice = issueCertificate(identityCa, { commonName: 'alice', organizations: ['dev'], usage: 'client', validitySeconds: 900 });

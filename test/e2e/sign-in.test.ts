@@ -18,7 +18,7 @@ import { SECRETS } from '../../injector/provision/names.js';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import { adminClients, createServiceAccount, kubectl, mintServiceAccountToken, type AdminClients } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { createInjectedPod, createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
@@ -117,16 +117,7 @@ describe('sign-in in an injected pod: the installation configuration (issue 18)'
     injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', `--impersonation-extras=${TENANT_EXTRA}`]), silentLog);
     await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
     namespace = await installation.createLabelledNamespace('sign-in');
-    await waitFor('the default service account', () => clients.core.readNamespacedServiceAccount({ name: 'default', namespace }).then(() => true));
-    pod = await waitFor(
-      'the injector to inject a pod',
-      async () => {
-        const created = await createPod('dashboard').catch(() => undefined);
-        return created?.spec?.serviceAccountName === 'chaperone-impersonator' ? created : undefined;
-      },
-      90_000,
-      1000,
-    );
+    pod = await createInjectedPod(clients, namespace);
     sidecar = await startPodSidecar(cp, clients, pod);
     // The API server initialises its JWT authenticators in the background.
     const token = await issuer.idToken('alice');
