@@ -56,7 +56,7 @@ export const auditOptions = {
   }),
   auditFlushTimeout: option(duration(), {
     default: '4s',
-    description: 'On shutdown, how long buffered events may take to reach the webhook; what is left then is counted as dropped.',
+    description: 'On shutdown, how long buffered events may take to reach the webhook, or a slow reader of standard output; what is left then is counted as dropped.',
   }),
   auditBodyLimit: option(int({ min: 1024 }), {
     default: 256 * 1024,
