@@ -11,7 +11,7 @@ import { attributesOf, type AccessReviewer } from './authz/review.js';
 import { AuthenticationFailed, type ChainOutcome } from './authn/chain.js';
 import type { AuditRecorder, RequestRecord } from './audit/record.js';
 import { bodyFraming } from './forward/framing.js';
-import { UnauthorizedForward, type ForwardRequest } from './forward/http.js';
+import { NotForwarded, UnauthorizedForward, type ForwardRequest } from './forward/http.js';
 import type { UpgradeRequest } from './forward/upgrade.js';
 import { guardAuthenticated, guardEffective, type GuardPolicy } from './guard.js';
 import type { Authenticated, Identity } from './identity.js';
@@ -274,10 +274,8 @@ export class Pipeline {
           metrics.openWatches.dec();
         });
       },
-      onStarted: () => {
-        record.forwarded = true;
-        this.upstreamOpen.set(record, settled);
-      },
+      onOpened: () => this.upstreamOpen.set(record, settled),
+      onForwarded: () => (record.forwarded = true),
       onUpstreamClosed: () => upstreamClosed(),
       onBodySent: () => (record.bodySent = true),
       onError: (err) => this.refuse(res, record, err),
@@ -313,7 +311,7 @@ export class Pipeline {
   }
 
   private statusFor(err: unknown, record: RequestRecord): StatusError {
-    if (err instanceof UnauthorizedForward) record.forwarded = false;
+    if (err instanceof UnauthorizedForward || err instanceof NotForwarded) record.forwarded = false;
     const planned = err instanceof StatusError;
     record.error = planned ? err.internal : (err as Error).message;
     // An error on the way to or from the API server is the connection's; any other is nothing planned for (the API server's Panic stage).

@@ -18,6 +18,16 @@ export class UnauthorizedForward extends StatusError {
   }
 }
 
+/**
+ * The request did not reach the API server: no connection to it, or the stream refused
+ * (REFUSED_STREAM promises that nothing of it ran). The audit event says not forwarded.
+ */
+export class NotForwarded extends StatusError {
+  constructor(cause: Error) {
+    super(503, 'ServiceUnavailable', `chaperone could not reach the API server: ${cause.message}`);
+  }
+}
+
 /** The API server did not start answering within the timeout. */
 export class UpstreamTimeout extends StatusError {
   constructor(message: string) {
@@ -70,8 +80,13 @@ export interface ForwardRequest {
   longRunning: boolean;
   /** How long the API server may take to start answering a request that is not long-running. */
   timeoutMs: number;
-  /** The request is on its way: its stream to the API server exists. */
-  onStarted: () => void;
+  /** Its stream to the API server exists: once the client has gone, the request is recorded when that stream is over. */
+  onOpened: () => void;
+  /**
+   * The request left for the API server: its HEADERS are on a connected session (said again for a
+   * stream sent once more). From then on the API server may have it, unless it refuses the stream.
+   */
+  onForwarded: () => void;
   /** Its whole body (or none) has been handed to that stream. */
   onBodySent: () => void;
   /** The stream to the API server is over (answered, reset or failed): what it recorded is settled. */
@@ -166,24 +181,33 @@ export class HttpForwarder {
     };
     const open = (retried: boolean) => {
       stream = this.upstream.sessions.request(outgoing, body === undefined);
-      stream.on('error', (err: NodeJS.ErrnoException) => {
+      const opened = stream;
+      // A stream is pending until its session connects; it then takes its id and its HEADERS leave.
+      let left = !opened.pending;
+      if (left) request.onForwarded();
+      else
+        opened.once('ready', () => {
+          left = true;
+          request.onForwarded();
+        });
+      opened.on('error', (err: NodeJS.ErrnoException) => {
+        const refused = opened.rstCode === REFUSED_STREAM;
         // A connection that was told to go away refuses the streams it never began: nothing of them
         // ran, so a request without a body is sent once more, on another connection.
-        if (!retried && !answered && body === undefined && stream.rstCode === REFUSED_STREAM && !res.destroyed) open(true);
-        else fail(err);
+        if (!retried && !answered && body === undefined && refused && !res.destroyed) open(true);
+        else fail(left && !refused ? err : new NotForwarded(err));
       });
       stream.once('response', (headers) => this.answer(request, stream, headers, () => {
         clearTimeout(timer);
         answered = true;
       }));
-      const opened = stream;
       // A stream refused and sent again on another connection is not over: its successor is.
       opened.once('close', () => {
         if (opened === stream) request.onUpstreamClosed?.();
       });
     };
     open(false);
-    request.onStarted();
+    request.onOpened();
     let bodySent = false;
     let timedOut = false;
     const sent = () => {

@@ -4,8 +4,9 @@
 // by itself; and it is left holding no socket the API server closed (CLOSE_WAIT) and no more
 // descriptors than before.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, createNamespace, grantInNamespace, type AdminClients } from '../../local-cluster/kube.js';
+import { adminClients, createNamespace, grantInNamespace, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
 import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { figure, size } from './support/knobs.js';
@@ -56,10 +57,22 @@ describe('hardening: the API server stopped and started again', function () {
       const ended = await Promise.race([watch.ended, sleep(30_000).then(() => 'hanging' as const)]);
       assert.notEqual(ended, 'hanging', 'the open watch ended when the API server went away');
 
+      const refused: string[] = [];
       for (const path of [list, `/api/v1/namespaces/${ns}/configmaps/never-asked-${i}`, '/version']) {
         const answer = await get(path);
         assert.equal(answer.status, 503, `${path} while the API server is down: ${answer.status} ${answer.error ?? answer.body}`);
         assert.equal((JSON.parse(answer.body) as { kind: string }).kind, 'Status');
+        refused.push(String(answer.headers['audit-id']));
+      }
+      // The list's decision was cached, so it went as far as the connection: none of them reached the API server.
+      const events = await waitFor('the audit events of the refused requests', async () => {
+        const written = (await readFile(sidecar.auditLog, 'utf8')).split('\n').filter(Boolean).map((line) => JSON.parse(line) as AuditEvent);
+        const found = refused.map((id) => written.find((event) => event.auditID === id && event.stage === 'ResponseComplete'));
+        return found.every(Boolean) ? (found as AuditEvent[]) : undefined;
+      }, 10_000);
+      for (const event of events) {
+        assert.equal(event.responseStatus?.code, 503, event.requestURI);
+        assert.equal(event.annotations?.['chaperone.dev/forwarded'], 'false', `${event.requestURI} is recorded as forwarded while the API server was down`);
       }
       await waitFor('/readyz fails', async () => ((await readyz()) === 503 ? true : undefined), 10_000);
 

@@ -10,7 +10,7 @@ import { forbiddenBecause, serviceUnavailable, type Status } from '../../../lib/
 import { AuthenticationFailed } from '../../../sidecar/authn/chain.js';
 import type { Attributes, Decision } from '../../../sidecar/authz/review.js';
 import type { RequestRecord } from '../../../sidecar/audit/record.js';
-import { UnauthorizedForward, UpstreamTimeout, type ForwardRequest } from '../../../sidecar/forward/http.js';
+import { NotForwarded, UnauthorizedForward, UpstreamTimeout, type ForwardRequest } from '../../../sidecar/forward/http.js';
 import type { UpgradeRequest } from '../../../sidecar/forward/upgrade.js';
 import type { Identity } from '../../../sidecar/identity.js';
 import { SidecarMetrics } from '../../../sidecar/metrics.js';
@@ -48,9 +48,15 @@ function keyOf(attributes: Attributes): string {
   return `${verb} ${resource}${subresource ? `/${subresource}` : ''}${name ? ` ${name}` : ''}`;
 }
 
+/** What the real forwarder says once the request's stream has left on a connected session. */
+function leave(request: ForwardRequest): void {
+  request.onOpened();
+  request.onForwarded();
+}
+
 /** The API server's answer to an authorized request, as the real forwarder would relay it. */
 function answerOk(request: ForwardRequest): void {
-  request.onStarted();
+  leave(request);
   request.req.resume();
   request.req.once('end', () => {
     request.onBodySent();
@@ -304,7 +310,7 @@ const CASES: Case[] = [
     who: 'alice',
     knobs: {
       forward: (request) => {
-        request.onStarted();
+        leave(request);
         request.onError(new UnauthorizedForward('identity header impersonate-user is not the one chaperone set'));
         request.onUpstreamClosed?.();
       },
@@ -322,7 +328,7 @@ const CASES: Case[] = [
     who: 'alice',
     knobs: {
       forward: (request) => {
-        request.onStarted();
+        leave(request);
         request.onError(new UpstreamTimeout('the API server did not answer within 2000ms'));
         request.onUpstreamClosed?.();
       },
@@ -335,12 +341,47 @@ const CASES: Case[] = [
     record: { forwarded: true, responseCode: 504 },
   },
   {
-    name: 'a connection to the API server that fails once the request is on its way: 503',
+    name: 'a connection to the API server that fails once the request left (it may have run): 503, forwarded',
     who: 'alice',
     knobs: {
       forward: (request) => {
-        request.onStarted();
-        request.onError(new Error('stream reset: REFUSED_STREAM'));
+        leave(request);
+        request.onError(new Error('read ECONNRESET'));
+        request.onUpstreamClosed?.();
+      },
+    },
+    status: 503,
+    message: /^chaperone could not reach the API server: read ECONNRESET$/,
+    reviews: ['alice: get configmaps settings'],
+    policyChecks: ['alice: get'],
+    forwarded: true,
+    record: { forwarded: true, responseCode: 503 },
+  },
+  {
+    name: 'an API server that cannot be reached: 503, and the record says it was not forwarded',
+    who: 'alice',
+    knobs: {
+      forward: (request) => {
+        request.onOpened();
+        request.onError(new NotForwarded(new Error('connect ECONNREFUSED 127.0.0.1:6443')));
+        request.onUpstreamClosed?.();
+      },
+    },
+    status: 503,
+    reason: 'ServiceUnavailable',
+    message: /^chaperone could not reach the API server: connect ECONNREFUSED 127.0.0.1:6443$/,
+    reviews: ['alice: get configmaps settings'],
+    policyChecks: ['alice: get'],
+    forwarded: true,
+    record: { forwarded: false, responseCode: 503, crashed: undefined },
+  },
+  {
+    name: 'a stream the API server refused after it left (REFUSED_STREAM: nothing of it ran): 503, not forwarded',
+    who: 'alice',
+    knobs: {
+      forward: (request) => {
+        leave(request);
+        request.onError(new NotForwarded(new Error('stream reset: REFUSED_STREAM')));
         request.onUpstreamClosed?.();
       },
     },
@@ -349,7 +390,7 @@ const CASES: Case[] = [
     reviews: ['alice: get configmaps settings'],
     policyChecks: ['alice: get'],
     forwarded: true,
-    record: { forwarded: true, responseCode: 503 },
+    record: { forwarded: false, responseCode: 503 },
   },
   {
     name: 'a failure nobody planned for: a 500 that says nothing of its cause, recorded as a crash',
@@ -457,7 +498,7 @@ describe('sidecar/pipeline: the stages in order, with fakes', function () {
   });
 
   it('counts a request whose client went away before any answer as the API server does, a 500, not as 200', async function () {
-    const { pipeline, trace, metrics } = harness({ ...defaults(), forward: (request) => request.onStarted() });
+    const { pipeline, trace, metrics } = harness({ ...defaults(), forward: leave });
     const server = await serve(pipeline);
     const { port } = server.address() as AddressInfo;
     try {
