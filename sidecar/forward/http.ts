@@ -210,17 +210,20 @@ export class HttpForwarder {
     request.onOpened();
     let bodySent = false;
     let timedOut = false;
+    let stopBody = () => undefined as void;
     const sent = () => {
       bodySent = true;
       request.onBodySent();
     };
     // Cut while its body was still on the way, the request is reset (its declared length tells the API
-    // server it is short). Cut once the body was all there, it is left to finish: whether the API
-    // server had begun it cannot be known, so it decides, and its answer is read and dropped.
+    // server it is short) and no more of the body goes, nor is said to have gone. Cut once the body was
+    // all there, it is left to finish: whether the API server had begun it cannot be known, so it
+    // decides, and its answer is read and dropped.
     const timer = this.timeout(request, () => {
       timedOut = true;
-      if (bodySent) stream.resume();
-      else stream.close(CANCEL);
+      if (bodySent) return void stream.resume();
+      stopBody();
+      stream.close(CANCEL);
     });
     // The client went away, or the sidecar ended the stream (shutdown). Once opened, a stream is never
     // withdrawn before the API server answers it (HTTP/2 would drop a request whose HEADERS had not
@@ -236,7 +239,7 @@ export class HttpForwarder {
       }, request.timeoutMs).unref();
     });
     if (body === 'stream') {
-      this.sendBody(request, stream!, sent);
+      stopBody = this.sendBody(request, stream!, sent);
     } else {
       if (body) stream!.end(body);
       else req.resume();
@@ -248,12 +251,15 @@ export class HttpForwarder {
    * The body as the client's parser delimits it, then the end of the stream. A body that does not
    * arrive whole (the client went away, its framing broke half-way, it grew past the cap) is ended
    * short instead: its declared length tells the API server it is short, and the API server refuses
-   * it with an answer, so the request is in its log as surely as in the sidecar's.
+   * it with an answer, so the request is in its log as surely as in the sidecar's. Returns what stops
+   * the body where it is, short, for the timeout's cut.
    */
-  private sendBody(request: ForwardRequest, stream: ClientHttp2Stream, sent: () => void): void {
+  private sendBody(request: ForwardRequest, stream: ClientHttp2Stream, sent: () => void): () => void {
     const { req } = request;
     const limit = new BodyLimit(request.maxBodyBytes);
+    let stopped = false;
     const endShort = () => {
+      stopped = true;
       limit.unpipe(stream);
       if (!stream.closed && !stream.writableEnded) stream.end();
     };
@@ -271,11 +277,12 @@ export class HttpForwarder {
     let handed = 0;
     let announced = false;
     const announce = () => {
-      if (announced) return;
+      if (announced || stopped) return;
       announced = true;
       sent();
     };
     limit.once('end', () => {
+      if (stopped) return;
       if (!req.complete) return endShort();
       stream.end();
       announce();
@@ -285,6 +292,7 @@ export class HttpForwarder {
       handed += chunk.length;
       if (handed === declared) announce();
     });
+    return endShort;
   }
 
   private answer(request: ForwardRequest, stream: ClientHttp2Stream, headers: IncomingHttpHeaders, started: () => void): void {

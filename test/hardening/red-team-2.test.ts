@@ -190,6 +190,7 @@ describe('hardening: red team 2 (attacks that held)', function () {
       const hastyAlice = hasty.clientCert('rt2-alice');
       let cut = 0;
       let ranAfterCut = 0;
+      let cutShort = 0;
       for (let i = 0; i < 40 && cut < 5; i++) {
         const name = `rt2-race-${i}-${tag()}`;
         const response = await via(hasty, `/api/v1/namespaces/${ns}/configmaps`, {
@@ -214,14 +215,17 @@ describe('hardening: red team 2 (attacks that held)', function () {
         assert.equal(ours.verb, 'create');
         if (theirs[0]) {
           assert.equal(theirs[0].verb, ours.verb);
-          assert.equal(theirs[0].objectRef?.name, name);
-          assert.equal(ours.objectRef?.name, name, `${name} (${response.status}, created ${created}): the sidecar's objectRef ${JSON.stringify(ours.objectRef)}`);
+          // Cut before its body was all sent, the API server refuses the short body and names no object; either way both logs agree.
+          if (created) assert.equal(theirs[0].objectRef?.name, name, `${name}: created, and the API server's event names no object`);
+          if (theirs[0].objectRef?.name === undefined) cutShort++;
+          if (theirs[0].objectRef?.name === undefined) assert.ok((theirs[0].responseStatus?.code ?? 0) >= 400, `${name}: the API server did not decode it, yet answered ${theirs[0].responseStatus?.code}`);
+          assert.equal(ours.objectRef?.name, theirs[0].objectRef?.name, `${name} (${response.status}, created ${created}): the sidecar's objectRef ${JSON.stringify(ours.objectRef)}, the API server's ${JSON.stringify(theirs[0].objectRef)}`);
           assert.equal(theirs[0].impersonatedUser?.username, 'rt2-alice');
         } else {
           assert.equal(created, false, `${name}: created, and no API server event`);
         }
       }
-      this.test!.title += ` (${cut} cut by the timeout, ${ranAfterCut} of them created all the same)`;
+      this.test!.title += ` (${cut} cut by the timeout, ${ranAfterCut} of them created all the same; ${cutShort} cut before the body was all sent)`;
     });
   });
 });
