@@ -72,6 +72,23 @@ export interface PipelineOptions {
   maxUpgrades: number;
 }
 
+/** The reviewer, with every review it makes for this request kept in its record. */
+function recordingReviews(reviewer: AccessReviewer, record: RequestRecord): AccessReviewer {
+  return {
+    review: async (identity, attributes) => {
+      const decision = await reviewer.review(identity, attributes);
+      record.reviews.push({ user: identity.username, attributes, decision });
+      record.decision = decision;
+      return decision;
+    },
+  };
+}
+
+async function authorize(reviewer: AccessReviewer, identity: Identity, info: RequestInfo): Promise<void> {
+  const decision = await reviewer.review(identity, attributesOf(info));
+  if (!decision.allowed) throw forbidden(identity.username, info, decision.reason);
+}
+
 /** A stream being relayed, so shutdown can end it cleanly instead of cutting it. */
 interface Streaming {
   res: ServerResponse;
@@ -199,15 +216,16 @@ export class Pipeline {
     record.nestedImpersonation = nested !== undefined;
     if (nested) this.options.access.checkNested(nested);
     guardAuthenticated(authenticated, this.guard);
-    const effective = nested ? await authorizeImpersonation(this.options.reviewer, authenticated.identity, nested) : authenticated.identity;
+    const reviewer = recordingReviews(this.options.reviewer, record);
+    const effective = nested ? await authorizeImpersonation(reviewer, authenticated.identity, nested) : authenticated.identity;
     guardEffective(effective, this.guard);
 
     const create = compoundCreate(record.info);
     const { access } = this.options;
     access.check(effective, record.info);
     if (create) access.check(effective, create);
-    await this.authorize(effective, record.info, record);
-    if (create) await this.authorize(effective, create, record);
+    await authorize(reviewer, effective, record.info);
+    if (create) await authorize(reviewer, effective, create);
 
     const token = this.options.token.bearerToken();
     if (!token) throw serviceUnavailable('chaperone has no service-account token to reach the API server with');
@@ -231,12 +249,6 @@ export class Pipeline {
       if (err instanceof AuthenticationFailed) countFailures(err.failures);
       throw err;
     }
-  }
-
-  private async authorize(identity: Identity, info: RequestInfo, record: RequestRecord): Promise<void> {
-    const decision = await this.options.reviewer.review(identity, attributesOf(info));
-    record.decision = decision;
-    if (!decision.allowed) throw forbidden(identity.username, info, decision.reason);
   }
 
   private forward(req: IncomingMessage, res: ServerResponse, record: RequestRecord, identityHeaders: OutgoingHttpHeaders): void {
@@ -295,6 +307,7 @@ export class Pipeline {
       info: requestInfo(req.method ?? 'GET', requestURI),
       authenticationFailures: [],
       nestedImpersonation: false,
+      reviews: [],
       forwarded: false,
       responseCode: 0,
     };

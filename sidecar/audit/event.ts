@@ -6,7 +6,7 @@ import type { Identity } from '../identity.js';
 import { toStatus } from '../../lib/status.js';
 import { RawJson } from './body.js';
 import type { MetadataReading, ObjectMetaStrings } from './object-meta.js';
-import type { RequestRecord } from './record.js';
+import type { RequestRecord, Review } from './record.js';
 import { AUDIT_API_VERSION, type Level, type Stage } from '../../lib/sidecar-config/audit-policy.js';
 import type { Event, ObjectReference, ResponseStatus, UserInfo } from './types.js';
 
@@ -23,6 +23,11 @@ export const ANNOTATIONS = {
   authorizationDecision: 'chaperone.dev/authorization-decision',
   /** The reason the SubjectAccessReview gave (often empty, as in the API server's own events). */
   authorizationReason: 'chaperone.dev/authorization-reason',
+  /**
+   * When more than one review settled the request (kubectl --as, exec and the other compound
+   * creates): each of them, in order, as JSON.
+   */
+  authorizationReviews: 'chaperone.dev/authorization-reviews',
   /** "true" when the client itself sent Impersonate-* headers (kubectl --as). */
   nestedImpersonation: 'chaperone.dev/nested-impersonation',
   /** "true" when the request was sent on to the API server, whose log then has the same auditID. */
@@ -169,6 +174,13 @@ export function responseStatusOf(record: RequestRecord, upstreamCode: number | u
   return status;
 }
 
+/** A review as a security team reads it: who, what, and the answer, the empty fields left out. */
+function describeReview({ user, attributes, decision }: Review): Record<string, string> {
+  const asked = 'resource' in attributes ? attributes.resource : attributes.nonResource;
+  const fields: Record<string, string | undefined> = { user, ...asked, decision: decision.allowed ? 'allow' : 'forbid', reason: decision.reason };
+  return Object.fromEntries(Object.entries(fields).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''));
+}
+
 export function annotationsOf(
   record: RequestRecord,
   served: Served,
@@ -183,6 +195,7 @@ export function annotationsOf(
     annotations[ANNOTATIONS.authorizationDecision] = record.decision.allowed ? 'allow' : 'forbid';
     annotations[ANNOTATIONS.authorizationReason] = record.decision.reason;
   }
+  if (record.reviews.length > 1) annotations[ANNOTATIONS.authorizationReviews] = JSON.stringify(record.reviews.map(describeReview));
   if (record.nestedImpersonation) annotations[ANNOTATIONS.nestedImpersonation] = 'true';
   annotations[ANNOTATIONS.forwarded] = String(record.forwarded);
   if (record.error) annotations[ANNOTATIONS.error] = record.error;

@@ -2,8 +2,17 @@
 import type { IncomingMessage } from 'node:http';
 import type { UpstreamResponse } from '../forward/http.js';
 import type { RequestInfo } from '../authz/request-info.js';
+import type { Attributes, Decision } from '../authz/review.js';
 import type { Authenticated, AuthenticationMethod, Identity } from '../identity.js';
 import type { StatusError } from '../../lib/status.js';
+
+/** One SubjectAccessReview the sidecar made (or answered from its cache) for a request. */
+export interface Review {
+  /** The user reviewed: the person, or for a request under nested impersonation, the one impersonated. */
+  user: string;
+  attributes: Attributes;
+  decision: Decision;
+}
 
 export interface RequestRecord {
   /** The Audit-ID sent upstream, chosen by the sidecar; never the client's. */
@@ -20,7 +29,10 @@ export interface RequestRecord {
   /** The identity sent upstream (after nested impersonation), when the request was forwarded. */
   impersonated?: Identity;
   nestedImpersonation: boolean;
-  decision?: { allowed: boolean; reason: string };
+  /** The decision of the last review made, the one that settled the request (a refusal stops at the first). */
+  decision?: Decision;
+  /** Every review made for the request, in order: nested impersonation's, the request's, a compound create's. */
+  reviews: Review[];
   forwarded: boolean;
   /** The whole body (or none) reached the API server's stream; until then it cannot have decoded it. */
   bodySent?: boolean;

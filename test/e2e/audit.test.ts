@@ -139,6 +139,13 @@ describe('audit events (real API server)', function () {
       assert.equal(nested.annotations?.[ANNOTATIONS.nestedImpersonation], 'true');
       const original = JSON.parse(nested.impersonatedUser?.extra?.[ORIGINAL_USER_INFO_EXTRA]?.[0] ?? '{}') as { username?: string };
       assert.equal(original.username, 'carol', 'the original person travels upstream in the extra');
+      const nestedReviews = JSON.parse(nested.annotations?.[ANNOTATIONS.authorizationReviews] ?? '[]') as Record<string, string>[];
+      assert.deepEqual(
+        nestedReviews.map((r) => [r.user, r.verb, r.resource, r.name, r.decision].filter(Boolean).join(' ')),
+        ['carol impersonate users alice allow', 'carol impersonate groups dev allow', 'alice list pods allow'],
+        'every review the nested impersonation took, in order',
+      );
+      assert.equal(byWhat('allowed list').annotations?.[ANNOTATIONS.authorizationReviews], undefined, 'one review: the decision annotations say it all');
       assert.equal(byWhat('refused by the sidecar').annotations?.[ANNOTATIONS.authorizationDecision], 'forbid');
       assert.equal(byWhat('refused by the API server').annotations?.[ANNOTATIONS.authorizationDecision], 'allow');
       assert.equal(byWhat('allowed list').annotations?.[ANNOTATIONS.authenticationMethod], 'x509');
@@ -215,6 +222,8 @@ describe('audit events (real API server)', function () {
         assert.equal(event.responseStatus?.code, failed.status, 'the code the client got');
         assert.equal(event.responseStatus?.code, theirs[0]!.responseStatus?.code, 'the code the API server logged');
         assert.equal(event.impersonatedUser?.username, 'erin');
+        // SPDY's POST is one create review; a websocket's GET would be two (get, then create).
+        assert.equal(event.annotations?.[ANNOTATIONS.authorizationReviews], undefined);
       }
       assert.ok(events.filter((e) => e.auditID === refusedId).every((e) => e.responseStatus?.code === 403 && e.annotations?.[ANNOTATIONS.forwarded] === 'false'));
     });

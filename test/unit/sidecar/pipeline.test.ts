@@ -479,6 +479,24 @@ describe('sidecar/pipeline: the stages in order, with fakes', function () {
     });
   }
 
+  it('keeps every review in the record, in order: the impersonation checks, the request, a compound create; the last settles it', async function () {
+    const { pipeline, trace } = harness({ ...defaults(), decide: (identity, key) => ({ allowed: !(identity.username === 'carol' && key.startsWith('create')), reason: `said for ${key}` }) });
+    const server = await serve(pipeline);
+    try {
+      const exec = '/api/v1/namespaces/team-a/pods/web/exec?command=ls';
+      const answer = await send(server, 'GET', exec, { authorization: 'Bearer alice', 'impersonate-user': 'carol' });
+      assert.equal(answer.status, 403, answer.body);
+      const [record] = await recordsOf(trace, 1);
+      assert.deepEqual(
+        record!.reviews.map((r) => `${r.user}: ${keyOf(r.attributes)} ${r.decision.allowed ? 'allow' : 'forbid'}`),
+        ['alice: impersonate users carol allow', 'carol: get pods/exec web allow', 'carol: create pods/exec web forbid'],
+      );
+      assert.deepEqual(record!.decision, { allowed: false, reason: 'said for create pods/exec web' });
+    } finally {
+      server.close();
+    }
+  });
+
   it('forwards with exactly the identity it decided on, the scoped token and its own Audit-Id, never the client’s headers for them', async function () {
     const { pipeline, trace } = harness(defaults());
     const server = await serve(pipeline);

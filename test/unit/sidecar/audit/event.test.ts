@@ -106,6 +106,26 @@ describe('sidecar/audit/event', function () {
     assert.equal(event.annotations?.[ANNOTATIONS.authorizationDecision], 'forbid');
   });
 
+  it('lists every review when the request took more than one, in order, empty fields left out; none for a single review', function () {
+    const allow = { allowed: true, reason: '' };
+    const record = forwardedFor('POST', '/api/v1/namespaces/b/pods/web/exec?command=ls', {
+      reviews: [
+        { user: 'carol', attributes: { resource: { verb: 'impersonate', group: '', resource: 'users', name: 'alice' } }, decision: allow },
+        { user: 'alice', attributes: { resource: { verb: 'get', group: '', version: 'v1', resource: 'pods', subresource: 'exec', namespace: 'b', name: 'web' } }, decision: allow },
+        { user: 'alice', attributes: { resource: { verb: 'create', group: '', version: 'v1', resource: 'pods', subresource: 'exec', namespace: 'b', name: 'web' } }, decision: { allowed: false, reason: 'no' } },
+      ],
+    });
+    const event = buildEvent(input({ record, responseStatus: responseStatusOf(record, undefined, undefined) }));
+    assert.deepEqual(JSON.parse(event.annotations?.[ANNOTATIONS.authorizationReviews] ?? 'null'), [
+      { user: 'carol', verb: 'impersonate', resource: 'users', name: 'alice', decision: 'allow' },
+      { user: 'alice', verb: 'get', version: 'v1', resource: 'pods', subresource: 'exec', namespace: 'b', name: 'web', decision: 'allow' },
+      { user: 'alice', verb: 'create', version: 'v1', resource: 'pods', subresource: 'exec', namespace: 'b', name: 'web', decision: 'forbid', reason: 'no' },
+    ]);
+    const single = forwardedFor('GET', '/api/v1/namespaces/b/pods');
+    assert.equal(single.reviews.length, 1);
+    assert.equal(buildEvent(input({ record: single, responseStatus: responseStatusOf(single, undefined, undefined) })).annotations?.[ANNOTATIONS.authorizationReviews], undefined);
+  });
+
   it('names the person as user and the impersonated identity as impersonatedUser when the client impersonates', function () {
     const carol = { username: 'carol', groups: ['support', 'system:authenticated'], extra: {} };
     const sent = { username: 'alice', groups: ['dev'], extra: { [ORIGINAL_USER_INFO_EXTRA]: ['{"username":"carol"}'] } };

@@ -1,8 +1,11 @@
 // Records as the pipeline leaves them, and a logger to read, for the audit unit tests.
 import { pino, type Logger } from 'pino';
 import { requestInfo } from '../../../../sidecar/authz/request-info.js';
+import { attributesOf } from '../../../../sidecar/authz/review.js';
 import type { RequestRecord } from '../../../../sidecar/audit/record.js';
 import type { Identity } from '../../../../sidecar/identity.js';
+
+const ALLOWED = { allowed: true, reason: 'RBAC: allowed by RoleBinding "view/team-a" of ClusterRole "view" to User "alice"' };
 
 export const alice: Identity = { username: 'alice', groups: ['dev', 'system:authenticated'], extra: {} };
 
@@ -18,6 +21,7 @@ export function recordFor(method: string, url: string, overrides: Partial<Reques
     info: requestInfo(method, url),
     authenticationFailures: [],
     nestedImpersonation: false,
+    reviews: [],
     forwarded: false,
     responseCode: 0,
     ...overrides,
@@ -28,7 +32,8 @@ export function recordFor(method: string, url: string, overrides: Partial<Reques
 export function forwardedFor(method: string, url: string, overrides: Partial<RequestRecord> = {}): RequestRecord {
   return recordFor(method, url, {
     authenticated: { identity: alice, method: 'x509' },
-    decision: { allowed: true, reason: 'RBAC: allowed by RoleBinding "view/team-a" of ClusterRole "view" to User "alice"' },
+    decision: ALLOWED,
+    reviews: [{ user: 'alice', attributes: attributesOf(requestInfo(method, url)), decision: ALLOWED }],
     impersonated: alice,
     forwarded: true,
     bodySent: true, // the forwarder says so once the whole body (or none) is on the stream
