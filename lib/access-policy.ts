@@ -14,6 +14,17 @@ export const ACCESS_LEVELS = ['dashboard', 'read-only', 'custom'] as const;
 export type AccessLevel = (typeof ACCESS_LEVELS)[number];
 
 export const READ_VERBS = ['get', 'list', 'watch'] as const;
+/**
+ * Subresources that are readable by verb but are doors into a container, a node or a token: read-only
+ * access never reaches them (a GET of nodes/proxy upgraded to a websocket runs commands through the kubelet).
+ */
+export const NOT_READ_ONLY_SUBRESOURCES: ReadonlySet<string> = new Set(['exec', 'attach', 'portforward', 'proxy', 'token']);
+
+/** Whether read-only access covers the request: a read verb, and no subresource that is a door. */
+export function isReadOnlyRequest(attributes: { isResourceRequest: boolean; verb: string; subresource: string }): boolean {
+  if (!(READ_VERBS as readonly string[]).includes(attributes.verb)) return false;
+  return !attributes.isResourceRequest || !NOT_READ_ONLY_SUBRESOURCES.has(attributes.subresource);
+}
 /** The verbs a policy may grant. Never impersonate, bind, escalate, approve, sign or use: those hand out power. */
 export const GRANTABLE_VERBS = [...READ_VERBS, 'create', 'update', 'patch', 'delete', 'deletecollection'] as const;
 

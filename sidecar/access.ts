@@ -6,9 +6,9 @@
 import {
   describePolicy,
   groupAllowed,
+  isReadOnlyRequest,
   parsePolicy,
   policyAllows,
-  READ_VERBS,
   type AccessPolicy,
   type ImpersonationMode,
 } from '../lib/access-policy.js';
@@ -79,7 +79,7 @@ export class AccessGate {
   check(identity: Identity, info: RequestInfo): void {
     if (this.loaded && 'problem' in this.loaded) throw serviceUnavailable(`chaperone has no valid access policy: ${this.loaded.problem}`);
     const policy = this.loaded?.policy;
-    if (this.options.readOnly && !(READ_VERBS as readonly string[]).includes(info.verb)) {
+    if (this.options.readOnly && !isReadOnlyRequest(info)) {
       throw forbidden(identity.username, info, 'this pod is read-only (chaperone.dev/read-only)');
     }
     if (!policy) return;

@@ -7,6 +7,7 @@ import {
   ACCESS_LEVELS,
   CHAPERONE_EXTRAS,
   GRANTABLE_VERBS,
+  NOT_READ_ONLY_SUBRESOURCES,
   READ_VERBS,
   resourceRuleSchema,
   type AccessLevel,
@@ -37,8 +38,6 @@ export interface AccessDefaults {
 /** A namespace whose annotations do not make a policy: the message names each annotation at fault. */
 export class AccessPolicyError extends Error {}
 
-/** Readable without being a door into a container, a node or a token. */
-const NOT_READ_ONLY_SUBRESOURCES = new Set(['exec', 'attach', 'portforward', 'proxy', 'token']);
 const ALL_NON_RESOURCE_URLS = ['*'];
 /**
  * What dashboard access does not write: the cluster's security settings, whose change would hand out

@@ -115,5 +115,22 @@ describe('sidecar access policy', function () {
     assert.equal(refusal(pod, alice, 'GET', '/api/v1/namespaces/team/pods?watch=1'), undefined);
     assert.match(refusal(pod, alice, 'DELETE', '/api/v1/namespaces/team/pods/x')!.message, /this pod is read-only \(chaperone.dev\/read-only\)/);
   });
+
+  it('a read-only pod reads, but never through a door a GET opens: a node\'s kubelet, a pod\'s exec or proxy, a token', function () {
+    const pod = gate({ readOnly: true });
+    for (const door of [
+      '/api/v1/nodes/n1/proxy/exec/team/web/app?command=id', // the kubelet's API: exec into any pod on the node
+      '/api/v1/namespaces/team/pods/web/exec?command=id', // a websocket exec is a GET
+      '/api/v1/namespaces/team/pods/web/attach?stdout=true',
+      '/api/v1/namespaces/team/pods/web/portforward?ports=80',
+      '/api/v1/namespaces/team/pods/web/proxy/admin',
+      '/api/v1/namespaces/team/services/web:80/proxy/',
+    ]) {
+      assert.match(refusal(pod, alice, 'GET', door)?.message ?? 'allowed', /this pod is read-only/, door);
+    }
+    for (const read of ['/api/v1/namespaces/team/pods/web/log', '/api/v1/namespaces/team/pods/web/status', '/api/v1/nodes/n1', '/healthz']) {
+      assert.equal(refusal(pod, alice, 'GET', read), undefined, read);
+    }
+  });
 });
 
