@@ -169,6 +169,7 @@ describe('the docs, run as written (a control plane of their own)', function () 
     it('chaperone doctor, its JSON through jq included', async function () {
       const doctor = succeeded(await docs.run('docs/operations.md', 'npx chaperone doctor -n team-a'));
       assert.match(doctor.stdout, new RegExp(`chaperone doctor: namespace ${TEAM}\n`));
+      assert.match(doctor.stdout, new RegExp(`chaperone doctor: namespace ${TEAM}, pod ${POD}\n`));
     });
   });
 
@@ -212,6 +213,18 @@ describe('the docs, run as written (a control plane of their own)', function () 
     it('lists the injected pods with their sidecar image', async function () {
       const listed = succeeded(await docs.run('docs/upgrading.md', 'chaperone.dev/status'));
       assert.match(listed.stdout, new RegExp(`^${TEAM}\t${POD}\tghcr.io/chaperone-dev/chaperone-sidecar:`, 'm'));
+    });
+  });
+
+  describe("the examples' READMEs (manifests/examples)", function () {
+    it("grants a person access by the identity the sidecar gives them, each example's way", async function () {
+      const user = 'https://auth.example.com/realms/company#alice-sub';
+      for (const example of ['headlamp', 'kubernetes-dashboard']) {
+        succeeded(await docs.run(`manifests/examples/${example}/README.md`, 'create rolebinding alice-view', { example: { written: '<alice sub>', actual: 'alice-sub' } }));
+        const canI = await kubectl(cp.adminKubeconfig, ['auth', 'can-i', 'list', 'pods', '-n', TEAM, '--as', user]);
+        assert.equal(canI.stdout.trim(), 'yes', canI.stderr);
+        succeeded(await kubectl(cp.adminKubeconfig, ['-n', TEAM, 'delete', 'rolebinding', 'alice-view']));
+      }
     });
   });
 

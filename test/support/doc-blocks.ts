@@ -69,10 +69,11 @@ export async function fencedBlocks(file: string): Promise<FencedBlock[]> {
   return blocks;
 }
 
-/** The markdown the inventory covers: README.md and docs/*.md. */
+/** The markdown the inventory covers: README.md, docs/*.md and each example's README. */
 export async function documentationFiles(): Promise<string[]> {
   const docs = (await readdir(path.join(REPO, 'docs'))).filter((name) => name.endsWith('.md')).sort();
-  return ['README.md', ...docs.map((name) => `docs/${name}`)];
+  const examples = (await readdir(path.join(REPO, 'manifests/examples'), { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort();
+  return ['README.md', ...docs.map((name) => `docs/${name}`), ...examples.map((name) => `manifests/examples/${name}/README.md`)];
 }
 
 /** The command blocks of the docs a test file says it runs (`<!-- runs in <that file> -->`). */
