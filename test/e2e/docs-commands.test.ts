@@ -2,21 +2,23 @@
 // (test/support/doc-runner.ts says the little that differs: the kubeconfig, `chaperone` from this
 // checkout, a scratch directory) against a control plane of their own, in the order a platform
 // engineer would: install, issue, revoke, rotate, check, harden, sign-in RBAC, annotate, change with
-// an overlay and upgrade. The test plays only what this control plane has not: the kubelet and
-// kube-proxy (the injector the Deployment describes runs in this process, reached at its Service's
-// cluster IP through the API server's egress selector) and the Deployment controller (it reports the
-// replicas rolled out once that injector runs). The last test proves every block marked
-// `<!-- runs in test/e2e/docs-commands.test.ts -->` ran.
+// an overlay, upgrade, add monitoring. The test plays only what this control plane has not: the
+// kubelet and kube-proxy (the injector the Deployment describes runs in this process, reached at its
+// Service's cluster IP through the API server's egress selector), the Deployment controller (it
+// reports the replicas rolled out once that injector runs) and the Prometheus Operator (its kinds,
+// without their schemas). The last test proves every block marked `<!-- runs in
+// test/e2e/docs-commands.test.ts -->` ran.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { AdmissionregistrationV1Api, AppsV1Api, DiscoveryV1Api, type V1EndpointSlice, type V1Pod } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, ApiextensionsV1Api, AppsV1Api, DiscoveryV1Api, type V1EndpointSlice, type V1Pod } from '@kubernetes/client-node';
 import type { RunningInjector } from '../../injector/injector.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { installMonitoringCrds } from '../../local-cluster/metrics.js';
 import { adminClients, kubectl, type AdminClients, type CommandResult } from '../../local-cluster/kube.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { DocRunner } from '../support/doc-runner.js';
@@ -44,6 +46,8 @@ describe('the docs, run as written (a control plane of their own)', function () 
   const sidecarOf = (pod: V1Pod) => [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === 'chaperone');
   const dryRunPod = () => clients.core.createNamespacedPod({ namespace: TEAM, body: { metadata: { generateName: 'headlamp-' }, spec: { containers: [{ name: 'headlamp', image: 'ghcr.io/headlamp-k8s/headlamp:v0.30.0' }] } }, dryRun: 'All' });
   const sidecarConfig = async () => decodeData((await clients.core.readNamespacedSecret({ name: 'chaperone-sidecar-config', namespace: NAMESPACE })).data)['sidecar.yaml'] ?? '';
+
+  const injectorImage = async () => (await clients.kubeconfig.makeApiClient(AppsV1Api).readNamespacedDeployment({ name: 'chaperone-injector', namespace: NAMESPACE })).spec!.template.spec!.containers[0]!.image!;
 
   /** The EndpointSlice controller's part: the Service has a ready endpoint (what chaperone doctor checks; the egress proxy does the routing). */
   async function declareReadyEndpoint(portName: string | undefined): Promise<void> {
@@ -199,15 +203,26 @@ describe('the docs, run as written (a control plane of their own)', function () 
 
   describe('docs/upgrading.md', function () {
     it("applies operations.md's overlay as upgrading.md says: the new injector runs, the rollout completes", async function () {
-      await docs.run('docs/operations.md', '# my-chaperone/kustomization.yaml');
+      await docs.run('docs/operations.md', 'newName: registry.example.com/chaperone/chaperone-injector');
       const rollout = docs.run('docs/upgrading.md', 'kubectl apply --server-side -k my-chaperone', { timeoutMs: 120_000 });
-      await waitFor('the overlay to be applied', async () => {
-        const deployment = await clients.kubeconfig.makeApiClient(AppsV1Api).readNamespacedDeployment({ name: 'chaperone-injector', namespace: NAMESPACE });
-        return deployment.spec!.template.spec!.containers[0]!.image!.startsWith('registry.example.com/');
-      }, 30_000, 250);
+      await waitFor('the overlay to be applied', async () => (await injectorImage()).startsWith('registry.example.com/'), 30_000, 250);
       await runTheDeployment();
       assert.match(succeeded(await rollout).stdout, /successfully rolled out/);
       await waitFor('pods to be injected by the new injector', async () => sidecarOf(await dryRunPod()) !== undefined, 30_000, 500);
+    });
+
+    it("adds monitoring as operations.md says (its overlay, applied the upgrading way), with the Prometheus Operator's kinds", async function () {
+      this.timeout(5 * 60_000);
+      // The Prometheus Operator's part: its kinds are served (stand-ins without their schemas).
+      await installMonitoringCrds(clients.kubeconfig.makeApiClient(ApiextensionsV1Api));
+      await docs.run('docs/operations.md', '../chaperone/manifests/components/monitoring');
+      // This overlay has none of the earlier one's patches: the injector goes back to the base's.
+      const rollout = docs.run('docs/upgrading.md', 'kubectl apply --server-side -k my-chaperone', { timeoutMs: 120_000 });
+      await waitFor('the overlay to be applied', async () => !(await injectorImage()).startsWith('registry.example.com/'), 30_000, 250);
+      await runTheDeployment();
+      assert.match(succeeded(await rollout).stdout, /successfully rolled out/);
+      const listed = succeeded(await kubectl(cp.adminKubeconfig, ['-n', NAMESPACE, 'get', 'podmonitors,prometheusrules', '-o', 'name']));
+      assert.deepEqual(listed.stdout.trim().split('\n').sort(), ['podmonitor.monitoring.coreos.com/chaperone-injector', 'podmonitor.monitoring.coreos.com/chaperone-sidecars', 'prometheusrule.monitoring.coreos.com/chaperone']);
     });
 
     it('lists the injected pods with their sidecar image', async function () {
