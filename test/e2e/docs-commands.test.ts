@@ -118,6 +118,8 @@ describe('the docs, run as written (a control plane of their own)', function () 
       const certificate = new X509Certificate(Buffer.from(config.users[0]!.user['client-certificate-data'], 'base64'));
       assert.match(certificate.subject, /CN=alice/);
       assert.match(certificate.subject, /O=dev/);
+      const identityCa = decodeData((await clients.core.readNamespacedSecret({ name: 'chaperone-identity-ca', namespace: NAMESPACE })).data)['ca.crt']!;
+      assert.ok(certificate.verify(new X509Certificate(identityCa).publicKey), 'signed by the identity CA');
     });
 
     it('chaperone revoke --serial puts the serial into the installation configuration, once operations.md has created it', async function () {
