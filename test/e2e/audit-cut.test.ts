@@ -2,20 +2,31 @@
 // only when the API server has the request (docs/audit.md's integrity query, run as written, finds
 // nothing), and its status is the one the API server recorded for the same auditID; a request that
 // never reached the API server is recorded as the sidecar saw it end, with the identity known by
-// then. Every path: HTTP/2 streams (plain, cut mid-body, long-running) and upgrades.
+// then. Every path: HTTP/2 streams (plain, cut mid-body, long-running) and upgrades. Then every jq
+// recipe of docs/audit.md, run as written over both logs, finds what the run did.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { connect } from 'node:tls';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { sharedControlPlane } from '../support/shared.js';
 import { type AdminClients, adminClients, createNamespace, grantInNamespace, readAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { rawRequest, startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import type { Event } from '../../sidecar/audit/types.js';
+import type { CommandResult } from '../../local-cluster/kube.js';
+import { DocRunner } from '../support/doc-runner.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function succeeded(result: Promise<CommandResult>): Promise<CommandResult> {
+  const { code, stdout, stderr } = await result;
+  assert.equal(code, 0, `exit code ${code}: ${stderr}${code === 127 ? " (jq is needed to run the docs' queries: apt-get install jq)" : ''}`);
+  return { code, stdout, stderr };
+}
 
 describe('audit: requests their clients abandon (real API server)', function () {
   this.timeout(300_000);
@@ -39,6 +50,14 @@ describe('audit: requests their clients abandon (real API server)', function () 
   after(async function () {
     await sidecar?.stop();
   });
+
+  /** The sidecar's audit events so far. */
+  async function recorded(): Promise<Event[]> {
+    return (await readFile(sidecar.auditLog, 'utf8'))
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Event);
+  }
 
   /** Writes one request and closes the connection `afterMs` later, whatever has happened by then. */
   function cut(request: string, afterMs: number): Promise<void> {
@@ -84,11 +103,7 @@ describe('audit: requests their clients abandon (real API server)', function () 
     await Promise.all(requests);
     await sleep(3000);
 
-    const sidecarEvents = (await readFile(sidecar.auditLog, 'utf8'))
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as Event)
-      .filter((e) => marks.some((mark) => e.requestURI.includes(mark)));
+    const sidecarEvents = (await recorded()).filter((e) => marks.some((mark) => e.requestURI.includes(mark)));
     const apiServer = (await readAuditEvents(cp)) as unknown as Event[];
     const apiServerById = new Map<string, Event[]>();
     for (const event of apiServer) apiServerById.set(event.auditID, [...(apiServerById.get(event.auditID) ?? []), event]);
@@ -119,17 +134,60 @@ describe('audit: requests their clients abandon (real API server)', function () 
     assert.deepEqual(failures, [], JSON.stringify(summary));
   });
 
-  it("docs/audit.md's integrity query, run as written over both logs, reports nothing", async function () {
-    const docs = await readFile(new URL('../../docs/audit.md', import.meta.url), 'utf8');
-    const query = /^Integrity: forwarded requests the API server has no event for[^]*?```sh\n([^]*?)```/m.exec(docs)?.[1];
-    assert.ok(query, 'docs/audit.md has the integrity query');
-    const command = query.replace('apiserver-audit.log', cp.auditLog).replace('sidecar-audit.log', sidecar.auditLog);
-    assert.notEqual(command, query, 'the query names the two logs as the test expects');
-    const unseen = await new Promise<string>((resolve, reject) =>
-      execFile('sh', ['-c', command], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
-        err ? reject(new Error(`${(err as { code?: unknown }).code === 127 ? 'jq is needed to run the docs\' queries (apt-get install jq): ' : ''}${err.message} ${stderr}`)) : resolve(stdout),
-      ),
-    );
-    assert.equal(unseen, '', 'forwarded requests the API server has no event for');
+  describe("docs/audit.md's jq recipes, run as written over both logs (named as the docs name them)", function () {
+    let docs: DocRunner;
+    let dir: string;
+    let forwarded: Event;
+
+    before(async function () {
+      dir = await mkdtemp(path.join(tmpdir(), 'chaperone-audit-recipes-'));
+      docs = await DocRunner.create({ testFile: import.meta.filename, dir, adminKubeconfig: cp.adminKubeconfig, namespace: ns });
+      await symlink(cp.auditLog, docs.file('apiserver-audit.log'));
+      await symlink(sidecar.auditLog, docs.file('sidecar-audit.log'));
+      // One request of each outcome: forwarded, refused by authorization, and with no credential.
+      const mark = `recipes-${Date.now()}`;
+      const get = (path: string, cert?: CertificateAndKey) => rawRequest(`${sidecar.url}${path}`, { ca: sidecar.servingCa.certPem, cert });
+      assert.equal((await get(`/api/v1/namespaces/${ns}/configmaps?labelSelector=${mark}`, alice)).status, 200);
+      assert.equal((await get(`/api/v1/namespaces/kube-system/secrets?labelSelector=${mark}`, alice)).status, 403);
+      assert.equal((await get(`/api/v1/namespaces/${ns}/configmaps?labelSelector=${mark}-nobody`)).status, 401);
+      forwarded = await waitFor('the sidecar to record the forwarded request', async () => (await recorded()).find((e) => e.requestURI.endsWith(`labelSelector=${mark}`) && e.stage === 'ResponseComplete'), 10_000, 200);
+      await waitFor('the API server to record it', async () => (await readAuditEvents(cp)).some((e) => e.auditID === forwarded.auditID && e.stage === 'ResponseComplete'), 10_000, 200);
+    });
+
+    after(async function () {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    });
+
+    const lines = (stdout: string) => stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+
+    it('what the API server did for each forwarded request, and who asked', async function () {
+      const joined = lines((await succeeded(docs.run('docs/audit.md', 'apiserverSaw'))).stdout).find((line) => line.auditID === forwarded.auditID);
+      assert.deepEqual({ ...joined, time: undefined, pod: undefined }, {
+        auditID: forwarded.auditID, time: undefined, person: 'alice', how: 'x509', pod: undefined, verb: 'list', uri: forwarded.requestURI,
+        apiserverSaw: sidecar.serviceAccountUsername, asWhom: 'alice', code: 200,
+      });
+    });
+
+    it('who was behind one API server event (the auditID of this run for the example)', async function () {
+      const found = lines((await succeeded(docs.run('docs/audit.md', 'ID=', { example: { written: '8c1e4f1a-6f0e-4d0e-9b8f-1c1f6d7e9a21', actual: forwarded.auditID } }))).stdout);
+      assert.equal(found.length, 1);
+      assert.equal((found[0]!.person as { username: string }).username, 'alice');
+    });
+
+    it('everything the sidecar refused, and failed authentication by source and reason', async function () {
+      const refused = lines((await succeeded(docs.run('docs/audit.md', 'forwarded"] == "false"'))).stdout);
+      assert.ok(refused.some((line) => line.person === 'alice' && line.code === 403 && String(line.uri).includes('/kube-system/secrets')), JSON.stringify(refused));
+      assert.ok(refused.some((line) => line.person === '(unauthenticated)' && line.code === 401));
+      const failures = (await succeeded(docs.run('docs/audit.md', '.responseStatus.code == 401'))).stdout;
+      assert.match(failures, /^ *\d+ 127\.0\.0\.1\t[^\t]*\tno credential$/m);
+    });
+
+    it('integrity: no forwarded request the API server has no event for', async function () {
+      assert.equal((await succeeded(docs.run('docs/audit.md', '$seen[.auditID]'))).stdout, '');
+    });
+
+    it('ran every recipe the docs say this suite runs', function () {
+      assert.deepEqual(docs.notRun(), []);
+    });
   });
 });
