@@ -1,0 +1,53 @@
+// What the injector's own /metrics says about a load run: the reviews it refused, the time it spent
+// on each review from reading it to answering (its admission histogram), and how late its event
+// loop ran. prom-client resets its event-loop delay histogram at every scrape, so a scrape right
+// before a run and one right after it give the delay during the run.
+import { request } from 'node:https';
+
+export interface InjectorSample {
+  denied: number;
+  /** Reviews answered so far, whatever the outcome, and the seconds spent on them. */
+  answered: number;
+  answeringSeconds: number;
+  /** Since the previous scrape. */
+  eventLoopDelay: { p99Ms: number; maxMs: number };
+}
+
+function scrape(base: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${base}/metrics`, { rejectUnauthorized: false, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve(text));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The sum of every series of this metric whose line passes the filter. */
+function sumOf(text: string, name: string, keep: (line: string) => boolean = () => true): number {
+  const lines = text.split('\n').filter((line) => (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) && keep(line));
+  return lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+export async function sampleInjector(base: string): Promise<InjectorSample> {
+  const text = await scrape(base);
+  const lag = (which: string) => sumOf(text, `chaperone_injector_nodejs_eventloop_lag_${which}_seconds`) * 1000;
+  return {
+    denied: sumOf(text, 'chaperone_injector_admissions_total', (line) => line.includes('outcome="denied"')),
+    answered: sumOf(text, 'chaperone_injector_admission_duration_seconds_count'),
+    answeringSeconds: sumOf(text, 'chaperone_injector_admission_duration_seconds_sum'),
+    eventLoopDelay: { p99Ms: lag('p99'), maxMs: lag('max') },
+  };
+}
+
+/** What happened between two samples: reviews refused, the injector's mean time per review, its event-loop delay. */
+export function between(before: InjectorSample, after: InjectorSample): { denied: number; answeringMs: number; eventLoopDelay: InjectorSample['eventLoopDelay'] } {
+  const answered = after.answered - before.answered;
+  return {
+    denied: after.denied - before.denied,
+    answeringMs: answered > 0 ? ((after.answeringSeconds - before.answeringSeconds) * 1000) / answered : 0,
+    eventLoopDelay: after.eventLoopDelay,
+  };
+}
