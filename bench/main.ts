@@ -44,6 +44,7 @@ interface CliOptions {
   cpuProf?: string;
   sidecarBundle?: string;
   sidecarNodeFlags?: string[];
+  injectorBundle?: string;
   injectorNodeFlags?: string[];
   soakLimit: string;
   soakSeconds?: number;
@@ -135,6 +136,7 @@ async function run(options: CliOptions): Promise<void> {
   const sections = options.only ?? SECTIONS;
   if (options.sidecarBundle) useBundle('sidecar', options.sidecarBundle);
   if (options.sidecarNodeFlags) useNodeFlags('sidecar', options.sidecarNodeFlags);
+  if (options.injectorBundle) useBundle('injector', options.injectorBundle);
   if (options.injectorNodeFlags) useNodeFlags('injector', options.injectorNodeFlags);
   await loadNodeFlags();
   bundlePath('sidecar');
@@ -252,6 +254,7 @@ const program = new Command('bench')
   .addOption(new Option('--only <sections>', `run only these sections (comma-separated: ${SECTIONS.join(', ')})`).argParser((value) => parseSections(value)))
   .option('--sidecar-bundle <file>', 'run this sidecar bundle instead of dist/sidecar.mjs (to compare two builds)')
   .option('--sidecar-node-flags <flags>', "run the sidecars with these node flags (space-separated; '' for none) instead of Dockerfile.sidecar's, to measure a lever", (value: string) => value.split(/\s+/).filter(Boolean))
+  .option('--injector-bundle <file>', 'run this injector bundle instead of dist/injector.mjs (to compare two builds)')
   .option('--injector-node-flags <flags>', "run the injector with these node flags (space-separated; '' for none) instead of Dockerfile.injector's, to measure a lever", (value: string) => value.split(/\s+/).filter(Boolean))
   .option('--soak-limit <quantity>', 'the memory limit of the soak\'s cgroup (default: the injector\'s --memory-limit default)', (value: string) => {
     if (quantityNano(value) === undefined) throw new InvalidArgumentError(`${value} is not a resource quantity (example: 256Mi)`);
