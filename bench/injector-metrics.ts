@@ -3,6 +3,7 @@
 // loop ran. prom-client resets its event-loop delay histogram at every scrape, so a scrape right
 // before a run and one right after it give the delay during the run.
 import { request } from 'node:https';
+import { sampleSum } from './metrics.js';
 
 export interface InjectorSample {
   denied: number;
@@ -25,19 +26,17 @@ function scrape(base: string): Promise<string> {
   });
 }
 
-/** The sum of every series of this metric whose line passes the filter. */
-function sumOf(text: string, name: string, keep: (line: string) => boolean = () => true): number {
-  const lines = text.split('\n').filter((line) => (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) && keep(line));
-  return lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+export async function sampleInjector(base: string): Promise<InjectorSample> {
+  return sampleOf(await scrape(base));
 }
 
-export async function sampleInjector(base: string): Promise<InjectorSample> {
-  const text = await scrape(base);
-  const lag = (which: string) => sumOf(text, `chaperone_injector_nodejs_eventloop_lag_${which}_seconds`) * 1000;
+/** What a scrape of the injector's /metrics (Prometheus text) says. */
+export function sampleOf(text: string): InjectorSample {
+  const lag = (which: string) => sampleSum(text, `chaperone_injector_nodejs_eventloop_lag_${which}_seconds`) * 1000;
   return {
-    denied: sumOf(text, 'chaperone_injector_admissions_total', (line) => line.includes('outcome="denied"')),
-    answered: sumOf(text, 'chaperone_injector_admission_duration_seconds_count'),
-    answeringSeconds: sumOf(text, 'chaperone_injector_admission_duration_seconds_sum'),
+    denied: sampleSum(text, 'chaperone_injector_admissions_total', { outcome: 'denied' }),
+    answered: sampleSum(text, 'chaperone_injector_admission_duration_seconds_count'),
+    answeringSeconds: sampleSum(text, 'chaperone_injector_admission_duration_seconds_sum'),
     eventLoopDelay: { p99Ms: lag('p99'), maxMs: lag('max') },
   };
 }
