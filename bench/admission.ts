@@ -2,16 +2,24 @@
 // controller, installed with the shipped RBAC), how many it refused under load, its memory before and
 // after them, and pod creation through the API server in a namespace the webhook is called for
 // against one it is not.
-import { request } from 'node:https';
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
 import type { V1Pod } from '@kubernetes/client-node';
 import { freePort, type ControlPlane } from '../local-cluster/control-plane.js';
 import { createNamespace, type AdminClients } from '../local-cluster/kube.js';
 import { createWebhookConfiguration, installInjector } from '../local-cluster/provisioned.js';
 import { waitFor } from '../local-cluster/wait.js';
+import { LOAD_GENERATOR } from './load.js';
 import type { LoadPlan } from './overhead.js';
 import { measure } from './overhead.js';
-import { findProcess, startBundle, waitUntilOk } from './processes.js';
+import { quantityNano } from '../injector/quantity.js';
+import { createMemoryCgroup, type MemoryCgroup } from './cgroup.js';
+import { between, sampleInjector } from './injector-metrics.js';
+import { bundleImageEnv, bundleNodeFlags, findProcess, startBundle, waitUntilOk } from './processes.js';
 import type { AdmissionResult } from './results.js';
 import { compare, MIB } from './stats.js';
 
@@ -53,29 +61,35 @@ function reviewOf(pod: V1Pod, namespace: string): string {
   });
 }
 
-/** The injector's answers so far that refused a pod (its /metrics), by reason. */
-function deniedSoFar(base: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${base}/metrics`, { rejectUnauthorized: false, agent: false }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => {
-        const lines = text.split('\n').filter((line) => line.startsWith('chaperone_injector_admissions_total{') && line.includes('outcome="denied"'));
-        resolve(lines.reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0));
-      });
-    });
-    req.on('error', reject);
-    req.end();
-  });
+/** The injector's resident memory once it has been quiet for a moment, and what its cgroup was charged then. */
+async function settledMemory(injector: { rss(): number }, cgroup: MemoryCgroup | undefined): Promise<{ rss: number; cgroup?: number }> {
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  return { rss: injector.rss(), ...(cgroup ? { cgroup: cgroup.usageBytes() } : {}) };
 }
 
-/** The injector's resident memory once it has been quiet for a moment. */
-async function settledRss(injector: { rss(): number }): Promise<number> {
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-  return injector.rss();
+/** The memory limit of the injector's container in the shipped Deployment (the Helm chart's must agree: test/unit). */
+export async function deploymentMemoryLimit(): Promise<string> {
+  const deployment = YAML.parse(await readFile(path.join(REPO, 'manifests/base/deployment.yaml'), 'utf8')) as {
+    spec: { template: { spec: { containers: { name: string; resources?: { limits?: { memory?: string } } }[] } } };
+  };
+  const limit = deployment.spec.template.spec.containers.find((c) => c.name === 'injector')?.resources?.limits?.memory;
+  if (!limit) throw new Error('manifests/base/deployment.yaml gives the injector no memory limit');
+  return limit;
+}
+
+/** A memory cgroup of the Deployment's limit to run the injector in, as the kubelet would; none where the machine cannot make one. */
+async function deploymentCgroup(log: (line: string) => void): Promise<MemoryCgroup | undefined> {
+  const limit = await deploymentMemoryLimit();
+  try {
+    return await createMemoryCgroup(`chaperone-bench-injector-${process.pid}`, Number(quantityNano(limit)! / 10n ** 9n));
+  } catch (err) {
+    log(`the injector runs outside a memory cgroup: ${(err as Error).message}`);
+    return undefined;
+  }
 }
 
 const SETTLE_MS = 5000;
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** No denial caused by load at this many concurrent reviews (issue 20). */
 const BURST_CONCURRENCY = 200;
 
@@ -101,6 +115,57 @@ export interface AdmissionPlan extends LoadPlan {
   podCreateConcurrencies: number[];
 }
 
+async function measureReviews(base: string, review: string, injectorPid: number, plan: AdmissionPlan, log: (line: string) => void): Promise<AdmissionResult['review']> {
+  const workload = { name: 'AdmissionReview', path: '/mutate', method: 'POST' as const, body: review, contentType: 'application/json' };
+  const reviews: AdmissionResult['review'] = [];
+  for (const concurrency of [...new Set([...plan.reviewConcurrencies, BURST_CONCURRENCY])]) {
+    const before = await sampleInjector(base);
+    const stats = await measure(base, workload, {}, concurrency, plan, { injector: injectorPid, [LOAD_GENERATOR]: process.pid });
+    const { denied, answeringMs, eventLoopDelay } = between(before, await sampleInjector(base));
+    reviews.push({ concurrency, stats, denied, answeringMs, eventLoopDelay });
+    log(
+      `AdmissionReview c=${concurrency}: ${stats.rps.toFixed(0)}/s, p50 ${stats.latency.p50.toFixed(2)}ms p99 ${stats.latency.p99.toFixed(2)}ms, ${denied} denied; ` +
+        `injector ${answeringMs.toFixed(2)}ms a review, event loop late by ${eventLoopDelay.p99Ms.toFixed(1)}ms at p99 (max ${eventLoopDelay.maxMs.toFixed(1)}ms)`,
+    );
+  }
+  return reviews;
+}
+
+async function measurePodCreates(cp: ControlPlane, namespaces: { plain: string; labelled: string }, injectorPid: number, plan: AdmissionPlan, log: (line: string) => void): Promise<AdmissionResult['podCreate']> {
+  const admin = { cert: cp.admin };
+  const watched = { 'kube-apiserver': findProcess('kube-apiserver', cp.dir), injector: injectorPid };
+  const create = (namespace: string) => ({
+    name: 'pod create',
+    path: `/api/v1/namespaces/${namespace}/pods`,
+    method: 'POST' as const,
+    body: JSON.stringify(dashboardPod()),
+    contentType: 'application/json',
+  });
+  const podCreate: AdmissionResult['podCreate'] = [];
+  for (const concurrency of plan.podCreateConcurrencies) {
+    const without = await measure(cp.url, create(namespaces.plain), admin, concurrency, plan, watched);
+    const withWebhook = await measure(cp.url, create(namespaces.labelled), admin, concurrency, plan, watched);
+    podCreate.push({ concurrency, without, with: withWebhook, comparison: compare(without, withWebhook) });
+    log(`pod create c=${concurrency}: p50 ${without.latency.p50.toFixed(2)}ms without the webhook, ${withWebhook.latency.p50.toFixed(2)}ms with it`);
+  }
+  return podCreate;
+}
+
+/** The controller provisions the namespace and sets the caBundle; the API server learns the webhook configuration from an informer: wait until a dry-run create comes back injected. */
+async function apiServerCallsInjector(clients: AdminClients, namespace: string): Promise<void> {
+  await waitFor(
+    'the API server to call the injector',
+    async () => {
+      const pod = await clients.core.createNamespacedPod({ namespace, body: dashboardPod(), dryRun: 'All' });
+      return pod.spec?.serviceAccountName === 'chaperone-impersonator';
+    },
+    60_000,
+    200,
+  );
+}
+
+const mibOf = (bytes: number | undefined) => (bytes === undefined ? '' : `${(bytes / MIB).toFixed(1)} MiB`);
+
 export async function measureAdmission(
   cp: ControlPlane,
   clients: AdminClients,
@@ -110,59 +175,32 @@ export async function measureAdmission(
 ): Promise<AdmissionResult> {
   const installation = await installInjector(cp, clients);
   const port = await freePort();
-  const injector = startBundle('injector', [...installation.flags, `--listen=127.0.0.1:${port}`, '--webhook-hosts=127.0.0.1'], output);
+  const cgroup = await deploymentCgroup(log);
+  const injector = startBundle('injector', [...installation.flags, `--listen=127.0.0.1:${port}`, '--webhook-hosts=127.0.0.1'], { ...output, ...(cgroup ? { cgroup } : {}) });
   try {
     const base = `https://127.0.0.1:${port}`;
     await waitUntilOk(`${base}/healthz`, injector, 'the injector');
     const labelled = await installation.createLabelledNamespace('bench-inject');
     const plain = await createNamespace(clients, 'bench-plain');
     await createWebhookConfiguration(installation, [`${base}/mutate`]);
-    // The controller provisions the namespace and sets the caBundle; the API server learns the
-    // webhook configuration from an informer: wait until a dry-run create comes back injected.
-    await waitFor(
-      'the API server to call the injector',
-      async () => {
-        const pod = await clients.core.createNamespacedPod({ namespace: labelled, body: dashboardPod(), dryRun: 'All' });
-        return pod.spec?.serviceAccountName === 'chaperone-impersonator';
-      },
-      60_000,
-      200,
-    );
+    await apiServerCallsInjector(clients, labelled);
 
     const review = reviewOf(dashboardPod(), labelled);
     await checkInjects(`${base}/mutate`, review);
-    const idleBytes = await settledRss(injector);
-    const reviewWorkload = { name: 'AdmissionReview', path: '/mutate', method: 'POST' as const, body: review, contentType: 'application/json' };
-    const reviews: AdmissionResult['review'] = [];
-    for (const concurrency of [...new Set([...plan.reviewConcurrencies, BURST_CONCURRENCY])]) {
-      const deniedBefore = await deniedSoFar(base);
-      const stats = await measure(base, reviewWorkload, {}, concurrency, plan, { injector: injector.child.pid! });
-      const denied = (await deniedSoFar(base)) - deniedBefore;
-      reviews.push({ concurrency, stats, denied });
-      log(`AdmissionReview c=${concurrency}: ${stats.rps.toFixed(0)}/s, p50 ${stats.latency.p50.toFixed(2)}ms p99 ${stats.latency.p99.toFixed(2)}ms, ${denied} denied`);
-    }
-    const memory = { idleBytes, afterReviewsBytes: await settledRss(injector) };
-    log(`injector resident memory: ${(memory.idleBytes / MIB).toFixed(1)} MiB idle, ${(memory.afterReviewsBytes / MIB).toFixed(1)} MiB ${SETTLE_MS / 1000} s after the reviews`);
-
-    const admin = { cert: cp.admin };
-    const watched = { 'kube-apiserver': findProcess('kube-apiserver', cp.dir), injector: injector.child.pid! };
-    const create = (namespace: string) => ({
-      name: 'pod create',
-      path: `/api/v1/namespaces/${namespace}/pods`,
-      method: 'POST' as const,
-      body: JSON.stringify(dashboardPod()),
-      contentType: 'application/json',
-    });
-    const podCreate: AdmissionResult['podCreate'] = [];
-    for (const concurrency of plan.podCreateConcurrencies) {
-      const without = await measure(cp.url, create(plain), admin, concurrency, plan, watched);
-      const withWebhook = await measure(cp.url, create(labelled), admin, concurrency, plan, watched);
-      podCreate.push({ concurrency, without, with: withWebhook, comparison: compare(without, withWebhook) });
-      log(`pod create c=${concurrency}: p50 ${without.latency.p50.toFixed(2)}ms without the webhook, ${withWebhook.latency.p50.toFixed(2)}ms with it`);
-    }
-    return { review: reviews, podCreate, memory };
+    const idle = await settledMemory(injector, cgroup);
+    const reviews = await measureReviews(base, review, injector.child.pid!, plan, log);
+    const after = await settledMemory(injector, cgroup);
+    const memory = {
+      idleBytes: idle.rss,
+      afterReviewsBytes: after.rss,
+      ...(cgroup ? { cgroup: { limitBytes: cgroup.limitBytes, idleBytes: idle.cgroup!, afterReviewsBytes: after.cgroup!, oomKills: cgroup.oomKills() } } : {}),
+    };
+    log(`injector resident memory: ${mibOf(idle.rss)} idle, ${mibOf(after.rss)} ${SETTLE_MS / 1000} s after the reviews; its cgroup charged ${mibOf(idle.cgroup)} and ${mibOf(after.cgroup)}`);
+    const podCreate = await measurePodCreates(cp, { plain, labelled }, injector.child.pid!, plan, log);
+    return { runtime: { nodeFlags: bundleNodeFlags('injector'), env: bundleImageEnv('injector') }, review: reviews, podCreate, memory };
   } finally {
     await injector.stop();
+    await cgroup?.remove();
     await installation.cleanup();
   }
 }

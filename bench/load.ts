@@ -53,6 +53,9 @@ export interface LoadStats {
   cpuMicrosPerRequest?: Record<string, number>;
 }
 
+/** This process, which runs autocannon, as a watched process: its CPU per request says whether it, not what it loads, is the bottleneck. */
+export const LOAD_GENERATOR = 'load generator';
+
 /** A run in which not one request (or paged list) succeeded: there is nothing to measure. */
 export class NothingSucceeded extends Error {}
 

@@ -44,6 +44,8 @@ interface CliOptions {
   cpuProf?: string;
   sidecarBundle?: string;
   sidecarNodeFlags?: string[];
+  injectorBundle?: string;
+  injectorNodeFlags?: string[];
   soakLimit: string;
   soakSeconds?: number;
   soakWatches?: number;
@@ -134,6 +136,8 @@ async function run(options: CliOptions): Promise<void> {
   const sections = options.only ?? SECTIONS;
   if (options.sidecarBundle) useBundle('sidecar', options.sidecarBundle);
   if (options.sidecarNodeFlags) useNodeFlags('sidecar', options.sidecarNodeFlags);
+  if (options.injectorBundle) useBundle('injector', options.injectorBundle);
+  if (options.injectorNodeFlags) useNodeFlags('injector', options.injectorNodeFlags);
   await loadNodeFlags();
   bundlePath('sidecar');
   if (sections.includes('admission')) bundlePath('injector');
@@ -168,7 +172,9 @@ async function run(options: CliOptions): Promise<void> {
     const clients = adminClients(cp);
     const people = await preparePeople(cp, dir);
     cleanups.push(() => people.stop());
-    const data = await prepareData(cp, clients, settings.objects, log);
+    // Only the sections that read them wait for the objects (thousands of creates: minutes on a busy machine).
+    let prepared: Promise<BenchData> | undefined;
+    const objects = () => (prepared ??= prepareData(cp, clients, settings.objects, log));
     const launcher = await prepareSidecars(cp, clients, dir, people.sidecarFlags);
     const startSidecar: StartSidecar = async (...args) => {
       const sidecar = await launcher.start(...args);
@@ -184,13 +190,14 @@ async function run(options: CliOptions): Promise<void> {
       log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.sourceMapsToggled.readyzMs.p50.toFixed(0)}ms with source maps the other way`);
     }
     if (sections.includes('overhead')) {
-      const measured = await overheadAndMemory(startSidecar, cp, people, data, settings, options.cpuProf, peer);
+      const measured = await overheadAndMemory(startSidecar, cp, people, await objects(), settings, options.cpuProf, peer);
       results.overhead = measured.overhead;
       results.memory = measured.memory;
       await stopSidecars(); // the CPU profile, if asked for, is written now
     }
     if (sections.includes('watches')) {
       const sidecar = await startSidecar('watches');
+      const data = await objects();
       const plan = { namespace: data.watchNamespace, watches: settings.watches, updates: settings.watchUpdates, openConcurrency: 50 };
       const peerSide = peer && { name: peer.name, base: peer.url, credentials: { bearer: people.oidcToken }, process: peer };
       results.watches = await measureWatches(clients, { base: cp.url, credentials: { cert: people.directCert } }, { base: sidecar.url, opsUrl: sidecar.opsUrl, credentials: { cert: people.sidecarCert }, sidecar }, plan, log, peerSide);
@@ -199,6 +206,7 @@ async function run(options: CliOptions): Promise<void> {
     if (sections.includes('soak')) {
       const cgroup = await createMemoryCgroup(`chaperone-bench-soak-${process.pid}`, Number(quantityNano(options.soakLimit)! / 10n ** 9n));
       cleanups.push(() => cgroup.remove());
+      const data = await objects();
       const [get, list, paged] = workloads(data);
       const phases = [
         { workload: get!, connections: 16, credentials: { bearer: people.oidcToken }, method: 'OIDC token' },
@@ -246,6 +254,8 @@ const program = new Command('bench')
   .addOption(new Option('--only <sections>', `run only these sections (comma-separated: ${SECTIONS.join(', ')})`).argParser((value) => parseSections(value)))
   .option('--sidecar-bundle <file>', 'run this sidecar bundle instead of dist/sidecar.mjs (to compare two builds)')
   .option('--sidecar-node-flags <flags>', "run the sidecars with these node flags (space-separated; '' for none) instead of Dockerfile.sidecar's, to measure a lever", (value: string) => value.split(/\s+/).filter(Boolean))
+  .option('--injector-bundle <file>', 'run this injector bundle instead of dist/injector.mjs (to compare two builds)')
+  .option('--injector-node-flags <flags>', "run the injector with these node flags (space-separated; '' for none) instead of Dockerfile.injector's, to measure a lever", (value: string) => value.split(/\s+/).filter(Boolean))
   .option('--soak-limit <quantity>', 'the memory limit of the soak\'s cgroup (default: the injector\'s --memory-limit default)', (value: string) => {
     if (quantityNano(value) === undefined) throw new InvalidArgumentError(`${value} is not a resource quantity (example: 256Mi)`);
     return value;

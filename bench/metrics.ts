@@ -1,4 +1,13 @@
-// Reading counters from a sidecar's /metrics (Prometheus text format).
+// Reading counters from a sidecar's or the injector's /metrics (Prometheus text format).
+
+/** Every sample of this metric: its labels as `key="value"` strings, and its value. */
+function* samplesOf(text: string, name: string): Generator<{ labels: string[]; value: number }> {
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
+    if (!match || match[1] !== name) continue;
+    yield { labels: (match[2] ?? '').match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? [], value: Number(match[3]) };
+  }
+}
 
 /** The value of a sample with exactly these labels (in any order), 0 when there is none yet. */
 export function sampleValue(text: string, name: string, labels: Record<string, string>): number {
@@ -6,13 +15,20 @@ export function sampleValue(text: string, name: string, labels: Record<string, s
     .map(([key, value]) => `${key}="${value}"`)
     .sort()
     .join(',');
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const present = (match[2] ?? '').match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? [];
-    if ([...present].sort().join(',') === wanted) return Number(match[3]);
+  for (const sample of samplesOf(text, name)) {
+    if ([...sample.labels].sort().join(',') === wanted) return sample.value;
   }
   return 0;
+}
+
+/** The sum of the samples of this metric that have these labels, whatever their others; 0 when there is none. */
+export function sampleSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`);
+  let sum = 0;
+  for (const sample of samplesOf(text, name)) {
+    if (wanted.every((label) => sample.labels.includes(label))) sum += sample.value;
+  }
+  return sum;
 }
 
 async function scrape(opsUrl: string): Promise<string> {

@@ -65,6 +65,13 @@ export function bundleNodeFlags(name: Bundle): string[] {
   return flags;
 }
 
+/** The environment the image sets for this bundle (its ENV), which startBundle adds. */
+export function bundleImageEnv(name: Bundle): Record<string, string> {
+  const env = imageEnv.get(name);
+  if (!env) throw new Error('loadNodeFlags() was not called');
+  return env;
+}
+
 export interface StartOptions {
   /** Where its standard error (the operational log) goes; standard output (audit events) is discarded. */
   stderrFile: string;

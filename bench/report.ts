@@ -1,9 +1,9 @@
 // The results as markdown: the targets of issue #10 first, then every section's table.
-import type { LoadStats } from './load.js';
+import { LOAD_GENERATOR, type LoadStats } from './load.js';
 import type { HeapBreakdown } from './metrics.js';
 import { markdownTable, mib, ms, perSecond, ratio, signedMs, type Column } from './markdown.js';
 import type { Resident } from './processes.js';
-import type { BenchResults, OverheadPair, StartupVariant, WatchSide } from './results.js';
+import type { AdmissionResult, BenchResults, OverheadPair, StartupVariant, WatchSide } from './results.js';
 import type { LatencySummary } from './stats.js';
 import { MIB } from './stats.js';
 
@@ -321,21 +321,43 @@ function soakTable(results: BenchResults): string {
   return `The load, over and over: ${s.phases.join('; ')}.\n\n${markdownTable([{ title: 'sidecar in the soak' }, right('MiB, or as said')], rows)}`;
 }
 
+function injectorMemory(memory: NonNullable<AdmissionResult['memory']>): string {
+  const rss = `Injector resident memory: ${mib(memory.idleBytes)} MiB idle, ${mib(memory.afterReviewsBytes)} MiB at rest after the reviews`;
+  const { cgroup } = memory;
+  if (!cgroup) return `${rss} (outside any memory cgroup).`;
+  return `${rss}, in a memory cgroup of the Deployment's limit (${mib(cgroup.limitBytes)} MiB), charged ${mib(cgroup.idleBytes)} and ${mib(cgroup.afterReviewsBytes)} MiB; OOM kills: ${cgroup.oomKills}.`;
+}
+
 function admissionTables(results: BenchResults): string {
   const a = results.admission!;
   const reviews = markdownTable(
-    [right('concurrent AdmissionReviews'), right('per second'), right('p50 / p90 / p99 ms'), right('max ms'), right('injector CPU µs/review'), right('denied'), right('failed')],
+    [
+      right('concurrent AdmissionReviews'),
+      right('per second'),
+      right('p50 / p90 / p99 ms'),
+      right('max ms'),
+      right("injector's own ms/review"),
+      right('injector event loop late p99 / max ms'),
+      right('injector CPU µs/review'),
+      right('load generator CPU µs/review'),
+      right('denied'),
+      right('failed'),
+    ],
     a.review.map((r) => [
       String(r.concurrency),
       perSecond(r.stats.rps),
       percentiles(r.stats.latency),
       ms(r.stats.latency.max),
+      r.answeringMs === undefined ? '' : ms(r.answeringMs),
+      r.eventLoopDelay ? `${ms(r.eventLoopDelay.p99Ms)} / ${ms(r.eventLoopDelay.maxMs)}` : '',
       cpu(r.stats, INJECTOR),
+      cpu(r.stats, LOAD_GENERATOR),
       r.denied === undefined ? '—' : String(r.denied),
       String(failures(r.stats)),
     ]),
   );
-  const memory = a.memory ? `\n\nInjector resident memory: ${mib(a.memory.idleBytes)} MiB idle, ${mib(a.memory.afterReviewsBytes)} MiB at rest after the reviews.` : '';
+  const runtime = a.runtime ? `\n\nThe injector ran as \`${[...Object.entries(a.runtime.env).map(([k, v]) => `${k}=${v}`), 'node', ...a.runtime.nodeFlags].join(' ')}\`.` : '';
+  const memory = a.memory ? `\n\n${injectorMemory(a.memory)}` : '';
   const creates = markdownTable(
     [
       right('concurrent pod creates'),
@@ -360,7 +382,7 @@ function admissionTables(results: BenchResults): string {
       String(failures(p.without) + failures(p.with)),
     ]),
   );
-  return `${reviews}${memory}\n\n${creates}`;
+  return `${reviews}${runtime}${memory}\n\n${creates}`;
 }
 
 export function renderReport(results: BenchResults): string {

@@ -109,10 +109,25 @@ export interface SoakResult {
 }
 
 export interface AdmissionResult {
+  /** How the injector ran: node's flags and the image's environment. */
+  runtime?: { nodeFlags: string[]; env: Record<string, string> };
   /** AdmissionReview straight to the injector; denied: answers that refused the pod (its /metrics). */
-  review: { concurrency: number; stats: LoadStats; denied?: number }[];
+  review: {
+    concurrency: number;
+    stats: LoadStats;
+    denied?: number;
+    /** The injector's own mean time per review, from reading it to answering (its admission histogram). */
+    answeringMs?: number;
+    /** How late the injector's event loop ran during the run (Node's monitorEventLoopDelay, from its /metrics). */
+    eventLoopDelay?: { p99Ms: number; maxMs: number };
+  }[];
   /** The injector's resident memory, ready and quiet, and quiet again after the reviews. */
-  memory?: { idleBytes: number; afterReviewsBytes: number };
+  memory?: {
+    idleBytes: number;
+    afterReviewsBytes: number;
+    /** The memory cgroup of the Deployment's limit it ran in, and what that cgroup was charged at the same moments. */
+    cgroup?: { limitBytes: number; idleBytes: number; afterReviewsBytes: number; oomKills: number };
+  };
   /** Pod create through the API server, in a namespace the webhook is not called for and in one it is. */
   podCreate: { concurrency: number; without: LoadStats; with: LoadStats; comparison: PairComparison }[];
 }

@@ -1,8 +1,6 @@
 // The JSONPatch (RFC 6902) that turns one JSON document into another. Objects are compared key by
 // key; arrays that differ are replaced whole, which keeps every operation's path valid without index
 // arithmetic and creates arrays the pod did not have.
-import { isDeepStrictEqual } from 'node:util';
-
 export type PatchOperation =
   | { op: 'add'; path: string; value: unknown }
   | { op: 'replace'; path: string; value: unknown }
@@ -17,23 +15,48 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Equal as JSON documents: a property whose value is undefined is as absent as JSON.stringify makes it. */
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => jsonEqual(item, b[i]));
+  }
+  if (!isObject(a) || !isObject(b)) return false;
+  const keys = definedKeys(a);
+  return keys.length === definedKeys(b).length && keys.every((key) => jsonEqual(a[key], own(b, key)));
+}
+
+function definedKeys(object: Record<string, unknown>): string[] {
+  return Object.keys(object).filter((key) => object[key] !== undefined);
+}
+
+/** The object's own property (never one of Object.prototype's: a label may be called "constructor"). */
+function own(object: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(object, key) ? object[key] : undefined;
+}
+
 function diff(before: unknown, after: unknown, path: string, ops: PatchOperation[]): void {
-  if (isDeepStrictEqual(before, after)) return;
+  if (jsonEqual(before, after)) return;
   if (!isObject(before) || !isObject(after)) {
     ops.push({ op: 'replace', path, value: after });
     return;
   }
-  for (const key of Object.keys(before)) {
-    if (!Object.hasOwn(after, key)) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
+  for (const key of definedKeys(before)) {
+    if (own(after, key) === undefined) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
   }
-  for (const [key, value] of Object.entries(after)) {
+  for (const key of definedKeys(after)) {
     const at = `${path}/${escapePointer(key)}`;
-    if (!Object.hasOwn(before, key)) ops.push({ op: 'add', path: at, value });
-    else diff(before[key], value, at, ops);
+    const was = own(before, key);
+    if (was === undefined) ops.push({ op: 'add', path: at, value: after[key] });
+    else diff(was, after[key], at, ops);
   }
 }
 
-/** Both documents must be JSON values (no undefined, functions or cycles); the root must be an object. */
+/**
+ * Both documents must be JSON values once serialised: no functions or cycles, and undefined only as
+ * the value of a property, which counts as absent (the pod the injector builds has such properties;
+ * serialising the patch drops them, as it would the document's). The root must be an object.
+ */
 export function jsonPatch(before: Record<string, unknown>, after: Record<string, unknown>): PatchOperation[] {
   const ops: PatchOperation[] = [];
   diff(before, after, '', ops);

@@ -210,8 +210,7 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
   }
   const injectedPod = injectPod(pod, settings);
   await refuseTokenClaims(injectedPod.spec!, ctx.csiTokens, ctx.config.trustedCsiDrivers);
-  const injected = JSON.parse(JSON.stringify(injectedPod)) as Record<string, unknown>;
-  const patch = jsonPatch(pod as unknown as Record<string, unknown>, injected);
+  const patch = jsonPatch(pod as unknown as Record<string, unknown>, injectedPod as unknown as Record<string, unknown>);
   ctx.log.info({ ...who, mode: settings.sidecarMode, operations: patch.length }, patch.length > 0 ? 'injected' : 'already injected');
   return allow(uid, patch);
 }

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { markdownTable, ms, signedMs } from '../../../bench/markdown.js';
-import { sampleValue } from '../../../bench/metrics.js';
+import { between, sampleOf } from '../../../bench/injector-metrics.js';
+import { sampleSum, sampleValue } from '../../../bench/metrics.js';
 import { selfTimes, sourceGroup } from '../../../bench/profile.js';
 import { parsePeer } from '../../../bench/peer.js';
 import { peerComparisons, renderReport, targets, type TargetRow } from '../../../bench/report.js';
@@ -124,6 +125,37 @@ describe('bench/metrics', function () {
     assert.equal(sampleValue(text, 'chaperone_authorization_cache_total', { result: 'other' }), 0);
     assert.equal(sampleValue(text, 'chaperone_requests_total', { verb: 'get' }), 0);
     assert.equal(sampleValue(text, 'chaperone_authorization_cache', { result: 'hit' }), 0);
+  });
+
+  it('sums the samples that have the labels asked for, whatever their others', function () {
+    assert.equal(sampleSum(text, 'chaperone_authorization_cache_total'), 49);
+    assert.equal(sampleSum(text, 'chaperone_authorization_cache_total', { result: 'miss' }), 7);
+    assert.equal(sampleSum(text, 'chaperone_requests_total', { verb: 'get' }), 3);
+    assert.equal(sampleSum(text, 'chaperone_requests_total', { verb: 'list' }), 0);
+  });
+});
+
+describe('bench/injector-metrics', function () {
+  // As the injector's /metrics writes them (prom-client), at two moments of a run.
+  const scrapeAt = (denied: number, answered: number, seconds: number, lagP99: number) =>
+    [
+      `chaperone_injector_admissions_total{outcome="injected",reason=""} ${answered - denied}`,
+      `chaperone_injector_admissions_total{outcome="denied",reason="Forbidden"} ${denied}`,
+      'chaperone_injector_admissions_total{outcome="denied",reason="ServiceUnavailable"} 0',
+      `chaperone_injector_admission_duration_seconds_bucket{le="0.001",outcome="injected"} ${answered - denied}`,
+      `chaperone_injector_admission_duration_seconds_sum{outcome="injected"} ${seconds}`,
+      `chaperone_injector_admission_duration_seconds_count{outcome="injected"} ${answered - denied}`,
+      `chaperone_injector_admission_duration_seconds_sum{outcome="denied"} 0`,
+      `chaperone_injector_admission_duration_seconds_count{outcome="denied"} ${denied}`,
+      `chaperone_injector_nodejs_eventloop_lag_p99_seconds ${lagP99}`,
+      'chaperone_injector_nodejs_eventloop_lag_max_seconds 0.25',
+    ].join('\n');
+
+  it('gives the reviews denied, the mean time per review and the event-loop delay between two scrapes', function () {
+    const during = between(sampleOf(scrapeAt(1, 10, 0.5, 0.9)), sampleOf(scrapeAt(3, 110, 1.5, 0.012)));
+    assert.equal(during.denied, 2);
+    assert.equal(during.answeringMs, 10); // 1 s over 100 reviews
+    assert.deepEqual(during.eventLoopDelay, { p99Ms: 12, maxMs: 250 });
   });
 });
 

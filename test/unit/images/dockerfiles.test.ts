@@ -25,12 +25,12 @@ import { testConfig } from '../injector/helpers.js';
 
 /**
  * Node's flags: never --enable-source-maps (the map would cost every pod tens of MiB; chaperone
- * symbolise maps a logged trace instead); the sidecar's heap half its container's memory limit, and
+ * symbolise maps a logged trace instead); each image's heap half its container's memory limit, and
  * two malloc arenas (docs/sizing.md).
  */
 const IMAGES: { dockerfile: string; bundle: BundleName; title: string; nodeFlags: string[]; env: string[] }[] = [
   { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
-  { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: [], env: [] },
+  { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
 ];
 
 describe('the Dockerfiles', function () {

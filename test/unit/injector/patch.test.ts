@@ -45,4 +45,22 @@ describe('injector/patch', function () {
       }),
     );
   });
+
+  it('takes a property whose value is undefined for absent, as the serialised patch and document do', function () {
+    const key = fc.constantFrom('a', 'b', 'c', 'constructor', 'toString');
+    // The pod the injector builds: JSON values, and properties set to undefined anywhere in its objects.
+    const value = fc.letrec((tie) => ({
+      json: fc.oneof({ depthSize: 'small' }, fc.constant(null), fc.integer({ min: 0, max: 2 }), fc.array(tie('json'), { maxLength: 2 }), tie('object')),
+      object: fc.dictionary(key, fc.oneof(tie('json'), fc.constant(undefined)), { maxKeys: 4 }),
+    }));
+    fc.assert(
+      fc.property(value.object.map(asJson), value.object, (before, built) => {
+        const patch = asJson({ ops: jsonPatch(before, built) }).ops as jsonpatch.Operation[];
+        const applied = jsonpatch.applyPatch(jsonpatch.deepClone(before) as object, patch, true, false).newDocument;
+        assert.deepEqual(applied, asJson(built));
+        if (JSON.stringify(before) === JSON.stringify(built)) assert.deepEqual(patch, []);
+      }),
+      { numRuns: 500 },
+    );
+  });
 });
