@@ -246,6 +246,9 @@ const RAW_PLACEHOLDER = new RegExp(`"${JSON.stringify(RAW_MARK).slice(1, -1).rep
 
 /** The event as one line of JSON, its bodies (RawJson) written as the bytes they are. */
 export function serialiseEvent(event: Event): string {
+  // Bodies are all a RawJson can be; without them (Metadata level) no replacer is needed, and
+  // JSON.stringify is several times faster without one.
+  if (event.requestObject === undefined && event.responseObject === undefined) return JSON.stringify(event);
   const raw: string[] = [];
   const json = JSON.stringify(event, (_key, value: unknown) => (value instanceof RawJson ? `${RAW_MARK}${raw.push(value.text) - 1}` : value));
   return raw.length === 0 ? json : json.replace(RAW_PLACEHOLDER, (_match, index: string) => raw[Number(index)]!);

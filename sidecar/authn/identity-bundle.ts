@@ -13,7 +13,7 @@
 // constraints or mappings anywhere, which Go would evaluate.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { splitPemCertificates } from '../../lib/pki.js';
+import { splitPemCertificates } from '../../lib/pem.js';
 import type { Identity } from '../identity.js';
 import { MalformedCertificate } from './der.js';
 import { certificateFields, hasExtension, KEY_USAGE_CERT_SIGN, OIDS, type CertificateFields } from './x509-certificate.js';

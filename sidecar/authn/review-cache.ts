@@ -1,9 +1,9 @@
 // TokenReview answers, cached as the API server caches its token authenticators: keyed by an HMAC of
 // the token under a key that lives only in this process (the token is never stored in clear),
 // authenticated and refused answers for their own TTLs, errors never; identical reviews in flight merged.
-import { createHmac, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Identity } from '../identity.js';
+import { TokenDigest } from './token-digest.js';
 
 export type ReviewVerdict = { authenticated: true; identity: Identity } | { authenticated: false; reason: string };
 
@@ -14,7 +14,7 @@ export interface ReviewCacheOptions {
 }
 
 export class ReviewCache {
-  private readonly key = randomBytes(32);
+  private readonly digest = new TokenDigest();
   private readonly cache: LRUCache<string, ReviewVerdict>;
   private readonly inFlight = new Map<string, Promise<ReviewVerdict>>();
 
@@ -22,13 +22,9 @@ export class ReviewCache {
     this.cache = new LRUCache({ max: options.maxEntries ?? 10_000, ttlAutopurge: false });
   }
 
-  private hash(token: string): string {
-    return createHmac('sha256', this.key).update(token).digest('base64url');
-  }
-
   /** The cached verdict, or the review's; a review that throws is not cached. */
   get(token: string, review: () => Promise<ReviewVerdict>): Promise<ReviewVerdict> {
-    const key = this.hash(token);
+    const key = this.digest.of(token);
     const cached = this.cache.get(key);
     if (cached) return Promise.resolve(cached);
     const pending = this.inFlight.get(key);

@@ -1,5 +1,5 @@
 // SubjectAccessReview: "may this identity do this?", asked of the API server, cached briefly.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Identity } from '../identity.js';
 import type { RequestInfo } from './request-info.js';
@@ -103,7 +103,7 @@ export class CachingReviewer implements AccessReviewer {
 
   async review(identity: Identity, attributes: Attributes): Promise<Decision> {
     const body = subjectAccessReviewBody(identity, attributes);
-    const key = createHash('sha256').update(JSON.stringify(body)).digest('base64url');
+    const key = hash('sha256', JSON.stringify(body), 'base64url');
     const cached = this.decisions.get(key);
     this.options.onLookup?.(cached !== undefined);
     if (cached) {

@@ -4,12 +4,12 @@
 // A token that authenticated is taken again for SUCCESS_TTL_MS without checking its signature, as the
 // API server caches what its token authenticators said yes to (tokencache, 10 s), but never past the
 // token's own expiry; refusals are not cached.
-import { createHmac, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../../../lib/log.js';
 import type { Identity } from '../../identity.js';
 import type { AuthenticationResult } from '../chain.js';
 import { TokenAuthenticator } from '../bearer.js';
+import { TokenDigest } from '../token-digest.js';
 import { CREDENTIAL_ID_EXTRA, identityFromClaims } from './claims.js';
 import type { JwtIssuer } from '../../../lib/sidecar-config/jwt.js';
 import { IssuerKeys, TokenRejected, untrustedIssuer, verifyJwt } from './verify.js';
@@ -26,7 +26,7 @@ export class JwtAuthenticator extends TokenAuthenticator {
   private readonly byUrl = new Map<string, ServedIssuer>();
   /** By an HMAC of the token under a key of this process alone: the token is never kept in clear. */
   private readonly verified = new LRUCache<string, { identity: Identity; until: number }>({ max: 10_000 });
-  private readonly cacheKey = randomBytes(32);
+  private readonly digest = new TokenDigest();
 
   constructor(
     issuers: readonly JwtIssuer[],
@@ -64,7 +64,7 @@ export class JwtAuthenticator extends TokenAuthenticator {
   }
 
   async authenticateToken(token: string): Promise<AuthenticationResult> {
-    const key = createHmac('sha256', this.cacheKey).update(token).digest('base64url');
+    const key = this.digest.of(token);
     const cached = this.verified.get(key);
     if (cached && Date.now() < cached.until) return { outcome: 'success', authenticated: { method: 'oidc', identity: cached.identity } };
     const iss = untrustedIssuer(token);

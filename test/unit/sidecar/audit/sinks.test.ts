@@ -53,6 +53,7 @@ describe('sidecar/audit sinks: stdout and file', function () {
     assert.ok(ticks >= 10, `the event loop ran (${ticks} ticks in 200 ms) while nobody read the pipe`);
 
     let read = 0;
+    const received: Buffer[] = [];
     const chunk = Buffer.alloc(1 << 16);
     const readAvailable = () => {
       for (;;) {
@@ -60,6 +61,7 @@ describe('sidecar/audit sinks: stdout and file', function () {
           const n = readSync(reader, chunk);
           if (n === 0) return;
           read += n;
+          received.push(Buffer.from(chunk.subarray(0, n)));
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return;
           throw err;
@@ -75,6 +77,9 @@ describe('sidecar/audit sinks: stdout and file', function () {
     closeSync(writer);
     closeSync(reader);
     assert.equal(read, expected, 'every line reached the reader, whole');
+    // Lines go out many to a write, and the pipe takes part of one at a time: each still arrives whole, in order.
+    const lines = Buffer.concat(received).toString('utf8').split('\n').filter((line) => line !== '');
+    assert.deepEqual(lines.map((line) => (JSON.parse(line) as { auditID: string }).auditID), Array.from({ length: 40 }, (_, n) => id(n)));
     assert.deepEqual(sink.stats(), { received: 40, written: 40, dropped: 0, buffered: 0, failures: 0 });
   });
 
