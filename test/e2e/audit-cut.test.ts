@@ -7,37 +7,26 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:tls';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { type AdminClients, adminClients, createNamespace, grantInNamespace, readAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, grantInNamespace, readAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import type { Event } from '../../sidecar/audit/types.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('audit: requests their clients abandon (real API server)', function () {
   this.timeout(300_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
   let ns: string;
   let alice: CertificateAndKey;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     ns = await createNamespace(clients, 'audit-cut');
     await grantInNamespace(cp, clients, ns, 'edit', 'alice');
     await waitForCanI(cp, 'alice', ['create', 'configmaps', '-n', ns]);
-    sidecar = await startTestSidecar(cp, clients);
     alice = sidecar.clientCert('alice', ['dev']);
-  });
-
-  after(async function () {
-    await sidecar?.stop();
   });
 
   /** Writes one request and closes the connection `afterMs` later, whatever has happened by then. */

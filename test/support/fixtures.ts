@@ -1,0 +1,145 @@
+// Mocha fixtures: a suite declares what it runs against (`const sidecar = withSidecar({ mode })`), and
+// the fixture starts it in a before hook and stops it after the suite. The objects a fixture returns
+// are empty until that hook has run: use them in later hooks and in tests, never while declaring.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Context } from 'mocha';
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../local-cluster/control-plane.js';
+import { adminClients, type AdminClients } from '../../local-cluster/kube.js';
+import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { startTestSidecar, type TestSidecar, type TestSidecarOptions } from '../../local-cluster/sidecar.js';
+import type { RunningInjector } from '../../injector/injector.js';
+import { applyTokenPolicies, startClusterLikeControlPlane, startInjectorBehindWebhook } from './containment.js';
+import { sharedControlPlane } from './shared.js';
+
+/** A control plane may build its binaries first, on a loaded machine. */
+const SETUP_TIMEOUT_MS = 15 * 60_000;
+
+/** A value, or how to make it when the fixture starts (after the suite's earlier hooks, whose results it may use). */
+export type WhenStarted<T> = T | (() => T | Promise<T>);
+
+export interface Cluster {
+  cp: ControlPlane;
+  clients: AdminClients;
+}
+
+export interface Injector {
+  installation: InjectorInstallation;
+  injector: RunningInjector;
+}
+
+function valueOf<T>(value: WhenStarted<T>): T | Promise<T> {
+  return typeof value === 'function' ? (value as () => T | Promise<T>)() : value;
+}
+
+// What each suite's fixtures started, stopped last first (a sidecar before the control plane it talks
+// to), by whichever of the suite's fixture after hooks mocha runs first.
+const startedBySuite = new WeakMap<Mocha.Suite, (() => Promise<void>)[]>();
+
+function stopsOf(context: Context): (() => Promise<void>)[] {
+  const suite = context.test!.parent!;
+  let stops = startedBySuite.get(suite);
+  if (!stops) startedBySuite.set(suite, (stops = []));
+  return stops;
+}
+
+/** Registers the hooks: `start` fills the fixture's objects and says how to stop what it started. */
+function fixture(start: () => Promise<(() => Promise<void>) | undefined>): void {
+  before(async function () {
+    this.timeout(SETUP_TIMEOUT_MS);
+    const stop = await start();
+    if (stop) stopsOf(this).push(stop);
+  });
+  after(async function () {
+    const stops = stopsOf(this);
+    for (let stop = stops.pop(); stop; stop = stops.pop()) await stop();
+  });
+}
+
+function fill(cluster: Cluster, cp: ControlPlane): void {
+  Object.assign(cluster.cp, cp);
+  Object.assign(cluster.clients, adminClients(cp));
+}
+
+function emptyCluster(): Cluster {
+  return { cp: {} as ControlPlane, clients: {} as AdminClients };
+}
+
+/** The control plane every suite shares (started by the first that asks, stopped when mocha ends), and admin clients for it. */
+export function withSharedControlPlane(): Cluster {
+  const cluster = emptyCluster();
+  fixture(async () => {
+    fill(cluster, await sharedControlPlane());
+    return undefined;
+  });
+  return cluster;
+}
+
+/** A control plane of the suite's own, stopped after the suite. */
+export function withControlPlane(options: WhenStarted<ControlPlaneOptions> = {}): Cluster {
+  return withOwnControlPlane(async () => startControlPlane(await valueOf(options)));
+}
+
+/** A control plane run as clusters run (the Node authorizer, NodeRestriction) with the shipped token policies applied: the containment suites'. */
+export function withClusterLikeControlPlane(): Cluster {
+  return withOwnControlPlane(async () => {
+    const cp = await startClusterLikeControlPlane();
+    await applyTokenPolicies(adminClients(cp));
+    return cp;
+  });
+}
+
+function withOwnControlPlane(start: () => Promise<ControlPlane>): Cluster {
+  const cluster = emptyCluster();
+  fixture(async () => {
+    const cp = await start();
+    fill(cluster, cp);
+    return () => cp.stop();
+  });
+  return cluster;
+}
+
+/** A sidecar as an injected pod has it (startTestSidecar), on the given control plane or the shared one; stopped after the suite. */
+export function withSidecar(options: WhenStarted<TestSidecarOptions> = {}, cluster?: Cluster): TestSidecar {
+  const sidecar = {} as TestSidecar;
+  fixture(async () => {
+    const cp = cluster?.cp ?? (await sharedControlPlane());
+    const started = await startTestSidecar(cp, cluster?.clients ?? adminClients(cp), await valueOf(options));
+    Object.assign(sidecar, started);
+    return () => started.stop();
+  });
+  return sidecar;
+}
+
+/** An installation of the injector (installInjector) and its injector on 127.0.0.1, called through the installation's webhook configuration; stopped after the suite. */
+export function withInjector(cluster: Cluster, flags: WhenStarted<string[]> = []): Injector {
+  const injector = { installation: {} as InjectorInstallation, injector: {} as RunningInjector };
+  fixture(async () => {
+    Object.assign(injector.installation, await installInjector(cluster.cp, cluster.clients));
+    const running = await startInjectorBehindWebhook(injector.installation, await valueOf(flags));
+    Object.assign(injector.injector, running);
+    return () => running.stop();
+  });
+  return injector;
+}
+
+/** A control plane of the suite's own and a sidecar on it, both given this audit policy file. */
+export function withAuditPolicy(name: string, policy: string): Cluster & { sidecar: TestSidecar } {
+  let policyFile = '';
+  fixture(async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), `chaperone-${name}-`));
+    policyFile = path.join(dir, 'policy.yaml');
+    await writeFile(policyFile, policy);
+    return () => rm(dir, { recursive: true, force: true });
+  });
+  // The harness passes its own --audit-policy-file first; kube-apiserver takes the last one given.
+  return withControlPlaneAndSidecar(() => [`--audit-policy-file=${policyFile}`]);
+}
+
+/** A control plane of the suite's own and a sidecar on it, both given these flags (files both read: a policy, an authentication configuration). */
+export function withControlPlaneAndSidecar(flags: WhenStarted<string[]>): Cluster & { sidecar: TestSidecar } {
+  const cluster = withControlPlane(async () => ({ extraApiserverFlags: await valueOf(flags) }));
+  const sidecar = withSidecar(async () => ({ flags: await valueOf(flags) }), cluster);
+  return { ...cluster, sidecar };
+}
