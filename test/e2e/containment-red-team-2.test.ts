@@ -7,11 +7,10 @@ import assert from 'node:assert/strict';
 import { request, type RequestOptions } from 'node:https';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { startContainmentCluster } from '../support/containment.js';
-import { type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { bindClusterRoleInNamespace, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { injectedBaselineNamespace } from '../support/containment.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const IMAGE = 'ghcr.io/example/dashboard:1';
@@ -60,10 +59,8 @@ function send(cp: ControlPlane, cert: CertificateAndKey, method: string, urlPath
 
 describe('containment red team 2: further routes to the scoped token (real API server, the shipped policies)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   let edit: CertificateAndKey;
   let admin: CertificateAndKey;
@@ -81,18 +78,13 @@ describe('containment red team 2: further routes to the scoped token (real API s
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam2'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam2');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(ADMIN)]);
     await waitForCanI(cp, EDIT, ['create', 'pods', '-n', ns]);
     await waitForCanI(cp, ADMIN, ['create', 'rolebindings', '-n', ns]);
     edit = issueCertificate(cp.ca, { commonName: EDIT, usage: 'client', validitySeconds: 3600 });
     admin = issueCertificate(cp.ca, { commonName: ADMIN, usage: 'client', validitySeconds: 3600 });
-  });
-
-  after(async function () {
-    await injector?.stop();
-    await cp?.stop();
   });
 
   it('a namespace admin cannot relabel or annotate her Namespace, nor add a webhook, a policy or a binding of her own', async function () {

@@ -21,19 +21,19 @@ import type { KubernetesObject, V1Container, V1Pod } from '@kubernetes/client-no
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { envName, flagName } from '../../lib/config.js';
 import { createLogger } from '../../lib/log.js';
-import type { RunningInjector } from '../../injector/injector.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { POD_SETTINGS } from '../../injector/settings.js';
 import { loadSidecarConfig, sidecarConfigSpec } from '../../lib/sidecar-config/options.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { type InjectorInstallation, startPodSidecar } from '../../local-cluster/provisioned.js';
-import { mergePatch, startContainmentCluster } from '../support/containment.js';
+import { bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { startPodSidecar } from '../../local-cluster/provisioned.js';
+import { mergePatch, injectedBaselineNamespace } from '../support/containment.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import { serviceForVariable, serviceLinkEnv } from '../support/service-links.js';
 import { assertAuditedAsSeen, type Attempt } from '../support/attempts.js';
 import { ENV_ANNOTATION_PREFIX, MOUNT_ANNOTATION_PREFIX, startPresetWebhook } from '../support/preset-webhook.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const IMAGE = 'ghcr.io/example/dashboard:1';
@@ -94,10 +94,8 @@ const kebab = (key: string) => flagName(key).replace(/^--/, '');
 
 describe('containment red team 3: routes not in the tables nor in red teams 1 and 2 (real API server, the shipped policies)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   const certs = {} as Record<Who, CertificateAndKey>;
   const attempts: Attempt[] = [];
@@ -125,7 +123,7 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam3'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam3');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(USERS.edit)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(USERS.admin)]);
     for (const [who, rule] of Object.entries(NARROW) as [Who, NonNullable<(typeof NARROW)[Who]>][]) {
@@ -137,11 +135,6 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
     await waitForCanI(cp, USERS.edit, ['create', 'pods', '-n', ns]);
     await waitForCanI(cp, USERS.admin, ['create', 'rolebindings', '-n', ns]);
     for (const who of Object.keys(USERS) as Who[]) certs[who] = issueCertificate(cp.ca, { commonName: USERS[who], usage: 'client', validitySeconds: 3600 });
-  });
-
-  after(async function () {
-    await injector?.stop();
-    await cp?.stop();
   });
 
   describe('pod writes read two ways', function () {

@@ -8,12 +8,11 @@ import assert from 'node:assert/strict';
 import { request, type RequestOptions } from 'node:https';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { startContainmentCluster } from '../support/containment.js';
-import { type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { injectedBaselineNamespace } from '../support/containment.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const INJECT = 'chaperone.dev/inject';
@@ -67,10 +66,8 @@ const projectedToken = (name: string, audience: string, expirationSeconds = 600)
 
 describe('containment red team: routes to the scoped token not in the tables (real API server, the shipped policies)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   let edit: CertificateAndKey;
   let debugOnly: CertificateAndKey;
@@ -91,7 +88,7 @@ describe('containment red team: routes to the scoped token not in the tables (re
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await clients.rbac.createNamespacedRole({ namespace: ns, body: { metadata: { name: 'only-debug' }, rules: [{ apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['patch', 'update'] }] } });
     await clients.rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name: 'only-debug' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'only-debug' }, subjects: [userSubject(DEBUG)] } });
@@ -99,11 +96,6 @@ describe('containment red team: routes to the scoped token not in the tables (re
     await waitForCanI(cp, DEBUG, ['patch', 'pods', '--subresource=ephemeralcontainers', '-n', ns]);
     edit = issueCertificate(cp.ca, { commonName: EDIT, usage: 'client', validitySeconds: 3600 });
     debugOnly = issueCertificate(cp.ca, { commonName: DEBUG, usage: 'client', validitySeconds: 3600 });
-  });
-
-  after(async function () {
-    await injector?.stop();
-    await cp?.stop();
   });
 
   it('a projected token of another audience and a short expiry in the dashboard container: refused by the injector', async function () {

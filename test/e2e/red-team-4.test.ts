@@ -18,19 +18,18 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { SignJWT, importJWK, type JWK } from 'jose';
 import YAML from 'yaml';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
 import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
 import { SECRETS } from '../../injector/provision/names.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { type InjectorInstallation, type PodSidecar, startPodSidecar } from '../../local-cluster/provisioned.js';
+import { bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { type PodSidecar, startPodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
-import { startContainmentCluster } from '../support/containment.js';
+import { injectedBaselineNamespace } from '../support/containment.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import { createLogger } from '../../lib/log.js';
 import { assertAuditedAsSeen, type Attempt } from '../support/attempts.js';
 import { startRecordingServer, type RecordingServer } from '../support/recording-server.js';
 import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const CONFIG = 'chaperone-sidecar-config';
@@ -64,10 +63,8 @@ function yamlBomb(top: string): string {
 describe('red team 4: the installation configuration, readiness and the webhook kubeconfig (real API server, the shipped policies)', function () {
   this.timeout(120_000);
   const oidcCa = createCA({ commonName: 'redteam4-trusted-issuer-ca' });
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   let issuer: TestProvider;
   let webhook: RecordingServer;
@@ -121,7 +118,7 @@ describe('red team 4: the installation configuration, readiness and the webhook 
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam4'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam4');
     issuer = await startTestProvider(oidcCa, { alice: { claims: { email: 'alice@example.com', email_verified: true } } });
     webhook = await startRecordingServer();
     files = {
@@ -154,8 +151,6 @@ describe('red team 4: the installation configuration, readiness and the webhook 
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     await sidecar?.stop();
     await Promise.all([issuer?.stop(), webhook?.stop()]);
-    await injector?.stop();
-    await cp?.stop();
   });
 
   describe('the installation configuration from a namespace', function () {

@@ -10,8 +10,7 @@ import { startInjector, type RunningInjector } from '../../injector/injector.js'
 import { silentLog } from '../unit/injector/helpers.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import type { AdminClients } from '../../local-cluster/kube.js';
-import { adminClients } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
 
 const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
@@ -59,23 +58,4 @@ export async function injectedBaselineNamespace(installation: InjectorInstallati
   await clients.core.patchNamespace({ name: namespace, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
   await waitForInjection(clients, namespace);
   return namespace;
-}
-
-/** A cluster-like control plane with the token policies, an installation's injector behind its webhook, and one injected baseline namespace. */
-export interface ContainmentCluster {
-  cp: ControlPlane;
-  clients: AdminClients;
-  installation: InjectorInstallation;
-  injector: RunningInjector;
-  namespace: string;
-}
-
-export async function startContainmentCluster(prefix: string): Promise<ContainmentCluster> {
-  const cp = await startClusterLikeControlPlane();
-  const clients = adminClients(cp);
-  await applyTokenPolicies(clients);
-  const installation = await installInjector(cp, clients);
-  const injector = await startInjectorBehindWebhook(installation);
-  const namespace = await injectedBaselineNamespace(installation, clients, prefix);
-  return { cp, clients, installation, injector, namespace };
 }

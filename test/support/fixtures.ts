@@ -1,6 +1,7 @@
 // Mocha fixtures: a suite declares what it runs against (`const sidecar = withSidecar({ mode })`), and
-// the fixture starts it in a before hook and stops it after the suite. The objects a fixture returns
-// are empty until that hook has run: use them in later hooks and in tests, never while declaring.
+// the fixture starts it in a before hook and stops it after the suite: after the suite's own after
+// hooks (which clean up what the suite built on it), the last started first. The objects a fixture
+// returns are empty until its hook has run: use them in later hooks and in tests, never while declaring.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,27 +34,28 @@ function valueOf<T>(value: WhenStarted<T>): T | Promise<T> {
   return typeof value === 'function' ? (value as () => T | Promise<T>)() : value;
 }
 
-// What each suite's fixtures started, stopped last first (a sidecar before the control plane it talks
-// to), by whichever of the suite's fixture after hooks mocha runs first.
 const startedBySuite = new WeakMap<Mocha.Suite, (() => Promise<void>)[]>();
 
+/** What the suite's fixtures started; the first asks for an after hook, added while the suite runs so that it comes after the suite's own. */
 function stopsOf(context: Context): (() => Promise<void>)[] {
   const suite = context.test!.parent!;
   let stops = startedBySuite.get(suite);
-  if (!stops) startedBySuite.set(suite, (stops = []));
+  if (!stops) {
+    const started: (() => Promise<void>)[] = [];
+    startedBySuite.set(suite, (stops = started));
+    suite.afterAll('stop what the fixtures started', async () => {
+      for (let stop = started.pop(); stop; stop = started.pop()) await stop();
+    });
+  }
   return stops;
 }
 
-/** Registers the hooks: `start` fills the fixture's objects and says how to stop what it started. */
+/** Registers the before hook: `start` fills the fixture's objects and says how to stop what it started. */
 function fixture(start: () => Promise<(() => Promise<void>) | undefined>): void {
   before(async function () {
     this.timeout(SETUP_TIMEOUT_MS);
     const stop = await start();
     if (stop) stopsOf(this).push(stop);
-  });
-  after(async function () {
-    const stops = stopsOf(this);
-    for (let stop = stops.pop(); stop; stop = stops.pop()) await stop();
   });
 }
 
@@ -100,16 +102,23 @@ function withOwnControlPlane(start: () => Promise<ControlPlane>): Cluster {
   return cluster;
 }
 
-/** A sidecar as an injected pod has it (startTestSidecar), on the given control plane or the shared one; stopped after the suite. */
-export function withSidecar(options: WhenStarted<TestSidecarOptions> = {}, cluster?: Cluster): TestSidecar {
-  const sidecar = {} as TestSidecar;
+/** Whatever `start` starts (anything with a stop()), filled into the object returned and stopped after the suite. */
+export function withStarted<T extends { stop(): Promise<void> }>(start: () => Promise<T>): T {
+  const handle = {} as T;
   fixture(async () => {
-    const cp = cluster?.cp ?? (await sharedControlPlane());
-    const started = await startTestSidecar(cp, cluster?.clients ?? adminClients(cp), await valueOf(options));
-    Object.assign(sidecar, started);
+    const started = await start();
+    Object.assign(handle, started);
     return () => started.stop();
   });
-  return sidecar;
+  return handle;
+}
+
+/** A sidecar as an injected pod has it (startTestSidecar), on the given control plane or the shared one. */
+export function withSidecar(options: WhenStarted<TestSidecarOptions> = {}, cluster?: Cluster): TestSidecar {
+  return withStarted(async () => {
+    const cp = cluster?.cp ?? (await sharedControlPlane());
+    return startTestSidecar(cp, cluster?.clients ?? adminClients(cp), await valueOf(options));
+  });
 }
 
 /** An installation of the injector (installInjector) and its injector on 127.0.0.1, called through the installation's webhook configuration; stopped after the suite. */
