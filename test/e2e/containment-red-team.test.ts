@@ -5,12 +5,10 @@
 // Each test asserts the SAFE outcome, and reads back what the API server stored where that matters.
 // There is no kubelet: what counts is what admission stores or refuses.
 import assert from 'node:assert/strict';
-import { request, type RequestOptions } from 'node:https';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import { bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { injectedBaselineNamespace } from '../support/containment.js';
+import { injectedBaselineNamespace, sendAs, type ApiResponse } from '../support/containment.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
@@ -20,44 +18,6 @@ const IMAGE = 'ghcr.io/example/dashboard:1';
 const EVIL = 'ghcr.io/attacker/steal:1';
 const EDIT = 'redteam-edit';
 const DEBUG = 'redteam-debug';
-
-interface Response {
-  status: number;
-  auditID: string;
-  body: string;
-  message: string;
-}
-
-function send(cp: ControlPlane, cert: CertificateAndKey | undefined, method: string, urlPath: string, body?: unknown, contentType = 'application/json', headers: Record<string, string> = {}): Promise<Response> {
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const options: RequestOptions = {
-    method,
-    host: cp.host,
-    port: cp.port,
-    path: urlPath,
-    ca: cp.ca.certPem,
-    agent: false,
-    headers: { ...(text !== undefined ? { 'content-type': contentType } : {}), ...headers },
-    ...(cert ? { cert: cert.certPem, key: cert.keyPem } : { cert: cp.admin.certPem, key: cp.admin.keyPem }),
-  };
-  return new Promise((resolve, reject) => {
-    const req = request(options, (res) => {
-      let data = '';
-      res.on('data', (chunk: Buffer) => (data += chunk.toString()));
-      res.on('end', () => {
-        let message = data;
-        try {
-          message = (JSON.parse(data) as { message?: string }).message ?? data;
-        } catch {
-          // not a Status
-        }
-        resolve({ status: res.statusCode ?? 0, auditID: String(res.headers['audit-id'] ?? ''), body: data, message });
-      });
-    });
-    req.on('error', reject);
-    req.end(text);
-  });
-}
 
 const projectedToken = (name: string, audience: string, expirationSeconds = 600) => ({
   name,
@@ -74,13 +34,13 @@ describe('containment red team: routes to the scoped token not in the tables (re
   const attempts: { what: string; auditID: string; status: number; user: string }[] = [];
 
   const podsPath = () => `/api/v1/namespaces/${ns}/pods`;
-  async function tryAs(what: string, cert: CertificateAndKey, user: string, method: string, urlPath: string, body?: unknown, contentType?: string, query = ''): Promise<Response> {
-    const response = await send(cp, cert, method, `${urlPath}${query}`, body, contentType);
+  async function tryAs(what: string, cert: CertificateAndKey, user: string, method: string, urlPath: string, body?: unknown, contentType?: string, query = ''): Promise<ApiResponse> {
+    const response = await sendAs(cp, cert, method, `${urlPath}${query}`, body, contentType);
     attempts.push({ what, auditID: response.auditID, status: response.status, user });
     return response;
   }
   const asEdit = (what: string, method: string, urlPath: string, body?: unknown, contentType?: string, query = '') => tryAs(what, edit, EDIT, method, urlPath, body, contentType, query);
-  const refused = (r: Response, words: RegExp, what: string) => {
+  const refused = (r: ApiResponse, words: RegExp, what: string) => {
     assert.ok(r.status >= 400 && r.status < 500, `${what}: HTTP ${r.status} ${r.message.slice(0, 400)}`);
     assert.match(r.message, words, what);
   };
@@ -155,7 +115,7 @@ describe('containment red team: routes to the scoped token not in the tables (re
 
   it('the same pod as the replicaset controller would create it from a Deployment template: judged the same', async function () {
     const template = { serviceAccountName: SCOPED, automountServiceAccountToken: true, containers: [{ name: 'dashboard', image: IMAGE, volumeMounts: [{ name: 'tok', mountPath: '/tok' }] }], volumes: [projectedToken('tok', '')] };
-    const deployment = await send(cp, edit, 'POST', `/apis/apps/v1/namespaces/${ns}/deployments`, {
+    const deployment = await sendAs(cp, edit, 'POST', `/apis/apps/v1/namespaces/${ns}/deployments`, {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata: { name: 'templated' },
@@ -163,7 +123,7 @@ describe('containment red team: routes to the scoped token not in the tables (re
     });
     assert.equal(deployment.status, 201, 'storing a Deployment is not a pod: nothing to judge yet');
     const uid = (JSON.parse(deployment.body) as KubernetesObject).metadata!.uid!;
-    const asController = await send(cp, undefined, 'POST', podsPath(), {
+    const asController = await sendAs(cp, undefined, 'POST', podsPath(), {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { generateName: 'templated-', labels: { app: 'templated' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'templated-1', uid, controller: true }] },

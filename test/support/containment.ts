@@ -11,7 +11,9 @@ import { silentLog } from '../unit/injector/helpers.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import type { AdminClients } from '../../local-cluster/kube.js';
 import { createWebhookConfiguration, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import type { CertificateAndKey } from '../../lib/pki.js';
 
 const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
 /** The policies that keep the token in the sidecar (what keeps the provisioned objects is tampering.test.ts's). */
@@ -58,4 +60,25 @@ export async function injectedBaselineNamespace(installation: InjectorInstallati
   await clients.core.patchNamespace({ name: namespace, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
   await waitForInjection(clients, namespace);
   return namespace;
+}
+
+/** What the API server answered, with its Status's message and the audit ID that names the request in its log. */
+export interface ApiResponse {
+  status: number;
+  auditID: string;
+  body: string;
+  message: string;
+}
+
+/** A request to the API server as the holder of `cert` (the cluster admin without one): an attacker's try. */
+export async function sendAs(cp: ControlPlane, cert: CertificateAndKey | undefined, method: string, urlPath: string, body?: unknown, contentType = 'application/json', headers: Record<string, string> = {}): Promise<ApiResponse> {
+  const text = body === undefined ? undefined : JSON.stringify(body);
+  const r = await rawRequest(`${cp.url}${urlPath}`, { method, ca: cp.ca.certPem, cert: cert ?? cp.admin, headers: { ...(text !== undefined ? { 'content-type': contentType } : {}), ...headers }, ...(text !== undefined ? { body: text } : {}) });
+  let message = r.body;
+  try {
+    message = (JSON.parse(r.body) as { message?: string }).message ?? r.body;
+  } catch {
+    // not a Status
+  }
+  return { status: r.status, auditID: String(r.headers['audit-id'] ?? ''), body: r.body, message };
 }
