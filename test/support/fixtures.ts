@@ -8,9 +8,12 @@ import path from 'node:path';
 import type { Context } from 'mocha';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../local-cluster/control-plane.js';
 import { adminClients, type AdminClients } from '../../local-cluster/kube.js';
-import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, installInjector, readCaBundles, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { startTestSidecar, type TestSidecar, type TestSidecarOptions } from '../../local-cluster/sidecar.js';
-import type { RunningInjector } from '../../injector/injector.js';
+import type { Controller } from '../../injector/controller.js';
+import { startInjector, type RunningInjector } from '../../injector/injector.js';
+import { createLogger } from '../../lib/log.js';
 import { applyTokenPolicies, startClusterLikeControlPlane, startInjectorBehindWebhook } from './containment.js';
 import { sharedControlPlane } from './shared.js';
 
@@ -131,6 +134,37 @@ export function withInjector(cluster: Cluster, flags: WhenStarted<string[]> = []
     return () => running.stop();
   });
   return injector;
+}
+
+export interface ReplicatedInjector extends Injector {
+  /** The controller, a replica of its own that the webhook server asks about provisioning. */
+  replica: Controller;
+}
+
+/**
+ * An installation whose controller runs as a replica with these flags, and the webhook server in front
+ * of it on 127.0.0.1, once the API server has its caBundle; `prepare` runs before the replica starts
+ * (an installation configuration, say). The installation is cleaned up after the suite.
+ */
+export function withReplicatedInjector(cluster: Cluster, replicaFlags: string[], prepare?: (installation: InjectorInstallation) => Promise<unknown>): ReplicatedInjector {
+  const handle = { installation: {} as InjectorInstallation, injector: {} as RunningInjector, replica: {} as Controller };
+  fixture(async () => {
+    const installation = await installInjector(cluster.cp, cluster.clients);
+    Object.assign(handle.installation, installation);
+    return () => installation.cleanup();
+  });
+  fixture(async () => {
+    await prepare?.(handle.installation);
+    const replica = handle.installation.startReplica(replicaFlags);
+    Object.assign(handle.replica, replica);
+    await replica.ready();
+    const injector = await startInjector(handle.installation.config(['--listen=127.0.0.1:0']), createLogger('injector', 'warn'), { controller: replica });
+    Object.assign(handle.injector, injector);
+    await createWebhookConfiguration(handle.installation, [`https://127.0.0.1:${injector.port}/mutate`]);
+    await waitFor('the caBundle', async () => (await readCaBundles(handle.installation)).bundles[0] !== '');
+    return () => injector.stop();
+  });
+  return handle;
 }
 
 /** A control plane of the suite's own and a sidecar on it, both given this audit policy file. */
