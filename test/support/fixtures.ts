@@ -17,8 +17,8 @@ import { createLogger } from '../../lib/log.js';
 import { applyTokenPolicies, startClusterLikeControlPlane, startInjectorBehindWebhook } from './containment.js';
 import { sharedControlPlane } from './shared.js';
 
-/** A control plane may build its binaries first, on a loaded machine. */
-const SETUP_TIMEOUT_MS = 15 * 60_000;
+/** A control plane may build its binaries first, on a loaded machine (an older release's the longest). */
+const SETUP_TIMEOUT_MS = 60 * 60_000;
 
 /** A value, or how to make it when the fixture starts (after the suite's earlier hooks, whose results it may use). */
 export type WhenStarted<T> = T | (() => T | Promise<T>);
