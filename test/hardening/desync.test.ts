@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import type { SeenRequest } from '../support/fake-upstream.js';
 import { grantClusterWide, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
-import { startStandIn, type StandIn } from './support/stand-in.js';
+import { withStandIn } from './support/stand-in.js';
 import { converse, type Target } from '../support/wire.js';
 import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
@@ -160,15 +160,7 @@ async function inBatches<T, R>(items: T[], width: number, work: (item: T) => Pro
 
 describe('hardening: HTTP/1.1 desync against a stand-in API server', function () {
   this.timeout(0);
-  let standIn: StandIn;
-
-  before(async function () {
-    standIn = await startStandIn();
-  });
-
-  after(async function () {
-    await standIn?.stop();
-  });
+  const standIn = withStandIn();
 
   it('forwards exactly the requests it authorized, each its own HTTP/2 stream, with the body the framing delimited', async function () {
     const chosen = cases();

@@ -12,7 +12,7 @@ import { type LocalSidecar } from '../../local-cluster/sidecar.js';
 import { figure, size } from './support/knobs.js';
 import { call, loops } from './support/load.js';
 import { describeStats, processStats } from './support/process-stats.js';
-import { startStandIn, type StandIn } from './support/stand-in.js';
+import { withStandIn } from './support/stand-in.js';
 import { exchange, openTls, parseAnswer } from '../support/wire.js';
 import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
@@ -60,22 +60,17 @@ describe('hardening: slow and hostile clients', function () {
   this.timeout(120_000);
 
   describe('against a stand-in API server', function () {
-    let standIn: StandIn;
+    const MAX_UPGRADES = 8;
+    const standIn = withStandIn({
+      asProcess: true,
+      flags: [`--headers-timeout=${HEADERS_TIMEOUT_MS}ms`, `--max-upgrades=${MAX_UPGRADES}`, '--max-header-bytes=16384', '--max-request-body-bytes=65536'],
+    });
     let fake: FakeUpstream;
     let sidecar: LocalSidecar;
     let alice: CertificateAndKey;
-    const MAX_UPGRADES = 8;
 
-    before(async function () {
-      standIn = await startStandIn({
-        asProcess: true,
-        flags: [`--headers-timeout=${HEADERS_TIMEOUT_MS}ms`, `--max-upgrades=${MAX_UPGRADES}`, '--max-header-bytes=16384', '--max-request-body-bytes=65536'],
-      });
+    before(function () {
       ({ fake, sidecar, alice } = standIn);
-    });
-
-    after(async function () {
-      await standIn?.stop();
     });
 
     const target = () => ({ port: sidecar.port, ca: sidecar.servingCa.certPem });

@@ -33,7 +33,7 @@ export interface Injector {
   injector: RunningInjector;
 }
 
-function valueOf<T>(value: WhenStarted<T>): T | Promise<T> {
+export function valueOf<T>(value: WhenStarted<T>): T | Promise<T> {
   return typeof value === 'function' ? (value as () => T | Promise<T>)() : value;
 }
 
