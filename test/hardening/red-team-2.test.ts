@@ -3,11 +3,11 @@
 // the safe outcome; the real API server's audit log and the sidecar's, joined by auditID, judge.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createNamespace, grantClusterWide, grantInNamespace, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
+import { createNamespace, grantInNamespace, readAuditEvents, waitForAuditEvents } from '../../local-cluster/kube.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { converse, openTls, parseAnswer, type RawAnswer, type Target } from '../support/wire.js';
-import { apiServerEventFor, auditIDOf, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
+import { apiServerEventFor, auditIDOf, grantImpersonation, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
 import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const tag = (): string => randomBytes(3).toString('hex');
@@ -34,16 +34,7 @@ describe('hardening: red team 2 (attacks that held)', function () {
     ns = await createNamespace(clients, 'redteam2');
     await grantInNamespace(cp, clients, ns, 'edit', 'rt2-alice');
     alice = sidecar.clientCert('rt2-alice');
-    await grantClusterWide(
-      clients,
-      'rt2-carol',
-      [
-        { apiGroups: [''], resources: ['users', 'groups'], verbs: ['impersonate'] },
-        { apiGroups: ['authentication.k8s.io'], resources: ['userextras/*', 'uids'], verbs: ['impersonate'] },
-      ],
-      [userSubject('rt2-carol')],
-    );
-    await waitForCanI(cp, 'rt2-carol', ['impersonate', 'users/anyone']);
+    await grantImpersonation(cp, clients, 'rt2-carol', ['users', 'groups']);
     carol = sidecar.clientCert('rt2-carol');
   });
 

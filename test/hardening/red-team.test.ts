@@ -8,7 +8,6 @@ import { readFile } from 'node:fs/promises';
 import {
   bindClusterRoleInNamespace,
   createNamespace,
-  grantClusterWide,
   grantInNamespace,
   groupSubject,
   userSubject,
@@ -17,7 +16,7 @@ import {
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { converse, exchange, openTls, type Target } from '../support/wire.js';
-import { apiServerEventFor, apiServerEventsMentioning, auditIDOf, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
+import { apiServerEventFor, apiServerEventsMentioning, auditIDOf, grantImpersonation, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
 import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const tag = (): string => randomBytes(3).toString('hex');
@@ -37,16 +36,7 @@ describe('hardening: red team (attacks that held)', function () {
     await grantInNamespace(cp, clients, ns, 'edit', 'rt-alice');
     alice = sidecar.clientCert('rt-alice', ['rt-dev']);
     // carol may impersonate anyone (users, groups, service accounts, any extra, any uid), as a support desk might.
-    await grantClusterWide(
-      clients,
-      'rt-carol',
-      [
-        { apiGroups: [''], resources: ['users', 'groups', 'serviceaccounts'], verbs: ['impersonate'] },
-        { apiGroups: ['authentication.k8s.io'], resources: ['userextras/*', 'uids'], verbs: ['impersonate'] },
-      ],
-      [userSubject('rt-carol')],
-    );
-    await waitForCanI(cp, 'rt-carol', ['impersonate', 'users/anyone']);
+    await grantImpersonation(cp, clients, 'rt-carol', ['users', 'groups', 'serviceaccounts']);
     carol = sidecar.clientCert('rt-carol');
   });
 
