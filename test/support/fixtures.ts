@@ -33,6 +33,7 @@ export interface Injector {
   injector: RunningInjector;
 }
 
+/** The value, made now if it was given as how to make it. */
 export function valueOf<T>(value: WhenStarted<T>): T | Promise<T> {
   return typeof value === 'function' ? (value as () => T | Promise<T>)() : value;
 }
