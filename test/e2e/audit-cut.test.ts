@@ -9,14 +9,13 @@ import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect } from 'node:tls';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { type AdminClients, adminClients, createNamespace, grantInNamespace, readAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
-import { rawRequest, startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
-import { waitFor } from '../../local-cluster/wait.js';
+import { createNamespace, grantInNamespace, readAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import type { Event } from '../../sidecar/audit/types.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import type { CommandResult } from '../../local-cluster/kube.js';
 import { DocRunner } from '../support/doc-runner.js';
 
@@ -30,25 +29,16 @@ async function succeeded(result: Promise<CommandResult>): Promise<CommandResult>
 
 describe('audit: requests their clients abandon (real API server)', function () {
   this.timeout(300_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
   let ns: string;
   let alice: CertificateAndKey;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     ns = await createNamespace(clients, 'audit-cut');
     await grantInNamespace(cp, clients, ns, 'edit', 'alice');
     await waitForCanI(cp, 'alice', ['create', 'configmaps', '-n', ns]);
-    sidecar = await startTestSidecar(cp, clients);
     alice = sidecar.clientCert('alice', ['dev']);
-  });
-
-  after(async function () {
-    await sidecar?.stop();
   });
 
   /** The sidecar's audit events so far. */

@@ -8,13 +8,12 @@ import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { ApiextensionsV1Api } from '@kubernetes/client-node';
 import fc from 'fast-check';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { type AdminClients, adminClients, createNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import { fuzz } from '../hardening/support/knobs.js';
 import { auditIdOf, waitForEventLines } from '../unit/sidecar/audit/support.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 type ObjectRef = Record<string, string>;
 interface Logged {
@@ -59,27 +58,18 @@ function protobufConfigMap(metas: Buffer[], kind = 'ConfigMap'): Buffer {
 
 describe('audit: objectRef of creates and updates, as the API server records it (real API server)', function () {
   this.timeout(240_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
   let ns: string;
   const writer = `writer-${tag()}`;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     ns = await createNamespace(clients, 'audit-ref');
-    sidecar = await startTestSidecar(cp, clients);
     await clients.rbac.createNamespacedRoleBinding({
       namespace: ns,
       body: { metadata: { name: 'writer' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' }, subjects: [userSubject(writer)] },
     });
     await waitForCanI(cp, writer, ['create', 'configmaps', '-n', ns]);
-  });
-
-  after(async function () {
-    await sidecar?.stop();
   });
 
   interface Send {

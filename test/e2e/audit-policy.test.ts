@@ -3,24 +3,19 @@
 // event for the very request the sidecar forwarded (same auditID) must have the same level, stages
 // and bodies; for rules that do, the same request sent straight to the API server as that person.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
+import { readFile } from 'node:fs/promises';
 import {
-  type AdminClients,
-  adminClients,
   createNamespace,
   grantInNamespace,
   readAuditEvents,
   waitForCanI,
 } from '../../local-cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import type { Event } from '../../sidecar/audit/types.js';
 import { auditIdOf, readEventLines, waitForEventLines } from '../unit/sidecar/audit/support.js';
+import { withAuditPolicy } from '../support/fixtures.js';
 
 const POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -64,31 +59,14 @@ function shape(events: Event[]) {
 
 describe('audit policy: the same decisions as the API server with the same policy file', function () {
   this.timeout(300_000);
-  let dir: string;
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients, sidecar } = withAuditPolicy('audit-policy', POLICY);
   let ns: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    dir = mkdtempSync(path.join(tmpdir(), 'chaperone-audit-policy-'));
-    const policyFile = path.join(dir, 'policy.yaml');
-    writeFileSync(policyFile, POLICY);
-    // The harness passes its own --audit-policy-file first; kube-apiserver takes the last one given.
-    cp = await startControlPlane({ extraApiserverFlags: [`--audit-policy-file=${policyFile}`] });
-    clients = adminClients(cp);
     ns = await createNamespace(clients, 'policy');
     await grantInNamespace(cp, clients, ns, 'edit', 'alice');
     await grantInNamespace(cp, clients, ns, 'view', 'quinn');
     await waitForCanI(cp, 'quinn', ['list', 'pods', '-n', ns]);
-    sidecar = await startTestSidecar(cp, clients, { flags: [`--audit-policy-file=${policyFile}`] });
-  });
-
-  after(async function () {
-    await sidecar?.stop();
-    await cp?.stop();
-    await rm(dir, { recursive: true, force: true });
   });
 
   function send(base: string, ca: string, cert: CertificateAndKey | undefined, request: Request): Promise<RawResponse> {

@@ -8,18 +8,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import { ensureAuditChecker } from '../../local-cluster/binaries.js';
-import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, createNamespace, grantInNamespace, waitForAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
-import { rawRequest, startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, grantInNamespace, waitForAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import { yamlAsJson } from '../../sidecar/audit/yaml-json.js';
 import { auditIdOf, waitForEventLines } from '../unit/sidecar/audit/support.js';
+import { withAuditPolicy } from '../support/fixtures.js';
 
 const LIMIT = 256 * 1024;
 
@@ -162,28 +159,16 @@ describe('audit: YAML bodies recorded as the API server records them', function 
   });
 
   describe('against a real API server, its audit log compared with the sidecar\'s for each auditID', function () {
-    let dir: string;
-    let cp: ControlPlane;
-    let sidecar: TestSidecar;
+    const { cp, clients, sidecar } = withAuditPolicy(
+      'audit-yaml',
+      'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Request\n    verbs: [patch]\n    resources: [{group: "", resources: [configmaps]}]\n  - level: Metadata\n',
+    );
     let ns: string;
 
     before(async function () {
-      this.timeout(15 * 60_000);
-      dir = mkdtempSync(path.join(tmpdir(), 'chaperone-audit-yaml-'));
-      const policyFile = path.join(dir, 'policy.yaml');
-      writeFileSync(policyFile, 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Request\n    verbs: [patch]\n    resources: [{group: "", resources: [configmaps]}]\n  - level: Metadata\n');
-      cp = await startControlPlane({ extraApiserverFlags: [`--audit-policy-file=${policyFile}`] });
-      const clients = adminClients(cp);
       ns = await createNamespace(clients, 'audit-yaml');
       await grantInNamespace(cp, clients, ns, 'edit', 'alice');
       await waitForCanI(cp, 'alice', ['patch', 'configmaps', '-n', ns]);
-      sidecar = await startTestSidecar(cp, clients, { flags: [`--audit-policy-file=${policyFile}`] });
-    });
-
-    after(async function () {
-      await sidecar?.stop();
-      await cp?.stop();
-      if (dir) await rm(dir, { recursive: true, force: true });
     });
 
     /** The requestObject of the ResponseComplete event for this auditID, as the bytes the line holds; undefined: none; null: no event. */

@@ -3,11 +3,7 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
 import {
-  type AdminClients,
-  adminClients,
   type AuditEvent,
   auditEventsFor,
   createNamespace,
@@ -21,39 +17,31 @@ import { createCA, type CertificateAndKey } from '../../lib/pki.js';
 import { ANNOTATIONS } from '../../sidecar/audit/event.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { auditIdOf, keptAuditFile, readEventLines, startReceiver, waitForEventLines, type Receiver } from '../unit/sidecar/audit/support.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const MICRO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('audit events (real API server)', function () {
   this.timeout(180_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
+  const { cp, clients } = withSharedControlPlane();
   let ns: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     ns = await createNamespace(clients, 'audit');
     await grantInNamespace(cp, clients, ns, 'view', 'alice');
   });
 
   describe('one event per request, joined to the API server\'s by auditID', function () {
-    let sidecar: TestSidecar;
+    const sidecar = withSidecar({ flags: ['--pod-name=dashboard-0', '--pod-namespace=team-a'] });
     let alice: CertificateAndKey;
     let otherNs: string;
 
     before(async function () {
-      sidecar = await startTestSidecar(cp, clients, { flags: ['--pod-name=dashboard-0', '--pod-namespace=team-a'] });
       alice = sidecar.clientCert('alice', ['dev']);
       otherNs = await createNamespace(clients, 'audit-other');
       await grantClusterWide(clients, 'audit-carol', [{ apiGroups: [''], resources: ['users', 'groups'], verbs: ['impersonate'] }], [userSubject('carol')]);
       await waitForCanI(cp, 'carol', ['impersonate', 'users/alice']);
-    });
-
-    after(async function () {
-      await sidecar?.stop();
     });
 
     const via = (path: string, init: { headers?: Record<string, string>; cert?: CertificateAndKey | null } = {}) =>

@@ -14,12 +14,11 @@ import YAML from 'yaml';
 import type { V1ClusterRole } from '@kubernetes/client-node';
 import { createCA } from '../../lib/pki.js';
 import { parseAuthenticationConfiguration } from '../../lib/sidecar-config/jwt.js';
-import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents } from '../../local-cluster/kube.js';
+import { rawRequest, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { OTHER_CLIENT, startTestProvider, type TestAccount, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
 import { startPamHook, type PamHook } from '../../local-cluster/identity/pam-hook.js';
+import { withControlPlane, withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const CLUSTER_TOKEN_REVIEW_ROLE = path.resolve(import.meta.dirname, '../../manifests/components/cluster-token-review/cluster-token-review-clusterrole.yaml');
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
@@ -62,8 +61,6 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   this.timeout(180_000);
   const ca = createCA({ commonName: 'chaperone-test-oidc-ca' });
   let dir: string;
-  let cp: ControlPlane;
-  let clients: AdminClients;
   let claimsIssuer: TestProvider;
   let emailIssuer: TestProvider;
   let celIssuer: TestProvider;
@@ -72,8 +69,10 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   let stranger: TestProvider;
   let apiServerOnlyConfig: string;
   let pamHook: PamHook;
-  let sidecar: TestSidecar;
-  let legacySidecar: TestSidecar;
+  let authnConfig: string;
+  let apiServerAuthnConfig: string;
+  let webhookConfig: string;
+  let caFile: string;
 
   const claimsAccounts: Record<string, TestAccount> = {
     alice: { claims: { hd: 'example.com', groups: ['dev', 'ops'] } },
@@ -187,7 +186,6 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   }
 
   before(async function () {
-    this.timeout(15 * 60_000);
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-authn-'));
     [claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger] = await Promise.all([
       startTestProvider(ca, claimsAccounts),
@@ -201,30 +199,32 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
       jdoe: { password: 'correct horse', uid: '1000', groups: ['jdoe', 'sudo'] },
       root: { password: 'toor', uid: '0', groups: ['system:masters'] },
     });
-    const authnConfig = path.join(dir, 'authentication-config.yaml');
+    authnConfig = path.join(dir, 'authentication-config.yaml');
     // The API server's file has one issuer more, whose rule uses matches(): chaperone refuses that file.
-    const apiServerAuthnConfig = path.join(dir, 'apiserver-authentication-config.yaml');
-    const webhookConfig = path.join(dir, 'pamhook.kubeconfig');
+    apiServerAuthnConfig = path.join(dir, 'apiserver-authentication-config.yaml');
+    webhookConfig = path.join(dir, 'pamhook.kubeconfig');
     apiServerOnlyConfig = authenticationConfiguration(true);
     await writeFile(authnConfig, authenticationConfiguration());
     await writeFile(apiServerAuthnConfig, apiServerOnlyConfig);
     await writeFile(webhookConfig, pamHook.kubeconfig());
-    cp = await startControlPlane({
-      extraApiserverFlags: [`--authentication-config=${apiServerAuthnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`, '--authentication-token-webhook-cache-ttl=0s'],
-    });
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients, {
-      flags: [`--authentication-config=${authnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`],
-    });
+    caFile = path.join(dir, 'oidc-ca.crt');
+    await writeFile(caFile, ca.certPem);
+  });
+
+  const { cp, clients } = withControlPlane(() => ({
+    extraApiserverFlags: [`--authentication-config=${apiServerAuthnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`, '--authentication-token-webhook-cache-ttl=0s'],
+  }));
+  const sidecar = withSidecar(() => ({ flags: [`--authentication-config=${authnConfig}`, `--authentication-token-webhook-config-file=${webhookConfig}`] }), { cp, clients });
+  const legacySidecar = withSidecar(
+    () => ({ flags: [`--oidc-issuer-url=${claimsIssuer.issuer}`, '--oidc-client-id=chaperone-test', '--oidc-groups-claim=groups', `--oidc-ca-file=${caFile}`, '--oidc-required-claim=hd=example.com'] }),
+    { cp, clients },
+  );
+
+  before(async function () {
     // Extras from claimMappings.extra need rules of their own (docs/authentication.md).
     await grantClusterWide(clients, 'chaperone-claim-extras', [{ apiGroups: ['authentication.k8s.io'], resources: ['userextras/example.com/tenant', 'userextras/example.com/level', 'userextras/example.com/employee'], verbs: ['impersonate'] }], [
       serviceAccountSubject(sidecar.namespace, sidecar.serviceAccount),
     ]);
-    const caFile = path.join(dir, 'oidc-ca.crt');
-    await writeFile(caFile, ca.certPem);
-    legacySidecar = await startTestSidecar(cp, clients, {
-      flags: [`--oidc-issuer-url=${claimsIssuer.issuer}`, '--oidc-client-id=chaperone-test', '--oidc-groups-claim=groups', `--oidc-ca-file=${caFile}`, '--oidc-required-claim=hd=example.com'],
-    });
     // The API server initialises its JWT authenticators in the background: wait until it accepts a token.
     const token = await claimsIssuer.idToken('alice');
     for (let i = 0; (await direct(token)).status !== 201; i++) {
@@ -234,8 +234,6 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   });
 
   after(async function () {
-    await Promise.all([sidecar?.stop(), legacySidecar?.stop()]);
-    await cp?.stop();
     await Promise.all([claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger, pamHook].map((s) => s?.stop()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -519,17 +517,12 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
 
 describe('cluster TokenReview (opt-in): service-account tokens through the sidecar', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
-  let withoutReview: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar({ flags: ['--cluster-token-review'] });
+  const withoutReview = withSidecar();
   let namespace: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients, { flags: ['--cluster-token-review'] });
     const role = YAML.parse(await readFile(CLUSTER_TOKEN_REVIEW_ROLE, 'utf8')) as V1ClusterRole;
     await clients.rbac.createClusterRole({ body: role }).catch(() => undefined);
     await clients.rbac.createClusterRoleBinding({
@@ -539,13 +532,8 @@ describe('cluster TokenReview (opt-in): service-account tokens through the sidec
         subjects: [serviceAccountSubject(sidecar.namespace, sidecar.serviceAccount)],
       },
     });
-    withoutReview = await startTestSidecar(cp, clients);
     namespace = await createNamespace(clients, 'sa-tokens');
     await createServiceAccount(clients, namespace, 'reader');
-  });
-
-  after(async function () {
-    await Promise.all([sidecar?.stop(), withoutReview?.stop()]);
   });
 
   const review = async (url: string, ca: string, token: string): Promise<Outcome> => outcome(await selfSubjectReview(url, ca, token));

@@ -9,13 +9,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import type { V1Pod } from '@kubernetes/client-node';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
-import { createLogger } from '../../lib/log.js';
-import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import type { Controller } from '../../injector/controller.js';
 import type { Finding, Report } from '../../cli/doctor/findings.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import {
-  adminClients,
   bindClusterRoleInNamespace,
   createNamespace,
   createServiceAccount,
@@ -24,20 +19,16 @@ import {
   mintServiceAccountToken,
   serviceAccountSubject,
   waitForCanI,
-  type AdminClients,
 } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { startPodSidecar, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { runMain } from '../support/run-main.js';
-import { sharedControlPlane } from '../support/shared.js';
+import { withReplicatedInjector, withSharedControlPlane } from '../support/fixtures.js';
 
 describe('the chaperone command (a process, against the real API server)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let replica: Controller;
-  let injector: RunningInjector | undefined;
+  const { cp, clients } = withSharedControlPlane();
+  const { installation, replica, injector } = withReplicatedInjector({ cp, clients }, ['--webhook-hosts=127.0.0.1', '--resync-interval=2s']);
   let sidecar: PodSidecar | undefined;
   let dir: string;
   /** The injector's config file, as an operator who renamed things would pass it. */
@@ -68,15 +59,7 @@ describe('the chaperone command (a process, against the real API server)', funct
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-cli-e2e-'));
-    installation = await installInjector(cp, clients);
-    replica = installation.startReplica(['--webhook-hosts=127.0.0.1', '--resync-interval=2s']);
-    await replica.ready();
-    injector = await startInjector(installation.config(['--listen=127.0.0.1:0']), createLogger('injector', 'warn'), { controller: replica });
-    await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
-    await waitFor('the caBundle', async () => (await readCaBundles(installation)).bundles[0] !== '');
     // The names this installation gives things, in the injector's own config-file format.
     const names = Object.fromEntries(Object.entries(installation.config()).filter(([key, value]) => typeof value === 'string' && key !== 'kubeconfig'));
     injectorConfig = path.join(dir, 'injector.yaml');
@@ -96,8 +79,6 @@ describe('the chaperone command (a process, against the real API server)', funct
 
   after(async function () {
     await sidecar?.stop();
-    await injector?.stop();
-    await installation?.cleanup();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -226,9 +207,8 @@ describe('the chaperone command (a process, against the real API server)', funct
 
   describe('chaperone doctor, with the injector stopped', function () {
     it('fails a namespace whose CA ConfigMap is missing, saying so and what to do', async function () {
-      // Stopped, so that it does not put the ConfigMap back at once.
-      await injector!.stop();
-      injector = undefined;
+      // Stopped, so that it does not put the ConfigMap back at once (stopping it again after the suite does nothing).
+      await injector.stop();
       await replica.stop();
       await clients.core.deleteNamespacedConfigMap({ name: 'chaperone-ca', namespace: team });
       const { code, report } = await doctor(['-n', team]);

@@ -13,13 +13,11 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { KubernetesObjectApi, type KubernetesObject, type V1CSIDriver, type V1Pod, type V1PolicyRule, type V1Volume } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { applyTokenPolicies, injectedBaselineNamespace, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook } from '../support/containment.js';
-import { adminClients, auditEventsFor, bindClusterRoleInNamespace, mintServiceAccountToken, userSubject, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
-import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { injectedBaselineNamespace, mergePatch } from '../support/containment.js';
+import { auditEventsFor, bindClusterRoleInNamespace, mintServiceAccountToken, userSubject, waitForCanI } from '../../local-cluster/kube.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const WARNING_POLICY = path.resolve(import.meta.dirname, '../../manifests/base/csi-token-drivers-policy.yaml');
 const SCOPED = 'chaperone-impersonator';
@@ -81,10 +79,7 @@ const CLAIMS: { id: string; title: string; volume: Omit<V1Volume, 'name'> }[] = 
 
 describe('containment: claims served by a CSI driver that requests tokens (real API server, the shipped policies and RBAC)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
   let ns = '';
   let edit: CertificateAndKey;
   let run = 0;
@@ -140,10 +135,6 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
     waitFor(`the injector's watch of the CSIDrivers to have the change (a claim answered ${status})`, async () => (await create(claimPod('sync', { persistentVolumeClaim: { claimName: 'static' } }))).status === status);
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await startClusterLikeControlPlane();
-    clients = adminClients(cp);
-    await applyTokenPolicies(clients);
     const api = KubernetesObjectApi.makeApiClient(clients.kubeconfig);
 
     for (const object of YAML.parseAllDocuments(await readFile(WARNING_POLICY, 'utf8')).map((doc) => doc.toJS() as KubernetesObject)) await api.create(object);
@@ -164,9 +155,12 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
       metadata: { name: 'static' },
       spec: { capacity: { storage: '1Gi' }, accessModes: ['ReadWriteOnce'], storageClassName: '', persistentVolumeReclaimPolicy: 'Retain', csi: { driver: DISK, volumeHandle: 'vol-1' } },
     } as KubernetesObject);
+  });
 
-    installation = await installInjector(cp, clients);
-    injector = await startInjectorBehindWebhook(installation, [`--trusted-csi-drivers=${TRUSTED}`]);
+  const { installation } = withInjector({ cp, clients }, [`--trusted-csi-drivers=${TRUSTED}`]);
+
+  before(async function () {
+    this.timeout(15 * 60_000);
     ns = await injectedBaselineNamespace(installation, clients, 'csi');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await waitForCanI(cp, EDIT, ['create', 'persistentvolumeclaims', '-n', ns]);
@@ -180,11 +174,6 @@ describe('containment: claims served by a CSI driver that requests tokens (real 
     assert.equal(defaulted.spec?.storageClassName, 'disk', 'the API server gave the claim the default class');
     await claim('cloud', { storageClassName: 'cloud' });
     await claim('trusted', { storageClassName: 'trusted' });
-  });
-
-  after(async function () {
-    await injector?.stop();
-    await cp?.stop();
   });
 
   it('warns the cluster administrator who installs a driver that requests tokens and serves claims, and no one else', function () {

@@ -9,30 +9,26 @@
 // that is not stored as the injector wrote it; the API server's audit log shows nothing ran.
 import assert from 'node:assert/strict';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { startContainmentCluster } from '../support/containment.js';
-import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import type { InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { injectedBaselineNamespace } from '../support/containment.js';
+import { bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
 import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { ENV_ANNOTATION_PREFIX, MOUNT_ANNOTATION_PREFIX, startPresetWebhook, type PresetWebhook } from '../support/preset-webhook.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const EDIT = 'redteam3-closed-edit';
 const ROOT = 'root-admin';
 
 describe('containment red team 3, closed: a later mutating webhook cannot hand the pod author the sidecar’s configuration', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let preset: PresetWebhook;
   let ns = '';
   let edit: CertificateAndKey;
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam3-closed'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam3-closed');
     // The cluster's own webhook, installed by its administrators, after chaperone's (names sort so).
     preset = await startPresetWebhook(installation.admission, installation.runLabel, 'IfNeeded');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
@@ -43,8 +39,6 @@ describe('containment red team 3, closed: a later mutating webhook cannot hand t
 
   after(async function () {
     await preset?.stop();
-    await injector?.stop();
-    await cp?.stop();
   });
 
   const createAsEdit = (path: string, body: object): Promise<RawResponse> =>

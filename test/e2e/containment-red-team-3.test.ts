@@ -21,19 +21,18 @@ import type { KubernetesObject, V1Container, V1Pod } from '@kubernetes/client-no
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
 import { envName, flagName } from '../../lib/config.js';
 import { createLogger } from '../../lib/log.js';
-import type { RunningInjector } from '../../injector/injector.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { POD_SETTINGS } from '../../injector/settings.js';
 import { loadSidecarConfig, sidecarConfigSpec } from '../../lib/sidecar-config/options.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { type InjectorInstallation, startPodSidecar } from '../../local-cluster/provisioned.js';
-import { mergePatch, startContainmentCluster } from '../support/containment.js';
+import { bindClusterRoleInNamespace, mintServiceAccountToken, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { startPodSidecar } from '../../local-cluster/provisioned.js';
+import { mergePatch, injectedBaselineNamespace, sendAs, type ApiResponse } from '../support/containment.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import { serviceForVariable, serviceLinkEnv } from '../support/service-links.js';
 import { assertAuditedAsSeen, type Attempt } from '../support/attempts.js';
 import { ENV_ANNOTATION_PREFIX, MOUNT_ANNOTATION_PREFIX, startPresetWebhook } from '../support/preset-webhook.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const IMAGE = 'ghcr.io/example/dashboard:1';
@@ -69,51 +68,29 @@ const NARROW: Partial<Record<Who, { apiGroups: string[]; resources: string[]; ve
   },
 };
 
-interface Response {
-  status: number;
-  auditID: string;
-  body: string;
-  message: string;
-}
-
-/** A request to the API server as one attacker, with what its Status says and the audit ID that names it in the log. */
-async function send(cp: ControlPlane, cert: CertificateAndKey, method: string, urlPath: string, body?: unknown, contentType = 'application/json', headers: Record<string, string> = {}): Promise<Response> {
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const r = await rawRequest(`${cp.url}${urlPath}`, { method, ca: cp.ca.certPem, cert, headers: { ...(text !== undefined ? { 'content-type': contentType } : {}), ...headers }, ...(text !== undefined ? { body: text } : {}) });
-  let message = r.body;
-  try {
-    message = (JSON.parse(r.body) as { message?: string }).message ?? r.body;
-  } catch {
-    // not a Status
-  }
-  return { status: r.status, auditID: String(r.headers['audit-id'] ?? ''), body: r.body, message };
-}
-
 const sidecarOf = (pod: V1Pod): V1Container | undefined => [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === 'chaperone');
 const kebab = (key: string) => flagName(key).replace(/^--/, '');
 
 describe('containment red team 3: routes not in the tables nor in red teams 1 and 2 (real API server, the shipped policies)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   const certs = {} as Record<Who, CertificateAndKey>;
   const attempts: Attempt[] = [];
 
   const podsPath = () => `/api/v1/namespaces/${ns}/pods`;
   const podPath = (name: string, sub = '') => `${podsPath()}/${name}${sub ? `/${sub}` : ''}`;
-  async function as(who: Who, what: string, method: string, urlPath: string, body?: unknown, contentType?: string, headers?: Record<string, string>): Promise<Response> {
-    const response = await send(cp, certs[who], method, urlPath, body, contentType, headers);
+  async function as(who: Who, what: string, method: string, urlPath: string, body?: unknown, contentType?: string, headers?: Record<string, string>): Promise<ApiResponse> {
+    const response = await sendAs(cp, certs[who], method, urlPath, body, contentType, headers);
     attempts.push({ what, by: USERS[who], auditID: response.auditID, status: response.status });
     return response;
   }
-  const refused = (r: Response, words: RegExp, what: string) => {
+  const refused = (r: ApiResponse, words: RegExp, what: string) => {
     assert.ok(r.status >= 400 && r.status < 500, `${what}: HTTP ${r.status} ${r.message.slice(0, 400)}`);
     assert.match(r.message, words, `${what}: ${r.message.slice(0, 400)}`);
   };
-  const created = (r: Response, what: string): KubernetesObject => {
+  const created = (r: ApiResponse, what: string): KubernetesObject => {
     assert.ok(r.status === 200 || r.status === 201, `${what}: HTTP ${r.status} ${r.message.slice(0, 400)}`);
     return JSON.parse(r.body) as KubernetesObject;
   };
@@ -125,7 +102,7 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam3'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam3');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(USERS.edit)]);
     await bindClusterRoleInNamespace(clients, ns, 'admin', [userSubject(USERS.admin)]);
     for (const [who, rule] of Object.entries(NARROW) as [Who, NonNullable<(typeof NARROW)[Who]>][]) {
@@ -137,11 +114,6 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
     await waitForCanI(cp, USERS.edit, ['create', 'pods', '-n', ns]);
     await waitForCanI(cp, USERS.admin, ['create', 'rolebindings', '-n', ns]);
     for (const who of Object.keys(USERS) as Who[]) certs[who] = issueCertificate(cp.ca, { commonName: USERS[who], usage: 'client', validitySeconds: 3600 });
-  });
-
-  after(async function () {
-    await injector?.stop();
-    await cp?.stop();
   });
 
   describe('pod writes read two ways', function () {
@@ -390,7 +362,7 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
 
     before(async function () {
       this.timeout(60_000);
-      const annotated = await send(cp, certs.edit, 'POST', podsPath(), { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'served', annotations: { 'chaperone.dev/log-level': 'trace' } }, spec: { nodeName: TEST_NODE, containers: [{ name: 'dashboard', image: IMAGE }] } });
+      const annotated = await sendAs(cp, certs.edit, 'POST', podsPath(), { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'served', annotations: { 'chaperone.dev/log-level': 'trace' } }, spec: { nodeName: TEST_NODE, containers: [{ name: 'dashboard', image: IMAGE }] } });
       pod = created(annotated, 'a pod whose sidecar logs at trace (a pod author may ask for it)');
       assert.ok(sidecarOf(pod)!.args!.includes('--log-level=trace'));
       logFile = path.join(tmpdir(), `chaperone-redteam3-${randomBytes(4).toString('hex')}.log`);
@@ -404,7 +376,7 @@ describe('containment red team 3: routes not in the tables nor in red teams 1 an
     const secrets = async () => ({ scoped: (await readFile(path.join(sidecar.mounts.get('/var/run/secrets/chaperone/upstream')!, 'token'), 'utf8')).trim() });
 
     it("the serving key (readable by `edit`, mountable by any debug container) presented as a person's client certificate: refused", async function () {
-      const serving = decodeData((await send(cp, certs.edit, 'GET', `/api/v1/namespaces/${ns}/secrets/chaperone-serving`).then((r) => JSON.parse(r.body) as { data: Record<string, string> })).data);
+      const serving = decodeData((await sendAs(cp, certs.edit, 'GET', `/api/v1/namespaces/${ns}/secrets/chaperone-serving`).then((r) => JSON.parse(r.body) as { data: Record<string, string> })).data);
       const r = await rawRequest(`${sidecar.url}/api/v1/namespaces/${ns}/secrets`, { ca: sidecar.dashboard.caPem, cert: { certPem: serving['tls.crt']!, keyPem: serving['tls.key']! } });
       assert.equal(r.status, 401, r.body);
     });

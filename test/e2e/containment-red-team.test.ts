@@ -5,15 +5,12 @@
 // Each test asserts the SAFE outcome, and reads back what the API server stored where that matters.
 // There is no kubelet: what counts is what admission stores or refuses.
 import assert from 'node:assert/strict';
-import { request, type RequestOptions } from 'node:https';
 import type { KubernetesObject, V1Pod } from '@kubernetes/client-node';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { startContainmentCluster } from '../support/containment.js';
-import { type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { injectedBaselineNamespace, sendAs, type ApiResponse } from '../support/containment.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const INJECT = 'chaperone.dev/inject';
@@ -22,44 +19,6 @@ const EVIL = 'ghcr.io/attacker/steal:1';
 const EDIT = 'redteam-edit';
 const DEBUG = 'redteam-debug';
 
-interface Response {
-  status: number;
-  auditID: string;
-  body: string;
-  message: string;
-}
-
-function send(cp: ControlPlane, cert: CertificateAndKey | undefined, method: string, urlPath: string, body?: unknown, contentType = 'application/json', headers: Record<string, string> = {}): Promise<Response> {
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const options: RequestOptions = {
-    method,
-    host: cp.host,
-    port: cp.port,
-    path: urlPath,
-    ca: cp.ca.certPem,
-    agent: false,
-    headers: { ...(text !== undefined ? { 'content-type': contentType } : {}), ...headers },
-    ...(cert ? { cert: cert.certPem, key: cert.keyPem } : { cert: cp.admin.certPem, key: cp.admin.keyPem }),
-  };
-  return new Promise((resolve, reject) => {
-    const req = request(options, (res) => {
-      let data = '';
-      res.on('data', (chunk: Buffer) => (data += chunk.toString()));
-      res.on('end', () => {
-        let message = data;
-        try {
-          message = (JSON.parse(data) as { message?: string }).message ?? data;
-        } catch {
-          // not a Status
-        }
-        resolve({ status: res.statusCode ?? 0, auditID: String(res.headers['audit-id'] ?? ''), body: data, message });
-      });
-    });
-    req.on('error', reject);
-    req.end(text);
-  });
-}
-
 const projectedToken = (name: string, audience: string, expirationSeconds = 600) => ({
   name,
   projected: { sources: [{ serviceAccountToken: { audience, expirationSeconds, path: 'token' } }] },
@@ -67,23 +26,21 @@ const projectedToken = (name: string, audience: string, expirationSeconds = 600)
 
 describe('containment red team: routes to the scoped token not in the tables (real API server, the shipped policies)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   let edit: CertificateAndKey;
   let debugOnly: CertificateAndKey;
   const attempts: { what: string; auditID: string; status: number; user: string }[] = [];
 
   const podsPath = () => `/api/v1/namespaces/${ns}/pods`;
-  async function tryAs(what: string, cert: CertificateAndKey, user: string, method: string, urlPath: string, body?: unknown, contentType?: string, query = ''): Promise<Response> {
-    const response = await send(cp, cert, method, `${urlPath}${query}`, body, contentType);
+  async function tryAs(what: string, cert: CertificateAndKey, user: string, method: string, urlPath: string, body?: unknown, contentType?: string, query = ''): Promise<ApiResponse> {
+    const response = await sendAs(cp, cert, method, `${urlPath}${query}`, body, contentType);
     attempts.push({ what, auditID: response.auditID, status: response.status, user });
     return response;
   }
   const asEdit = (what: string, method: string, urlPath: string, body?: unknown, contentType?: string, query = '') => tryAs(what, edit, EDIT, method, urlPath, body, contentType, query);
-  const refused = (r: Response, words: RegExp, what: string) => {
+  const refused = (r: ApiResponse, words: RegExp, what: string) => {
     assert.ok(r.status >= 400 && r.status < 500, `${what}: HTTP ${r.status} ${r.message.slice(0, 400)}`);
     assert.match(r.message, words, what);
   };
@@ -91,7 +48,7 @@ describe('containment red team: routes to the scoped token not in the tables (re
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam');
     await bindClusterRoleInNamespace(clients, ns, 'edit', [userSubject(EDIT)]);
     await clients.rbac.createNamespacedRole({ namespace: ns, body: { metadata: { name: 'only-debug' }, rules: [{ apiGroups: [''], resources: ['pods/ephemeralcontainers'], verbs: ['patch', 'update'] }] } });
     await clients.rbac.createNamespacedRoleBinding({ namespace: ns, body: { metadata: { name: 'only-debug' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'only-debug' }, subjects: [userSubject(DEBUG)] } });
@@ -99,11 +56,6 @@ describe('containment red team: routes to the scoped token not in the tables (re
     await waitForCanI(cp, DEBUG, ['patch', 'pods', '--subresource=ephemeralcontainers', '-n', ns]);
     edit = issueCertificate(cp.ca, { commonName: EDIT, usage: 'client', validitySeconds: 3600 });
     debugOnly = issueCertificate(cp.ca, { commonName: DEBUG, usage: 'client', validitySeconds: 3600 });
-  });
-
-  after(async function () {
-    await injector?.stop();
-    await cp?.stop();
   });
 
   it('a projected token of another audience and a short expiry in the dashboard container: refused by the injector', async function () {
@@ -163,7 +115,7 @@ describe('containment red team: routes to the scoped token not in the tables (re
 
   it('the same pod as the replicaset controller would create it from a Deployment template: judged the same', async function () {
     const template = { serviceAccountName: SCOPED, automountServiceAccountToken: true, containers: [{ name: 'dashboard', image: IMAGE, volumeMounts: [{ name: 'tok', mountPath: '/tok' }] }], volumes: [projectedToken('tok', '')] };
-    const deployment = await send(cp, edit, 'POST', `/apis/apps/v1/namespaces/${ns}/deployments`, {
+    const deployment = await sendAs(cp, edit, 'POST', `/apis/apps/v1/namespaces/${ns}/deployments`, {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata: { name: 'templated' },
@@ -171,7 +123,7 @@ describe('containment red team: routes to the scoped token not in the tables (re
     });
     assert.equal(deployment.status, 201, 'storing a Deployment is not a pod: nothing to judge yet');
     const uid = (JSON.parse(deployment.body) as KubernetesObject).metadata!.uid!;
-    const asController = await send(cp, undefined, 'POST', podsPath(), {
+    const asController = await sendAs(cp, undefined, 'POST', podsPath(), {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { generateName: 'templated-', labels: { app: 'templated' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'templated-1', uid, controller: true }] },

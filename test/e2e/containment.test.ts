@@ -22,10 +22,11 @@ import { PLACEHOLDER_TOKEN } from '../../injector/proxy.js';
 import { diagnose } from '../../cli/doctor/diagnose.js';
 import { readFacts } from '../../cli/doctor/read.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { applyTokenPolicies, mergePatch, startClusterLikeControlPlane, startInjectorBehindWebhook, waitForInjection } from '../support/containment.js';
-import { adminClients, bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
+import { mergePatch, startInjectorBehindWebhook, waitForInjection } from '../support/containment.js';
+import { bindClusterRoleInNamespace, readAuditEvents, userSubject, waitForCanI, type AuditEvent } from '../../local-cluster/kube.js';
 import { installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const SECURITY_MODEL = path.join(REPO, 'docs/security-model.md');
@@ -545,11 +546,9 @@ function cell(route: Route, outcome: Outcome): string {
 
 describe('containment: the scoped token stays in the sidecar (real API server, the shipped policies)', function () {
   this.timeout(180_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let main: InjectorInstallation;
+  // As a cluster runs: nodes are authorized by the Node authorizer and limited by NodeRestriction.
+  const { cp, clients } = withClusterLikeControlPlane();
   let down: InjectorInstallation;
-  let injector: RunningInjector;
   let downInjector: RunningInjector | undefined;
   const namespaces: Record<Place, string> = { labelled: '', down: '' };
   const credentials = new Map<string, Credential>();
@@ -576,11 +575,6 @@ describe('containment: the scoped token stays in the sidecar (real API server, t
   }
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    // As a cluster runs: nodes are authorized by the Node authorizer and limited by NodeRestriction.
-    cp = await startClusterLikeControlPlane();
-    clients = adminClients(cp);
-    await applyTokenPolicies(clients);
     // Installed by the cluster's administrators: a CSI driver that serves claims and asks the kubelet for tokens of the API server's audience.
     await KubernetesObjectApi.makeApiClient(clients.kubeconfig).create({
       apiVersion: 'storage.k8s.io/v1',
@@ -588,9 +582,12 @@ describe('containment: the scoped token stays in the sidecar (real API server, t
       metadata: { name: 'tokens.csi.example.com' },
       spec: { attachRequired: false, tokenRequests: [{ audience: '' }] },
     } as KubernetesObject);
+  });
 
-    main = await installInjector(cp, clients);
-    injector = await startInjectorBehindWebhook(main);
+  const { installation: main } = withInjector({ cp, clients });
+
+  before(async function () {
+    this.timeout(15 * 60_000);
     namespaces.labelled = await main.createLabelledNamespace('team');
     // What docs/operations.md asks of every labelled namespace.
     await clients.core.patchNamespace({ name: namespaces.labelled, body: { metadata: { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } } } }, mergePatch());
@@ -635,8 +632,6 @@ describe('containment: the scoped token stays in the sidecar (real API server, t
 
   after(async function () {
     await downInjector?.stop();
-    await injector?.stop();
-    await cp?.stop();
   });
 
   describe('every attacker against every route', function () {

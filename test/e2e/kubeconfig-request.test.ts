@@ -13,14 +13,9 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { AuthorizationV1Api, CertificatesV1Api, KubernetesObjectApi, type KubernetesObject, type V1CertificateSigningRequest, type V1Pod } from '@kubernetes/client-node';
 import { IDENTITY_SIGNER } from '../../injector/certs/signer.js';
-import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import type { Controller } from '../../injector/controller.js';
 import { kubeconfigYaml } from '../../lib/kubeconfig.js';
-import { createLogger } from '../../lib/log.js';
 import { createCertificateRequest } from '../../lib/pki.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import {
-  adminClients,
   bindClusterRoleInNamespace,
   createServiceAccount,
   grantInNamespace,
@@ -30,24 +25,23 @@ import {
   serviceAccountSubject,
   waitForAuditEvents,
   waitForCanI,
-  type AdminClients,
 } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { startPodSidecar, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { runMain, type ProcessResult } from '../support/run-main.js';
-import { sharedControlPlane } from '../support/shared.js';
+import { withReplicatedInjector, withSharedControlPlane } from '../support/fixtures.js';
 
 const PEOPLE_RBAC_FILE = path.resolve(import.meta.dirname, '../../manifests/base/kubeconfig-rbac.yaml');
 const CONFIG_SECRET = 'chaperone-sidecar-config';
 
 describe('kubeconfigs by request and revocation (the signer chaperone.dev/identity, chaperone revoke)', function () {
   this.timeout(180_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
+  const { cp, clients } = withSharedControlPlane();
+  // An installation configuration, so that the injected sidecar follows one (as `chaperone revoke` needs).
+  const { installation, replica } = withReplicatedInjector({ cp, clients }, ['--webhook-hosts=127.0.0.1'], (installed) =>
+    clients.core.createNamespacedSecret({ namespace: installed.namespace, body: { metadata: { name: CONFIG_SECRET }, stringData: { 'sidecar.yaml': '# the installation\nguardDeny: [breakglass]\n' } } }),
+  );
   let csrs: CertificatesV1Api;
-  let installation: InjectorInstallation;
-  let replica: Controller;
-  let injector: RunningInjector | undefined;
   let sidecar: PodSidecar | undefined;
   let dir: string;
   let team: string;
@@ -107,18 +101,8 @@ describe('kubeconfigs by request and revocation (the signer chaperone.dev/identi
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     csrs = clients.kubeconfig.makeApiClient(CertificatesV1Api);
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-kubeconfig-request-'));
-    installation = await installInjector(cp, clients);
-    // An installation configuration, so that the injected sidecar follows one (as `chaperone revoke` needs).
-    await clients.core.createNamespacedSecret({ namespace: installation.namespace, body: { metadata: { name: CONFIG_SECRET }, stringData: { 'sidecar.yaml': '# the installation\nguardDeny: [breakglass]\n' } } });
-    replica = installation.startReplica(['--webhook-hosts=127.0.0.1']);
-    await replica.ready();
-    injector = await startInjector(installation.config(['--listen=127.0.0.1:0']), createLogger('injector', 'warn'), { controller: replica });
-    await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
-    await waitFor('the caBundle', async () => (await readCaBundles(installation)).bundles[0] !== '');
     team = await installation.createLabelledNamespace('request');
     await waitFor('the namespace to be provisioned', async () => (await replica.provisioningStatus(team)).ready, 60_000);
     await waitFor('the default service account', () => clients.core.readNamespacedServiceAccount({ name: 'default', namespace: team }).then(() => true));
@@ -155,12 +139,10 @@ describe('kubeconfigs by request and revocation (the signer chaperone.dev/identi
 
   after(async function () {
     await sidecar?.stop();
-    await injector?.stop();
     const objectApi = KubernetesObjectApi.makeApiClient(clients.kubeconfig);
     for (const object of clusterScoped) await objectApi.delete(object).catch(() => undefined);
     for (const csr of await mine(requester?.username ?? '').catch(() => [])) await csrs.deleteCertificateSigningRequest({ name: csr.metadata!.name! }).catch(() => undefined);
     for (const csr of await mine(approver?.username ?? '').catch(() => [])) await csrs.deleteCertificateSigningRequest({ name: csr.metadata!.name! }).catch(() => undefined);
-    await installation?.cleanup();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

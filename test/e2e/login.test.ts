@@ -10,11 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { createCA } from '../../lib/pki.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, createNamespace, groupSubject, kubectl, type AdminClients } from '../../local-cluster/kube.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { bindClusterRoleInNamespace, createNamespace, groupSubject, kubectl } from '../../local-cluster/kube.js';
 import { authenticationConfigurationFor, LOGIN_CLIENT, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -22,10 +20,9 @@ describe('kubectl signs in with OIDC through `chaperone login`, its exec credent
   this.timeout(180_000);
   const ca = createCA({ commonName: 'login-test-provider-ca' });
   let dir: string;
-  let cp: ControlPlane;
-  let clients: AdminClients;
+  const { clients } = withSharedControlPlane();
   let provider: TestProvider;
-  let sidecar: TestSidecar;
+  let authn: string;
   let kubeconfig: string;
   let browserLog: string;
   let cacheDir: string;
@@ -34,15 +31,16 @@ describe('kubectl signs in with OIDC through `chaperone login`, its exec credent
   const signIns = async () => (await readFile(browserLog, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
 
   before(async function () {
-    this.timeout(10 * 60_000);
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-login-'));
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     provider = await startTestProvider(ca, { carol: { claims: { email: 'carol@example.com', email_verified: true, groups: ['platform'] } } });
-    const authn = path.join(dir, 'authentication-config.yaml');
+    authn = path.join(dir, 'authentication-config.yaml');
     const mappings = { username: { claim: 'email', prefix: '' }, groups: { claim: 'groups', prefix: 'oidc:' } };
     await writeFile(authn, authenticationConfigurationFor(provider, ca.certPem, mappings, [], [LOGIN_CLIENT]));
-    sidecar = await startTestSidecar(cp, clients, { flags: [`--authentication-config=${authn}`] });
+  });
+
+  const sidecar = withSidecar(() => ({ flags: [`--authentication-config=${authn}`] }));
+
+  before(async function () {
     namespace = await createNamespace(clients, 'login');
     await bindClusterRoleInNamespace(clients, namespace, 'view', [groupSubject('oidc:platform')]);
 
@@ -92,7 +90,6 @@ describe('kubectl signs in with OIDC through `chaperone login`, its exec credent
   });
 
   after(async function () {
-    await sidecar?.stop();
     await provider?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -23,13 +23,14 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { RunningInjector } from '../../injector/injector.js';
-import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, grantInNamespace, kubectl, waitForAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
+import { freePort } from '../../local-cluster/control-plane.js';
+import { kubectl, waitForAuditEvents } from '../../local-cluster/kube.js';
 import { installMonitoringCrds } from '../../local-cluster/metrics.js';
 import { startPodSidecar, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
-import { identityCaPeople, injectorConfigOf, startDeployedInjector } from '../support/deployed-injector.js';
+import { injectorConfigOf, listPodsAsAliceAndBob, startDeployedInjector } from '../support/deployed-injector.js';
+import { withControlPlane } from '../support/fixtures.js';
 
 const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
 const SHIPPED = ['base', 'components/cluster-token-review', 'components/monitoring', 'examples/headlamp', 'examples/kubernetes-dashboard'];
@@ -51,8 +52,7 @@ function sidecarOf(pod: V1Pod): V1Container | undefined {
 
 describe('the shipped manifests (kubectl apply -k on a control plane of their own)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
+  const { cp, clients } = withControlPlane();
   let dir: string;
   let injector: RunningInjector | undefined;
   let sidecar: PodSidecar | undefined;
@@ -92,9 +92,6 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
   }
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await startControlPlane();
-    clients = adminClients(cp);
     // The monitoring component's PodMonitors and PrometheusRule need the Prometheus Operator's kinds.
     await installMonitoringCrds(clients.kubeconfig.makeApiClient(ApiextensionsV1Api));
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-manifests-'));
@@ -110,7 +107,6 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
   after(async function () {
     await sidecar?.stop();
     await injector?.stop();
-    await cp?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -197,14 +193,7 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
 
     // The kubelet's part, played by the test: the sidecar with exactly the files the pod mounts.
     sidecar = await startPodSidecar(cp, clients, pod);
-    const person = await identityCaPeople(clients, INJECTOR_NAMESPACE);
-    const listPods = (user: string) => rawRequest(`${sidecar!.url}/api/v1/namespaces/${team}/pods`, { ca: sidecar!.dashboard.caPem, cert: person(user) });
-    await grantInNamespace(cp, clients, team, 'view', 'alice');
-    const alice = await listPods('alice');
-    assert.equal(alice.status, 200, alice.body);
-    assert.deepEqual((JSON.parse(alice.body) as { items: V1Pod[] }).items.map((item) => item.metadata?.name), ['dashboard']);
-    const bob = await listPods('bob');
-    assert.equal(bob.status, 403, bob.body);
+    await listPodsAsAliceAndBob(cp, clients, sidecar, pod, INJECTOR_NAMESPACE);
   });
 
   it("admits the examples' pods as their Deployments ask: injected where they act for people, left alone where they do not", async function () {

@@ -12,20 +12,15 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { parser } from '@prometheus-io/lezer-promql';
 import type { V1Pod } from '@kubernetes/client-node';
-import { startInjector, type RunningInjector } from '../../injector/injector.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { CA_SECRET } from '../../injector/provision/names.js';
 import { OPS_PORT, OPS_PORT_NAME } from '../../injector/proxy.js';
 import { certificateInfo } from '../../lib/pki.js';
-import { createLogger } from '../../lib/log.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, type AdminClients } from '../../local-cluster/kube.js';
 import { ensurePromtool, exportedNames, sampleValue, scrape, servedCertificateExpiry, type Exposition } from '../../local-cluster/metrics.js';
-import { createWebhookConfiguration, installInjector, readCaBundles, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { readCaBundles, startPodSidecar, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
-import { sharedControlPlane } from '../support/shared.js';
-import type { Controller } from '../../injector/controller.js';
+import { withReplicatedInjector, withSharedControlPlane } from '../support/fixtures.js';
 
 const COMPONENT = path.resolve(import.meta.dirname, '../../manifests/components/monitoring');
 /** promtool's unit tests of the alerts, against the rules written beside them as chaperone.rules.yaml. */
@@ -86,11 +81,8 @@ async function expressions(): Promise<{ where: string; expr: string }[]> {
 
 describe('monitoring (manifests/components/monitoring) against the running injector and sidecar', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let replica: Controller;
-  let injector: RunningInjector;
+  const { cp, clients } = withSharedControlPlane();
+  const { installation, replica, injector } = withReplicatedInjector({ cp, clients }, ['--webhook-hosts=127.0.0.1', '--resync-interval=5s']);
   let webhookCa: string;
   let namespace: string;
   let pod: V1Pod;
@@ -102,15 +94,8 @@ describe('monitoring (manifests/components/monitoring) against the running injec
 
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    installation = await installInjector(cp, clients);
-    replica = installation.startReplica(['--webhook-hosts=127.0.0.1', '--resync-interval=5s']);
-    await replica.ready();
-    injector = await startInjector(installation.config(['--listen=127.0.0.1:0']), createLogger('injector', 'warn'), { controller: replica });
     injectorUrl = `https://127.0.0.1:${injector.port}`;
-    await createWebhookConfiguration(installation, [`${injectorUrl}/mutate`]);
-    webhookCa = await waitFor('the caBundle', async () => (await readCaBundles(installation)).bundles[0] || undefined);
+    webhookCa = (await readCaBundles(installation)).bundles[0]!;
     namespace = await installation.createLabelledNamespace('monitoring');
     await waitFor('the namespace to be provisioned', async () => (await replica.provisioningStatus(namespace)).ready, 30_000);
     await waitFor('the default service account', () => clients.core.readNamespacedServiceAccount({ name: 'default', namespace }).then(() => true));
@@ -131,8 +116,6 @@ describe('monitoring (manifests/components/monitoring) against the running injec
 
   after(async function () {
     await sidecar?.stop();
-    await injector?.stop();
-    await installation?.cleanup();
   });
 
   it('has expressions that all parse as PromQL, and rules that Prometheus would load', async function () {

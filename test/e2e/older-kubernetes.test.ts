@@ -22,13 +22,13 @@ import {
 import type { Report } from '../../cli/doctor/findings.js';
 import type { RunningInjector } from '../../injector/injector.js';
 import { OLDEST_KUBERNETES_VERSION } from '../../local-cluster/binaries.js';
-import { freePort, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, auditEventsFor, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
+import { freePort } from '../../local-cluster/control-plane.js';
+import { auditEventsFor, kubectl } from '../../local-cluster/kube.js';
 import { startPodSidecar, type PodSidecar } from '../../local-cluster/provisioned.js';
-import { rawRequest } from '../../local-cluster/sidecar.js';
 import { waitFor } from '../../local-cluster/wait.js';
-import { identityCaPeople, startDeployedInjector } from '../support/deployed-injector.js';
+import { listPodsAsAliceAndBob, startDeployedInjector } from '../support/deployed-injector.js';
 import { runMain } from '../support/run-main.js';
+import { withControlPlane } from '../support/fixtures.js';
 
 const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
 const INJECTOR_NAMESPACE = 'chaperone-system';
@@ -55,8 +55,8 @@ function ofKind<T extends KubernetesObject>(objects: KubernetesObject[], kind: s
 
 describe(`Kubernetes ${OLDEST_KUBERNETES_VERSION}, the oldest minor claimed (a control plane of its own)`, function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
+  // The controller that writes the type-checking status of each policy.
+  const { cp, clients } = withControlPlane({ version: OLDEST_KUBERNETES_VERSION, extraControllers: ['validatingadmissionpolicy-status-controller'] });
   let dir: string;
   let injector: RunningInjector | undefined;
   let sidecar: PodSidecar | undefined;
@@ -64,17 +64,12 @@ describe(`Kubernetes ${OLDEST_KUBERNETES_VERSION}, the oldest minor claimed (a c
   let pod: V1Pod;
 
   before(async function () {
-    this.timeout(60 * 60_000);
-    // The controller that writes the type-checking status of each policy.
-    cp = await startControlPlane({ version: OLDEST_KUBERNETES_VERSION, extraControllers: ['validatingadmissionpolicy-status-controller'] });
-    clients = adminClients(cp);
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-older-'));
   });
 
   after(async function () {
     await sidecar?.stop();
     await injector?.stop();
-    await cp?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -172,19 +167,11 @@ describe(`Kubernetes ${OLDEST_KUBERNETES_VERSION}, the oldest minor claimed (a c
     await refused('a relabel', clients.core.patchNamespacedPod({ name: 'dashboard', namespace: TEAM, body: relabel }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)), 'opted-out-pod');
 
     sidecar = await startPodSidecar(cp, clients, pod);
-    const person = await identityCaPeople(clients, INJECTOR_NAMESPACE);
-    const listPods = (user: string) => rawRequest(`${sidecar!.url}/api/v1/namespaces/${TEAM}/pods`, { ca: sidecar!.dashboard.caPem, cert: person(user) });
-    await grantInNamespace(cp, clients, TEAM, 'view', 'alice');
-    const alice = await listPods('alice');
-    assert.equal(alice.status, 200, alice.body);
-    assert.deepEqual((JSON.parse(alice.body) as { items: V1Pod[] }).items.map((item) => item.metadata?.name), ['dashboard']);
+    const alice = await listPodsAsAliceAndBob(cp, clients, sidecar, pod, INJECTOR_NAMESPACE);
     const [event] = await auditEventsFor(cp, String(alice.headers['audit-id']), 10_000);
     assert.ok(event, `the API server recorded alice's request (${String(alice.headers['audit-id'])})`);
     assert.equal(event.user.username, `system:serviceaccount:${TEAM}:${SCOPED}`);
     assert.equal(event.impersonatedUser?.username, 'alice');
-
-    const bob = await listPods('bob');
-    assert.equal(bob.status, 403, bob.body);
   });
 
   it('chaperone doctor finds nothing failing in the namespace and its pod', async function () {

@@ -12,15 +12,14 @@ import path from 'node:path';
 import { PatchStrategy, setHeaderOptions, type V1Container, type V1Pod } from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
 import { SECRETS } from '../../injector/provision/names.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, grantClusterWide, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { type InjectorInstallation, type PodSidecar, startPodSidecar } from '../../local-cluster/provisioned.js';
+import { grantClusterWide, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { type PodSidecar, startPodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
-import { startContainmentCluster } from '../support/containment.js';
+import { injectedBaselineNamespace } from '../support/containment.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import { startRecordingServer, type RecordingServer } from '../support/recording-server.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const CONFIG = 'chaperone-sidecar-config';
@@ -33,10 +32,8 @@ const sidecarOf = (pod: V1Pod): V1Container => [...(pod.spec?.initContainers ?? 
 
 describe('red team 4, closed: the installation configuration', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   let webhook: RecordingServer;
   let labeller: CertificateAndKey;
@@ -55,7 +52,7 @@ describe('red team 4, closed: the installation configuration', function () {
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam4closed'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam4closed');
     webhook = await startRecordingServer();
     await clients.core.createNamespacedSecret({ namespace: installation.namespace, body: installationSecret({ 'sidecar.yaml': YAML.stringify({ authenticationTokenWebhookConfigFile: 'webhook.kubeconfig' }), 'webhook.kubeconfig': webhook.kubeconfig() }) });
     await grantClusterWide(clients, 'redteam4-labeller', [{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'patch'] }], [userSubject(LABELLER)]);
@@ -66,8 +63,6 @@ describe('red team 4, closed: the installation configuration', function () {
   after(async function () {
     for (const sidecar of sidecars) await sidecar.stop().catch(() => undefined);
     await webhook?.stop();
-    await injector?.stop();
-    await cp?.stop();
   });
 
   it("one who may only patch Namespaces points chaperone.dev/sidecar-config at the injector's CA keys: the injector neither grants nor admits them", async function () {

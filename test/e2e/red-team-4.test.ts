@@ -18,19 +18,18 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { SignJWT, importJWK, type JWK } from 'jose';
 import YAML from 'yaml';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import type { RunningInjector } from '../../injector/injector.js';
 import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
 import { SECRETS } from '../../injector/provision/names.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { type AdminClients, bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
-import { type InjectorInstallation, type PodSidecar, startPodSidecar } from '../../local-cluster/provisioned.js';
+import { bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, waitForCanI } from '../../local-cluster/kube.js';
+import { type PodSidecar, startPodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
-import { startContainmentCluster } from '../support/containment.js';
+import { injectedBaselineNamespace, sendAs, type ApiResponse } from '../support/containment.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
 import { createLogger } from '../../lib/log.js';
 import { assertAuditedAsSeen, type Attempt } from '../support/attempts.js';
 import { startRecordingServer, type RecordingServer } from '../support/recording-server.js';
 import { authenticationConfigurationFor, startTestProvider, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
+import { withClusterLikeControlPlane, withInjector } from '../support/fixtures.js';
 
 const SCOPED = 'chaperone-impersonator';
 const CONFIG = 'chaperone-sidecar-config';
@@ -42,13 +41,6 @@ const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kin
 
 const USERS = { view: 'redteam4-view', edit: 'redteam4-edit', admin: 'redteam4-admin', debug: 'redteam4-debug' } as const;
 type Who = keyof typeof USERS;
-
-interface Response {
-  status: number;
-  auditID: string;
-  body: string;
-  message: string;
-}
 
 const usernameOf = (response: { body: string }): string => (JSON.parse(response.body) as { status: { userInfo: { username: string } } }).status.userInfo.username;
 const sidecarOf = (pod: V1Pod): V1Container => [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find((c) => c.name === 'chaperone')!;
@@ -64,10 +56,8 @@ function yamlBomb(top: string): string {
 describe('red team 4: the installation configuration, readiness and the webhook kubeconfig (real API server, the shipped policies)', function () {
   this.timeout(120_000);
   const oidcCa = createCA({ commonName: 'redteam4-trusted-issuer-ca' });
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let installation: InjectorInstallation;
-  let injector: RunningInjector;
+  const { cp, clients } = withClusterLikeControlPlane();
+  const { installation } = withInjector({ cp, clients });
   let ns = '';
   let issuer: TestProvider;
   let webhook: RecordingServer;
@@ -80,20 +70,12 @@ describe('red team 4: the installation configuration, readiness and the webhook 
 
   const scopedAccount = (namespace: string) => `system:serviceaccount:${namespace}:${SCOPED}`;
   const secretsPath = () => `/api/v1/namespaces/${installation.namespace}/secrets`;
-  async function as(who: Who, what: string, method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<Response> {
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    const r = await rawRequest(`${cp.url}${urlPath}`, { method, ca: cp.ca.certPem, cert: certs[who], headers: text !== undefined ? { 'content-type': contentType } : {}, ...(text !== undefined ? { body: text } : {}) });
-    let message = r.body;
-    try {
-      message = (JSON.parse(r.body) as { message?: string }).message ?? r.body;
-    } catch {
-      // not a Status
-    }
-    const response = { status: r.status, auditID: String(r.headers['audit-id'] ?? ''), body: r.body, message };
+  async function as(who: Who, what: string, method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<ApiResponse> {
+    const response = await sendAs(cp, certs[who], method, urlPath, body, contentType);
     attempts.push({ what, by: USERS[who], auditID: response.auditID, status: response.status });
     return response;
   }
-  const refused = (r: Response, words: RegExp, what: string) => {
+  const refused = (r: ApiResponse, words: RegExp, what: string) => {
     assert.ok(r.status >= 400 && r.status < 500, `${what}: HTTP ${r.status} ${r.message.slice(0, 400)}`);
     assert.match(r.message, words, `${what}: ${r.message.slice(0, 600)}`);
   };
@@ -121,7 +103,7 @@ describe('red team 4: the installation configuration, readiness and the webhook 
 
   before(async function () {
     this.timeout(15 * 60_000);
-    ({ cp, clients, installation, injector, namespace: ns } = await startContainmentCluster('redteam4'));
+    ns = await injectedBaselineNamespace(installation, clients, 'redteam4');
     issuer = await startTestProvider(oidcCa, { alice: { claims: { email: 'alice@example.com', email_verified: true } } });
     webhook = await startRecordingServer();
     files = {
@@ -154,8 +136,6 @@ describe('red team 4: the installation configuration, readiness and the webhook 
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     await sidecar?.stop();
     await Promise.all([issuer?.stop(), webhook?.stop()]);
-    await injector?.stop();
-    await cp?.stop();
   });
 
   describe('the installation configuration from a namespace', function () {

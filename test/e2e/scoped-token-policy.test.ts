@@ -18,10 +18,10 @@ import {
   type V1ValidatingAdmissionPolicy,
   type V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { adminClients, createNamespace, createServiceAccount, type AdminClients } from '../../local-cluster/kube.js';
+import { createNamespace, createServiceAccount } from '../../local-cluster/kube.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
+import { waitFor } from '../../local-cluster/wait.js';
+import { withSharedControlPlane } from '../support/fixtures.js';
 
 const BASE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../manifests/base');
 const POLICY_FILES = ['scoped-token-policy.yaml', 'token-routes-policy.yaml'];
@@ -96,8 +96,7 @@ describe('the shipped policies', function () {
 
 describe('the shipped policies, rule by rule (real API server, no injector)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
+  const { cp, clients } = withSharedControlPlane();
   let admission: AdmissionregistrationV1Api;
   let ns: string;
   let unlabelled: string;
@@ -113,10 +112,19 @@ describe('the shipped policies, rule by rule (real API server, no injector)', fu
       headers: { 'x-stream-protocol-version': 'v4.channel.k8s.io' },
     });
 
+  /** A namespace where `pod` was stored while no policy applied to it, once the policies apply there too. */
+  async function storedBeforeThePolicies(prefix: string, pod: V1Pod): Promise<string> {
+    const legacy = await createNamespace(clients, prefix, { 'chaperone.dev/inject': 'enabled' });
+    await createServiceAccount(clients, legacy, SCOPED);
+    await create(pod, legacy);
+    await clients.core.patchNamespace({ name: legacy, body: { metadata: { labels: { 'chaperone-test/policy-run': run } } } }, mergePatch());
+    const probe = () => create(injected('probe', {}, { 'chaperone.dev/inject': 'disabled' }), legacy);
+    await waitFor('the policies to apply to the namespace', () => probe().then(() => false, () => true), 30_000, 250);
+    return legacy;
+  }
+
   before(async function () {
     this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
     admission = clients.kubeconfig.makeApiClient(AdmissionregistrationV1Api);
     // The shipped policies and bindings, renamed for this run and bound to this run's namespaces only,
     // so no other suite sharing the control plane is affected.
@@ -201,18 +209,9 @@ describe('the shipped policies, rule by rule (real API server, no injector)', fu
 
   it('judges an update by what it may change: a pod admitted before the policy keeps reporting its status, and gets no token-mounting debug container', async function () {
     // A pod the policy would refuse today (a privileged dashboard), stored while no policy applied to its namespace.
-    const legacy = await createNamespace(clients, 'policy-legacy', { 'chaperone.dev/inject': 'enabled' });
-    await createServiceAccount(clients, legacy, SCOPED);
     const old = injected('old');
     old.spec!.containers[0]!.securityContext = { privileged: true };
-    await create(old, legacy);
-    await clients.core.patchNamespace({ name: legacy, body: { metadata: { labels: { 'chaperone-test/policy-run': run } } } }, mergePatch());
-    const probe = () => create(injected('probe', {}, { 'chaperone.dev/inject': 'disabled' }), legacy);
-    const deadline = Date.now() + 30_000;
-    while (await probe().then(() => true, () => false)) {
-      if (Date.now() > deadline) throw new Error('the policies never applied to the namespace');
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    const legacy = await storedBeforeThePolicies('policy-legacy', old);
     const status = await clients.core.patchNamespacedPodStatus(
       { name: 'old', namespace: legacy, body: { status: { conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: new Date() }] } } },
       mergePatch(),
@@ -384,18 +383,9 @@ describe('the shipped policies, rule by rule (real API server, no injector)', fu
     await create({ metadata: { name: 'other-podcert', labels: { 'chaperone.dev/inject': 'disabled' } }, spec: { containers: [{ name: 'app', image: 'example.invalid/app:1', volumeMounts: [{ name: 'id', mountPath: '/id' }, { name: 'store', mountPath: '/store' }] }], volumes: [podCertificate, csi] } });
 
     // A pod stored while no policy applied: a debug container added later may not mount either.
-    const legacy = await createNamespace(clients, 'policy-legacy-volumes', { 'chaperone.dev/inject': 'enabled' });
-    await createServiceAccount(clients, legacy, SCOPED);
     const old = withVolume('old', podCertificate);
     old.spec!.volumes!.push(csi);
-    await create(old, legacy);
-    await clients.core.patchNamespace({ name: legacy, body: { metadata: { labels: { 'chaperone-test/policy-run': run } } } }, mergePatch());
-    const probe = () => create(injected('probe', {}, { 'chaperone.dev/inject': 'disabled' }), legacy);
-    const deadline = Date.now() + 30_000;
-    while (await probe().then(() => true, () => false)) {
-      if (Date.now() > deadline) throw new Error('the policies never applied to the namespace');
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    const legacy = await storedBeforeThePolicies('policy-legacy-volumes', old);
     const debug = (name: string, volume: string) =>
       clients.core.patchNamespacedPodEphemeralcontainers(
         { name: 'old', namespace: legacy, body: { spec: { ephemeralContainers: [{ name, image: 'busybox:1.36', volumeMounts: [{ name: volume, mountPath: '/v' }] }] } } },

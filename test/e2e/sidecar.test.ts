@@ -3,11 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:tls';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
 import {
-  type AdminClients,
-  adminClients,
   auditEventsFor,
   createNamespace,
   grantClusterWide,
@@ -18,9 +14,10 @@ import {
   userSubject,
   waitForCanI,
 } from '../../local-cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { rawRequest, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { createCA, type CertificateAndKey } from '../../lib/pki.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 /** Writes a request by hand, for request lines no HTTP client would send. */
 function rawHttp(sidecar: TestSidecar, cert: CertificateAndKey, text: string): Promise<{ status: number; body: string }> {
@@ -37,28 +34,19 @@ function rawHttp(sidecar: TestSidecar, cert: CertificateAndKey, text: string): P
 // role generated from the dashboard access policy, which the sidecar is given too).
 for (const mode of ['classic', 'constrained'] as const) describe(`sidecar request path (client certificates, real API server, ${mode} impersonation)`, function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar({ mode });
   let allowedNs: string;
   let otherNs: string;
   let alice: CertificateAndKey;
   let aliceKubeconfig: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients, { mode });
     allowedNs = await createNamespace(clients, 'alice-view');
     otherNs = await createNamespace(clients, 'elsewhere');
     await grantInNamespace(cp, clients, allowedNs, 'view', 'alice');
     alice = sidecar.clientCert('alice', ['dev', 'ops']);
     aliceKubeconfig = await sidecar.kubeconfigFor('alice', ['dev', 'ops']);
-  });
-
-  after(async function () {
-    await sidecar?.stop();
   });
 
   function viaSidecar(path: string, init: { method?: string; headers?: Record<string, string | string[]>; cert?: CertificateAndKey; body?: string } = {}): Promise<RawResponse> {
@@ -328,18 +316,8 @@ for (const mode of ['classic', 'constrained'] as const) describe(`sidecar reques
 
 describe('sidecar anonymous access (only when enabled)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let sidecar: TestSidecar;
-
-  before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    sidecar = await startTestSidecar(cp, adminClients(cp), { flags: ['--anonymous'] });
-  });
-
-  after(async function () {
-    await sidecar?.stop();
-  });
+  const { cp } = withSharedControlPlane();
+  const sidecar = withSidecar({ flags: ['--anonymous'] });
 
   it('forwards a request without credentials as system:anonymous, never as the service account', async function () {
     const response = await rawRequest(`${sidecar.url}/version`, { ca: sidecar.servingCa.certPem });

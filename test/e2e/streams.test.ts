@@ -4,11 +4,7 @@ import assert from 'node:assert/strict';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { request, type RequestOptions } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
 import {
-  type AdminClients,
-  adminClients,
   auditEventsFor,
   createNamespace,
   grantClusterWide,
@@ -19,9 +15,10 @@ import {
   waitForAuditEvents,
   waitForCanI,
 } from '../../local-cluster/kube.js';
-import { rawRequest, startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { rawRequest, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 interface WatchEvent {
   type: string;
@@ -92,24 +89,15 @@ async function metric(sidecar: TestSidecar, series: string): Promise<number> {
 
 describe('streams through the sidecar (real API server)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
   let ns: string;
   let alice: CertificateAndKey;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients);
     ns = await createNamespace(clients, 'streams');
     await grantInNamespace(cp, clients, ns, 'edit', 'alice');
     alice = sidecar.clientCert('alice', ['dev']);
-  });
-
-  after(async function () {
-    await sidecar?.stop();
   });
 
   describe('watches', function () {
@@ -268,21 +256,13 @@ describe('streams through the sidecar (real API server)', function () {
 
 describe('sidecar shutdown on SIGTERM (a real process)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar({ asProcess: true, flags: ['--shutdown-timeout=5s'] });
   let ns: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    const clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients, { asProcess: true, flags: ['--shutdown-timeout=5s'] });
     ns = await createNamespace(clients, 'shutdown');
     await grantInNamespace(cp, clients, ns, 'view', 'alice');
-  });
-
-  after(async function () {
-    await sidecar?.stop();
   });
 
   it('ends open watches cleanly and exits in time', async function () {

@@ -5,40 +5,29 @@
 // descriptors than before.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, createNamespace, grantInNamespace, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, grantInNamespace, type AuditEvent } from '../../local-cluster/kube.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { figure, size } from './support/knobs.js';
 import { call, openStream } from './support/load.js';
 import { describeStats, processStats } from './support/process-stats.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import { withControlPlane, withSidecar } from '../support/fixtures.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('hardening: the API server stopped and started again', function () {
   this.timeout(size(240_000, 1_800_000));
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withControlPlane();
+  const sidecar = withSidecar({ asProcess: true }, { cp, clients });
   let ns: string;
   let alice: CertificateAndKey;
   let pid: number;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await startControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients, { asProcess: true });
     pid = sidecar.process!.pid!;
     ns = await createNamespace(clients, 'hardening-restart');
     await grantInNamespace(cp, clients, ns, 'view', 'alice');
     alice = sidecar.clientCert('alice');
-  });
-
-  after(async function () {
-    await sidecar?.stop();
-    await cp?.stop();
   });
 
   const get = (path: string) => call({ port: sidecar.port, path, ca: sidecar.servingCa.certPem, cert: alice });

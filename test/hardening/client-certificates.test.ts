@@ -11,12 +11,9 @@ import { request } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import fc from 'fast-check';
 import type { CertificateAndKey } from '../../lib/pki.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients } from '../../local-cluster/kube.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { figure, fuzz, shrinkBudget, size } from './support/knobs.js';
 import { issueOddCertificate, leafKey, STRING_TAGS, type ExtendedKeyUsage, type LeafKey, type StringType, type Subject, type SubjectAttribute } from './support/odd-certificates.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
 const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
@@ -132,20 +129,16 @@ function refusalAllowed(person: Person, eku: ExtendedKeyUsage): string | undefin
 
 describe('hardening: client certificates with odd subjects (the API server as the oracle)', function () {
   this.timeout(size(180_000, 60 * 60_000));
-  let cp: ControlPlane;
-  let sidecar: TestSidecar;
+  const { cp } = withSharedControlPlane();
+  const sidecar = withSidecar(() => ({ flags: [`--client-ca-file=${path.join(cp.dir, 'ca.crt')}`] }));
   let key: LeafKey;
   const tally = { cases: 0, accepted: 0, refusedByBoth: 0, refusedBySidecarOnly: 0, unloadable: 0 };
 
-  before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    sidecar = await startTestSidecar(cp, adminClients(cp), { flags: [`--client-ca-file=${path.join(cp.dir, 'ca.crt')}`] });
+  before(function () {
     key = leafKey();
   });
 
-  after(async function () {
-    await sidecar?.stop();
+  after(function () {
     figure(`client certificates: ${JSON.stringify(tally)}`);
   });
 

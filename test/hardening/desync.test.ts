@@ -10,14 +10,12 @@
 // API server, whose own audit log says what it ran and as whom.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
 import type { SeenRequest } from '../support/fake-upstream.js';
-import { adminClients, grantClusterWide, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { grantClusterWide, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI } from '../../local-cluster/kube.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
-import { startStandIn, type StandIn } from './support/stand-in.js';
+import { withStandIn } from './support/stand-in.js';
 import { converse, type Target } from '../support/wire.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 interface SidecarEvent {
   auditID: string;
@@ -162,15 +160,7 @@ async function inBatches<T, R>(items: T[], width: number, work: (item: T) => Pro
 
 describe('hardening: HTTP/1.1 desync against a stand-in API server', function () {
   this.timeout(0);
-  let standIn: StandIn;
-
-  before(async function () {
-    standIn = await startStandIn();
-  });
-
-  after(async function () {
-    await standIn?.stop();
-  });
+  const standIn = withStandIn();
 
   it('forwards exactly the requests it authorized, each its own HTTP/2 stream, with the body the framing delimited', async function () {
     const chosen = cases();
@@ -211,16 +201,12 @@ describe('hardening: HTTP/1.1 desync against a stand-in API server', function ()
 
 describe('hardening: request smuggling against the real API server', function () {
   this.timeout(0);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
   let grant: string;
   let namespace: string;
 
   before(async function () {
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients);
     namespace = sidecar.namespace;
     await clients.core.createNamespacedSecret({ namespace, body: { metadata: { name: 'target' }, stringData: { k: 'v' } } });
     await clients.core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'target' }, data: { k: 'v' } } });
@@ -230,7 +216,6 @@ describe('hardening: request smuggling against the real API server', function ()
   });
 
   after(async function () {
-    await sidecar?.stop();
     if (grant) await clients.rbac.deleteClusterRole({ name: grant }).catch(() => undefined);
   });
 

@@ -15,7 +15,7 @@ import { startPamHook, type PamHook } from '../../local-cluster/identity/pam-hoo
 import { authenticationConfiguration, startTestIssuer, type TestIssuer } from './support/issuer.js';
 import { call, loops, type Answer } from './support/load.js';
 import { size } from './support/knobs.js';
-import { STAND_IN_TOKEN, startStandIn, type StandIn } from './support/stand-in.js';
+import { STAND_IN_TOKEN, withStandIn } from './support/stand-in.js';
 
 const TOKEN = STAND_IN_TOKEN;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -35,13 +35,7 @@ describe('hardening: faults in what the sidecar depends on', function () {
   this.timeout(120_000);
 
   describe('the SubjectAccessReview slow', function () {
-    let r: StandIn;
-    before(async function () {
-      r = await startStandIn({ flags: ['--upstream-timeout=500ms'] });
-    });
-    after(async function () {
-      await r?.stop();
-    });
+    const r = withStandIn({ flags: ['--upstream-timeout=500ms'] });
 
     it('refuses with 503 and forwards nothing, while people with a decision already made are served', async function () {
       const known = fresh('known');
@@ -66,19 +60,18 @@ describe('hardening: faults in what the sidecar depends on', function () {
   describe('the OpenID provider down', function () {
     let issuer: TestIssuer;
     let dir: string;
-    let r: StandIn;
+    let config: string;
     const realNow = Date.now;
 
     before(async function () {
       issuer = await startTestIssuer('RS256');
       dir = await mkdtemp(path.join(tmpdir(), 'chaperone-hardening-oidc-'));
-      const config = path.join(dir, 'authentication-config.yaml');
+      config = path.join(dir, 'authentication-config.yaml');
       await writeFile(config, authenticationConfiguration([issuer]));
-      r = await startStandIn({ flags: [`--authentication-config=${config}`] });
     });
+    const r = withStandIn(() => ({ flags: [`--authentication-config=${config}`] }));
     after(async function () {
       Date.now = realNow;
-      await r?.stop();
       await issuer?.stop();
       await rm(dir, { recursive: true, force: true });
     });
@@ -107,25 +100,24 @@ describe('hardening: faults in what the sidecar depends on', function () {
   describe('the token webhook slow or answering garbage', function () {
     let hook: PamHook;
     let dir: string;
-    let r: StandIn;
+    let kubeconfig: string;
     let user = 0;
 
     before(async function () {
       hook = await startPamHook(Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`user${i}`, { password: 'pw', uid: String(1000 + i), groups: ['staff'] }])));
       dir = await mkdtemp(path.join(tmpdir(), 'chaperone-hardening-webhook-'));
-      const kubeconfig = path.join(dir, 'pamhook.kubeconfig');
+      kubeconfig = path.join(dir, 'pamhook.kubeconfig');
       await writeFile(kubeconfig, hook.kubeconfig());
-      r = await startStandIn({
-        flags: [
-          `--authentication-token-webhook-config-file=${kubeconfig}`,
-          '--authentication-token-webhook-timeout=500ms',
-          '--authentication-token-webhook-cache-authorized-ttl=1ms',
-          '--authentication-token-webhook-cache-unauthorized-ttl=1ms',
-        ],
-      });
     });
+    const r = withStandIn(() => ({
+      flags: [
+        `--authentication-token-webhook-config-file=${kubeconfig}`,
+        '--authentication-token-webhook-timeout=500ms',
+        '--authentication-token-webhook-cache-authorized-ttl=1ms',
+        '--authentication-token-webhook-cache-unauthorized-ttl=1ms',
+      ],
+    }));
     after(async function () {
-      await r?.stop();
       await hook?.stop();
       await rm(dir, { recursive: true, force: true });
     });
@@ -152,13 +144,7 @@ describe('hardening: faults in what the sidecar depends on', function () {
   });
 
   describe('the files of a running sidecar: the token, the serving certificate, the CAs', function () {
-    let r: StandIn;
-    before(async function () {
-      r = await startStandIn();
-    });
-    after(async function () {
-      await r?.stop();
-    });
+    const r = withStandIn();
 
     /** Asks (fresh paths) until the answer is the one wanted, within the reload time; returns the path that got it. */
     async function until(status: number, what: string): Promise<string> {

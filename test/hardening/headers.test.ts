@@ -9,7 +9,7 @@ import { StatusError } from '../../lib/status.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import type { SeenRequest } from '../support/fake-upstream.js';
 import { fuzz } from './support/knobs.js';
-import { STAND_IN_TOKEN, startStandIn, type StandIn } from './support/stand-in.js';
+import { STAND_IN_TOKEN, withStandIn } from './support/stand-in.js';
 import { exchange } from '../support/wire.js';
 
 const IDENTITY = ['Authorization', 'Proxy-Authorization', 'Impersonate-User', 'Impersonate-Group', 'Impersonate-Uid', 'Impersonate-Extra-Scopes', 'Impersonate-Extra-', 'X-Remote-User', 'X-Remote-Group', 'X-Remote-Extra-Foo', 'Audit-ID'];
@@ -81,16 +81,8 @@ describe('hardening: header sets', function () {
   });
 
   describe('through a sidecar to a stand-in API server', function () {
-    let standIn: StandIn;
+    const standIn = withStandIn();
     let serial = 0;
-
-    before(async function () {
-      standIn = await startStandIn();
-    });
-
-    after(async function () {
-      await standIn?.stop();
-    });
 
     function arrived(path: string): SeenRequest | undefined {
       return standIn.fake.seen.find((r) => r.method === 'GET' && r.url === path);

@@ -7,14 +7,14 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import type { FakeUpstream } from '../support/fake-upstream.js';
-import { adminClients, createNamespace, grantInNamespace, type AdminClients } from '../../local-cluster/kube.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { startTestSidecar, type LocalSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, grantInNamespace } from '../../local-cluster/kube.js';
+import { type LocalSidecar } from '../../local-cluster/sidecar.js';
 import { figure, size } from './support/knobs.js';
 import { call, loops } from './support/load.js';
 import { describeStats, processStats } from './support/process-stats.js';
-import { startStandIn, type StandIn } from './support/stand-in.js';
+import { withStandIn } from './support/stand-in.js';
 import { exchange, openTls, parseAnswer } from '../support/wire.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const HEADERS_TIMEOUT_MS = 2000;
@@ -60,22 +60,17 @@ describe('hardening: slow and hostile clients', function () {
   this.timeout(120_000);
 
   describe('against a stand-in API server', function () {
-    let standIn: StandIn;
+    const MAX_UPGRADES = 8;
+    const standIn = withStandIn({
+      asProcess: true,
+      flags: [`--headers-timeout=${HEADERS_TIMEOUT_MS}ms`, `--max-upgrades=${MAX_UPGRADES}`, '--max-header-bytes=16384', '--max-request-body-bytes=65536'],
+    });
     let fake: FakeUpstream;
     let sidecar: LocalSidecar;
     let alice: CertificateAndKey;
-    const MAX_UPGRADES = 8;
 
-    before(async function () {
-      standIn = await startStandIn({
-        asProcess: true,
-        flags: [`--headers-timeout=${HEADERS_TIMEOUT_MS}ms`, `--max-upgrades=${MAX_UPGRADES}`, '--max-header-bytes=16384', '--max-request-body-bytes=65536'],
-      });
+    before(function () {
       ({ fake, sidecar, alice } = standIn);
-    });
-
-    after(async function () {
-      await standIn?.stop();
     });
 
     const target = () => ({ port: sidecar.port, ca: sidecar.servingCa.certPem });
@@ -195,23 +190,15 @@ describe('hardening: slow and hostile clients', function () {
   });
 
   describe('against the real API server', function () {
-    let clients: AdminClients;
-    let sidecar: TestSidecar;
+    const { cp, clients } = withSharedControlPlane();
+    const sidecar = withSidecar({ asProcess: true, flags: ['--max-request-body-bytes=65536'] });
     let ns: string;
     let alice: CertificateAndKey;
 
     before(async function () {
-      this.timeout(15 * 60_000);
-      const cp = await sharedControlPlane();
-      clients = adminClients(cp);
-      sidecar = await startTestSidecar(cp, clients, { asProcess: true, flags: ['--max-request-body-bytes=65536'] });
       ns = await createNamespace(clients, 'hardening-hostile');
       await grantInNamespace(cp, clients, ns, 'edit', 'alice');
       alice = sidecar.clientCert('alice');
-    });
-
-    after(async function () {
-      await sidecar?.stop();
     });
 
     async function openWatches(): Promise<number> {

@@ -18,9 +18,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { createCA, issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { SERVICE_ACCOUNT_ISSUER, startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, grantClusterWide, serviceAccountSubject, type AdminClients } from '../../local-cluster/kube.js';
-import { rawRequest, startTestSidecar, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { SERVICE_ACCOUNT_ISSUER } from '../../local-cluster/control-plane.js';
+import { grantClusterWide, serviceAccountSubject } from '../../local-cluster/kube.js';
+import { rawRequest, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { withControlPlane, withControlPlaneAndSidecar, withSidecar } from '../support/fixtures.js';
 
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
 const REVIEW_BODY = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' });
@@ -263,24 +264,21 @@ for (const version of ['v1', 'v1beta1'] as const) {
     this.timeout(180_000);
     let dir: string;
     let webhook: ScriptedWebhook;
-    let cp: ControlPlane;
-    let clients: AdminClients;
-    let sidecar: TestSidecar;
-    let bare: TestSidecar;
+    let kubeconfig: string;
 
     before(async function () {
-      this.timeout(15 * 60_000);
       dir = await mkdtemp(path.join(tmpdir(), 'chaperone-parity-'));
       webhook = await startScriptedWebhook();
-      const kubeconfig = path.join(dir, 'webhook.kubeconfig');
+      kubeconfig = path.join(dir, 'webhook.kubeconfig');
       await writeFile(kubeconfig, webhook.kubeconfig());
-      cp = await startControlPlane({
-        extraApiserverFlags: [`--authentication-token-webhook-config-file=${kubeconfig}`, `--authentication-token-webhook-version=${version}`, '--authentication-token-webhook-cache-ttl=0s'],
-      });
-      clients = adminClients(cp);
-      const flags = [`--authentication-token-webhook-config-file=${kubeconfig}`, `--authentication-token-webhook-version=${version}`];
-      sidecar = await startTestSidecar(cp, clients, { flags: [...flags, `--authentication-token-webhook-audiences=${API_AUDIENCE}`] });
-      bare = await startTestSidecar(cp, clients, { flags });
+    });
+
+    const flags = () => [`--authentication-token-webhook-config-file=${kubeconfig}`, `--authentication-token-webhook-version=${version}`];
+    const { cp, clients } = withControlPlane(() => ({ extraApiserverFlags: [...flags(), '--authentication-token-webhook-cache-ttl=0s'] }));
+    const sidecar = withSidecar(() => ({ flags: [...flags(), `--authentication-token-webhook-audiences=${API_AUDIENCE}`] }), { cp, clients });
+    const bare = withSidecar(() => ({ flags: flags() }), { cp, clients });
+
+    before(async function () {
       await grantClusterWide(clients, 'parity-extras', [{ apiGroups: ['authentication.k8s.io'], resources: [`userextras/${EXTRA}`], verbs: ['impersonate'] }], [
         serviceAccountSubject(sidecar.namespace, sidecar.serviceAccount),
         serviceAccountSubject(bare.namespace, bare.serviceAccount),
@@ -288,8 +286,6 @@ for (const version of ['v1', 'v1beta1'] as const) {
     });
 
     after(async function () {
-      await Promise.all([sidecar?.stop(), bare?.stop()]);
-      await cp?.stop();
       await webhook?.stop();
       if (dir) await rm(dir, { recursive: true, force: true });
     });
@@ -474,17 +470,14 @@ describe('identity parity: JWTs with odd bytes, the API server as the oracle', f
   const ca = createCA({ commonName: 'parity-issuer-ca' });
   let dir: string;
   let issuers: Record<JwtCase['issuer'], RawIssuer>;
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  let config: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-parity-jwt-'));
     const [sub, email, cel] = await Promise.all([startRawIssuer(ca), startRawIssuer(ca), startRawIssuer(ca)]);
     issuers = { sub, email, cel };
     const issuer = (url: string) => ({ url, audiences: [AUDIENCE], certificateAuthority: ca.certPem });
-    const config = path.join(dir, 'authentication-config.yaml');
+    config = path.join(dir, 'authentication-config.yaml');
     await writeFile(
       config,
       YAML.stringify({
@@ -503,9 +496,11 @@ describe('identity parity: JWTs with odd bytes, the API server as the oracle', f
         ],
       }),
     );
-    cp = await startControlPlane({ extraApiserverFlags: [`--authentication-config=${config}`] });
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients, { flags: [`--authentication-config=${config}`] });
+  });
+
+  const { cp, clients, sidecar } = withControlPlaneAndSidecar(() => [`--authentication-config=${config}`]);
+
+  before(async function () {
     await grantClusterWide(clients, 'parity-extras', [{ apiGroups: ['authentication.k8s.io'], resources: [`userextras/${EXTRA}`], verbs: ['impersonate'] }], [
       serviceAccountSubject(sidecar.namespace, sidecar.serviceAccount),
     ]);
@@ -520,8 +515,6 @@ describe('identity parity: JWTs with odd bytes, the API server as the oracle', f
   });
 
   after(async function () {
-    await sidecar?.stop();
-    await cp?.stop();
     await Promise.all(Object.values(issuers ?? {}).map((i) => i.stop()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -5,37 +5,25 @@
 // the safe outcome; the API server's audit log and its stored objects are the judges.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { adminClients, createNamespace, grantInNamespace, readAuditEvents, type AdminClients } from '../../local-cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, grantInNamespace, readAuditEvents } from '../../local-cluster/kube.js';
 import { openTls } from '../support/wire.js';
 import { startStandIn } from './support/stand-in.js';
 import { sidecarEventFor } from './support/red-team.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const tag = (): string => randomBytes(3).toString('hex');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('hardening: red team 2 findings, closed', function () {
   this.timeout(60_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
-  let hasty: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
+  const hasty = withSidecar({ flags: ['--upstream-timeout', '300ms'] });
   let ns: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients);
-    hasty = await startTestSidecar(cp, clients, { flags: ['--upstream-timeout', '300ms'] });
     ns = await createNamespace(clients, 'redteam2-open');
     await grantInNamespace(cp, clients, ns, 'edit', 'rt2f-alice');
-  });
-
-  after(async function () {
-    await Promise.all([sidecar?.stop(), hasty?.stop()]);
   });
 
   it('G1: a chunked create whose client goes away before the last chunk creates nothing, and both logs agree', async function () {

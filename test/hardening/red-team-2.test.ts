@@ -3,14 +3,12 @@
 // the safe outcome; the real API server's audit log and the sidecar's, joined by auditID, judge.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { adminClients, createNamespace, grantClusterWide, grantInNamespace, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { createNamespace, grantInNamespace, readAuditEvents, waitForAuditEvents } from '../../local-cluster/kube.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { converse, openTls, parseAnswer, type RawAnswer, type Target } from '../support/wire.js';
-import { apiServerEventFor, auditIDOf, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
+import { apiServerEventFor, auditIDOf, grantImpersonation, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const tag = (): string => randomBytes(3).toString('hex');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -23,40 +21,21 @@ async function send(target: Target, cert: CertificateAndKey, bytes: string, quie
 
 describe('hardening: red team 2 (attacks that held)', function () {
   this.timeout(60_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
-  let hasty: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
+  const hasty = withSidecar({ flags: ['--upstream-timeout', '25ms'] }); // (after the first: both create the same ClusterRole)
   let target: Target;
   let ns: string;
   let alice: CertificateAndKey;
   let carol: CertificateAndKey;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients);
-    hasty = await startTestSidecar(cp, clients, { flags: ['--upstream-timeout', '25ms'] }); // (one at a time: both create the same ClusterRole)
     target = { port: sidecar.port, ca: sidecar.servingCa.certPem };
     ns = await createNamespace(clients, 'redteam2');
     await grantInNamespace(cp, clients, ns, 'edit', 'rt2-alice');
     alice = sidecar.clientCert('rt2-alice');
-    await grantClusterWide(
-      clients,
-      'rt2-carol',
-      [
-        { apiGroups: [''], resources: ['users', 'groups'], verbs: ['impersonate'] },
-        { apiGroups: ['authentication.k8s.io'], resources: ['userextras/*', 'uids'], verbs: ['impersonate'] },
-      ],
-      [userSubject('rt2-carol')],
-    );
-    await waitForCanI(cp, 'rt2-carol', ['impersonate', 'users/anyone']);
+    await grantImpersonation(cp, clients, 'rt2-carol', ['users', 'groups']);
     carol = sidecar.clientCert('rt2-carol');
-  });
-
-  after(async function () {
-    await Promise.all([sidecar?.stop(), hasty?.stop()]);
   });
 
   describe('non-identity headers at the edges of the HTTP/2 hop', function () {

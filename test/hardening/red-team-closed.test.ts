@@ -3,32 +3,21 @@
 // audit log, is the judge).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, bindClusterRoleInNamespace, createNamespace, grantClusterWide, groupSubject, kubectl, userSubject, waitForCanI, type AdminClients } from '../../local-cluster/kube.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { bindClusterRoleInNamespace, createNamespace, grantClusterWide, groupSubject, kubectl, userSubject, waitForCanI } from '../../local-cluster/kube.js';
 import { apiServerEventFor, auditIDOf, sidecarEventFor, via } from './support/red-team.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const tag = () => randomBytes(3).toString('hex');
 
 describe('hardening: red team findings, closed', function () {
   this.timeout(120_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let classic: TestSidecar;
-  let constrained: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const classic = withSidecar();
+  const constrained = withSidecar({ mode: 'constrained' });
   let ns: string;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    [classic, constrained] = await Promise.all([startTestSidecar(cp, clients), startTestSidecar(cp, clients, { mode: 'constrained' })]);
     ns = await createNamespace(clients, 'redteam-closed');
-  });
-
-  after(async function () {
-    await Promise.all([classic?.stop(), constrained?.stop()]);
   });
 
   describe('nested impersonation: identities the API server would not give', function () {

@@ -5,62 +5,39 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { sharedControlPlane } from '../support/shared.js';
 import {
-  adminClients,
   bindClusterRoleInNamespace,
   createNamespace,
-  grantClusterWide,
   grantInNamespace,
   groupSubject,
   userSubject,
   waitForCanI,
-  type AdminClients,
 } from '../../local-cluster/kube.js';
-import { startTestSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { ORIGINAL_USER_INFO_EXTRA } from '../../sidecar/identity.js';
 import { converse, exchange, openTls, type Target } from '../support/wire.js';
-import { apiServerEventFor, apiServerEventsMentioning, auditIDOf, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
+import { apiServerEventFor, apiServerEventsMentioning, auditIDOf, grantImpersonation, sidecarEventFor, sortedGroups, via } from './support/red-team.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const tag = (): string => randomBytes(3).toString('hex');
 
 describe('hardening: red team (attacks that held)', function () {
   this.timeout(60_000);
-  let cp: ControlPlane;
-  let clients: AdminClients;
-  let sidecar: TestSidecar;
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar();
   let target: Target;
   let ns: string;
   let alice: CertificateAndKey;
   let carol: CertificateAndKey;
 
   before(async function () {
-    this.timeout(15 * 60_000);
-    cp = await sharedControlPlane();
-    clients = adminClients(cp);
-    sidecar = await startTestSidecar(cp, clients);
     target = { port: sidecar.port, ca: sidecar.servingCa.certPem };
     ns = await createNamespace(clients, 'redteam');
     await grantInNamespace(cp, clients, ns, 'edit', 'rt-alice');
     alice = sidecar.clientCert('rt-alice', ['rt-dev']);
     // carol may impersonate anyone (users, groups, service accounts, any extra, any uid), as a support desk might.
-    await grantClusterWide(
-      clients,
-      'rt-carol',
-      [
-        { apiGroups: [''], resources: ['users', 'groups', 'serviceaccounts'], verbs: ['impersonate'] },
-        { apiGroups: ['authentication.k8s.io'], resources: ['userextras/*', 'uids'], verbs: ['impersonate'] },
-      ],
-      [userSubject('rt-carol')],
-    );
-    await waitForCanI(cp, 'rt-carol', ['impersonate', 'users/anyone']);
+    await grantImpersonation(cp, clients, 'rt-carol', ['users', 'groups', 'serviceaccounts']);
     carol = sidecar.clientCert('rt-carol');
-  });
-
-  after(async function () {
-    await sidecar?.stop();
   });
 
   describe('request targets no API server path has', function () {

@@ -12,15 +12,14 @@ import path from 'node:path';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import forge from 'node-forge';
 import { createCA, joinPemCertificates, type CertificateAndKey } from '../../lib/pki.js';
-import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, grantInNamespace, readAuditEvents, waitForAuditEvents, type AuditEvent } from '../../local-cluster/kube.js';
-import { sharedControlPlane } from '../support/shared.js';
-import { startTestSidecar, type LocalSidecar, type TestSidecar } from '../../local-cluster/sidecar.js';
+import { grantInNamespace, readAuditEvents, waitForAuditEvents, type AuditEvent } from '../../local-cluster/kube.js';
+import { type LocalSidecar } from '../../local-cluster/sidecar.js';
 import { figure } from './support/knobs.js';
 import { renegotiate } from './support/renegotiation.js';
 import { startStandIn, type StandIn } from './support/stand-in.js';
 import { parseAnswer, type RawAnswer } from '../support/wire.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import { withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const SELF_SUBJECT_REVIEW = '/apis/authentication.k8s.io/v1/selfsubjectreviews';
@@ -235,19 +234,11 @@ describe('hardening: a TLS identity that cannot change under you', function () {
   });
 
   describe('against the real API server (its audit log as the judge)', function () {
-    let cp: ControlPlane;
-    let sidecar: TestSidecar;
+    const { cp, clients } = withSharedControlPlane();
+    const sidecar = withSidecar();
 
     before(async function () {
-      this.timeout(15 * 60_000);
-      cp = await sharedControlPlane();
-      const clients = adminClients(cp);
-      sidecar = await startTestSidecar(cp, clients);
       await grantInNamespace(cp, clients, sidecar.namespace, 'view', 'alice'); // for a watch that stays open
-    });
-
-    after(async function () {
-      await sidecar?.stop();
     });
 
     /** Every request the API server ran for this sidecar's scoped account with this user agent. */

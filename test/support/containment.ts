@@ -10,9 +10,10 @@ import { startInjector, type RunningInjector } from '../../injector/injector.js'
 import { silentLog } from '../unit/injector/helpers.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import type { AdminClients } from '../../local-cluster/kube.js';
-import { adminClients } from '../../local-cluster/kube.js';
-import { createWebhookConfiguration, installInjector, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { createWebhookConfiguration, type InjectorInstallation } from '../../local-cluster/provisioned.js';
+import { rawRequest } from '../../local-cluster/sidecar.js';
 import { waitFor } from '../../local-cluster/wait.js';
+import type { CertificateAndKey } from '../../lib/pki.js';
 
 const BASE = path.resolve(import.meta.dirname, '../../manifests/base');
 /** The policies that keep the token in the sidecar (what keeps the provisioned objects is tampering.test.ts's). */
@@ -61,21 +62,23 @@ export async function injectedBaselineNamespace(installation: InjectorInstallati
   return namespace;
 }
 
-/** A cluster-like control plane with the token policies, an installation's injector behind its webhook, and one injected baseline namespace. */
-export interface ContainmentCluster {
-  cp: ControlPlane;
-  clients: AdminClients;
-  installation: InjectorInstallation;
-  injector: RunningInjector;
-  namespace: string;
+/** What the API server answered, with its Status's message and the audit ID that names the request in its log. */
+export interface ApiResponse {
+  status: number;
+  auditID: string;
+  body: string;
+  message: string;
 }
 
-export async function startContainmentCluster(prefix: string): Promise<ContainmentCluster> {
-  const cp = await startClusterLikeControlPlane();
-  const clients = adminClients(cp);
-  await applyTokenPolicies(clients);
-  const installation = await installInjector(cp, clients);
-  const injector = await startInjectorBehindWebhook(installation);
-  const namespace = await injectedBaselineNamespace(installation, clients, prefix);
-  return { cp, clients, installation, injector, namespace };
+/** A request to the API server as the holder of `cert` (the cluster admin without one): an attacker's try. */
+export async function sendAs(cp: ControlPlane, cert: CertificateAndKey | undefined, method: string, urlPath: string, body?: unknown, contentType = 'application/json', headers: Record<string, string> = {}): Promise<ApiResponse> {
+  const text = body === undefined ? undefined : JSON.stringify(body);
+  const r = await rawRequest(`${cp.url}${urlPath}`, { method, ca: cp.ca.certPem, cert: cert ?? cp.admin, headers: { ...(text !== undefined ? { 'content-type': contentType } : {}), ...headers }, ...(text !== undefined ? { body: text } : {}) });
+  let message = r.body;
+  try {
+    message = (JSON.parse(r.body) as { message?: string }).message ?? r.body;
+  } catch {
+    // not a Status
+  }
+  return { status: r.status, auditID: String(r.headers['audit-id'] ?? ''), body: r.body, message };
 }

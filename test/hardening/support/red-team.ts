@@ -1,9 +1,10 @@
 // Shared by the red-team suites (test/hardening/red-team*.test.ts): requests through a sidecar with
-// full control over headers, and the two audit logs that judge them, joined by auditID.
+// full control over headers, the two audit logs that judge them, joined by auditID, and the person
+// who may impersonate anyone.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import type { ControlPlane } from '../../../local-cluster/control-plane.js';
-import { readAuditEvents, waitForAuditEvents, type AuditEvent } from '../../../local-cluster/kube.js';
+import { grantClusterWide, readAuditEvents, userSubject, waitForAuditEvents, waitForCanI, type AdminClients, type AuditEvent } from '../../../local-cluster/kube.js';
 import { rawRequest, type LocalSidecar, type RawResponse } from '../../../local-cluster/sidecar.js';
 import type { CertificateAndKey } from '../../../lib/pki.js';
 
@@ -75,3 +76,17 @@ export async function apiServerEventsMentioning(cp: ControlPlane, marker: string
 }
 
 export const sortedGroups = (groups: readonly string[] | undefined): string[] => [...(groups ?? [])].sort();
+
+/** Lets `user` impersonate any of these core kinds (users, groups…), with any extra and any uid, as a support desk might; resolves once the API server says so. */
+export async function grantImpersonation(cp: ControlPlane, clients: AdminClients, user: string, kinds: string[]): Promise<void> {
+  await grantClusterWide(
+    clients,
+    user,
+    [
+      { apiGroups: [''], resources: kinds, verbs: ['impersonate'] },
+      { apiGroups: ['authentication.k8s.io'], resources: ['userextras/*', 'uids'], verbs: ['impersonate'] },
+    ],
+    [userSubject(user)],
+  );
+  await waitForCanI(cp, user, ['impersonate', 'users/anyone']);
+}

@@ -2,6 +2,7 @@
 // was forwarded: for the faults and hostile clients that the local control plane cannot show.
 import type { CertificateAndKey } from '../../../lib/pki.js';
 import { startFakeUpstream, type FakeUpstream } from '../../support/fake-upstream.js';
+import { valueOf, withStarted, type WhenStarted } from '../../support/fixtures.js';
 import { launchSidecar, type LaunchOptions, type LocalSidecar } from '../../../local-cluster/sidecar.js';
 import { call, type Answer } from './load.js';
 
@@ -41,4 +42,9 @@ export async function startStandIn(options: Partial<LaunchOptions> = {}): Promis
       await fake.close();
     },
   };
+}
+
+/** A stand-in and its sidecar for the suite, stopped after it. */
+export function withStandIn(options: WhenStarted<Partial<LaunchOptions>> = {}): StandIn {
+  return withStarted(async () => startStandIn(await valueOf(options)));
 }
