@@ -217,9 +217,10 @@ export const injectorConfigSpec = defineSpec({
         "User-extra keys the sidecars may send besides chaperone's own (chaperone.dev/original-user-info, authentication.kubernetes.io/credential-id): those an AuthenticationConfiguration's claimMappings.extra or a token webhook adds.",
       example: 'example.com/team',
     }),
-    defaultAccess: option(oneOf(['dashboard', 'read-only']), {
-      default: 'dashboard',
-      description: 'The access policy of a labelled namespace that has no chaperone.dev/access annotation (docs/security-model.md).',
+    defaultAccess: option(oneOf(['read-only', 'dashboard']), {
+      default: 'read-only',
+      description:
+        "The access policy of a labelled namespace that has no chaperone.dev/access annotation: read-only lets people get, list and watch (no Secrets, exec, attach, port-forward or proxies) whatever their RBAC allows; dashboard also lets them create, change and delete, as far as their RBAC allows, and exec into pods (docs/security-model.md#the-access-policy says what each costs).",
     }),
     provisionSelector: option(str(), {
       description: 'A label selector namespaces must also match to be provisioned, besides chaperone.dev/inject=enabled (to split namespaces between installations).',

@@ -121,6 +121,9 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients, o
     `--webhook-configuration=${webhookConfiguration}`,
     `--impersonator-role=${impersonatorRole}`,
     `--provision-selector=${runLabel.join('=')}`,
+    // The suites and the demo act through dashboards as people do (writes, exec, port-forward): they
+    // choose the permissive policy, which the injector's default (read-only) would refuse.
+    '--default-access=dashboard',
   ];
   const config = (flags: string[] = []) => loadInjectorConfig([...installationFlags, ...flags], {});
   return {

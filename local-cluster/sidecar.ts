@@ -95,7 +95,7 @@ export function rawRequest(
   });
 }
 
-/** The policy a labelled namespace gets by default (dashboard access) on this cluster, in this impersonation mode. */
+/** The dashboard policy (the one the suites install with, --default-access=dashboard) on this cluster, in this impersonation mode. */
 export async function dashboardPolicy(clients: AdminClients, mode: ImpersonationMode): Promise<AccessPolicy> {
   return accessPolicyFor(undefined, { mode, access: 'dashboard', groups: [], extras: [] }, await servedResources(clients.kubeconfig));
 }

@@ -205,6 +205,21 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
     assert.deepEqual((JSON.parse(alice.body) as { items: V1Pod[] }).items.map((item) => item.metadata?.name), ['dashboard']);
     const bob = await listPods('bob');
     assert.equal(bob.status, 403, bob.body);
+
+    // The base leaves --default-access to the injector: read-only. Carol may edit in RBAC, yet writes
+    // nothing through the dashboard until the namespace opts in.
+    const policy = JSON.parse((await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace: team })).data!['access-policy.json']!) as { access: string };
+    assert.equal(policy.access, 'read-only');
+    await grantInNamespace(cp, clients, team, 'edit', 'carol');
+    const write = await rawRequest(`${sidecar.url}/api/v1/namespaces/${team}/configmaps`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'notes' } }),
+      ca: sidecar.dashboard.caPem,
+      cert: person('carol'),
+    });
+    assert.equal(write.status, 403, write.body);
+    assert.match(write.body, /the namespace's chaperone access policy \(read-only\) does not allow it/);
   });
 
   it("admits the examples' pods as their Deployments ask: injected where they act for people, left alone where they do not", async function () {
