@@ -83,6 +83,9 @@ describe('a listener for tools outside the pod: the installation configuration (
     for (const name of ['dashboard-api.kube-system.svc', 'dashboard-api', 'kubernetes.default.svc']) {
       await assert.rejects(viaService(name, alice), (err: NodeJS.ErrnoException) => err.code === 'ERR_TLS_CERT_ALTNAME_INVALID', name);
     }
+    // A pod cannot name its own: there is no such setting, and a chaperone.dev annotation that is none is refused.
+    const body = { metadata: { name: 'names-its-own', annotations: { 'chaperone.dev/extra-listen-services': 'evil' } }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } };
+    await assert.rejects(clients.core.createNamespacedPod({ namespace, body }), (err: Error & { body?: unknown }) => /annotation chaperone\.dev\/extra-listen-services: not a chaperone setting/.test(String(err.body)));
   });
 
   it('the names follow the configuration: the injector re-issues the namespace\'s certificate', async function () {
