@@ -47,7 +47,8 @@ function pairingProblems(config: ListenerOptions): string[] {
 
 /** The names the serving certificate carries for these Services of the namespace. */
 export function serviceDnsNames(services: readonly string[], namespace: string): string[] {
-  return services.flatMap((service) => [`${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`]);
+  // Each once: a certificate with a name twice would never match the names wanted, and be re-issued at every pass.
+  return [...new Set(services)].flatMap((service) => [`${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`]);
 }
 
 /** The port of an extraListen value. */

@@ -194,6 +194,8 @@ describe('injector certificates', function () {
       assert.equal(named.checkHost('dashboard-api.team-b.svc'), undefined);
       assert.equal(leafRenewalReason(leaf, base.active, sidecarLeafSpec('team-a', 30 * DAY, services), now), 'its names are not the ones wanted');
       assert.equal(leafRenewalReason(withServices, base.active, sidecarLeafSpec('team-a', 30 * DAY), now), 'its names are not the ones wanted');
+      const twice = sidecarLeafSpec('team-a', 30 * DAY, ['dashboard-api', 'dashboard-api']);
+      assert.equal(leafRenewalReason(issueServingLeaf(base.active, twice, now), base.active, twice, now), undefined, 'a Service named twice is one name: not re-issued at every pass');
       // A configuration the injector refuses names nothing: no pod gets it, and no certificate its names.
       for (const refused of ['extraListenServices: [dashboard-api]\n', 'extraListen: ":7443"\nextraListenServices: [evil.example.com]\n', 'extraListen: "10.0.0.1:7443"\nextraListenServices: [a]\n', ': not yaml: [']) {
         assert.deepEqual(listenerServicesOf(config(refused)), [], refused);
