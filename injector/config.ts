@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { bool, defineSpec, duration, hostPort, httpsUrl, list, loadConfig, oneOf, option, path, str } from '../lib/config.js';
 import type { ConfigOf, Env, ValueType } from '../lib/config.js';
 import { canonicalQuantity, quantityNano } from './quantity.js';
+import { VERSION } from '../lib/version.js';
 
 export const AUTHENTICATORS = ['client-cert', 'oidc', 'cluster-token-review', 'anonymous'] as const;
 export type AuthenticatorName = (typeof AUTHENTICATORS)[number];
@@ -73,7 +74,10 @@ export function image(): ValueType<ReturnType<typeof imageSchema>> {
   return { name: 'image reference', placeholder: 'image', schema: imageSchema(), list: false, standalone: false, fromText: (text) => text };
 }
 
-export const DEFAULT_SIDECAR_IMAGE = 'ghcr.io/chaperone-dev/chaperone-sidecar:v0.1.0';
+/** The sidecar image's repository, as manifests/base and the Helm chart name it. */
+export const SIDECAR_REPOSITORY = 'ghcr.io/chaperone-dev/chaperone-sidecar';
+/** The sidecar of this release: its image is tagged v<package.json's version>, as the release builds it (docs/images.md). */
+export const DEFAULT_SIDECAR_IMAGE = `${SIDECAR_REPOSITORY}:v${VERSION}`;
 
 export const injectorConfigSpec = defineSpec({
   command: 'chaperone-injector',
@@ -122,7 +126,7 @@ export const injectorConfigSpec = defineSpec({
       description: "The sidecar's image, unless the namespace's chaperone.dev/image annotation says otherwise (a pod cannot: the sidecar holds the scoped token). It must be an image of --allowed-images, or the injector does not start.",
     }),
     allowedImages: option(list(), {
-      default: ['ghcr.io/chaperone-dev/chaperone-sidecar'],
+      default: [SIDECAR_REPOSITORY],
       description: "The image repositories a namespace's chaperone.dev/image annotation may name (any tag or digest of them): the sidecar holds the scoped token, so it does not run just any image. Any tag includes releases before a security fix: list only repositories whose every tag you would let hold the token, and pin the version with --sidecar-image or the Namespace annotation.",
     }),
     trustedCsiDrivers: option(list(), {
@@ -213,9 +217,10 @@ export const injectorConfigSpec = defineSpec({
         "User-extra keys the sidecars may send besides chaperone's own (chaperone.dev/original-user-info, authentication.kubernetes.io/credential-id): those an AuthenticationConfiguration's claimMappings.extra or a token webhook adds.",
       example: 'example.com/team',
     }),
-    defaultAccess: option(oneOf(['dashboard', 'read-only']), {
-      default: 'dashboard',
-      description: 'The access policy of a labelled namespace that has no chaperone.dev/access annotation (docs/security-model.md).',
+    defaultAccess: option(oneOf(['read-only', 'dashboard']), {
+      default: 'read-only',
+      description:
+        "The access policy of a labelled namespace that has no chaperone.dev/access annotation: read-only lets people get, list and watch (no Secrets, exec, attach, port-forward or proxies) whatever their RBAC allows; dashboard also lets them create, change and delete, as far as their RBAC allows, and exec into pods (docs/security-model.md#the-access-policy says what each costs).",
     }),
     provisionSelector: option(str(), {
       description: 'A label selector namespaces must also match to be provisioned, besides chaperone.dev/inject=enabled (to split namespaces between installations).',

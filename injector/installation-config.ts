@@ -4,7 +4,7 @@
 // reads it and loads it exactly as that pod's sidecar would, with that pod's arguments, so that a bad
 // configuration is a denial naming the field, not a sidecar that never becomes ready.
 import { tmpdir } from 'node:os';
-import { installationProblems, secretFromObject, type InstallationSecret, type SecretObject } from '../lib/sidecar-config/installation.js';
+import { checkInstallation, secretFromObject, type InstallationCheck, type InstallationSecret, type SecretObject } from '../lib/sidecar-config/installation.js';
 import { Denial } from './denial.js';
 import { annotationOf } from './names.js';
 import { sidecarArgs } from './proxy.js';
@@ -24,17 +24,17 @@ export function installationConfigsFrom(read: (name: string) => Promise<SecretOb
 
 const MAX_REMEMBERED = 64;
 /** Verdicts by Secret version and arguments: a version does not change, and loading costs a few milliseconds. */
-const verdicts = new Map<string, string[]>();
+const verdicts = new Map<string, InstallationCheck>();
 
-async function problemsOf(argv: string[], ref: string, secret: InstallationSecret): Promise<string[]> {
+async function check(argv: string[], ref: string, secret: InstallationSecret): Promise<InstallationCheck> {
   const key = `${ref}@${secret.resourceVersion}\n${argv.join('\n')}`;
-  let problems = verdicts.get(key);
-  if (!problems) {
-    problems = await installationProblems(argv, ref, secret, tmpdir());
+  let verdict = verdicts.get(key);
+  if (!verdict) {
+    verdict = await checkInstallation(argv, ref, secret, tmpdir());
     if (verdicts.size >= MAX_REMEMBERED) verdicts.delete(verdicts.keys().next().value!);
-    verdicts.set(key, problems);
+    verdicts.set(key, verdict);
   }
-  return problems;
+  return verdict;
 }
 
 /**
@@ -62,9 +62,10 @@ export async function withInstallationConfig(
     throw new Denial('BadRequest', `chaperone cannot inject this pod: ${named} names the installation configuration ${ref}, which does not exist: cluster administrators create it (docs/authentication.md) or correct the annotation`);
   }
   const resolved = { ...settings, installationConfig: ref };
-  const problems = await problemsOf(sidecarArgs(resolved), ref, secret);
-  if (problems.length > 0) {
+  const { config, problems } = await check(sidecarArgs(resolved), ref, secret);
+  if (!config) {
     throw new Denial('BadRequest', `chaperone cannot inject this pod: its sidecar would refuse the installation configuration (${named}): ${problems.join('; ')}`);
   }
-  return resolved;
+  // The listener is the pod's for its life: passed as a flag, so that a later version cannot move it from the port the pod declares.
+  return config.extraListen === undefined ? resolved : { ...resolved, extraListen: config.extraListen };
 }

@@ -2,6 +2,7 @@
 // It is a fixpoint: injecting an injected pod gives the same pod, which makes re-invocation safe.
 import type { V1Container, V1EphemeralContainer, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { Denial } from './denial.js';
+import { listenerPort } from '../lib/sidecar-config/listener.js';
 import { ORIGINAL_SERVICE_ACCOUNT_ANNOTATION, PLACEHOLDER_TOKEN_ANNOTATION, STATUS_ANNOTATION } from './names.js';
 import {
   API_ACCESS_MOUNT,
@@ -260,6 +261,19 @@ function isMounted(spec: V1PodSpec, volume: string): boolean {
   return appContainers(spec).some((container) => (container.volumeMounts ?? []).some((mount) => mount.name === volume));
 }
 
+/** Containers of a pod share its network: a port the pod's own container declares is not the sidecar's to listen on. */
+function refuseListenerClash(spec: V1PodSpec, settings: InjectionSettings): void {
+  if (!settings.extraListen) return;
+  const port = listenerPort(settings.extraListen);
+  const clash = [...(spec.initContainers ?? []), ...spec.containers].find((container) => (container.ports ?? []).some((declared) => declared.containerPort === port));
+  if (clash) {
+    throw new Denial(
+      'BadRequest',
+      `chaperone cannot inject this pod: its container ${clash.name} declares port ${port}, the port the installation configuration ${settings.installationConfig ?? ''} gives the sidecar's extra listener (extraListen, docs/listeners.md); cluster administrators choose another port there`,
+    );
+  }
+}
+
 /**
  * The injected pod. Throws a Denial for a pod that cannot be made safe. On a pod chaperone injected
  * before (it carries chaperone.dev/status), the injector's own names are taken as its own and
@@ -290,6 +304,7 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
   spec.initContainers = (spec.initContainers ?? []).filter((container) => container.name !== SIDECAR_NAME);
   spec.containers = spec.containers.filter((container) => container.name !== SIDECAR_NAME);
   appContainers(spec).forEach(disarm);
+  refuseListenerClash(spec, settings);
 
   const ours = injectedVolumes(settings);
   const volumes = (spec.volumes ?? []).filter((volume) => {

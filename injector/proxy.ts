@@ -4,15 +4,18 @@
 // the injector produced and a second pass over it changes nothing.
 import type { V1Container, V1EnvVar, V1Probe, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { flagName, type Options } from '../lib/config.js';
+import { INJECTED_PORTS, listenerPort } from '../lib/sidecar-config/listener.js';
 import { annotationOf, PLACEHOLDER_TOKEN_ANNOTATION } from './names.js';
 import type { InjectionSettings } from './settings.js';
 
 export const SIDECAR_NAME = 'chaperone';
 export const PROXY_HOST = '127.0.0.1';
-export const PROXY_PORT = 6443;
-export const OPS_PORT = 9901;
+export const PROXY_PORT = INJECTED_PORTS.proxy;
+export const OPS_PORT = INJECTED_PORTS.ops;
 /** The name under which the sidecar declares its ops port, which a PodMonitor selects (at most 15 characters). */
 export const OPS_PORT_NAME = 'chaperone-ops';
+/** The name under which the sidecar declares the installation's extra listener, which a Service targets (docs/listeners.md). */
+export const EXTRA_LISTEN_PORT_NAME = 'chaperone-https';
 
 /** Where client-go's in-cluster config looks for the token, CA and namespace. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -101,6 +104,7 @@ function sidecarFlags(settings: InjectionSettings): SidecarFlag[] {
     flags.push({ key: 'installationConfig', value: settings.installationConfig, because });
     flags.push({ key: 'installationConfigDir', value: INSTALLATION_DIR, because });
   }
+  if (settings.extraListen) flags.push({ key: 'extraListen', value: settings.extraListen, because: `the installation configuration ${settings.installationConfig ?? ''} sets extraListen` });
   return flags;
 }
 
@@ -137,8 +141,12 @@ export function sidecarContainer(settings: InjectionSettings): V1Container {
     imagePullPolicy: 'IfNotPresent',
     args: sidecarArgs(settings),
     env: [fieldEnv('CHAPERONE_POD_NAME', 'metadata.name'), fieldEnv('CHAPERONE_POD_NAMESPACE', 'metadata.namespace')],
-    // Only the ops port (health and /metrics) is declared: the proxy listens on loopback alone.
-    ports: [{ name: OPS_PORT_NAME, containerPort: OPS_PORT, protocol: 'TCP' }],
+    // The ops port (health and /metrics), and the installation's extra listener if it sets one; the
+    // dashboard's listener is on loopback alone.
+    ports: [
+      { name: OPS_PORT_NAME, containerPort: OPS_PORT, protocol: 'TCP' },
+      ...(settings.extraListen ? [{ name: EXTRA_LISTEN_PORT_NAME, containerPort: listenerPort(settings.extraListen), protocol: 'TCP' }] : []),
+    ],
     ...(settings.sidecarMode === 'native' ? { restartPolicy: 'Always' } : {}),
     // The dashboard starts only once the proxy is ready (native sidecars); up to two minutes.
     startupProbe: httpProbe('/readyz', 1, 120),

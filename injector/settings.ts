@@ -55,9 +55,10 @@ type InjectorWideKey = 'serviceAccount' | 'servingSecret' | 'caConfigMap' | 'tok
 
 /**
  * Everything the mutation needs, validated; tokenExpiration in milliseconds. installationConfig: the
- * installation configuration's Secret (<namespace>/<name>) once the review found it exists and is valid.
+ * installation configuration's Secret (<namespace>/<name>) once the review found it exists and is
+ * valid; extraListen: the listener for tools outside the pod it sets (docs/listeners.md).
  */
-export type InjectionSettings = Pick<InjectorConfig, SettingKey | InjectorWideKey> & { installationConfig?: string };
+export type InjectionSettings = Pick<InjectorConfig, SettingKey | InjectorWideKey> & { installationConfig?: string; extraListen?: string };
 
 /** The namespace a pod is created in: its name and annotations, as the injector read them. */
 export interface NamespaceSettingsSource {

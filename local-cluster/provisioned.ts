@@ -121,6 +121,9 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients, o
     `--webhook-configuration=${webhookConfiguration}`,
     `--impersonator-role=${impersonatorRole}`,
     `--provision-selector=${runLabel.join('=')}`,
+    // The suites and the demo act through dashboards as people do (writes, exec, port-forward): they
+    // choose the permissive policy, which the injector's default (read-only) would refuse.
+    '--default-access=dashboard',
   ];
   const config = (flags: string[] = []) => loadInjectorConfig([...installationFlags, ...flags], {});
   return {
@@ -357,6 +360,8 @@ export interface PodSidecar {
   auditLog: string;
   /** The ops listener: /healthz, /readyz, /metrics. */
   opsUrl: string;
+  /** The extra listener, when the pod's sidecar has one (the installation's extraListen). */
+  extraUrl?: string;
   /** Writes every file again from the objects as they are now, as the kubelet does when they change. */
   refresh(): Promise<void>;
   stop(): Promise<void>;
@@ -422,6 +427,7 @@ export async function startPodSidecar(
     ...(sidecar.args ?? []).map((arg) => relocate(arg, mounts)),
     '--listen=127.0.0.1:0',
     '--ops-listen=127.0.0.1:0',
+    ...((sidecar.args ?? []).some((arg) => arg.startsWith('--extra-listen=')) ? ['--extra-listen=127.0.0.1:0'] : []),
     '--log-level=warn',
     // A file for the run's audit join, besides whatever sinks the installation configuration names.
     `--audit-sinks=${['file', ...(await installationAuditSinks(clients, sidecar.args ?? []))].join(',')}`,
@@ -438,6 +444,7 @@ export async function startPodSidecar(
     mounts,
     auditLog: path.join(dir, 'audit.jsonl'),
     opsUrl: `http://127.0.0.1:${running.opsPort}`,
+    ...(running.listening[1] ? { extraUrl: `https://127.0.0.1:${running.listening[1].port}` } : {}),
     refresh: async () => {
       await writeMountedFiles(clients, pod, sidecar, dir);
       await writeMountedFiles(clients, pod, dashboard, dir);

@@ -67,7 +67,7 @@ export interface RawResponse {
 /** One HTTPS request with full control over headers (repeated, any letter case). */
 export function rawRequest(
   url: string,
-  options: { method?: string; headers?: OutgoingHttpHeaders; ca: string; cert?: CertificateAndKey; body?: string },
+  options: { method?: string; headers?: OutgoingHttpHeaders; ca: string; cert?: CertificateAndKey; body?: string; servername?: string },
 ): Promise<RawResponse> {
   // Not new URL(): it would resolve dot segments and drop fragments, and tests need to send those.
   const match = /^https:\/\/([^/:]+):(\d+)(\/.*)?$/.exec(url);
@@ -81,6 +81,8 @@ export function rawRequest(
     headers: options.headers ?? {},
     agent: false,
     ...(options.cert ? { cert: options.cert.certPem, key: options.cert.keyPem } : {}),
+    // The name sent as SNI and verified in the certificate, when it is not the host connected to.
+    ...(options.servername ? { servername: options.servername } : {}),
   };
   return new Promise((resolve, reject) => {
     const req = request(requestOptions, (res) => {
@@ -93,7 +95,7 @@ export function rawRequest(
   });
 }
 
-/** The policy a labelled namespace gets by default (dashboard access) on this cluster, in this impersonation mode. */
+/** The dashboard policy (the one the suites install with, --default-access=dashboard) on this cluster, in this impersonation mode. */
 export async function dashboardPolicy(clients: AdminClients, mode: ImpersonationMode): Promise<AccessPolicy> {
   return accessPolicyFor(undefined, { mode, access: 'dashboard', groups: [], extras: [] }, await servedResources(clients.kubeconfig));
 }

@@ -6,6 +6,7 @@ import type { RbacV1Subject, V1ClusterRoleBinding, V1ObjectMeta, V1PolicyRule, V
 import type { LeafSpec } from '../certs/leaf.js';
 import { trustBundle, type CaSet } from '../certs/ca-set.js';
 import { serialisePolicy, type AccessPolicy } from '../../lib/access-policy.js';
+import { serviceDnsNames } from '../../lib/sidecar-config/listener.js';
 import { ACCESS_POLICY_KEY, IDENTITY_CA_KEY, SERVING_CA_KEY, UPSTREAM_CA_KEY } from './names.js';
 
 export interface ProvisioningNames {
@@ -43,9 +44,13 @@ export function caConfigMapData(cas: { identity: CaSet; serving: CaSet }, policy
   };
 }
 
-/** The sidecar listens on 127.0.0.1:6443 only; `localhost` and `::1` for clients that resolve it. */
-export function sidecarLeafSpec(namespace: string, validityMs: number): LeafSpec {
-  return { commonName: `chaperone-sidecar.${namespace}`, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], validityMs };
+/**
+ * The sidecar listens on 127.0.0.1:6443 (`localhost` and `::1` for clients that resolve it), and on
+ * the installation's extra listener, reached through these Services of the namespace: their names in
+ * the namespace only (docs/listeners.md says why).
+ */
+export function sidecarLeafSpec(namespace: string, validityMs: number, listenerServices: readonly string[] = []): LeafSpec {
+  return { commonName: `chaperone-sidecar.${namespace}`, dnsNames: ['localhost', ...serviceDnsNames(listenerServices, namespace)], ipAddresses: ['127.0.0.1', '::1'], validityMs };
 }
 
 /** The namespace's own ClusterRole and ClusterRoleBinding share this name. */

@@ -14,7 +14,7 @@ import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
 import { readSecret, writeLeafSecret } from '../certs/webhook.js';
 import { annotationOf } from '../names.js';
-import { INSTALLATION_FILE } from '../../lib/sidecar-config/installation.js';
+import { INSTALLATION_FILE, listenerServicesOf, secretFromObject } from '../../lib/sidecar-config/installation.js';
 import { injectorMetrics } from '../metrics.js';
 import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, refusalEvent } from '../namespaces.js';
 import type { ProvisionedListener } from '../admission-cache.js';
@@ -379,7 +379,8 @@ export class NamespaceProvisioner {
         if (drift.length > 0 && trusted) secret = await core.replaceNamespacedSecret({ name, namespace, body: secret });
       }
     } else if (stamp?.secret !== undefined) wrong.push('deleted');
-    const leaf = await writeLeafSecret({ core, namespace, name, labels }, secret, this.cas!.serving, sidecarLeafSpec(namespace, this.options.leafValidityMs), new Date());
+    const spec = sidecarLeafSpec(namespace, this.options.leafValidityMs, await this.listenerServices(namespace));
+    const leaf = await writeLeafSecret({ core, namespace, name, labels }, secret, this.cas!.serving, spec, new Date());
     if (wrong.length > 0) repaired.push(`${what} (${wrong.join(', ')}: a new key and certificate)`);
     else if (!secret) created.push(what);
     else if (leaf.issued) log.info({ namespace, why: leaf.issued }, "renewed the sidecars' serving certificate");
@@ -535,7 +536,7 @@ export class NamespaceProvisioner {
     const { rbac, names } = this.options;
     const name = impersonatorName(names, namespace);
     const where = names.installation;
-    const named = this.labelled.get(namespace)?.metadata?.annotations?.[annotationOf('sidecar-config')] ?? names.sidecarConfig;
+    const named = this.sidecarConfigOf(namespace);
     const role = await unlessNotFound(rbac.readNamespacedRole({ name, namespace: where }));
     if (role) this.mustOwn(role, 'Role', namespace);
     // The Secret named now and those named before (pods admitted then read theirs until recreated);
@@ -572,6 +573,17 @@ export class NamespaceProvisioner {
       if (!isConflict(err)) throw err;
     }
     return changed;
+  }
+
+  /** The installation configuration the namespace uses: its Namespace's annotation, or the injector's default. */
+  private sidecarConfigOf(namespace: string): string {
+    return this.labelled.get(namespace)?.metadata?.annotations?.[annotationOf('sidecar-config')] ?? this.options.names.sidecarConfig;
+  }
+
+  /** The Services the namespace's installation configuration reaches the sidecars' extra listener through (docs/listeners.md). */
+  private async listenerServices(namespace: string): Promise<string[]> {
+    const secret = await unlessNotFound(this.options.core.readNamespacedSecret({ name: this.sidecarConfigOf(namespace), namespace: this.options.names.installation }));
+    return secret ? listenerServicesOf(secretFromObject(secret)) : [];
   }
 
   /** Whether the Secret (in the injector's namespace) is an installation configuration: it has a sidecar.yaml. */

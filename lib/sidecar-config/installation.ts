@@ -9,7 +9,8 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError, type Env } from '../config.js';
-import { loadSidecarConfig, type SidecarConfig } from './options.js';
+import { installationListenerProblems } from './listener.js';
+import { loadSidecarConfig, sidecarConfigSpec, type SidecarConfig } from './options.js';
 
 /** The key of the installation Secret read as the sidecar's config file. */
 export const INSTALLATION_FILE = 'sidecar.yaml';
@@ -75,13 +76,36 @@ export class InstallationVersions {
 }
 
 /** A YAML mapping, or undefined when it is none (the sidecar's own reading says what is wrong with it). */
-function readYaml(file: string): Record<string, unknown> | undefined {
+function yamlMapping(text: string): Record<string, unknown> | undefined {
   try {
-    const value: unknown = parseDocument(readFileSync(file, 'utf8'), { version: '1.1', uniqueKeys: false }).toJS();
+    const value: unknown = parseDocument(text, { version: '1.1', uniqueKeys: false }).toJS();
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
+}
+
+function readYaml(file: string): Record<string, unknown> | undefined {
+  try {
+    return yamlMapping(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The Services an installation configuration reaches its extra listener through (docs/listeners.md),
+ * as the injector issues the serving certificate for them: none unless sidecar.yaml sets both
+ * listener keys validly (a configuration that sets them wrongly gets no pod injected anyway).
+ */
+export function listenerServicesOf(secret: InstallationSecret): string[] {
+  const text = secret.files.get(INSTALLATION_FILE)?.toString('utf8');
+  const options = text === undefined ? undefined : yamlMapping(text);
+  const { extraListen, extraListenServices } = sidecarConfigSpec.options;
+  const address = extraListen.type.schema.safeParse(options?.extraListen);
+  const services = extraListenServices.type.schema.safeParse(options?.extraListenServices);
+  if (!address.success || !services.success) return [];
+  return installationListenerProblems({ extraListen: address.data, extraListenServices: services.data }).length === 0 ? services.data : [];
 }
 
 /** The options of an installation configuration that name files. */
@@ -142,23 +166,31 @@ function outOfBounds(versionDir: string): string[] {
   return problems;
 }
 
+export type InstallationCheck = { config: SidecarConfig; problems: readonly [] } | { config?: undefined; problems: readonly string[] };
+
 /**
- * What a sidecar started with these arguments would find wrong with this version of the Secret
- * (empty: nothing): the same loading, in a directory of its own that is removed after.
+ * The configuration a sidecar started with these arguments would load from this version of the
+ * Secret, or what it would find wrong with it: the same loading, in a directory of its own that is
+ * removed after, and the rules of a configuration every injected pod shares (its listener's).
  */
-export async function installationProblems(argv: readonly string[], ref: string, secret: InstallationSecret, scratch: string): Promise<string[]> {
+export async function checkInstallation(argv: readonly string[], ref: string, secret: InstallationSecret, scratch: string): Promise<InstallationCheck> {
   const dir = await mkdtemp(path.join(scratch, 'chaperone-installation-'));
   try {
-    await new InstallationVersions(ref, argv, {}, dir, secret).configFor(secret);
-    return [];
+    const config = await new InstallationVersions(ref, argv, {}, dir, secret).configFor(secret);
+    const problems = installationListenerProblems(config).map((problem) => `${ref}: ${INSTALLATION_FILE}: ${problem}`);
+    return problems.length > 0 ? { problems } : { config, problems: [] };
   } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
+    if (err instanceof ConfigError) return { problems: [...err.problems] };
     throw err;
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
+/** What a sidecar started with these arguments would find wrong with this version of the Secret (empty: nothing). */
+export async function installationProblems(argv: readonly string[], ref: string, secret: InstallationSecret, scratch: string): Promise<string[]> {
+  return [...(await checkInstallation(argv, ref, secret, scratch)).problems];
+}
 
 /** Versions a previous run of the sidecar left (the directory outlives a restart of the container). */
 async function removeOtherVersions(dir: string, keep: string): Promise<void> {

@@ -32,8 +32,15 @@ export const sidecarConfigSpec = defineSpec({
   options: {
     listen: option(hostPort(), { default: '127.0.0.1:6443', description: "The proxy's TLS listener, where the dashboard in the pod connects." }),
     extraListen: option(hostPort(), {
-      description: 'A second TLS listener, for tools that connect from outside the pod.',
+      description:
+        'A second TLS listener, for tools that connect from outside the pod, with the same serving certificate and the same authentication. In an installation configuration, :<port>: the injector passes it to every pod it injects and declares the port (docs/listeners.md).',
       example: '10.244.1.7:6443',
+    }),
+    extraListenServices: option(list(), {
+      default: [],
+      description:
+        "In an installation configuration, with extraListen: the Services of the pod's namespace that reach the extra listener; the injector issues the namespace's serving certificate for <service>.<namespace>.svc and <service>.<namespace>.svc.cluster.local of each (docs/listeners.md). The sidecar itself does not read it.",
+      example: 'dashboard-api',
     }),
     tlsCertFile: option(path(), { required: true, description: 'The serving certificate (PEM, with its chain); reloaded when it changes.' }),
     tlsKeyFile: option(path(), { required: true, description: "The serving certificate's private key (PEM); reloaded when it changes." }),
@@ -162,12 +169,15 @@ export const sidecarConfigSpec = defineSpec({
 export type SidecarConfig = ConfigOf<typeof sidecarConfigSpec>;
 
 /**
- * What an installation configuration (--installation-config) may set: how people sign in, which
- * names the guard refuses or lets through, and what is audited where (all applied to running
- * sidecars as they change). The rest is the injector's to pass for each pod (where the sidecar
- * listens, what it trusts and forwards to).
+ * What an installation configuration (--installation-config) may set: the listener for tools
+ * outside the pod (which the injector passes to each pod it creates), how people sign in, which
+ * names the guard refuses or lets through, and what is audited where (these applied to running
+ * sidecars as they change). The rest is the injector's to pass for each pod (the pod's own listener,
+ * what the sidecar trusts and forwards to).
  */
 export const INSTALLATION_KEYS = [
+  'extraListen',
+  'extraListenServices',
   'guardAllow',
   'guardDeny',
   'clientCertificateRevocations',
@@ -211,7 +221,7 @@ export function loadSidecarConfig(argv: readonly string[], env: Env, installatio
   const input: LoadInput = { argv, env };
   if (installationFile !== undefined) {
     input.configFile = installationFile;
-    input.fileKeys = { allowed: INSTALLATION_KEYS, why: 'is not an installation setting: the injector sets it for each pod (the installation configuration sets how people sign in, the guard lists and the audit)' };
+    input.fileKeys = { allowed: INSTALLATION_KEYS, why: 'is not an installation setting: the injector sets it for each pod (the installation configuration sets the extra listener, how people sign in, the guard lists and the audit)' };
   }
   const config = loadConfig(sidecarConfigSpec, input);
   const problems = [...tokenAuthenticationProblems(config), ...auditConfigProblems(config), ...revocationProblems(config.clientCertificateRevocations)];

@@ -231,6 +231,24 @@ describe('the docs, run as written (a control plane of their own)', function () 
       const listed = succeeded(await docs.run('docs/upgrading.md', 'chaperone.dev/status'));
       assert.match(listed.stdout, new RegExp(`^${TEAM}\t${POD}\tghcr.io/chaperone-dev/chaperone-sidecar:`, 'm'));
     });
+
+    it('lists the labelled namespaces that the read-only default changes: those without chaperone.dev/access', async function () {
+      succeeded(await kubectl(cp.adminKubeconfig, ['create', 'namespace', 'team-unannotated']));
+      succeeded(await kubectl(cp.adminKubeconfig, ['label', 'namespace', 'team-unannotated', 'chaperone.dev/inject=enabled']));
+      const listed = succeeded(await docs.run('docs/upgrading.md', 'select(.metadata.annotations["chaperone.dev/access"] == null)'));
+      const names = listed.stdout.trim().split('\n');
+      assert.ok(names.includes('team-unannotated'), listed.stdout);
+      assert.ok(!names.includes(TEAM), `${TEAM} chose its access (injector.md's annotation): ${listed.stdout}`);
+    });
+  });
+
+  describe('docs/listeners.md', function () {
+    it("saves the namespace's serving CA bundle, which verifies the sidecars' serving certificate", async function () {
+      succeeded(await docs.run('docs/listeners.md', "get configmap chaperone-ca -o jsonpath='{.data.serving-ca\\.crt}' > serving-ca.crt"));
+      const bundle = await readFile(docs.file('serving-ca.crt'), 'utf8');
+      assert.match(bundle, /^-----BEGIN CERTIFICATE-----/);
+      assert.ok(new X509Certificate(bundle).ca, 'a CA certificate');
+    });
   });
 
   describe("the examples' READMEs (manifests/examples)", function () {

@@ -181,7 +181,7 @@ describe('the Helm chart (charts/chaperone) on a control plane of its own', func
     const objects = await render([
       '--namespace', 'platform-chaperone',
       '--set', 'injector.image.tag=v9.9.9,injector.replicas=3,sidecar.image.repository=registry.example.com/chaperone-sidecar',
-      '--set', 'sidecar.resources.limits.memory=512Mi,sidecar.resources.requests.cpu=100m,defaultAccess=read-only',
+      '--set', 'sidecar.resources.limits.memory=512Mi,sidecar.resources.requests.cpu=100m,defaultAccess=dashboard',
       '--set', 'webhook.failurePolicy=Ignore,monitoring.enabled=true,monitoring.labels.release=kube-prometheus-stack',
     ]);
     const text = JSON.stringify([...objects.values()]);
@@ -195,7 +195,7 @@ describe('the Helm chart (charts/chaperone) on a control plane of its own', func
       '--sidecar-image=registry.example.com/chaperone-sidecar:v0.1.0',
       // Else the injector would not start: its sidecar image must be one of --allowed-images.
       '--allowed-images=registry.example.com/chaperone-sidecar',
-      '--default-access=read-only',
+      '--default-access=dashboard',
       '--cpu-request=100m',
       '--memory-limit=512Mi',
     ]);

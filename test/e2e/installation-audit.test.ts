@@ -7,20 +7,18 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { caSetFromSecret } from '../../injector/certs/ca-secret.js';
-import { SECRETS } from '../../injector/provision/names.js';
-import { startInjector, type RunningInjector } from '../../injector/injector.js';
+import type { CertificateAndKey } from '../../lib/pki.js';
+import type { RunningInjector } from '../../injector/injector.js';
 import { declareNoSidecarEvent } from '../../local-cluster/audit-join.js';
 import type { ControlPlane } from '../../local-cluster/control-plane.js';
-import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
-import { createInjectedPod, createWebhookConfiguration, installInjector, startPodSidecar, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
+import { adminClients, kubectl, type AdminClients } from '../../local-cluster/kube.js';
+import { installInjector, type InjectorInstallation, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { rawRequest, type RawResponse } from '../../local-cluster/sidecar.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { sharedControlPlane } from '../support/shared.js';
 import { docBlockNamed, docBlocks } from '../support/doc-blocks.js';
+import { podRefusedFor, startInjectedDashboard } from '../support/injected-dashboard.js';
 import { startReceiver, type Receiver } from '../unit/sidecar/audit/support.js';
-import { silentLog } from '../unit/injector/helpers.js';
 
 const CONFIG_SECRET = 'chaperone-sidecar-config';
 
@@ -45,7 +43,6 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
   const configuration = (changes: Record<string, string>) => ({ metadata: { name: CONFIG_SECRET }, stringData: { ...files, ...changes } });
   const replaceConfiguration = (changes: Record<string, string>) =>
     clients.core.replaceNamespacedSecret({ name: CONFIG_SECRET, namespace: installation.namespace, body: configuration(changes) });
-  const createPod = (name: string) => clients.core.createNamespacedPod({ namespace, body: { metadata: { name }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } } });
   const get = (path: string) => rawRequest(`${sidecar.url}${path}`, { ca: sidecar.dashboard.caPem, cert: alice });
   const auditID = (response: RawResponse) => String(response.headers['audit-id']);
   const eventOf = (response: RawResponse) =>
@@ -74,15 +71,7 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
       .map((arg) => (arg === 'chaperone-system' ? installation.namespace : arg.replace(/^--from-file=/, `--from-file=${dir}/`)));
     const created = await kubectl(cp.adminKubeconfig, args);
     assert.equal(created.code, 0, created.stderr);
-    injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1']), silentLog);
-    await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
-    namespace = await installation.createLabelledNamespace('installation-audit');
-    await grantInNamespace(cp, clients, namespace, 'view', 'alice');
-    await clients.core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'settings' }, data: { theme: 'dark' } } });
-    const pod = await createInjectedPod(clients, namespace);
-    sidecar = await startPodSidecar(cp, clients, pod);
-    const identityCa = caSetFromSecret(await clients.core.readNamespacedSecret({ name: SECRETS.identityCa, namespace: installation.namespace })).active;
-    alice = issueCertificate(identityCa, { commonName: 'alice', organizations: ['dev'], usage: 'client', validitySeconds: 900 });
+    ({ injector, namespace, sidecar, alice } = await startInjectedDashboard(cp, clients, installation, 'installation-audit'));
   });
 
   after(async function () {
@@ -140,18 +129,7 @@ describe('audit for injected pods: the installation configuration (issue 23)', f
     try {
       for (const [changes, why] of refusals) {
         await replaceConfiguration(changes);
-        await waitFor(
-          `the injector to refuse pods for ${why.source}`,
-          async () => {
-            const refused = await createPod(`refused-${Date.now()}`).then(
-              () => undefined,
-              (err: Error & { body?: unknown }) => (typeof err.body === 'string' ? err.body : JSON.stringify(err.body ?? err.message)),
-            );
-            return refused !== undefined && why.test(refused) ? refused : undefined;
-          },
-          30_000,
-          500,
-        );
+        await podRefusedFor(clients, namespace, why);
       }
       const read = await get(`/api/v1/namespaces/${namespace}/configmaps/settings`);
       assert.equal((await eventOf(read)).level, 'RequestResponse', 'the running sidecar keeps the version in use');

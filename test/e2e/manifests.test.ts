@@ -24,12 +24,12 @@ import {
 } from '@kubernetes/client-node';
 import type { RunningInjector } from '../../injector/injector.js';
 import { freePort } from '../../local-cluster/control-plane.js';
-import { kubectl, waitForAuditEvents } from '../../local-cluster/kube.js';
+import { grantInNamespace, kubectl, waitForAuditEvents } from '../../local-cluster/kube.js';
 import { installMonitoringCrds } from '../../local-cluster/metrics.js';
 import { startPodSidecar, type PodSidecar } from '../../local-cluster/provisioned.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { rawRequest } from '../../local-cluster/sidecar.js';
-import { injectorConfigOf, listPodsAsAliceAndBob, startDeployedInjector } from '../support/deployed-injector.js';
+import { identityCaPeople, injectorConfigOf, listPodsAsAliceAndBob, startDeployedInjector } from '../support/deployed-injector.js';
 import { withControlPlane } from '../support/fixtures.js';
 
 const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
@@ -194,6 +194,22 @@ describe('the shipped manifests (kubectl apply -k on a control plane of their ow
     // The kubelet's part, played by the test: the sidecar with exactly the files the pod mounts.
     sidecar = await startPodSidecar(cp, clients, pod);
     await listPodsAsAliceAndBob(cp, clients, sidecar, pod, INJECTOR_NAMESPACE);
+
+    // The base leaves --default-access to the injector: read-only. Carol may edit in RBAC, yet writes
+    // nothing through the dashboard until the namespace opts in.
+    const policy = JSON.parse((await clients.core.readNamespacedConfigMap({ name: 'chaperone-ca', namespace: team })).data!['access-policy.json']!) as { access: string };
+    assert.equal(policy.access, 'read-only');
+    await grantInNamespace(cp, clients, team, 'edit', 'carol');
+    const person = await identityCaPeople(clients, INJECTOR_NAMESPACE);
+    const write = await rawRequest(`${sidecar.url}/api/v1/namespaces/${team}/configmaps`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'notes' } }),
+      ca: sidecar.dashboard.caPem,
+      cert: person('carol'),
+    });
+    assert.equal(write.status, 403, write.body);
+    assert.match(write.body, /the namespace's chaperone access policy \(read-only\) does not allow it/);
   });
 
   it("admits the examples' pods as their Deployments ask: injected where they act for people, left alone where they do not", async function () {

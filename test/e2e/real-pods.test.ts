@@ -197,7 +197,10 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
 
     namespace = `dashboards-${Date.now().toString(36)}`;
     // Pod Security baseline, which every labelled namespace must enforce (docs/security-model.md).
-    await clients.core.createNamespace({ body: { metadata: { name: namespace, labels: { 'chaperone.dev/inject': 'enabled', 'pod-security.kubernetes.io/enforce': 'baseline' } } } });
+    // Access dashboard, chosen: alice's exec goes through the sidecar, which the default (read-only) refuses.
+    await clients.core.createNamespace({
+      body: { metadata: { name: namespace, labels: { 'chaperone.dev/inject': 'enabled', 'pod-security.kubernetes.io/enforce': 'baseline' }, annotations: { 'chaperone.dev/access': 'dashboard' } } },
+    });
     await waitFor('the namespace provisioned', async () => {
       await clients.core.readNamespacedServiceAccount({ name: 'chaperone-impersonator', namespace });
       await clients.core.readNamespacedSecret({ name: 'chaperone-serving', namespace });

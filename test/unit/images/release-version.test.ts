@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
+import { DEFAULT_SIDECAR_IMAGE, SIDECAR_REPOSITORY } from '../../../injector/config.js';
 
 const REPO = path.resolve(import.meta.dirname, '../../..');
 const read = (file: string) => readFile(path.join(REPO, file), 'utf8');
@@ -36,5 +37,16 @@ describe('the version a release sets (package.json)', function () {
     const container = deployment.spec.template.spec.containers[0]!;
     assert.equal(container.image, `ghcr.io/chaperone-dev/chaperone-injector:v${version}`);
     assert.deepEqual(container.args.filter((arg) => arg.startsWith('--sidecar-image=')), [`--sidecar-image=ghcr.io/chaperone-dev/chaperone-sidecar:v${version}`]);
+  });
+
+  it("is the tag of the injector's default sidecar image, which the base and the Helm chart name too", async function () {
+    assert.equal(DEFAULT_SIDECAR_IMAGE, `${SIDECAR_REPOSITORY}:v${version}`);
+    const deployment = YAML.parse(await read('manifests/base/deployment.yaml')) as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
+    assert.deepEqual(deployment.spec.template.spec.containers[0]!.args.filter((arg) => arg.startsWith('--sidecar-image=')), [`--sidecar-image=${DEFAULT_SIDECAR_IMAGE}`]);
+    const chart = YAML.parse(await read('charts/chaperone/Chart.yaml')) as { appVersion: string };
+    const values = YAML.parse(await read('charts/chaperone/values.yaml')) as { sidecar: { image: { repository: string; tag: string } } };
+    // The chart's template: <repository>:<tag>, an empty tag meaning v<appVersion>.
+    assert.equal(values.sidecar.image.tag, '');
+    assert.equal(`${values.sidecar.image.repository}:v${chart.appVersion}`, DEFAULT_SIDECAR_IMAGE);
   });
 });

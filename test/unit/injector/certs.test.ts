@@ -21,6 +21,7 @@ import { servingCertificateFrom } from '../../../injector/certs/feed.js';
 import { issueServingLeaf, leafRenewalReason } from '../../../injector/certs/leaf.js';
 import { caBundlePatch, tlsSecretData, webhookLeafSpec } from '../../../injector/certs/webhook.js';
 import { sidecarLeafSpec } from '../../../injector/provision/objects.js';
+import { listenerServicesOf } from '../../../lib/sidecar-config/installation.js';
 import { encodeData } from '../../../injector/provision/kube.js';
 
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
@@ -182,6 +183,23 @@ describe('injector certificates', function () {
       assert.equal(cert.ca, false);
       assert.equal(cert.publicKey.asymmetricKeyDetails?.modulusLength, 2048);
       assert.equal(leafRenewalReason(leaf, base.active, sidecarLeafSpec('team-a', 30 * DAY), now), undefined, 'and it is not re-issued on every pass');
+    });
+
+    it("names the installation's listener Services in its own namespace only, and is re-issued when they change", function () {
+      const config = (yaml: string) => ({ resourceVersion: '1', files: new Map([['sidecar.yaml', Buffer.from(yaml)]]) });
+      const services = listenerServicesOf(config('extraListen: ":7443"\nextraListenServices: [dashboard-api]\n'));
+      const withServices = issueServingLeaf(base.active, sidecarLeafSpec('team-a', 30 * DAY, services), now);
+      const named = new X509Certificate(withServices.certPem);
+      assert.equal(named.subjectAltName, 'DNS:localhost, DNS:dashboard-api.team-a.svc, DNS:dashboard-api.team-a.svc.cluster.local, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1');
+      assert.equal(named.checkHost('dashboard-api.team-b.svc'), undefined);
+      assert.equal(leafRenewalReason(leaf, base.active, sidecarLeafSpec('team-a', 30 * DAY, services), now), 'its names are not the ones wanted');
+      assert.equal(leafRenewalReason(withServices, base.active, sidecarLeafSpec('team-a', 30 * DAY), now), 'its names are not the ones wanted');
+      const twice = sidecarLeafSpec('team-a', 30 * DAY, ['dashboard-api', 'dashboard-api']);
+      assert.equal(leafRenewalReason(issueServingLeaf(base.active, twice, now), base.active, twice, now), undefined, 'a Service named twice is one name: not re-issued at every pass');
+      // A configuration the injector refuses names nothing: no pod gets it, and no certificate its names.
+      for (const refused of ['extraListenServices: [dashboard-api]\n', 'extraListen: ":7443"\nextraListenServices: [evil.example.com]\n', 'extraListen: "10.0.0.1:7443"\nextraListenServices: [a]\n', ': not yaml: [']) {
+        assert.deepEqual(listenerServicesOf(config(refused)), [], refused);
+      }
     });
   });
 

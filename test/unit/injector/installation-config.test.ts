@@ -46,6 +46,25 @@ describe('injector/installation-config', function () {
     assert.deepEqual(pod.spec!.containers[0]!.volumeMounts!.map((m) => m.name), ['chaperone-api-access']);
   });
 
+  it("gives the sidecar the installation's extra listener as a flag of the pod's own, and declares its port", async function () {
+    const resolved = await withInstallationConfig(settings(), INSTALLATION, false, only(secret({ 'sidecar.yaml': 'extraListen: ":7443"\nextraListenServices: [dashboard-api]\n' })));
+    const pod = injectPod({ metadata: { name: 'dash' }, spec: { containers: [{ name: 'app', image: 'app:1', ports: [{ containerPort: 4466 }] }] } }, resolved);
+    const sidecar = pod.spec!.initContainers!.find((c) => c.name === 'chaperone')!;
+    assert.deepEqual(sidecar.args!.filter((arg) => arg.startsWith('--extra-listen') || arg.startsWith('--listen')), ['--listen=127.0.0.1:6443', '--extra-listen=:7443']);
+    assert.deepEqual(sidecar.ports, [
+      { name: 'chaperone-ops', containerPort: 9901, protocol: 'TCP' },
+      { name: 'chaperone-https', containerPort: 7443, protocol: 'TCP' },
+    ]);
+    const app = pod.spec!.containers[0]!;
+    assert.deepEqual(app.env!.filter((e) => e.name.startsWith('KUBERNETES_SERVICE')).map((e) => e.value), ['127.0.0.1', '6443', '6443'], 'the dashboard still reaches the loopback listener alone');
+  });
+
+  it("refuses a pod whose own container declares the extra listener's port, naming both", async function () {
+    const resolved = await withInstallationConfig(settings(), INSTALLATION, false, only(secret({ 'sidecar.yaml': 'extraListen: ":8443"\nextraListenServices: [dashboard-api]\n' })));
+    const pod = { metadata: { name: 'dash' }, spec: { containers: [{ name: 'kubernetes-dashboard', image: 'dashboard:1', ports: [{ containerPort: 8443 }] }] } };
+    assert.throws(() => injectPod(pod, resolved), (err: Error) => err instanceof Denial && /container kubernetes-dashboard declares port 8443, .*extraListen/.test(err.message));
+  });
+
   it("without the injector's default Secret, the sidecars use the injector's flags alone", async function () {
     const resolved = await withInstallationConfig(settings(), INSTALLATION, false, only(undefined));
     assert.equal(resolved.installationConfig, undefined);
@@ -89,6 +108,16 @@ describe('injector/installation-config', function () {
     ],
     ['a YAML alias bomb, naming the file', { 'sidecar.yaml': ['a0: &a0 [x,x,x,x,x,x,x,x,x]', ...Array.from({ length: 8 }, (_, i) => `a${i + 1}: &a${i + 1} [${Array(9).fill(`*a${i}`).join(',')}]`), 'anonymous: *a8'].join('\n') }, /sidecar\.yaml: .*alias/i],
     ['both the file and the --oidc-* flags', { 'sidecar.yaml': 'authenticationConfig: a.yaml\noidcIssuerUrl: https://other.example.com\noidcClientId: x\n', 'a.yaml': JWT_CONFIG }, /mutually exclusive/],
+    ['an extra listener on an address (every pod would get it)', { 'sidecar.yaml': 'extraListen: "10.0.0.7:7443"\nextraListenServices: [dashboard-api]\n' }, /sidecar\.yaml: extraListen: "10\.0\.0\.7:7443" names an address/],
+    ["an extra listener on the sidecar's own port", { 'sidecar.yaml': 'extraListen: ":9901"\nextraListenServices: [dashboard-api]\n' }, /sidecar\.yaml: extraListen: port 9901 is the sidecar's own/],
+    ['an extra listener no Service reaches', { 'sidecar.yaml': 'extraListen: ":7443"\n' }, /sidecar\.yaml: extraListen: set extraListenServices too/],
+    ['Services without a listener', { 'sidecar.yaml': 'extraListenServices: [dashboard-api]\n' }, /sidecar\.yaml: extraListenServices: set extraListen too/],
+    [
+      'a name that is not a Service of the namespace (a name of its own choosing, in every certificate)',
+      { 'sidecar.yaml': 'extraListen: ":7443"\nextraListenServices: [dashboards.example.com]\n' },
+      /sidecar\.yaml: extraListenServices: "dashboards\.example\.com" is not a Service name/,
+    ],
+    ['a listener that is not host:port', { 'sidecar.yaml': 'extraListen: "7443"\nextraListenServices: [dashboard-api]\n' }, /sidecar\.yaml: extraListen: "7443" is not a host:port address/],
   ];
   for (const [what, files, expected] of invalid) {
     it(`refuses ${what}, naming it`, async function () {

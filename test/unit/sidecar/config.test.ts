@@ -23,6 +23,7 @@ describe('sidecar/config', function () {
     assert.deepEqual(loadSidecarConfig(SERVING, IN_CLUSTER), {
       listen: '127.0.0.1:6443',
       extraListen: undefined,
+      extraListenServices: [],
       tlsCertFile: '/tls/tls.crt',
       tlsKeyFile: '/tls/tls.key',
       clientCaFile: undefined,
