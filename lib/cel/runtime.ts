@@ -424,22 +424,28 @@ function add(a: Val, b: Val): Res {
   return noOverload('_+_');
 }
 
-function arithmetic(op: '-' | '*' | '/' | '%', a: Val, b: Val): Res {
-  if (typeof a === 'bigint' && typeof b === 'bigint') {
-    if (op === '-') return int64(a - b);
-    if (op === '*') return int64(a * b);
-    if (b === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
-    if (a === MIN_INT && b === -1n) return new Err('integer overflow');
-    return op === '/' ? a / b : a % b;
-  }
-  if (a instanceof Uint && b instanceof Uint) {
-    if (op === '-') return uint64(a.value - b.value);
-    if (op === '*') return uint64(a.value * b.value);
-    if (b.value === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
-    return new Uint(op === '/' ? a.value / b.value : a.value % b.value);
-  }
+type ArithmeticOp = '-' | '*' | '/' | '%';
+
+function arithmetic(op: ArithmeticOp, a: Val, b: Val): Res {
+  if (typeof a === 'bigint' && typeof b === 'bigint') return intArithmetic(op, a, b);
+  if (a instanceof Uint && b instanceof Uint) return uintArithmetic(op, a.value, b.value);
   if (typeof a === 'number' && typeof b === 'number' && op !== '%') return op === '-' ? a - b : op === '*' ? a * b : a / b;
   return noOverload(`_${op}_`);
+}
+
+function intArithmetic(op: ArithmeticOp, a: bigint, b: bigint): Res {
+  if (op === '-') return int64(a - b);
+  if (op === '*') return int64(a * b);
+  if (b === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
+  if (a === MIN_INT && b === -1n) return new Err('integer overflow');
+  return op === '/' ? a / b : a % b;
+}
+
+function uintArithmetic(op: ArithmeticOp, a: bigint, b: bigint): Res {
+  if (op === '-') return uint64(a - b);
+  if (op === '*') return uint64(a * b);
+  if (b === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
+  return new Uint(op === '/' ? a / b : a % b);
 }
 
 function contains(container: Val, item: Val): Res {
