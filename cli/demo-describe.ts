@@ -12,18 +12,21 @@ function lifetime(seconds: number | undefined): string {
   return seconds % 3600 === 0 ? `, ${seconds / 3600}h` : `, ${Math.round(seconds / 60)}m`;
 }
 
+/** What one projected source holds, by kind of source. */
+const SOURCE_DESCRIPTIONS: readonly ((pod: V1Pod, source: V1VolumeProjection) => string[])[] = [
+  (pod, { serviceAccountToken: token }) => (token ? [`token of ServiceAccount ${pod.spec?.serviceAccountName ?? 'default'}${lifetime(token.expirationSeconds)}`] : []),
+  (_, { configMap }) => (configMap ? [`ConfigMap ${configMap.name} (${(configMap.items ?? []).map((i) => i.key).join(', ') || 'all keys'})`] : []),
+  (_, { secret }) => (secret ? [`Secret ${secret.name}`] : []),
+  (pod, { downwardAPI }) =>
+    (downwardAPI?.items ?? []).map((item) => {
+      const annotation = /^metadata\.annotations\['(.+)'\]$/.exec(item.fieldRef?.fieldPath ?? '')?.[1];
+      const value = annotation === undefined ? undefined : pod.metadata?.annotations?.[annotation];
+      return value === undefined ? item.path : `${item.path} "${value}"`;
+    }),
+];
+
 function describeSource(pod: V1Pod, source: V1VolumeProjection): string[] {
-  const parts: string[] = [];
-  const token = source.serviceAccountToken;
-  if (token) parts.push(`token of ServiceAccount ${pod.spec?.serviceAccountName ?? 'default'}${lifetime(token.expirationSeconds)}`);
-  if (source.configMap) parts.push(`ConfigMap ${source.configMap.name} (${(source.configMap.items ?? []).map((i) => i.key).join(', ') || 'all keys'})`);
-  if (source.secret) parts.push(`Secret ${source.secret.name}`);
-  for (const item of source.downwardAPI?.items ?? []) {
-    const annotation = /^metadata\.annotations\['(.+)'\]$/.exec(item.fieldRef?.fieldPath ?? '')?.[1];
-    const value = annotation === undefined ? undefined : pod.metadata?.annotations?.[annotation];
-    parts.push(value === undefined ? item.path : `${item.path} "${value}"`);
-  }
-  return parts;
+  return SOURCE_DESCRIPTIONS.flatMap((describe) => describe(pod, source));
 }
 
 function describeVolume(pod: V1Pod, volume: V1Volume): string {
@@ -104,6 +107,18 @@ function field(name: string, before: string | boolean | undefined, after: string
  * service account, volumes, annotations, and which containers hold a real service-account token.
  */
 export function describeInjection(before: V1Pod, after: V1Pod): string[] {
+  const holders = (pod: V1Pod) => tokenHolders(pod).join(', ') || 'no container';
+  return [
+    ...containerChanges(before, after),
+    ...field('serviceAccountName', before.spec?.serviceAccountName, after.spec?.serviceAccountName),
+    ...field('automountServiceAccountToken', before.spec?.automountServiceAccountToken, after.spec?.automountServiceAccountToken),
+    ...volumeChanges(before, after),
+    ...annotationChanges(before, after),
+    `service-account tokens: mounted by ${holders(before)} without chaperone, by ${holders(after)} with it`,
+  ];
+}
+
+function containerChanges(before: V1Pod, after: V1Pod): string[] {
   const lines: string[] = [];
   const beforeContainers = new Map(allContainers(before).map((c) => [c.name, c]));
   const afterNames = new Set(allContainers(after).map((c) => c.name));
@@ -112,22 +127,23 @@ export function describeInjection(before: V1Pod, after: V1Pod): string[] {
     lines.push(...(was ? changedContainer(was, container) : addedContainer(after, container)));
   }
   for (const name of beforeContainers.keys()) if (!afterNames.has(name)) lines.push(`- container ${name}`);
-  lines.push(...field('serviceAccountName', before.spec?.serviceAccountName, after.spec?.serviceAccountName));
-  lines.push(...field('automountServiceAccountToken', before.spec?.automountServiceAccountToken, after.spec?.automountServiceAccountToken));
+  return lines;
+}
 
+function volumeChanges(before: V1Pod, after: V1Pod): string[] {
   const volumesBefore = new Map((before.spec?.volumes ?? []).map((v) => [v.name, v]));
   const volumesAfter = new Map((after.spec?.volumes ?? []).map((v) => [v.name, v]));
   const width = Math.max(0, ...[...volumesBefore.keys(), ...volumesAfter.keys()].map((name) => name.length));
-  for (const [name, volume] of volumesBefore) if (!volumesAfter.has(name)) lines.push(`- volume ${name.padEnd(width)}  ${describeVolume(before, volume)}`);
-  for (const [name, volume] of volumesAfter) if (!volumesBefore.has(name)) lines.push(`+ volume ${name.padEnd(width)}  ${describeVolume(after, volume)}`);
+  return [
+    ...[...volumesBefore].filter(([name]) => !volumesAfter.has(name)).map(([name, volume]) => `- volume ${name.padEnd(width)}  ${describeVolume(before, volume)}`),
+    ...[...volumesAfter].filter(([name]) => !volumesBefore.has(name)).map(([name, volume]) => `+ volume ${name.padEnd(width)}  ${describeVolume(after, volume)}`),
+  ];
+}
 
+function annotationChanges(before: V1Pod, after: V1Pod): string[] {
   const annotationsBefore = before.metadata?.annotations ?? {};
   const added = Object.keys(after.metadata?.annotations ?? {}).filter((key) => !(key in annotationsBefore));
-  if (added.length > 0) lines.push(`+ annotations ${added.join(', ')}`);
-
-  const holders = (pod: V1Pod) => tokenHolders(pod).join(', ') || 'no container';
-  lines.push(`service-account tokens: mounted by ${holders(before)} without chaperone, by ${holders(after)} with it`);
-  return lines;
+  return added.length > 0 ? [`+ annotations ${added.join(', ')}`] : [];
 }
 
 /** One line per kind of verb ("impersonate-on:user-info:get" is an impersonate-on verb), with every resource it covers. */

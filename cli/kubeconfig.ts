@@ -99,8 +99,20 @@ interface Cluster {
   core: CoreV1Api;
 }
 
+interface ExplainedRead<T> {
+  /** The object, for messages: `Secret ns/name`. */
+  what: string;
+  request: () => Promise<T>;
+  /** Why it may not exist, and what would make it. */
+  whenAbsent: string;
+  /** The permission reading it takes. */
+  need: string;
+  /** What the person can do instead of reading it. */
+  instead: string;
+}
+
 /** A read whose failure says what it means to the person: not there, not allowed, or no cluster at all. */
-async function read<T>(cluster: Cluster, what: string, request: () => Promise<T>, whenAbsent: string, need: string, instead: string): Promise<T> {
+async function read<T>(cluster: Cluster, { what, request, whenAbsent, need, instead }: ExplainedRead<T>): Promise<T> {
   try {
     return await request();
   } catch (err) {
@@ -112,26 +124,24 @@ async function read<T>(cluster: Cluster, what: string, request: () => Promise<T>
 
 async function identityCaFromCluster(cluster: Cluster, namespace: string): Promise<CertificateAndKey> {
   const name = SECRETS.identityCa;
-  const secret = await read(
-    cluster,
-    `Secret ${namespace}/${name}`,
-    () => cluster.core.readNamespacedSecret({ name, namespace }),
-    `is the injector installed in ${namespace} (--injector-namespace)? It creates the identity CA when it first starts`,
-    `get on secrets/${name} in ${namespace}`,
-    'pass --identity-ca-cert and --identity-ca-key',
-  );
+  const secret = await read(cluster, {
+    what: `Secret ${namespace}/${name}`,
+    request: () => cluster.core.readNamespacedSecret({ name, namespace }),
+    whenAbsent: `is the injector installed in ${namespace} (--injector-namespace)? It creates the identity CA when it first starts`,
+    need: `get on secrets/${name} in ${namespace}`,
+    instead: 'pass --identity-ca-cert and --identity-ca-key',
+  });
   return caSetFromSecret(secret).active;
 }
 
 async function caConfigMapFromCluster(cluster: Cluster, namespace: string, name: string): Promise<V1ConfigMap> {
-  return read(
-    cluster,
-    `ConfigMap ${namespace}/${name}`,
-    () => cluster.core.readNamespacedConfigMap({ name, namespace }),
-    `is namespace ${namespace} labelled ${INJECT_LABEL}=enabled and provisioned? (chaperone doctor --namespace ${namespace} says)`,
-    `get on configmaps/${name} in ${namespace}`,
-    'pass --serving-ca',
-  );
+  return read(cluster, {
+    what: `ConfigMap ${namespace}/${name}`,
+    request: () => cluster.core.readNamespacedConfigMap({ name, namespace }),
+    whenAbsent: `is namespace ${namespace} labelled ${INJECT_LABEL}=enabled and provisioned? (chaperone doctor --namespace ${namespace} says)`,
+    need: `get on configmaps/${name} in ${namespace}`,
+    instead: 'pass --serving-ca',
+  });
 }
 
 function trusts(bundle: string | undefined, caPem: string): boolean {
@@ -217,18 +227,10 @@ export interface CertificateRequestOptions {
  */
 export async function requestCertificate(kubeconfig: KubeConfig, options: CertificateRequestOptions): Promise<CertificateAndKey & { name: string }> {
   validatePerson(options.user, options.groups, options.ttlSeconds, MIN_REQUEST_TTL_SECONDS);
-  const api = kubeconfig.makeApiClient(CertificatesV1Api);
+  const signing: Signing = { api: kubeconfig.makeApiClient(CertificatesV1Api), call: explainedCall(kubeconfig) };
   const { requestPem, keyPem } = createCertificateRequest(options.user, options.groups);
-  const call = async <T>(what: string, need: string, request: () => Promise<T>): Promise<T> => {
-    try {
-      return await request();
-    } catch (err) {
-      if (!(err instanceof ApiException)) throw unreachable(kubeconfig, err);
-      throw new Error(`cannot ${what}: ${apiErrorMessage(err, need)}`, { cause: err });
-    }
-  };
-  const created = await call('create the CertificateSigningRequest', 'create on certificatesigningrequests (ClusterRole chaperone-kubeconfig-requester)', () =>
-    api.createCertificateSigningRequest({
+  const created = await signing.call('create the CertificateSigningRequest', 'create on certificatesigningrequests (ClusterRole chaperone-kubeconfig-requester)', () =>
+    signing.api.createCertificateSigningRequest({
       body: {
         metadata: { generateName: 'chaperone-kubeconfig-' },
         spec: {
@@ -241,26 +243,55 @@ export async function requestCertificate(kubeconfig: KubeConfig, options: Certif
     }),
   );
   const name = created.metadata!.name!;
-  if (options.approve) {
-    const approved = { type: 'Approved', status: 'True', reason: 'ChaperoneKubeconfig', message: 'approved with chaperone kubeconfig --approve', lastUpdateTime: new Date() };
-    await call(`approve CertificateSigningRequest ${name}`, `update on certificatesigningrequests/approval and approve on signers/${IDENTITY_SIGNER} (ClusterRole chaperone-kubeconfig-approver)`, () =>
-      api.replaceCertificateSigningRequestApproval({ name, body: { ...created, status: { conditions: [approved] } } }),
-    );
-  } else {
-    options.say(`CertificateSigningRequest ${name} waits for approval: kubectl certificate approve ${name}`);
-  }
-  const deadline = Date.now() + options.waitSeconds * 1000;
+  if (options.approve) await approve(signing, created);
+  else options.say(`CertificateSigningRequest ${name} waits for approval: kubectl certificate approve ${name}`);
+  const certPem = await signedCertificate(signing, name, options.waitSeconds);
+  if (!keyMatchesCertificate(certPem, keyPem)) throw new Error(`CertificateSigningRequest ${name} holds a certificate for another key`);
+  return { name, certPem, keyPem };
+}
+
+type ExplainedCall = <T>(what: string, need: string, request: () => Promise<T>) => Promise<T>;
+
+interface Signing {
+  api: CertificatesV1Api;
+  /** A call whose failure says what could not be done and which permission it takes. */
+  call: ExplainedCall;
+}
+
+function explainedCall(kubeconfig: KubeConfig): ExplainedCall {
+  return async (what, need, request) => {
+    try {
+      return await request();
+    } catch (err) {
+      if (!(err instanceof ApiException)) throw unreachable(kubeconfig, err);
+      throw new Error(`cannot ${what}: ${apiErrorMessage(err, need)}`, { cause: err });
+    }
+  };
+}
+
+async function approve({ api, call }: Signing, created: V1CertificateSigningRequest): Promise<void> {
+  const name = created.metadata!.name!;
+  const approved = { type: 'Approved', status: 'True', reason: 'ChaperoneKubeconfig', message: 'approved with chaperone kubeconfig --approve', lastUpdateTime: new Date() };
+  await call(`approve CertificateSigningRequest ${name}`, `update on certificatesigningrequests/approval and approve on signers/${IDENTITY_SIGNER} (ClusterRole chaperone-kubeconfig-approver)`, () =>
+    api.replaceCertificateSigningRequestApproval({ name, body: { ...created, status: { conditions: [approved] } } }),
+  );
+}
+
+function refuseIfDeniedOrFailed(current: V1CertificateSigningRequest, name: string): void {
+  const refused = condition(current, 'Denied') ?? condition(current, 'Failed');
+  if (refused) throw new Error(`CertificateSigningRequest ${name} ${refused.type === 'Denied' ? 'was denied' : 'failed'}: ${refused.reason ?? ''}${refused.message ? ` (${refused.message})` : ''}`);
+}
+
+/** The certificate once signed (PEM); throws when the request is denied, fails, or waits too long. */
+async function signedCertificate({ api, call }: Signing, name: string, waitSeconds: number): Promise<string> {
+  const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
     const current = await call(`read CertificateSigningRequest ${name}`, 'get on certificatesigningrequests', () => api.readCertificateSigningRequest({ name }));
-    const refused = condition(current, 'Denied') ?? condition(current, 'Failed');
-    if (refused) throw new Error(`CertificateSigningRequest ${name} ${refused.type === 'Denied' ? 'was denied' : 'failed'}: ${refused.reason ?? ''}${refused.message ? ` (${refused.message})` : ''}`);
-    if (current.status?.certificate) {
-      const certPem = Buffer.from(current.status.certificate, 'base64').toString('utf8');
-      if (!keyMatchesCertificate(certPem, keyPem)) throw new Error(`CertificateSigningRequest ${name} holds a certificate for another key`);
-      return { name, certPem, keyPem };
-    }
+    refuseIfDeniedOrFailed(current, name);
+    if (current.status?.certificate) return Buffer.from(current.status.certificate, 'base64').toString('utf8');
     if (Date.now() >= deadline) {
-      throw new Error(`CertificateSigningRequest ${name} was not ${condition(current, 'Approved') ? 'signed' : 'approved'} within ${options.waitSeconds}s${condition(current, 'Approved') ? ': is the injector running?' : ''}`);
+      const approved = condition(current, 'Approved') !== undefined;
+      throw new Error(`CertificateSigningRequest ${name} was not ${approved ? 'signed' : 'approved'} within ${waitSeconds}s${approved ? ': is the injector running?' : ''}`);
     }
     await sleep(1000);
   }
@@ -268,26 +299,7 @@ export async function requestCertificate(kubeconfig: KubeConfig, options: Certif
 
 export async function runKubeconfig(options: KubeconfigCommandOptions): Promise<void> {
   const say = (line: string) => process.stderr.write(`${line}\n`);
-  let yaml: string;
-  let warnings: string[];
-  let serial: string;
-  if (options.request) {
-    if (identityCaFiles(options)) throw new Error('--request asks the signer: not together with --identity-ca-cert and --identity-ca-key');
-    validatePerson(options.user, options.group, options.ttlSeconds, MIN_REQUEST_TTL_SECONDS);
-    const connect = connection(options);
-    const serving = await servingCa(options, connect);
-    const issued = await requestCertificate(connect().kubeconfig, { user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, approve: options.approve ?? false, waitSeconds: options.waitSeconds ?? 600, say });
-    yaml = kubeconfigYaml(options.server, serving.servingCaPem, options.user, issued);
-    warnings = trustWarnings(serving, (bundle) => splitPemCertificates(bundle).some((ca) => isIssuedBy(issued.certPem, ca)));
-    serial = new X509Certificate(issued.certPem).serialNumber;
-  } else {
-    if (options.approve) throw new Error('--approve goes with --request');
-    const cas = await resolveCas(options);
-    const cert = personCertificate({ user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, identityCa: cas.identityCa });
-    yaml = kubeconfigYaml(options.server, cas.servingCaPem, options.user, cert);
-    warnings = cas.warnings;
-    serial = new X509Certificate(cert.certPem).serialNumber;
-  }
+  const { yaml, warnings, serial } = options.request ? await requestedKubeconfig(options, say) : await signedHereKubeconfig(options);
   for (const warning of warnings) say(`warning: ${warning}`);
   if (options.output) {
     await writeFile(options.output, yaml, { mode: 0o600 });
@@ -295,4 +307,32 @@ export async function runKubeconfig(options: KubeconfigCommandOptions): Promise<
   } else {
     process.stdout.write(yaml);
   }
+}
+
+interface WrittenKubeconfig {
+  yaml: string;
+  warnings: string[];
+  serial: string;
+}
+
+/** --request: the certificate from the signer, through a CertificateSigningRequest. */
+async function requestedKubeconfig(options: KubeconfigCommandOptions, say: (line: string) => void): Promise<WrittenKubeconfig> {
+  if (identityCaFiles(options)) throw new Error('--request asks the signer: not together with --identity-ca-cert and --identity-ca-key');
+  validatePerson(options.user, options.group, options.ttlSeconds, MIN_REQUEST_TTL_SECONDS);
+  const connect = connection(options);
+  const serving = await servingCa(options, connect);
+  const issued = await requestCertificate(connect().kubeconfig, { user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, approve: options.approve ?? false, waitSeconds: options.waitSeconds ?? 600, say });
+  return {
+    yaml: kubeconfigYaml(options.server, serving.servingCaPem, options.user, issued),
+    warnings: trustWarnings(serving, (bundle) => splitPemCertificates(bundle).some((ca) => isIssuedBy(issued.certPem, ca))),
+    serial: new X509Certificate(issued.certPem).serialNumber,
+  };
+}
+
+/** The certificate signed here, with the identity CA's key. */
+async function signedHereKubeconfig(options: KubeconfigCommandOptions): Promise<WrittenKubeconfig> {
+  if (options.approve) throw new Error('--approve goes with --request');
+  const cas = await resolveCas(options);
+  const cert = personCertificate({ user: options.user, groups: options.group, ttlSeconds: options.ttlSeconds, identityCa: cas.identityCa });
+  return { yaml: kubeconfigYaml(options.server, cas.servingCaPem, options.user, cert), warnings: cas.warnings, serial: new X509Certificate(cert.certPem).serialNumber };
 }

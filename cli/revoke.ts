@@ -3,7 +3,7 @@
 // sidecar.yaml (clientCertificateRevocations, lib/sidecar-config/revocation.ts), which the sidecars
 // watch. A read-modify-write with the resourceVersion as precondition, so that no other change to
 // the Secret is lost; entries for a username whose time has passed are dropped on the way.
-import { ApiException, CoreV1Api, type V1Secret } from '@kubernetes/client-node';
+import { ApiException, CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import { parseDocument } from 'yaml';
 import { INSTALLATION_FILE } from '../lib/sidecar-config/installation.js';
 import { entriesInForce, serialEntry, userEntry } from '../lib/sidecar-config/revocation.js';
@@ -49,36 +49,54 @@ export function withRevocations(sidecarYaml: string, entries: readonly string[],
 export async function runRevoke(options: RevokeOptions, out: (line: string) => void = (line) => process.stdout.write(`${line}\n`)): Promise<void> {
   const entries = revocationEntries(options);
   const kubeconfig = loadKubeconfig(options);
-  const core = kubeconfig.makeApiClient(CoreV1Api);
   const injector = injectorConfigFrom(options);
-  const namespace = injector.namespace;
-  const name = options.sidecarConfig ?? injector.sidecarConfig;
-  const where = `Secret ${namespace}/${name}`;
+  const target: InstallationSecret = { kubeconfig, core: kubeconfig.makeApiClient(CoreV1Api), namespace: injector.namespace, name: options.sidecarConfig ?? injector.sidecarConfig };
+  const where = `Secret ${target.namespace}/${target.name}`;
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    let secret: V1Secret;
-    try {
-      secret = await core.readNamespacedSecret({ name, namespace });
-    } catch (err) {
-      if (!(err instanceof ApiException)) throw unreachable(kubeconfig, err);
-      if (err.code === 404) {
-        throw new Error(
-          `${where} does not exist: the sidecars follow an installation configuration only when it existed as their pod was admitted; create it (docs/operations.md, "Revoking a person") and restart the dashboards`,
-          { cause: err },
-        );
-      }
-      throw new Error(`cannot read ${where}: ${apiErrorMessage(err, `get and update on secrets/${name} in ${namespace}`)}`, { cause: err });
-    }
+    const secret = await readInstallationSecret(target, where);
     const yaml = Buffer.from(secret.data?.[INSTALLATION_FILE] ?? '', 'base64').toString('utf8');
     const data = { ...secret.data, [INSTALLATION_FILE]: Buffer.from(withRevocations(yaml, entries)).toString('base64') };
-    try {
-      await core.replaceNamespacedSecret({ name, namespace, body: { ...secret, data } });
-    } catch (err) {
-      if (err instanceof ApiException && err.code === 409) continue;
-      if (!(err instanceof ApiException)) throw unreachable(kubeconfig, err);
-      throw new Error(`cannot update ${where}: ${apiErrorMessage(err, `get and update on secrets/${name} in ${namespace}`)}`, { cause: err });
-    }
+    if (!(await replaceInstallationSecret(target, where, { ...secret, data }))) continue;
     for (const entry of entries) out(`revoked ${entry} (${where})`);
     return;
   }
   throw new Error(`${where} kept changing under us; try again`);
+}
+
+interface InstallationSecret {
+  kubeconfig: KubeConfig;
+  core: CoreV1Api;
+  namespace: string;
+  name: string;
+}
+
+const needOf = ({ name, namespace }: InstallationSecret) => `get and update on secrets/${name} in ${namespace}`;
+
+async function readInstallationSecret(target: InstallationSecret, where: string): Promise<V1Secret> {
+  const { core, name, namespace, kubeconfig } = target;
+  try {
+    return await core.readNamespacedSecret({ name, namespace });
+  } catch (err) {
+    if (!(err instanceof ApiException)) throw unreachable(kubeconfig, err);
+    if (err.code === 404) {
+      throw new Error(
+        `${where} does not exist: the sidecars follow an installation configuration only when it existed as their pod was admitted; create it (docs/operations.md, "Revoking a person") and restart the dashboards`,
+        { cause: err },
+      );
+    }
+    throw new Error(`cannot read ${where}: ${apiErrorMessage(err, needOf(target))}`, { cause: err });
+  }
+}
+
+/** Writes the Secret back; false when someone changed it meanwhile (a conflict: read it again). */
+async function replaceInstallationSecret(target: InstallationSecret, where: string, body: V1Secret): Promise<boolean> {
+  const { core, name, namespace, kubeconfig } = target;
+  try {
+    await core.replaceNamespacedSecret({ name, namespace, body });
+    return true;
+  } catch (err) {
+    if (err instanceof ApiException && err.code === 409) return false;
+    if (!(err instanceof ApiException)) throw unreachable(kubeconfig, err);
+    throw new Error(`cannot update ${where}: ${apiErrorMessage(err, needOf(target))}`, { cause: err });
+  }
 }

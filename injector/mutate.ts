@@ -1,6 +1,6 @@
 // The heart of the injector, a pure function: a pod in, the injected pod out (or a Denial).
 // It is a fixpoint: injecting an injected pod gives the same pod, which makes re-invocation safe.
-import type { V1Container, V1EphemeralContainer, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
+import type { V1Container, V1EphemeralContainer, V1NodeSelectorTerm, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { Denial } from './denial.js';
 import { listenerPort } from '../lib/sidecar-config/listener.js';
 import { ORIGINAL_SERVICE_ACCOUNT_ANNOTATION, PLACEHOLDER_TOKEN_ANNOTATION, STATUS_ANNOTATION } from './names.js';
@@ -96,7 +96,7 @@ export function appContainers(spec: V1PodSpec): V1Container[] {
 
 /** Containers that could read the sidecar's token: the ways the issue and DESIGN.md rule out. */
 export function refuseUnsafe(spec: V1PodSpec): void {
-  const forbid = (why: string) => {
+  const forbid = (why: string): never => {
     throw new Denial('Forbidden', `chaperone refuses this pod: ${why}; the dashboard could read the sidecar's service-account token`);
   };
   if (spec.shareProcessNamespace) forbid('spec.shareProcessNamespace is true');
@@ -105,14 +105,15 @@ export function refuseUnsafe(spec: V1PodSpec): void {
     const violation = credentialVolumeViolation(volume);
     if (violation) throw new Denial('Forbidden', `chaperone refuses this pod: chaperone rule ${violation.rule}: the pod runs as the scoped service account and has ${violation.why}`);
   }
+  refuseTokenMounts(spec, forbid);
+}
+
+function refuseTokenMounts(spec: V1PodSpec, forbid: (why: string) => never): void {
   // TOKEN_VOLUME even when the pod has no such volume yet: a mount of it would be completed by ours.
   const tokenVolumes = new Set([TOKEN_VOLUME, INSTALLATION_VOLUME, ...(spec.volumes ?? []).filter(projectsServiceAccountToken).map((v) => v.name)]);
   for (const container of appContainers(spec)) {
-    for (const mount of container.volumeMounts ?? []) {
-      if (tokenVolumes.has(mount.name)) {
-        forbid(`container ${container.name} mounts volume ${mount.name}, which holds a service-account token or what the sidecar trusts (the pod runs as the scoped service account)`);
-      }
-    }
+    const mount = (container.volumeMounts ?? []).find((m) => tokenVolumes.has(m.name));
+    if (mount) forbid(`container ${container.name} mounts volume ${mount.name}, which holds a service-account token or what the sidecar trusts (the pod runs as the scoped service account)`);
     if ((container as { targetContainerName?: string }).targetContainerName === SIDECAR_NAME) {
       forbid(`ephemeral container ${container.name} targets the ${SIDECAR_NAME} container`);
     }
@@ -153,22 +154,35 @@ const CONFINED_PROFILES = ['RuntimeDefault', 'Localhost'];
  * baseline does since 1.35.
  */
 export function baselineViolation(container: V1Container | V1EphemeralContainer, podSpec: V1PodSpec): string | undefined {
-  const context = container.securityContext;
-  if (context?.privileged) return 'is privileged';
-  const added = (context?.capabilities?.add ?? []).filter((capability) => !BASELINE_CAPABILITIES.includes(capability));
-  if (added.length > 0) return `adds capabilities ${added.join(', ')}, beyond Pod Security baseline's`;
-  if (context?.seccompProfile && !CONFINED_PROFILES.includes(context.seccompProfile.type)) return `sets seccomp profile ${context.seccompProfile.type}`;
-  if (context?.appArmorProfile && !CONFINED_PROFILES.includes(context.appArmorProfile.type)) return `sets AppArmor profile ${context.appArmorProfile.type}`;
-  const selinux = context?.seLinuxOptions;
-  if (selinux && (!BASELINE_SELINUX_TYPES.includes(selinux.type ?? '') || selinux.user || selinux.role)) {
-    return `sets SELinux options beyond Pod Security baseline's (type ${selinux.type ?? ''}, user ${selinux.user ?? ''}, role ${selinux.role ?? ''})`;
+  for (const check of BASELINE_CHECKS) {
+    const violation = check(container.securityContext ?? {}, container, podSpec);
+    if (violation) return violation;
   }
-  if (context?.procMount !== undefined && context.procMount !== 'Default' && podSpec.hostUsers !== false) return `sets procMount ${context.procMount}`;
-  if (context?.windowsOptions?.hostProcess) return 'is a Windows hostProcess container';
-  const hostPorts = (container.ports ?? []).filter((port) => port.hostPort).map((port) => port.hostPort);
-  if (hostPorts.length > 0) return `uses hostPort ${hostPorts.join(', ')}`;
   return undefined;
 }
+
+type SecurityContext = NonNullable<V1Container['securityContext']>;
+
+/** Pod Security baseline's container checks, in the order their refusals are reported. */
+const BASELINE_CHECKS: readonly ((context: SecurityContext, container: V1Container | V1EphemeralContainer, podSpec: V1PodSpec) => string | undefined)[] = [
+  (context) => (context.privileged ? 'is privileged' : undefined),
+  (context) => {
+    const added = (context.capabilities?.add ?? []).filter((capability) => !BASELINE_CAPABILITIES.includes(capability));
+    return added.length > 0 ? `adds capabilities ${added.join(', ')}, beyond Pod Security baseline's` : undefined;
+  },
+  ({ seccompProfile }) => (seccompProfile && !CONFINED_PROFILES.includes(seccompProfile.type) ? `sets seccomp profile ${seccompProfile.type}` : undefined),
+  ({ appArmorProfile }) => (appArmorProfile && !CONFINED_PROFILES.includes(appArmorProfile.type) ? `sets AppArmor profile ${appArmorProfile.type}` : undefined),
+  ({ seLinuxOptions: selinux }) =>
+    selinux && (!BASELINE_SELINUX_TYPES.includes(selinux.type ?? '') || selinux.user || selinux.role)
+      ? `sets SELinux options beyond Pod Security baseline's (type ${selinux.type ?? ''}, user ${selinux.user ?? ''}, role ${selinux.role ?? ''})`
+      : undefined,
+  ({ procMount }, _, podSpec) => (procMount !== undefined && procMount !== 'Default' && podSpec.hostUsers !== false ? `sets procMount ${procMount}` : undefined),
+  (context) => (context.windowsOptions?.hostProcess ? 'is a Windows hostProcess container' : undefined),
+  (_, container) => {
+    const hostPorts = (container.ports ?? []).filter((port) => port.hostPort).map((port) => port.hostPort);
+    return hostPorts.length > 0 ? `uses hostPort ${hostPorts.join(', ')}` : undefined;
+  },
+];
 
 /**
  * New ephemeral containers (kubectl debug) in a pod that holds the scoped token, judged against the
@@ -205,13 +219,21 @@ const OS_LABEL = 'kubernetes.io/os';
 export function windowsOnly(spec: V1PodSpec): string | undefined {
   if (spec.os?.name === 'windows') return 'spec.os.name is windows';
   if (spec.nodeSelector?.[OS_LABEL] === 'windows') return `its nodeSelector asks for ${OS_LABEL}=windows`;
-  const terms = spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? [];
-  const notLinux = (term: (typeof terms)[number]) =>
-    (term.matchExpressions ?? []).some(
-      (e) => e.key === OS_LABEL && ((e.operator === 'In' && !(e.values ?? []).includes('linux')) || (e.operator === 'NotIn' && (e.values ?? []).includes('linux'))),
-    );
-  if (terms.length > 0 && terms.every(notLinux)) return `its required node affinity excludes ${OS_LABEL}=linux`;
+  const terms = requiredNodeSelectorTerms(spec);
+  if (terms.length > 0 && terms.every(excludesLinux)) return `its required node affinity excludes ${OS_LABEL}=linux`;
   return undefined;
+}
+
+function requiredNodeSelectorTerms(spec: V1PodSpec): V1NodeSelectorTerm[] {
+  return spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms ?? [];
+}
+
+function excludesLinux(term: V1NodeSelectorTerm): boolean {
+  return (term.matchExpressions ?? []).some((e) => {
+    if (e.key !== OS_LABEL) return false;
+    const linux = (e.values ?? []).includes('linux');
+    return (e.operator === 'In' && !linux) || (e.operator === 'NotIn' && linux);
+  });
 }
 
 function freeName(name: string, taken: Set<string>): string {
@@ -223,19 +245,24 @@ function freeName(name: string, taken: Set<string>): string {
 
 /** Gives the pod's own volumes that carry a name the injector owns another name, in every mount. */
 function renameReservedVolumes(spec: V1PodSpec): void {
-  const taken = new Set((spec.volumes ?? []).map((volume) => volume.name));
+  const renamed = renameVolumes(spec.volumes ?? []);
+  if (renamed.size === 0) return;
+  for (const container of appContainers(spec)) {
+    for (const ref of [...(container.volumeMounts ?? []), ...(container.volumeDevices ?? [])]) ref.name = renamed.get(ref.name) ?? ref.name;
+  }
+}
+
+/** Renames the volumes with a reserved name; returns the new name of each old one. */
+function renameVolumes(volumes: V1Volume[]): Map<string, string> {
+  const taken = new Set(volumes.map((volume) => volume.name));
   const renamed = new Map<string, string>();
-  for (const volume of spec.volumes ?? []) {
-    if (!RESERVED_VOLUMES.includes(volume.name)) continue;
+  for (const volume of volumes.filter((v) => RESERVED_VOLUMES.includes(v.name))) {
     const name = freeName(volume.name, taken);
     taken.add(name);
     renamed.set(volume.name, name);
     volume.name = name;
   }
-  if (renamed.size === 0) return;
-  for (const container of appContainers(spec)) {
-    for (const ref of [...(container.volumeMounts ?? []), ...(container.volumeDevices ?? [])]) ref.name = renamed.get(ref.name) ?? ref.name;
-  }
+  return renamed;
 }
 
 /** Points one app container at the proxy: its own service-account directory and the API's address. */
@@ -282,6 +309,38 @@ function refuseListenerClash(spec: V1PodSpec, settings: InjectionSettings): void
  */
 export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
   const pod = structuredClone(original);
+  const spec = injectableSpec(pod);
+  const annotations = (pod.metadata ??= {}).annotations ?? {};
+  const injectedBefore = annotations[STATUS_ANNOTATION] !== undefined;
+  const hadInitContainers = spec.initContainers !== undefined;
+
+  if (!injectedBefore) makeRoomForInjection(spec);
+  spec.initContainers = (spec.initContainers ?? []).filter((container) => container.name !== SIDECAR_NAME);
+  spec.containers = spec.containers.filter((container) => container.name !== SIDECAR_NAME);
+  appContainers(spec).forEach(disarm);
+  refuseListenerClash(spec, settings);
+
+  const ours = injectedVolumes(settings);
+  spec.volumes = podVolumes(spec, ours);
+  refuseUnsafe(spec);
+
+  const sidecar = sidecarContainer(settings);
+  if (settings.sidecarMode === 'native') spec.initContainers.unshift(sidecar);
+  else spec.containers.push(sidecar);
+  if (spec.initContainers.length === 0 && !hadInitContainers) delete spec.initContainers;
+
+  const originalServiceAccount = runAsScopedAccount(spec, settings.serviceAccount);
+  pod.metadata.annotations = {
+    ...annotations,
+    ...(injectedBefore ? {} : { [ORIGINAL_SERVICE_ACCOUNT_ANNOTATION]: originalServiceAccount }),
+    [PLACEHOLDER_TOKEN_ANNOTATION]: PLACEHOLDER_TOKEN,
+    [STATUS_ANNOTATION]: status(settings, ours),
+  };
+  return pod;
+}
+
+/** The pod's spec, or a Denial for a pod that has no containers or runs on Windows only. */
+function injectableSpec(pod: V1Pod): V1PodSpec {
   const spec = pod.spec;
   if (!spec || !Array.isArray(spec.containers)) throw new Denial('BadRequest', 'chaperone cannot inject this pod: it has no spec.containers');
   const windows = windowsOnly(spec);
@@ -292,21 +351,18 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
         `run the dashboard on Linux nodes, or opt the pod out with the label chaperone.dev/inject=disabled (it then cannot run as the scoped service account)`,
     );
   }
-  const annotations = (pod.metadata ??= {}).annotations ?? {};
-  const injectedBefore = annotations[STATUS_ANNOTATION] !== undefined;
-  const hadInitContainers = spec.initContainers !== undefined;
+  return spec;
+}
 
-  if (!injectedBefore) {
-    const clash = [...(spec.initContainers ?? []), ...spec.containers].find((container) => container.name === SIDECAR_NAME);
-    if (clash) throw new Denial('BadRequest', `chaperone cannot inject this pod: the container name ${SIDECAR_NAME} is reserved for the chaperone sidecar; rename the pod's container`);
-    renameReservedVolumes(spec);
-  }
-  spec.initContainers = (spec.initContainers ?? []).filter((container) => container.name !== SIDECAR_NAME);
-  spec.containers = spec.containers.filter((container) => container.name !== SIDECAR_NAME);
-  appContainers(spec).forEach(disarm);
-  refuseListenerClash(spec, settings);
+/** On a pod not injected before: the sidecar's container name is refused, the injector's volume names renamed away. */
+function makeRoomForInjection(spec: V1PodSpec): void {
+  const clash = [...(spec.initContainers ?? []), ...spec.containers].find((container) => container.name === SIDECAR_NAME);
+  if (clash) throw new Denial('BadRequest', `chaperone cannot inject this pod: the container name ${SIDECAR_NAME} is reserved for the chaperone sidecar; rename the pod's container`);
+  renameReservedVolumes(spec);
+}
 
-  const ours = injectedVolumes(settings);
+/** The pod's volumes without the unmounted token volumes, with the injector's own in place. */
+function podVolumes(spec: V1PodSpec, ours: V1Volume[]): V1Volume[] {
   const volumes = (spec.volumes ?? []).filter((volume) => {
     if (RESERVED_VOLUMES.includes(volume.name)) return ours.some((own) => own.name === volume.name) || isMounted(spec, volume.name);
     // Such as the kube-api-access-* volume the ServiceAccount admission plugin added: its mounts are
@@ -314,24 +370,14 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
     return !(projectsServiceAccountToken(volume) && !isMounted(spec, volume.name));
   });
   for (const volume of ours) upsert(volumes, volume);
-  spec.volumes = volumes;
-  refuseUnsafe(spec);
+  return volumes;
+}
 
-  const sidecar = sidecarContainer(settings);
-  if (settings.sidecarMode === 'native') spec.initContainers.unshift(sidecar);
-  else spec.containers.push(sidecar);
-  if (spec.initContainers.length === 0 && !hadInitContainers) delete spec.initContainers;
-
-  const originalServiceAccount = spec.serviceAccountName ?? spec.serviceAccount ?? 'default';
-  spec.serviceAccountName = settings.serviceAccount;
-  if (spec.serviceAccount !== undefined) spec.serviceAccount = settings.serviceAccount;
+/** Runs the pod as the scoped account, without an automounted token; returns the account it named before. */
+function runAsScopedAccount(spec: V1PodSpec, serviceAccount: string): string {
+  const original = spec.serviceAccountName ?? spec.serviceAccount ?? 'default';
+  spec.serviceAccountName = serviceAccount;
+  if (spec.serviceAccount !== undefined) spec.serviceAccount = serviceAccount;
   spec.automountServiceAccountToken = false;
-
-  pod.metadata.annotations = {
-    ...annotations,
-    ...(injectedBefore ? {} : { [ORIGINAL_SERVICE_ACCOUNT_ANNOTATION]: originalServiceAccount }),
-    [PLACEHOLDER_TOKEN_ANNOTATION]: PLACEHOLDER_TOKEN,
-    [STATUS_ANNOTATION]: status(settings, ours),
-  };
-  return pod;
+  return original;
 }

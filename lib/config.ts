@@ -339,24 +339,39 @@ export function loadConfig<Spec extends ConfigSpec>(spec: Spec, input: LoadInput
 
   const config: Record<string, unknown> = {};
   for (const [key, opt] of Object.entries(spec.options)) {
-    const candidates: Candidate[] = [];
-    const flagTexts = flags.values.get(key);
-    if (flagTexts !== undefined) candidates.push({ where: flagName(key), value: decodeFlag(opt.type, flagTexts) });
-    const envText = fromEnv.values.get(key);
-    if (envText !== undefined) candidates.push({ where: envName(key), value: opt.type.fromText(envText) });
-    if (file.values.has(key)) candidates.push({ where: `${file.path}: ${key}`, value: file.values.get(key) });
-
-    let chosen: { value: unknown } | undefined;
-    for (const candidate of candidates) {
-      const result = validate(opt.type, candidate.value, candidate.where);
-      problems.push(...result.problems);
-      if (result.problems.length === 0) chosen ??= result;
-    }
-    if (candidates.length === 0) chosen = defaultValue(key, opt, input.env, problems);
-    config[key] = chosen?.value;
+    const candidates = candidatesFor(key, opt, { flags, fromEnv, file });
+    config[key] = (candidates.length === 0 ? defaultValue(key, opt, input.env, problems) : firstValid(opt, candidates, problems))?.value;
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config as ConfigOf<Spec>;
+}
+
+interface Sources {
+  flags: Flags;
+  fromEnv: { values: Map<string, string> };
+  file: { path: string; values: Map<string, unknown> };
+}
+
+/** What each source gives for one option, highest precedence first. */
+function candidatesFor(key: string, opt: OptionSpec, { flags, fromEnv, file }: Sources): Candidate[] {
+  const candidates: Candidate[] = [];
+  const flagTexts = flags.values.get(key);
+  if (flagTexts !== undefined) candidates.push({ where: flagName(key), value: decodeFlag(opt.type, flagTexts) });
+  const envText = fromEnv.values.get(key);
+  if (envText !== undefined) candidates.push({ where: envName(key), value: opt.type.fromText(envText) });
+  if (file.values.has(key)) candidates.push({ where: `${file.path}: ${key}`, value: file.values.get(key) });
+  return candidates;
+}
+
+/** The first valid candidate; every candidate is validated, and all their problems reported. */
+function firstValid(opt: OptionSpec, candidates: readonly Candidate[], problems: string[]): { value: unknown } | undefined {
+  let chosen: { value: unknown } | undefined;
+  for (const candidate of candidates) {
+    const result = validate(opt.type, candidate.value, candidate.where);
+    problems.push(...result.problems);
+    if (result.problems.length === 0) chosen ??= result;
+  }
+  return chosen;
 }
 
 function defaultValue(key: string, opt: OptionSpec, env: Env, problems: string[]): { value: unknown } | undefined {
@@ -478,20 +493,8 @@ function readFlags(spec: ConfigSpec, argv: readonly string[], problems: string[]
   const { command, attributes } = buildCommand(spec);
   const end = argv.indexOf('--');
   const args = end === -1 ? [...argv] : argv.slice(0, end);
-  const last = args.at(-1);
-  // Commander throws on a value-taking flag with nothing after it; report it with the rest instead.
-  const lastFlag = last === undefined ? undefined : command.options.find((flag) => flag.long === last);
-  if (lastFlag?.required) {
-    problems.push(`${last}: needs a value`);
-    args.pop();
-  }
-  try {
-    command.parse(args, { from: 'user' });
-  } catch (error) {
-    if (error instanceof CommanderError && error.code === 'commander.helpDisplayed') throw new HelpRequested(renderHelp(spec));
-    if (error instanceof CommanderError && error.code === 'commander.version') throw new HelpRequested(`${VERSION}\n`);
-    throw error;
-  }
+  dropTrailingFlagWithoutValue(command, args, problems);
+  parseCommand(spec, command, args);
   reportUnknownArguments(spec, command.args, problems);
   if (end !== -1) problems.push(...argv.slice(end + 1).map((arg) => unexpectedArgument(spec, arg)));
 
@@ -502,6 +505,25 @@ function readFlags(spec: ConfigSpec, argv: readonly string[], problems: string[]
   }
   const configFiles = command.getOptionValue(attributes.get(CONFIG_FLAG)!) as string[] | undefined;
   return { values, configFile: configFiles?.at(-1) };
+}
+
+// Commander throws on a value-taking flag with nothing after it; report it with the rest instead.
+function dropTrailingFlagWithoutValue(command: Command, args: string[], problems: string[]): void {
+  const last = args.at(-1);
+  const lastFlag = last === undefined ? undefined : command.options.find((flag) => flag.long === last);
+  if (!lastFlag?.required) return;
+  problems.push(`${last}: needs a value`);
+  args.pop();
+}
+
+function parseCommand(spec: ConfigSpec, command: Command, args: readonly string[]): void {
+  try {
+    command.parse(args, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError && error.code === 'commander.helpDisplayed') throw new HelpRequested(renderHelp(spec));
+    if (error instanceof CommanderError && error.code === 'commander.version') throw new HelpRequested(`${VERSION}\n`);
+    throw error;
+  }
 }
 
 function reportUnknownArguments(spec: ConfigSpec, args: readonly string[], problems: string[]): void {
@@ -568,23 +590,31 @@ function configFileSource(flag: string | undefined, env: string | undefined, fal
 }
 
 function readFile(spec: ConfigSpec, source: FileSource | undefined, problems: string[], limit?: LoadInput['fileKeys']): { path: string; values: Map<string, unknown> } {
-  const values = new Map<string, unknown>();
-  if (source === undefined) return { path: '', values };
-  const { path: file, namedBy } = source;
-  let text: string;
+  if (source === undefined) return { path: '', values: new Map<string, unknown>() };
+  const text = readConfigText(source, problems);
+  const content = text === undefined ? undefined : parseConfigMapping(source.path, text, problems);
+  return { path: source.path, values: content === undefined ? new Map<string, unknown>() : fileValues({ spec, file: source.path, content, limit }, problems) };
+}
+
+/** The file's text; undefined when it cannot be read (a problem, unless the default file is absent). */
+function readConfigText({ path: file, namedBy }: FileSource, problems: string[]): string | undefined {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (namedBy === undefined && code === 'ENOENT') return { path: file, values };
+    if (namedBy === undefined && code === 'ENOENT') return undefined;
     const reason = code === 'ENOENT' ? 'no such file' : (error as Error).message;
     problems.push(`${namedBy ?? 'default config file'}: cannot read ${show(file)}: ${reason}`);
-    return { path: file, values };
+    return undefined;
   }
+}
+
+/** The YAML mapping of option keys; undefined for an empty document or one with problems. */
+function parseConfigMapping(file: string, text: string, problems: string[]): object | undefined {
   const document = parseDocument(text);
   if (document.errors.length > 0) {
     problems.push(...document.errors.map((error) => `${file}: ${error.message.split('\n', 1)[0]!}`));
-    return { path: file, values };
+    return undefined;
   }
   let content: unknown;
   try {
@@ -592,13 +622,18 @@ function readFile(spec: ConfigSpec, source: FileSource | undefined, problems: st
   } catch (error) {
     // An alias bomb (ReferenceError: Excessive alias count): refused, naming the file.
     problems.push(`${file}: ${(error as Error).message}`);
-    return { path: file, values };
+    return undefined;
   }
-  if (content === null || content === undefined) return { path: file, values };
+  if (content === null || content === undefined) return undefined;
   if (typeof content !== 'object' || Array.isArray(content)) {
     problems.push(`${file}: is not a mapping of option keys to values`);
-    return { path: file, values };
+    return undefined;
   }
+  return content;
+}
+
+function fileValues({ spec, file, content, limit }: { spec: ConfigSpec; file: string; content: object; limit: LoadInput['fileKeys'] }, problems: string[]): Map<string, unknown> {
+  const values = new Map<string, unknown>();
   const keys = Object.keys(spec.options);
   for (const [key, value] of Object.entries(content)) {
     if (!Object.hasOwn(spec.options, key)) problems.push(`${file}: unknown key ${show(key)}${didYouMean(key, keys, show)}`);
@@ -606,7 +641,7 @@ function readFile(spec: ConfigSpec, source: FileSource | undefined, problems: st
     // An empty value (`podName:`) counts as unset.
     else if (value !== null) values.set(key, spec.options[key]!.type.isPath && typeof value === 'string' ? resolvePath(dirname(file), value) : value);
   }
-  return { path: file, values };
+  return values;
 }
 
 // --- suggestions

@@ -3,8 +3,25 @@
 // read per pod) that was tens of milliseconds of CPU each, and seconds of queueing at 50 concurrent
 // pod creations (docs/benchmarks.md). The kubeconfig still decides every request's credentials (a
 // rotated token is picked up); only the connections are shared.
-import { Agent, request, type RequestOptions } from 'node:https';
+import { Agent, request, type AgentOptions, type RequestOptions } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
+
+/** The TLS settings client-go's options carry, as a string that changes when any of them does. */
+function tlsSettingsKey(options: RequestOptions): string {
+  const pem = (value: RequestOptions['ca']) => (value === undefined ? null : [value].flat().map((part) => (typeof part === 'string' ? part : Buffer.from(part as Uint8Array).toString('base64'))));
+  return JSON.stringify([pem(options.ca), pem(options.cert), pem(options.key as RequestOptions['ca']), options.rejectUnauthorized ?? null, options.servername ?? null]);
+}
+
+/** The TLS settings that are set, for the agent. */
+function agentTlsOptions(options: RequestOptions): AgentOptions {
+  return {
+    ...(options.ca ? { ca: options.ca } : {}),
+    ...(options.cert ? { cert: options.cert } : {}),
+    ...(options.key ? { key: options.key } : {}),
+    ...(options.rejectUnauthorized !== undefined ? { rejectUnauthorized: options.rejectUnauthorized } : {}),
+    ...(options.servername ? { servername: options.servername } : {}),
+  };
+}
 
 export class KubeReadError extends Error {
   constructor(
@@ -40,21 +57,10 @@ export class KeepAliveKubeReader implements KubeReader {
 
   /** The shared agent for these TLS settings; a new one only when they change (a renewed client certificate). */
   private agentFor(options: RequestOptions): Agent {
-    const pem = (value: RequestOptions['ca']) => (value === undefined ? null : [value].flat().map((part) => (typeof part === 'string' ? part : Buffer.from(part as Uint8Array).toString('base64'))));
-    const key = JSON.stringify([pem(options.ca), pem(options.cert), pem(options.key as RequestOptions['ca']), options.rejectUnauthorized ?? null, options.servername ?? null]);
+    const key = tlsSettingsKey(options);
     if (this.agent?.key !== key) {
       this.agent?.agent.destroy();
-      this.agent = {
-        key,
-        agent: new Agent({
-          keepAlive: true,
-          ...(options.ca ? { ca: options.ca } : {}),
-          ...(options.cert ? { cert: options.cert } : {}),
-          ...(options.key ? { key: options.key } : {}),
-          ...(options.rejectUnauthorized !== undefined ? { rejectUnauthorized: options.rejectUnauthorized } : {}),
-          ...(options.servername ? { servername: options.servername } : {}),
-        }),
-      };
+      this.agent = { key, agent: new Agent({ keepAlive: true, ...agentTlsOptions(options) }) };
     }
     return this.agent.agent;
   }

@@ -82,64 +82,67 @@ export class TlsListeners {
 
   async listen(addresses: string[]): Promise<{ address: string; port: number }[]> {
     this.serving = readServing(this.files); // a bad file refuses to start, naming it
-    const { clientTrust } = this.files;
     const bound: { address: string; port: number }[] = [];
     for (const address of addresses) {
       const parsed = parseHostPort(address);
       if (!parsed) throw new Error(`not a host:port address: ${address}`);
-      const { host, port } = parsed;
-      const server = createServer(
-        {
-          ...this.contextOptions(this.serving),
-          requestCert: clientTrust !== undefined,
-          rejectUnauthorized: false,
-          minVersion: 'TLSv1.2',
-          maxHeaderSize: this.limits.maxHeaderBytes,
-          headersTimeout: this.limits.headersTimeoutMs,
-          // A client gets as long for its TLS handshake as for its headers; Node's default is 120s.
-          handshakeTimeout: this.limits.headersTimeoutMs,
-          // Only for receiving the request: a watch may then stream for hours.
-          requestTimeout: 0,
-          connectionsCheckingInterval: 1000,
-        },
-        (req, res) => {
-          clientTrust?.inProgress(req.socket, res);
-          this.handlers.request(req, res);
-        },
-      );
-      if (this.limits.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.limits.keepAliveTimeoutMs;
-      // Before the HTTP layer sees the connection, so before any request on it is read.
-      server.prependListener('secureConnection', (socket: TLSSocket) => this.accepted(socket));
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.answerClientError(err, socket));
-      const { upgrade, checkContinue } = this.handlers;
-      if (upgrade) {
-        server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-          clientTrust?.inProgress(socket);
-          upgrade(req, socket, head);
-        });
-      }
-      // Without a listener Node answers `Expect: 100-continue` itself, before anyone has looked at the request.
-      if (checkContinue) {
-        server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-          clientTrust?.inProgress(req.socket, res);
-          checkContinue(req, res);
-        });
-      }
-      server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host || undefined, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      const info = server.address();
-      bound.push({ address, port: typeof info === 'object' && info ? info.port : port });
+      const server = this.createServer(this.serving);
+      const port = await listenOn(server, parsed.host, parsed.port);
+      bound.push({ address, port });
       this.servers.push(server);
     }
+    const { clientTrust } = this.files;
     for (const file of [this.files.certFile, this.files.keyFile]) this.watched.push(watchFile(file, { onChange: () => this.reloadServing() }));
     if (clientTrust) this.watched.push(...clientTrust.follow(() => this.serving && this.apply(this.serving)));
     return bound;
+  }
+
+  private createServer(serving: Serving): Server {
+    const { clientTrust } = this.files;
+    const server = createServer(
+      {
+        ...this.contextOptions(serving),
+        requestCert: clientTrust !== undefined,
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+        maxHeaderSize: this.limits.maxHeaderBytes,
+        headersTimeout: this.limits.headersTimeoutMs,
+        // A client gets as long for its TLS handshake as for its headers; Node's default is 120s.
+        handshakeTimeout: this.limits.headersTimeoutMs,
+        // Only for receiving the request: a watch may then stream for hours.
+        requestTimeout: 0,
+        connectionsCheckingInterval: 1000,
+      },
+      (req, res) => {
+        clientTrust?.inProgress(req.socket, res);
+        this.handlers.request(req, res);
+      },
+    );
+    if (this.limits.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.limits.keepAliveTimeoutMs;
+    // Before the HTTP layer sees the connection, so before any request on it is read.
+    server.prependListener('secureConnection', (socket: TLSSocket) => this.accepted(socket));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.answerClientError(err, socket));
+    this.followUpgradesAndContinues(server);
+    server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
+    return server;
+  }
+
+  private followUpgradesAndContinues(server: Server): void {
+    const { clientTrust } = this.files;
+    const { upgrade, checkContinue } = this.handlers;
+    if (upgrade) {
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        clientTrust?.inProgress(socket);
+        upgrade(req, socket, head);
+      });
+    }
+    // Without a listener Node answers `Expect: 100-continue` itself, before anyone has looked at the request.
+    if (checkContinue) {
+      server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+        clientTrust?.inProgress(req.socket, res);
+        checkContinue(req, res);
+      });
+    }
   }
 
   private accepted(socket: TLSSocket): void {
@@ -233,4 +236,17 @@ const answered = new WeakSet<Duplex>();
 /** An error of the HTTP layer (the parser, the headers timeout), which can be answered on the connection. */
 function isHttpError(err: NodeJS.ErrnoException): boolean {
   return err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+}
+
+/** Listens; resolves with the port bound (the one asked for, or the one chosen for port 0). */
+async function listenOn(server: Server, host: string, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host || undefined, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const info = server.address();
+  return typeof info === 'object' && info ? info.port : port;
 }

@@ -112,9 +112,18 @@ const UNSUPPORTED_CLUSTER_FIELDS = ['proxy-url'];
 /** Reads the kubeconfig; throws KubeconfigError, naming the field, when kube-apiserver would refuse it or chaperone cannot honour it. */
 export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
   const reader: Reader = new Reader(file);
+  const { cluster, clusterName, user } = currentContext(reader, readKubeconfigDocument(reader));
+  refuseUnsupportedFields(reader, cluster, user);
+  const { server, url } = serverUrl(reader, cluster, clusterName);
+  const tls = serverVerification(reader, cluster);
+  const auth = userCredentials(reader, user, url.protocol === 'https:', { cluster, server, tls });
+  return { url, tls, ...auth };
+}
+
+function readKubeconfigDocument(reader: Reader): Fields {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(reader.file, 'utf8');
   } catch (err) {
     reader.fail(`cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
@@ -128,6 +137,11 @@ export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
     reader.fail((err as Error).message);
   }
   if (!isFields(root)) reader.fail('not a kubeconfig (not a mapping)');
+  return root;
+}
+
+/** The cluster and the user the current context names. */
+function currentContext(reader: Reader, root: Fields): { cluster: Fields; clusterName: string; user: Fields } {
   const clusters = reader.named(root, 'clusters', 'cluster');
   const users = reader.named(root, 'users', 'user');
   const contexts = reader.named(root, 'contexts', 'context');
@@ -139,11 +153,16 @@ export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
   const userName = reader.text(context, 'user', 'context');
   const cluster = clusters.get(clusterName) ?? reader.fail(`context ${JSON.stringify(current)}: no cluster named ${JSON.stringify(clusterName)}`);
   // A user the context names but the file lacks is no user at all, as in client-go.
-  const user = users.get(userName) ?? {};
+  return { cluster, clusterName, user: users.get(userName) ?? {} };
+}
 
-  for (const field of UNSUPPORTED_CLUSTER_FIELDS) if (cluster[field] !== undefined && cluster[field] !== null && cluster[field] !== '') reader.fail(`cluster.${field}: not supported by chaperone`);
-  for (const field of UNSUPPORTED_USER_FIELDS) if (user[field] !== undefined && user[field] !== null) reader.fail(`user.${field}: not supported by chaperone`);
+function refuseUnsupportedFields(reader: Reader, cluster: Fields, user: Fields): void {
+  const set = (value: unknown): boolean => value !== undefined && value !== null;
+  for (const field of UNSUPPORTED_CLUSTER_FIELDS) if (set(cluster[field]) && cluster[field] !== '') reader.fail(`cluster.${field}: not supported by chaperone`);
+  for (const field of UNSUPPORTED_USER_FIELDS) if (set(user[field])) reader.fail(`user.${field}: not supported by chaperone`);
+}
 
+function serverUrl(reader: Reader, cluster: Fields, clusterName: string): { server: string; url: URL } {
   const server = reader.text(cluster, 'server', 'cluster');
   if (server === '') reader.fail(`cluster ${JSON.stringify(clusterName)}: no server`);
   let url: URL;
@@ -155,10 +174,7 @@ export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') reader.fail(`cluster.server must be an https (or http) URL, not ${JSON.stringify(server)}`);
   // client-go drops the server's query and fragment when it has a path.
   if (url.pathname.length > 1) [url.search, url.hash] = ['', ''];
-
-  const tls = serverVerification(reader, cluster);
-  const auth = userCredentials(reader, user, url.protocol === 'https:', { cluster, server, tls });
-  return { url, tls, ...auth };
+  return { server, url };
 }
 
 function serverVerification(reader: Reader, cluster: Fields): WebhookKubeconfig['tls'] {
@@ -175,6 +191,24 @@ function serverVerification(reader: Reader, cluster: Fields): WebhookKubeconfig[
 
 type Credentials = Pick<WebhookKubeconfig, 'credentialKinds' | 'credentials' | 'rejected' | 'close'>;
 
+interface UserFields {
+  token: string;
+  tokenFileName: string;
+  username: string;
+  password: string;
+  certFile: string;
+  certData: Buffer | undefined;
+  keyFile: string;
+  keyData: Buffer | undefined;
+}
+
+/** How the Authorization header is made, if the user has a token or basic auth. */
+interface AuthorizationSource {
+  kind: 'tokenFile' | 'token' | 'basicAuth';
+  headers(): Record<string, string>;
+  close(): void;
+}
+
 /**
  * The user's credentials as client-go's transport uses them: a bearer token (token, or tokenFile
  * re-read when it changes, which wins while it can be read), or basic auth (a username), not both;
@@ -182,63 +216,83 @@ type Credentials = Pick<WebhookKubeconfig, 'credentialKinds' | 'credentials' | '
  * client-go sends none of them.
  */
 function userCredentials(reader: Reader, user: Fields, secure: boolean, server: ExecCluster): Credentials {
-  const token = reader.text(user, 'token', 'user');
-  const tokenFileName = reader.text(user, 'tokenFile', 'user');
-  const username = reader.text(user, 'username', 'user');
-  const password = reader.text(user, 'password', 'user');
-  const certFile = reader.text(user, 'client-certificate', 'user');
-  const certData = reader.data(user, 'client-certificate-data', 'user');
-  const keyFile = reader.text(user, 'client-key', 'user');
-  const keyData = reader.data(user, 'client-key-data', 'user');
-  if (token && (username || password)) reader.fail('user: more than one authentication method (token and username/password); only one is allowed');
-  if (certFile || certData) {
-    if (certFile && certData) reader.fail('user: client-certificate-data and client-certificate are both specified');
-    if (keyFile && keyData) reader.fail('user: client-key-data and client-key are both specified');
-    if (!keyFile && !keyData) reader.fail('user: client-key-data or client-key must be specified to use a client certificate');
-  }
-  if (username && tokenFileName) reader.fail('user: username/password or a bearer token (tokenFile) may be set, but not both');
+  const fields = readUserFields(reader, user);
+  refuseConflictingCredentials(reader, fields);
   const exec = user.exec === undefined || user.exec === null ? undefined : execConfig(reader, user.exec);
-  const kinds: string[] = [];
-  const none: Credentials = { credentialKinds: kinds, credentials: () => Promise.resolve({ headers: {} }), rejected: () => undefined, close: () => undefined };
-  if (!secure) return none;
+  if (!secure) return { credentialKinds: [], credentials: () => Promise.resolve({ headers: {} }), rejected: () => undefined, close: () => undefined };
 
-  const cert = certData ?? (certFile ? reader.read(reader.resolve(certFile), 'user.client-certificate') : undefined);
-  const key = keyData ?? (keyFile ? reader.read(reader.resolve(keyFile), 'user.client-key') : undefined);
-  if (cert && !key) reader.fail('user: a client certificate needs its key');
-  const certificate = cert && key ? { cert, key } : {};
-  if (cert && key) kinds.push('clientCertificate');
-
-  let headers: () => Record<string, string> = () => ({});
-  let close = () => undefined as void;
-  if (tokenFileName) {
-    const file = reader.resolve(tokenFileName);
-    // client-go reads it at start when it is the only token, and fails if it cannot.
-    if (!token) reader.read(file, 'user.tokenFile');
-    let last: string | undefined;
-    // Watched from the first request on, so that reading a kubeconfig to check it starts nothing.
-    let watched: WatchedFile | undefined;
-    headers = (): Record<string, string> => {
-      watched ??= watchFile(file);
-      const fresh = watched.current()?.toString('utf8').trim();
-      if (fresh) last = fresh;
-      const bearer = last ?? token;
-      return bearer ? { authorization: `Bearer ${bearer}` } : {};
-    };
-    close = () => watched?.close();
-    kinds.push('tokenFile');
-  } else if (token) {
-    headers = () => ({ authorization: `Bearer ${token}` });
-    kinds.push('token');
-  } else if (username) {
-    const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
-    headers = () => ({ authorization: basic });
-    kinds.push('basicAuth');
-  }
+  const certificate = clientCertificate(reader, fields);
+  const authorization = authorizationSource(reader, fields);
+  const kinds = [...(certificate ? ['clientCertificate'] : []), ...(authorization ? [authorization.kind] : [])];
   if (exec && kinds.length === 0) {
     const plugin = new ExecPlugin(reader, exec, server);
     return { credentialKinds: ['exec'], credentials: () => plugin.credentials(), rejected: (used) => plugin.rejected(used), close: () => undefined };
   }
-  return { credentialKinds: kinds, credentials: () => Promise.resolve({ headers: headers(), ...certificate }), rejected: () => undefined, close };
+  return {
+    credentialKinds: kinds,
+    credentials: () => Promise.resolve({ headers: authorization?.headers() ?? {}, ...certificate }),
+    rejected: () => undefined,
+    close: () => authorization?.close(),
+  };
+}
+
+function readUserFields(reader: Reader, user: Fields): UserFields {
+  return {
+    token: reader.text(user, 'token', 'user'),
+    tokenFileName: reader.text(user, 'tokenFile', 'user'),
+    username: reader.text(user, 'username', 'user'),
+    password: reader.text(user, 'password', 'user'),
+    certFile: reader.text(user, 'client-certificate', 'user'),
+    certData: reader.data(user, 'client-certificate-data', 'user'),
+    keyFile: reader.text(user, 'client-key', 'user'),
+    keyData: reader.data(user, 'client-key-data', 'user'),
+  };
+}
+
+// What client-go's transport refuses in a user, in the order it checks.
+const CREDENTIAL_CONFLICTS: readonly [conflict: (fields: UserFields) => unknown, message: string][] = [
+  [(f) => f.token && (f.username || f.password), 'user: more than one authentication method (token and username/password); only one is allowed'],
+  [(f) => f.certFile && f.certData, 'user: client-certificate-data and client-certificate are both specified'],
+  [(f) => (f.certFile || f.certData) && f.keyFile && f.keyData, 'user: client-key-data and client-key are both specified'],
+  [(f) => (f.certFile || f.certData) && !f.keyFile && !f.keyData, 'user: client-key-data or client-key must be specified to use a client certificate'],
+  [(f) => f.username && f.tokenFileName, 'user: username/password or a bearer token (tokenFile) may be set, but not both'],
+];
+
+function refuseConflictingCredentials(reader: Reader, fields: UserFields): void {
+  for (const [conflict, message] of CREDENTIAL_CONFLICTS) if (conflict(fields)) reader.fail(message);
+}
+
+function clientCertificate(reader: Reader, fields: UserFields): { cert: Buffer; key: Buffer } | undefined {
+  const { certFile, certData, keyFile, keyData } = fields;
+  const cert = certData ?? (certFile ? reader.read(reader.resolve(certFile), 'user.client-certificate') : undefined);
+  const key = keyData ?? (keyFile ? reader.read(reader.resolve(keyFile), 'user.client-key') : undefined);
+  if (cert && !key) reader.fail('user: a client certificate needs its key');
+  return cert && key ? { cert, key } : undefined;
+}
+
+function authorizationSource(reader: Reader, { token, tokenFileName, username, password }: UserFields): AuthorizationSource | undefined {
+  if (tokenFileName) return tokenFileSource(reader, tokenFileName, token);
+  if (token) return { kind: 'token', headers: () => ({ authorization: `Bearer ${token}` }), close: () => undefined };
+  if (!username) return undefined;
+  const basic = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+  return { kind: 'basicAuth', headers: () => ({ authorization: basic }), close: () => undefined };
+}
+
+function tokenFileSource(reader: Reader, tokenFileName: string, token: string): AuthorizationSource {
+  const file = reader.resolve(tokenFileName);
+  // client-go reads it at start when it is the only token, and fails if it cannot.
+  if (!token) reader.read(file, 'user.tokenFile');
+  let last: string | undefined;
+  // Watched from the first request on, so that reading a kubeconfig to check it starts nothing.
+  let watched: WatchedFile | undefined;
+  const headers = (): Record<string, string> => {
+    watched ??= watchFile(file);
+    const fresh = watched.current()?.toString('utf8').trim();
+    if (fresh) last = fresh;
+    const bearer = last ?? token;
+    return bearer ? { authorization: `Bearer ${bearer}` } : {};
+  };
+  return { kind: 'tokenFile', headers, close: () => watched?.close() };
 }
 
 interface ExecConfig {
@@ -250,32 +304,52 @@ interface ExecConfig {
   installHint: string;
 }
 
+const EXEC_AT = 'user.exec';
+
 function execConfig(reader: Reader, value: unknown): ExecConfig {
-  if (!isFields(value)) reader.fail('user.exec is not an object');
-  const at = 'user.exec';
-  let command = reader.text(value, 'command', at);
-  const apiVersion = reader.text(value, 'apiVersion', at);
-  if (command === '') reader.fail(`${at}.command must be specified`);
-  if (apiVersion === '') reader.fail(`${at}.apiVersion must be specified`);
-  if (!EXEC_API_VERSIONS.has(apiVersion)) reader.fail(`${at}.apiVersion ${JSON.stringify(apiVersion)} is not client.authentication.k8s.io/v1 or v1beta1`);
-  const args = value.args ?? [];
-  if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) reader.fail(`${at}.args is not a list of strings`);
-  const envList = value.env ?? [];
-  if (!Array.isArray(envList)) reader.fail(`${at}.env is not a list`);
-  const env = envList.map((item, i): [string, string] => {
-    if (!isFields(item)) reader.fail(`${at}.env[${i}] is not an object`);
-    const name = reader.text(item, 'name', `${at}.env[${i}]`);
-    if (name === '') reader.fail(`${at}.env[${i}].name must be specified`);
-    return [name, reader.text(item, 'value', `${at}.env[${i}]`)];
+  if (!isFields(value)) reader.fail(`${EXEC_AT} is not an object`);
+  const command = reader.text(value, 'command', EXEC_AT);
+  const apiVersion = reader.text(value, 'apiVersion', EXEC_AT);
+  if (command === '') reader.fail(`${EXEC_AT}.command must be specified`);
+  if (apiVersion === '') reader.fail(`${EXEC_AT}.apiVersion must be specified`);
+  if (!EXEC_API_VERSIONS.has(apiVersion)) reader.fail(`${EXEC_AT}.apiVersion ${JSON.stringify(apiVersion)} is not client.authentication.k8s.io/v1 or v1beta1`);
+  const args = execArgs(reader, value);
+  const env = execEnv(reader, value);
+  checkInteractiveMode(reader, value, apiVersion);
+  return {
+    // A command with a path separator is relative to the kubeconfig; a bare name is looked up in PATH.
+    command: command.includes(path.sep) ? reader.resolve(command) : command,
+    args,
+    env,
+    apiVersion,
+    provideClusterInfo: reader.bool(value, 'provideClusterInfo', EXEC_AT),
+    installHint: reader.text(value, 'installHint', EXEC_AT),
+  };
+}
+
+function execArgs(reader: Reader, exec: Fields): string[] {
+  const args = exec.args ?? [];
+  if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) reader.fail(`${EXEC_AT}.args is not a list of strings`);
+  return args;
+}
+
+function execEnv(reader: Reader, exec: Fields): [string, string][] {
+  const envList = exec.env ?? [];
+  if (!Array.isArray(envList)) reader.fail(`${EXEC_AT}.env is not a list`);
+  return envList.map((item, i): [string, string] => {
+    if (!isFields(item)) reader.fail(`${EXEC_AT}.env[${i}] is not an object`);
+    const name = reader.text(item, 'name', `${EXEC_AT}.env[${i}]`);
+    if (name === '') reader.fail(`${EXEC_AT}.env[${i}].name must be specified`);
+    return [name, reader.text(item, 'value', `${EXEC_AT}.env[${i}]`)];
   });
+}
+
+function checkInteractiveMode(reader: Reader, exec: Fields, apiVersion: string): void {
   // v1beta1 defaults to IfAvailable; v1 must say. Without a terminal both IfAvailable and Never run the plugin non-interactively.
-  const mode = reader.text(value, 'interactiveMode', at) || (apiVersion.endsWith('/v1beta1') ? 'IfAvailable' : '');
-  if (mode === '') reader.fail(`${at}.interactiveMode must be specified`);
-  if (mode === 'Always') reader.fail(`${at}.interactiveMode Always: a webhook client has no terminal (kube-apiserver's plugin would fail the same way)`);
-  if (mode !== 'Never' && mode !== 'IfAvailable') reader.fail(`${at}.interactiveMode ${JSON.stringify(mode)} is not Never, IfAvailable or Always`);
-  // A command with a path separator is relative to the kubeconfig; a bare name is looked up in PATH.
-  if (command.includes(path.sep)) command = reader.resolve(command);
-  return { command, args, env, apiVersion, provideClusterInfo: reader.bool(value, 'provideClusterInfo', at), installHint: reader.text(value, 'installHint', at) };
+  const mode = reader.text(exec, 'interactiveMode', EXEC_AT) || (apiVersion.endsWith('/v1beta1') ? 'IfAvailable' : '');
+  if (mode === '') reader.fail(`${EXEC_AT}.interactiveMode must be specified`);
+  if (mode === 'Always') reader.fail(`${EXEC_AT}.interactiveMode Always: a webhook client has no terminal (kube-apiserver's plugin would fail the same way)`);
+  if (mode !== 'Never' && mode !== 'IfAvailable') reader.fail(`${EXEC_AT}.interactiveMode ${JSON.stringify(mode)} is not Never, IfAvailable or Always`);
 }
 
 interface ExecCluster {
@@ -371,6 +445,23 @@ class ExecPlugin {
 
 /** The plugin's ExecCredential, checked as client-go checks it. */
 export function readExecCredential(stdout: string, apiVersion: string): ExecCredential {
+  const status = execCredentialStatus(stdout, apiVersion);
+  const field = (name: string): string => {
+    const value = status[name];
+    if (value === undefined || value === null) return '';
+    if (typeof value !== 'string') throw new Error(`decoding stdout: status.${name} is not a string`);
+    return value;
+  };
+  const [token, cert, key, expiration] = [field('token'), field('clientCertificateData'), field('clientKeyData'), field('expirationTimestamp')];
+  if (!token && !cert && !key) throw new Error("the plugin didn't return a token or cert/key pair");
+  if (!cert !== !key) throw new Error('the plugin returned only a certificate or a key, not both');
+  const expires = expiration ? expiryOf(expiration) : undefined;
+  if (cert) checkCertificate(cert);
+  const credentials: RequestCredentials = { headers: token ? { authorization: `Bearer ${token}` } : {}, ...(cert ? { cert: Buffer.from(cert), key: Buffer.from(key) } : {}) };
+  return { credentials, ...(expires !== undefined ? { expires } : {}) };
+}
+
+function execCredentialStatus(stdout: string, apiVersion: string): Fields {
   let document: unknown;
   try {
     document = parseDocument(stdout, { version: '1.1' }).toJS();
@@ -383,29 +474,21 @@ export function readExecCredential(stdout: string, apiVersion: string): ExecCred
   const status = document.status;
   if (status === undefined || status === null) throw new Error("the plugin didn't return a status field");
   if (!isFields(status)) throw new Error('decoding stdout: status is not an object');
-  const field = (name: string): string => {
-    const value = status[name];
-    if (value === undefined || value === null) return '';
-    if (typeof value !== 'string') throw new Error(`decoding stdout: status.${name} is not a string`);
-    return value;
-  };
-  const [token, cert, key, expiration] = [field('token'), field('clientCertificateData'), field('clientKeyData'), field('expirationTimestamp')];
-  if (!token && !cert && !key) throw new Error("the plugin didn't return a token or cert/key pair");
-  if (!cert !== !key) throw new Error('the plugin returned only a certificate or a key, not both');
-  let expires: number | undefined;
-  if (expiration) {
-    expires = Date.parse(expiration);
-    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/.test(expiration) || Number.isNaN(expires)) throw new Error(`decoding stdout: status.expirationTimestamp ${JSON.stringify(expiration)} is not RFC 3339`);
+  return status;
+}
+
+function expiryOf(expiration: string): number {
+  const expires = Date.parse(expiration);
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/.test(expiration) || Number.isNaN(expires)) throw new Error(`decoding stdout: status.expirationTimestamp ${JSON.stringify(expiration)} is not RFC 3339`);
+  return expires;
+}
+
+function checkCertificate(cert: string): void {
+  try {
+    new X509Certificate(cert);
+  } catch (err) {
+    throw new Error(`failed parsing client key/certificate: ${(err as Error).message}`, { cause: err });
   }
-  if (cert) {
-    try {
-      new X509Certificate(cert);
-    } catch (err) {
-      throw new Error(`failed parsing client key/certificate: ${(err as Error).message}`, { cause: err });
-    }
-  }
-  const credentials: RequestCredentials = { headers: token ? { authorization: `Bearer ${token}` } : {}, ...(cert ? { cert: Buffer.from(cert), key: Buffer.from(key) } : {}) };
-  return { credentials, ...(expires !== undefined ? { expires } : {}) };
 }
 
 export interface WebhookCall {

@@ -1,6 +1,7 @@
 // Is the namespace one the injector injects and provisions: it exists, it is not a namespace the
 // injector never touches (and if it is labelled anyway, that the injector refused the label and left no
 // scoped account there), it carries the label, and it matches the installation's selector.
+import type { V1Namespace } from '@kubernetes/client-node';
 import { INJECT_LABEL } from '../../injector/names.js';
 import { neverInjected } from '../../injector/namespaces.js';
 import type { DoctorFacts } from './facts.js';
@@ -58,37 +59,43 @@ function refusedLabelFindings(facts: DoctorFacts, what: string): Finding[] {
 
 export function namespaceFindings(facts: DoctorFacts): Finding[] {
   const name = facts.namespaceName;
-  const { namespace, installation } = facts;
+  const { namespace } = facts;
   if (namespace.state === 'absent') {
     return [fail('namespace/exists', `namespace ${name} does not exist`, 'check the name (kubectl get namespaces) and the context (--context)')];
   }
   if (namespace.state === 'unreadable') {
     return [warn('namespace/exists', `cannot read namespace ${name}: ${namespace.reason}`, 'run chaperone doctor as someone who may get namespaces')];
   }
-  const findings: Finding[] = [];
-  const label = namespace.value.metadata?.labels?.[INJECT_LABEL];
+  return [...labelFindings(facts, namespace.value), ...provisionSelectorFindings(facts)];
+}
+
+function labelFindings(facts: DoctorFacts, namespace: V1Namespace): Finding[] {
+  const name = facts.namespaceName;
+  const label = namespace.metadata?.labels?.[INJECT_LABEL];
+  const never = neverInjected(name, facts.installation.namespace);
+  if (never) return neverInjectedFindings(facts, never, label === 'enabled');
+  if (label === 'enabled') return [ok('namespace/label', `${name} is labelled ${INJECT_LABEL}=enabled`), podSecurityFinding(name, namespace.metadata?.labels?.[POD_SECURITY_LABEL])];
+  const has = label === undefined ? 'has no label' : `is labelled ${INJECT_LABEL}=${label}, not`;
   const relabel = `kubectl label namespace ${name} ${INJECT_LABEL}=enabled${label === undefined ? '' : ' --overwrite'}`;
-  const never = neverInjected(name, installation.namespace);
-  if (never) {
-    const labelled = label === 'enabled';
-    const message = `${name} is ${never}: pods there are never injected, whatever its labels${labelled ? `; it is labelled ${INJECT_LABEL}=enabled, but chaperone never provisions or injects it` : ''}`;
-    const fix = labelled ? `kubectl label namespace ${name} ${INJECT_LABEL}-, and run the dashboard in a namespace of its own` : 'run the dashboard in a namespace of its own';
-    findings.push(fail('namespace/label', message, fix));
-    if (labelled) findings.push(...refusedLabelFindings(facts, never));
-  } else if (label === 'enabled') {
-    findings.push(ok('namespace/label', `${name} is labelled ${INJECT_LABEL}=enabled`), podSecurityFinding(name, namespace.value.metadata?.labels?.[POD_SECURITY_LABEL]));
-  } else {
-    const has = label === undefined ? 'has no label' : `is labelled ${INJECT_LABEL}=${label}, not`;
-    findings.push(fail('namespace/label', `${name} ${has} ${INJECT_LABEL}=enabled: pods created there get no sidecar`, relabel));
-  }
-  const selector = installation.provisionSelector;
+  return [fail('namespace/label', `${name} ${has} ${INJECT_LABEL}=enabled: pods created there get no sidecar`, relabel)];
+}
+
+function neverInjectedFindings(facts: DoctorFacts, never: string, labelled: boolean): Finding[] {
+  const name = facts.namespaceName;
+  const message = `${name} is ${never}: pods there are never injected, whatever its labels${labelled ? `; it is labelled ${INJECT_LABEL}=enabled, but chaperone never provisions or injects it` : ''}`;
+  const fix = labelled ? `kubectl label namespace ${name} ${INJECT_LABEL}-, and run the dashboard in a namespace of its own` : 'run the dashboard in a namespace of its own';
+  return [fail('namespace/label', message, fix), ...(labelled ? refusedLabelFindings(facts, never) : [])];
+}
+
+function provisionSelectorFindings(facts: DoctorFacts): Finding[] {
+  const name = facts.namespaceName;
+  const selector = facts.installation.provisionSelector;
   const matches = facts.inProvisionSelector;
-  if (selector !== undefined && matches !== undefined) {
-    const check = 'namespace/provision-selector';
-    if (matches.state === 'found' && matches.value) findings.push(ok(check, `${name} matches the injector's provision selector ${selector}`));
-    else if (matches.state === 'found' || matches.state === 'absent') {
-      findings.push(fail(check, `this injector provisions only namespaces that also match ${selector}; ${name} does not`, `label ${name} to match ${selector} (kubectl label namespace ${name} ...)`));
-    } else findings.push(warn(check, `cannot tell whether ${name} matches the provision selector ${selector}: ${matches.reason}`, 'run chaperone doctor as someone who may list namespaces'));
+  if (selector === undefined || matches === undefined) return [];
+  const check = 'namespace/provision-selector';
+  if (matches.state === 'found' && matches.value) return [ok(check, `${name} matches the injector's provision selector ${selector}`)];
+  if (matches.state === 'found' || matches.state === 'absent') {
+    return [fail(check, `this injector provisions only namespaces that also match ${selector}; ${name} does not`, `label ${name} to match ${selector} (kubectl label namespace ${name} ...)`)];
   }
-  return findings;
+  return [warn(check, `cannot tell whether ${name} matches the provision selector ${selector}: ${matches.reason}`, 'run chaperone doctor as someone who may list namespaces')];
 }

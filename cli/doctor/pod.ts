@@ -67,13 +67,15 @@ function tokenFinding(pod: V1Pod, target: Target): Finding {
   return fail('pod/dashboard-token', `a container beside the sidecar could hold a real token: ${exposures.join('; ')}`, `remove such mounts from the pod's own spec, then ${recreate(target)}`);
 }
 
+function describeTerminated({ reason, exitCode, message }: NonNullable<V1ContainerState['terminated']>): string {
+  return `terminated: ${reason ?? 'no reason given'}, exit code ${exitCode}${message ? `, saying: ${message.trim()}` : ''}`;
+}
+
 function describeState(state: V1ContainerState | undefined): string {
-  if (state?.waiting) return `waiting: ${state.waiting.reason ?? 'no reason given'}${state.waiting.message ? ` (${state.waiting.message})` : ''}`;
-  if (state?.terminated) {
-    const { reason, exitCode, message } = state.terminated;
-    return `terminated: ${reason ?? 'no reason given'}, exit code ${exitCode}${message ? `, saying: ${message.trim()}` : ''}`;
-  }
-  if (state?.running) return `running since ${state.running.startedAt?.toISOString() ?? '?'} but not ready: its /readyz on port 9901 fails`;
+  const { waiting, terminated, running } = state ?? {};
+  if (waiting) return `waiting: ${waiting.reason ?? 'no reason given'}${waiting.message ? ` (${waiting.message})` : ''}`;
+  if (terminated) return describeTerminated(terminated);
+  if (running) return `running since ${running.startedAt?.toISOString() ?? '?'} but not ready: its /readyz on port 9901 fails`;
   return 'in no known state';
 }
 
@@ -86,14 +88,16 @@ function readinessFix(status: V1ContainerStatus, target: Target): string {
   return `kubectl logs ${target.name} -n ${target.namespace} -c ${SIDECAR_NAME}${status.lastState?.terminated ? ' --previous' : ''}: the sidecar's log says why`;
 }
 
+function notStartedFinding(pod: V1Pod, target: Target): Finding {
+  const unscheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status !== 'True');
+  const why = unscheduled ? `, not scheduled: ${unscheduled.reason ?? ''} ${unscheduled.message ?? ''}`.trimEnd() : '';
+  return warn('pod/sidecar-ready', `the ${SIDECAR_NAME} container has not started: the pod is ${pod.status?.phase ?? 'Pending'}${why}`, `kubectl describe pod ${target.name} -n ${target.namespace}: its events say why`);
+}
+
 function readinessFinding(pod: V1Pod, target: Target): Finding {
   const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
   const status = statuses.find((s) => s.name === SIDECAR_NAME);
-  if (!status) {
-    const unscheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled' && c.status !== 'True');
-    const why = unscheduled ? `, not scheduled: ${unscheduled.reason ?? ''} ${unscheduled.message ?? ''}`.trimEnd() : '';
-    return warn('pod/sidecar-ready', `the ${SIDECAR_NAME} container has not started: the pod is ${pod.status?.phase ?? 'Pending'}${why}`, `kubectl describe pod ${target.name} -n ${target.namespace}: its events say why`);
-  }
+  if (!status) return notStartedFinding(pod, target);
   if (status.ready) return ok('pod/sidecar-ready', `the ${SIDECAR_NAME} container is ready`);
   const last = status.lastState?.terminated ? `; last time: ${describeState(status.lastState)}` : '';
   const restarts = status.restartCount > 0 ? `; ${status.restartCount} restart(s)` : '';

@@ -20,11 +20,8 @@ const RENEWAL_GRACE_MS = 30 * 60_000;
 
 /** The common cases of an object the injector should have created: absent, unreadable, not its own. */
 function provisioned<T extends { metadata?: { labels?: Record<string, string> } }>(
-  check: string,
-  what: string,
-  observed: Observed<T>,
   facts: DoctorFacts,
-  need: string,
+  { check, what, observed, need }: { check: string; what: string; observed: Observed<T>; need: string },
 ): { findings: Finding[]; value?: T } {
   const where = `${what} in ${facts.namespaceName}`;
   if (observed.state === 'absent') return { findings: [fail(check, `${where} does not exist`, WAIT_FOR_INJECTOR)] };
@@ -38,7 +35,7 @@ function provisioned<T extends { metadata?: { labels?: Record<string, string> } 
 function serviceAccountFindings(facts: DoctorFacts): Finding[] {
   const { serviceAccount: name } = facts.installation;
   const check = 'provisioning/service-account';
-  const { findings, value } = provisioned(check, `ServiceAccount ${name}`, facts.serviceAccount, facts, 'get serviceaccounts');
+  const { findings, value } = provisioned(facts, { check, what: `ServiceAccount ${name}`, observed: facts.serviceAccount, need: 'get serviceaccounts' });
   if (!value) return findings;
   if (value.automountServiceAccountToken !== false) {
     return [fail(check, `ServiceAccount ${name} has automountServiceAccountToken ${String(value.automountServiceAccountToken ?? 'unset')}: any pod naming it would get its token in every container`, WAIT_FOR_INJECTOR)];
@@ -46,7 +43,7 @@ function serviceAccountFindings(facts: DoctorFacts): Finding[] {
   return [ok(check, `ServiceAccount ${name} exists, and mounts its token into no pod by default`)];
 }
 
-function bundleFinding(check: string, configMap: V1ConfigMap, key: string, purpose: string, now: Date): Finding {
+function bundleFinding(configMap: V1ConfigMap, { check, key, purpose }: { check: string; key: string; purpose: string }, now: Date): Finding {
   const where = `ConfigMap ${configMap.metadata?.name ?? ''} key ${key}`;
   if (configMap.data?.[key] === undefined) return fail(check, `${where} is missing`, WAIT_FOR_INJECTOR);
   const verdict = judgeBundle(configMap.data[key], now);
@@ -56,26 +53,31 @@ function bundleFinding(check: string, configMap: V1ConfigMap, key: string, purpo
 
 function configMapFindings(facts: DoctorFacts): Finding[] {
   const check = 'provisioning/ca-configmap';
-  const { findings, value } = provisioned(check, `ConfigMap ${facts.installation.caConfigMap}`, facts.configMap, facts, 'get configmaps');
+  const { findings, value } = provisioned(facts, { check, what: `ConfigMap ${facts.installation.caConfigMap}`, observed: facts.configMap, need: 'get configmaps' });
   if (!value) return findings;
   return [
-    bundleFinding('provisioning/serving-ca', value, SERVING_CA_KEY, 'what the dashboard trusts', facts.now),
-    bundleFinding('provisioning/identity-ca', value, IDENTITY_CA_KEY, "what the sidecar accepts people's certificates from", facts.now),
+    bundleFinding(value, { check: 'provisioning/serving-ca', key: SERVING_CA_KEY, purpose: 'what the dashboard trusts' }, facts.now),
+    bundleFinding(value, { check: 'provisioning/identity-ca', key: IDENTITY_CA_KEY, purpose: "what the sidecar accepts people's certificates from" }, facts.now),
     impersonationModeFinding(value),
   ];
 }
 
-/** Why the sidecar's serving certificate would not serve, judged against the bundle the dashboard trusts. */
-function servingProblem(secret: V1Secret, servingBundle: string | undefined, now: Date, injectorNamespace: string): { problem: string; fix: string; overdue?: true } | { summary: string } {
+function servingCertificate(secret: V1Secret): { certPem: string; info: ReturnType<typeof certificateInfo> } | { problem: string; fix: string } {
   const data = decodeData(secret.data);
   const certPem = data[TLS_CERT_KEY];
   if (!certPem || !data[TLS_KEY_KEY]) return { problem: `has no ${TLS_CERT_KEY} or ${TLS_KEY_KEY}`, fix: WAIT_FOR_INJECTOR };
-  let info;
   try {
-    info = certificateInfo(certPem);
+    return { certPem, info: certificateInfo(certPem) };
   } catch {
     return { problem: `has a ${TLS_CERT_KEY} that is not a certificate`, fix: WAIT_FOR_INJECTOR };
   }
+}
+
+/** Why the sidecar's serving certificate would not serve, judged against the bundle the dashboard trusts. */
+function servingProblem(secret: V1Secret, servingBundle: string | undefined, now: Date, injectorNamespace: string): { problem: string; fix: string; overdue?: true } | { summary: string } {
+  const read = servingCertificate(secret);
+  if ('problem' in read) return read;
+  const { certPem, info } = read;
   const renewal = `is an injector leader running? (kubectl -n ${injectorNamespace} get lease)`;
   if (info.notAfter <= now) return { problem: `holds a certificate that expired at ${info.notAfter.toISOString()}: the sidecar cannot serve`, fix: `the injector renews it; ${renewal}` };
   if (!info.ipAddresses.includes(PROXY_HOST)) return { problem: `holds a certificate not valid for ${PROXY_HOST}, where the dashboard reaches the sidecar`, fix: WAIT_FOR_INJECTOR };
@@ -93,7 +95,7 @@ function servingProblem(secret: V1Secret, servingBundle: string | undefined, now
 function servingSecretFindings(facts: DoctorFacts): Finding[] {
   const check = 'provisioning/serving-secret';
   const name = facts.installation.servingSecret;
-  const { findings, value } = provisioned(check, `Secret ${name}`, facts.servingSecret, facts, `get secrets/${name} in ${facts.namespaceName}`);
+  const { findings, value } = provisioned(facts, { check, what: `Secret ${name}`, observed: facts.servingSecret, need: `get secrets/${name} in ${facts.namespaceName}` });
   if (!value) return findings;
   const bundle = facts.configMap.state === 'found' ? facts.configMap.value.data?.[SERVING_CA_KEY] : undefined;
   const verdict = servingProblem(value, bundle, facts.now, facts.installation.namespace);

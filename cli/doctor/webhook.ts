@@ -43,19 +43,28 @@ function endpointFinding(webhook: V1MutatingWebhook, facts: DoctorFacts): Findin
   }
   const where = `Service ${ref.namespace}/${ref.name}`;
   const target = facts.webhookServices.find((s) => s.namespace === ref.namespace && s.name === ref.name);
-  const manifests = "apply the injector's manifests (manifests/base)";
-  if (!target || target.service.state === 'unreadable') {
-    return warn(check, `cannot read the ${where} that webhook ${webhook.name} calls${target?.service.state === 'unreadable' ? `: ${target.service.reason}` : ''}`, 'run chaperone doctor as someone who may get services and list endpointslices there');
-  }
-  if (target.service.state === 'absent') return fail(check, `the ${where} that webhook ${webhook.name} calls does not exist`, manifests);
   const port = ref.port ?? 443;
-  if (!(target.service.value.spec?.ports ?? []).some((p) => p.port === port)) return fail(check, `${where} has no port ${port}, which webhook ${webhook.name} calls`, manifests);
-  const ready = target.readyEndpoints;
+  const serviceProblem = webhookServiceProblem(webhook.name, where, port, target);
+  if (serviceProblem) return serviceProblem;
+  const ready = target!.readyEndpoints;
   if (ready.state !== 'found') return warn(check, `cannot list the endpoints of ${where}: ${ready.state === 'unreadable' ? ready.reason : 'none'}`, 'run chaperone doctor as someone who may list endpointslices there');
   if (ready.value === 0) {
     return fail(check, `${where} has no ready endpoint: no injector pod is ready, so pod creation in labelled namespaces fails`, `kubectl -n ${ref.namespace} get pods, and kubectl -n ${ref.namespace} describe pods: the injector's log and events say why`);
   }
   return ok(check, `webhook ${webhook.name} calls ${where} port ${port}, which has ${ready.value} ready endpoint(s)`);
+}
+
+const MANIFESTS = "apply the injector's manifests (manifests/base)";
+
+/** What keeps the webhook's Service from being called: unreadable, absent, or without the port; undefined when none. */
+function webhookServiceProblem(webhook: string, where: string, port: number, target: DoctorFacts['webhookServices'][number] | undefined): Finding | undefined {
+  const check = 'webhook/endpoint';
+  if (!target || target.service.state === 'unreadable') {
+    return warn(check, `cannot read the ${where} that webhook ${webhook} calls${target?.service.state === 'unreadable' ? `: ${target.service.reason}` : ''}`, 'run chaperone doctor as someone who may get services and list endpointslices there');
+  }
+  if (target.service.state === 'absent') return fail(check, `the ${where} that webhook ${webhook} calls does not exist`, MANIFESTS);
+  if (!(target.service.value.spec?.ports ?? []).some((p) => p.port === port)) return fail(check, `${where} has no port ${port}, which webhook ${webhook} calls`, MANIFESTS);
+  return undefined;
 }
 
 function failurePolicyFinding(webhook: V1MutatingWebhook): Finding {
@@ -76,20 +85,24 @@ function selectorFindings(webhooks: V1MutatingWebhook[], facts: DoctorFacts): { 
       selected: [],
     };
   }
-  const findings = [ok('webhook/namespace-selector', `webhook ${selected.map((w) => w.name).join(', ')} selects namespace ${namespace}`)];
+  const namespaceFinding = ok('webhook/namespace-selector', `webhook ${selected.map((w) => w.name).join(', ')} selects namespace ${namespace}`);
+  const forPod = objectSelectorFindings(selected, facts);
+  return { findings: [namespaceFinding, ...forPod.findings], selected: forPod.selected };
+}
+
+/** Which of the selected webhooks the pod's labels let through, when there is a pod to judge. */
+function objectSelectorFindings(selected: V1MutatingWebhook[], facts: DoctorFacts): { findings: Finding[]; selected: V1MutatingWebhook[] } {
   const pod = facts.pod?.pod;
-  if (pod?.state !== 'found') return { findings, selected };
+  if (pod?.state !== 'found') return { findings: [], selected };
   const labels = pod.value.metadata?.labels ?? {};
   const forPod = selected.filter((w) => selects(w.objectSelector, labels));
   const name = facts.pod!.name;
   if (forPod.length === 0) {
     const optedOut = labels[INJECT_LABEL] === 'disabled';
     const fix = optedOut ? `remove the label ${INJECT_LABEL}=disabled from the pod's template, then recreate the pod` : "change the pod's labels (its template's) to match, then recreate the pod";
-    findings.push(fail('webhook/object-selector', `pod ${name}'s labels keep it from the webhook: the objectSelector is ${selected.map((w) => describeSelector(w.objectSelector)).join('; ')}`, fix));
-    return { findings, selected: [] };
+    return { findings: [fail('webhook/object-selector', `pod ${name}'s labels keep it from the webhook: the objectSelector is ${selected.map((w) => describeSelector(w.objectSelector)).join('; ')}`, fix)], selected: [] };
   }
-  findings.push(ok('webhook/object-selector', `webhook ${forPod.map((w) => w.name).join(', ')} selects pod ${name}`));
-  return { findings, selected: forPod };
+  return { findings: [ok('webhook/object-selector', `webhook ${forPod.map((w) => w.name).join(', ')} selects pod ${name}`)], selected: forPod };
 }
 
 export function webhookFindings(facts: DoctorFacts): Finding[] {

@@ -5,7 +5,7 @@
 // evaluates exactly as the API server does (cel-runtime.ts, proven against cel-go by
 // test/hardening/cel-parity.test.ts), or the configuration is refused, naming the field and why.
 import { Environment, type ASTNode, type ParseResult } from '@marcbachmann/cel-js';
-import { CelList, claimsRoot, negativeLiteral, MIN_INT, unsignedLiteral, constant, CostLimitExceeded, Err, evaluate as evaluateAst, isConstant, MAX_INT, MAX_UINT, Unmatched, userRoot, typeOf, type UserInput, type Val } from './runtime.js';
+import { CelList, claimsRoot, isSelection, negativeLiteral, MIN_INT, unsignedLiteral, constant, CostLimitExceeded, Err, evaluate as evaluateAst, isConstant, MAX_INT, MAX_UINT, Unmatched, userRoot, typeOf, type UserInput, type Val } from './runtime.js';
 
 /** What an expression must evaluate to, as the API server checks at compile time. */
 export type ReturnType = 'any' | 'bool';
@@ -155,10 +155,6 @@ const WHY: Record<string, string> = {
 };
 
 const TYPE_NAMES = new Set(['bool', 'int', 'uint', 'double', 'string', 'list', 'map', 'null_type', 'type']);
-
-function isSelection(node: ASTNode): node is Extract<ASTNode, { op: '.' | '.?' | '[]' | '[?]' }> {
-  return node.op === '.' || node.op === '.?' || node.op === '[]' || node.op === '[?]';
-}
 
 function isOperandOf(parent: ASTNode, node: ASTNode): boolean {
   return isSelection(parent) && parent.args[0] === node;

@@ -424,22 +424,28 @@ function add(a: Val, b: Val): Res {
   return noOverload('_+_');
 }
 
-function arithmetic(op: '-' | '*' | '/' | '%', a: Val, b: Val): Res {
-  if (typeof a === 'bigint' && typeof b === 'bigint') {
-    if (op === '-') return int64(a - b);
-    if (op === '*') return int64(a * b);
-    if (b === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
-    if (a === MIN_INT && b === -1n) return new Err('integer overflow');
-    return op === '/' ? a / b : a % b;
-  }
-  if (a instanceof Uint && b instanceof Uint) {
-    if (op === '-') return uint64(a.value - b.value);
-    if (op === '*') return uint64(a.value * b.value);
-    if (b.value === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
-    return new Uint(op === '/' ? a.value / b.value : a.value % b.value);
-  }
+type ArithmeticOp = '-' | '*' | '/' | '%';
+
+function arithmetic(op: ArithmeticOp, a: Val, b: Val): Res {
+  if (typeof a === 'bigint' && typeof b === 'bigint') return intArithmetic(op, a, b);
+  if (a instanceof Uint && b instanceof Uint) return uintArithmetic(op, a.value, b.value);
   if (typeof a === 'number' && typeof b === 'number' && op !== '%') return op === '-' ? a - b : op === '*' ? a * b : a / b;
   return noOverload(`_${op}_`);
+}
+
+function intArithmetic(op: ArithmeticOp, a: bigint, b: bigint): Res {
+  if (op === '-') return int64(a - b);
+  if (op === '*') return int64(a * b);
+  if (b === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
+  if (a === MIN_INT && b === -1n) return new Err('integer overflow');
+  return op === '/' ? a / b : a % b;
+}
+
+function uintArithmetic(op: ArithmeticOp, a: bigint, b: bigint): Res {
+  if (op === '-') return uint64(a - b);
+  if (op === '*') return uint64(a * b);
+  if (b === 0n) return new Err(op === '/' ? 'divide by zero' : 'modulus by zero');
+  return new Uint(op === '/' ? a / b : a % b);
 }
 
 function contains(container: Val, item: Val): Res {
@@ -521,9 +527,92 @@ interface Scope {
 
 const TYPE_NAMES = new Set(['bool', 'int', 'uint', 'double', 'string', 'list', 'map', 'null_type', 'type']);
 
+type NodeOf<Op extends ASTNode['op']> = Extract<ASTNode, { op: Op }>;
+type Selection = NodeOf<'.' | '.?' | '[]' | '[?]'>;
+type NodeEvaluator<Op extends ASTNode['op']> = (evaluation: Evaluation, node: NodeOf<Op>, scope: Scope) => Res;
+
+export function isSelection(node: ASTNode): node is Selection {
+  return node.op === '.' || node.op === '.?' || node.op === '[]' || node.op === '[?]';
+}
+
+interface CallParts {
+  name: string;
+  receiver: ASTNode | undefined;
+  args: readonly ASTNode[];
+}
+
+/** optional.of(x), optional.none(): `optional` is the namespace unless a variable has that name. */
+function namesOptionalNamespace(receiver: ASTNode | undefined, scope: Scope): boolean {
+  return receiver?.op === 'id' && receiver.args === 'optional' && !scope.vars.has('optional');
+}
+
+function callParts(node: NodeOf<'call' | 'rcall'>): CallParts {
+  return node.op === 'call' ? { name: node.args[0], receiver: undefined, args: node.args[1] } : { name: node.args[0], receiver: node.args[1], args: node.args[2] };
+}
+
+/** A comprehension's range, ready to bind each element to the iteration variable. */
+interface Iteration {
+  elements: Val[];
+  overMap: boolean;
+  bind: (element: Val) => Scope;
+  predicate: ASTNode;
+}
+
+const ORDERINGS: Readonly<Record<'<' | '<=' | '>' | '>=', (c: -1 | 0 | 1) => boolean>> = {
+  '<': (c) => c < 0,
+  '<=': (c) => c <= 0,
+  '>': (c) => c > 0,
+  '>=': (c) => c >= 0,
+};
+
+/** The operands' first error, else what `then` makes of their values. */
+function withValues(a: Res, b: Res, then: (a: Val, b: Val) => Res): Res {
+  if (isErr(a)) return a;
+  if (isErr(b)) return b;
+  return then(a, b);
+}
+
 class Evaluation {
   cost = 0;
   constructor(private readonly limit: number) {}
+
+  private static readonly BY_OP: { readonly [Op in ASTNode['op']]?: NodeEvaluator<Op> } = {
+    value: (_, node) => literal(node.args),
+    id: (evaluation, node, scope) => evaluation.identifier(node.args, scope),
+    '.': (evaluation, node, scope) => evaluation.attribute(node, scope, true),
+    '.?': (evaluation, node, scope) => evaluation.attribute(node, scope, true),
+    '[]': (evaluation, node, scope) => evaluation.attribute(node, scope, true),
+    '[?]': (evaluation, node, scope) => evaluation.attribute(node, scope, true),
+    '?:': (evaluation, node, scope) => evaluation.conditional(node, scope),
+    '&&': (evaluation, node, scope) => evaluation.logical('&&', node.args[0], node.args[1], scope),
+    '||': (evaluation, node, scope) => evaluation.logical('||', node.args[0], node.args[1], scope),
+    '!_': (evaluation, node, scope) => evaluation.not(node.args, scope),
+    '-_': (evaluation, node, scope) => evaluation.negation(node, scope),
+    list: (evaluation, node, scope) => evaluation.list(node, scope),
+    map: (evaluation, node, scope) => evaluation.map(node, scope),
+    call: (evaluation, node, scope) => evaluation.call(node, scope),
+    rcall: (evaluation, node, scope) => evaluation.call(node, scope),
+    '==': (evaluation, node, scope) => evaluation.equality(node, scope),
+    '!=': (evaluation, node, scope) => evaluation.equality(node, scope),
+    '<': (evaluation, node, scope) => evaluation.ordering(node, scope),
+    '<=': (evaluation, node, scope) => evaluation.ordering(node, scope),
+    '>': (evaluation, node, scope) => evaluation.ordering(node, scope),
+    '>=': (evaluation, node, scope) => evaluation.ordering(node, scope),
+    '+': (evaluation, node, scope) => evaluation.plus(node, scope),
+    '-': (evaluation, node, scope) => evaluation.arithmetic(node, scope),
+    '*': (evaluation, node, scope) => evaluation.arithmetic(node, scope),
+    '/': (evaluation, node, scope) => evaluation.arithmetic(node, scope),
+    '%': (evaluation, node, scope) => evaluation.arithmetic(node, scope),
+    in: (evaluation, node, scope) => evaluation.membership(node, scope),
+  };
+
+  private static readonly MACROS: Readonly<Record<string, (evaluation: Evaluation, iteration: Iteration, args: readonly ASTNode[]) => Res>> = {
+    all: (evaluation, iteration) => evaluation.quantifier('all', iteration),
+    exists: (evaluation, iteration) => evaluation.quantifier('exists', iteration),
+    exists_one: (evaluation, iteration) => evaluation.existsOne(iteration),
+    map: (evaluation, iteration, args) => evaluation.mapOrFilter('map', args, iteration),
+    filter: (evaluation, iteration, args) => evaluation.mapOrFilter('filter', args, iteration),
+  };
 
   charge(n: number): void {
     this.cost += n;
@@ -531,123 +620,101 @@ class Evaluation {
   }
 
   eval(node: ASTNode, scope: Scope): Res {
-    switch (node.op) {
-      case 'value':
-        return literal(node.args);
-      case 'id': {
-        if (scope.vars.has(node.args)) {
-          this.charge(1);
-          return scope.vars.get(node.args)!;
-        }
-        if (TYPE_NAMES.has(node.args)) return new CelType(node.args);
-        throw new Error(`unknown identifier ${node.args}`);
-      }
-      case '.':
-      case '.?':
-      case '[]':
-      case '[?]':
-        return this.attribute(node, scope, true);
-      case '?:':
-        return this.conditional(node, scope);
-      case '&&':
-      case '||':
-        return this.logical(node.op, node.args[0], node.args[1], scope);
-      case '!_': {
-        const v = this.eval(node.args, scope);
-        this.charge(1);
-        if (isErr(v)) return v;
-        return typeof v === 'boolean' ? !v : noOverload('!_');
-      }
-      case '-_': {
-        const lit = negativeLiteral(node);
-        if (lit) return negated(lit);
-        const v = this.eval(node.args, scope);
-        this.charge(1);
-        if (isErr(v)) return v;
-        if (typeof v === 'bigint') return v === MIN_INT ? new Err('integer overflow') : -v;
-        if (typeof v === 'number') return -v;
-        return noOverload('-_');
-      }
-      case 'list': {
-        if (isConstant(node)) return constant(node);
-        const items: Val[] = [];
-        let error: Err | undefined;
-        for (const element of node.args) {
-          const v = this.eval(element, scope);
-          if (isErr(v)) error ??= v;
-          else items.push(v);
-        }
-        this.charge(10);
-        return error ?? new CelList(items, 'refval');
-      }
-      case 'map': {
-        if (isConstant(node)) return constant(node);
-        const entries = new Map<string, Val>();
-        let error: Err | undefined;
-        for (const [keyNode, valueNode] of node.args) {
-          const k = this.eval(keyNode, scope);
-          const v = this.eval(valueNode, scope);
-          if (isErr(k)) error ??= k;
-          else if (isErr(v)) error ??= v;
-          else if (typeof k !== 'string') throw new Unmatched(`a map key of type ${typeOf(k)}`);
-          else if (entries.has(k)) throw new Unmatched(`the map key ${JSON.stringify(k)} twice`);
-          else entries.set(k, v);
-        }
-        this.charge(30);
-        return error ?? new CelMap(entries);
-      }
-      case 'call':
-        return this.call(node.args[0], undefined, node.args[1], node, scope);
-      case 'rcall':
-        return this.call(node.args[0], node.args[1], node.args[2], node, scope);
-      case '==':
-      case '!=': {
-        const [a, b] = this.both(node.args, scope);
-        this.charge(ceilTenth(Math.min(actualSize(a), actualSize(b))));
-        if (isErr(a)) return a;
-        if (isErr(b)) return b;
-        return equals(a, b) === (node.op === '==');
-      }
-      case '<':
-      case '<=':
-      case '>':
-      case '>=': {
-        const [a, b] = this.both(node.args, scope);
-        this.charge(typeof a === 'string' && typeof b === 'string' ? Math.max(1, ceilTenth(Math.min(actualSize(a), actualSize(b)))) : 1);
-        if (isErr(a)) return a;
-        if (isErr(b)) return b;
-        const c = compare(a, b);
-        if (isErr(c)) return c;
-        return node.op === '<' ? c < 0 : node.op === '<=' ? c <= 0 : node.op === '>' ? c > 0 : c >= 0;
-      }
-      case '+': {
-        const [a, b] = this.both(node.args, scope);
-        // add_string costs by both sizes, also when one side is an error; add_list 1. Both are
-        // covered by the larger of the two, so the charge is never below cel-go's.
-        this.charge(Math.max(1, ceilTenth(actualSize(a) + actualSize(b))));
-        if (isErr(a)) return a;
-        if (isErr(b)) return b;
-        return add(a, b);
-      }
-      case '-':
-      case '*':
-      case '/':
-      case '%': {
-        const [a, b] = this.both(node.args, scope);
-        this.charge(1);
-        if (isErr(a)) return a;
-        if (isErr(b)) return b;
-        return arithmetic(node.op, a, b);
-      }
-      case 'in': {
-        const [a, b] = this.both(node.args, scope);
-        this.charge(b instanceof CelList ? Math.max(1, b.items.length) : 1);
-        if (isErr(a)) return a;
-        if (isErr(b)) return b;
-        return contains(b, a);
-      }
+    const evaluate = Evaluation.BY_OP[node.op] as ((evaluation: Evaluation, node: ASTNode, scope: Scope) => Res) | undefined;
+    if (!evaluate) throw new Error(`unsupported node ${node.op}`);
+    return evaluate(this, node, scope);
+  }
+
+  private identifier(name: string, scope: Scope): Res {
+    if (scope.vars.has(name)) {
+      this.charge(1);
+      return scope.vars.get(name)!;
     }
-    throw new Error(`unsupported node ${(node as ASTNode).op}`);
+    if (TYPE_NAMES.has(name)) return new CelType(name);
+    throw new Error(`unknown identifier ${name}`);
+  }
+
+  private not(operand: ASTNode, scope: Scope): Res {
+    const v = this.eval(operand, scope);
+    this.charge(1);
+    if (isErr(v)) return v;
+    return typeof v === 'boolean' ? !v : noOverload('!_');
+  }
+
+  private negation(node: NodeOf<'-_'>, scope: Scope): Res {
+    const lit = negativeLiteral(node);
+    if (lit) return negated(lit);
+    const v = this.eval(node.args, scope);
+    this.charge(1);
+    if (isErr(v)) return v;
+    if (typeof v === 'bigint') return v === MIN_INT ? new Err('integer overflow') : -v;
+    if (typeof v === 'number') return -v;
+    return noOverload('-_');
+  }
+
+  private list(node: NodeOf<'list'>, scope: Scope): Res {
+    if (isConstant(node)) return constant(node);
+    const items: Val[] = [];
+    let error: Err | undefined;
+    for (const element of node.args) {
+      const v = this.eval(element, scope);
+      if (isErr(v)) error ??= v;
+      else items.push(v);
+    }
+    this.charge(10);
+    return error ?? new CelList(items, 'refval');
+  }
+
+  private map(node: NodeOf<'map'>, scope: Scope): Res {
+    if (isConstant(node)) return constant(node);
+    const entries = new Map<string, Val>();
+    let error: Err | undefined;
+    for (const [keyNode, valueNode] of node.args) {
+      const k = this.eval(keyNode, scope);
+      const v = this.eval(valueNode, scope);
+      if (isErr(k)) error ??= k;
+      else if (isErr(v)) error ??= v;
+      else if (typeof k !== 'string') throw new Unmatched(`a map key of type ${typeOf(k)}`);
+      else if (entries.has(k)) throw new Unmatched(`the map key ${JSON.stringify(k)} twice`);
+      else entries.set(k, v);
+    }
+    this.charge(30);
+    return error ?? new CelMap(entries);
+  }
+
+  private equality(node: NodeOf<'==' | '!='>, scope: Scope): Res {
+    const [a, b] = this.both(node.args, scope);
+    this.charge(ceilTenth(Math.min(actualSize(a), actualSize(b))));
+    return withValues(a, b, (x, y) => equals(x, y) === (node.op === '=='));
+  }
+
+  private ordering(node: NodeOf<'<' | '<=' | '>' | '>='>, scope: Scope): Res {
+    const [a, b] = this.both(node.args, scope);
+    this.charge(typeof a === 'string' && typeof b === 'string' ? Math.max(1, ceilTenth(Math.min(actualSize(a), actualSize(b)))) : 1);
+    return withValues(a, b, (x, y) => {
+      const c = compare(x, y);
+      return isErr(c) ? c : ORDERINGS[node.op](c);
+    });
+  }
+
+  private plus(node: NodeOf<'+'>, scope: Scope): Res {
+    const [a, b] = this.both(node.args, scope);
+    // add_string costs by both sizes, also when one side is an error; add_list 1. Both are
+    // covered by the larger of the two, so the charge is never below cel-go's.
+    this.charge(Math.max(1, ceilTenth(actualSize(a) + actualSize(b))));
+    return withValues(a, b, add);
+  }
+
+  private arithmetic(node: NodeOf<'-' | '*' | '/' | '%'>, scope: Scope): Res {
+    const [a, b] = this.both(node.args, scope);
+    this.charge(1);
+    return withValues(a, b, (x, y) => arithmetic(node.op, x, y));
+  }
+
+  private membership(node: NodeOf<'in'>, scope: Scope): Res {
+    const [a, b] = this.both(node.args, scope);
+    this.charge(b instanceof CelList ? Math.max(1, b.items.length) : 1);
+    return withValues(a, b, (x, y) => contains(y, x));
   }
 
   private both(args: readonly [ASTNode, ASTNode], scope: Scope): [Res, Res] {
@@ -667,7 +734,7 @@ class Evaluation {
     return error ?? !decisive;
   }
 
-  private conditional(node: Extract<ASTNode, { op: '?:' }>, scope: Scope): Res {
+  private conditional(node: NodeOf<'?:'>, scope: Scope): Res {
     const cond = this.eval(node.args[0], scope);
     if (isErr(cond)) return cond;
     if (typeof cond !== 'boolean') return noOverload('_?_:_');
@@ -677,7 +744,7 @@ class Evaluation {
   /** A branch of ?: is resolved as an attribute: an identifier there costs nothing, its qualifiers do. */
   private branch(node: ASTNode, scope: Scope): Res {
     if (node.op === 'id' && scope.vars.has(node.args)) return scope.vars.get(node.args)!;
-    if (node.op === '.' || node.op === '.?' || node.op === '[]' || node.op === '[?]') return this.attribute(node, scope, false);
+    if (isSelection(node)) return this.attribute(node, scope, false);
     return this.eval(node, scope);
   }
 
@@ -686,81 +753,98 @@ class Evaluation {
    * branch of ?:), 1 for each qualifier applied, an index computed by another expression costing
    * what that expression costs, and an optional qualifier nothing when the value is absent.
    */
-  private attribute(node: ASTNode, scope: Scope, observed: boolean): Res {
-    const chain: ASTNode[] = [];
-    let root = node;
-    while (root.op === '.' || root.op === '.?' || root.op === '[]' || root.op === '[?]') {
+  private attribute(node: Selection, scope: Scope, observed: boolean): Res {
+    const chain: Selection[] = [];
+    let root: ASTNode = node;
+    while (isSelection(root)) {
       chain.unshift(root);
       root = root.args[0];
     }
-    let value: Res;
-    if (root.op === 'id' && scope.vars.has(root.args)) value = scope.vars.get(root.args)!;
-    else value = root.op === '?:' ? this.conditional(root, scope) : this.eval(root, scope);
+    const state: Qualified = { value: this.attributeRoot(root, scope), optional: false };
     // The attribute itself (an identifier, or a relative attribute over another expression's value);
     // a conditional attribute has no cost of its own, nor has an attribute a ?: branch resolves.
     if (observed && root.op !== '?:') this.charge(1);
-    let optional = false;
-    for (const step of chain) {
-      if (isErr(value)) break;
-      let key: Res;
-      if (step.op === '.' || step.op === '.?') key = step.args[1];
-      else if (step.op === '[]' || step.op === '[?]') key = step.args[1].op === 'value' ? literal(step.args[1].args) : this.eval(step.args[1], scope);
-      else throw new Error('not a selection');
-      if (isErr(key)) {
-        value = key;
-        break;
-      }
-      const wantsOptional = step.op === '.?' || step.op === '[?]';
-      if (value instanceof Optional) {
-        optional = true;
-        if (value.value === undefined) break;
-        value = value.value;
-      }
-      const found = lookup(value, key, step.op === '.' || step.op === '.?');
-      if (wantsOptional || optional) {
-        optional = true;
-        if (isErr(found) && !(found instanceof Missing)) {
-          this.charge(1);
-          value = found;
-          break;
-        }
-        if (found instanceof Missing) {
-          value = new Optional(undefined);
-          break;
-        }
-        this.charge(1);
-        value = new Optional(found);
-        continue;
-      }
-      this.charge(1);
-      value = found instanceof Missing ? new Err(found.message) : found;
-    }
-    if (!isErr(value) && optional && !(value instanceof Optional)) value = new Optional(value);
-    return value;
+    for (const step of chain) if (!this.qualify(state, step, scope)) break;
+    const { value, optional } = state;
+    return !isErr(value) && optional && !(value instanceof Optional) ? new Optional(value) : value;
   }
 
-  private call(name: string, receiver: ASTNode | undefined, args: readonly ASTNode[], node: ASTNode, scope: Scope): Res {
-    // Macros and lazily evaluated functions first.
-    if (receiver === undefined && name === 'has') return this.has(args[0]!, scope);
-    if (receiver !== undefined && ['all', 'exists', 'exists_one', 'map', 'filter'].includes(name)) return this.comprehension(name, receiver, args, scope);
-    if (receiver !== undefined && (name === 'orValue' || name === 'or')) {
-      const opt = this.eval(receiver, scope);
-      if (isErr(opt)) return opt;
-      if (!(opt instanceof Optional)) return noOverload(name);
-      if (opt.value !== undefined) return name === 'orValue' ? opt.value : opt;
-      const alternative = this.eval(args[0]!, scope);
-      if (name === 'or' && !isErr(alternative) && !(alternative instanceof Optional)) return noOverload('or');
-      return alternative;
+  private attributeRoot(root: ASTNode, scope: Scope): Res {
+    if (root.op === 'id' && scope.vars.has(root.args)) return scope.vars.get(root.args)!;
+    return root.op === '?:' ? this.conditional(root, scope) : this.eval(root, scope);
+  }
+
+  /** Applies one qualifier of an attribute to the value so far; false where the chain stops. */
+  private qualify(state: Qualified, step: Selection, scope: Scope): boolean {
+    if (isErr(state.value)) return false;
+    const isField = step.op === '.' || step.op === '.?';
+    const key = isField ? step.args[1] : this.indexKey(step.args[1], scope);
+    if (isErr(key)) {
+      state.value = key;
+      return false;
     }
-    const isOptionalNamespace = receiver?.op === 'id' && receiver.args === 'optional' && !scope.vars.has('optional');
-    if (receiver === undefined && Object.hasOwn(CONVERSIONS, name) && isConstant(node)) return constant(node);
-    const values: Res[] = [];
-    if (receiver !== undefined && !isOptionalNamespace) values.push(this.eval(receiver, scope));
+    if (!unwrapOptional(state)) return false;
+    const found = lookup(state.value, key, isField);
+    if (step.op === '.?' || step.op === '[?]' || state.optional) return this.qualifyOptionally(state, found);
+    this.charge(1);
+    state.value = found instanceof Missing ? new Err(found.message) : found;
+    return true;
+  }
+
+  private indexKey(index: ASTNode, scope: Scope): Res {
+    return index.op === 'value' ? literal(index.args) : this.eval(index, scope);
+  }
+
+  /** Once optional, an attribute stays optional: absent is optional.none(), found is wrapped. */
+  private qualifyOptionally(state: Qualified, found: Res): boolean {
+    state.optional = true;
+    if (found instanceof Missing) {
+      state.value = new Optional(undefined);
+      return false;
+    }
+    this.charge(1);
+    if (isErr(found)) {
+      state.value = found;
+      return false;
+    }
+    state.value = new Optional(found);
+    return true;
+  }
+
+  private call(node: NodeOf<'call' | 'rcall'>, scope: Scope): Res {
+    const parts = callParts(node);
+    const { name, receiver, args } = parts;
+    // Macros and lazily evaluated functions first.
+    if (receiver === undefined) return this.globalCall(node, parts, scope);
+    if (Object.hasOwn(Evaluation.MACROS, name)) return this.comprehension(name, receiver, args, scope);
+    if (name === 'orValue' || name === 'or') return this.optionalOr(name, receiver, args[0]!, scope);
+    return this.function(parts, scope);
+  }
+
+  private globalCall(node: NodeOf<'call' | 'rcall'>, parts: CallParts, scope: Scope): Res {
+    if (parts.name === 'has') return this.has(parts.args[0]!, scope);
+    if (Object.hasOwn(CONVERSIONS, parts.name) && isConstant(node)) return constant(node);
+    return this.function(parts, scope);
+  }
+
+  private optionalOr(name: 'orValue' | 'or', receiver: ASTNode, alternativeNode: ASTNode, scope: Scope): Res {
+    const opt = this.eval(receiver, scope);
+    if (isErr(opt)) return opt;
+    if (!(opt instanceof Optional)) return noOverload(name);
+    if (opt.value !== undefined) return name === 'orValue' ? opt.value : opt;
+    const alternative = this.eval(alternativeNode, scope);
+    if (name === 'or' && !isErr(alternative) && !(alternative instanceof Optional)) return noOverload('or');
+    return alternative;
+  }
+
+  private function({ name, receiver, args }: CallParts, scope: Scope): Res {
+    const isOptionalNamespace = namesOptionalNamespace(receiver, scope);
+    const member = receiver !== undefined && !isOptionalNamespace;
+    const values: Res[] = receiver !== undefined && member ? [this.eval(receiver, scope)] : [];
     for (const arg of args) values.push(this.eval(arg, scope));
     const fn = isOptionalNamespace ? `optional.${name}` : name;
     this.charge(callCost(fn, values));
-    const error = values.find(isErr);
-    const result = error ?? apply(fn, receiver !== undefined && !isOptionalNamespace, values as Val[]);
+    const result = values.find(isErr) ?? apply(fn, member, values as Val[]);
     if (fn === 'join') this.charge(Math.ceil(actualSize(result) * 2 * 0.1));
     return result;
   }
@@ -770,14 +854,8 @@ class Evaluation {
     const operand = this.attributeOperand(arg.args[0], scope);
     if (isErr(operand)) return operand;
     const field = arg.args[1];
-    if (operand instanceof CelMap) return operand.entries.has(field);
-    if (operand instanceof Root) return operand.fields.has(field);
-    if (operand instanceof Optional) {
-      if (operand.value === undefined) return new Optional(undefined);
-      const inner = operand.value;
-      return new Optional(inner instanceof CelMap ? inner.entries.has(field) : inner instanceof Root ? inner.fields.has(field) : false);
-    }
-    return false;
+    if (operand instanceof Optional) return operand.value === undefined ? new Optional(undefined) : new Optional(hasField(operand.value, field));
+    return hasField(operand, field);
   }
 
   /** The operand of a presence test, as the attribute it is in cel-go. */
@@ -786,7 +864,7 @@ class Evaluation {
       this.charge(1);
       return scope.vars.get(node.args)!;
     }
-    if (node.op === '.' || node.op === '.?' || node.op === '[]' || node.op === '[?]') return this.attribute(node, scope, true);
+    if (isSelection(node)) return this.attribute(node, scope, true);
     const v = this.eval(node, scope);
     this.charge(1);
     return v;
@@ -797,91 +875,111 @@ class Evaluation {
     if (iterVar.op !== 'id') throw new Error('a comprehension variable must be an identifier');
     const range = this.eval(rangeNode, scope);
     if (isErr(range)) return range;
-    let elements: Val[];
+    if (!(range instanceof CelList) && !(range instanceof CelMap)) return noOverload(macro);
     const overMap = range instanceof CelMap;
-    if (range instanceof CelList) elements = [...range.items];
-    else if (range instanceof CelMap) elements = [...range.entries.keys()];
-    else return noOverload(macro);
     if (overMap && (macro === 'map' || macro === 'filter')) throw new Unmatched(`${macro}() over a map, whose order the API server leaves to Go's random map iteration`);
-    const bind = (v: Val): Scope => ({ vars: new Map([...scope.vars, [iterVar.args, v]]) });
-    const predicate = args[1]!;
-    switch (macro) {
-      case 'all':
-      case 'exists': {
-        // accu = init; while @not_strictly_false(cond(accu)): accu = accu && p (or ||).
-        const decisive = macro === 'exists';
-        let accu: Res = !decisive;
-        for (const element of elements) {
-          this.charge(macro === 'all' ? 2 : 3);
-          if (accu === decisive) {
-            // cel-go stops here; over a map, the order is Go's random one: charge as if the
-            // decisive element came last, so the cost is never less than the API server's.
-            if (!overMap) break;
-            this.charge(1);
-            this.eval(predicate, bind(element));
-            continue;
-          }
-          this.charge(1);
-          const v = this.eval(predicate, bind(element));
-          if (v === decisive) accu = decisive;
-          else if (typeof v !== 'boolean' && !isErr(accu)) accu = isErr(v) ? v : noOverload(macro);
-        }
-        this.charge(1);
-        return accu;
-      }
-      case 'exists_one': {
-        let count: Res = 0n;
-        for (const element of elements) {
-          const v = this.eval(predicate, bind(element));
-          if (isErr(v)) count = v;
-          else if (typeof v !== 'boolean') count = noOverload('_?_:_');
-          else if (v) {
-            this.charge(2);
-            if (!isErr(count)) count = (count) + 1n;
-          }
-        }
+    const iteration: Iteration = {
+      elements: overMap ? [...range.entries.keys()] : [...range.items],
+      overMap,
+      bind: (v) => ({ vars: new Map([...scope.vars, [iterVar.args, v]]) }),
+      predicate: args[1]!,
+    };
+    return Evaluation.MACROS[macro]!(this, iteration, args);
+  }
+
+  /** accu = init; while @not_strictly_false(cond(accu)): accu = accu && p (or ||). */
+  private quantifier(macro: 'all' | 'exists', { elements, overMap, bind, predicate }: Iteration): Res {
+    const decisive = macro === 'exists';
+    let accu: Res = !decisive;
+    for (const element of elements) {
+      this.charge(macro === 'all' ? 2 : 3);
+      // cel-go stops once decided; over a map, the order is Go's random one: charge as if the
+      // decisive element came last, so the cost is never less than the API server's.
+      if (accu === decisive && !overMap) break;
+      this.charge(1);
+      const v = this.eval(predicate, bind(element));
+      if (accu === decisive) continue;
+      if (v === decisive) accu = decisive;
+      else if (typeof v !== 'boolean' && !isErr(accu)) accu = isErr(v) ? v : noOverload(macro);
+    }
+    this.charge(1);
+    return accu;
+  }
+
+  private existsOne({ elements, bind, predicate }: Iteration): Res {
+    let count: Res = 0n;
+    for (const element of elements) {
+      const v = this.eval(predicate, bind(element));
+      if (isErr(v)) count = v;
+      else if (typeof v !== 'boolean') count = noOverload('_?_:_');
+      else if (v) {
         this.charge(2);
-        return isErr(count) ? count : count === 1n;
-      }
-      case 'map':
-      case 'filter': {
-        const filter = macro === 'filter' || args.length === 3 ? predicate : undefined;
-        const transform = macro === 'map' ? args[args.length - 1]! : undefined;
-        let accu: Res = new CelList([], 'refval');
-        for (const element of elements) {
-          const inner = bind(element);
-          if (filter) {
-            const keep = this.eval(filter, inner);
-            if (isErr(keep)) {
-              accu = keep;
-              continue;
-            }
-            if (typeof keep !== 'boolean') {
-              accu = noOverload('_?_:_');
-              continue;
-            }
-            if (!keep) continue;
-          }
-          // accu + [transform or the element]
-          this.charge(1);
-          let item: Res;
-          if (transform) {
-            item = isConstant(transform) ? constant(transform) : this.eval(transform, inner);
-            if (!isConstant(transform)) this.charge(10);
-          } else {
-            this.charge(1 + 10);
-            item = element;
-          }
-          this.charge(1);
-          if (isErr(accu)) continue;
-          accu = isErr(item) ? item : new CelList([...accu.items, item], 'refval');
-        }
-        this.charge(1);
-        return accu;
+        if (!isErr(count)) count = count + 1n;
       }
     }
-    throw new Error(`unknown macro ${macro}`);
+    this.charge(2);
+    return isErr(count) ? count : count === 1n;
   }
+
+  private mapOrFilter(macro: 'map' | 'filter', args: readonly ASTNode[], { elements, bind, predicate }: Iteration): Res {
+    const filter = macro === 'filter' || args.length === 3 ? predicate : undefined;
+    const transform = macro === 'map' ? args[args.length - 1]! : undefined;
+    let accu: Res = new CelList([], 'refval');
+    for (const element of elements) {
+      const inner = bind(element);
+      const keep = filter ? this.kept(filter, inner) : true;
+      if (keep !== true) {
+        if (keep !== false) accu = keep;
+        continue;
+      }
+      // accu + [transform or the element]
+      this.charge(1);
+      const item = this.transformed(transform, element, inner);
+      this.charge(1);
+      if (isErr(accu)) continue;
+      accu = isErr(item) ? item : new CelList([...accu.items, item], 'refval');
+    }
+    this.charge(1);
+    return accu;
+  }
+
+  private kept(filter: ASTNode, scope: Scope): boolean | Err {
+    const keep = this.eval(filter, scope);
+    if (isErr(keep)) return keep;
+    return typeof keep === 'boolean' ? keep : noOverload('_?_:_');
+  }
+
+  private transformed(transform: ASTNode | undefined, element: Val, scope: Scope): Res {
+    if (!transform) {
+      this.charge(1 + 10);
+      return element;
+    }
+    if (isConstant(transform)) return constant(transform);
+    const item = this.eval(transform, scope);
+    this.charge(10);
+    return item;
+  }
+}
+
+/** An attribute's value as its qualifiers are applied, and whether an optional one made it optional. */
+interface Qualified {
+  value: Res;
+  optional: boolean;
+}
+
+/** An optional value so far makes the attribute optional; false when there is nothing in it to qualify. */
+function unwrapOptional(state: Qualified): boolean {
+  if (!(state.value instanceof Optional)) return true;
+  state.optional = true;
+  if (state.value.value === undefined) return false;
+  state.value = state.value.value;
+  return true;
+}
+
+function hasField(operand: Val, field: string): boolean {
+  if (operand instanceof CelMap) return operand.entries.has(field);
+  if (operand instanceof Root) return operand.fields.has(field);
+  return false;
 }
 
 /** Not found, as distinct from an error (an optional qualifier makes it optional.none()). */
@@ -1004,102 +1102,97 @@ export function constant(node: ASTNode): Res {
   }
 }
 
-/** The cost cel-go charges for a call (library.CostEstimator first, then cel-go's defaults). */
+const stringCost = (args: readonly Res[]) => ceilTenth(actualSize(args[0]!));
+const doubledStringCost = (args: readonly Res[]) => Math.ceil(actualSize(args[0]!) * 2 * 0.1);
+const traversal = (args: readonly Res[]) => traversalCost(args[0]!);
+const suffixCost = (args: readonly Res[]) => ceilTenth(actualSize(args[1]!));
+
+/** The cost cel-go charges for a call (library.CostEstimator first, then cel-go's defaults: 1). */
+const CALL_COSTS: Readonly<Record<string, (args: readonly Res[]) => number>> = {
+  lowerAscii: stringCost,
+  upperAscii: stringCost,
+  substring: stringCost,
+  trim: stringCost,
+  replace: doubledStringCost,
+  split: doubledStringCost,
+  join: () => 0, // charged after the call, from the size of its result
+  indexOf: traversal,
+  lastIndexOf: traversal,
+  startsWith: suffixCost,
+  endsWith: suffixCost,
+  contains: ([first, second]) => ceilTenth(actualSize(first!)) * ceilTenth(actualSize(second!)),
+};
+
 function callCost(fn: string, args: readonly Res[]): number {
-  const [first, second] = args;
-  switch (fn) {
-    case 'lowerAscii':
-    case 'upperAscii':
-    case 'substring':
-    case 'trim':
-      return ceilTenth(actualSize(first!));
-    case 'replace':
-    case 'split':
-      return Math.ceil(actualSize(first!) * 2 * 0.1);
-    case 'join':
-      return 0; // charged after the call, from the size of its result
-    case 'indexOf':
-    case 'lastIndexOf':
-      return traversalCost(first!);
-    case 'startsWith':
-    case 'endsWith':
-      return ceilTenth(actualSize(second!));
-    case 'contains':
-      return ceilTenth(actualSize(first!)) * ceilTenth(actualSize(second!));
-  }
-  return 1;
+  return Object.hasOwn(CALL_COSTS, fn) ? CALL_COSTS[fn]!(args) : 1;
 }
 
+const isString = (v: Val | undefined): v is string => typeof v === 'string';
+const isInt = (v: Val | undefined): v is bigint => typeof v === 'bigint';
+const isOptionalInt = (v: Val | undefined): v is bigint | undefined => v === undefined || isInt(v);
+
+function size(a: Val | undefined): Res {
+  if (isString(a)) return BigInt(runeCount(a));
+  if (a instanceof CelList) return BigInt(a.items.length);
+  if (a instanceof CelMap) return BigInt(a.entries.size);
+  if (a instanceof Root) return BigInt(a.fields.size);
+  return noOverload('size');
+}
+
+function charAt(a: Val | undefined, b: Val | undefined): Res {
+  if (!isString(a) || !isInt(b)) return noOverload('charAt');
+  const runes = codePoints(a);
+  if (b < 0n || b > BigInt(runes.length)) return new Err(`index out of range: ${b}`);
+  return runes[Number(b)] ?? '';
+}
+
+function substring(a: Val | undefined, b: Val | undefined, c: Val | undefined): Res {
+  if (!isString(a) || !isInt(b) || !isOptionalInt(c)) return noOverload('substring');
+  const runes = codePoints(a);
+  const length = BigInt(runes.length);
+  const end = c ?? length;
+  if (c !== undefined && b > end) return new Err(`invalid substring range. start: ${b}, end: ${end}`);
+  const outside = [b, end].find((index) => index < 0n || index > length);
+  if (outside !== undefined) return new Err(`index out of range: ${outside}`);
+  return runes.slice(Number(b), Number(end)).join('');
+}
+
+function join(a: Val | undefined, b: Val | undefined): Res {
+  if (!(a instanceof CelList) || (b !== undefined && !isString(b))) return noOverload('join');
+  if (!a.items.every(isString)) return new Err('join: invalid input');
+  return a.items.join(b ?? '');
+}
+
+/** The functions cel.ts allows, by name (a member function's receiver is its first argument). */
+const FUNCTIONS: Readonly<Record<string, (args: readonly Val[], fn: string) => Res>> = {
+  size: ([a]) => size(a),
+  contains: ([a, b], fn) => (isString(a) && isString(b) ? a.includes(b) : noOverload(fn)),
+  startsWith: ([a, b], fn) => (isString(a) && isString(b) ? a.startsWith(b) : noOverload(fn)),
+  endsWith: ([a, b], fn) => (isString(a) && isString(b) ? a.endsWith(b) : noOverload(fn)),
+  lowerAscii: ([a], fn) => (isString(a) ? asciiCase(a, false) : noOverload(fn)),
+  upperAscii: ([a], fn) => (isString(a) ? asciiCase(a, true) : noOverload(fn)),
+  trim: ([a], fn) => (isString(a) ? a.replace(GO_SPACE, '') : noOverload(fn)),
+  charAt: ([a, b]) => charAt(a, b),
+  indexOf: ([a, b, c], fn) => (isString(a) && isString(b) && isOptionalInt(c) ? indexOf(a, b, c ?? 0n) : noOverload(fn)),
+  lastIndexOf: ([a, b, c], fn) => (isString(a) && isString(b) && isOptionalInt(c) ? lastIndexOf(a, b, c) : noOverload(fn)),
+  substring: ([a, b, c]) => substring(a, b, c),
+  replace: ([a, b, c, n], fn) => (isString(a) && isString(b) && isString(c) && isOptionalInt(n) ? replace(a, b, c, n ?? -1n) : noOverload(fn)),
+  split: ([a, b, c], fn) => (isString(a) && isString(b) && isOptionalInt(c) ? new CelList(split(a, b, c ?? -1n), 'strings') : noOverload(fn)),
+  join: ([a, b]) => join(a, b),
+  hasValue: ([a], fn) => (a instanceof Optional ? a.value !== undefined : noOverload(fn)),
+  value: ([a], fn) => {
+    if (!(a instanceof Optional)) return noOverload(fn);
+    return a.value === undefined ? new Err('optional.none() dereference') : a.value;
+  },
+  'optional.of': ([a]) => new Optional(a),
+  'optional.none': () => new Optional(undefined),
+  'optional.ofNonZeroValue': ([a]) => new Optional(isZero(a!) ? undefined : a),
+};
+
 function apply(fn: string, member: boolean, args: Val[]): Res {
-  const [a, b, c] = args;
-  const str = (v: Val | undefined): v is string => typeof v === 'string';
-  const int = (v: Val | undefined): v is bigint => typeof v === 'bigint';
-  if (!member && Object.hasOwn(CONVERSIONS, fn)) return CONVERSIONS[fn]!(a!);
-  switch (fn) {
-    case 'size':
-      if (str(a)) return BigInt(runeCount(a));
-      if (a instanceof CelList) return BigInt(a.items.length);
-      if (a instanceof CelMap) return BigInt(a.entries.size);
-      if (a instanceof Root) return BigInt(a.fields.size);
-      return noOverload('size');
-    case 'contains':
-      return str(a) && str(b) ? a.includes(b) : noOverload(fn);
-    case 'startsWith':
-      return str(a) && str(b) ? a.startsWith(b) : noOverload(fn);
-    case 'endsWith':
-      return str(a) && str(b) ? a.endsWith(b) : noOverload(fn);
-    case 'lowerAscii':
-    case 'upperAscii':
-      return str(a) ? asciiCase(a, fn === 'upperAscii') : noOverload(fn);
-    case 'trim':
-      return str(a) ? a.replace(GO_SPACE, '') : noOverload(fn);
-    case 'charAt': {
-      if (!str(a) || !int(b)) return noOverload(fn);
-      const runes = codePoints(a);
-      if (b < 0n || b > BigInt(runes.length)) return new Err(`index out of range: ${b}`);
-      return runes[Number(b)] ?? '';
-    }
-    case 'indexOf':
-      if (!str(a) || !str(b) || (c !== undefined && !int(c))) return noOverload(fn);
-      return indexOf(a, b, c ?? 0n);
-    case 'lastIndexOf':
-      if (!str(a) || !str(b) || (c !== undefined && !int(c))) return noOverload(fn);
-      return lastIndexOf(a, b, c);
-    case 'substring': {
-      if (!str(a) || !int(b) || (c !== undefined && !int(c))) return noOverload(fn);
-      const runes = codePoints(a);
-      const end = c ?? BigInt(runes.length);
-      if (c !== undefined && b > end) return new Err(`invalid substring range. start: ${b}, end: ${end}`);
-      if (b < 0n || b > BigInt(runes.length)) return new Err(`index out of range: ${b}`);
-      if (end < 0n || end > BigInt(runes.length)) return new Err(`index out of range: ${end}`);
-      return runes.slice(Number(b), Number(end)).join('');
-    }
-    case 'replace': {
-      const n = args[3];
-      if (!str(a) || !str(b) || !str(c) || (n !== undefined && !int(n))) return noOverload(fn);
-      return replace(a, b, c, n ?? -1n);
-    }
-    case 'split':
-      if (!str(a) || !str(b) || (c !== undefined && !int(c))) return noOverload(fn);
-      return new CelList(split(a, b, c ?? -1n), 'strings');
-    case 'join': {
-      if (!(a instanceof CelList) || (b !== undefined && !str(b))) return noOverload(fn);
-      if (!a.items.every(str)) return new Err('join: invalid input');
-      return a.items.join(b ?? '');
-    }
-    case 'hasValue':
-      return a instanceof Optional ? a.value !== undefined : noOverload(fn);
-    case 'value':
-      if (!(a instanceof Optional)) return noOverload(fn);
-      return a.value === undefined ? new Err('optional.none() dereference') : a.value;
-    case 'optional.of':
-      return new Optional(a);
-    case 'optional.none':
-      return new Optional(undefined);
-    case 'optional.ofNonZeroValue':
-      return new Optional(isZero(a!) ? undefined : a);
-  }
-  throw new Error(`unsupported function ${fn}`);
+  if (!member && Object.hasOwn(CONVERSIONS, fn)) return CONVERSIONS[fn]!(args[0]!);
+  if (!Object.hasOwn(FUNCTIONS, fn)) throw new Error(`unsupported function ${fn}`);
+  return FUNCTIONS[fn]!(args, fn);
 }
 
 export interface Outcome {

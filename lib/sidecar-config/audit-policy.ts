@@ -132,19 +132,23 @@ function resourceMatches(r: Rule, attrs: PolicyAttributes): boolean {
   if (!attrs.isResourceRequest) return false;
   if (nonEmpty(r.namespaces) && !has(r.namespaces, attrs.namespace)) return false; // cluster-scoped: ""
   if (!nonEmpty(r.resources)) return true;
-  const { resource, subresource } = attrs;
-  const combined = subresource ? `${resource}/${subresource}` : resource;
-  for (const gr of r.resources!) {
-    if ((gr.group ?? '') !== attrs.apiGroup) continue;
-    if (!nonEmpty(gr.resources)) return true;
-    if (nonEmpty(gr.resourceNames) && !has(gr.resourceNames, attrs.name)) continue;
-    for (const res of gr.resources!) {
-      if (res === combined || res === '*') return true;
-      if (subresource && res.startsWith('*/') && subresource === res.slice(2)) return true;
-      if (res.endsWith('/*') && resource === res.slice(0, -2)) return true;
-    }
-  }
-  return false;
+  const combined = attrs.subresource ? `${attrs.resource}/${attrs.subresource}` : attrs.resource;
+  return r.resources!.some((gr) => groupResourcesMatch(gr, attrs, combined));
+}
+
+/** One GroupResources of a rule: its group, then its names, then its resources (checker.go). */
+function groupResourcesMatch(gr: NonNullable<Rule['resources']>[number], attrs: PolicyAttributes, combined: string): boolean {
+  if ((gr.group ?? '') !== attrs.apiGroup) return false;
+  if (!nonEmpty(gr.resources)) return true;
+  if (nonEmpty(gr.resourceNames) && !has(gr.resourceNames, attrs.name)) return false;
+  return gr.resources!.some((res) => resourcePatternMatches(res, attrs, combined));
+}
+
+/** A rule's resource pattern: resource/subresource, "*", a subresource of any resource, or any subresource of one. */
+function resourcePatternMatches(res: string, { resource, subresource }: PolicyAttributes, combined: string): boolean {
+  if (res === combined || res === '*') return true;
+  if (subresource && res.startsWith('*/') && subresource === res.slice(2)) return true;
+  return res.endsWith('/*') && resource === res.slice(0, -2);
 }
 
 /** Everything in checker.go ruleMatches except users and groups. */

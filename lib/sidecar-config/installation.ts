@@ -115,25 +115,39 @@ const KUBECONFIG_KEYS = ['authenticationTokenWebhookConfigFile', 'auditWebhookCo
 /** The kubeconfig fields that name files, by where they are. */
 const KUBECONFIG_FILE_FIELDS = { users: { key: 'user', fields: ['tokenFile', 'client-certificate', 'client-key'] }, clusters: { key: 'cluster', fields: ['certificate-authority'] } } as const;
 
+/** How files are judged: whether one is inside the configuration, and the refusal of one that is not. */
+interface Bounds {
+  inside: (file: string) => boolean;
+  notOwn: (where: string, file: string) => string;
+}
+
 /** A webhook kubeconfig's files outside the configuration, and its exec plugins. */
-function kubeconfigFilesOutside(kubeconfig: string, versionDir: string, inside: (file: string) => boolean, notOwn: (where: string, file: string) => string): string[] {
-  const problems: string[] = [];
+function kubeconfigFilesOutside(kubeconfig: string, versionDir: string, bounds: Bounds): string[] {
   const root = readYaml(kubeconfig);
   const name = path.relative(versionDir, kubeconfig);
-  for (const [list, { key, fields }] of Object.entries(KUBECONFIG_FILE_FIELDS)) {
+  return Object.entries(KUBECONFIG_FILE_FIELDS).flatMap(([list, { key, fields }]) => {
     const entries = root?.[list];
-    for (const entry of Array.isArray(entries) ? entries : []) {
+    return (Array.isArray(entries) ? entries : []).flatMap((entry) => {
       const item = (entry as Record<string, unknown> | null)?.[key] as Record<string, unknown> | undefined;
-      for (const field of fields) {
-        const file = item?.[field];
-        if (typeof file === 'string' && file !== '' && !inside(path.resolve(path.dirname(kubeconfig), file))) problems.push(notOwn(`${name}: ${key}.${field}`, file));
-      }
-      if (key === 'user' && item?.exec !== undefined && item.exec !== null) {
-        problems.push(`${name}: user.exec: an installation configuration runs no credential plugin (every sidecar would run its command): give the webhook's credential inline`);
-      }
-    }
-  }
-  return problems;
+      const where = { kubeconfig, name, key };
+      return [...fields.flatMap((field) => fileOutside(item?.[field], field, where, bounds)), ...execProblems(item, where)];
+    });
+  });
+}
+
+function fileOutside(file: unknown, field: string, where: { kubeconfig: string; name: string; key: string }, { inside, notOwn }: Bounds): string[] {
+  if (typeof file !== 'string' || file === '' || inside(path.resolve(path.dirname(where.kubeconfig), file))) return [];
+  return [notOwn(`${where.name}: ${where.key}.${field}`, file)];
+}
+
+function execProblems(item: Record<string, unknown> | undefined, where: { name: string; key: string }): string[] {
+  if (where.key !== 'user' || item?.exec === undefined || item.exec === null) return [];
+  return [`${where.name}: user.exec: an installation configuration runs no credential plugin (every sidecar would run its command): give the webhook's credential inline`];
+}
+
+function namesFileSink(sinks: unknown): boolean {
+  const named: unknown[] = Array.isArray(sinks) ? sinks : typeof sinks === 'string' ? sinks.split(',') : [];
+  return named.some((sink) => typeof sink === 'string' && sink.trim() === 'file');
 }
 
 /**
@@ -147,21 +161,18 @@ function outOfBounds(versionDir: string): string[] {
     const relative = path.relative(versionDir, path.resolve(versionDir, file));
     return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
   };
-  const problems: string[] = [];
   const notOwn = (where: string, file: string) => `${where}: ${JSON.stringify(file)} is not a key of the installation configuration: name only its own files (or give the credential inline)`;
   const options = readYaml(path.join(versionDir, INSTALLATION_FILE));
-  for (const key of FILE_KEYS) {
+  const problems = FILE_KEYS.flatMap((key) => {
     const file = options?.[key];
-    if (typeof file === 'string' && !inside(file)) problems.push(notOwn(`${INSTALLATION_FILE}: ${key}`, file));
-  }
-  const sinks = options?.auditSinks;
-  const named: unknown[] = Array.isArray(sinks) ? sinks : typeof sinks === 'string' ? sinks.split(',') : [];
-  if (named.some((sink) => typeof sink === 'string' && sink.trim() === 'file')) {
+    return typeof file === 'string' && !inside(file) ? [notOwn(`${INSTALLATION_FILE}: ${key}`, file)] : [];
+  });
+  if (namesFileSink(options?.auditSinks)) {
     problems.push(`${INSTALLATION_FILE}: auditSinks: the file sink writes inside the sidecar's container, where nobody reads it: an installation configuration sends audit events to stdout or a webhook`);
   }
   for (const key of KUBECONFIG_KEYS) {
     const named = options?.[key];
-    if (typeof named === 'string' && inside(named)) problems.push(...kubeconfigFilesOutside(path.resolve(versionDir, named), versionDir, inside, notOwn));
+    if (typeof named === 'string' && inside(named)) problems.push(...kubeconfigFilesOutside(path.resolve(versionDir, named), versionDir, { inside, notOwn }));
   }
   return problems;
 }

@@ -97,11 +97,11 @@ export function parseAuthenticationConfiguration(text: string, source: string): 
     const where = `jwt[${i}]`;
     const { issuer, problems: own } = validateJwtAuthenticator(config, where, SIGNING_ALGORITHMS);
     problems.push(...own);
-    if (seenUrls.has(config.issuer.url)) problems.push(`${where}.issuer.url: Duplicate value: ${JSON.stringify(config.issuer.url)}`);
+    if (seenUrls.has(config.issuer.url)) problems.push(duplicate(`${where}.issuer.url`, config.issuer.url));
     seenUrls.add(config.issuer.url);
     const discovery = config.issuer.discoveryURL ?? '';
     if (discovery !== '') {
-      if (seenDiscovery.has(discovery)) problems.push(`${where}.issuer.discoveryURL: Duplicate value: ${JSON.stringify(discovery)}`);
+      if (seenDiscovery.has(discovery)) problems.push(duplicate(`${where}.issuer.discoveryURL`, discovery));
       seenDiscovery.add(discovery);
     }
     issuers.push(issuer);
@@ -112,6 +112,7 @@ export function parseAuthenticationConfiguration(text: string, source: string): 
 
 const invalid = (field: string, value: unknown, why: string) => `${field}: Invalid value: ${JSON.stringify(value)}: ${why}`;
 const required = (field: string, why = '') => `${field}: Required value${why ? `: ${why}` : ''}`;
+const duplicate = (field: string, value: string) => `${field}: Duplicate value: ${JSON.stringify(value)}`;
 
 function validateUrl(url: string, field: string): string[] {
   let parsed: URL;
@@ -160,151 +161,182 @@ function validateExtraKey(key: string, field: string): string[] {
 
 /** Validates one jwt entry as the API server's validateJWTAuthenticator does, compiling its CEL. */
 export function validateJwtAuthenticator(config: JwtAuthenticatorConfig, where: string, algorithms: readonly string[]): { issuer: JwtIssuer; problems: string[] } {
-  const problems: string[] = [];
-  const cel: JwtIssuer['cel'] = { extra: [], claimValidation: [], userValidation: [] };
-  const compileAt = (field: string, variable: Variable, expression: string, returns: ReturnType): CompiledExpression | undefined => {
+  const validation = new JwtAuthenticatorValidation(config, where);
+  return { issuer: { config, where, algorithms, cel: validation.cel }, problems: validation.problems };
+}
+
+type Issuer = JwtAuthenticatorConfig['issuer'];
+type ClaimValidationRule = JwtAuthenticatorConfig['claimValidationRules'][number];
+type ClaimMappings = JwtAuthenticatorConfig['claimMappings'];
+
+const EMAIL_VERIFIED_REQUIRED =
+  'claims.email_verified must be used in claimMappings.username.expression or claimMappings.extra[*].valueExpression or claimValidationRules[*].expression when claims.email is used in claimMappings.username.expression';
+
+/** One jwt entry's problems, in the API server's order, and its CEL compiled on the way. */
+class JwtAuthenticatorValidation {
+  readonly problems: string[] = [];
+  readonly cel: JwtIssuer['cel'] = { extra: [], claimValidation: [], userValidation: [] };
+
+  constructor(
+    config: JwtAuthenticatorConfig,
+    private readonly where: string,
+  ) {
+    this.issuer(config.issuer);
+    this.claimValidationRules(config.claimValidationRules);
+    this.claimMappings(config.claimMappings);
+    this.userValidationRules(config.userValidationRules);
+  }
+
+  private issuer(issuer: Issuer): void {
+    const at = `${this.where}.issuer`;
+    if (issuer.url === '') this.problems.push(required(`${at}.url`));
+    else this.problems.push(...validateUrl(issuer.url, `${at}.url`));
+    this.discoveryUrl(issuer, at);
+    this.audiences(issuer, at);
+    if (issuer.certificateAuthority) this.problems.push(...validateCertificateAuthority(issuer.certificateAuthority, `${at}.certificateAuthority`));
+    if (issuer.egressSelectorType) {
+      this.problems.push(invalid(`${at}.egressSelectorType`, issuer.egressSelectorType, 'egress selection is an API server feature; chaperone reaches the issuer directly, so leave it out'));
+    }
+  }
+
+  private discoveryUrl(issuer: Issuer, at: string): void {
+    const discovery = issuer.discoveryURL ?? '';
+    if (discovery === '') return;
+    if (issuer.url !== '' && issuer.url.replace(/\/+$/, '') === discovery.replace(/\/+$/, '')) {
+      this.problems.push(invalid(`${at}.discoveryURL`, discovery, 'discoveryURL must be different from URL'));
+    }
+    this.problems.push(...validateUrl(discovery, `${at}.discoveryURL`));
+  }
+
+  private audiences({ audiences, audienceMatchPolicy }: Issuer, at: string): void {
+    if (audiences.length === 0) this.problems.push(required(`${at}.audiences`, `at least one ${at}.audiences is required`));
+    const seen = new Set<string>();
+    audiences.forEach((audience, i) => {
+      if (audience === '') this.problems.push(required(`${at}.audiences[${i}]`));
+      if (seen.has(audience)) this.problems.push(duplicate(`${at}.audiences[${i}]`, audience));
+      seen.add(audience);
+    });
+    const policy = audienceMatchPolicy ?? '';
+    if (audiences.length > 1 && policy !== 'MatchAny') this.problems.push(invalid(`${at}.audienceMatchPolicy`, policy, 'audienceMatchPolicy must be MatchAny for multiple audiences'));
+    if (audiences.length === 1 && policy !== '' && policy !== 'MatchAny') {
+      this.problems.push(invalid(`${at}.audienceMatchPolicy`, policy, 'audienceMatchPolicy must be empty or MatchAny for single audience'));
+    }
+  }
+
+  private claimValidationRules(rules: ClaimValidationRule[]): void {
+    const seenClaims = new Set<string>();
+    const seenExpressions = new Set<string>();
+    rules.forEach((rule, i) => {
+      const field = `${this.where}.claimValidationRules[${i}]`;
+      const claim = rule.claim ?? '';
+      const expression = rule.expression ?? '';
+      if (claim !== '' && expression !== '') this.problems.push(invalid(field, claim, "claim and expression can't both be set"));
+      else if (claim === '' && expression === '') this.problems.push(required(field, 'claim or expression is required'));
+      else if (claim !== '') this.claimRule(rule, field, claim, seenClaims);
+      else this.expressionRule(rule, field, expression, seenExpressions);
+    });
+  }
+
+  private claimRule(rule: ClaimValidationRule, field: string, claim: string, seen: Set<string>): void {
+    if (rule.message) this.problems.push(invalid(`${field}.message`, rule.message, 'may not be specified when claim is set'));
+    if (seen.has(claim)) this.problems.push(duplicate(`${field}.claim`, claim));
+    seen.add(claim);
+  }
+
+  private expressionRule(rule: ClaimValidationRule, field: string, expression: string, seen: Set<string>): void {
+    if (rule.requiredValue) this.problems.push(invalid(`${field}.requiredValue`, rule.requiredValue, 'may not be specified when expression is set'));
+    if (seen.has(expression)) {
+      this.problems.push(duplicate(`${field}.expression`, expression));
+      return;
+    }
+    seen.add(expression);
+    const compiled = this.compile(`${field}.expression`, 'claims', expression, 'bool');
+    if (compiled) this.cel.claimValidation.push({ expression: compiled, message: rule.message ?? '' });
+  }
+
+  private claimMappings(mappings: ClaimMappings): void {
+    const at = `${this.where}.claimMappings`;
+    this.cel.username = this.prefixedMapping(mappings.username, `${at}.username`, true);
+    this.cel.groups = this.prefixedMapping(mappings.groups, `${at}.groups`, false);
+    const uidClaim = mappings.uid.claim ?? '';
+    const uidExpression = mappings.uid.expression ?? '';
+    if (uidClaim !== '' && uidExpression !== '') this.problems.push(invalid(`${at}.uid`, '', "claim and expression can't both be set"));
+    else if (uidExpression !== '') this.cel.uid = this.compile(`${at}.uid.expression`, 'claims', uidExpression, 'any');
+    this.extraMappings(mappings.extra, at);
+    this.emailVerifiedUsed(`${at}.username.expression`);
+  }
+
+  private prefixedMapping(mapping: ClaimMappings['username'], field: string, isRequired: boolean): CompiledExpression | undefined {
+    const claim = mapping.claim ?? '';
+    const expression = mapping.expression ?? '';
+    if (claim !== '' && expression !== '') this.problems.push(invalid(field, '', "claim and expression can't both be set"));
+    else if (expression !== '') return this.prefixedExpression(mapping, field, expression);
+    else if (claim === '' && isRequired) this.problems.push(required(field, 'claim or expression is required'));
+    else if (claim !== '' && mapping.prefix === undefined) {
+      this.problems.push(required(`${field}.prefix`, 'prefix is required when claim is set. It can be set to an empty string to disable prefixing'));
+    }
+    return undefined;
+  }
+
+  private prefixedExpression(mapping: ClaimMappings['username'], field: string, expression: string): CompiledExpression | undefined {
+    if (mapping.prefix !== undefined) this.problems.push(invalid(`${field}.prefix`, mapping.prefix, 'may not be specified when expression is set'));
+    return this.compile(`${field}.expression`, 'claims', expression, 'any');
+  }
+
+  private extraMappings(extra: ClaimMappings['extra'], at: string): void {
+    const seenKeys = new Set<string>();
+    extra.forEach((mapping, i) => {
+      const field = `${at}.extra[${i}]`;
+      this.problems.push(...validateExtraKey(mapping.key, `${field}.key`));
+      if (seenKeys.has(mapping.key)) {
+        this.problems.push(duplicate(`${field}.key`, mapping.key));
+        return;
+      }
+      seenKeys.add(mapping.key);
+      if (mapping.valueExpression === '') {
+        this.problems.push(required(`${field}.valueExpression`));
+        return;
+      }
+      const compiled = this.compile(`${field}.valueExpression`, 'claims', mapping.valueExpression, 'any');
+      if (compiled) this.cel.extra.push({ key: mapping.key, expression: compiled });
+    });
+  }
+
+  /** A username taken from claims.email needs claims.email_verified checked somewhere. */
+  private emailVerifiedUsed(field: string): void {
+    const { username, claimValidation, extra } = this.cel;
+    if (!username || !selects(username.ast, 'claims', 'email')) return;
+    const checks = [username, ...claimValidation.map((rule) => rule.expression), ...extra.map((mapping) => mapping.expression)];
+    if (!checks.some((compiled) => selects(compiled.ast, 'claims', 'email_verified'))) this.problems.push(invalid(field, username.expression, EMAIL_VERIFIED_REQUIRED));
+  }
+
+  private userValidationRules(rules: JwtAuthenticatorConfig['userValidationRules']): void {
+    const seen = new Set<string>();
+    rules.forEach((rule, i) => {
+      const field = `${this.where}.userValidationRules[${i}].expression`;
+      if (rule.expression === '') {
+        this.problems.push(required(field));
+        return;
+      }
+      if (seen.has(rule.expression)) {
+        this.problems.push(duplicate(field, rule.expression));
+        return;
+      }
+      seen.add(rule.expression);
+      const compiled = this.compile(field, 'user', rule.expression, 'bool');
+      if (compiled) this.cel.userValidation.push({ expression: compiled, message: rule.message ?? '' });
+    });
+  }
+
+  private compile(field: string, variable: Variable, expression: string, returns: ReturnType): CompiledExpression | undefined {
     try {
       return compile(variable, expression, returns);
     } catch (err) {
       if (!(err instanceof CelCompileError)) throw err;
-      problems.push(invalid(field, expression, err.message));
+      this.problems.push(invalid(field, expression, err.message));
       return undefined;
     }
-  };
-
-  // issuer
-  const { issuer } = config;
-  const at = `${where}.issuer`;
-  if (issuer.url === '') problems.push(required(`${at}.url`));
-  else problems.push(...validateUrl(issuer.url, `${at}.url`));
-  const discovery = issuer.discoveryURL ?? '';
-  if (discovery !== '') {
-    if (issuer.url !== '' && issuer.url.replace(/\/+$/, '') === discovery.replace(/\/+$/, '')) {
-      problems.push(invalid(`${at}.discoveryURL`, discovery, 'discoveryURL must be different from URL'));
-    }
-    problems.push(...validateUrl(discovery, `${at}.discoveryURL`));
   }
-  if (issuer.audiences.length === 0) problems.push(required(`${at}.audiences`, `at least one ${at}.audiences is required`));
-  const seenAudiences = new Set<string>();
-  issuer.audiences.forEach((audience, i) => {
-    if (audience === '') problems.push(required(`${at}.audiences[${i}]`));
-    if (seenAudiences.has(audience)) problems.push(`${at}.audiences[${i}]: Duplicate value: ${JSON.stringify(audience)}`);
-    seenAudiences.add(audience);
-  });
-  const policy = issuer.audienceMatchPolicy ?? '';
-  if (issuer.audiences.length > 1 && policy !== 'MatchAny') problems.push(invalid(`${at}.audienceMatchPolicy`, policy, 'audienceMatchPolicy must be MatchAny for multiple audiences'));
-  if (issuer.audiences.length === 1 && policy !== '' && policy !== 'MatchAny') {
-    problems.push(invalid(`${at}.audienceMatchPolicy`, policy, 'audienceMatchPolicy must be empty or MatchAny for single audience'));
-  }
-  if (issuer.certificateAuthority) problems.push(...validateCertificateAuthority(issuer.certificateAuthority, `${at}.certificateAuthority`));
-  if (issuer.egressSelectorType) {
-    problems.push(invalid(`${at}.egressSelectorType`, issuer.egressSelectorType, 'egress selection is an API server feature; chaperone reaches the issuer directly, so leave it out'));
-  }
-
-  // claimValidationRules
-  let usesEmailVerified = false;
-  const seenClaims = new Set<string>();
-  const seenExpressions = new Set<string>();
-  config.claimValidationRules.forEach((rule, i) => {
-    const field = `${where}.claimValidationRules[${i}]`;
-    const claim = rule.claim ?? '';
-    const expression = rule.expression ?? '';
-    if (claim !== '' && expression !== '') problems.push(invalid(field, claim, "claim and expression can't both be set"));
-    else if (claim === '' && expression === '') problems.push(required(field, 'claim or expression is required'));
-    else if (claim !== '') {
-      if (rule.message) problems.push(invalid(`${field}.message`, rule.message, 'may not be specified when claim is set'));
-      if (seenClaims.has(claim)) problems.push(`${field}.claim: Duplicate value: ${JSON.stringify(claim)}`);
-      seenClaims.add(claim);
-    } else {
-      if (rule.requiredValue) problems.push(invalid(`${field}.requiredValue`, rule.requiredValue, 'may not be specified when expression is set'));
-      if (seenExpressions.has(expression)) {
-        problems.push(`${field}.expression: Duplicate value: ${JSON.stringify(expression)}`);
-        return;
-      }
-      seenExpressions.add(expression);
-      const compiled = compileAt(`${field}.expression`, 'claims', expression, 'bool');
-      if (compiled) {
-        cel.claimValidation.push({ expression: compiled, message: rule.message ?? '' });
-        usesEmailVerified ||= selects(compiled.ast, 'claims', 'email_verified');
-      }
-    }
-  });
-
-  // claimMappings
-  const mappings = config.claimMappings;
-  const mappingAt = `${where}.claimMappings`;
-  const prefixed = (name: 'username' | 'groups', isRequired: boolean): CompiledExpression | undefined => {
-    const mapping = mappings[name];
-    const field = `${mappingAt}.${name}`;
-    const claim = mapping.claim ?? '';
-    const expression = mapping.expression ?? '';
-    if (claim !== '' && expression !== '') problems.push(invalid(field, '', "claim and expression can't both be set"));
-    else if (claim === '' && expression === '' && isRequired) problems.push(required(field, 'claim or expression is required'));
-    else if (expression !== '') {
-      if (mapping.prefix !== undefined) problems.push(invalid(`${field}.prefix`, mapping.prefix, 'may not be specified when expression is set'));
-      return compileAt(`${field}.expression`, 'claims', expression, 'any');
-    } else if (claim !== '' && mapping.prefix === undefined) {
-      problems.push(required(`${field}.prefix`, 'prefix is required when claim is set. It can be set to an empty string to disable prefixing'));
-    }
-    return undefined;
-  };
-  cel.username = prefixed('username', true);
-  cel.groups = prefixed('groups', false);
-  const uidClaim = mappings.uid.claim ?? '';
-  const uidExpression = mappings.uid.expression ?? '';
-  if (uidClaim !== '' && uidExpression !== '') problems.push(invalid(`${mappingAt}.uid`, '', "claim and expression can't both be set"));
-  else if (uidExpression !== '') cel.uid = compileAt(`${mappingAt}.uid.expression`, 'claims', uidExpression, 'any');
-
-  const seenKeys = new Set<string>();
-  mappings.extra.forEach((mapping, i) => {
-    const field = `${mappingAt}.extra[${i}]`;
-    problems.push(...validateExtraKey(mapping.key, `${field}.key`));
-    if (seenKeys.has(mapping.key)) {
-      problems.push(`${field}.key: Duplicate value: ${JSON.stringify(mapping.key)}`);
-      return;
-    }
-    seenKeys.add(mapping.key);
-    if (mapping.valueExpression === '') {
-      problems.push(required(`${field}.valueExpression`));
-      return;
-    }
-    const compiled = compileAt(`${field}.valueExpression`, 'claims', mapping.valueExpression, 'any');
-    if (compiled) {
-      cel.extra.push({ key: mapping.key, expression: compiled });
-      usesEmailVerified ||= selects(compiled.ast, 'claims', 'email_verified');
-    }
-  });
-  if (cel.username) {
-    usesEmailVerified ||= selects(cel.username.ast, 'claims', 'email_verified');
-    if (selects(cel.username.ast, 'claims', 'email') && !usesEmailVerified) {
-      problems.push(
-        invalid(
-          `${mappingAt}.username.expression`,
-          cel.username.expression,
-          'claims.email_verified must be used in claimMappings.username.expression or claimMappings.extra[*].valueExpression or claimValidationRules[*].expression when claims.email is used in claimMappings.username.expression',
-        ),
-      );
-    }
-  }
-
-  // userValidationRules
-  const seenUserExpressions = new Set<string>();
-  config.userValidationRules.forEach((rule, i) => {
-    const field = `${where}.userValidationRules[${i}].expression`;
-    if (rule.expression === '') {
-      problems.push(required(field));
-      return;
-    }
-    if (seenUserExpressions.has(rule.expression)) {
-      problems.push(`${field}: Duplicate value: ${JSON.stringify(rule.expression)}`);
-      return;
-    }
-    seenUserExpressions.add(rule.expression);
-    const compiled = compileAt(field, 'user', rule.expression, 'bool');
-    if (compiled) cel.userValidation.push({ expression: compiled, message: rule.message ?? '' });
-  });
-
-  return { issuer: { config, where, algorithms, cel }, problems };
 }
 
 /** The API server's legacy --oidc-* flags, as chaperone's flags of the same names carry them. */
@@ -328,9 +360,6 @@ export interface LegacyOidcFlags {
  */
 export function legacyOidcIssuer(flags: LegacyOidcFlags): JwtIssuer {
   const problems: string[] = [];
-  let usernamePrefix = flags.usernamePrefix ?? '';
-  if (usernamePrefix === '' && flags.usernameClaim !== 'email') usernamePrefix = `${flags.issuerUrl}#`;
-  if (flags.usernamePrefix === '-') usernamePrefix = '';
   const claimValidationRules = flags.requiredClaims.map((pair) => {
     const eq = pair.indexOf('=');
     if (eq <= 0) problems.push(`--oidc-required-claim: ${JSON.stringify(pair)} is not claim=value`);
@@ -343,7 +372,7 @@ export function legacyOidcIssuer(flags: LegacyOidcFlags): JwtIssuer {
     issuer: { url: flags.issuerUrl, audiences: [flags.clientId], ...(flags.caPem ? { certificateAuthority: flags.caPem } : {}) },
     claimValidationRules,
     claimMappings: {
-      username: { claim: flags.usernameClaim, prefix: usernamePrefix },
+      username: { claim: flags.usernameClaim, prefix: legacyUsernamePrefix(flags) },
       groups: flags.groupsClaim ? { claim: flags.groupsClaim, prefix: flags.groupsPrefix ?? '' } : {},
       uid: {},
       extra: [],
@@ -354,4 +383,10 @@ export function legacyOidcIssuer(flags: LegacyOidcFlags): JwtIssuer {
   problems.push(...own);
   if (problems.length > 0) throw new JwtConfigError(problems);
   return issuer;
+}
+
+function legacyUsernamePrefix({ usernamePrefix, usernameClaim, issuerUrl }: LegacyOidcFlags): string {
+  if (usernamePrefix === '-') return '';
+  if ((usernamePrefix ?? '') === '' && usernameClaim !== 'email') return `${issuerUrl}#`;
+  return usernamePrefix ?? '';
 }

@@ -4,7 +4,7 @@
 // injector checks an installation configuration with the same code.
 import { readFileSync } from 'node:fs';
 import { KubeconfigError, loadWebhookKubeconfig as loadKubeconfig, type WebhookKubeconfig } from '../webhook-kubeconfig.js';
-import { JwtConfigError, legacyOidcIssuer, parseAuthenticationConfiguration, type JwtIssuer } from './jwt.js';
+import { JwtConfigError, legacyOidcIssuer, parseAuthenticationConfiguration, type JwtIssuer, type LegacyOidcFlags } from './jwt.js';
 
 export type TokenReviewVersion = 'v1' | 'v1beta1';
 
@@ -72,30 +72,38 @@ function readText(file: string, what: string): string {
 
 /** The JWT issuers configured, from the AuthenticationConfiguration file or the --oidc-* flags; throws JwtConfigError. */
 export function configuredIssuers(options: TokenAuthenticationOptions): JwtIssuer[] {
-  const legacySet =
-    OIDC_FLAGS.some((key) => options[key] !== undefined) ||
-    options.oidcRequiredClaim.length > 0 ||
-    options.oidcUsernameClaim !== 'sub' ||
-    options.oidcSigningAlgs.join(',') !== 'RS256';
+  const legacySet = anyOidcFlagSet(options);
   if (options.authenticationConfig !== undefined) {
     if (legacySet) throw new JwtConfigError(['authenticationConfig: the AuthenticationConfiguration file and the --oidc-* flags are mutually exclusive (as in the API server)']);
     return parseAuthenticationConfiguration(readText(options.authenticationConfig, 'authenticationConfig'), options.authenticationConfig);
   }
   if (!legacySet) return [];
   if (!options.oidcIssuerUrl || !options.oidcClientId) throw new JwtConfigError(['oidcIssuerUrl, oidcClientId: --oidc-issuer-url and --oidc-client-id must be given together when any --oidc-* flag is set']);
-  return [
-    legacyOidcIssuer({
-      issuerUrl: options.oidcIssuerUrl,
-      clientId: options.oidcClientId,
-      usernameClaim: options.oidcUsernameClaim,
-      ...(options.oidcUsernamePrefix !== undefined ? { usernamePrefix: options.oidcUsernamePrefix } : {}),
-      ...(options.oidcGroupsClaim !== undefined ? { groupsClaim: options.oidcGroupsClaim } : {}),
-      ...(options.oidcGroupsPrefix !== undefined ? { groupsPrefix: options.oidcGroupsPrefix } : {}),
-      requiredClaims: options.oidcRequiredClaim,
-      ...(options.oidcCaFile !== undefined ? { caPem: readText(options.oidcCaFile, 'oidcCaFile') } : {}),
-      signingAlgs: options.oidcSigningAlgs,
-    }),
-  ];
+  return [legacyOidcIssuer(legacyOidcFlags(options, options.oidcIssuerUrl, options.oidcClientId))];
+}
+
+/** Any --oidc-* flag given, or set away from its default. */
+function anyOidcFlagSet(options: TokenAuthenticationOptions): boolean {
+  return (
+    OIDC_FLAGS.some((key) => options[key] !== undefined) ||
+    options.oidcRequiredClaim.length > 0 ||
+    options.oidcUsernameClaim !== 'sub' ||
+    options.oidcSigningAlgs.join(',') !== 'RS256'
+  );
+}
+
+function legacyOidcFlags(options: TokenAuthenticationOptions, issuerUrl: string, clientId: string): LegacyOidcFlags {
+  return {
+    issuerUrl,
+    clientId,
+    usernameClaim: options.oidcUsernameClaim,
+    ...(options.oidcUsernamePrefix !== undefined ? { usernamePrefix: options.oidcUsernamePrefix } : {}),
+    ...(options.oidcGroupsClaim !== undefined ? { groupsClaim: options.oidcGroupsClaim } : {}),
+    ...(options.oidcGroupsPrefix !== undefined ? { groupsPrefix: options.oidcGroupsPrefix } : {}),
+    requiredClaims: options.oidcRequiredClaim,
+    ...(options.oidcCaFile !== undefined ? { caPem: readText(options.oidcCaFile, 'oidcCaFile') } : {}),
+    signingAlgs: options.oidcSigningAlgs,
+  };
 }
 
 export function webhookTarget(options: TokenAuthenticationOptions): WebhookTarget | undefined {

@@ -63,27 +63,36 @@ export class IdentityTrust implements ClientTrust {
 
   private reload(content: Buffer | undefined, changed: () => void): void {
     const { identity } = this;
-    const trustedBefore = new Map<TLSSocket, Verdict>();
-    for (const socket of this.withCertificates.keys()) {
-      const verdict = connectionVerdict(socket, identity);
-      if (verdict?.trusted) trustedBefore.set(socket, verdict);
-    }
-    try {
-      if (!identity.replace(content)) return;
-    } catch (err) {
-      if (!(err instanceof UnusableBundle)) throw err;
-      this.log.warn({ file: identity.file, err: err.message }, 'could not read the new identity CA bundle; keeping the previous one');
-      return;
-    }
+    const trustedBefore = this.trustedConnections();
+    if (!this.replaceBundle(content)) return;
     changed();
     this.log.info({ file: identity.file, certificates: identity.pems.length }, 'reloaded the identity CA bundle');
     identity.unusable().forEach((why) => this.log.warn({ certificate: why }, 'the identity CA bundle holds a certificate that cannot vouch for anyone'));
     for (const [socket, before] of trustedBefore) {
       const now = connectionVerdict(socket, identity);
       if (now?.trusted) continue;
-      const user = before.trusted ? before.identity.username : undefined;
-      this.log.warn({ user, issuer: before.trusted ? before.issuer : undefined, reason: now?.reason, remoteAddress: socket.remoteAddress }, 'closing a connection whose client certificate the identity CA bundle no longer trusts');
+      this.log.warn({ user: before.identity.username, issuer: before.issuer, reason: now?.reason, remoteAddress: socket.remoteAddress }, 'closing a connection whose client certificate the identity CA bundle no longer trusts');
       this.closeUntrusted(socket);
+    }
+  }
+
+  private trustedConnections(): Map<TLSSocket, Extract<Verdict, { trusted: true }>> {
+    const trusted = new Map<TLSSocket, Extract<Verdict, { trusted: true }>>();
+    for (const socket of this.withCertificates.keys()) {
+      const verdict = connectionVerdict(socket, this.identity);
+      if (verdict?.trusted) trusted.set(socket, verdict);
+    }
+    return trusted;
+  }
+
+  /** Whether the bundle changed; a new one that cannot be used is logged, and the previous one kept. */
+  private replaceBundle(content: Buffer | undefined): boolean {
+    try {
+      return this.identity.replace(content);
+    } catch (err) {
+      if (!(err instanceof UnusableBundle)) throw err;
+      this.log.warn({ file: this.identity.file, err: err.message }, 'could not read the new identity CA bundle; keeping the previous one');
+      return false;
     }
   }
 

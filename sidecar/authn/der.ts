@@ -26,26 +26,28 @@ export function elements(der: Buffer, fail: (why: string) => Error = (why) => ne
   const out: Element[] = [];
   let at = 0;
   while (at < der.length) {
-    const start = at;
     const tag = der[at]!;
     if ((tag & 0x1f) === 0x1f) throw fail('a high tag number');
-    let length = der[at + 1];
-    if (length === undefined) throw fail('a truncated element');
-    at += 2;
-    if (length & 0x80) {
-      const octets = length & 0x7f;
-      if (octets === 0 || octets > 4) throw fail('an indefinite or oversized length');
-      if (at + octets > der.length) throw fail('a truncated element');
-      length = 0;
-      for (let i = 0; i < octets; i++) length = length * 256 + der[at + i]!;
-      if (der[at] === 0 || length < 0x80) throw fail('a length not in its shortest form');
-      at += octets;
-    }
-    if (at + length > der.length) throw fail('a truncated element');
-    out.push({ tag, content: der.subarray(at, at + length), der: der.subarray(start, at + length) });
-    at += length;
+    const { length, contentAt } = readLength(der, at + 1, fail);
+    if (contentAt + length > der.length) throw fail('a truncated element');
+    out.push({ tag, content: der.subarray(contentAt, contentAt + length), der: der.subarray(at, contentAt + length) });
+    at = contentAt + length;
   }
   return out;
+}
+
+/** The definite, shortest-form length at `at`, and where the content it measures starts. */
+function readLength(der: Buffer, at: number, fail: (why: string) => Error): { length: number; contentAt: number } {
+  const first = der[at];
+  if (first === undefined) throw fail('a truncated element');
+  if (!(first & 0x80)) return { length: first, contentAt: at + 1 };
+  const octets = first & 0x7f;
+  if (octets === 0 || octets > 4) throw fail('an indefinite or oversized length');
+  if (at + 1 + octets > der.length) throw fail('a truncated element');
+  let length = 0;
+  for (let i = 1; i <= octets; i++) length = length * 256 + der[at + i]!;
+  if (der[at + 1] === 0 || length < 0x80) throw fail('a length not in its shortest form');
+  return { length, contentAt: at + 1 + octets };
 }
 
 /** The first element in the buffer, which must have this tag. */

@@ -100,6 +100,25 @@ function allowsClientAuth(fields: CertificateFields): boolean {
 }
 
 /** The person the certificate names, or why the API server would not read its subject. */
+type TrustedVerdict = Extract<Verdict, { trusted: true }>;
+
+function trustedVerdict(leaf: X509Certificate, issuer: Anchor, subject: X509Subject): TrustedVerdict {
+  return {
+    trusted: true,
+    identity: { username: subject.commonName, groups: subject.organizations, ...(subject.uid !== undefined ? { uid: subject.uid } : {}), extra: {} },
+    notBefore: Math.max(leaf.validFromDate.getTime(), issuer.cert.validFromDate.getTime()),
+    notAfter: Math.min(leaf.validToDate.getTime(), issuer.cert.validToDate.getTime()),
+    issuer: oneLine(issuer.cert.subject),
+  };
+}
+
+/** Of two chains, one valid now over one that is not, then the one valid longer; the first on a tie. */
+function preferred(best: TrustedVerdict | undefined, verdict: TrustedVerdict, now: number): TrustedVerdict {
+  const current = (v: TrustedVerdict) => now >= v.notBefore && now <= v.notAfter;
+  if (!best || (current(verdict) && (!current(best) || verdict.notAfter > best.notAfter))) return verdict;
+  return best;
+}
+
 function readSubject(leaf: X509Certificate): X509Subject | string {
   try {
     return subjectOf(leaf.raw);
@@ -175,46 +194,45 @@ export class IdentityBundle {
 
   /** Whether this certificate identifies a person now, and who; as of this generation. */
   verify(leaf: X509Certificate, now = Date.now()): Verdict {
+    const read = this.readLeaf(leaf);
+    if ('reason' in read) return { trusted: false, reason: read.reason };
+    const issuers = this.anchors.filter((a) => a.fields.rawSubject.equals(read.fields.rawIssuer));
+    let reason = issuers.length === 0 ? 'certificate not issued by a CA of the identity bundle' : '';
+    let best: TrustedVerdict | undefined;
+    for (const issuer of issuers) {
+      const why = this.refusedBy(issuer, leaf, read.fields, read.algorithm);
+      if (why) reason ||= `certificate not vouched for by ${oneLine(issuer.cert.subject)}: ${why}`;
+      else best = preferred(best, trustedVerdict(leaf, issuer, read.subject), now);
+    }
+    return best ?? { trusted: false, reason };
+  }
+
+  /** The leaf's fields, signature algorithm and subject; or why it can identify nobody, whoever issued it. */
+  private readLeaf(leaf: X509Certificate): { fields: CertificateFields; algorithm: string; subject: X509Subject } | { reason: string } {
     let fields: CertificateFields;
     try {
       fields = certificateFields(leaf.raw);
     } catch (err) {
       if (!(err instanceof MalformedCertificate)) throw err;
-      return { trusted: false, reason: `certificate the API server would not parse: ${err.message}` };
+      return { reason: `certificate the API server would not parse: ${err.message}` };
     }
-    const refused = unacceptable(fields) ?? (fields.version === 3 ? undefined : `a version ${fields.version} certificate`);
-    if (refused) return { trusted: false, reason: `certificate with ${refused}` };
-    if (!fields.extKeyUsage?.includes(OIDS.clientAuth)) return { trusted: false, reason: 'certificate is not for client authentication (no clientAuth extended key usage)' };
-    const algorithm = SIGNATURE_ALGORITHMS[fields.signatureAlgorithmOid];
-    if (!algorithm) return { trusted: false, reason: `certificate signed with an algorithm the sidecar does not accept (${fields.signatureAlgorithmOid})` };
-    const leafKey = unsupportedKey(leaf);
-    if (leafKey) return { trusted: false, reason: `certificate with ${leafKey}` };
-    if (this.anchors.some((a) => a.cert.raw.equals(leaf.raw))) return { trusted: false, reason: 'a certificate of the identity bundle itself, not one it issued' };
-
+    const refused = this.leafRefusal(leaf, fields);
+    if (refused) return { reason: refused };
     const subject = readSubject(leaf);
-    if (typeof subject === 'string') return { trusted: false, reason: subject };
-    if (!subject.commonName) return { trusted: false, reason: 'certificate has no common name' };
+    if (typeof subject === 'string') return { reason: subject };
+    if (!subject.commonName) return { reason: 'certificate has no common name' };
+    return { fields, algorithm: SIGNATURE_ALGORITHMS[fields.signatureAlgorithmOid]!, subject };
+  }
 
-    const issuers = this.anchors.filter((a) => a.fields.rawSubject.equals(fields.rawIssuer));
-    let reason = issuers.length === 0 ? 'certificate not issued by a CA of the identity bundle' : '';
-    let best: Extract<Verdict, { trusted: true }> | undefined;
-    for (const issuer of issuers) {
-      const why = this.refusedBy(issuer, leaf, fields, algorithm);
-      if (why) {
-        reason ||= `certificate not vouched for by ${oneLine(issuer.cert.subject)}: ${why}`;
-        continue;
-      }
-      const verdict = {
-        trusted: true as const,
-        identity: { username: subject.commonName, groups: subject.organizations, ...(subject.uid !== undefined ? { uid: subject.uid } : {}), extra: {} },
-        notBefore: Math.max(leaf.validFromDate.getTime(), issuer.cert.validFromDate.getTime()),
-        notAfter: Math.min(leaf.validToDate.getTime(), issuer.cert.validToDate.getTime()),
-        issuer: oneLine(issuer.cert.subject),
-      };
-      const current = (v: { notBefore: number; notAfter: number }) => now >= v.notBefore && now <= v.notAfter;
-      if (!best || (current(verdict) && (!current(best) || verdict.notAfter > best.notAfter))) best = verdict;
-    }
-    return best ?? { trusted: false, reason };
+  private leafRefusal(leaf: X509Certificate, fields: CertificateFields): string | undefined {
+    const refused = unacceptable(fields) ?? (fields.version === 3 ? undefined : `a version ${fields.version} certificate`);
+    if (refused) return `certificate with ${refused}`;
+    if (!fields.extKeyUsage?.includes(OIDS.clientAuth)) return 'certificate is not for client authentication (no clientAuth extended key usage)';
+    if (!SIGNATURE_ALGORITHMS[fields.signatureAlgorithmOid]) return `certificate signed with an algorithm the sidecar does not accept (${fields.signatureAlgorithmOid})`;
+    const leafKey = unsupportedKey(leaf);
+    if (leafKey) return `certificate with ${leafKey}`;
+    if (this.anchors.some((a) => a.cert.raw.equals(leaf.raw))) return 'a certificate of the identity bundle itself, not one it issued';
+    return undefined;
   }
 
   /** Why this CA does not vouch for the certificate; undefined when it does (Go's buildChains, one step). */

@@ -151,6 +151,18 @@ function parseGroupVersion(apiVersion: string): { group: string; version: string
   return parts.length === 1 ? { group: '', version: apiVersion } : { group: parts[0]!, version: parts[1]! };
 }
 
+/** apiVersion and kind as the API server's decoder finds them: a TokenReview of the version asked. */
+function checkTypeMeta(document: Record<string, unknown>, version: TokenReviewVersion): void {
+  for (const field of ['apiVersion', 'kind']) for (const name of goFieldMembers(document, field)) goString(document[name], name);
+  const apiVersion = goString(goField(document, 'apiVersion'), 'apiVersion');
+  const kind = goString(goField(document, 'kind'), 'kind') || 'TokenReview';
+  let { group, version: answered } = parseGroupVersion(apiVersion);
+  if (answered === '' && (group === '' || group === GROUP)) [group, answered] = [GROUP, version];
+  if (group !== GROUP || answered !== version || kind !== 'TokenReview') {
+    throw new Error(`the answer is not an ${GROUP} TokenReview of ${version} (apiVersion ${JSON.stringify(apiVersion)}, kind ${JSON.stringify(kind)})`);
+  }
+}
+
 /**
  * A TokenReview answer read as the API server reads it. Its kind and version are found as its
  * decoder finds them: apiVersion and kind in any letter case (Go's encoding/json, the last such member
@@ -161,14 +173,7 @@ function parseGroupVersion(apiVersion: string): { group: string; version: string
  */
 export function reviewOf(document: unknown, version: TokenReviewVersion, from: ReviewSource = 'webhook'): TokenReviewStatus {
   if (!isObject(document)) throw new Error('the answer is not a JSON object');
-  for (const field of ['apiVersion', 'kind']) for (const name of goFieldMembers(document, field)) goString(document[name], name);
-  const apiVersion = goString(goField(document, 'apiVersion'), 'apiVersion');
-  const kind = goString(goField(document, 'kind'), 'kind') || 'TokenReview';
-  let { group, version: answered } = parseGroupVersion(apiVersion);
-  if (answered === '' && (group === '' || group === GROUP)) [group, answered] = [GROUP, version];
-  if (group !== GROUP || answered !== version || kind !== 'TokenReview') {
-    throw new Error(`the answer is not an ${GROUP} TokenReview of ${version} (apiVersion ${JSON.stringify(apiVersion)}, kind ${JSON.stringify(kind)})`);
-  }
+  checkTypeMeta(document, version);
   goString(document.apiVersion, 'apiVersion');
   goString(document.kind, 'kind');
   // The cluster's own answers carry managedFields, which chaperone does not check; they are the API server's own writing.

@@ -71,19 +71,23 @@ function parseExtensions(wrapper: Element): Extension[] {
   const out: Extension[] = [];
   const seen = new Set<string>();
   for (const item of elements(sequence.content)) {
-    if (item.tag !== SEQUENCE) throw fail('an extension that is not a SEQUENCE');
-    const parts = elements(item.content);
-    const [id, second, third] = parts;
-    if (id?.tag !== OID) throw fail('an extension without an identifier');
-    const critical = second !== undefined && second.tag === BOOLEAN ? boolean(second) : false;
-    const value = second?.tag === BOOLEAN ? third : second;
-    if (value?.tag !== OCTET_STRING || parts.length > (second?.tag === BOOLEAN ? 3 : 2)) throw fail('an extension without a value');
-    const oid = oidText(id.content);
-    if (seen.has(oid)) throw fail(`the extension ${oid} twice`);
-    seen.add(oid);
-    out.push({ oid, critical, value: value.content });
+    const extension = readExtension(item);
+    if (seen.has(extension.oid)) throw fail(`the extension ${extension.oid} twice`);
+    seen.add(extension.oid);
+    out.push(extension);
   }
   return out;
+}
+
+/** extnID, critical DEFAULT FALSE, extnValue. */
+function readExtension(item: Element): Extension {
+  if (item.tag !== SEQUENCE) throw fail('an extension that is not a SEQUENCE');
+  const parts = elements(item.content);
+  const [id, second, third] = parts;
+  if (id?.tag !== OID) throw fail('an extension without an identifier');
+  const { critical, value, fields } = second?.tag === BOOLEAN ? { critical: boolean(second), value: third, fields: 3 } : { critical: false, value: second, fields: 2 };
+  if (value?.tag !== OCTET_STRING || parts.length > fields) throw fail('an extension without a value');
+  return { oid: oidText(id.content), critical, value: value.content };
 }
 
 function parseKeyUsage(value: Buffer): number {
@@ -114,28 +118,37 @@ function sanHasNamesGoReads(value: Buffer): boolean {
   return elements(first(value, SEQUENCE, 'subject alternative names', fail).content).some((name) => SAN_NAMES_GO_READS.has(name.tag));
 }
 
+/**
+ * What reading each extension the sidecar knows puts into the fields; whether the sidecar handles it
+ * as Go does. Go handles a few more (name constraints, policies) that the sidecar does not: a
+ * certificate that makes one of those critical is refused, the safe side of Go.
+ */
+const EXTENSION_READERS: Readonly<Record<string, (out: CertificateFields, value: Buffer) => boolean>> = {
+  [OIDS.keyUsage]: (out, value) => {
+    out.keyUsage = parseKeyUsage(value);
+    return true;
+  },
+  [OIDS.basicConstraints]: (out, value) => {
+    out.basicConstraints = parseBasicConstraints(value);
+    return true;
+  },
+  [OIDS.extKeyUsage]: (out, value) => {
+    out.extKeyUsage = parseExtKeyUsage(value);
+    return true;
+  },
+  [OIDS.subjectAltName]: (_, value) => sanHasNamesGoReads(value),
+};
+
 /** The fields of a DER certificate, or MalformedCertificate for one the API server would not parse. */
 export function certificateFields(der: Buffer): CertificateFields {
-  const [tbs, outerAlgorithm, signature, ...extra] = elements(first(der, SEQUENCE, 'certificate', fail).content);
-  if (tbs?.tag !== SEQUENCE || outerAlgorithm?.tag !== SEQUENCE || signature?.tag !== BIT_STRING || extra.length > 0) throw fail('not a certificate');
+  const { tbs, outerAlgorithm } = certificateParts(der);
   const fields = elements(tbs.content);
-  let at = 0;
-  let version = 1;
-  if (fields[0]?.tag === VERSION) {
-    version = smallInteger(first(fields[0].content, INTEGER, 'version', fail)) + 1;
-    if (version < 1 || version > 3) throw fail(`version ${version}`);
-    at = 1;
-  }
-  const [serial, algorithm, issuer, validity, subject, publicKey] = fields.slice(at, at + 6);
-  if (serial?.tag !== INTEGER || serial.content.length === 0) throw fail('no serial number');
-  if (algorithm?.tag !== SEQUENCE || issuer?.tag !== SEQUENCE || validity?.tag !== SEQUENCE || subject?.tag !== SEQUENCE || publicKey?.tag !== SEQUENCE) {
-    throw fail('a signed part without its fields');
-  }
+  const version = readVersion(fields);
+  const at = fields[0]?.tag === VERSION ? 1 : 0;
+  const { serial, algorithm, issuer, subject } = signedFields(fields.slice(at, at + 6));
   if (!algorithm.der.equals(outerAlgorithm.der)) throw fail('inner and outer signature algorithm identifiers differ');
   const algorithmOid = first(algorithm.content, OID, 'signature algorithm', fail);
-  const wrapper = fields.slice(at + 6).find((f) => f.tag === EXTENSIONS);
-  if (wrapper && version !== 3) throw fail('extensions in a certificate before version 3');
-  const extensions = wrapper ? parseExtensions(wrapper) : [];
+  const extensions = readExtensions(fields.slice(at + 6), version);
   const out: CertificateFields = {
     version,
     negativeSerial: (serial.content[0]! & 0x80) !== 0,
@@ -148,28 +161,40 @@ export function certificateFields(der: Buffer): CertificateFields {
     unhandledCritical: [],
   };
   for (const extension of extensions) {
-    let handled = true;
-    switch (extension.oid) {
-      case OIDS.keyUsage:
-        out.keyUsage = parseKeyUsage(extension.value);
-        break;
-      case OIDS.basicConstraints:
-        out.basicConstraints = parseBasicConstraints(extension.value);
-        break;
-      case OIDS.extKeyUsage:
-        out.extKeyUsage = parseExtKeyUsage(extension.value);
-        break;
-      case OIDS.subjectAltName:
-        handled = sanHasNamesGoReads(extension.value);
-        break;
-      default:
-        // Go handles a few more (name constraints, policies) that the sidecar does not: a
-        // certificate that makes one of them critical is refused, the safe side of Go.
-        handled = false;
-    }
+    const handled = Object.hasOwn(EXTENSION_READERS, extension.oid) && EXTENSION_READERS[extension.oid]!(out, extension.value);
     if (extension.critical && !handled) out.unhandledCritical.push(extension.oid);
   }
   return out;
+}
+
+/** tbsCertificate, signatureAlgorithm, signatureValue, and nothing more. */
+function certificateParts(der: Buffer): { tbs: Element; outerAlgorithm: Element } {
+  const [tbs, outerAlgorithm, signature, ...extra] = elements(first(der, SEQUENCE, 'certificate', fail).content);
+  if (tbs?.tag !== SEQUENCE || outerAlgorithm?.tag !== SEQUENCE || signature?.tag !== BIT_STRING || extra.length > 0) throw fail('not a certificate');
+  return { tbs, outerAlgorithm };
+}
+
+/** The [3] extensions among the fields after the subject's public key (issuer and subject unique IDs may come first). */
+function readExtensions(trailing: Element[], version: number): Extension[] {
+  const wrapper = trailing.find((f) => f.tag === EXTENSIONS);
+  if (wrapper && version !== 3) throw fail('extensions in a certificate before version 3');
+  return wrapper ? parseExtensions(wrapper) : [];
+}
+
+/** The [0] version, 1 when absent. */
+function readVersion(fields: Element[]): number {
+  if (fields[0]?.tag !== VERSION) return 1;
+  const version = smallInteger(first(fields[0].content, INTEGER, 'version', fail)) + 1;
+  if (version < 1 || version > 3) throw fail(`version ${version}`);
+  return version;
+}
+
+/** serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo: each present, of its type. */
+function signedFields([serial, algorithm, issuer, validity, subject, publicKey]: Element[]): { serial: Element; algorithm: Element; issuer: Element; subject: Element } {
+  if (serial?.tag !== INTEGER || serial.content.length === 0) throw fail('no serial number');
+  const sequences = [algorithm, issuer, validity, subject, publicKey];
+  if (!sequences.every((field) => field?.tag === SEQUENCE)) throw fail('a signed part without its fields');
+  return { serial, algorithm: algorithm!, issuer: issuer!, subject: subject! };
 }
 
 /** Whether the certificate carries this extension at all, critical or not. */

@@ -57,31 +57,47 @@ export function requestInfo(method: string, url: string): RequestInfo {
     parts: [],
   };
   if (path === undefined) return info;
+  const afterVersion = readApiVersion(info, splitPath(path));
+  if (afterVersion === undefined) return info;
+  const resourcePath = readVerb(info, afterVersion, method);
+  if (resourcePath === undefined) return info;
+  readResource(info, resourcePath);
+  readCollectionVerb(info, rawQuery);
+  return info;
+}
 
-  const segments = splitPath(path);
-  // /api/{version}/{resource}... or /apis/{group}/{version}/{resource}...: fewer segments is discovery.
+/**
+ * /api/{version}/{resource}... or /apis/{group}/{version}/{resource}...: records the prefix, group and
+ * version and returns the segments after the version; undefined (still non-resource) for discovery.
+ */
+function readApiVersion(info: RequestInfo, segments: string[]): string[] | undefined {
   const [prefix] = segments;
-  if (segments.length < 3 || (prefix !== 'api' && prefix !== 'apis')) return info;
+  if (segments.length < 3 || (prefix !== 'api' && prefix !== 'apis')) return undefined;
   // Go records the prefix before it finds /apis/{group}/{version} too short; the request stays non-resource.
   info.apiPrefix = prefix;
   if (prefix === 'apis') {
-    if (segments.length < 4) return info;
+    if (segments.length < 4) return undefined;
     info.apiGroup = segments[1]!;
   }
-  let rest = segments.slice(prefix === 'api' ? 1 : 2);
-  info.apiVersion = rest[0]!;
-  rest = rest.slice(1);
+  const versionAt = prefix === 'api' ? 1 : 2;
+  info.apiVersion = segments[versionAt]!;
   info.isResourceRequest = true;
+  return segments.slice(versionAt + 1);
+}
 
-  if (SPECIAL_VERBS.has(rest[0]!)) {
-    // The API server fails with 500 here (and audits nothing); what is known so far is all there is.
-    if (rest.length < 2) return info;
-    info.verb = rest[0]!;
-    rest = rest.slice(1);
-  } else {
+/** The verb from a /proxy/ or /watch/ prefix, else from the method; returns the segments after it. */
+function readVerb(info: RequestInfo, rest: string[], method: string): string[] | undefined {
+  if (!SPECIAL_VERBS.has(rest[0]!)) {
     info.verb = VERB_BY_METHOD[method] ?? '';
+    return rest;
   }
+  // The API server fails with 500 here (and audits nothing); what is known so far is all there is.
+  if (rest.length < 2) return undefined;
+  info.verb = rest[0]!;
+  return rest.slice(1);
+}
 
+function readResource(info: RequestInfo, rest: string[]): void {
   if (rest[0] === 'namespaces' && rest.length > 1) {
     // Also for the namespace object itself: /api/v1/namespaces/foo has namespace "foo" and name "foo".
     info.namespace = rest[1]!;
@@ -92,17 +108,21 @@ export function requestInfo(method: string, url: string): RequestInfo {
   info.name = rest[1] ?? '';
   // /proxy/{resource}/{name}/{path...}: what follows the name is the proxied path, not a subresource.
   if (rest.length >= 3 && info.verb !== 'proxy') info.subresource = rest[2]!;
+}
 
-  if (info.name === '' && info.verb === 'get') {
-    const query = parseQuery(rawQuery);
-    const options = listOptions(query);
-    info.verb = options.watch ? 'watch' : 'list';
-    if (options.nameFromFieldSelector !== undefined && isPathSegmentName(options.nameFromFieldSelector)) {
-      info.name = options.nameFromFieldSelector;
-    }
+/** Without a name, get is list or watch (perhaps naming one object by field selector), delete is deletecollection. */
+function readCollectionVerb(info: RequestInfo, rawQuery: string): void {
+  if (info.name !== '') return;
+  if (info.verb === 'delete') {
+    info.verb = 'deletecollection';
+    return;
   }
-  if (info.name === '' && info.verb === 'delete') info.verb = 'deletecollection';
-  return info;
+  if (info.verb !== 'get') return;
+  const options = listOptions(parseQuery(rawQuery));
+  info.verb = options.watch ? 'watch' : 'list';
+  if (options.nameFromFieldSelector !== undefined && isPathSegmentName(options.nameFromFieldSelector)) {
+    info.name = options.nameFromFieldSelector;
+  }
 }
 
 /** The percent-decoded path, or undefined where Go's url.ParseRequestURI would reject the target. */
@@ -161,20 +181,22 @@ interface ListOptionsView {
  */
 function listOptions(query: Map<string, string[]>): ListOptionsView {
   const watchValue = first(query, 'watch');
-  const limit = first(query, 'limit');
-  const timeoutSeconds = first(query, 'timeoutSeconds');
-  const labelSelector = first(query, 'labelSelector') ?? '';
   const fieldSelector = parseFieldSelector(first(query, 'fieldSelector') ?? '');
-  const decoded =
-    (limit === undefined || isInt64(limit)) &&
-    (timeoutSeconds === undefined || isInt64(timeoutSeconds)) &&
-    isValidLabelSelector(labelSelector) &&
-    fieldSelector !== undefined;
-  if (!decoded) {
+  if (fieldSelector === undefined || !otherListOptionsDecode(query)) {
     // The fallback lower-cases (strings.ToLower) where the decoder case-folds (strings.EqualFold).
     return { watch: watchValue !== undefined && !['false', '0'].includes(asciiLower(watchValue)), nameFromFieldSelector: undefined };
   }
   return { watch: watchValue !== undefined && watchValue !== '0' && !equalFoldFalse(watchValue), nameFromFieldSelector: fieldSelector };
+}
+
+function otherListOptionsDecode(query: Map<string, string[]>): boolean {
+  const limit = first(query, 'limit');
+  const timeoutSeconds = first(query, 'timeoutSeconds');
+  return (
+    (limit === undefined || isInt64(limit)) &&
+    (timeoutSeconds === undefined || isInt64(timeoutSeconds)) &&
+    isValidLabelSelector(first(query, 'labelSelector') ?? '')
+  );
 }
 
 // strings.EqualFold(s, "false"): simple case folding, under which U+017F (long s) is an 's'.
@@ -207,11 +229,13 @@ function parseFieldSelector(selector: string): string | undefined {
     if (!split) return undefined;
     const value = unescapeFieldValue(split.rhs);
     if (value === undefined) return undefined;
-    if (split.lhs === 'metadata.name' && split.op !== '!=' && (!found || compareCodePoints(term, found.term) < 0)) {
-      found = { term, value };
-    }
+    if (isNameTerm(split) && (!found || compareCodePoints(term, found.term) < 0)) found = { term, value };
   }
   return found?.value ?? '';
+}
+
+function isNameTerm(term: { lhs: string; op: string }): boolean {
+  return term.lhs === 'metadata.name' && term.op !== '!=';
 }
 
 function splitFieldTerms(selector: string): string[] {
@@ -280,132 +304,175 @@ function isLabelSymbol(c: string): boolean {
   return '=!(),><'.includes(c) && c !== '';
 }
 
-function lexLabelSelector(s: string): { tok: LabelToken; lit: string }[] {
-  let pos = 0;
-  // Like Go's lexer, a NUL reads as the end of the input (and is consumed).
-  const read = (): string => {
-    if (pos >= s.length) return '\0';
-    return s[pos++]!;
-  };
-  const tokens: { tok: LabelToken; lit: string }[] = [];
+function lexLabelSelector(s: string): LabelTokenOf[] {
+  const lexer = new LabelLexer(s);
+  const tokens: LabelTokenOf[] = [];
   for (;;) {
-    let c = read();
-    while (isLabelWhitespace(c)) c = read();
-    if (c === '\0') {
-      tokens.push({ tok: 'end', lit: '' });
-      return tokens;
-    }
-    pos--;
-    if (isLabelSymbol(c)) {
-      // Longest run of symbols that is still an operator.
-      let buffer = '';
-      let last: LabelToken | undefined;
-      for (;;) {
-        const ch = read();
-        if (ch === '\0') break;
-        if (!isLabelSymbol(ch)) {
-          pos--;
-          break;
-        }
-        buffer += ch;
-        if (LABEL_OPERATOR_TOKENS.has(buffer)) last = buffer as LabelToken;
-        else if (last) {
-          pos--;
-          break;
-        }
+    const token = lexer.next();
+    tokens.push(token);
+    if (token.tok === 'end') return tokens;
+  }
+}
+
+interface LabelTokenOf {
+  tok: LabelToken;
+  lit: string;
+}
+
+// Go's labels.Lexer, read and unread included: a NUL reads as the end of the input (and is consumed).
+class LabelLexer {
+  private pos = 0;
+
+  constructor(private readonly s: string) {}
+
+  next(): LabelTokenOf {
+    let c = this.read();
+    while (isLabelWhitespace(c)) c = this.read();
+    if (c === '\0') return { tok: 'end', lit: '' };
+    this.unread();
+    return isLabelSymbol(c) ? this.operator() : this.identifier();
+  }
+
+  /** The longest run of symbols that is still an operator. */
+  private operator(): LabelTokenOf {
+    let buffer = '';
+    let last: LabelToken | undefined;
+    for (let ch = this.read(); ch !== '\0'; ch = this.read()) {
+      if (!isLabelSymbol(ch)) {
+        this.unread();
+        break;
       }
-      tokens.push(last ? { tok: last, lit: last } : { tok: 'error', lit: buffer });
-    } else {
-      let buffer = '';
-      for (;;) {
-        const ch = read();
-        if (ch === '\0') break;
-        if (isLabelSymbol(ch) || isLabelWhitespace(ch)) {
-          pos--;
-          break;
-        }
-        buffer += ch;
+      buffer += ch;
+      if (LABEL_OPERATOR_TOKENS.has(buffer)) last = buffer as LabelToken;
+      else if (last) {
+        this.unread();
+        break;
       }
-      tokens.push({ tok: buffer === 'in' || buffer === 'notin' ? buffer : 'id', lit: buffer });
     }
+    return last ? { tok: last, lit: last } : { tok: 'error', lit: buffer };
+  }
+
+  private identifier(): LabelTokenOf {
+    let buffer = '';
+    for (let ch = this.read(); ch !== '\0'; ch = this.read()) {
+      if (isLabelSymbol(ch) || isLabelWhitespace(ch)) {
+        this.unread();
+        break;
+      }
+      buffer += ch;
+    }
+    return { tok: buffer === 'in' || buffer === 'notin' ? buffer : 'id', lit: buffer };
+  }
+
+  private read(): string {
+    if (this.pos >= this.s.length) return '\0';
+    return this.s[this.pos++]!;
+  }
+
+  private unread(): void {
+    this.pos--;
   }
 }
 
 function isValidLabelSelector(selector: string): boolean {
-  const tokens = lexLabelSelector(selector);
-  let position = 0;
-  // Where a value may stand, 'in' and 'notin' are plain identifiers.
-  const asValue = (tok: LabelToken): LabelToken => (tok === 'in' || tok === 'notin' ? 'id' : tok);
-  const peek = (): { tok: LabelToken; lit: string } => {
-    const t = tokens[Math.min(position, tokens.length - 1)]!;
-    return { tok: asValue(t.tok), lit: t.lit };
-  };
-  const take = (asKeyword = false): { tok: LabelToken; lit: string } => {
-    const t = tokens[Math.min(position, tokens.length - 1)]!;
-    position++;
-    return { tok: asKeyword ? t.tok : asValue(t.tok), lit: t.lit };
-  };
+  return new LabelParser(lexLabelSelector(selector)).selector();
+}
 
-  const requirement = (): boolean => {
-    let t = take();
-    let unary = false;
-    if (t.tok === '!') {
-      unary = true;
-      t = take();
-    }
-    if (t.tok !== 'id' || !isLabelKey(t.lit)) return false;
-    const next = peek().tok;
-    if (unary || next === 'end' || next === ',') return true;
-    const op = take(true).tok;
-    if (op === 'in' || op === 'notin') {
-      if (take().tok !== '(') return false;
-      const values: string[] = [];
-      const after = peek().tok;
-      if (after === ')') {
-        take();
-        return true; // "()" is the empty value
-      }
-      if (after !== 'id' && after !== ',') return false;
-      for (;;) {
-        const v = take();
-        if (v.tok === 'id') {
-          values.push(v.lit);
-          const following = peek().tok;
-          if (following === ')') break;
-          if (following !== ',') return false;
-        } else if (v.tok === ',') {
-          const following = peek().tok;
-          if (following === ')') break;
-        } else {
-          return false;
-        }
-      }
-      if (take().tok !== ')') return false;
-      return values.every(isLabelValue);
-    }
-    if (op !== '=' && op !== '==' && op !== '!=' && op !== '>' && op !== '<') return false;
-    let value = '';
-    const after = peek().tok;
-    if (after !== 'end' && after !== ',') {
-      const v = take();
-      if (v.tok !== 'id') return false;
-      value = v.lit;
-    }
-    if ((op === '>' || op === '<') && !isInt64(value)) return false;
-    return isLabelValue(value);
-  };
+// What may follow a key and its operator, by operator; any other token there fails the parse.
+const LABEL_REQUIREMENT_VALUES: Partial<Record<LabelToken, (parser: LabelParser) => boolean>> = {
+  in: (parser) => parser.valueSet(),
+  notin: (parser) => parser.valueSet(),
+  '=': (parser) => parser.singleValue(isLabelValue),
+  '==': (parser) => parser.singleValue(isLabelValue),
+  '!=': (parser) => parser.singleValue(isLabelValue),
+  '>': (parser) => parser.singleValue((value) => isInt64(value) && isLabelValue(value)),
+  '<': (parser) => parser.singleValue((value) => isInt64(value) && isLabelValue(value)),
+};
 
-  for (;;) {
-    const { tok } = peek();
-    if (tok === 'end') return true;
-    if (tok !== 'id' && tok !== '!') return false;
-    if (!requirement()) return false;
-    const after = take().tok;
-    if (after === 'end') return true;
-    if (after !== ',') return false;
-    const next = peek().tok;
-    if (next !== 'id' && next !== '!') return false;
+// Go's labels.Parser, as far as telling whether a selector parses.
+class LabelParser {
+  private position = 0;
+
+  constructor(private readonly tokens: LabelTokenOf[]) {}
+
+  selector(): boolean {
+    if (this.peek().tok === 'end') return true;
+    for (;;) {
+      if (!startsRequirement(this.peek().tok) || !this.requirement()) return false;
+      const after = this.take().tok;
+      if (after !== ',') return after === 'end';
+    }
   }
+
+  /** `( value, ... )` after in/notin; "()" is the empty value. */
+  valueSet(): boolean {
+    if (this.take().tok !== '(') return false;
+    const after = this.peek().tok;
+    if (after === ')') {
+      this.take();
+      return true;
+    }
+    if (after !== 'id' && after !== ',') return false;
+    const values = this.valueList();
+    return values !== undefined && this.take().tok === ')' && values.every(isLabelValue);
+  }
+
+  /** The value after =, ==, !=, > or <; absent is the empty value. */
+  singleValue(valid: (value: string) => boolean): boolean {
+    const after = this.peek().tok;
+    if (after === 'end' || after === ',') return valid('');
+    const value = this.take();
+    return value.tok === 'id' && valid(value.lit);
+  }
+
+  private requirement(): boolean {
+    let key = this.take();
+    const unary = key.tok === '!';
+    if (unary) key = this.take();
+    if (key.tok !== 'id' || !isLabelKey(key.lit)) return false;
+    const next = this.peek().tok;
+    if (unary || next === 'end' || next === ',') return true;
+    const values = LABEL_REQUIREMENT_VALUES[this.take(true).tok];
+    return values !== undefined && values(this);
+  }
+
+  /** Identifiers and commas up to (not taking) the closing parenthesis; undefined where the list breaks. */
+  private valueList(): string[] | undefined {
+    const values: string[] = [];
+    for (;;) {
+      const token = this.take();
+      if (token.tok === 'id') values.push(token.lit);
+      else if (token.tok !== ',') return undefined;
+      const following = this.peek().tok;
+      if (following === ')') return values;
+      if (token.tok === 'id' && following !== ',') return undefined;
+    }
+  }
+
+  private peek(): LabelTokenOf {
+    return this.at(false);
+  }
+
+  /** The next token; as a keyword where an operator stands, else with in and notin as plain identifiers. */
+  private take(asKeyword = false): LabelTokenOf {
+    const token = this.at(asKeyword);
+    this.position++;
+    return token;
+  }
+
+  private at(asKeyword: boolean): LabelTokenOf {
+    const token = this.tokens[Math.min(this.position, this.tokens.length - 1)]!;
+    return asKeyword ? token : { tok: asValue(token.tok), lit: token.lit };
+  }
+}
+
+function startsRequirement(tok: LabelToken): boolean {
+  return tok === 'id' || tok === '!';
+}
+
+// Where a value may stand, 'in' and 'notin' are plain identifiers.
+function asValue(tok: LabelToken): LabelToken {
+  return tok === 'in' || tok === 'notin' ? 'id' : tok;
 }
 
 const LABEL_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
@@ -484,28 +551,29 @@ function utf8ToString(bytes: Uint8Array): string {
   return out;
 }
 
-// Length of the well-formed UTF-8 sequence at i (Unicode Table 3-7), or 0.
+// The well-formed UTF-8 sequences by lead byte (Unicode Table 3-7): their length and the range of the
+// second byte; every later byte is 80..BF.
+const UTF8_LEAD_BYTES: readonly { from: number; to: number; length: number; secondMin: number; secondMax: number }[] = [
+  { from: 0xc2, to: 0xdf, length: 2, secondMin: 0x80, secondMax: 0xbf },
+  { from: 0xe0, to: 0xe0, length: 3, secondMin: 0xa0, secondMax: 0xbf },
+  { from: 0xe1, to: 0xec, length: 3, secondMin: 0x80, secondMax: 0xbf },
+  { from: 0xed, to: 0xed, length: 3, secondMin: 0x80, secondMax: 0x9f },
+  { from: 0xee, to: 0xef, length: 3, secondMin: 0x80, secondMax: 0xbf },
+  { from: 0xf0, to: 0xf0, length: 4, secondMin: 0x90, secondMax: 0xbf },
+  { from: 0xf1, to: 0xf3, length: 4, secondMin: 0x80, secondMax: 0xbf },
+  { from: 0xf4, to: 0xf4, length: 4, secondMin: 0x80, secondMax: 0x8f },
+];
+
+// Length of the well-formed UTF-8 sequence at i, or 0.
 function validSequenceLength(bytes: Uint8Array, i: number): number {
   const b0 = bytes[i]!;
   if (b0 < 0x80) return 1;
-  let length: number;
-  let lo = 0x80;
-  let hi = 0xbf;
-  if (b0 >= 0xc2 && b0 <= 0xdf) length = 2;
-  else if (b0 >= 0xe0 && b0 <= 0xef) {
-    length = 3;
-    if (b0 === 0xe0) lo = 0xa0;
-    if (b0 === 0xed) hi = 0x9f;
-  } else if (b0 >= 0xf0 && b0 <= 0xf4) {
-    length = 4;
-    if (b0 === 0xf0) lo = 0x90;
-    if (b0 === 0xf4) hi = 0x8f;
-  } else return 0;
-  for (let k = 1; k < length; k++) {
+  const lead = UTF8_LEAD_BYTES.find((range) => b0 >= range.from && b0 <= range.to);
+  if (!lead) return 0;
+  for (let k = 1; k < lead.length; k++) {
     const b = bytes[i + k];
-    if (b === undefined) return 0;
-    const [min, max] = k === 1 ? [lo, hi] : [0x80, 0xbf];
-    if (b < min || b > max) return 0;
+    const [min, max] = k === 1 ? [lead.secondMin, lead.secondMax] : [0x80, 0xbf];
+    if (b === undefined || b < min || b > max) return 0;
   }
-  return length;
+  return lead.length;
 }

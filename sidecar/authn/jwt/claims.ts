@@ -99,6 +99,14 @@ function checkRules(rules: JwtIssuer['cel']['claimValidation'], value: unknown, 
   }
 }
 
+/** A claimValidationRules entry with a claim: the claim must be that string. */
+function checkRequiredClaim(claims: Claims, claim: string, requiredValue: string): void {
+  if (!Object.hasOwn(claims, claim)) throw new TokenRejected(`required claim ${claim} not present in ID token`);
+  const value = claims[claim] ?? '';
+  if (typeof value !== 'string') throw new TokenRejected(`parse claim ${claim}: not a string`);
+  if (value !== requiredValue) throw new TokenRejected(`required claim ${claim} value does not match. Got = ${value}, want = ${requiredValue}`);
+}
+
 /** The identity the API server would give these (verified) claims; throws TokenRejected when it would refuse them. */
 export function identityFromClaims(issuer: JwtIssuer, claims: Claims): Identity {
   const identity: Identity = { username: username(issuer, claims), groups: groups(issuer, claims), extra: {} };
@@ -109,13 +117,7 @@ export function identityFromClaims(issuer: JwtIssuer, claims: Claims): Identity 
   if (id !== '') identity.uid = id;
   identity.extra = extra(issuer, claims);
 
-  for (const rule of issuer.config.claimValidationRules) {
-    if (!rule.claim) continue;
-    if (!Object.hasOwn(claims, rule.claim)) throw new TokenRejected(`required claim ${rule.claim} not present in ID token`);
-    const value = claims[rule.claim] ?? '';
-    if (typeof value !== 'string') throw new TokenRejected(`parse claim ${rule.claim}: not a string`);
-    if (value !== (rule.requiredValue ?? '')) throw new TokenRejected(`required claim ${rule.claim} value does not match. Got = ${value}, want = ${rule.requiredValue ?? ''}`);
-  }
+  for (const rule of issuer.config.claimValidationRules) if (rule.claim) checkRequiredClaim(claims, rule.claim, rule.requiredValue ?? '');
   checkRules(issuer.cel.claimValidation, claims, 'claim validation');
   if (issuer.cel.userValidation.length > 0) {
     const user = { username: identity.username, uid: identity.uid ?? '', groups: identity.groups, extra: identity.extra };

@@ -57,36 +57,75 @@ interface Frame {
 
 /** Walks JSON text that JSON.parse has accepted, for what it let through and Go would read otherwise. */
 function scan(text: string): void {
-  const stack: Frame[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (c === '{' || c === '[') {
-      stack.push(c === '{' ? { names: new Set(), expectName: true } : { expectName: false });
-      if (stack.length > MAX_DEPTH) throw new JsonRefused(`nested deeper than ${MAX_DEPTH} levels`);
-    } else if (c === '}' || c === ']') {
-      stack.pop();
-    } else if (c === ',') {
-      const top = stack.at(-1);
-      if (top?.names) top.expectName = true;
-    } else if (c === ':') {
-      stack.at(-1)!.expectName = false;
-    } else if (c === '"') {
-      let end = i + 1;
-      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
-      const value = JSON.parse(text.slice(i, end + 1)) as string;
-      if (!value.isWellFormed()) throw new JsonRefused(`a string with an unpaired surrogate: ${JSON.stringify(value)}`);
-      const top = stack.at(-1);
-      if (top?.names && top.expectName) {
-        if (top.names.has(value)) throw new JsonRefused(`the member ${JSON.stringify(value)} appears twice in one object`);
-        top.names.add(value);
-      }
-      i = end;
-    } else if (c === '-' || (c >= '0' && c <= '9')) {
-      let end = i + 1;
-      while (end < text.length && '0123456789.eE+-'.includes(text[end]!)) end++;
-      if (!Number.isFinite(Number(text.slice(i, end)))) throw new JsonRefused(`the number ${text.slice(i, end)} is beyond float64`);
-      i = end - 1;
+  const scanner = new JsonScanner(text);
+  let i = 0;
+  while (i < text.length) i = scanner.step(i) + 1;
+}
+
+const isNumberStart = (c: string): boolean => c === '-' || (c >= '0' && c <= '9');
+
+class JsonScanner {
+  private readonly stack: Frame[] = [];
+
+  // What each character that matters does; the index returned is the last one it consumed.
+  private readonly byCharacter: Readonly<Record<string, (i: number) => number>> = {
+    '{': (i) => this.open({ names: new Set(), expectName: true }, i),
+    '[': (i) => this.open({ expectName: false }, i),
+    '}': (i) => this.close(i),
+    ']': (i) => this.close(i),
+    ',': (i) => this.comma(i),
+    ':': (i) => this.colon(i),
+    '"': (i) => this.string(i),
+  };
+
+  constructor(private readonly text: string) {}
+
+  step(i: number): number {
+    const c = this.text[i]!;
+    if (Object.hasOwn(this.byCharacter, c)) return this.byCharacter[c]!(i);
+    return isNumberStart(c) ? this.number(i) : i;
+  }
+
+  private open(frame: Frame, i: number): number {
+    this.stack.push(frame);
+    if (this.stack.length > MAX_DEPTH) throw new JsonRefused(`nested deeper than ${MAX_DEPTH} levels`);
+    return i;
+  }
+
+  private close(i: number): number {
+    this.stack.pop();
+    return i;
+  }
+
+  private comma(i: number): number {
+    const top = this.stack.at(-1);
+    if (top?.names) top.expectName = true;
+    return i;
+  }
+
+  private colon(i: number): number {
+    this.stack.at(-1)!.expectName = false;
+    return i;
+  }
+
+  private string(i: number): number {
+    let end = i + 1;
+    while (this.text[end] !== '"') end += this.text[end] === '\\' ? 2 : 1;
+    const value = JSON.parse(this.text.slice(i, end + 1)) as string;
+    if (!value.isWellFormed()) throw new JsonRefused(`a string with an unpaired surrogate: ${JSON.stringify(value)}`);
+    const top = this.stack.at(-1);
+    if (top?.names && top.expectName) {
+      if (top.names.has(value)) throw new JsonRefused(`the member ${JSON.stringify(value)} appears twice in one object`);
+      top.names.add(value);
     }
+    return end;
+  }
+
+  private number(i: number): number {
+    let end = i + 1;
+    while (end < this.text.length && '0123456789.eE+-'.includes(this.text[end]!)) end++;
+    if (!Number.isFinite(Number(this.text.slice(i, end)))) throw new JsonRefused(`the number ${this.text.slice(i, end)} is beyond float64`);
+    return end - 1;
   }
 }
 

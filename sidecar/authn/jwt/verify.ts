@@ -196,20 +196,26 @@ function checkClaimTypes(claims: Claims): void {
  */
 function checkDistributedClaims(claims: Claims): void {
   const { _claim_names: names, _claim_sources: sources } = claims;
-  if (names !== undefined && names !== null && !(isObject(names) && Object.values(names).every(goStringOrNull))) throw new TokenRejected('failed to unmarshal claims: _claim_names is not a map of strings');
-  if (sources !== undefined && sources !== null) {
-    if (!isObject(sources)) throw new TokenRejected('failed to unmarshal claims: _claim_sources is not a map');
-    for (const source of Object.values(sources)) {
-      if (source === null) continue;
-      if (!isObject(source)) throw new TokenRejected('failed to unmarshal claims: a claim source is not an object');
-      for (const field of ['endpoint', 'access_token']) {
-        if (!goFieldMembers(source, field).every((name) => goStringOrNull(source[name]))) throw new TokenRejected(`failed to unmarshal claims: a claim source's ${field} is not a string`);
-      }
-    }
-  }
-  for (const source of Object.values(isObject(names) ? names : {})) {
-    if (typeof source !== 'string' || source === '') throw new TokenRejected('failed to obtain source from claim name');
-    if (!isObject(sources) || !Object.hasOwn(sources, source)) throw new TokenRejected('source does not exist');
+  if (isSet(names) && !(isObject(names) && Object.values(names).every(goStringOrNull))) throw new TokenRejected('failed to unmarshal claims: _claim_names is not a map of strings');
+  if (isSet(sources)) checkClaimSources(sources);
+  if (isObject(names)) for (const source of Object.values(names)) checkClaimSource(source, sources);
+}
+
+/** A claim name's source: named, and present in _claim_sources. */
+function checkClaimSource(source: unknown, sources: unknown): void {
+  if (typeof source !== 'string' || source === '') throw new TokenRejected('failed to obtain source from claim name');
+  if (!isObject(sources) || !Object.hasOwn(sources, source)) throw new TokenRejected('source does not exist');
+}
+
+const isSet = (value: unknown): boolean => value !== undefined && value !== null;
+
+function checkClaimSources(sources: unknown): void {
+  if (!isObject(sources)) throw new TokenRejected('failed to unmarshal claims: _claim_sources is not a map');
+  for (const source of Object.values(sources)) {
+    if (source === null) continue;
+    if (!isObject(source)) throw new TokenRejected('failed to unmarshal claims: a claim source is not an object');
+    const field = ['endpoint', 'access_token'].find((name) => !goFieldMembers(source, name).every((member) => goStringOrNull(source[member])));
+    if (field !== undefined) throw new TokenRejected(`failed to unmarshal claims: a claim source's ${field} is not a string`);
   }
 }
 
@@ -252,16 +258,25 @@ export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options:
   } catch (err) {
     throw new TokenRejected(rejection(err, options.algorithms));
   }
-  let claims: Claims;
+  const claims = parseClaims(payload);
+  checkClaimNames(claims);
+  checkClaimTypes(claims);
+  checkIssuerAndAudience(claims, options);
+  checkValidity(claims, options.now ?? Date.now());
+  return claims;
+}
+
+function parseClaims(payload: Uint8Array): Claims {
   try {
     const parsed = parseGoJson(payload);
     if (!isObject(parsed)) throw new JsonRefused('not an object');
-    claims = parsed;
+    return parsed;
   } catch (err) {
     throw new TokenRejected(`failed to unmarshal claims: the payload is ${(err as Error).message}`);
   }
-  checkClaimNames(claims);
-  checkClaimTypes(claims);
+}
+
+function checkIssuerAndAudience(claims: Claims, options: VerifyOptions): void {
   const iss = claims.iss ?? '';
   if (iss !== options.issuerUrl && !(options.issuerUrl === GOOGLE && iss === 'accounts.google.com')) {
     throw new TokenRejected(`id token issued by a different provider, expected ${JSON.stringify(options.issuerUrl)} got ${JSON.stringify(iss)}`);
@@ -270,14 +285,14 @@ export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options:
   if (!audiences.some((a) => options.audiences.includes(a))) {
     throw new TokenRejected(`expected audience in ${JSON.stringify(options.audiences)} got ${JSON.stringify(audiences)}`);
   }
-  const now = options.now ?? Date.now();
+}
+
+function checkValidity(claims: Claims, now: number): void {
   const exp = claims.exp === undefined ? 0 : goSeconds(claims.exp, 'exp');
   if (exp * 1000 < now) throw new TokenRejected(`token is expired (exp ${new Date(exp * 1000).toISOString()})`);
-  if (claims.nbf !== undefined && claims.nbf !== null) {
-    const nbf = goSeconds(claims.nbf, 'nbf');
-    if (now + NOT_BEFORE_LEEWAY_MS < nbf * 1000) throw new TokenRejected(`token is not valid before ${new Date(nbf * 1000).toISOString()}`);
-  }
-  return claims;
+  if (!isSet(claims.nbf)) return;
+  const nbf = goSeconds(claims.nbf, 'nbf');
+  if (now + NOT_BEFORE_LEEWAY_MS < nbf * 1000) throw new TokenRejected(`token is not valid before ${new Date(nbf * 1000).toISOString()}`);
 }
 
 function rejection(err: unknown, algorithms: readonly string[]): string {
