@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { AppsV1Api } from '@kubernetes/client-node';
+import { isNotFound } from '../injector/provision/kube.js';
 import { kubeconfigYaml } from '../lib/kubeconfig.js';
 import { createCA, issueCertificate } from '../lib/pki.js';
 import { cacheRoot, ensureKubelet, ensureNodePause, isExecutable, onPath } from './binaries.js';
@@ -529,8 +530,12 @@ async function drain(controlPlane: ControlPlane, name: string, ctr: (args: strin
   const clients = adminClients(controlPlane);
   // First what would recreate the pods.
   const apps = clients.kubeconfig.makeApiClient(AppsV1Api);
-  for (const deployment of (await apps.listDeploymentForAllNamespaces()).items) await apps.deleteNamespacedDeployment({ name: deployment.metadata!.name!, namespace: deployment.metadata!.namespace! });
-  for (const replicaSet of (await apps.listReplicaSetForAllNamespaces()).items) await apps.deleteNamespacedReplicaSet({ name: replicaSet.metadata!.name!, namespace: replicaSet.metadata!.namespace! });
+  // The garbage collector may delete a ReplicaSet of a deleted Deployment first: gone is as good.
+  const unlessGone = (err: unknown) => {
+    if (!isNotFound(err)) throw err;
+  };
+  for (const deployment of (await apps.listDeploymentForAllNamespaces()).items) await apps.deleteNamespacedDeployment({ name: deployment.metadata!.name!, namespace: deployment.metadata!.namespace! }).catch(unlessGone);
+  for (const replicaSet of (await apps.listReplicaSetForAllNamespaces()).items) await apps.deleteNamespacedReplicaSet({ name: replicaSet.metadata!.name!, namespace: replicaSet.metadata!.namespace! }).catch(unlessGone);
   const pods = await clients.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` });
   for (const pod of pods.items) {
     await clients.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }).catch(() => undefined);
