@@ -47,6 +47,11 @@ const CGROUP_ROOT = '/sys/fs/cgroup';
 const FIXED_HOST_DIRS = ['/var/log/containers', '/var/lib/kubelet', '/run/containerd', '/var/lib/cni'];
 const CNI_RESULTS = '/var/lib/cni/results';
 const SHIM_SOCKETS = '/run/containerd/s';
+/**
+ * How long stop() lets the kubelet stop the pods before the teardown kills what is left: an API
+ * server whose etcd went after it said ready answers only after its 60s timeout.
+ */
+const DRAIN_TIMEOUT_MS = 30_000;
 
 export interface NodeOptions {
   log?: (line: string) => void;
@@ -395,7 +400,10 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
     if (stopped) return;
     stopped = true;
     process.off('exit', killOnExit);
-    if (controlPlane && processes.length === 2) await drain(controlPlane, name, ctr, log).catch((err: Error) => log(`draining the node: ${err.message}`));
+    // Only the kubelet stops pods, told by the API server: when either is going (a terminal's Ctrl-C
+    // reaches them too), the teardown kills the pods.
+    const running = processes.length === 2 && processes.every((proc) => proc.child.exitCode === null && proc.child.signalCode === null);
+    if (controlPlane && running && (await controlPlane.ready())) await drainWithin(DRAIN_TIMEOUT_MS, drain(controlPlane, name, ctr, log)).catch((err: Error) => log(`draining the node: ${err.message}`));
     for (const proc of [...processes].reverse()) await stopProcess(proc);
     // Before the teardown, which kills whatever names the node's dir: the API server names its kubelet client certificate.
     await controlPlane?.stop();
@@ -523,6 +531,14 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
     }
     throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}:\n${await logTail(proc.logFile)}`);
   }
+}
+
+function drainWithin(ms: number, draining: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not done within ${ms / 1000}s: the teardown stops what is left`)), ms);
+  });
+  return Promise.race([draining, late]).finally(() => clearTimeout(timer));
 }
 
 /** Deletes the node's pods and waits until the kubelet has stopped their containers and sandboxes. */
