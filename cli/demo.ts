@@ -35,7 +35,6 @@ interface Ready {
   cp: ControlPlane;
   sidecarUrl: string;
   people: People;
-  printer: AuditPrinter;
 }
 
 async function binaries(demo: Demo): Promise<string> {
@@ -109,7 +108,8 @@ async function forward(demo: Demo, cp: ControlPlane): Promise<string> {
   return url;
 }
 
-async function auditEvents(demo: Demo, cp: ControlPlane, expected: number): Promise<AuditPrinter> {
+/** Prints the events so far, then each as it comes, until the demo stops. */
+async function auditEvents(demo: Demo, cp: ControlPlane, expected: number): Promise<void> {
   const step = demo.step("The sidecar's audit events, one per request, from its container's log (the API server's own log has the same auditIDs)");
   const printer = new AuditPrinter((event) => say(`${INDENT}${auditLine(event)}`));
   const logs = followLogs(demo.kubectl, cp.adminKubeconfig, ['-n', NAMESPACE, DASHBOARD, '-c', 'chaperone'], (line) => {
@@ -122,7 +122,6 @@ async function auditEvents(demo: Demo, cp: ControlPlane, expected: number): Prom
   while (printer.waiting < expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
   printer.flush();
   step.done(`KUBECONFIG=${cp.adminKubeconfig} ${kubectlName(demo.kubectl.binary)} logs -n ${NAMESPACE} ${DASHBOARD} -c chaperone`);
-  return printer;
 }
 
 /** The node, chaperone installed on it, sign-in, the namespace and the running dashboard pod. */
@@ -152,10 +151,10 @@ async function start(demo: Demo): Promise<Ready> {
   const written = await writeKubeconfigs(demo, { cp, clients }, sidecarUrl, ways);
   demo.life.checkpoint();
   const commands = await kubectlThroughSidecar(demo, written);
-  const printer = await auditEvents(demo, cp, commands);
+  await auditEvents(demo, cp, commands);
   say();
   say(`${bold('The demo is ready')} ${dim(`(in ${duration(Date.now() - started)})`)}. Try it by hand, in another terminal:`);
-  return { cp, sidecarUrl, people: written, printer };
+  return { cp, sidecarUrl, people: written };
 }
 
 function printHowTo(demo: Demo, ready: Ready): void {
