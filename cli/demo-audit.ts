@@ -1,6 +1,5 @@
 // The sidecar's audit events for people watching the demo: one line each (who, verb, resource,
-// decision, auditID), read from its file sink as they are written.
-import { open } from 'node:fs/promises';
+// decision, auditID), taken from its container's log as they are written.
 import { ANNOTATIONS } from '../sidecar/audit/event.js';
 import type { Event } from '../sidecar/audit/types.js';
 
@@ -35,56 +34,41 @@ export function auditLine(event: Event): string {
   return `${time}  ${who(event).padEnd(8)}  ${what(event).padEnd(30)}  ${outcome(event).padEnd(18)}  auditID=${event.auditID}${stage}`;
 }
 
-export interface AuditFollower {
-  /** Reads what was appended since the last read; calls onEvent for each whole line. */
-  poll(): Promise<void>;
-  /** Polls every intervalMs until stop(). */
-  follow(intervalMs: number): void;
-  stop(): Promise<void>;
+/**
+ * The audit event a line of the sidecar's container log holds, if it holds one: the sidecar writes
+ * its events to standard output and its log lines to standard error, which `kubectl logs` merges.
+ */
+export function auditEventIn(line: string): Event | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    const parsed = JSON.parse(line) as Partial<Event>;
+    return parsed.kind === 'Event' && parsed.apiVersion === 'audit.k8s.io/v1' ? (parsed as Event) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
-/** Follows a JSON-lines audit file from its start; a file that shrank (rotated) is read again from its start. */
-export function followAuditFile(file: string, onEvent: (event: Event) => void, onError: (err: Error) => void): AuditFollower {
-  let offset = 0;
-  let partial = '';
-  let timer: NodeJS.Timeout | undefined;
-  let polling: Promise<void> = Promise.resolve();
+/** Events held until the first flush(), then passed on as they come. */
+export class AuditPrinter {
+  private held: Event[] | undefined = [];
 
-  const read = async () => {
-    const handle = await open(file, 'r').catch(() => undefined);
-    if (!handle) return;
-    try {
-      const { size } = await handle.stat();
-      if (size < offset) [offset, partial] = [0, ''];
-      if (size === offset) return;
-      const buffer = Buffer.alloc(size - offset);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
-      offset += bytesRead;
-      const lines = (partial + buffer.subarray(0, bytesRead).toString('utf8')).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines.filter((l) => l.trim() !== '')) {
-        let parsed: Event;
-        try {
-          parsed = JSON.parse(line) as Event;
-        } catch {
-          onError(new Error(`a line that is not an event: ${line.slice(0, 80)}`));
-          continue;
-        }
-        onEvent(parsed);
-      }
-    } finally {
-      await handle.close();
-    }
+  constructor(private readonly print: (event: Event) => void) {}
+
+  /** How many events are held. */
+  get waiting(): number {
+    return this.held?.length ?? 0;
+  }
+
+  readonly add = (event: Event): void => {
+    if (this.held) this.held.push(event);
+    else this.print(event);
   };
-  const poll = () => (polling = polling.then(read).catch(onError));
-  return {
-    poll,
-    follow: (intervalMs) => {
-      timer = setInterval(() => void poll(), intervalMs);
-    },
-    stop: async () => {
-      clearInterval(timer);
-      await polling;
-    },
-  };
+
+  /** Prints what was held; from now on events print as they come. */
+  flush(): number {
+    const held = this.held ?? [];
+    this.held = undefined;
+    held.forEach(this.print);
+    return held.length;
+  }
 }

@@ -52,7 +52,7 @@ const program = new Command('chaperone')
 
 program
   .command('demo')
-  .description('run chaperone on a local control plane (builds kube-apiserver and etcd on first use)')
+  .description('run chaperone on real pods: a local control plane and node (as root, with containerd, runc and the CNI plugins; builds Kubernetes on first use)')
   .addHelpText('after', '\nExample:\n  chaperone demo     # stays up until Ctrl-C, then cleans up')
   // Loaded only when asked for: the demo brings the local control-plane harness with it.
   .action(async () => (await import('./demo.js')).runDemo());

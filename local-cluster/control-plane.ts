@@ -49,6 +49,8 @@ export interface ControlPlane {
   stopApiserver(options?: { kill?: boolean }): Promise<void>;
   /** Starts the kube-apiserver again on the same port with the same flags; resolves once it is ready. */
   startApiserver(): Promise<void>;
+  /** Whether the API server's /readyz says ready now (not once it is shutting down, or its etcd is gone). */
+  ready(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -288,6 +290,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       version: version.gitVersion,
       stopApiserver,
       startApiserver,
+      ready: async () => {
+        const probe = new Agent({ ca: ca.certPem, cert: admin.certPem, key: admin.keyPem });
+        try {
+          return (await httpsGet(`${url}/readyz`, probe)).status === 200;
+        } finally {
+          probe.destroy();
+        }
+      },
       stop,
     };
   } catch (err) {

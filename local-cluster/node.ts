@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { AppsV1Api } from '@kubernetes/client-node';
+import { isNotFound } from '../injector/provision/kube.js';
 import { kubeconfigYaml } from '../lib/kubeconfig.js';
 import { createCA, issueCertificate } from '../lib/pki.js';
 import { cacheRoot, ensureKubelet, ensureNodePause, isExecutable, onPath } from './binaries.js';
@@ -46,6 +47,11 @@ const CGROUP_ROOT = '/sys/fs/cgroup';
 const FIXED_HOST_DIRS = ['/var/log/containers', '/var/lib/kubelet', '/run/containerd', '/var/lib/cni'];
 const CNI_RESULTS = '/var/lib/cni/results';
 const SHIM_SOCKETS = '/run/containerd/s';
+/**
+ * How long stop() lets the kubelet stop the pods before the teardown kills what is left: an API
+ * server whose etcd went after it said ready answers only after its 60s timeout.
+ */
+const DRAIN_TIMEOUT_MS = 30_000;
 
 export interface NodeOptions {
   log?: (line: string) => void;
@@ -394,7 +400,10 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
     if (stopped) return;
     stopped = true;
     process.off('exit', killOnExit);
-    if (controlPlane && processes.length === 2) await drain(controlPlane, name, ctr, log).catch((err: Error) => log(`draining the node: ${err.message}`));
+    // Only the kubelet stops pods, told by the API server: when either is going (a terminal's Ctrl-C
+    // reaches them too), the teardown kills the pods.
+    const running = processes.length === 2 && processes.every((proc) => proc.child.exitCode === null && proc.child.signalCode === null);
+    if (controlPlane && running && (await controlPlane.ready())) await drainWithin(DRAIN_TIMEOUT_MS, drain(controlPlane, name, ctr, log)).catch((err: Error) => log(`draining the node: ${err.message}`));
     for (const proc of [...processes].reverse()) await stopProcess(proc);
     // Before the teardown, which kills whatever names the node's dir: the API server names its kubelet client certificate.
     await controlPlane?.stop();
@@ -524,13 +533,25 @@ export async function startNode(options: NodeOptions = {}): Promise<LocalNode> {
   }
 }
 
+function drainWithin(ms: number, draining: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not done within ${ms / 1000}s: the teardown stops what is left`)), ms);
+  });
+  return Promise.race([draining, late]).finally(() => clearTimeout(timer));
+}
+
 /** Deletes the node's pods and waits until the kubelet has stopped their containers and sandboxes. */
 async function drain(controlPlane: ControlPlane, name: string, ctr: (args: string[]) => Promise<string>, log: (line: string) => void): Promise<void> {
   const clients = adminClients(controlPlane);
   // First what would recreate the pods.
   const apps = clients.kubeconfig.makeApiClient(AppsV1Api);
-  for (const deployment of (await apps.listDeploymentForAllNamespaces()).items) await apps.deleteNamespacedDeployment({ name: deployment.metadata!.name!, namespace: deployment.metadata!.namespace! });
-  for (const replicaSet of (await apps.listReplicaSetForAllNamespaces()).items) await apps.deleteNamespacedReplicaSet({ name: replicaSet.metadata!.name!, namespace: replicaSet.metadata!.namespace! });
+  // The garbage collector may delete a ReplicaSet of a deleted Deployment first: gone is as good.
+  const unlessGone = (err: unknown) => {
+    if (!isNotFound(err)) throw err;
+  };
+  for (const deployment of (await apps.listDeploymentForAllNamespaces()).items) await apps.deleteNamespacedDeployment({ name: deployment.metadata!.name!, namespace: deployment.metadata!.namespace! }).catch(unlessGone);
+  for (const replicaSet of (await apps.listReplicaSetForAllNamespaces()).items) await apps.deleteNamespacedReplicaSet({ name: replicaSet.metadata!.name!, namespace: replicaSet.metadata!.namespace! }).catch(unlessGone);
   const pods = await clients.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` });
   for (const pod of pods.items) {
     await clients.core.deleteNamespacedPod({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, gracePeriodSeconds: 0 }).catch(() => undefined);

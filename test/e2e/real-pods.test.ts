@@ -6,32 +6,22 @@
 // app through the sidecar on the pod's own 127.0.0.1:6443 to the API server and the kubelet; the
 // API server's audit log says whom they ran as. Last, stopping the node leaves nothing on the host.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import YAML from 'yaml';
-import type { KubernetesObject, V1Container, V1Deployment, V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { PLACEHOLDER_TOKEN } from '../../injector/proxy.js';
 import { SECRETS } from '../../injector/provision/names.js';
 import { decodeData } from '../../injector/provision/kube.js';
 import { issueCertificate, type CertificateAndKey } from '../../lib/pki.js';
-import { ensureInClusterClient } from '../../local-cluster/binaries.js';
 import { adminClients, bindClusterRoleInNamespace, kubectl, readAuditEvents, userSubject, type AdminClients, type AuditEvent } from '../../local-cluster/kube.js';
-import { otherRunningNodes, startNode, type LocalNode } from '../../local-cluster/node.js';
-import { buildBinaryImage, buildDockerfileImage } from '../../local-cluster/oci.js';
+import { APP_UID, CLIENT_IMAGE, CLIENT_PORT, importInClusterClient, inClusterClientContainer, INJECTOR_NAMESPACE, installOnNode } from '../../local-cluster/installed.js';
+import { startNode, type LocalNode } from '../../local-cluster/node.js';
 import { waitFor } from '../../local-cluster/wait.js';
 import { registerSidecarAuditLog, serviceAccountUsername } from '../../local-cluster/audit-join.js';
-import { ensureArtefacts } from '../../scripts/build-artefacts.js';
+import { assertNodeOnHost, assertNothingLeft, bridgeVeths, hostSnapshot, type HostSnapshot } from '../support/host-snapshot.js';
 
-const run = promisify(execFile);
-const MANIFESTS = path.resolve(import.meta.dirname, '../../manifests');
-const INJECTOR_NAMESPACE = 'chaperone-system';
-const CLIENT_IMAGE = 'chaperone.local/in-cluster-client:test';
-const CLIENT_PORT = 8080;
-const APP_UID = 1000;
 const TOKEN_PATH = '/var/run/secrets/chaperone/upstream/token';
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 /** The shortest a projected token may live; the kubelet renews it after 80% of that (8 minutes). */
@@ -50,59 +40,6 @@ interface Answer {
   stderr?: string;
   error?: string;
 }
-
-// ---- what a node may leave on the host ----
-
-interface HostSnapshot {
-  mounts: string[];
-  links: string[];
-  netns: string[];
-  cgroups: string[];
-  firewall: string;
-  tunables: Record<string, string>;
-  paths: Record<string, boolean>;
-}
-
-const TUNABLES = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes', 'net/ipv4/ip_forward'];
-const NODE_PATHS = ['/var/lib/kubelet', '/var/lib/containerd', '/run/containerd', '/var/log/pods', '/var/log/containers', '/var/lib/cni', '/etc/cni', '/opt/containerd', '/var/run/netns'];
-
-async function commandOutput(command: string, args: string[]): Promise<string | undefined> {
-  try {
-    return (await run(command, args)).stdout;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-function cgroupDirs(): string[] {
-  const root = '/sys/fs/cgroup';
-  return readdirSync(root).flatMap((hierarchy) => {
-    try {
-      return readdirSync(path.join(root, hierarchy), { withFileTypes: true })
-        .filter((entry) => entry.isDirectory())
-        .map((entry) => `${hierarchy}/${entry.name}`);
-    } catch {
-      return [];
-    }
-  });
-}
-
-async function hostSnapshot(): Promise<HostSnapshot> {
-  const iptables = await commandOutput('iptables-save', []);
-  const nft = await commandOutput('nft', ['list', 'ruleset']);
-  return {
-    mounts: readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((line) => line.split(' ').slice(3, 5).join(' ')),
-    links: (await run('ip', ['-o', 'link'])).stdout.split('\n').filter(Boolean).map((line) => line.split(':')[1]!.trim().replace(/@.*$/, '')),
-    netns: existsSync('/var/run/netns') ? readdirSync('/var/run/netns') : [],
-    cgroups: cgroupDirs(),
-    firewall: `iptables: ${iptables ?? '(not installed)'}\nnft: ${nft ?? '(not installed)'}`,
-    tunables: Object.fromEntries(TUNABLES.map((name) => [name, readFileSync(`/proc/sys/${name}`, 'utf8').trim()])),
-    paths: Object.fromEntries(NODE_PATHS.map((p) => [p, existsSync(p)])),
-  };
-}
-
-const added = (before: string[], after: string[]) => after.filter((item) => !before.includes(item));
 
 /** An RFC 3339 timestamp with up to nanoseconds (the container runtime's log stamps), in nanoseconds. */
 function nanoseconds(stamp: string): bigint {
@@ -166,34 +103,10 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     node = await startNode();
     clients = adminClients(node.controlPlane);
     work = await mkdtemp(path.join(tmpdir(), 'chaperone-real-pods-'));
-    await ensureArtefacts((line) => process.stderr.write(`[real-pods] ${line}\n`));
-
-    // The shipped base, as kubectl renders it, with one change: there is no scheduler, so the
-    // Deployment's pods name the node.
-    const rendered = await kubectl(node.controlPlane.adminKubeconfig, ['kustomize', path.join(MANIFESTS, 'base')]);
-    assert.equal(rendered.code, 0, rendered.stderr);
-    const objects = YAML.parseAllDocuments(rendered.stdout).map((doc) => doc.toJS() as KubernetesObject);
-    const deployment = objects.find((o): o is V1Deployment => o.kind === 'Deployment')!;
-    deployment.spec!.template.spec!.nodeName = node.name;
-    const injectorContainer = deployment.spec!.template.spec!.containers[0]!;
-    // And the shortest token the API server issues, so that the kubelet renews it during the suite.
-    injectorContainer.args!.push(`--token-expiration=${TOKEN_SECONDS}s`);
-    const sidecarImage = injectorContainer.args!.find((arg) => arg.startsWith('--sidecar-image='))!.slice('--sidecar-image='.length);
-    const images = [
-      await buildDockerfileImage('Dockerfile.injector', injectorContainer.image!, path.join(work, 'injector.tar')),
-      await buildDockerfileImage('Dockerfile.sidecar', sidecarImage, path.join(work, 'sidecar.tar')),
-      await buildBinaryImage(await ensureInClusterClient(), 'client', CLIENT_IMAGE, path.join(work, 'client.tar')),
-    ];
-    for (const image of images) await node.importImage(image.file);
-    const file = path.join(work, 'base.json');
-    await writeFile(file, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
-    const applied = await kubectl(node.controlPlane.adminKubeconfig, ['apply', '--server-side', '-f', file]);
-    assert.equal(applied.code, 0, applied.stderr);
-
-    await waitFor('the injector Deployment available', async () => {
-      const status = (await kubectl(node.controlPlane.adminKubeconfig, ['get', 'deployment', '-n', INJECTOR_NAMESPACE, 'chaperone-injector', '-o', 'jsonpath={.status.readyReplicas}'])).stdout;
-      return Number(status) === deployment.spec!.replicas ? true : undefined;
-    }, 180_000, 1000);
+    const log = (line: string) => process.stderr.write(`[real-pods] ${line}\n`);
+    // The shipped base, and the shortest token the API server issues, so that the kubelet renews it during the suite.
+    await installOnNode(node, work, { injectorArgs: [`--token-expiration=${TOKEN_SECONDS}s`], log });
+    await importInClusterClient(node, work, log);
 
     namespace = `dashboards-${Date.now().toString(36)}`;
     // Pod Security baseline, which every labelled namespace must enforce (docs/security-model.md).
@@ -214,14 +127,7 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     // edit: read the namespace and exec into its pods.
     await bindClusterRoleInNamespace(clients, namespace, 'edit', [userSubject('alice')]);
 
-    const app: V1Container = {
-      name: 'dashboard',
-      image: CLIENT_IMAGE,
-      imagePullPolicy: 'IfNotPresent',
-      args: ['serve'],
-      ports: [{ name: 'http', containerPort: CLIENT_PORT }],
-      securityContext: { runAsNonRoot: true, runAsUser: APP_UID, runAsGroup: APP_UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
-    };
+    const app = inClusterClientContainer('dashboard');
     await waitFor('the dashboard pod admitted', () =>
       clients.core.createNamespacedPod({ namespace, body: { metadata: { name: 'dashboard', labels: { app: 'dashboard' } }, spec: { nodeName: node.name, containers: [app] } } }),
     30_000, 1000);
@@ -414,47 +320,16 @@ describe('real pods: a kubelet, containerd and runc in the local cluster', funct
     it('leaves nothing on the host: no process, mount, network link or namespace, cgroup, firewall rule, kernel setting or directory of its own', async function () {
       this.timeout(5 * 60_000);
       const running = await hostSnapshot();
-      // What the check looks for is there while the node runs.
-      assert.ok(added(hostBefore.mounts, running.mounts).some((mount) => mount.includes(node.dir)), 'the node has mounts under its dir');
-      assert.ok(running.links.includes(node.bridge), 'the node has its bridge');
-      assert.ok(added(hostBefore.links, running.links).some((link) => link.startsWith('veth')), "the pods' veth pairs are on the host");
-      assert.ok(added(hostBefore.cgroups, running.cgroups).some((cgroup) => cgroup.endsWith(`/${node.name}`)), 'the node has its cgroups');
+      const veths = await bridgeVeths(node.bridge);
+      assert.ok(veths.length >= 3, `the pods' veths on ${node.bridge}: ${veths.join(', ')}`);
+      assertNodeOnHost(hostBefore, running, node, veths);
       const logs = await kubectl(node.controlPlane.adminKubeconfig, ['logs', '-n', namespace, 'dashboard', '-c', 'chaperone']);
       assert.equal(logs.code, 0, logs.stderr);
       // The audit events; the sidecar's log lines (standard error) come in the same stream.
       sidecarLog = logs.stdout.split('\n').filter((line) => line.includes('"apiVersion":"audit.k8s.io/v1"')).join('\n');
 
-      const ourVeths = (await run('ip', ['-o', 'link', 'show', 'master', node.bridge])).stdout.split('\n').filter(Boolean).map((line) => line.split(':')[1]!.trim().replace(/@.*$/, ''));
-      assert.ok(ourVeths.length >= 3, `the pods' veths on ${node.bridge}: ${ourVeths.join(', ')}`);
-
       await node.stop();
-      const after = await hostSnapshot();
-      // Another run's node, if one runs now, has things of its own on the host: they are not this node's.
-      const others = otherRunningNodes(node.name);
-      const notOthers = (item: string) => !others.some((other) => item.includes(other.dir) || item.includes(other.bridge) || item.includes(other.name));
-      const othersVeth = (link: string) => others.length > 0 && link.startsWith('veth') && !ourVeths.includes(link);
-      assert.deepEqual(added(hostBefore.mounts, after.mounts).filter(notOthers), []);
-      assert.deepEqual(added(hostBefore.links, after.links).filter(notOthers).filter((link) => !othersVeth(link)), []);
-      for (const veth of ourVeths) assert.ok(!after.links.includes(veth), veth);
-      assert.deepEqual(added(hostBefore.netns, after.netns).filter(() => others.length === 0), []);
-      assert.deepEqual(added(hostBefore.cgroups, after.cgroups).filter(notOthers), []);
-      assert.equal(after.firewall, hostBefore.firewall);
-      if (others.length === 0) {
-        assert.deepEqual(after.tunables, hostBefore.tunables);
-        assert.deepEqual(after.paths, hostBefore.paths);
-      } else {
-        // The last node to stop puts them back, from what they were before any node started.
-        process.stderr.write(`      (the kernel settings and the kubelet's fixed directories are left to ${others.map((other) => other.name).join(', ')}, still running, to put back)\n`);
-      }
-      const processes = readdirSync('/proc').filter((pid) => /^\d+$/.test(pid) && (() => {
-        try {
-          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(node.dir);
-        } catch {
-          return false;
-        }
-      })());
-      assert.deepEqual(processes, []);
-      assert.equal(existsSync(node.dir), false);
+      assertNothingLeft(hostBefore, await hostSnapshot(), node, veths);
     });
   });
 });

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { V1Pod } from '@kubernetes/client-node';
 import { describeInjection, describeRules, tokenHolders } from '../../../cli/demo-describe.js';
-import { auditLine, followAuditFile } from '../../../cli/demo-audit.js';
+import { auditEventIn, auditLine, AuditPrinter } from '../../../cli/demo-audit.js';
 import { duration } from '../../../cli/demo-output.js';
 import type { Event } from '../../../sidecar/audit/types.js';
 
@@ -102,45 +101,25 @@ describe("cli/demo: the sidecar's audit events, one line each", function () {
   });
 });
 
-describe('cli/demo: following the audit file', function () {
-  let dir: string;
-  let file: string;
-
-  beforeEach(async function () {
-    dir = await mkdtemp(path.join(tmpdir(), 'chaperone-demo-audit-'));
-    file = path.join(dir, 'audit.jsonl');
+describe("cli/demo: the audit events in the sidecar's container log", function () {
+  it('takes the events, and neither the log lines beside them nor anything that is not JSON', function () {
+    const line = JSON.stringify(event({ auditID: 'a' }));
+    assert.equal(auditEventIn(line)?.auditID, 'a');
+    assert.equal(auditEventIn(JSON.stringify({ level: 'info', msg: 'chaperone sidecar serving' })), undefined);
+    assert.equal(auditEventIn(JSON.stringify({ kind: 'Event', apiVersion: 'v1', reason: 'Started' })), undefined);
+    assert.equal(auditEventIn(line.slice(0, 40)), undefined);
+    assert.equal(auditEventIn('E1207 10:00:00 something else'), undefined);
   });
 
-  afterEach(async function () {
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('reads whole lines only, each once, from a file that may not exist yet; a file that shrank is read from its start', async function () {
-    const seen: string[] = [];
-    const errors: Error[] = [];
-    const follower = followAuditFile(file, (e) => seen.push(e.auditID), (err) => errors.push(err));
-    await follower.poll();
-    assert.deepEqual(seen, []);
-
-    const line = (id: string) => `${JSON.stringify(event({ auditID: id }))}\n`;
-    const second = line('b');
-    await writeFile(file, line('a') + second.slice(0, 10));
-    await follower.poll();
-    assert.deepEqual(seen, ['a']);
-    await appendFile(file, second.slice(10));
-    await follower.poll();
-    await follower.poll();
-    assert.deepEqual(seen, ['a', 'b']);
-
-    // Rotated: the file now holds less than was read.
-    await writeFile(file, line('c'));
-    await follower.poll();
-    assert.deepEqual(seen, ['a', 'b', 'c']);
-
-    await appendFile(file, `not json\n${line('d')}`);
-    await follower.poll();
-    assert.equal(errors.length, 1);
-    assert.deepEqual(seen, ['a', 'b', 'c', 'd'], 'a bad line does not stop the following ones');
-    await follower.stop();
+  it('holds the events until the first flush, then prints each as it comes', function () {
+    const printed: string[] = [];
+    const printer = new AuditPrinter((e) => printed.push(e.auditID));
+    printer.add(event({ auditID: 'a' }));
+    printer.add(event({ auditID: 'b' }));
+    assert.deepEqual(printed, []);
+    assert.equal(printer.flush(), 2);
+    assert.deepEqual(printed, ['a', 'b']);
+    printer.add(event({ auditID: 'c' }));
+    assert.deepEqual(printed, ['a', 'b', 'c']);
   });
 });
