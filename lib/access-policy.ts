@@ -20,8 +20,31 @@ export const READ_VERBS = ['get', 'list', 'watch'] as const;
  */
 export const NOT_READ_ONLY_SUBRESOURCES: ReadonlySet<string> = new Set(['exec', 'attach', 'portforward', 'proxy', 'token']);
 
-/** Whether read-only access covers the request: a read verb, and no subresource that is a door. */
-export function isReadOnlyRequest(attributes: { isResourceRequest: boolean; verb: string; subresource: string }): boolean {
+/**
+ * The reviews a person makes of herself (kubectl auth whoami and can-i; a dashboard deciding which
+ * buttons to show): created, yet they change nothing, and every authenticated user may make them
+ * (system:basic-user). Read-only access allows them.
+ */
+export const SELF_REVIEWS: readonly { group: string; resources: readonly string[] }[] = [
+  { group: 'authentication.k8s.io', resources: ['selfsubjectreviews'] },
+  { group: 'authorization.k8s.io', resources: ['selfsubjectaccessreviews', 'selfsubjectrulesreviews'] },
+];
+
+interface ReadOnlyAttributes {
+  isResourceRequest: boolean;
+  verb: string;
+  apiGroup: string;
+  resource: string;
+  subresource: string;
+}
+
+function isSelfReview(attributes: ReadOnlyAttributes): boolean {
+  return attributes.verb === 'create' && attributes.subresource === '' && SELF_REVIEWS.some((r) => r.group === attributes.apiGroup && r.resources.includes(attributes.resource));
+}
+
+/** Whether read-only access covers the request: a read verb and no subresource that is a door, or a self-review. */
+export function isReadOnlyRequest(attributes: ReadOnlyAttributes): boolean {
+  if (attributes.isResourceRequest && isSelfReview(attributes)) return true;
   if (!(READ_VERBS as readonly string[]).includes(attributes.verb)) return false;
   return !attributes.isResourceRequest || !NOT_READ_ONLY_SUBRESOURCES.has(attributes.subresource);
 }

@@ -9,6 +9,7 @@ import {
   GRANTABLE_VERBS,
   NOT_READ_ONLY_SUBRESOURCES,
   READ_VERBS,
+  SELF_REVIEWS,
   resourceRuleSchema,
   type AccessLevel,
   type AccessPolicy,
@@ -82,6 +83,7 @@ function readOnlyRules(served: ServedResources, secrets: boolean): ResourceRule[
   const rules: ResourceRule[] = [];
   if (core.length > 0) rules.push({ apiGroups: [''], resources: core, verbs: [...READ_VERBS] });
   if (groups.length > 0) rules.push({ apiGroups: groups, resources: ['*'], verbs: [...READ_VERBS] });
+  for (const review of SELF_REVIEWS) if (served.groups.includes(review.group)) rules.push({ apiGroups: [review.group], resources: [...review.resources], verbs: ['create'] });
   return rules;
 }
 

@@ -131,6 +131,13 @@ describe('sidecar access policy', function () {
     for (const read of ['/api/v1/namespaces/team/pods/web/log', '/api/v1/namespaces/team/pods/web/status', '/api/v1/nodes/n1', '/healthz']) {
       assert.equal(refusal(pod, alice, 'GET', read), undefined, read);
     }
+    // Asking about oneself changes nothing (kubectl auth whoami, can-i; a dashboard choosing its buttons).
+    for (const review of ['/apis/authentication.k8s.io/v1/selfsubjectreviews', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews']) {
+      assert.equal(refusal(pod, alice, 'POST', review), undefined, review);
+    }
+    for (const write of ['/apis/authorization.k8s.io/v1/subjectaccessreviews', '/apis/authentication.k8s.io/v1/tokenreviews', '/apis/authorization.k8s.io/v1/namespaces/team/localsubjectaccessreviews']) {
+      assert.match(refusal(pod, alice, 'POST', write)?.message ?? 'allowed', /this pod is read-only/, write);
+    }
   });
 });
 
