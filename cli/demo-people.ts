@@ -93,7 +93,7 @@ export async function kubectlThroughSidecar(demo: Demo, who: People): Promise<nu
   const ns = ['-n', NAMESPACE];
   const commands = [
     { kubeconfig: who.alice, args: ['get', 'pods', ...ns], allowed: true, why: `alice may view ${NAMESPACE}` },
-    { kubeconfig: who.alice, args: ['create', 'configmap', 'notes', ...ns, '--from-literal=note=hello'], allowed: false, why: 'view does not let alice write' },
+    { kubeconfig: who.alice, args: ['create', 'configmap', 'notes', ...ns, '--from-literal=note=hello'], allowed: false, why: 'demo is read-only (chaperone\'s default access), and view would not let alice write either' },
     { kubeconfig: who.bob, args: ['get', 'pods', ...ns], allowed: false, why: `bob has no role in ${NAMESPACE}` },
     { kubeconfig: who.alice, args: ['get', 'secrets', ...ns, '--as=admin', '--as-group=system:masters'], allowed: false, why: 'alice may not impersonate, let alone system:masters' },
     { kubeconfig: who.carol, args: ['get', 'pods', ...ns], allowed: true, why: `carol signed in with OIDC; her token's groups claim puts her in oidc:platform, which may view ${NAMESPACE}` },
