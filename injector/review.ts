@@ -11,7 +11,7 @@ import { annotationOf, INJECT_LABEL } from './names.js';
 import { neverInjected } from './namespaces.js';
 import { jsonPatch, type PatchOperation } from './patch.js';
 import { notProvisionedMessage, type ProvisioningStatus } from './provision/readiness.js';
-import { resolveSettings } from './settings.js';
+import { resolveSettings, type InjectionSettings } from './settings.js';
 
 /** What the injector reads of a namespace: its labels (is it labelled?) and annotations (what its sidecars trust). */
 export interface NamespaceMetadata {
@@ -183,17 +183,34 @@ function reviewEphemeral(request: AdmissionRequest, ctx: ReviewContext): Admissi
   return allow(request.uid);
 }
 
-async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<AdmissionResponse> {
-  const { uid } = request;
-  const isPod = request.kind?.group === '' && request.kind.kind === 'Pod';
+/** What a review is about: only a pod's creation and kubectl debug's ephemeral containers concern the injector. */
+function reviewedOperation(request: AdmissionRequest): 'create' | 'ephemeral' | undefined {
+  if (request.kind?.group !== '' || request.kind.kind !== 'Pod') return undefined;
   const subResource = request.subResource ?? '';
-  const creating = request.operation === 'CREATE' && subResource === '';
-  const addingEphemeral = request.operation === 'UPDATE' && subResource === 'ephemeralcontainers';
-  if (!isPod || !(creating || addingEphemeral)) return allow(uid);
+  if (request.operation === 'CREATE' && subResource === '') return 'create';
+  if (request.operation === 'UPDATE' && subResource === 'ephemeralcontainers') return 'ephemeral';
+  return undefined;
+}
+
+async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<AdmissionResponse> {
+  const operation = reviewedOperation(request);
+  if (!operation) return allow(request.uid);
   const namespace = request.namespace;
   if (typeof namespace !== 'string' || namespace === '') throw new Denial('BadRequest', 'the admission request names no namespace');
-  if (addingEphemeral) return reviewEphemeral(request, ctx);
+  return operation === 'ephemeral' ? reviewEphemeral(request, ctx) : reviewCreate(request, namespace, ctx);
+}
 
+/** The settings one pod is injected with: the injector's, the namespace's and the pod's, then the installation configuration's. */
+async function settingsFor(pod: V1Pod, namespace: string, namespaceAnnotations: Readonly<Record<string, string>>, ctx: ReviewContext): Promise<InjectionSettings> {
+  // What the sidecar trusts comes from the namespace as the injector watches it (cluster administrators' annotations), never from the pod.
+  const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: namespaceAnnotations });
+  if (!ctx.installationConfigs) return settings;
+  const namedByNamespace = namespaceAnnotations[annotationOf('sidecar-config')] !== undefined;
+  return withInstallationConfig(settings, ctx.config.namespace, namedByNamespace, ctx.installationConfigs);
+}
+
+async function reviewCreate(request: AdmissionRequest, namespace: string, ctx: ReviewContext): Promise<AdmissionResponse> {
+  const { uid } = request;
   const pod = podOf(request.object);
   const selection = await select(namespace, pod, ctx);
   const who = { uid, namespace, pod: pod.metadata?.name ?? `${pod.metadata?.generateName ?? ''}*`, dryRun: request.dryRun === true };
@@ -202,12 +219,7 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
     return allow(uid);
   }
   if (ctx.provisioning) await refuseUnprovisioned(namespace, ctx.provisioning);
-  // What the sidecar trusts comes from the namespace as the injector watches it (cluster administrators' annotations), never from the pod.
-  let settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: selection.namespaceAnnotations });
-  if (ctx.installationConfigs) {
-    const namedByNamespace = selection.namespaceAnnotations[annotationOf('sidecar-config')] !== undefined;
-    settings = await withInstallationConfig(settings, ctx.config.namespace, namedByNamespace, ctx.installationConfigs);
-  }
+  const settings = await settingsFor(pod, namespace, selection.namespaceAnnotations, ctx);
   const injectedPod = injectPod(pod, settings);
   await refuseTokenClaims(injectedPod.spec!, ctx.csiTokens, ctx.config.trustedCsiDrivers);
   const patch = jsonPatch(pod as unknown as Record<string, unknown>, injectedPod as unknown as Record<string, unknown>);

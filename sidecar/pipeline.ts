@@ -72,6 +72,14 @@ export interface PipelineOptions {
   maxUpgrades: number;
 }
 
+/** A request target that is not a path, or a body on a request to upgrade: refused before anything else. */
+function refuseMalformedTarget(req: IncomingMessage, record: RequestRecord): void {
+  if (!record.requestURI.startsWith('/')) throw badRequest('chaperone accepts only a path as the request target, not a full URL');
+  if (bodyFraming(req) !== 'none' && req.headers.upgrade !== undefined && req.headers.connection?.toLowerCase().includes('upgrade')) {
+    throw badRequest('chaperone accepts no body on a request to upgrade the connection');
+  }
+}
+
 /** The reviewer, with every review it makes for this request kept in its record. */
 function recordingReviews(reviewer: AccessReviewer, record: RequestRecord): AccessReviewer {
   return {
@@ -205,20 +213,10 @@ export class Pipeline {
   /** Who is asking, may they, and as whom the request goes upstream: the identity headers to send. */
   private async decide(req: IncomingMessage, record: RequestRecord): Promise<OutgoingHttpHeaders> {
     await this.auditOf(record).begin?.(record, req); // waits while the audit buffer is full (block mode)
-    if (!record.requestURI.startsWith('/')) throw badRequest('chaperone accepts only a path as the request target, not a full URL');
-    const framing = bodyFraming(req);
-    if (framing !== 'none' && req.headers.upgrade !== undefined && req.headers.connection?.toLowerCase().includes('upgrade')) {
-      throw badRequest('chaperone accepts no body on a request to upgrade the connection');
-    }
+    refuseMalformedTarget(req, record);
     const authenticated = await this.authenticate(req, record);
-
-    const nested = readImpersonationRequest(req.rawHeaders);
-    record.nestedImpersonation = nested !== undefined;
-    if (nested) this.options.access.checkNested(nested);
-    guardAuthenticated(authenticated, this.guard);
     const reviewer = recordingReviews(this.options.reviewer, record);
-    const effective = nested ? await authorizeImpersonation(reviewer, authenticated.identity, nested) : authenticated.identity;
-    guardEffective(effective, this.guard);
+    const effective = await this.effectiveIdentity(req, record, authenticated, reviewer);
 
     const create = compoundCreate(record.info);
     const { access } = this.options;
@@ -231,6 +229,17 @@ export class Pipeline {
     if (!token) throw serviceUnavailable('chaperone has no service-account token to reach the API server with');
     record.impersonated = asForwarded(effective, access.mode());
     return { ...impersonationHeaders(effective, access.mode()), authorization: `Bearer ${token}`, 'audit-id': record.auditID };
+  }
+
+  /** The person, or whom she impersonates (kubectl --as) once she may: each past the guard. */
+  private async effectiveIdentity(req: IncomingMessage, record: RequestRecord, authenticated: Authenticated, reviewer: AccessReviewer): Promise<Identity> {
+    const nested = readImpersonationRequest(req.rawHeaders);
+    record.nestedImpersonation = nested !== undefined;
+    if (nested) this.options.access.checkNested(nested);
+    guardAuthenticated(authenticated, this.guard);
+    const effective = nested ? await authorizeImpersonation(reviewer, authenticated.identity, nested) : authenticated.identity;
+    guardEffective(effective, this.guard);
+    return effective;
   }
 
   private async authenticate(req: IncomingMessage, record: RequestRecord): Promise<Authenticated> {
