@@ -28,14 +28,15 @@ const SPECIAL_VERBS = new Set(['proxy', 'watch']);
 // After /namespaces/{name}/ these are subresources of the namespace, anything else is a resource in it.
 const NAMESPACE_SUBRESOURCES = new Set(['status', 'finalize']);
 // Go's switch on req.Method is case-sensitive: "get" is no GET.
-const VERB_BY_METHOD: Readonly<Record<string, string>> = {
-  POST: 'create',
-  GET: 'get',
-  HEAD: 'get',
-  PUT: 'update',
-  PATCH: 'patch',
-  DELETE: 'delete',
-};
+// A Map, not an object: a method named like one of Object's own properties ("toString") is no verb.
+const VERB_BY_METHOD: ReadonlyMap<string, string> = new Map([
+  ['POST', 'create'],
+  ['GET', 'get'],
+  ['HEAD', 'get'],
+  ['PUT', 'update'],
+  ['PATCH', 'patch'],
+  ['DELETE', 'delete'],
+]);
 
 export function requestInfo(method: string, url: string): RequestInfo {
   const queryAt = url.indexOf('?');
@@ -88,7 +89,7 @@ function readApiVersion(info: RequestInfo, segments: string[]): string[] | undef
 /** The verb from a /proxy/ or /watch/ prefix, else from the method; returns the segments after it. */
 function readVerb(info: RequestInfo, rest: string[], method: string): string[] | undefined {
   if (!SPECIAL_VERBS.has(rest[0]!)) {
-    info.verb = VERB_BY_METHOD[method] ?? '';
+    info.verb = VERB_BY_METHOD.get(method) ?? '';
     return rest;
   }
   // The API server fails with 500 here (and audits nothing); what is known so far is all there is.

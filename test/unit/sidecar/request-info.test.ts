@@ -24,6 +24,12 @@ describe('sidecar/authz/request-info', function () {
   // What the audit log cannot show: the path, the prefix and the parts, and what happens to requests
   // the API server refuses before auditing. These follow requestinfo.go and Go's net/url.
   describe('beyond what the audit log shows', function () {
+    it("knows no verb for a method named like one of Object's own properties", function () {
+      for (const method of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+        assert.equal(requestInfo(method, '/api/v1/namespaces/ns1/pods/web').verb, '', method);
+      }
+    });
+
     it('gives the whole picture of a namespaced subresource request', function () {
       assert.deepEqual(requestInfo('GET', '/apis/apps/v1/namespaces/ns1/deployments/web/scale?x=1'), {
         isResourceRequest: true,
