@@ -92,6 +92,36 @@ function demoLeftOut(): Plugin {
   };
 }
 
+/**
+ * V8 keeps a script's source as one byte per character only while every character is ASCII: one "µ"
+ * in a dependency's regular expression doubled the memory the bundle's source takes (1.1 MiB more
+ * in every process). A dependency's non-ASCII characters are written as \u escapes, which mean the
+ * same in strings, regular expressions, identifiers and comments.
+ */
+function asciiDependencies(): Plugin {
+  return {
+    name: 'chaperone-ascii-dependencies',
+    setup(plugin) {
+      plugin.onLoad({ filter: /node_modules\/.*\.[cm]?js$/ }, async (args) => {
+        const source = await readFile(args.path, 'utf8');
+        if (!NON_ASCII.test(source)) return undefined;
+        return { contents: source.replace(NON_ASCII_ALL, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`), loader: 'js', resolveDir: path.dirname(args.path) };
+      });
+    },
+  };
+}
+
+const NON_ASCII = /[^\x00-\x7f]/;
+// Every one, by UTF-16 unit: a character beyond the BMP becomes its surrogate pair.
+const NON_ASCII_ALL = /[^\x00-\x7f]/g;
+
+/** A bundle with a character outside ASCII would be stored two bytes per character: refused, saying where. */
+function assertAscii(name: string, contents: Uint8Array): void {
+  const text = Buffer.from(contents).toString('utf8');
+  const at = text.search(NON_ASCII);
+  if (at >= 0) throw new Error(`${name} holds a character outside ASCII at ${at} (${JSON.stringify(text.slice(Math.max(0, at - 40), at + 20))}): V8 would keep its whole source two bytes per character`);
+}
+
 function sha256(content: Buffer | string): string {
   return createHash('sha256').update(content).digest('hex');
 }
@@ -168,13 +198,14 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     sourcemap: 'linked',
     sourcesContent: false,
     legalComments: 'eof',
-    plugins: [demoLeftOut()],
+    plugins: [demoLeftOut(), asciiDependencies()],
     define: { CHAPERONE_VERSION: JSON.stringify(version) },
     metafile: true,
     write: false,
     logLevel: 'warning',
   });
   await mkdir(DIST, { recursive: true });
+  for (const file of result.outputFiles) if (file.path.endsWith('.mjs')) assertAscii(path.basename(file.path), file.contents);
   for (const file of result.outputFiles) await writeAtomically(file.path, file.contents);
 
   const inputs: Record<string, string> = {};
