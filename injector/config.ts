@@ -147,7 +147,7 @@ export const injectorConfigSpec = defineSpec({
     }),
     oidcIssuerUrl: option(httpsUrl(), { description: "The OpenID issuer the sidecar trusts, when the oidc authenticator is on, unless the namespace's chaperone.dev/oidc-issuer-url annotation says otherwise (a pod cannot).", example: 'https://accounts.example.com' }),
     oidcClientId: option(str(), { description: "The client ID OIDC tokens must be issued for, when the oidc authenticator is on, unless the namespace's chaperone.dev/oidc-client-id annotation says otherwise (a pod cannot).", example: 'headlamp' }),
-    readOnly: option(bool(), { default: false, description: "Let people only read through the sidecar (get, list, watch; never exec, attach, port-forward, a proxy or a token, which a GET can open); a pod's chaperone.dev/read-only may turn it on, never off." }),
+    readOnly: option(bool(), { default: false, description: "Let people only read through the sidecar (get, list, watch; never exec, attach, port-forward, a proxy, a token or any other stream a GET can open); a pod's chaperone.dev/read-only may turn it on, never off." }),
     sidecarLogLevel: option(oneOf(['trace', 'debug', 'info', 'warn', 'error']), { default: 'info', description: "The sidecar's least severe log level." }),
     cpuRequest: option(quantity(), { default: '50m', description: "The sidecar's CPU request." }),
     cpuLimit: option(quantity(), { default: '500m', description: "The sidecar's CPU limit." }),

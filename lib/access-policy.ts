@@ -42,8 +42,13 @@ function isSelfReview(attributes: ReadOnlyAttributes): boolean {
   return attributes.verb === 'create' && attributes.subresource === '' && SELF_REVIEWS.some((r) => r.group === attributes.apiGroup && r.resources.includes(attributes.resource));
 }
 
-/** Whether read-only access covers the request: a read verb and no subresource that is a door, or a self-review. */
-export function isReadOnlyRequest(attributes: ReadOnlyAttributes): boolean {
+/**
+ * Whether read-only access covers the request: a read verb and no subresource that is a door, or a
+ * self-review. A connection upgraded by a GET is a stream both ways (exec, a VM's console, an API
+ * extension's own): only a watch or a pod's log is read through one.
+ */
+export function isReadOnlyRequest(attributes: ReadOnlyAttributes, upgrade = false): boolean {
+  if (upgrade) return attributes.verb === 'watch' || (attributes.verb === 'get' && attributes.resource === 'pods' && attributes.subresource === 'log');
   if (attributes.isResourceRequest && isSelfReview(attributes)) return true;
   if (!(READ_VERBS as readonly string[]).includes(attributes.verb)) return false;
   return !attributes.isResourceRequest || !NOT_READ_ONLY_SUBRESOURCES.has(attributes.subresource);

@@ -76,27 +76,30 @@ export class AccessGate {
   }
 
   /** Throws the Status that refuses the request, when the policy does not allow it. */
-  check(identity: Identity, info: RequestInfo): void {
+  check(identity: Identity, info: RequestInfo, upgrade = false): void {
     if (this.loaded && 'problem' in this.loaded) throw serviceUnavailable(`chaperone has no valid access policy: ${this.loaded.problem}`);
     const policy = this.loaded?.policy;
-    if (this.options.readOnly && !isReadOnlyRequest(info)) {
+    if (this.options.readOnly && !isReadOnlyRequest(info, upgrade)) {
       throw forbidden(identity.username, info, 'this pod is read-only (chaperone.dev/read-only)');
     }
     if (!policy) return;
     // A service account is impersonated by name: the API server gives it its own groups and no extras.
-    if (!(policy.mode === 'constrained' && isServiceAccount(identity.username))) {
-      const group = identity.groups.find((g) => !groupAllowed(policy, g));
-      if (group !== undefined) throw forbiddenBecause(`chaperone's access policy for this namespace does not let it act for group ${JSON.stringify(group)}`);
-      const extra = Object.keys(identity.extra).find((key) => !policy.extras.includes(key));
-      if (extra !== undefined) {
-        throw forbiddenBecause(`chaperone's access policy for this namespace does not let it pass on the user extra ${JSON.stringify(extra)} (the injector's --impersonation-extras)`);
-      }
-    }
+    if (!(policy.mode === 'constrained' && isServiceAccount(identity.username))) checkIdentityFits(policy, identity);
     if (!policyAllows(policy, info)) throw forbidden(identity.username, info, `the namespace's chaperone access policy (${policy.access}) does not allow it`);
   }
 
   close(): void {
     this.file?.close();
+  }
+}
+
+/** The groups and extras the policy lets the sidecar pass on for this identity. */
+function checkIdentityFits(policy: AccessPolicy, identity: Identity): void {
+  const group = identity.groups.find((g) => !groupAllowed(policy, g));
+  if (group !== undefined) throw forbiddenBecause(`chaperone's access policy for this namespace does not let it act for group ${JSON.stringify(group)}`);
+  const extra = Object.keys(identity.extra).find((key) => !policy.extras.includes(key));
+  if (extra !== undefined) {
+    throw forbiddenBecause(`chaperone's access policy for this namespace does not let it pass on the user extra ${JSON.stringify(extra)} (the injector's --impersonation-extras)`);
   }
 }
 

@@ -31,7 +31,8 @@ export interface Authenticate {
 export interface PolicyGate {
   mode(): ImpersonationMode;
   checkNested(request: ImpersonationRequest): void;
-  check(identity: Identity, info: RequestInfo): void;
+  /** upgrade: the client asked to upgrade the connection (websocket, SPDY): a stream both ways, not a read. */
+  check(identity: Identity, info: RequestInfo, upgrade?: boolean): void;
 }
 
 /** The scoped service account's token, which every forwarded request carries. */
@@ -220,8 +221,9 @@ export class Pipeline {
 
     const create = compoundCreate(record.info);
     const { access } = this.options;
-    access.check(effective, record.info);
-    if (create) access.check(effective, create);
+    const upgrade = req.headers.upgrade !== undefined;
+    access.check(effective, record.info, upgrade);
+    if (create) access.check(effective, create, upgrade);
     await authorize(reviewer, effective, record.info);
     if (create) await authorize(reviewer, effective, create);
 

@@ -120,7 +120,7 @@ export const sidecarConfigSpec = defineSpec({
         "The namespace's access policy (JSON, written by the injector into the chaperone-ca ConfigMap): the impersonation mode and what people may do at most; re-read when it changes. Without it there is no namespace policy and impersonation is classic.",
       example: '/var/run/secrets/chaperone/policy/access-policy.json',
     }),
-    readOnly: option(bool(), { default: false, description: 'Let people only get, list and watch through this sidecar, whatever the namespace policy allows; never exec, attach, port-forward, a proxy or a token, which a GET can open.' }),
+    readOnly: option(bool(), { default: false, description: 'Let people only get, list and watch through this sidecar, whatever the namespace policy allows; never exec, attach, port-forward, a proxy, a token or any other stream a GET can open.' }),
     guardAllow: option(list(), {
       default: [],
       description: 'User and group names starting with system: that an identity from outside the cluster may carry although the guard would refuse them.',

@@ -116,6 +116,24 @@ describe('sidecar access policy', function () {
     assert.match(refusal(pod, alice, 'DELETE', '/api/v1/namespaces/team/pods/x')!.message, /this pod is read-only \(chaperone.dev\/read-only\)/);
   });
 
+  it('a read-only pod upgrades a connection only to watch or to read a log: never to an extension\'s own stream (a VM console)', function () {
+    const pod = gate({ readOnly: true });
+    const upgraded = (url: string) => {
+      try {
+        pod.check(alice, requestInfo('GET', url), true);
+        return undefined;
+      } catch (err) {
+        return (err as StatusError).message;
+      }
+    };
+    assert.match(upgraded('/apis/subresources.kubevirt.io/v1/namespaces/team/virtualmachineinstances/vm1/console') ?? 'allowed', /this pod is read-only/);
+    assert.match(upgraded('/apis/subresources.kubevirt.io/v1/namespaces/team/virtualmachineinstances/vm1/vnc') ?? 'allowed', /this pod is read-only/);
+    assert.match(upgraded('/api/v1/namespaces/team/pods/web') ?? 'allowed', /this pod is read-only/);
+    assert.equal(upgraded('/api/v1/namespaces/team/pods?watch=1'), undefined);
+    assert.equal(upgraded('/api/v1/namespaces/team/pods/web/log?follow=true'), undefined);
+    assert.equal(refusal(pod, alice, 'GET', '/apis/subresources.kubevirt.io/v1/namespaces/team/virtualmachineinstances/vm1/guestosinfo'), undefined, 'a plain GET of an extension reads');
+  });
+
   it('a read-only pod reads, but never through a door a GET opens: a node\'s kubelet, a pod\'s exec or proxy, a token', function () {
     const pod = gate({ readOnly: true });
     for (const door of [
