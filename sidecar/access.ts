@@ -83,6 +83,9 @@ export class AccessGate {
       throw forbidden(identity.username, info, 'this pod is read-only (chaperone.dev/read-only)');
     }
     if (!policy) return;
+    if (policy.access === 'read-only' && upgrade && !isReadOnlyRequest(info, true)) {
+      throw forbidden(identity.username, info, "the namespace's chaperone access policy (read-only) upgrades a connection only to watch or to read a log");
+    }
     // A service account is impersonated by name: the API server gives it its own groups and no extras.
     if (!(policy.mode === 'constrained' && isServiceAccount(identity.username))) checkIdentityFits(policy, identity);
     if (!policyAllows(policy, info)) throw forbidden(identity.username, info, `the namespace's chaperone access policy (${policy.access}) does not allow it`);

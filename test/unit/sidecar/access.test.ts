@@ -134,6 +134,15 @@ describe('sidecar access policy', function () {
     assert.equal(refusal(pod, alice, 'GET', '/apis/subresources.kubevirt.io/v1/namespaces/team/virtualmachineinstances/vm1/guestosinfo'), undefined, 'a plain GET of an extension reads');
   });
 
+  it("a namespace's read-only policy, too, upgrades a connection only to watch or to read a log", async function () {
+    await writeFile(file, serialisePolicy({ ...readOnly, rules: [...readOnly.rules, { apiGroups: ['subresources.kubevirt.io'], resources: ['*'], verbs: ['get', 'list', 'watch'] }] }));
+    const g = gate({ policyFile: file });
+    const vmConsole = requestInfo('GET', '/apis/subresources.kubevirt.io/v1/namespaces/team/virtualmachineinstances/vm1/console');
+    assert.throws(() => g.check(alice, vmConsole, true), /access policy \(read-only\) upgrades a connection only to watch or to read a log/);
+    assert.doesNotThrow(() => g.check(alice, vmConsole, false), 'the same GET without an upgrade is a read the rules allow');
+    assert.doesNotThrow(() => g.check(alice, requestInfo('GET', '/api/v1/namespaces/team/pods?watch=1'), true));
+  });
+
   it('a read-only pod reads, but never through a door a GET opens: a node\'s kubelet, a pod\'s exec or proxy, a token', function () {
     const pod = gate({ readOnly: true });
     for (const door of [
