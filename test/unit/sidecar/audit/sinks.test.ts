@@ -13,6 +13,17 @@ const id = (n: number) => `id-${String(n).padStart(2, '0')}`;
 const event = (n: number) => ({ auditID: id(n), json: JSON.stringify({ kind: 'Event', auditID: id(n), pad: 'x'.repeat(40) }) });
 const linesOf = (file: string) => readFileSync(file, 'utf8').split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { auditID: string });
 
+/** A FIFO's two ends, neither blocking: what a slow or stuck log reader looks like to the sidecar. */
+function fifoIn(dir: string, name: string): { reader: number; writer: number } {
+  const fifo = path.join(dir, name);
+  execFileSync('mkfifo', [fifo]);
+  const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  return { reader, writer: openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK) };
+}
+
+/** An event of 64 KiB: a pipe takes only part of one at a time. */
+const big = (n: number) => ({ auditID: id(n), json: JSON.stringify({ kind: 'Event', auditID: id(n), pad: 'x'.repeat(64 * 1024) }) });
+
 describe('sidecar/audit sinks: stdout and file', function () {
   let dir: string;
   beforeEach(function () {
@@ -34,12 +45,8 @@ describe('sidecar/audit sinks: stdout and file', function () {
   });
 
   it('stdout: a reader that falls behind never holds the event loop; new requests wait until it catches up', async function () {
-    const fifo = path.join(dir, 'pipe');
-    execFileSync('mkfifo', [fifo]);
-    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    const { reader, writer } = fifoIn(dir, 'pipe');
     const sink = new StdoutSink(log, 10_000, writer);
-    const big = (n: number) => ({ auditID: id(n), json: JSON.stringify({ kind: 'Event', auditID: id(n), pad: 'x'.repeat(64 * 1024) }) });
     let expected = 0;
     for (let n = 0; n < 40; n++) {
       sink.write(big(n));
@@ -84,12 +91,9 @@ describe('sidecar/audit sinks: stdout and file', function () {
   });
 
   it('stdout: a reader that never reads does not hold the shutdown past the flush timeout; what is left is counted as dropped', async function () {
-    const fifo = path.join(dir, 'stuck');
-    execFileSync('mkfifo', [fifo]);
-    const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
-    const writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    const { reader, writer } = fifoIn(dir, 'stuck');
     const sink = new StdoutSink(log, 200, writer);
-    for (let n = 0; n < 10; n++) sink.write({ auditID: id(n), json: JSON.stringify({ kind: 'Event', auditID: id(n), pad: 'x'.repeat(64 * 1024) }) });
+    for (let n = 0; n < 10; n++) sink.write(big(n));
     const started = Date.now();
     await sink.close();
     assert.ok(Date.now() - started < 5000, 'close() returned');
