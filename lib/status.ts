@@ -2,7 +2,8 @@
 // StatusError, the Kubernetes Status object that kubectl and dashboards already know how to show,
 // with a stable reason. What the client reads (message) and what the log and audit event say
 // (internal) may differ: an authentication failure tells the client only "Unauthorized".
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import { writeHead, type ClientResponse } from './client-exchange.js';
 import type { Duplex } from 'node:stream';
 
 export type StatusReason =
@@ -80,13 +81,13 @@ export function toStatus(error: StatusError): Status {
   };
 }
 
-export function writeStatus(res: ServerResponse, error: StatusError, auditID?: string): void {
+export function writeStatus(res: ClientResponse, error: StatusError, auditID?: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const body = JSON.stringify(toStatus(error));
-  res.writeHead(error.code, {
+  writeHead(res, error.code, {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-cache, private',

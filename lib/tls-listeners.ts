@@ -4,7 +4,8 @@
 // disableRenegotiation(), whichever sees it first closes the connection). Client certificates are
 // asked for, never required, when a ClientTrust is given: it decides what they are worth (the
 // sidecar's identity CA, sidecar/authn/connection-trust.ts) and may close connections it stops
-// trusting.
+// trusting. HTTP/1.1 is always served; another protocol (the sidecar's HTTP/2) is offered in ALPN
+// before it when given, and the connections that choose it are handed over after their handshake.
 import { constants } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -15,12 +16,15 @@ import { watchFile, type WatchedFile } from './watch-file.js';
 import type { Logger } from './log.js';
 import { parseHostPort } from './config.js';
 import { StatusError, writeStatusToSocket } from './status.js';
+import type { ClientResponse } from './client-exchange.js';
 
 export interface ListenerLimits {
   maxHeaderBytes: number;
   headersTimeoutMs: number;
   /** How long an idle kept-alive connection stays open; Node's default (5s) unless given. */
   keepAliveTimeoutMs?: number;
+  /** Offered in ALPN before HTTP/1.1, serving the connections that choose it. */
+  alsoOffered?: AlpnProtocol;
 }
 
 export interface TlsFiles {
@@ -37,9 +41,21 @@ export interface ClientTrust {
   /** A connection was accepted; before any request on it is read. */
   accepted(socket: TLSSocket): void;
   /** A request began on the connection; it ends when the response closes (an upgrade: with the connection). */
-  inProgress(socket: Duplex, res?: ServerResponse): void;
+  inProgress(socket: Duplex, res?: ClientResponse): void;
   /** Starts following its sources; `changed` then serves its CAs to new connections. */
   follow(changed: () => void): WatchedFile[];
+}
+
+/** A protocol offered in ALPN before HTTP/1.1, which serves the connections that choose it. */
+export interface AlpnProtocol {
+  /** Its ALPN name: h2. */
+  readonly name: string;
+  /** A connection chose it: its handshake is done, its certificate pinned (ClientTrust.accepted). */
+  accept(socket: TLSSocket): void;
+  /** No new requests; those in progress finish. */
+  close(): void;
+  /** Cuts every connection it serves. */
+  destroyAll(): void;
 }
 
 interface Serving {
@@ -75,9 +91,17 @@ export class TlsListeners {
     private readonly limits: ListenerLimits = DEFAULT_LIMITS,
   ) {}
 
+  private get offered(): AlpnProtocol | undefined {
+    return this.limits.alsoOffered;
+  }
+
   private contextOptions(serving: Serving) {
     const { clientTrust } = this.files;
     return { ...serving, ...(clientTrust ? { ca: [...clientTrust.pems()] } : {}), secureOptions: SECURE_OPTIONS };
+  }
+
+  private alpnProtocols(): string[] {
+    return [...(this.offered ? [this.offered.name] : []), 'http/1.1'];
   }
 
   async listen(addresses: string[]): Promise<{ address: string; port: number }[]> {
@@ -104,6 +128,7 @@ export class TlsListeners {
         ...this.contextOptions(serving),
         requestCert: clientTrust !== undefined,
         rejectUnauthorized: false,
+        ALPNProtocols: this.alpnProtocols(),
         minVersion: 'TLSv1.2',
         maxHeaderSize: this.limits.maxHeaderBytes,
         headersTimeout: this.limits.headersTimeoutMs,
@@ -119,12 +144,25 @@ export class TlsListeners {
       },
     );
     if (this.limits.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.limits.keepAliveTimeoutMs;
-    // Before the HTTP layer sees the connection, so before any request on it is read.
-    server.prependListener('secureConnection', (socket: TLSSocket) => this.accepted(socket));
+    this.dispatchConnections(server);
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.answerClientError(err, socket));
     this.followUpgradesAndContinues(server);
     server.on('tlsClientError', (err) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
     return server;
+  }
+
+  /**
+   * Each connection is accepted (renegotiation refused, certificate pinned) before any request on it
+   * is read, then served by HTTP/1.1 (node:https's own listener) or by the protocol it chose in ALPN.
+   */
+  private dispatchConnections(server: Server): void {
+    const http1 = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
+    server.removeAllListeners('secureConnection');
+    server.on('secureConnection', (socket: TLSSocket) => {
+      this.accepted(socket);
+      if (this.offered && socket.alpnProtocol === this.offered.name) this.offered.accept(socket);
+      else for (const listener of http1) listener.call(server, socket);
+    });
   }
 
   private followUpgradesAndContinues(server: Server): void {
@@ -181,7 +219,7 @@ export class TlsListeners {
   /** Stops accepting; resolves once every open connection has ended. */
   async close(): Promise<void> {
     this.watched.forEach((w) => w.close());
-    await Promise.all(
+    const closed = Promise.all(
       this.servers.map(
         (server) =>
           new Promise<void>((resolve) => {
@@ -190,11 +228,14 @@ export class TlsListeners {
           }),
       ),
     );
+    this.offered?.close();
+    await closed;
   }
 
   /** Cuts whatever is still open, when the grace period is over. */
   closeAllConnections(): void {
     this.servers.forEach((server) => server.closeAllConnections());
+    this.offered?.destroyAll();
   }
 
   /**

@@ -33,6 +33,11 @@ export class SidecarMetrics {
   });
   readonly openWatches = new Gauge({ name: 'chaperone_open_watches', help: 'Long-running responses (watches, logs) now streaming.', registers: [this.registry] });
   readonly openUpgrades = new Gauge({ name: 'chaperone_open_upgrades', help: 'Upgraded connections (exec, attach, port-forward) now open.', registers: [this.registry] });
+  readonly http2Connections = new Counter({
+    name: 'chaperone_http2_connections_total',
+    help: 'Client connections that chose HTTP/2 in the TLS handshake (the others speak HTTP/1.1).',
+    registers: [this.registry],
+  });
   readonly tokenReloads = new Counter({
     name: 'chaperone_token_reloads_total',
     help: 'Times the service-account token file changed, by whether a token is now present.',

@@ -2,7 +2,7 @@
 // authenticate -> read nested impersonation -> guard -> access policy -> authorize -> sanitise + impersonate -> forward -> record.
 // Plain requests and upgraded connections (exec, attach, port-forward) go through the same decision.
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from '../lib/log.js';
 import { compoundCreate, isLongRunning } from './authz/classify.js';
@@ -21,10 +21,11 @@ import type { SidecarMetrics } from './metrics.js';
 import { sanitiseHeaders } from './sanitise.js';
 import { badRequest, serviceUnavailable, statusOf, StatusError, tooLarge, tooManyRequests, writeStatus, writeStatusToSocket } from '../lib/status.js';
 import { forbidden } from './authz/forbidden.js';
+import { responseGone, type ClientRequest, type ClientResponse } from '../lib/client-exchange.js';
 
 /** Who is asking: the authenticator chain (authn/chain.ts). Throws AuthenticationFailed. */
 export interface Authenticate {
-  authenticate(req: IncomingMessage): Promise<ChainOutcome>;
+  authenticate(req: ClientRequest): Promise<ChainOutcome>;
 }
 
 /** The namespace's access policy and the pod's read-only mark (access.ts): throw the Status that refuses. */
@@ -74,7 +75,7 @@ export interface PipelineOptions {
 }
 
 /** A request target that is not a path, or a body on a request to upgrade: refused before anything else. */
-function refuseMalformedTarget(req: IncomingMessage, record: RequestRecord): void {
+function refuseMalformedTarget(req: ClientRequest, record: RequestRecord): void {
   if (!record.requestURI.startsWith('/')) throw badRequest('chaperone accepts only a path as the request target, not a full URL');
   if (bodyFraming(req) !== 'none' && req.headers.upgrade !== undefined && req.headers.connection?.toLowerCase().includes('upgrade')) {
     throw badRequest('chaperone accepts no body on a request to upgrade the connection');
@@ -100,7 +101,7 @@ async function authorize(reviewer: AccessReviewer, identity: Identity, info: Req
 
 /** A stream being relayed, so shutdown can end it cleanly instead of cutting it. */
 interface Streaming {
-  res: ServerResponse;
+  res: ClientResponse;
   upstream: Readable;
 }
 
@@ -144,7 +145,7 @@ export class Pipeline {
     return this.recorders.get(record) ?? this.audit;
   }
 
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+  readonly handle = (req: ClientRequest, res: ClientResponse): void => {
     const record = this.startRecord(req);
     // A request left to finish upstream after its client went away is recorded once the API server
     // settled it (bounded by the upstream timeout), with what the API server answered.
@@ -212,7 +213,7 @@ export class Pipeline {
   };
 
   /** Who is asking, may they, and as whom the request goes upstream: the identity headers to send. */
-  private async decide(req: IncomingMessage, record: RequestRecord): Promise<OutgoingHttpHeaders> {
+  private async decide(req: ClientRequest, record: RequestRecord): Promise<OutgoingHttpHeaders> {
     await this.auditOf(record).begin?.(record, req); // waits while the audit buffer is full (block mode)
     refuseMalformedTarget(req, record);
     const authenticated = await this.authenticate(req, record);
@@ -234,7 +235,7 @@ export class Pipeline {
   }
 
   /** The person, or whom she impersonates (kubectl --as) once she may: each past the guard. */
-  private async effectiveIdentity(req: IncomingMessage, record: RequestRecord, authenticated: Authenticated, reviewer: AccessReviewer): Promise<Identity> {
+  private async effectiveIdentity(req: ClientRequest, record: RequestRecord, authenticated: Authenticated, reviewer: AccessReviewer): Promise<Identity> {
     const nested = readImpersonationRequest(req.rawHeaders);
     record.nestedImpersonation = nested !== undefined;
     if (nested) this.options.access.checkNested(nested);
@@ -244,7 +245,7 @@ export class Pipeline {
     return effective;
   }
 
-  private async authenticate(req: IncomingMessage, record: RequestRecord): Promise<Authenticated> {
+  private async authenticate(req: ClientRequest, record: RequestRecord): Promise<Authenticated> {
     const { metrics } = this.options;
     const countFailures = (failures: RequestRecord['authenticationFailures']) => {
       record.authenticationFailures = failures;
@@ -262,11 +263,11 @@ export class Pipeline {
     }
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, record: RequestRecord, identityHeaders: OutgoingHttpHeaders): void {
+  private forward(req: ClientRequest, res: ClientResponse, record: RequestRecord, identityHeaders: OutgoingHttpHeaders): void {
     const { metrics, maxRequestBodyBytes } = this.options;
     // The client may have gone while the decision was being made: then nothing goes upstream
     // (a watch opened for nobody would stream until the API server's own timeout).
-    if (res.destroyed || req.socket.destroyed) {
+    if (responseGone(res) || req.socket.destroyed) {
       record.error = 'the client went away before the request was forwarded';
       return;
     }
@@ -305,7 +306,7 @@ export class Pipeline {
     });
   }
 
-  private startRecord(req: IncomingMessage): RequestRecord {
+  private startRecord(req: ClientRequest): RequestRecord {
     const requestURI = req.url ?? '/';
     const record: RequestRecord = {
       auditID: randomUUID(),
@@ -329,7 +330,7 @@ export class Pipeline {
     return record;
   }
 
-  private refuse(res: ServerResponse, record: RequestRecord, err: unknown): void {
+  private refuse(res: ClientResponse, record: RequestRecord, err: unknown): void {
     if (res.writableEnded) return;
     writeStatus(res, this.statusFor(err, record), record.auditID);
   }

@@ -34,7 +34,8 @@ function isDropped(lowerName: string, namedByConnection: Set<string>): boolean {
   // Some servers and proxies read "_" as "-" in header names (nginx, CGI): such a spelling of a
   // dropped name is dropped too.
   const name = lowerName.replaceAll('_', '-');
-  return isIdentityHeader(name) || isOriginHeader(name) || HOP_BY_HOP.has(name) || namedByConnection.has(lowerName) || namedByConnection.has(name);
+  // HTTP/2's pseudo-headers (:path, :authority...) are the forwarder's to set for the API server.
+  return name.startsWith(':') || isIdentityHeader(name) || isOriginHeader(name) || HOP_BY_HOP.has(name) || namedByConnection.has(lowerName) || namedByConnection.has(name);
 }
 
 /** Header names a client listed in Connection are hop-by-hop too (RFC 9110 §7.6.1). */

@@ -19,6 +19,7 @@ import { Pipeline } from './pipeline.js';
 import { HttpForwarder } from './forward/http.js';
 import { UpgradeForwarder } from './forward/upgrade.js';
 import { TlsListeners } from '../lib/tls-listeners.js';
+import { Http2Clients } from './http2-clients.js';
 import { parseRevocations } from '../lib/sidecar-config/revocation.js';
 import { SidecarMetrics } from './metrics.js';
 import { OpsServer, type ReadinessCheck } from './ops.js';
@@ -107,13 +108,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   });
   const ops = new OpsServer(readinessChecks(upstream, chain, access), metrics);
   const opsPort = await ops.listen(config.opsListen);
-  const listeners = new TlsListeners(
-    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(clientTrust ? { clientTrust } : {}) },
-    // Expect: 100-continue: the body is asked for only once the request is authorized and on its way.
-    { request: pipeline.handle, upgrade: pipeline.handleUpgrade, checkContinue: pipeline.handle },
-    log,
-    { maxHeaderBytes: config.maxHeaderBytes, headersTimeoutMs: config.headersTimeout },
-  );
+  const listeners = tlsListeners(config, { pipeline, clientTrust, metrics, log });
   const listening = await listeners.listen([config.listen, ...(config.extraListen ? [config.extraListen] : [])]);
   log.info({ listening, opsPort, upstream: config.upstream, authenticators: chain.readiness().map((r) => r.method), access: access.describe() }, 'chaperone sidecar serving');
   return {
@@ -138,6 +133,33 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
       upstream.close();
     },
   };
+}
+
+/** client-go keeps an idle connection 90 s; one the sidecar closes sooner is opened again with a new handshake. */
+const HTTP2_IDLE_TIMEOUT_MS = 120_000;
+
+/** The pod's listener and the extra one: HTTP/1.1, and HTTP/2 for the clients that choose it (unless --http2=false). */
+function tlsListeners(
+  config: SidecarConfig,
+  { pipeline, clientTrust, metrics, log }: { pipeline: Pipeline; clientTrust: IdentityTrust | undefined; metrics: SidecarMetrics; log: Logger },
+): TlsListeners {
+  // Expect: 100-continue: the body is asked for only once the request is authorized and on its way.
+  const handlers = { request: pipeline.handle, checkContinue: pipeline.handle };
+  const http2 = config.http2
+    ? new Http2Clients({
+        handlers,
+        clientTrust,
+        limits: { maxConcurrentStreams: config.http2MaxStreams, maxHeaderBytes: config.maxHeaderBytes, idleTimeoutMs: HTTP2_IDLE_TIMEOUT_MS },
+        log,
+        onConnection: () => metrics.http2Connections.inc(),
+      })
+    : undefined;
+  return new TlsListeners(
+    { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, ...(clientTrust ? { clientTrust } : {}) },
+    { ...handlers, upgrade: pipeline.handleUpgrade },
+    log,
+    { maxHeaderBytes: config.maxHeaderBytes, headersTimeoutMs: config.headersTimeout, ...(http2 ? { alsoOffered: http2 } : {}) },
+  );
 }
 
 const UPSTREAM_CHECK_TIMEOUT_MS = 2000;

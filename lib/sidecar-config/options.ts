@@ -150,6 +150,15 @@ export const sidecarConfigSpec = defineSpec({
       default: '10s',
       description: 'How long a client may take to finish its TLS handshake, and then to send its request headers (protection against slow clients).',
     }),
+    http2: option(bool(), {
+      default: true,
+      description:
+        'Offer HTTP/2 to clients that ask for it in the TLS handshake (client-go, kubectl and Go dashboards do), as the API server does: many requests and watches on one connection. HTTP/1.1 is served either way, and for exec, attach and port-forward.',
+    }),
+    http2MaxStreams: option(int({ min: 1 }), {
+      default: 250,
+      description: 'The most requests (watches included) one HTTP/2 client connection may have open at once; the client queues the rest.',
+    }),
     maxUpgrades: option(int({ min: 1 }), {
       default: 100,
       description: 'The most upgraded connections (exec, attach, port-forward) open at once; more are refused with 429.',

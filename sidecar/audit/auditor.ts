@@ -1,7 +1,6 @@
 // The audit recorder the pipeline talks to: applies the policy to each request, keeps the bodies
 // the policy asks for, and writes one event per stage to every sink. Back-pressure (block mode)
 // is applied when a request arrives, never by dropping what is already recorded.
-import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../../lib/log.js';
 import { isLongRunning } from '../authz/classify.js';
 import { BodyCopy, valueOf } from './body.js';
@@ -16,6 +15,7 @@ import type { UpstreamResponse } from '../forward/http.js';
 import type { SinkName } from '../../lib/sidecar-config/audit.js';
 import type { Sink, SinkStats } from './sinks/sink.js';
 import { serviceUnavailable, toStatus, unsupportedMediaType } from '../../lib/status.js';
+import type { ClientRequest } from '../../lib/client-exchange.js';
 
 /** Counters for /metrics: events written, and per sink what was written, dropped and is waiting. */
 export interface AuditStats {
@@ -137,7 +137,7 @@ export class Auditor implements AuditRecorder {
     return state.config;
   }
 
-  async begin(record: RequestRecord, req: IncomingMessage): Promise<void> {
+  async begin(record: RequestRecord, req: ClientRequest): Promise<void> {
     const state = this.stateOf(record);
     state.receivedMicros = this.clock();
     const { info } = record;

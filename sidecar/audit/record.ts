@@ -1,10 +1,10 @@
 // What the pipeline knows about each request when it ends: the raw material of an audit event.
-import type { IncomingMessage } from 'node:http';
 import type { UpstreamResponse } from '../forward/http.js';
 import type { RequestInfo } from '../authz/request-info.js';
 import type { Attributes, Decision } from '../authz/review.js';
 import type { Authenticated, AuthenticationMethod, Identity } from '../identity.js';
 import type { StatusError } from '../../lib/status.js';
+import type { ClientRequest } from '../../lib/client-exchange.js';
 
 /** One SubjectAccessReview the sidecar made (or answered from its cache) for a request. */
 export interface Review {
@@ -52,7 +52,7 @@ export interface AuditRecorder {
    * policy may want it). Resolves when the request may go on: while the audit buffer is full in
    * block mode, that is later (back-pressure).
    */
-  begin?(record: RequestRecord, req: IncomingMessage): Promise<void>;
+  begin?(record: RequestRecord, req: ClientRequest): Promise<void>;
   /**
    * The API server's response headers arrived (HTTP: pass the response, whose body may be kept for
    * the event) or an upgrade was answered (code only). Long-running requests get their

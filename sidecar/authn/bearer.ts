@@ -1,16 +1,16 @@
 // Bearer tokens as the API server's bearertoken authenticator reads them: the Authorization header
 // (Node keeps the first of several, as Go's Header.Get does), trimmed, "Bearer" in any letter case,
 // the token up to the next space. Token methods share this and report only on requests carrying one.
-import type { IncomingMessage } from 'node:http';
 import type { AuthenticationMethod } from '../identity.js';
 import type { AuthenticationResult, Authenticator } from './chain.js';
 import { WEBSOCKET_BEARER_PROTOCOL_PREFIX } from '../sanitise.js';
+import type { ClientRequest } from '../../lib/client-exchange.js';
 
-export function bearerToken(req: IncomingMessage): string | undefined {
+export function bearerToken(req: ClientRequest): string | undefined {
   return authorizationBearer(req) ?? websocketProtocolBearer(req);
 }
 
-function authorizationBearer(req: IncomingMessage): string | undefined {
+function authorizationBearer(req: ClientRequest): string | undefined {
   const header = req.headers.authorization?.trim();
   if (!header) return undefined;
   const parts = header.split(' ');
@@ -23,7 +23,7 @@ function authorizationBearer(req: IncomingMessage): string | undefined {
  * as the API server's websocket protocol authenticator reads it (the browser way: Headlamp does this).
  * Several such subprotocols are not read as one.
  */
-function websocketProtocolBearer(req: IncomingMessage): string | undefined {
+function websocketProtocolBearer(req: ClientRequest): string | undefined {
   if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return undefined;
   const offered = (req.headers['sec-websocket-protocol'] ?? '')
     .split(',')
@@ -39,7 +39,7 @@ function websocketProtocolBearer(req: IncomingMessage): string | undefined {
 export abstract class TokenAuthenticator implements Authenticator {
   abstract readonly method: AuthenticationMethod;
 
-  authenticate(req: IncomingMessage): Promise<AuthenticationResult> {
+  authenticate(req: ClientRequest): Promise<AuthenticationResult> {
     const token = bearerToken(req);
     if (token === undefined) return Promise.resolve({ outcome: 'no-credential' });
     return this.authenticateToken(token);

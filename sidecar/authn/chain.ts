@@ -1,8 +1,8 @@
 // The authenticator chain, like the API server's union authenticator: the first success wins, and a
 // failure never says which method came close.
-import type { IncomingMessage } from 'node:http';
 import { ANONYMOUS, type Authenticated, type AuthenticationMethod } from '../identity.js';
 import { StatusError } from '../../lib/status.js';
+import type { ClientRequest } from '../../lib/client-exchange.js';
 
 export type AuthenticationResult =
   | { outcome: 'success'; authenticated: Authenticated }
@@ -13,7 +13,7 @@ export type AuthenticationResult =
 
 export interface Authenticator {
   readonly method: AuthenticationMethod;
-  authenticate(req: IncomingMessage): Promise<AuthenticationResult>;
+  authenticate(req: ClientRequest): Promise<AuthenticationResult>;
   /** Why this method cannot serve yet (keys not fetched, say); undefined when it can. */
   notReady?(): string | undefined;
 }
@@ -49,7 +49,7 @@ export class AuthenticatorChain {
     return this.authenticators.map((a) => ({ method: a.method, notReady: a.notReady?.() }));
   }
 
-  async authenticate(req: IncomingMessage): Promise<ChainOutcome> {
+  async authenticate(req: ClientRequest): Promise<ChainOutcome> {
     const failures: ChainOutcome['failures'] = [];
     for (const authenticator of this.authenticators) {
       const result = await authenticator.authenticate(req);

@@ -5,11 +5,11 @@
 // bundle changes), never taken from OpenSSL's verdict at the handshake (socket.authorized), which
 // reflects another bundle, or another certificate after a renegotiation.
 import type { X509Certificate } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AuthenticationResult, Authenticator } from './chain.js';
 import { NO_REVOCATIONS, revokedBecause, type Revocations } from '../../lib/sidecar-config/revocation.js';
 import type { IdentityBundle, Verdict } from './identity-bundle.js';
+import { connectionOf, type ClientRequest } from '../../lib/client-exchange.js';
 
 interface Pin {
   /** The certificate the client presented in the handshake; undefined when it presented none. */
@@ -75,8 +75,10 @@ export class ClientCertificateAuthenticator implements Authenticator {
     this.revocations = revocations;
   }
 
-  authenticate(req: IncomingMessage): Promise<AuthenticationResult> {
-    return Promise.resolve(this.check(req.socket as TLSSocket));
+  authenticate(req: ClientRequest): Promise<AuthenticationResult> {
+    const connection = connectionOf(req);
+    if (!connection) return Promise.resolve({ outcome: 'failure', reason: 'the request came on a connection no listener accepted' });
+    return Promise.resolve(this.check(connection));
   }
 
   private check(socket: TLSSocket): AuthenticationResult {

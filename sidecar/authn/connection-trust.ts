@@ -3,11 +3,11 @@
 // against the bundle as it is at each request; when the bundle file changes, new connections are
 // asked for certificates of the new bundle at once, and every open connection whose certificate the
 // old bundle trusted and the new one does not is closed.
-import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../../lib/log.js';
 import type { ClientTrust } from '../../lib/tls-listeners.js';
+import type { ClientResponse } from '../../lib/client-exchange.js';
 import { watchFile, type WatchedFile } from '../../lib/watch-file.js';
 import { revokedBecause, type Revocations } from '../../lib/sidecar-config/revocation.js';
 import { connectionVerdict, pinHandshake, pinnedCertificate } from './client-cert.js';
@@ -43,7 +43,7 @@ export class IdentityTrust implements ClientTrust {
     socket.once('close', () => this.withCertificates.delete(socket));
   }
 
-  inProgress(socket: Duplex, res?: ServerResponse): void {
+  inProgress(socket: Duplex, res?: ClientResponse): void {
     const state = this.withCertificates.get(socket as TLSSocket);
     if (!state) return;
     state.busy++;

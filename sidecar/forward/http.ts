@@ -1,7 +1,7 @@
 // Forwards an authorized request to the API server, as one HTTP/2 stream of its own, and streams the
 // response back. The sidecar frames everything that leaves: the body the client's HTTP/1.1 parser
 // delimited goes out as that stream's data, and nothing else can ride along with it.
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { isIdentityHeader, repeatedSingleValueHeader } from '../sanitise.js';
@@ -10,6 +10,7 @@ import { BodyLimit } from './body-limit.js';
 import { bodyFraming } from './framing.js';
 import { CANCEL, REFUSED_STREAM } from './sessions.js';
 import type { Upstream } from './upstream.js';
+import { responseGone, writeHead, type ClientRequest, type ClientResponse } from '../../lib/client-exchange.js';
 
 /** The request about to leave is not the one the sidecar authorized: a bug, and it must not go. The client learns only that. */
 export class UnauthorizedForward extends StatusError {
@@ -65,8 +66,8 @@ export interface UpstreamResponse {
 }
 
 export interface ForwardRequest {
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: ClientRequest;
+  res: ClientResponse;
   /** A body larger than this is cut off and the request refused (BodyTooLarge). */
   maxBodyBytes: number;
   /** The complete outgoing header set: sanitised client headers plus the identity headers. */
@@ -154,7 +155,7 @@ export class HttpForwarder {
     });
     limit.once('end', () => {
       clearTimeout(timer);
-      if (req.complete && !res.destroyed && !res.writableEnded) then(Buffer.concat(chunks));
+      if (req.complete && !responseGone(res) && !res.writableEnded) then(Buffer.concat(chunks));
     });
     req.pipe(limit);
   }
@@ -194,7 +195,7 @@ export class HttpForwarder {
         const refused = opened.rstCode === REFUSED_STREAM;
         // A connection that was told to go away refuses the streams it never began: nothing of them
         // ran, so a request without a body is sent once more, on another connection.
-        if (!retried && !answered && body === undefined && refused && !res.destroyed) open(true);
+        if (!retried && !answered && body === undefined && refused && !responseGone(res)) open(true);
         else fail(left && !refused ? err : new NotForwarded(err));
       });
       stream.once('response', (headers) => this.answer(request, stream, headers, () => {
@@ -303,9 +304,8 @@ export class HttpForwarder {
     const statusCode = Number(headers[':status']);
     request.onResponse({ statusCode, headers, body: stream });
     // Its client is gone: the answer is read and dropped, and a stream that would go on (a watch) is cut.
-    if (res.destroyed) return void (request.longRunning ? stream.close(CANCEL) : stream.resume());
-    res.writeHead(statusCode, responseHeaders(headers));
-    if (request.longRunning) res.flushHeaders();
+    if (responseGone(res)) return void (request.longRunning ? stream.close(CANCEL) : stream.resume());
+    writeHead(res, statusCode, responseHeaders(headers), request.longRunning);
     // A response the API server did not finish (it went away, it reset the stream) is cut for the
     // client too, so the client sees it broken rather than complete; unless the sidecar ended it
     // itself, for shutdown.

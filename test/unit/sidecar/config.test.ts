@@ -64,6 +64,8 @@ describe('sidecar/config', function () {
       maxRequestBodyBytes: 3 * 1024 * 1024,
       maxHeaderBytes: 64 * 1024,
       headersTimeout: 10_000,
+      http2: true,
+      http2MaxStreams: 250,
       maxUpgrades: 100,
       shutdownTimeout: 20_000,
       opsListen: ':9901',

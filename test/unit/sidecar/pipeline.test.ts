@@ -16,6 +16,7 @@ import type { Identity } from '../../../sidecar/identity.js';
 import { SidecarMetrics } from '../../../sidecar/metrics.js';
 import { Pipeline, type PipelineOptions } from '../../../sidecar/pipeline.js';
 import { waitFor } from '../../../local-cluster/wait.js';
+import { writeHead } from '../../../lib/client-exchange.js';
 
 const PEOPLE: Record<string, Identity> = {
   alice: { username: 'alice', groups: ['devs'], extra: {} },
@@ -62,7 +63,7 @@ function answerOk(request: ForwardRequest): void {
     request.onBodySent();
     const body = Readable.from([Buffer.from('{"kind":"ConfigMap"}')]);
     request.onResponse({ statusCode: 200, headers: { 'content-type': 'application/json' }, body });
-    request.res.writeHead(200, { 'content-type': 'application/json' });
+    writeHead(request.res, 200, { 'content-type': 'application/json' });
     body.pipe(request.res);
     request.res.once('finish', () => request.onUpstreamClosed?.());
   });

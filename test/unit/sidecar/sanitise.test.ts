@@ -20,6 +20,11 @@ const headerName = fc.oneof(
 );
 
 describe('sidecar/sanitise', function () {
+  it("drops an HTTP/2 client's pseudo-headers: :path, :authority, :method and :scheme are the forwarder's", function () {
+    const out = sanitiseHeaders([':path', '/api/v1/secrets', ':authority', 'attacker.example', ':method', 'DELETE', ':scheme', 'http', 'accept', 'application/json']);
+    assert.deepEqual(out, { accept: 'application/json' });
+  });
+
   it('never lets an identity header through, whatever the client sends (property)', function () {
     fc.assert(
       fc.property(fc.array(fc.tuple(headerName, headerValue), { maxLength: 30 }), (pairs) => {
