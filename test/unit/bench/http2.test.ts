@@ -2,7 +2,7 @@
 // made on it, and how the report sets the pairs out. Fixed inputs (h2load 1.52's own output).
 import assert from 'node:assert/strict';
 import { NothingSucceeded } from '../../../bench/load.js';
-import { bodyLengthMismatch, h2LoadStats, h2loadArgs, parseH2loadSummary, parseRequestLog, type H2Summary } from '../../../bench/load-h2.js';
+import { assertH2loadInstalled, bodyLengthMismatch, h2LoadStats, h2loadArgs, parseH2loadSummary, parseRequestLog, type H2Summary } from '../../../bench/load-h2.js';
 import { backToBack } from '../../../bench/overhead.js';
 import { http2Rows, renderReport } from '../../../bench/report.js';
 import type { BenchResults, Http2Pair } from '../../../bench/results.js';
@@ -63,6 +63,16 @@ describe('bench/load-h2: reading h2load', function () {
     assert.equal(bodyLengthMismatch(summary(10, 10, 2999), 10, undefined), undefined, 'a LIST: no length to check');
     const stats = h2LoadStats('GET', summary(2, 2, 601), parseRequestLog('1\t200\t1000\n2\t200\t3000\n'), 300);
     assert.deepEqual(stats.bodyLengthMismatch, { expectedBytes: 600, receivedBytes: 601 });
+  });
+
+  it('says how to install h2load where it is missing', function () {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      assert.throws(() => assertH2loadInstalled(), /h2load .* is not installed.*apt-get install nghttp2-client.*--no-http2/);
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   it('asks for h2 alone, N connections of M streams, the token, and the log', function () {
