@@ -87,15 +87,14 @@ function withPeer(route: Route, peer: BenchPeer | undefined, apiserver: Record<s
  * The small GET (its body's length checked) and the LIST, with the ID token (through the sidecar and
  * the peer) and the webhook token (through the sidecar), over HTTP/2 from h2load.
  */
-async function http2Clients(cp: ControlPlane, directToken: string, sidecar: H2Endpoint, peer: H2Endpoint | undefined, people: People, data: BenchData, settings: BenchSettings) {
+async function http2Clients(direct: { endpoint: H2Endpoint; bearer: string }, sidecar: H2Endpoint, peer: H2Endpoint | undefined, people: People, data: BenchData, settings: BenchSettings) {
   const [get, list] = workloads(data);
-  const apiserver: H2Endpoint = { name: 'kube-apiserver', base: cp.url, watched: { 'kube-apiserver': sidecar.watched['kube-apiserver']! } };
-  const targets = [{ workload: get!, bodyBytes: await bodyLengthOf(`${cp.url}${get!.path}`, directToken) }, { workload: list! }];
+  const targets = [{ workload: get!, bodyBytes: await bodyLengthOf(`${direct.endpoint.base}${get!.path}`, direct.bearer) }, { workload: list! }];
   const methods = [
     { method: 'OIDC token', bearer: people.oidcToken, proxies: [sidecar, ...(peer ? [peer] : [])] },
     { method: 'webhook token', bearer: people.webhookToken, proxies: [sidecar] },
   ];
-  return measureHttp2(targets, { endpoint: apiserver, bearer: directToken }, methods, { ...settings, shapes: settings.http2Shapes }, log);
+  return measureHttp2(targets, direct, methods, { ...settings, shapes: settings.http2Shapes }, log);
 }
 
 async function overheadAndMemory(
@@ -145,7 +144,8 @@ async function overheadAndMemory(
     if (directToken) {
       const h2Sidecar = { name: 'sidecar', base: sidecar.url, watched: { ...apiserver, sidecar: sidecar.child.pid! } };
       const h2Peer = peer && { name: peer.name, peer: true, base: peer.url, watched: { ...apiserver, [peer.name]: peer.child.pid! } };
-      http2 = await http2Clients(cp, directToken, h2Sidecar, h2Peer, people, data, settings);
+      const direct = { endpoint: { name: 'kube-apiserver', base: cp.url, watched: apiserver }, bearer: directToken };
+      http2 = await http2Clients(direct, h2Sidecar, h2Peer, people, data, settings);
     }
   } finally {
     peak.stop();
