@@ -51,6 +51,8 @@ export interface LoadStats {
   errors: number;
   /** CPU time of the processes watched during the run, in microseconds per HTTP request, by process. */
   cpuMicrosPerRequest?: Record<string, number>;
+  /** Set when the bodies did not add up to the object's length times the answers (HTTP/2 runs check it; autocannon cannot). */
+  bodyLengthMismatch?: { expectedBytes: number; receivedBytes: number };
 }
 
 /** This process, which runs autocannon, as a watched process: its CPU per request says whether it, not what it loads, is the bottleneck. */

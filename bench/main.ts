@@ -15,9 +15,11 @@ import { prepareData, type BenchData } from './data.js';
 import type { Workload } from './load.js';
 import { busy, machineInfo } from './machine.js';
 import { authorizationCacheLookups, heapBreakdown } from './metrics.js';
+import { assertH2loadInstalled, bodyLengthOf } from './load-h2.js';
 import { measureOverhead, type Route } from './overhead.js';
+import { measureHttp2, type H2Endpoint } from './overhead-h2.js';
 import { parsePeer, startPeer, type BenchPeer, type PeerSpec } from './peer.js';
-import { preparePeople, type People } from './people.js';
+import { directTokenFile, preparePeople, type People } from './people.js';
 import { bundlePath, findProcess, loadNodeFlags, PeakMemory, useBundle, useNodeFlags } from './processes.js';
 import { renderReport } from './report.js';
 import type { BenchResults, BenchSettings, MemoryResult, Section } from './results.js';
@@ -50,6 +52,7 @@ interface CliOptions {
   soakSeconds?: number;
   soakWatches?: number;
   peer?: PeerSpec;
+  http2: boolean;
 }
 
 /** The memory limit the injector gives a sidecar unless told otherwise: the soak's. */
@@ -80,6 +83,20 @@ function withPeer(route: Route, peer: BenchPeer | undefined, apiserver: Record<s
   return { ...route, alongside };
 }
 
+/**
+ * The small GET (its body's length checked) and the LIST, with the ID token (through the sidecar and
+ * the peer) and the webhook token (through the sidecar), over HTTP/2 from h2load.
+ */
+async function http2Clients(direct: { endpoint: H2Endpoint; bearer: string }, sidecar: H2Endpoint, peer: H2Endpoint | undefined, people: People, data: BenchData, settings: BenchSettings) {
+  const [get, list] = workloads(data);
+  const targets = [{ workload: get!, bodyBytes: await bodyLengthOf(`${direct.endpoint.base}${get!.path}`, direct.bearer) }, { workload: list! }];
+  const methods = [
+    { method: 'OIDC token', bearer: people.oidcToken, proxies: [sidecar, ...(peer ? [peer] : [])] },
+    { method: 'webhook token', bearer: people.webhookToken, proxies: [sidecar] },
+  ];
+  return measureHttp2(targets, direct, methods, { ...settings, shapes: settings.http2Shapes }, log);
+}
+
 async function overheadAndMemory(
   start: StartSidecar,
   cp: ControlPlane,
@@ -88,7 +105,8 @@ async function overheadAndMemory(
   settings: BenchSettings,
   cpuProfileDir: string | undefined,
   peer: BenchPeer | undefined,
-): Promise<{ overhead: NonNullable<BenchResults['overhead']>; memory: MemoryResult }> {
+  directToken: string | undefined,
+): Promise<{ overhead: NonNullable<BenchResults['overhead']>; http2?: BenchResults['http2']; memory: MemoryResult }> {
   const sidecar = await start('main', [], cpuProfileDir ? { cpuProfileDir } : {});
   const cold = await start('cold-caches', COLD_CACHE_FLAGS);
   await sleep(2000);
@@ -120,14 +138,21 @@ async function overheadAndMemory(
   ];
   const peak = new PeakMemory(sidecar);
   let overhead: NonNullable<BenchResults['overhead']>;
+  let http2: BenchResults['http2'];
   try {
     overhead = await measureOverhead(all, settings.concurrencies, { base: cp.url, credentials: { cert: people.directCert }, watched: apiserver }, routes, settings, log);
+    if (directToken) {
+      const h2Sidecar = { name: 'sidecar', base: sidecar.url, watched: { ...apiserver, sidecar: sidecar.child.pid! } };
+      const h2Peer = peer && { name: peer.name, peer: true, base: peer.url, watched: { ...apiserver, [peer.name]: peer.child.pid! } };
+      const direct = { endpoint: { name: 'kube-apiserver', base: cp.url, watched: apiserver }, bearer: directToken };
+      http2 = await http2Clients(direct, h2Sidecar, h2Peer, people, data, settings);
+    }
   } finally {
     peak.stop();
   }
   await sleep(2000);
   const memory = { idleBytes, underLoadPeakBytes: peak.peak, afterLoadBytes: sidecar.rss(), heap: { idle: idleHeap, afterLoad: await heapBreakdown(sidecar.opsUrl) } };
-  return { overhead, memory };
+  return { overhead, ...(http2 ? { http2 } : {}), memory };
 }
 
 async function run(options: CliOptions): Promise<void> {
@@ -146,6 +171,8 @@ async function run(options: CliOptions): Promise<void> {
     ...(options.soakSeconds ? { soakSeconds: options.soakSeconds } : {}),
     ...(options.soakWatches ? { soakWatches: options.soakWatches } : {}),
   };
+  const http2 = options.http2 && sections.includes('overhead');
+  if (http2) assertH2loadInstalled();
   const startedAt = new Date();
   const busyBefore = busy();
   log(`load average ${busyBefore.load.join(' ')}; ${settings.quick ? 'quick run' : 'full run'} of ${sections.join(', ')}`);
@@ -167,7 +194,8 @@ async function run(options: CliOptions): Promise<void> {
 
   const results: Partial<BenchResults> = { sections };
   try {
-    const cp = await startControlPlane({ log });
+    const direct = http2 ? await directTokenFile(dir) : undefined;
+    const cp = await startControlPlane({ log, ...(direct ? { extraApiserverFlags: [direct.apiserverFlag] } : {}) });
     cleanups.push(() => cp.stop());
     const clients = adminClients(cp);
     const people = await preparePeople(cp, dir);
@@ -190,8 +218,9 @@ async function run(options: CliOptions): Promise<void> {
       log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.sourceMapsToggled.readyzMs.p50.toFixed(0)}ms with source maps the other way`);
     }
     if (sections.includes('overhead')) {
-      const measured = await overheadAndMemory(startSidecar, cp, people, await objects(), settings, options.cpuProf, peer);
+      const measured = await overheadAndMemory(startSidecar, cp, people, await objects(), settings, options.cpuProf, peer, direct?.token);
       results.overhead = measured.overhead;
+      if (measured.http2) results.http2 = measured.http2;
       results.memory = measured.memory;
       await stopSidecars(); // the CPU profile, if asked for, is written now
     }
@@ -269,6 +298,7 @@ const program = new Command('bench')
       throw new InvalidArgumentError((err as Error).message);
     }
   })
+  .option('--no-http2', "leave out the overhead section's HTTP/2 runs (they need h2load, from nghttp2)")
   .option('--cpu-prof <dir>', "write V8 CPU profiles of the overhead section's sidecar and of the injector into this directory")
   .action((options: CliOptions) => run(options));
 

@@ -34,6 +34,22 @@ export type Watched = Record<string, number>;
 /** Completed lists a paged run waits for, so that its latencies are more than one or two lists. */
 const MIN_LISTS = 10;
 
+/** Adds to what a run recorded the CPU time each watched process spent during it, per HTTP request. */
+export async function recordingCpu(watched: Watched, run: () => Promise<LoadStats>): Promise<LoadStats> {
+  const before = Object.entries(watched).map(([name, pid]) => [name, pid, cpuSeconds(pid)] as const);
+  const stats = await run();
+  stats.cpuMicrosPerRequest = { ...stats.cpuMicrosPerRequest, ...Object.fromEntries(before.map(([name, pid, seconds]) => [name, ((cpuSeconds(pid) - seconds) * 1e6) / stats.requests])) };
+  return stats;
+}
+
+/** Runs these one after the other, in their order or the reverse; the results in their order. */
+export async function backToBack<T>(runs: readonly (() => Promise<T>)[], forward: boolean): Promise<T[]> {
+  const results: T[] = new Array<T>(runs.length);
+  const order = runs.map((_, i) => i);
+  for (const i of forward ? order : order.reverse()) results[i] = await runs[i]!();
+  return results;
+}
+
 /**
  * A warm-up run (discarded: it may even be too short for a whole paged list), then the measured
  * one, with the CPU time each watched process spent on it, per HTTP request.
@@ -45,10 +61,7 @@ export async function measure(base: string, workload: Workload, credentials: Cre
       if (!(err instanceof NothingSucceeded)) throw err;
     });
   }
-  const before = Object.entries(watched).map(([name, pid]) => [name, pid, cpuSeconds(pid)] as const);
-  const stats = await runLoad({ ...run, seconds: plan.seconds, ...(workload.maxPages ? { minOperations: MIN_LISTS, maxSeconds: plan.seconds * 8 } : {}) });
-  stats.cpuMicrosPerRequest = Object.fromEntries(before.map(([name, pid, seconds]) => [name, ((cpuSeconds(pid) - seconds) * 1e6) / stats.requests]));
-  return stats;
+  return recordingCpu(watched, () => runLoad({ ...run, seconds: plan.seconds, ...(workload.maxPages ? { minOperations: MIN_LISTS, maxSeconds: plan.seconds * 8 } : {}) }));
 }
 
 export async function measureOverhead(
@@ -64,7 +77,7 @@ export async function measureOverhead(
   for (const workload of workloads) {
     for (const concurrency of concurrencies) {
       for (const route of routes.filter((r) => !r.workloads || r.workloads.includes(workload.name))) {
-        const straight = () => measure(direct.base, workload, direct.credentials, concurrency, plan, direct.watched);
+        const straight = async () => ({ stats: await measure(direct.base, workload, direct.credentials, concurrency, plan, direct.watched), cache: undefined });
         const proxied = async (through: Route) => {
           const before = await through.cacheLookups?.();
           const stats = await measure(through.base, workload, through.credentials, concurrency, plan, through.watched);
@@ -72,28 +85,25 @@ export async function measureOverhead(
           return { stats, cache: before && after ? { hits: after.hits - before.hits, misses: after.misses - before.misses } : undefined };
         };
         // Alternated: direct, sidecar, peer, then peer, sidecar, direct; the sidecar and its peer always side by side.
-        const forward = round++ % 2 === 0;
         const throughs = [route, ...(route.alongside ? [route.alongside] : [])];
-        let directStats: LoadStats | undefined;
-        const measured = new Map<Route, Awaited<ReturnType<typeof proxied>>>();
-        const runs = [async () => void (directStats = await straight()), ...throughs.map((through) => async () => void measured.set(through, await proxied(through)))];
-        for (const run of forward ? runs : runs.reverse()) await run();
-        for (const through of throughs) {
-          const { stats, cache } = measured.get(through)!;
-          const comparison = compare(directStats!, stats);
+        const [first, ...measured] = await backToBack([straight, ...throughs.map((through) => () => proxied(through))], round++ % 2 === 0);
+        const directStats = first!.stats;
+        for (const [i, through] of throughs.entries()) {
+          const { stats, cache } = measured[i]!;
+          const comparison = compare(directStats, stats);
           pairs.push({
             workload: workload.name,
             concurrency,
             ...(through.proxy ? { proxy: through.proxy } : {}),
             method: through.method,
             caches: through.caches,
-            direct: directStats!,
+            direct: directStats,
             through: stats,
             comparison,
             ...(cache ? { authorizationCache: cache } : {}),
           });
           log(
-            `${workload.name} c=${concurrency} ${through.proxy ? `${through.proxy} ` : ''}${through.method} (${through.caches}): ${directStats!.rps.toFixed(0)} vs ${stats.rps.toFixed(0)}/s, ` +
+            `${workload.name} c=${concurrency} ${through.proxy ? `${through.proxy} ` : ''}${through.method} (${through.caches}): ${directStats.rps.toFixed(0)} vs ${stats.rps.toFixed(0)}/s, ` +
               `ratio ${comparison.throughputRatio.toFixed(2)}, p50 +${comparison.addedP50.toFixed(2)}ms`,
           );
         }

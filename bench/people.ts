@@ -2,6 +2,7 @@
 // a client certificate of the API server's own CA (for going direct), one of the sidecar's identity
 // CA, an ID token from a real OpenID provider, and a token of a pam_hook-style webhook. Each method
 // gives the same username and groups, so the API server authorizes the same person either way.
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -25,6 +26,17 @@ export interface People {
   /** The sidecar flags that accept all three: identity CA, AuthenticationConfiguration, token webhook. */
   sidecarFlags: string[];
   stop(): Promise<void>;
+}
+
+/**
+ * A static token of the person for the API server itself (its --token-auth-file, which the returned
+ * flag names): h2load, which presents no client certificate, goes direct with it.
+ */
+export async function directTokenFile(dir: string): Promise<{ token: string; apiserverFlag: string }> {
+  const token = randomBytes(32).toString('base64url');
+  const file = path.join(dir, 'direct-tokens.csv');
+  await writeFile(file, `${token},${PERSON},${PERSON},"${GROUP}"\n`, { mode: 0o600 });
+  return { token, apiserverFlag: `--token-auth-file=${file}` };
 }
 
 function startPamHookWorker(data: PamHookWorkerData): Promise<{ ready: PamHookReady; stop: () => Promise<void> }> {

@@ -135,12 +135,27 @@ export function resident(pid: number): Resident {
 
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, the unit of /proc/<pid>/stat on Linux
 
+/**
+ * The fields of /proc/<pid>/stat after "(command)", from the state on: utime (the line's 14th field)
+ * is [11], stime [12], cutime and cstime (its children's, once waited for) [13] and [14].
+ */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** CPU time a process has used so far, user and system, every thread, in seconds. */
 export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after "(command)": state is the 3rd field of the line, utime the 14th, stime the 15th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/**
+ * CPU time, user and system, of this process's children that have ended and been waited for, in
+ * seconds: a child's whole run, counted once it exits.
+ */
+export function childrenCpuSeconds(): number {
+  const fields = statFields(readFileSync('/proc/self/stat', 'utf8'));
+  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS_PER_SECOND;
 }
 
 /** The process whose command line holds this text (one of the harness's, by its temp dir). */

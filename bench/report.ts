@@ -3,7 +3,7 @@ import { LOAD_GENERATOR, type LoadStats } from './load.js';
 import type { HeapBreakdown } from './metrics.js';
 import { markdownTable, mib, ms, perSecond, ratio, signedMs, type Column } from './markdown.js';
 import type { Resident } from './processes.js';
-import type { AdmissionResult, BenchResults, OverheadPair, StartupVariant, WatchSide } from './results.js';
+import type { AdmissionResult, BenchResults, Http2Pair, OverheadPair, StartupVariant, WatchSide } from './results.js';
 import type { LatencySummary } from './stats.js';
 import { MIB } from './stats.js';
 
@@ -246,6 +246,88 @@ function peerTable(results: BenchResults): string {
   );
 }
 
+/** The HTTP/2 pairs of one load (workload, connections × streams, token): one direct run and each proxy's. */
+export interface Http2Row {
+  workload: string;
+  connections: number;
+  streams: number;
+  method: string;
+  direct: LoadStats;
+  sidecar?: Http2Pair;
+  peer?: Http2Pair;
+}
+
+export function http2Rows(pairs: readonly Http2Pair[]): Http2Row[] {
+  const rows = new Map<string, Http2Row>();
+  for (const pair of pairs) {
+    const key = JSON.stringify([pair.workload, pair.concurrency, pair.streams, pair.method]);
+    const row = rows.get(key) ?? { workload: pair.workload, connections: pair.concurrency, streams: pair.streams, method: pair.method, direct: pair.direct };
+    if (pair.proxy) row.peer = pair;
+    else row.sidecar = pair;
+    rows.set(key, row);
+  }
+  return [...rows.values()];
+}
+
+const bodyMismatch = (s: LoadStats) => (s.bodyLengthMismatch ? `bodies ${s.bodyLengthMismatch.receivedBytes} bytes, not ${s.bodyLengthMismatch.expectedBytes}` : '');
+
+function failedCell(runs: LoadStats[]): string {
+  const failed = runs.reduce((sum, s) => sum + failures(s), 0);
+  return [String(failed), ...runs.map(bodyMismatch).filter(Boolean)].join('; ');
+}
+
+/** Why a proxy has no HTTP/2 rows: what it chose in ALPN instead of h2. */
+function http2Refusals(alpn: Record<string, string>): string {
+  const refused = Object.entries(alpn).filter(([, protocol]) => protocol !== 'h2');
+  if (refused.length === 0) return '';
+  const which = refused.map(([name, protocol]) => `${name === 'sidecar' ? 'the sidecar' : name} (ALPN gave ${protocol})`).join(', ');
+  return `Not measured over HTTP/2, having chosen another protocol when offered h2 and http/1.1 in ALPN as client-go offers them: ${which}.`;
+}
+
+function http2Table(results: BenchResults): string {
+  const { alpn, pairs } = results.http2!;
+  const peer = pairs.find((p) => p.proxy)?.proxy;
+  const sides = (row: Http2Row, cell: (pair: Http2Pair | undefined) => string) => [row.sidecar, ...(peer ? [row.peer] : [])].map(cell).join(' / ');
+  const through = (pair: Http2Pair | undefined, value: (pair: Http2Pair) => string) => (pair ? value(pair) : '—');
+  const cpuRatio = (row: Http2Row) => {
+    const [mine, theirs] = [row.sidecar?.through.cpuMicrosPerRequest?.sidecar, row.peer?.through.cpuMicrosPerRequest?.[peer ?? '']];
+    return mine !== undefined && theirs !== undefined ? ratio(mine / theirs) : '';
+  };
+  const rows = http2Rows(pairs).map((row) => [
+    row.workload,
+    `${row.connections} × ${row.streams}`,
+    row.method,
+    perSecond(row.direct.rps),
+    sides(row, (p) => through(p, (q) => perSecond(q.through.rps))),
+    sides(row, (p) => through(p, (q) => signedMs(q.comparison.addedP50))),
+    sides(row, (p) => through(p, (q) => signedMs(q.comparison.addedP99))),
+    sides(row, (p) => through(p, (q) => cpu(q.through, q.proxy ?? 'sidecar'))),
+    ...(peer ? [cpuRatio(row)] : []),
+    `${cpu(row.direct, APISERVER)} / ${sides(row, (p) => through(p, (q) => cpu(q.through, APISERVER)))}`,
+    `${cpu(row.direct, LOAD_GENERATOR)} / ${sides(row, (p) => through(p, (q) => cpu(q.through, LOAD_GENERATOR)))}`,
+    failedCell([row.direct, ...[row.sidecar, row.peer].flatMap((p) => (p ? [p.through] : []))]),
+  ]);
+  const proxies = `sidecar${peer ? ` / ${peer}` : ''}`;
+  const table = markdownTable(
+    [
+      { title: 'workload' },
+      right('connections × streams'),
+      { title: 'token' },
+      right('direct /s'),
+      right(`through /s, ${proxies}`),
+      right(`added p50 ms, ${proxies}`),
+      right(`added p99 ms, ${proxies}`),
+      right(`proxy CPU µs/request, ${proxies}`),
+      ...(peer ? [right('sidecar ÷ peer')] : []),
+      right(`API server CPU µs/request, direct / ${proxies}`),
+      right(`h2load CPU µs/request, direct / ${proxies}`),
+      right('failed'),
+    ],
+    rows,
+  );
+  return [http2Refusals(alpn), pairs.length > 0 ? table : 'No proxy chose h2: there are no HTTP/2 pairs.'].filter(Boolean).join('\n\n');
+}
+
 function watchesTable(results: BenchResults): string {
   const w = results.watches!;
   const sides = [w.direct, w.through, ...(w.peer ? [w.peer] : [])];
@@ -406,6 +488,7 @@ export function renderReport(results: BenchResults): string {
   ];
   if (results.overhead) parts.push('## Proxy overhead', overheadTable(results));
   if (peerComparisons(results).length > 0) parts.push('## Against a peer proxy', peerTable(results));
+  if (results.http2) parts.push('## HTTP/2 clients', http2Table(results));
   if (results.memory || results.watches) parts.push('## Sidecar memory', memoryTable(results));
   if (results.watches) parts.push('## Watches', watchesTable(results));
   if (results.soak) parts.push('## Soak under the injected memory limit', soakTable(results));

@@ -20,6 +20,17 @@ export interface OverheadPair {
   authorizationCache?: { hits: number; misses: number };
 }
 
+/** A pair of HTTP/2 runs (h2load): `concurrency` connections with `streams` concurrent streams each. */
+export interface Http2Pair extends OverheadPair {
+  streams: number;
+}
+
+export interface Http2Result {
+  /** What each server chose when offered h2 and http/1.1 in ALPN, by name (kube-apiserver, sidecar, a peer): only those that chose h2 are measured. */
+  alpn: Record<string, string>;
+  pairs: Http2Pair[];
+}
+
 export interface WatchSide {
   /** Seconds to open every watch (response headers received). */
   openSeconds: number;
@@ -137,6 +148,8 @@ export interface BenchSettings {
   seconds: number;
   warmupSeconds: number;
   concurrencies: number[];
+  /** The HTTP/2 runs' connections and concurrent streams on each. */
+  http2Shapes: { connections: number; streams: number }[];
   objects: { list: number; paged: number; pageSize: number };
   watches: number;
   watchUpdates: number;
@@ -164,6 +177,8 @@ export interface BenchResults {
   sections: Section[];
   startup?: StartupResult;
   overhead?: OverheadPair[];
+  /** The overhead section's HTTP/2 clients (not with --no-http2). */
+  http2?: Http2Result;
   memory?: MemoryResult;
   watches?: WatchResult;
   soak?: SoakResult;

@@ -7,6 +7,11 @@ export const FULL: BenchSettings = {
   seconds: 4,
   warmupSeconds: 1,
   concurrencies: [1, 16, 64],
+  http2Shapes: [
+    { connections: 1, streams: 1 },
+    { connections: 1, streams: 16 },
+    { connections: 4, streams: 16 },
+  ],
   objects: { list: 500, paged: 5000, pageSize: 500 },
   watches: 1000,
   watchUpdates: 20,

@@ -8,9 +8,9 @@ import { sampleSum, sampleValue } from '../../../bench/metrics.js';
 import { selfTimes, sourceGroup } from '../../../bench/profile.js';
 import { parsePeer } from '../../../bench/peer.js';
 import { peerComparisons, renderReport, targets, type TargetRow } from '../../../bench/report.js';
-import type { BenchResults, SoakResult } from '../../../bench/results.js';
-import { FULL } from '../../../bench/settings.js';
+import type { SoakResult } from '../../../bench/results.js';
 import { compare, percentile, SequenceTimer, summarise } from '../../../bench/stats.js';
+import { benchResults } from './fixtures.js';
 
 describe('bench/stats', function () {
   it('takes percentiles by nearest rank', function () {
@@ -194,20 +194,7 @@ describe('bench/report: where a run stands against the targets', function () {
   const heap = { heapUsedBytes: 0, heapTotalBytes: 0, externalBytes: 0 };
   const MiB = 1024 * 1024;
 
-  function results(overrides: Partial<BenchResults>): BenchResults {
-    return {
-      startedAt: '',
-      finishedAt: '',
-      command: 'npm run bench',
-      machine: { cpus: 2, cpuModel: 'test', memoryBytes: 0, os: 'test', node: 'v24' },
-      busyBefore: { load: [0, 0, 0], processes: {} },
-      busyAfter: { load: [0, 0, 0], processes: {} },
-      kubernetes: 'v1.37.2',
-      settings: FULL,
-      sections: [],
-      ...overrides,
-    };
-  }
+  const results = benchResults;
 
   it('judges each warm small GET at concurrency 16 by its ratio and its added p50, and ignores cold caches', function () {
     const pair = (method: string, caches: 'warm' | 'cold', through: ReturnType<typeof stats>) => {
