@@ -158,6 +158,14 @@ describe('HTTP/2 clients (real API server)', function () {
     assert.deepEqual(events.slice(before).filter((event) => event.verb === 'connect' || event.requestURI === '' || event.requestURI === '/'), []);
   });
 
+  it('refuses headers larger than --max-header-bytes before anything is forwarded', async function () {
+    const before = (await readEventLines(sidecar.auditLog)).length;
+    const answer = await ask(await aliceSession(), { ':path': `/api/v1/namespaces/${ns}/configmaps`, 'x-padding': 'a'.repeat(128 * 1024) });
+    assert.ok(answer.reset !== undefined || answer.status === 431, JSON.stringify({ ...answer, body: answer.body.slice(0, 200) }));
+    const recorded = (await readEventLines(sidecar.auditLog)).slice(before);
+    assert.deepEqual(recorded.filter((event) => event.annotations?.['chaperone.dev/forwarded'] === 'true'), []);
+  });
+
   it('refuses a GET that declares a body', async function () {
     const answer = await ask(await aliceSession(), { ':path': `/api/v1/namespaces/${ns}/configmaps`, 'content-length': '5' }, 'hello');
     assert.equal(answer.status, 400, answer.body);
