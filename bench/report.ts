@@ -356,10 +356,8 @@ function watchesTable(watches: WatchResult, protocol: string, run: WatchRun): st
     row('change to event, max ms', (s) => ms(s.delay.max)),
     row('change to the last client, p50 / max ms', (s) => `${ms(s.lastDelivery.p50)} / ${ms(s.lastDelivery.max)}`),
   ];
-  if (run.peer) {
-    rows.push(row('proxy CPU µs per event delivered', cpuPerEvent));
-    rows.push(['proxy resident MiB with the watches open', '', mib(run.sidecarRssBytes.open), mib(run.peer.rssBytes.open)]);
-  }
+  rows.push(row('proxy CPU µs per event delivered', cpuPerEvent));
+  if (run.peer) rows.push(['proxy resident MiB with the watches open', '', mib(run.sidecarRssBytes.open), mib(run.peer.rssBytes.open)]);
   const title = `${watches.watches} watches, ${watches.updates} changes${protocol === 'HTTP/1.1' ? '' : `, ${protocol}`}`;
   const table = markdownTable([{ title }, right('direct'), right('through the sidecar'), ...(run.peer ? [right(`through ${run.peer.name}`)] : [])], rows);
   return run.peerProtocol ? `${table}

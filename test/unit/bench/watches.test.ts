@@ -64,6 +64,7 @@ describe('bench/report: watches over HTTP/1.1 and HTTP/2', function () {
     assert.match(report, /\| 1000 watches, 20 changes +\| +direct \| +through the sidecar \|/);
     assert.match(report, /\| 1000 watches, 20 changes, HTTP\/2 +\| +direct \| +through the sidecar \|/);
     assert.match(report, /\| connections × streams per connection +\| +1 × 1000 \| +4 × 250 \|/);
+    assert.equal(report.match(/\| proxy CPU µs per event delivered +\| +\| +30\.0 \|/g)?.length, 2, 'the sidecar\'s CPU per event, each protocol');
     assert.equal(report.match(/connections × streams per connection/g)?.length, 1, 'the HTTP/1.1 table has no such row');
     assert.match(report, /\| another sidecar, idle before its watches each on a connection of its own +\| +90\.0 \|/);
     assert.match(report, /\| another sidecar, idle before its watches over HTTP\/2 \(4 × 250 streams\) +\| +88\.0 \|/);
