@@ -135,7 +135,7 @@ async function watchFrom(clients: AdminClients, side: Side, plan: WatchPlan, fir
   }
 }
 
-const described = (side: WatchSide) => `opened in ${side.openSeconds.toFixed(1)}s${side.http2 ? ` on ${side.http2.connections} connections` : ''}, delay p50 ${side.delay.p50.toFixed(1)}ms p99 ${side.delay.p99.toFixed(1)}ms`;
+const described = (side: WatchSide) => `opened in ${side.openSeconds.toFixed(1)}s${side.http2 ? ` on ${side.http2.connections} connection${side.http2.connections === 1 ? '' : 's'}` : ''}, delay p50 ${side.delay.p50.toFixed(1)}ms p99 ${side.delay.p99.toFixed(1)}ms`;
 
 /**
  * The watches straight to the API server, then the same through the sidecar, then through the peer

@@ -1,9 +1,14 @@
 // The watches section over both protocols: how its event streams are cut into lines, how many
 // HTTP/2 connections a fleet needs, and how the report judges and sets out each protocol's run.
 import assert from 'node:assert/strict';
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { createServer as createHttpsServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { createCA, issueCertificate } from '../../../lib/pki.js';
 import { renderReport, targets } from '../../../bench/report.js';
 import type { WatchResult, WatchRun, WatchSide } from '../../../bench/results.js';
-import { http2Shape, LineSplitter } from '../../../bench/watch-connections.js';
+import { http2Shape, LineSplitter, watchConnections } from '../../../bench/watch-connections.js';
 import { benchResults } from './fixtures.js';
 
 const MiB = 1024 * 1024;
@@ -39,6 +44,61 @@ describe('bench/watch-connections', function () {
     assert.deepEqual(http2Shape(1000, 1000), { connections: 1, streamsPerConnection: 1000 });
     assert.deepEqual(http2Shape(1000, undefined), { connections: 1, streamsPerConnection: 1000 }, 'no limit announced');
     assert.deepEqual(http2Shape(1000, 0), { connections: 1, streamsPerConnection: 1000 }, 'no limit announced');
+  });
+});
+
+describe('bench/watch-connections: watches as HTTP/2 streams', function () {
+  const ca = createCA({ commonName: 'watch-test-ca' });
+  const serving = issueCertificate(ca, { commonName: 'localhost', usage: 'server', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+  const tls = { cert: serving.certPem, key: serving.keyPem };
+  let servers: (Http2SecureServer | Server)[] = [];
+
+  async function listening(server: Http2SecureServer | Server): Promise<string> {
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  /** Answers /forbidden 403 and anything else 200 with one line, on at most two streams per connection. */
+  function watchServer(sessions: Set<unknown>): Promise<string> {
+    const server = createSecureServer({ ...tls, settings: { maxConcurrentStreams: 2 } });
+    server.on('session', (session) => sessions.add(session));
+    server.on('stream', (stream, headers) => {
+      if (headers[':path'] === '/forbidden') return stream.respond({ ':status': 403 }, { endStream: true });
+      stream.respond({ ':status': 200 });
+      stream.write('{"seq":"1"}\n');
+    });
+    return listening(server);
+  }
+
+  afterEach(async function () {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    servers = [];
+  });
+
+  it('spreads the watches over connections of as many streams as the server allows, each answered 200', async function () {
+    const sessions = new Set<unknown>();
+    const connections = await watchConnections('h2', await watchServer(sessions), { bearer: 't' }, 5);
+    try {
+      const bodies: Readable[] = await Promise.all(Array.from({ length: 5 }, () => connections.open('/watch')));
+      const first = await new Promise<string>((resolve) => bodies[4]!.setEncoding('utf8').once('data', resolve));
+      assert.equal(first, '{"seq":"1"}\n');
+      assert.deepEqual(connections.shape(), { connections: 3, streamsPerConnection: 2 });
+      assert.equal(sessions.size, 3);
+    } finally {
+      connections.close();
+    }
+  });
+
+  it('refuses a watch answered other than 200, and a server that does not speak h2, naming it', async function () {
+    const connections = await watchConnections('h2', await watchServer(new Set()), {}, 1);
+    try {
+      await assert.rejects(connections.open('/forbidden'), /a watch was answered 403/);
+    } finally {
+      connections.close();
+    }
+    const http1 = await listening(createHttpsServer(tls, (_req, res) => res.end()));
+    await assert.rejects(watchConnections('h2', http1, {}, 1), new RegExp(`${http1.replace(/[.]/g, '\\.')}: HTTP/2 connection 1`));
   });
 });
 
