@@ -16,6 +16,9 @@ export interface WatchConnections {
 }
 
 const OPEN_TIMEOUT_MS = 30_000;
+/** The flow-control windows Go's HTTP/2 transport (client-go's) gives the server: 4 MiB a stream, 1 GiB a connection. */
+const GO_STREAM_WINDOW = 4 * 2 ** 20;
+const GO_CONNECTION_WINDOW = 2 ** 30;
 
 const headersOf = (credentials: Credentials) => ({ accept: 'application/json', ...(credentials.bearer ? { authorization: `Bearer ${credentials.bearer}` } : {}) });
 const tlsOf = (credentials: Credentials) => ({ rejectUnauthorized: false, servername: 'localhost', ...(credentials.cert ? { cert: credentials.cert.certPem, key: credentials.cert.keyPem } : {}) });
@@ -102,7 +105,8 @@ export class Http2Watches implements WatchConnections {
 
   private session(index: number): Promise<ClientHttp2Session> {
     this.sessions[index] ??= new Promise((resolve, reject) => {
-      const session = connect(this.base, { ...tlsOf(this.credentials), ALPNProtocols: ['h2'] });
+      const session = connect(this.base, { ...tlsOf(this.credentials), ALPNProtocols: ['h2'], settings: { initialWindowSize: GO_STREAM_WINDOW } });
+      session.once('connect', () => session.setLocalWindowSize(GO_CONNECTION_WINDOW));
       session.once('remoteSettings', () => {
         this.opened.push(session);
         resolve(session);
