@@ -27,6 +27,7 @@ import { FULL, QUICK } from './settings.js';
 import { prepareSidecars, type BenchSidecar, type SidecarLauncher } from './sidecar.js';
 import { measureSoak } from './soak.js';
 import { measureStartup } from './startup.js';
+import type { WatchProtocol } from './watch-connections.js';
 import { measureWatches } from './watches.js';
 
 const REQUIRED_NODE_MAJOR = 24;
@@ -225,12 +226,23 @@ async function run(options: CliOptions): Promise<void> {
       await stopSidecars(); // the CPU profile, if asked for, is written now
     }
     if (sections.includes('watches')) {
-      const sidecar = await startSidecar('watches');
       const data = await objects();
       const plan = { namespace: data.watchNamespace, watches: settings.watches, updates: settings.watchUpdates, openConcurrency: 50 };
+      const direct = { base: cp.url, credentials: { cert: people.directCert } };
       const peerSide = peer && { name: peer.name, base: peer.url, credentials: { bearer: people.oidcToken }, process: peer };
-      results.watches = await measureWatches(clients, { base: cp.url, credentials: { cert: people.directCert } }, { base: sidecar.url, opsUrl: sidecar.opsUrl, credentials: { cert: people.sidecarCert }, sidecar }, plan, log, peerSide);
-      await stopSidecars();
+      // Each protocol gets a sidecar of its own: resident memory does not shrink after a run.
+      const watchesOver = async (protocol: WatchProtocol, firstSeq: number) => {
+        const sidecar = await startSidecar(protocol === 'h2' ? 'watches-h2' : 'watches');
+        try {
+          const through = { base: sidecar.url, opsUrl: sidecar.opsUrl, credentials: { cert: people.sidecarCert }, sidecar };
+          return await measureWatches(clients, direct, through, { ...plan, protocol, firstSeq }, log, peerSide);
+        } finally {
+          await stopSidecars();
+        }
+      };
+      const http1 = await watchesOver('http/1.1', 1);
+      const http2Run = options.http2 ? await watchesOver('h2', 3 * plan.updates + 1) : undefined;
+      results.watches = { watches: plan.watches, updates: plan.updates, ...http1, ...(http2Run ? { http2: http2Run } : {}) };
     }
     if (sections.includes('soak')) {
       const cgroup = await createMemoryCgroup(`chaperone-bench-soak-${process.pid}`, Number(quantityNano(options.soakLimit)! / 10n ** 9n));
@@ -298,7 +310,7 @@ const program = new Command('bench')
       throw new InvalidArgumentError((err as Error).message);
     }
   })
-  .option('--no-http2', "leave out the overhead section's HTTP/2 runs (they need h2load, from nghttp2)")
+  .option('--no-http2', "leave out the HTTP/2 runs (the overhead section's need h2load, from nghttp2; the watches section's, Node's own client)")
   .option('--cpu-prof <dir>', "write V8 CPU profiles of the overhead section's sidecar and of the injector into this directory")
   .action((options: CliOptions) => run(options));
 

@@ -40,19 +40,29 @@ export interface WatchSide {
   lastDelivery: LatencySummary;
   /** The proxy's CPU time while the events flowed, per event delivered (not measured direct). */
   proxyCpuMicrosPerEvent?: number;
+  /** Over HTTP/2: the connections that carried the watches, and at most how many each (what the server allows on one). */
+  http2?: { connections: number; streamsPerConnection: number };
 }
 
-export interface WatchResult {
-  watches: number;
-  updates: number;
+/** One protocol's watches: direct, through a sidecar of their own, and through the peer proxy. */
+export interface WatchRun {
   direct: WatchSide;
   through: WatchSide;
   /** The same watches through a peer proxy (--peer), after the sidecar's; its resident memory before and with them open. */
   peer?: WatchSide & { name: string; rssBytes: { idle: number; open: number } };
+  /** Over HTTP/2: what the peer chose instead of h2 in ALPN, when it did (then it has no side). */
+  peerProtocol?: string;
   /** The sidecar's resident memory: idle before, with every watch open, and the peak while events flowed. */
   sidecarRssBytes: { idle: number; open: number; peak: number };
   /** Its heap and external memory, idle and with every watch open. */
   sidecarHeap: { idle: HeapBreakdown; open: HeapBreakdown };
+}
+
+/** Each watch on an HTTP/1.1 connection of its own; then (not with --no-http2) the same as HTTP/2 streams. */
+export interface WatchResult extends WatchRun {
+  watches: number;
+  updates: number;
+  http2?: WatchRun;
 }
 
 export interface MemoryResult {

@@ -9,6 +9,7 @@ import { heapBreakdown, type HeapBreakdown } from './metrics.js';
 import { bundleNodeFlags, cpuSeconds, resident, type Resident } from './processes.js';
 import type { SoakResult } from './results.js';
 import type { BenchSidecar, SidecarLauncher } from './sidecar.js';
+import { Http1Watches } from './watch-connections.js';
 import { WatchFleet } from './watches.js';
 
 export interface SoakPhase {
@@ -100,7 +101,7 @@ export async function measureSoak(
   log(`soak: limit ${cgroup.limitBytes / 2 ** 20} MiB, V8 heap limit ${(heapLimitBytes / 2 ** 20).toFixed(0)} MiB (node ${nodeFlags.join(' ')}), idle ${(idle.totalBytes / 2 ** 20).toFixed(1)} MiB`);
 
   const sampler = new Sampler(sidecar, cgroup);
-  const fleet = new WatchFleet(sidecar.url, plan.watchCredentials, { namespace: plan.watchNamespace, watches: plan.watches, updates: 1, openConcurrency: 50 });
+  const fleet = new WatchFleet(new Http1Watches(sidecar.url, plan.watchCredentials), { namespace: plan.watchNamespace, watches: plan.watches, updates: 1, openConcurrency: 50 });
   let watchEvents = 0;
   let watchError: string | undefined;
   let stopping = false;

@@ -1,15 +1,16 @@
 // Many watches on one object, opened straight to the API server and through one sidecar: the time
 // from changing the object to each client seeing the event, and the sidecar's memory meanwhile.
-import type { ClientRequest } from 'node:http';
-import { request } from 'node:https';
+import type { Readable } from 'node:stream';
 import type { AdminClients } from '../local-cluster/kube.js';
 import type { Credentials } from './load.js';
+import { negotiatedProtocol } from './load-h2.js';
 import { heapBreakdown, type HeapBreakdown } from './metrics.js';
 import { cpuSeconds, PeakMemory, type BundleProcess } from './processes.js';
-import type { WatchResult, WatchSide } from './results.js';
+import type { WatchRun, WatchSide } from './results.js';
 import { summarise } from './stats.js';
+import { LineSplitter, watchConnections, type WatchConnections, type WatchProtocol } from './watch-connections.js';
 
-export interface WatchPlan {
+export interface FleetPlan {
   namespace: string;
   watches: number;
   updates: number;
@@ -17,8 +18,14 @@ export interface WatchPlan {
   openConcurrency: number;
 }
 
+export interface WatchPlan extends FleetPlan {
+  /** Each watch on an HTTP/1.1 connection of its own, or as HTTP/2 streams sharing connections. */
+  protocol: WatchProtocol;
+  /** The `seq` the run's first change writes: each run's changes write values of their own. */
+  firstSeq: number;
+}
+
 const OBJECT = 'watched';
-const OPEN_TIMEOUT_MS = 30_000;
 const DELIVERY_TIMEOUT_MS = 30_000;
 
 interface Update {
@@ -33,14 +40,12 @@ const SEQ = /"seq":"(\d+)"/;
 
 /** Opens the watches, changes the object `updates` times, and measures each delivery. */
 export class WatchFleet {
-  private readonly requests: ClientRequest[] = [];
   private readonly updates = new Map<string, Update>();
   private readonly delays: number[] = [];
 
   constructor(
-    private readonly base: string,
-    private readonly credentials: Credentials,
-    private readonly plan: WatchPlan,
+    private readonly connections: WatchConnections,
+    private readonly plan: FleetPlan,
   ) {}
 
   /** Resolves once every watch has its response headers; returns the seconds that took. */
@@ -51,51 +56,20 @@ export class WatchFleet {
     const opener = async () => {
       while (next < this.plan.watches) {
         next++;
-        await this.openOne(path);
+        this.listen(await this.connections.open(path));
       }
     };
     await Promise.all(Array.from({ length: this.plan.openConcurrency }, opener));
     return Number(process.hrtime.bigint() - started) / 1e9;
   }
 
-  private openOne(path: string): Promise<void> {
-    const { cert, bearer } = this.credentials;
-    return new Promise((resolve, reject) => {
-      const req = request(`${this.base}${path}`, {
-        agent: false,
-        rejectUnauthorized: false,
-        servername: 'localhost',
-        headers: { accept: 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
-        ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
-      });
-      const timer = setTimeout(() => req.destroy(new Error(`a watch did not open within ${OPEN_TIMEOUT_MS / 1000}s (${this.requests.length} of ${this.plan.watches} are open)`)), OPEN_TIMEOUT_MS);
-      req.on('response', (res) => {
-        clearTimeout(timer);
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new Error(`a watch was answered ${res.statusCode}`));
-          return;
-        }
-        this.requests.push(req);
-        let buffered = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buffered += chunk;
-          let newline: number;
-          while ((newline = buffered.indexOf('\n')) >= 0) {
-            this.received(buffered.slice(0, newline));
-            buffered = buffered.slice(newline + 1);
-          }
-        });
-        res.on('error', () => undefined); // closed by close()
-        resolve();
-      });
-      req.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      req.end();
+  private listen(body: Readable): void {
+    const lines = new LineSplitter();
+    body.setEncoding('utf8');
+    body.on('data', (chunk: string) => {
+      for (const line of lines.push(chunk)) this.received(line);
     });
+    body.on('error', () => undefined); // closed by close()
   }
 
   private received(line: string): void {
@@ -134,7 +108,7 @@ export class WatchFleet {
   }
 
   close(): void {
-    for (const req of this.requests) req.destroy();
+    this.connections.close();
   }
 }
 
@@ -146,20 +120,27 @@ interface Side {
 /** With `proxy`: that process's CPU time while the events flowed, per event delivered. */
 async function watchFrom(clients: AdminClients, side: Side, plan: WatchPlan, firstSeq: number, opened: () => Promise<void> = () => Promise.resolve(), proxy?: BundleProcess): Promise<WatchSide> {
   const current = await clients.core.readNamespacedConfigMap({ name: OBJECT, namespace: plan.namespace });
-  const fleet = new WatchFleet(side.base, side.credentials, plan);
+  const connections = await watchConnections(plan.protocol, side.base, side.credentials, plan.watches);
+  const fleet = new WatchFleet(connections, plan);
   try {
     const openSeconds = await fleet.open(current.metadata!.resourceVersion!);
     await opened();
     const before = proxy && cpuSeconds(proxy.child.pid!);
     const delivered = await fleet.run(clients, firstSeq);
     const cpu = before === undefined ? {} : { proxyCpuMicrosPerEvent: ((cpuSeconds(proxy!.child.pid!) - before) * 1e6) / (plan.watches * plan.updates) };
-    return { openSeconds, ...delivered, ...cpu };
+    const shape = connections.shape();
+    return { openSeconds, ...delivered, ...cpu, ...(shape ? { http2: shape } : {}) };
   } finally {
     fleet.close();
   }
 }
 
-/** The watches straight to the API server, then the same through the sidecar, then through the peer proxy if there is one. */
+const described = (side: WatchSide) => `opened in ${side.openSeconds.toFixed(1)}s${side.http2 ? ` on ${side.http2.connections} connection${side.http2.connections === 1 ? '' : 's'}` : ''}, delay p50 ${side.delay.p50.toFixed(1)}ms p99 ${side.delay.p99.toFixed(1)}ms`;
+
+/**
+ * The watches straight to the API server, then the same through the sidecar, then through the peer
+ * proxy if there is one; over HTTP/2, the peer only if it chose h2 in ALPN.
+ */
 export async function measureWatches(
   clients: AdminClients,
   direct: Side,
@@ -167,9 +148,10 @@ export async function measureWatches(
   plan: WatchPlan,
   log: (line: string) => void,
   peer?: Side & { name: string; process: BundleProcess },
-): Promise<WatchResult> {
-  const directSide = await watchFrom(clients, direct, plan, 1);
-  log(`${plan.watches} watches direct: opened in ${directSide.openSeconds.toFixed(1)}s, delay p50 ${directSide.delay.p50.toFixed(1)}ms p99 ${directSide.delay.p99.toFixed(1)}ms`);
+): Promise<WatchRun> {
+  const what = `${plan.watches} watches${plan.protocol === 'h2' ? ' over HTTP/2' : ''}`;
+  const directSide = await watchFrom(clients, direct, plan, plan.firstSeq);
+  log(`${what} direct: ${described(directSide)}`);
   const idle = through.sidecar.rss();
   const idleHeap = await heapBreakdown(through.opsUrl);
   let openHeap: HeapBreakdown | undefined;
@@ -177,7 +159,7 @@ export async function measureWatches(
   let peak: PeakMemory | undefined;
   let throughSide: WatchSide;
   try {
-    throughSide = await watchFrom(clients, through, plan, plan.updates + 1, async () => {
+    throughSide = await watchFrom(clients, through, plan, plan.firstSeq + plan.updates, async () => {
       await new Promise((resolve) => setTimeout(resolve, 1000));
       open = through.sidecar.rss();
       openHeap = await heapBreakdown(through.opsUrl);
@@ -187,21 +169,27 @@ export async function measureWatches(
     peak?.stop();
   }
   const peakBytes = peak!.peak;
-  log(`${plan.watches} watches through the sidecar: opened in ${throughSide.openSeconds.toFixed(1)}s, delay p50 ${throughSide.delay.p50.toFixed(1)}ms p99 ${throughSide.delay.p99.toFixed(1)}ms, RSS ${(open / 2 ** 20).toFixed(0)} MiB`);
-  let peerSide: WatchResult['peer'];
-  if (peer) {
-    const rssBytes = { idle: peer.process.rss(), open: 0 };
-    const side = await watchFrom(clients, peer, plan, 2 * plan.updates + 1, () => Promise.resolve(void (rssBytes.open = peer.process.rss())), peer.process);
-    peerSide = { ...side, name: peer.name, rssBytes };
-    log(`${plan.watches} watches through ${peer.name}: opened in ${side.openSeconds.toFixed(1)}s, delay p50 ${side.delay.p50.toFixed(1)}ms p99 ${side.delay.p99.toFixed(1)}ms, RSS ${(rssBytes.open / 2 ** 20).toFixed(0)} MiB`);
-  }
+  log(`${what} through the sidecar: ${described(throughSide)}, RSS ${(open / 2 ** 20).toFixed(0)} MiB`);
+  const peerSide = peer && (await throughPeer(clients, peer, plan, what, log));
   return {
-    watches: plan.watches,
-    updates: plan.updates,
     direct: directSide,
     through: throughSide,
-    ...(peerSide ? { peer: peerSide } : {}),
+    ...peerSide,
     sidecarRssBytes: { idle, open, peak: Math.max(open, peakBytes) },
     sidecarHeap: { idle: idleHeap, open: openHeap! },
   };
+}
+
+async function throughPeer(clients: AdminClients, peer: Side & { name: string; process: BundleProcess }, plan: WatchPlan, what: string, log: (line: string) => void): Promise<Pick<WatchRun, 'peer' | 'peerProtocol'>> {
+  if (plan.protocol === 'h2') {
+    const protocol = await negotiatedProtocol(peer.base);
+    if (protocol !== 'h2') {
+      log(`${what}: not through ${peer.name}, which chose ${protocol} when offered h2 and http/1.1 in ALPN`);
+      return { peerProtocol: protocol };
+    }
+  }
+  const rssBytes = { idle: peer.process.rss(), open: 0 };
+  const side = await watchFrom(clients, peer, plan, plan.firstSeq + 2 * plan.updates, () => Promise.resolve(void (rssBytes.open = peer.process.rss())), peer.process);
+  log(`${what} through ${peer.name}: ${described(side)}, RSS ${(rssBytes.open / 2 ** 20).toFixed(0)} MiB`);
+  return { peer: { ...side, name: peer.name, rssBytes } };
 }

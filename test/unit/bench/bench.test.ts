@@ -221,7 +221,8 @@ describe('bench/report: where a run stands against the targets', function () {
     assert.equal(byTarget.get('sidecar resident memory, idle')?.met, true);
     assert.equal(byTarget.get('AdmissionReview p99 at concurrency 50')?.met, false);
     assert.equal(byTarget.get('start to ready (production bundle, as the image runs it), median')?.met, undefined);
-    assert.equal(byTarget.get('sidecar resident memory with 1000 watches open')?.measured, 'not measured');
+    assert.equal(byTarget.get('sidecar resident memory added by 1000 watches, HTTP/1.1, at the peak')?.measured, 'not measured');
+    assert.equal(byTarget.get('sidecar resident memory added by 1000 watches, HTTP/2, at the peak')?.measured, 'not measured');
   });
 
   it('judges the soak by its peak against the injected limit and by what stays resident after it; a killed sidecar meets neither', function () {
@@ -306,7 +307,9 @@ describe('bench/report: where a run stands against the targets', function () {
     assert.match(report, /\| 1000 watches, 20 changes +\| +direct \| +through the sidecar \| +through peer \|/);
     assert.match(report, /\| proxy CPU µs per event delivered +\| +\| +41\.5 \| +20\.8 \|/);
     assert.match(report, /\| proxy resident MiB with the watches open +\| +\| +120\.0 \| +60\.0 \|/);
-    assert.doesNotMatch(renderReport(results({ watches: { ...watches, peer: undefined } })), /per event/, 'without a peer, the table is as before');
+    const alone = renderReport(results({ watches: { ...watches, peer: undefined } }));
+    assert.match(alone, /\| proxy CPU µs per event delivered +\| +\| +41\.5 \|\n/, 'without a peer, the sidecar\'s column alone');
+    assert.doesNotMatch(alone, /proxy resident MiB/, 'without a peer, its memory is in the memory table only');
   });
 
   it('reads --peer as a name and a binary', function () {
@@ -317,7 +320,8 @@ describe('bench/report: where a run stands against the targets', function () {
   it('does not judge the watch memory target on fewer watches than it names', function () {
     const side = { openSeconds: 1, delay: latency(1, 2), lastDelivery: latency(1, 2) };
     const watches = { watches: 100, updates: 5, direct: side, through: side, sidecarRssBytes: { idle: MiB, open: MiB, peak: MiB }, sidecarHeap: { idle: heap, open: heap } };
-    const row = targets(results({ watches })).find((r) => r.target.startsWith('sidecar resident memory with 100 watches'));
+    const row = targets(results({ watches })).find((r) => r.target.startsWith('sidecar resident memory added by 100 watches, HTTP/1.1'));
+    assert.equal(row?.target, 'sidecar resident memory added by 100 watches, HTTP/1.1, at the peak (the target is for 1000)');
     assert.equal(row?.met, undefined);
   });
 });

@@ -138,7 +138,7 @@ describe('bench/report: HTTP/2 clients', function () {
     assert.match(report, /\| LIST 500 +\| +1 × 1 \| OIDC token \| +1000 \| +— \/ 80\.0 \|/);
     const none = renderReport(results({ alpn: { 'kube-apiserver': 'h2', sidecar: 'http/1.1' }, pairs: [] }));
     assert.match(none, /the sidecar \(ALPN gave http\/1\.1\)\.\n\nNo proxy chose h2: there are no HTTP\/2 pairs\./);
-    assert.doesNotMatch(renderReport(results(undefined)), /HTTP\/2/, 'no HTTP/2 runs (--no-http2), no section');
+    assert.doesNotMatch(renderReport(results(undefined)), /## HTTP\/2 clients/, 'no HTTP/2 runs (--no-http2), no section');
   });
 
   it('counts failures and says when the bodies did not add up', function () {
