@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { NothingSucceeded } from '../../../bench/load.js';
 import { assertH2loadInstalled, bodyLengthMismatch, h2LoadStats, h2loadArgs, parseH2loadSummary, parseRequestLog, type H2Summary } from '../../../bench/load-h2.js';
 import { backToBack } from '../../../bench/overhead.js';
-import { http2Rows, renderReport } from '../../../bench/report.js';
+import { http2Rows, renderReport, targets } from '../../../bench/report.js';
 import type { BenchResults, Http2Pair } from '../../../bench/results.js';
 import { compare } from '../../../bench/stats.js';
 import { benchResults } from './fixtures.js';
@@ -129,6 +129,23 @@ describe('bench/report: HTTP/2 clients', function () {
     assert.match(report, /## HTTP\/2 clients\n\n\| workload/, 'every server chose h2: no sentence before the table');
     assert.match(report, /\| GET one small object \| +1 × 16 \| OIDC token +\| +1000 \| +500 \/ 800 \| +\+2\.00 \/ \+1\.00 \| .*\| +600 \/ 300 \| +2\.00 \| +500 \/ 500 \/ 500 \| +20 \/ 20 \/ 20 \| +0 \|/);
     assert.match(report, /\| webhook token +\| +1000 \| +600 \/ — \| .*\| +450 \/ — \| +\|/);
+  });
+
+  it("judges the worst HTTP/2 pair's CPU per request against the peer's, as issue 20 asks", function () {
+    const pairs = [
+      pair('GET one small object', 16, 'OIDC token', stats(500, 3, { sidecar: 450 })),
+      pair('GET one small object', 16, 'OIDC token', stats(800, 2, { peer: 300 }), 'peer'),
+      pair('LIST 500', 1, 'OIDC token', stats(50, 9, { sidecar: 2600 })),
+      pair('LIST 500', 1, 'OIDC token', stats(60, 8, { peer: 2000 }), 'peer'),
+      pair('GET one small object', 16, 'webhook token', stats(600, 2.5, { sidecar: 900 })),
+    ];
+    const row = targets(results({ alpn: { 'kube-apiserver': 'h2', sidecar: 'h2', peer: 'h2' }, pairs })).find((r) => r.target.includes('HTTP/2'));
+    assert.deepEqual(row, {
+      target: "sidecar CPU per request ÷ peer's, HTTP/2, the worst of 2 pairs (GET one small object, 1 × 16)",
+      goal: '≤ 1 (first bar 1.5)',
+      measured: '1.50',
+      met: false,
+    });
   });
 
   it('says which server chose HTTP/1.1 in ALPN instead of measuring it, and what was measured without it', function () {
