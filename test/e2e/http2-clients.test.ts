@@ -205,5 +205,9 @@ describe('HTTP/2 clients (real API server)', function () {
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /configmap\/seen-by-watch/);
     assert.equal(await http2Connections(), before + 1, 'kubectl came on one HTTP/2 connection');
+    const created = await kubectl(kubeconfig, ['create', 'configmap', 'made-by-kubectl', '-n', ns, '--from-literal=k=v']);
+    assert.equal(created.code, 0, created.stderr);
+    const read = await ask(await aliceSession(), { ':path': `/api/v1/namespaces/${ns}/configmaps/made-by-kubectl` });
+    assert.equal((JSON.parse(read.body) as { data: Record<string, string> }).data.k, 'v', 'the body with its length went through whole');
   });
 });
