@@ -3,6 +3,7 @@
 // The Dockerfiles' build stage and CI run exactly this (`npm run build:artefacts`); docs/images.md
 // says what is in the bundles and why.
 import { createHash } from 'node:crypto';
+import { builtinModules } from 'node:module';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -111,6 +112,28 @@ function asciiDependencies(): Plugin {
   };
 }
 
+/**
+ * Node's built-in modules through `require`, not `import`. An ES module's view of a built-in reads
+ * every one of its exports, lazy ones too: `import { request } from 'node:http'` loads Node's undici
+ * (http.WebSocket), `node:tls` builds the list of root certificates, `node:process` opens standard
+ * input: 2 MiB of an idle sidecar for objects nothing uses. `require` returns the module object and
+ * leaves them be; esbuild's interop reads each binding from it when used.
+ */
+function builtinsThroughRequire(): Plugin {
+  const builtin = new RegExp(`^(node:)?(${builtinModules.map((name) => name.replace(/[/]/g, '\\/')).join('|')})$`);
+  return {
+    name: 'chaperone-builtins-through-require',
+    setup(plugin) {
+      plugin.onResolve({ filter: builtin }, (args) => (args.namespace === BUILTIN ? { path: args.path, external: true } : { path: args.path, namespace: BUILTIN }));
+      plugin.onLoad({ filter: /.*/, namespace: BUILTIN }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+    },
+  };
+}
+
+const BUILTIN = 'chaperone-builtin';
+/** How the metafile names the module that requires a built-in: no file, and no input of a bundle. */
+const isBuiltinStandIn = (input: string) => input.startsWith(`${BUILTIN}:`);
+
 const NON_ASCII = /[^\x00-\x7f]/;
 // Every one, by UTF-16 unit: a character beyond the BMP becomes its surrogate pair.
 const NON_ASCII_ALL = /[^\x00-\x7f]/g;
@@ -169,7 +192,9 @@ function outputInputs(metafile: Metafile, name: BundleName): string[] {
   const key = `dist/${bundleFiles(name).bundle}`;
   const output = metafile.outputs[key];
   if (!output) throw new Error(`esbuild wrote no ${key}`);
-  return Object.keys(output.inputs).sort();
+  return Object.keys(output.inputs)
+    .filter((input) => !isBuiltinStandIn(input))
+    .sort();
 }
 
 /** Whatever a file holds when it changed while the build read it: the next check finds it stale. */
@@ -198,7 +223,7 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     sourcemap: 'linked',
     sourcesContent: false,
     legalComments: 'eof',
-    plugins: [demoLeftOut(), asciiDependencies()],
+    plugins: [demoLeftOut(), asciiDependencies(), builtinsThroughRequire()],
     define: { CHAPERONE_VERSION: JSON.stringify(version) },
     metafile: true,
     write: false,
@@ -209,7 +234,7 @@ export async function buildArtefacts(): Promise<BuildInfo> {
   for (const file of result.outputFiles) await writeAtomically(file.path, file.contents);
 
   const inputs: Record<string, string> = {};
-  for (const input of [...BUILD_CONFIGURATION, ...Object.keys(result.metafile.inputs).filter((input) => input !== DEMO_STAND_IN)]) {
+  for (const input of [...BUILD_CONFIGURATION, ...Object.keys(result.metafile.inputs).filter((input) => input !== DEMO_STAND_IN && !isBuiltinStandIn(input))]) {
     const file = path.join(REPO, input);
     inputs[input] = (await stat(file)).mtimeMs >= started ? CHANGED_DURING_BUILD : sha256(await readFile(file));
   }
