@@ -10,15 +10,15 @@ async function jwk(kid: string): Promise<JWK> {
   return { ...(await exportJWK(publicKey)), kid, alg: 'ES256' };
 }
 
-/** A JWKS endpoint that counts its fetches and serves whatever keys it holds now. */
-function endpoint(keys: JWK[]) {
-  const served = { fetches: 0, keys };
-  const fetchJwks = async () => {
+/** A key set over a JWKS endpoint that counts its fetches and serves whatever keys it holds now (k1 at first). */
+async function keySet() {
+  const served = { fetches: 0, keys: [await jwk('k1')] };
+  const getKey = remoteKeySet(async () => {
     served.fetches++;
     await new Promise((resolve) => setImmediate(resolve));
     return { keys: served.keys };
-  };
-  return { served, fetchJwks };
+  }, COOLDOWN_MS);
+  return { served, getKey, signed: await headerAndToken('k1') };
 }
 
 async function headerAndToken(kid: string) {
@@ -44,19 +44,15 @@ async function later<T>(offsetMs: number, body: () => Promise<T>): Promise<T> {
 
 describe('sidecar/authn/jwt/remote-keys: an issuer\'s JWKS, kept as jose keeps a remote key set', function () {
   it('fetches on first use, once for any number of tokens verified at the same time', async function () {
-    const { served, fetchJwks } = endpoint([await jwk('k1')]);
-    const getKey = remoteKeySet(fetchJwks, COOLDOWN_MS);
+    const { served, getKey, signed } = await keySet();
     assert.equal(served.fetches, 0);
-    const signed = await headerAndToken('k1');
     const keys = await Promise.all(Array.from({ length: 10 }, () => keyFor(getKey, signed)));
     assert.equal(keys.length, 10);
     assert.equal(served.fetches, 1);
   });
 
   it('fetches again once the keys are ten minutes old, and not before', async function () {
-    const { served, fetchJwks } = endpoint([await jwk('k1')]);
-    const getKey = remoteKeySet(fetchJwks, COOLDOWN_MS);
-    const signed = await headerAndToken('k1');
+    const { served, getKey, signed } = await keySet();
     await keyFor(getKey, signed);
     await later(JWKS_MAX_AGE_MS - 1000, () => keyFor(getKey, signed));
     assert.equal(served.fetches, 1);
@@ -65,9 +61,7 @@ describe('sidecar/authn/jwt/remote-keys: an issuer\'s JWKS, kept as jose keeps a
   });
 
   it('for a key it does not hold, fetches at most once per cool-down, and finds a key the issuer added', async function () {
-    const { served, fetchJwks } = endpoint([await jwk('k1')]);
-    const getKey = remoteKeySet(fetchJwks, COOLDOWN_MS);
-    const signed = await headerAndToken('k1');
+    const { served, getKey, signed } = await keySet();
     await keyFor(getKey, signed);
     const unknown = await headerAndToken('k2');
     for (let i = 0; i < 5; i++) await assert.rejects(keyFor(getKey, unknown), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
