@@ -116,18 +116,28 @@ function asciiDependencies(): Plugin {
  * Node's built-in modules through `require`, not `import`. An ES module's view of a built-in reads
  * every one of its exports, lazy ones too: `import { request } from 'node:http'` loads Node's undici
  * (http.WebSocket), `node:tls` builds the list of root certificates, `node:process` opens standard
- * input: 2 MiB of an idle sidecar for objects nothing uses. `require` returns the module object and
- * leaves them be; esbuild's interop reads each binding from it when used.
+ * input: 2 MiB of an idle sidecar for objects nothing uses. The bundle imports a stand-in instead,
+ * which requires the module and exports its plain values (read once, as any import would), and the
+ * module itself as the default export, whose lazy members load when something reads them.
  */
 function builtinsThroughRequire(): Plugin {
   const builtin = new RegExp(`^(node:)?(${builtinModules.map((name) => name.replace(/[/]/g, '\\/')).join('|')})$`);
   return {
     name: 'chaperone-builtins-through-require',
     setup(plugin) {
-      plugin.onResolve({ filter: builtin }, (args) => (args.namespace === BUILTIN ? { path: args.path, external: true } : { path: args.path, namespace: BUILTIN }));
-      plugin.onLoad({ filter: /.*/, namespace: BUILTIN }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+      // A require() of a built-in stays one: esbuild leaves it to Node, as without this plugin.
+      plugin.onResolve({ filter: builtin }, (args) => (args.kind === 'require-call' ? undefined : { path: args.path, namespace: BUILTIN }));
+      plugin.onLoad({ filter: /.*/, namespace: BUILTIN }, (args) => ({ contents: builtinStandIn(args.path), loader: 'js' }));
     },
   };
+}
+
+function builtinStandIn(specifier: string): string {
+  const descriptors = Object.getOwnPropertyDescriptors(process.getBuiltinModule(specifier));
+  const plain = Object.keys(descriptors).filter((name) => name !== 'default' && descriptors[name]!.enumerable && 'value' in descriptors[name]!);
+  const bindings = plain.map((name, i) => `${JSON.stringify(name)}: b${i}`).join(', ');
+  const exported = plain.map((name, i) => `b${i} as ${JSON.stringify(name)}`).join(', ');
+  return `const builtin = require(${JSON.stringify(specifier)});\nconst { ${bindings} } = builtin;\nexport default builtin;\nexport { ${exported} };\n`;
 }
 
 const BUILTIN = 'chaperone-builtin';
