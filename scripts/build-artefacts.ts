@@ -118,7 +118,10 @@ function asciiDependencies(): Plugin {
  * (http.WebSocket), `node:tls` builds the list of root certificates, `node:process` opens standard
  * input: 2 MiB of an idle sidecar for objects nothing uses. The bundle imports a stand-in instead,
  * which requires the module and exports its plain values (read once, as any import would), and the
- * module itself as the default export, whose lazy members load when something reads them.
+ * module itself as the default export, whose lazy members load when something reads them. A lazy
+ * member imported by name (`import { AsyncLocalStorage } from 'node:async_hooks'`, `promises` of
+ * node:fs) fails the build with "No matching export in chaperone-builtin:…": read it from the
+ * default import instead (`import asyncHooks from 'node:async_hooks'`).
  */
 function builtinsThroughRequire(): Plugin {
   const builtin = new RegExp(`^(node:)?(${builtinModules.map((name) => name.replace(/[/]/g, '\\/')).join('|')})$`);
