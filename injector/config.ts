@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { bool, defineSpec, duration, hostPort, httpsUrl, list, loadConfig, oneOf, option, path, str } from '../lib/config.js';
 import type { ConfigOf, Env, ValueType } from '../lib/config.js';
 import { canonicalQuantity, quantityNano } from './quantity.js';

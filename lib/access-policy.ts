@@ -3,7 +3,7 @@
 // account's ClusterRole from it (so the API server itself refuses the rest, even to a stolen token),
 // and writes it into the namespace's CA ConfigMap, from which the sidecar refuses the same early with
 // a clear Status. Rules match exactly as RBAC's PolicyRules do.
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** KEP-5284 constrained impersonation (impersonate:user-info + impersonate-on:user-info:<verb>), or the classic `impersonate` verb. */
 export const IMPERSONATION_MODES = ['constrained', 'classic'] as const;

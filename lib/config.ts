@@ -5,7 +5,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { Command, CommanderError, Option as CommanderOption } from 'commander';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { VERSION } from './version.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;

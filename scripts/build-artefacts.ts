@@ -3,6 +3,7 @@
 // The Dockerfiles' build stage and CI run exactly this (`npm run build:artefacts`); docs/images.md
 // says what is in the bundles and why.
 import { createHash } from 'node:crypto';
+import { builtinModules } from 'node:module';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -111,6 +112,41 @@ function asciiDependencies(): Plugin {
   };
 }
 
+/**
+ * Node's built-in modules through `require`, not `import`. An ES module's view of a built-in reads
+ * every one of its exports, lazy ones too: `import { request } from 'node:http'` loads Node's undici
+ * (http.WebSocket), `node:tls` builds the list of root certificates, `node:process` opens standard
+ * input: 2 MiB of an idle sidecar for objects nothing uses. The bundle imports a stand-in instead,
+ * which requires the module and exports its plain values (read once, as any import would), and the
+ * module itself as the default export, whose lazy members load when something reads them. A lazy
+ * member imported by name (`import { AsyncLocalStorage } from 'node:async_hooks'`, `promises` of
+ * node:fs) fails the build with "No matching export in chaperone-builtin:…": read it from the
+ * default import instead (`import asyncHooks from 'node:async_hooks'`).
+ */
+function builtinsThroughRequire(): Plugin {
+  const builtin = new RegExp(`^(node:)?(${builtinModules.map((name) => name.replace(/[/]/g, '\\/')).join('|')})$`);
+  return {
+    name: 'chaperone-builtins-through-require',
+    setup(plugin) {
+      // A require() of a built-in stays one: esbuild leaves it to Node, as without this plugin.
+      plugin.onResolve({ filter: builtin }, (args) => (args.kind === 'require-call' ? undefined : { path: args.path, namespace: BUILTIN }));
+      plugin.onLoad({ filter: /.*/, namespace: BUILTIN }, (args) => ({ contents: builtinStandIn(args.path), loader: 'js' }));
+    },
+  };
+}
+
+function builtinStandIn(specifier: string): string {
+  const descriptors = Object.getOwnPropertyDescriptors(process.getBuiltinModule(specifier));
+  const plain = Object.keys(descriptors).filter((name) => name !== 'default' && descriptors[name]!.enumerable && 'value' in descriptors[name]!);
+  const bindings = plain.map((name, i) => `${JSON.stringify(name)}: b${i}`).join(', ');
+  const exported = plain.map((name, i) => `b${i} as ${JSON.stringify(name)}`).join(', ');
+  return `const builtin = require(${JSON.stringify(specifier)});\nconst { ${bindings} } = builtin;\nexport default builtin;\nexport { ${exported} };\n`;
+}
+
+const BUILTIN = 'chaperone-builtin';
+/** How the metafile names the module that requires a built-in: no file, and no input of a bundle. */
+const isBuiltinStandIn = (input: string) => input.startsWith(`${BUILTIN}:`);
+
 const NON_ASCII = /[^\x00-\x7f]/;
 // Every one, by UTF-16 unit: a character beyond the BMP becomes its surrogate pair.
 const NON_ASCII_ALL = /[^\x00-\x7f]/g;
@@ -169,7 +205,9 @@ function outputInputs(metafile: Metafile, name: BundleName): string[] {
   const key = `dist/${bundleFiles(name).bundle}`;
   const output = metafile.outputs[key];
   if (!output) throw new Error(`esbuild wrote no ${key}`);
-  return Object.keys(output.inputs).sort();
+  return Object.keys(output.inputs)
+    .filter((input) => !isBuiltinStandIn(input))
+    .sort();
 }
 
 /** Whatever a file holds when it changed while the build read it: the next check finds it stale. */
@@ -198,7 +236,7 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     sourcemap: 'linked',
     sourcesContent: false,
     legalComments: 'eof',
-    plugins: [demoLeftOut(), asciiDependencies()],
+    plugins: [demoLeftOut(), asciiDependencies(), builtinsThroughRequire()],
     define: { CHAPERONE_VERSION: JSON.stringify(version) },
     metafile: true,
     write: false,
@@ -209,7 +247,7 @@ export async function buildArtefacts(): Promise<BuildInfo> {
   for (const file of result.outputFiles) await writeAtomically(file.path, file.contents);
 
   const inputs: Record<string, string> = {};
-  for (const input of [...BUILD_CONFIGURATION, ...Object.keys(result.metafile.inputs).filter((input) => input !== DEMO_STAND_IN)]) {
+  for (const input of [...BUILD_CONFIGURATION, ...Object.keys(result.metafile.inputs).filter((input) => input !== DEMO_STAND_IN && !isBuiltinStandIn(input))]) {
     const file = path.join(REPO, input);
     inputs[input] = (await stat(file)).mtimeMs >= started ? CHANGED_DURING_BUILD : sha256(await readFile(file));
   }

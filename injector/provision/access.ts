@@ -2,7 +2,7 @@
 // what the API server serves (dashboard and read-only access name the served resources one by one,
 // since RBAC cannot say "everything except"). Pure: the reconciler reads the inputs and writes the results.
 import YAML from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   ACCESS_LEVELS,
   CHAPERONE_EXTRAS,

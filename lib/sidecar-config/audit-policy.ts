@@ -4,7 +4,7 @@
 // Pure: no I/O. The sidecar evaluates it for each request; the injector checks a policy an
 // installation configuration names.
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const AUDIT_API_VERSION = 'audit.k8s.io/v1';
 

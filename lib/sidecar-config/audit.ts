@@ -1,5 +1,5 @@
 // The sidecar's audit options, part of its configuration schema (options.ts).
-import { z } from 'zod';
+import * as z from 'zod';
 import { readFileSync } from 'node:fs';
 import { duration, envName, flagName, int, oneOf, option, path, type ValueType } from '../config.js';
 import { KubeconfigError, loadWebhookKubeconfig } from '../webhook-kubeconfig.js';

@@ -3,7 +3,7 @@
 // file written for an API server means the same here, and a file it refuses is refused here too.
 import { X509Certificate } from 'node:crypto';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { CelCompileError, compile, selects, type CompiledExpression, type ReturnType, type Variable } from '../cel/expressions.js';
 
 /** The asymmetric algorithms the API server accepts (oidc.AllValidSigningAlgorithms); never none or HMAC. */

@@ -1,6 +1,6 @@
 import { bool, defineSpec, duration, hostPort, httpsUrl, int, list, loadConfig, oneOf, option, path, str } from '../config.js';
 import { ConfigError, type ConfigOf, type Env, type LoadInput, type ValueType } from '../config.js';
-import { z } from 'zod';
+import * as z from 'zod';
 import { tokenAuthenticationProblems } from './tokens.js';
 import { auditConfigProblems, auditOptions } from './audit.js';
 import { revocationProblems } from './revocation.js';

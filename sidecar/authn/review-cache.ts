@@ -1,7 +1,7 @@
 // TokenReview answers, cached as the API server caches its token authenticators: keyed by an HMAC of
 // the token under a key that lives only in this process (the token is never stored in clear),
 // authenticated and refused answers for their own TTLs, errors never; identical reviews in flight merged.
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../../lib/lazy-lru.js';
 import type { Identity } from '../identity.js';
 import { TokenDigest } from './token-digest.js';
 
@@ -15,11 +15,11 @@ export interface ReviewCacheOptions {
 
 export class ReviewCache {
   private readonly digest = new TokenDigest();
-  private readonly cache: LRUCache<string, ReviewVerdict>;
+  private readonly cache: LazyLru<string, ReviewVerdict>;
   private readonly inFlight = new Map<string, Promise<ReviewVerdict>>();
 
   constructor(private readonly options: ReviewCacheOptions) {
-    this.cache = new LRUCache({ max: options.maxEntries ?? 10_000, ttlAutopurge: false });
+    this.cache = new LazyLru({ max: options.maxEntries ?? 10_000, ttlAutopurge: false });
   }
 
   /** The cached verdict, or the review's; a review that throws is not cached. */

@@ -1,6 +1,6 @@
 // SubjectAccessReview: "may this identity do this?", asked of the API server, cached briefly.
 import { hash } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../../lib/lazy-lru.js';
 import type { Identity } from '../identity.js';
 import type { RequestInfo } from './request-info.js';
 import { serviceUnavailable } from '../../lib/status.js';
@@ -90,7 +90,7 @@ export interface CacheStats {
  * merges identical reviews in flight into one. Failures are never cached.
  */
 export class CachingReviewer implements AccessReviewer {
-  private readonly decisions: LRUCache<string, Decision>;
+  private readonly decisions: LazyLru<string, Decision>;
   private readonly inFlight = new Map<string, Promise<Decision>>();
   readonly stats: CacheStats = { hits: 0, misses: 0 };
 
@@ -98,7 +98,7 @@ export class CachingReviewer implements AccessReviewer {
     private readonly send: SubjectAccessReviewTransport,
     private readonly options: CacheOptions,
   ) {
-    this.decisions = new LRUCache({ max: options.maxEntries, ttlAutopurge: false });
+    this.decisions = new LazyLru({ max: options.maxEntries, ttlAutopurge: false });
   }
 
   async review(identity: Identity, attributes: Attributes): Promise<Decision> {

@@ -114,6 +114,17 @@ describe('the artefacts the images run', function () {
       assert.ok(info.bundles.sidecar.packages.every((pkg) => pkg.files.length > 0 || pkg.license), 'every package names its licence');
     });
 
+    it("do not load Node's undici for an export of node:http they never read", async function () {
+      // An ES module import of node:http reads http.WebSocket, which loads undici (docs/images.md).
+      const report = "process.on('exit', () => process.stderr.write(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('undici')))))";
+      for (const name of BUNDLE_NAMES) {
+        const { stderr } = await promisify(execFile)(process.execPath, [`--import=data:text/javascript,${encodeURIComponent(report)}`, path.join(DIST, bundleFiles(name).bundle), '--version']);
+        assert.deepEqual(JSON.parse(stderr.trim().split('\n').at(-1)!), [], `${name}.mjs --version`);
+      }
+      const bundle = await readFile(path.join(DIST, 'sidecar.mjs'), 'utf8');
+      assert.doesNotMatch(bundle, /\bfrom\s*"node:/, 'the sidecar bundle imports no built-in (they are required)');
+    });
+
     it('keep names, and map positions back to the TypeScript for stack traces', async function () {
       const bundle = await readFile(path.join(DIST, 'sidecar.mjs'), 'utf8');
       const map = new SourceMap(JSON.parse(await readFile(path.join(DIST, 'sidecar.mjs.map'), 'utf8')) as ConstructorParameters<typeof SourceMap>[0]);

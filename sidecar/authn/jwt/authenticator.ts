@@ -4,7 +4,7 @@
 // A token that authenticated is taken again for SUCCESS_TTL_MS without checking its signature, as the
 // API server caches what its token authenticators said yes to (tokencache, 10 s), but never past the
 // token's own expiry; refusals are not cached.
-import { LRUCache } from 'lru-cache';
+import { LazyLru } from '../../../lib/lazy-lru.js';
 import type { Logger } from '../../../lib/log.js';
 import type { Identity } from '../../identity.js';
 import type { AuthenticationResult } from '../chain.js';
@@ -25,7 +25,7 @@ export class JwtAuthenticator extends TokenAuthenticator {
   readonly method = 'oidc' as const;
   private readonly byUrl = new Map<string, ServedIssuer>();
   /** By an HMAC of the token under a key of this process alone: the token is never kept in clear. */
-  private readonly verified = new LRUCache<string, { identity: Identity; until: number }>({ max: 10_000 });
+  private readonly verified = new LazyLru<string, { identity: Identity; until: number }>({ max: 10_000 });
   private readonly digest = new TokenDigest();
 
   constructor(

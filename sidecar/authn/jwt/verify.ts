@@ -3,8 +3,9 @@
 // allow-list, the exact issuer, one of the audiences, exp strictly, nbf with one minute of leeway.
 // iat is not checked, as the API server does not check it.
 import { Agent } from 'node:https';
-import { compactVerify, createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWTVerifyGetKey } from 'jose';
+import { compactVerify, errors, type JWTVerifyGetKey } from 'jose';
 import { boundedCall, jsonBody } from '../../../lib/bounded-call.js';
+import { jwksJson, remoteKeySet } from './remote-keys.js';
 import { goFieldMatches, goFieldMembers, isObject, JsonRefused, parseGoJson } from './go-json.js';
 
 const GOOGLE = 'https://accounts.google.com';
@@ -95,18 +96,14 @@ export class IssuerKeys {
       throw new Error(`issuer did not match the issuer returned by provider, expected ${JSON.stringify(this.options.issuerUrl)} got ${JSON.stringify(document.issuer)}`);
     }
     if (typeof document.jwks_uri !== 'string' || !document.jwks_uri.startsWith('https://')) throw new Error(`${url} has no https jwks_uri`);
-    this.getKey = createRemoteJWKSet(new URL(document.jwks_uri), {
-      timeoutDuration: FETCH_TIMEOUT_MS,
-      cooldownDuration: JWKS_REFETCH_COOLDOWN_MS,
-      [customFetch]: this.fetchWithCa,
-    });
+    const jwksUri = new URL(document.jwks_uri);
+    this.getKey = remoteKeySet(() => this.fetchJwks(jwksUri), JWKS_REFETCH_COOLDOWN_MS);
   }
 
-  /** jose fetches the JWKS through this, so the issuer's own CA is the one trusted. */
-  private readonly fetchWithCa: FetchImplementation = async (url) => {
-    const answer = await boundedCall(new URL(url), { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS, where: url });
-    return new Response(new Uint8Array(answer.body), { status: answer.status, headers: { 'content-type': answer.contentType } });
-  };
+  private async fetchJwks(url: URL): Promise<unknown> {
+    const answer = await boundedCall(url, { method: 'GET', agent: this.agent, timeoutMs: FETCH_TIMEOUT_MS, where: url.href });
+    return jwksJson(answer.status, answer.body);
+  }
 
   close(): void {
     this.closed = true;
