@@ -48,17 +48,26 @@ async function viewableNamespace(cp: ControlPlane, clients: AdminClients, prefix
   return namespace;
 }
 
-/** Namespaces, objects and grants; the lists select by label, so the namespace's own kube-root-ca.crt is not among them. */
-export async function prepareData(cp: ControlPlane, clients: AdminClients, sizes: DataSizes, log: (line: string) => void): Promise<BenchData> {
-  const [small, list, paged, watch] = await Promise.all(['bench-get', 'bench-list', 'bench-paged', 'bench-watch'].map((prefix) => viewableNamespace(cp, clients, prefix)));
-  await clients.core.createNamespacedConfigMap({ namespace: small!, body: configMap('small', 0) });
+/** The path of one small object, in a namespace of its own: all the start-up section reads, without the lists' thousands of objects. */
+export async function prepareSmallObject(cp: ControlPlane, clients: AdminClients): Promise<string> {
+  const namespace = await viewableNamespace(cp, clients, 'bench-get');
+  await clients.core.createNamespacedConfigMap({ namespace, body: configMap('small', 0) });
+  return `/api/v1/namespaces/${namespace}/configmaps/small`;
+}
+
+/**
+ * Namespaces, objects and grants, besides the small object (from prepareSmallObject); the lists
+ * select by label, so the namespace's own kube-root-ca.crt is not among them.
+ */
+export async function prepareData(cp: ControlPlane, clients: AdminClients, sizes: DataSizes, smallObject: Promise<string>, log: (line: string) => void): Promise<BenchData> {
+  const [list, paged, watch] = await Promise.all(['bench-list', 'bench-paged', 'bench-watch'].map((prefix) => viewableNamespace(cp, clients, prefix)));
   await clients.core.createNamespacedConfigMap({ namespace: watch!, body: { metadata: { name: 'watched' }, data: { seq: '0' } } });
   const started = Date.now();
   await Promise.all([fill(clients, list!, sizes.list), fill(clients, paged!, sizes.paged)]);
   log(`created ${sizes.list + sizes.paged} config maps in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   const selector = `labelSelector=${encodeURIComponent(`${LABEL}=item`)}`;
   return {
-    smallObject: `/api/v1/namespaces/${small}/configmaps/small`,
+    smallObject: await smallObject,
     list: `/api/v1/namespaces/${list}/configmaps?${selector}`,
     pagedList: `/api/v1/namespaces/${paged}/configmaps?${selector}&limit=${sizes.pageSize}`,
     watchNamespace: watch!,

@@ -38,6 +38,8 @@ export interface LoadRun {
    */
   minOperations?: number;
   maxSeconds?: number;
+  /** Told of every answer as it arrives: its status and autocannon's time for it, in milliseconds. */
+  onResponse?: (statusCode: number, responseTimeMs: number) => void;
 }
 
 export interface LoadStats {
@@ -140,6 +142,7 @@ export function runLoad(run: LoadRun): Promise<LoadStats> {
     );
     instance.on('response', (client, statusCode, _bytes, responseTime) => {
       requests++;
+      run.onResponse?.(statusCode, responseTime);
       if (statusCode >= 200 && statusCode < 300) {
         timer.add(client, responseTime, !workload.maxPages || ended.value);
         const elapsed = Number(process.hrtime.bigint() - started) / 1e9;

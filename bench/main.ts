@@ -11,7 +11,7 @@ import { startControlPlane, type ControlPlane } from '../local-cluster/control-p
 import { adminClients } from '../local-cluster/kube.js';
 import { measureAdmission } from './admission.js';
 import { createMemoryCgroup } from './cgroup.js';
-import { prepareData, type BenchData } from './data.js';
+import { prepareData, prepareSmallObject, type BenchData } from './data.js';
 import type { Workload } from './load.js';
 import { busy, machineInfo } from './machine.js';
 import { authorizationCacheLookups, heapBreakdown } from './metrics.js';
@@ -21,12 +21,13 @@ import { measureHttp2, type H2Endpoint } from './overhead-h2.js';
 import { parsePeer, startPeer, type BenchPeer, type PeerSpec } from './peer.js';
 import { directTokenFile, preparePeople, type People } from './people.js';
 import { bundlePath, findProcess, loadNodeFlags, PeakMemory, useBundle, useNodeFlags } from './processes.js';
-import { renderReport } from './report.js';
+import { renderReport, SMALL_GET } from './report.js';
 import type { BenchResults, BenchSettings, MemoryResult, Section } from './results.js';
 import { FULL, QUICK } from './settings.js';
 import { prepareSidecars, type BenchSidecar, type SidecarLauncher } from './sidecar.js';
 import { measureSoak } from './soak.js';
 import { measureStartup } from './startup.js';
+import { warmupSummary } from './warmup.js';
 import type { WatchProtocol } from './watch-connections.js';
 import { measureWatches } from './watches.js';
 
@@ -69,7 +70,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 function workloads(data: BenchData): Workload[] {
   const { list, paged, pageSize } = data.sizes;
   return [
-    { name: 'GET one small object', path: data.smallObject },
+    { name: SMALL_GET, path: data.smallObject },
     { name: `LIST ${list}`, path: data.list },
     { name: `LIST ${paged} in pages of ${pageSize}`, path: data.pagedList, maxPages: Math.ceil(paged / pageSize) + 1 },
   ];
@@ -202,8 +203,10 @@ async function run(options: CliOptions): Promise<void> {
     const people = await preparePeople(cp, dir);
     cleanups.push(() => people.stop());
     // Only the sections that read them wait for the objects (thousands of creates: minutes on a busy machine).
+    let small: Promise<string> | undefined;
+    const smallObject = () => (small ??= prepareSmallObject(cp, clients));
     let prepared: Promise<BenchData> | undefined;
-    const objects = () => (prepared ??= prepareData(cp, clients, settings.objects, log));
+    const objects = () => (prepared ??= prepareData(cp, clients, settings.objects, smallObject(), log));
     const launcher = await prepareSidecars(cp, clients, dir, people.sidecarFlags);
     const startSidecar: StartSidecar = async (...args) => {
       const sidecar = await launcher.start(...args);
@@ -215,8 +218,11 @@ async function run(options: CliOptions): Promise<void> {
     if (peer) cleanups.push(() => peer.stop());
 
     if (sections.includes('startup')) {
-      results.startup = await measureStartup(launcher, settings.startupRuns, file('startup.log'));
+      const warmup = { workload: { name: SMALL_GET, path: await smallObject() }, method: 'client certificate', credentials: { cert: people.sidecarCert }, ...settings.warmup };
+      results.startup = await measureStartup(launcher, settings.startupRuns, warmup, file('startup.log'));
       log(`start to ready: median ${results.startup.asImage.readyzMs.p50.toFixed(0)}ms as the image runs it, ${results.startup.sourceMapsToggled.readyzMs.p50.toFixed(0)}ms with source maps the other way`);
+      const { firstSecondRatio } = warmupSummary(results.startup.warmup!);
+      log(`warm-up: the first second after ready cost ${firstSecondRatio?.toFixed(2) ?? 'n/a'} × the steady CPU per request`);
     }
     if (sections.includes('overhead')) {
       const measured = await overheadAndMemory(startSidecar, cp, people, await objects(), settings, options.cpuProf, peer, direct?.token);

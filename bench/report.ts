@@ -3,9 +3,10 @@ import { LOAD_GENERATOR, type LoadStats } from './load.js';
 import type { HeapBreakdown } from './metrics.js';
 import { markdownTable, mib, ms, perSecond, ratio, signedMs, type Column } from './markdown.js';
 import type { Resident } from './processes.js';
-import type { AdmissionResult, BenchResults, Http2Pair, OverheadPair, StartupVariant, WatchResult, WatchRun, WatchSide } from './results.js';
+import type { AdmissionResult, BenchResults, Http2Pair, OverheadPair, StartupVariant, WarmupResult, WarmupSlice, WatchResult, WatchRun, WatchSide } from './results.js';
 import type { LatencySummary } from './stats.js';
 import { MIB } from './stats.js';
+import { cpuMicrosPerRequest, warmupSummary } from './warmup.js';
 
 export interface TargetRow {
   target: string;
@@ -451,6 +452,41 @@ function soakTable(results: BenchResults): string {
   return `The load, over and over: ${s.phases.join('; ')}.\n\n${markdownTable([{ title: 'sidecar in the soak' }, right('MiB, or as said')], rows)}`;
 }
 
+const sliceCells = (slice: WarmupSlice | undefined) => {
+  if (!slice) return ['', '', ''];
+  const micros = cpuMicrosPerRequest([slice]);
+  return [`${slice.requests}${slice.failed > 0 ? ` (${slice.failed} failed)` : ''}`, micros === undefined ? '' : micros.toFixed(0), slice.latencyP50Ms === undefined ? '' : ms(slice.latencyP50Ms)];
+};
+
+/** Second by second: the first seconds after ready beside the last ones, and their CPU per request over the steady seconds'. */
+export function warmupTable(w: WarmupResult): string {
+  const { fresh, steady, firstSecondRatio, freshRatio } = warmupSummary(w);
+  const steadyFrom = w.perSecond.length - steady.length + 1;
+  const rows = fresh.map((slice, i) => [String(i + 1), ...sliceCells(slice), String(steadyFrom + i), ...sliceCells(steady[i])]);
+  const total = (slices: WarmupSlice[]) => cpuMicrosPerRequest(slices)?.toFixed(0) ?? '';
+  rows.push(['all', '', total(fresh), '', 'all', '', total(steady), '']);
+  const table = markdownTable(
+    [
+      right('second after ready'),
+      right('requests'),
+      right('sidecar CPU µs/request'),
+      right('p50 ms'),
+      right('steady: second'),
+      right('requests'),
+      right('sidecar CPU µs/request'),
+      right('p50 ms'),
+    ],
+    rows,
+  );
+  const over = (value: number | undefined) => (value === undefined ? 'n/a' : ratio(value));
+  const flags = w.nodeFlags.length > 0 ? `node ${w.nodeFlags.join(' ')}` : 'node';
+  return [
+    `${w.workload}, ${w.connections} connection, ${w.method}, from the moment \`${flags} dist/sidecar.mjs\` answered /readyz 200, for ${w.perSecond.length} s; the first answer took ${ms(w.firstResponseMs)} ms.`,
+    table,
+    `First second ÷ steady: **${over(firstSecondRatio)}**; first ${fresh.length} seconds ÷ steady: ${over(freshRatio)}.`,
+  ].join('\n\n');
+}
+
 function injectorMemory(memory: NonNullable<AdmissionResult['memory']>): string {
   const rss = `Injector resident memory: ${mib(memory.idleBytes)} MiB idle, ${mib(memory.afterReviewsBytes)} MiB at rest after the reviews`;
   const { cgroup } = memory;
@@ -555,6 +591,7 @@ export function renderReport(results: BenchResults): string {
         ]),
       ),
     );
+    if (s.warmup) parts.push('### Warm-up', warmupTable(s.warmup));
   }
   if (results.admission) parts.push('## Admission', admissionTables(results));
   return `${parts.join('\n\n')}\n`;

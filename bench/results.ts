@@ -87,12 +87,43 @@ export interface StartupVariant {
   idleRssBytes: number;
 }
 
+/** One second of the warm-up run: what the sidecar spent on the answers that arrived in it. */
+export interface WarmupSlice {
+  /** Its length by the load generator's clock (a timer's lateness makes it a little over 1). */
+  seconds: number;
+  /** Answers in it, 2xx or not. */
+  requests: number;
+  /** Answers other than 2xx. */
+  failed: number;
+  /** The sidecar's CPU time (user and system, every thread) between the slice's ends, from /proc (10 ms ticks). */
+  cpuSeconds: number;
+  /** Latency of its 2xx answers, by autocannon; absent when there were none. */
+  latencyP50Ms?: number;
+}
+
+/** A freshly started sidecar under small GETs at one connection from the moment /readyz answers 200, second by second. */
+export interface WarmupResult {
+  workload: string;
+  method: string;
+  connections: number;
+  /** Node's flags, before the bundle (the image's). */
+  nodeFlags: string[];
+  /** The first answer's latency: TLS handshake, authentication, first SubjectAccessReview, first compile. */
+  firstResponseMs: number;
+  /** Every second of the run, in order. */
+  perSecond: WarmupSlice[];
+  /** The first this many seconds are set against the last this many (steady state). */
+  compared: number;
+}
+
 export interface StartupResult {
   runs: number;
   /** With the image's node flags. */
   asImage: StartupVariant;
   /** The same with --enable-source-maps added, or taken away if the image has it. */
   sourceMapsToggled: StartupVariant;
+  /** CPU per request in the first seconds after ready against a while later (absent from results older than it). */
+  warmup?: WarmupResult;
 }
 
 export interface SoakResult {
@@ -164,6 +195,8 @@ export interface BenchSettings {
   watches: number;
   watchUpdates: number;
   startupRuns: number;
+  /** The warm-up run's length in seconds, and how many seconds at each end of it are compared. */
+  warmup: { seconds: number; compared: number };
   /** How long the soak runs, and each of its phases. */
   soakSeconds: number;
   soakPhaseSeconds: number;

@@ -1,11 +1,13 @@
 // Time from starting the production bundle to the sidecar answering /healthz (listening) and
 // /readyz (it can serve a person: token read, API server reached, every authenticator ready), as a
-// kubelet would see it, polled every few milliseconds; then its resident memory, idle.
+// kubelet would see it, polled every few milliseconds; then its resident memory, idle; then what its
+// first seconds of requests cost against later ones (bench/warmup.ts).
 import { freePort } from '../local-cluster/control-plane.js';
 import { bundleNodeFlags, probe, startBundle } from './processes.js';
 import type { StartupResult, StartupVariant } from './results.js';
 import type { SidecarLauncher } from './sidecar.js';
 import { summarise } from './stats.js';
+import { measureWarmup, type WarmupPlan } from './warmup.js';
 
 const POLL_MS = 5;
 const TIMEOUT_MS = 30_000;
@@ -45,11 +47,14 @@ async function variant(launcher: SidecarLauncher, runs: number, nodeFlags: strin
 
 const SOURCE_MAPS = '--enable-source-maps';
 
-/** As the image runs it, and with Node's source maps the other way (on, Node reads the map whole at start), for comparison. */
-export async function measureStartup(launcher: SidecarLauncher, runs: number, stderrFile: string): Promise<StartupResult> {
+/**
+ * As the image runs it, and with Node's source maps the other way (on, Node reads the map whole at
+ * start), for comparison; then the warm-up of one more, as the image runs it.
+ */
+export async function measureStartup(launcher: SidecarLauncher, runs: number, warmup: WarmupPlan, stderrFile: string): Promise<StartupResult> {
   const flags = bundleNodeFlags('sidecar');
   const asImage = await variant(launcher, runs, flags, stderrFile);
   const toggled = flags.includes(SOURCE_MAPS) ? flags.filter((flag) => flag !== SOURCE_MAPS) : [SOURCE_MAPS, ...flags];
   const sourceMapsToggled = await variant(launcher, runs, toggled, stderrFile);
-  return { runs, asImage, sourceMapsToggled };
+  return { runs, asImage, sourceMapsToggled, warmup: await measureWarmup(launcher, warmup, stderrFile) };
 }
