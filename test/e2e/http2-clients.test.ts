@@ -211,3 +211,40 @@ describe('HTTP/2 clients (real API server)', function () {
     assert.equal((JSON.parse(read.body) as { data: Record<string, string> }).data.k, 'v', 'the body with its length went through whole');
   });
 });
+
+describe('HTTP/2 clients at shutdown (a real process, SIGTERM)', function () {
+  this.timeout(120_000);
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar({ asProcess: true, flags: ['--shutdown-timeout=5s'] });
+
+  it('ends the watches of a connection cleanly, then the connection, and exits in time', async function () {
+    const ns = await createNamespace(clients, 'h2-shutdown');
+    await grantInNamespace(cp, clients, ns, 'view', 'alice');
+    const client = await session(sidecar, sidecar.clientCert('alice', []));
+    const watches = await Promise.all(
+      [1, 2, 3].map(
+        () =>
+          new Promise<{ ended: Promise<'end' | 'error'> }>((resolve, reject) => {
+            const watch = client.request({ ':path': `/api/v1/namespaces/${ns}/configmaps?watch=true` }, { endStream: true });
+            const ended = new Promise<'end' | 'error'>((done) => {
+              watch.once('end', () => done('end'));
+              watch.once('error', () => done('error'));
+            });
+            watch.once('response', (headers) => {
+              if (headers[':status'] !== 200) reject(new Error(`a watch was answered ${headers[':status']}`));
+              watch.resume();
+              resolve({ ended });
+            });
+          }),
+      ),
+    );
+    const closed = new Promise<void>((resolve) => client.once('close', resolve));
+    const exited = new Promise<number | null>((resolve) => sidecar.process!.once('exit', (code) => resolve(code)));
+    const signalledAt = Date.now();
+    sidecar.process!.kill('SIGTERM');
+    assert.deepEqual(await Promise.all(watches.map((w) => w.ended)), ['end', 'end', 'end'], 'each stream ends with END_STREAM, not a reset');
+    await closed;
+    assert.equal(await exited, 0);
+    assert.ok(Date.now() - signalledAt < 5000, `exited after ${Date.now() - signalledAt}ms`);
+  });
+});
