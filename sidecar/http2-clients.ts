@@ -18,6 +18,12 @@ export interface Http2Limits {
   maxHeaderBytes: number;
   /** A connection without an open stream for this long is closed (GOAWAY); the client opens another when it needs one. */
   idleTimeoutMs: number;
+  /**
+   * A new connection that has not begun a request within this long is closed, as --headers-timeout
+   * closes an HTTP/1.1 one: an attacker must not hold connections open for the idle timeout by
+   * opening them and saying nothing.
+   */
+  firstRequestTimeoutMs: number;
 }
 
 export interface Http2ClientsOptions {
@@ -87,21 +93,21 @@ export class Http2Clients implements AlpnProtocol {
     this.onConnection();
     let open = 0;
     let idle: NodeJS.Timeout | undefined;
-    const idleNow = () => {
-      idle = setTimeout(() => session.close(), this.limits.idleTimeoutMs).unref();
+    const idleFor = (ms: number) => {
+      idle = setTimeout(() => session.close(), ms).unref();
     };
     session.on('stream', (stream) => {
       open++;
       clearTimeout(idle);
       stream.once('close', () => {
-        if (--open === 0 && !session.closed) idleNow();
+        if (--open === 0 && !session.closed) idleFor(this.limits.idleTimeoutMs);
       });
     });
     session.once('close', () => {
       clearTimeout(idle);
       this.sessions.delete(session);
     });
-    idleNow();
+    idleFor(this.limits.firstRequestTimeoutMs);
   }
 
   private serve(handler: RequestHandler, req: Http2ServerRequest, res: Http2ServerResponse): void {

@@ -149,7 +149,12 @@ function tlsListeners(
     ? new Http2Clients({
         handlers,
         clientTrust,
-        limits: { maxConcurrentStreams: config.http2MaxStreams, maxHeaderBytes: config.maxHeaderBytes, idleTimeoutMs: HTTP2_IDLE_TIMEOUT_MS },
+        limits: {
+          maxConcurrentStreams: config.http2MaxStreams,
+          maxHeaderBytes: config.maxHeaderBytes,
+          idleTimeoutMs: HTTP2_IDLE_TIMEOUT_MS,
+          firstRequestTimeoutMs: config.headersTimeout,
+        },
         log,
         onConnection: () => metrics.http2Connections.inc(),
       })

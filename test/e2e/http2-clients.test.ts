@@ -248,3 +248,30 @@ describe('HTTP/2 clients at shutdown (a real process, SIGTERM)', function () {
     assert.ok(Date.now() - signalledAt < 5000, `exited after ${Date.now() - signalledAt}ms`);
   });
 });
+
+describe('HTTP/2 connections that say nothing', function () {
+  this.timeout(60_000);
+  const { cp, clients } = withSharedControlPlane();
+  const sidecar = withSidecar({ flags: ['--headers-timeout=1s'] });
+
+  it('closes a connection that begins no request within --headers-timeout, as HTTP/1.1 does, and keeps one that did', async function () {
+    const ns = await createNamespace(clients, 'h2-idle');
+    await grantInNamespace(cp, clients, ns, 'view', 'alice');
+    const alice = sidecar.clientCert('alice', []);
+    const silent = await session(sidecar, alice);
+    const silentClosed = new Promise<number>((resolve) => {
+      const openedAt = Date.now();
+      silent.once('close', () => resolve(Date.now() - openedAt));
+    });
+    const busy = await session(sidecar, alice);
+    let busyClosed = false;
+    busy.once('close', () => (busyClosed = true));
+    assert.equal((await ask(busy, { ':path': `/api/v1/namespaces/${ns}/configmaps` })).status, 200);
+    const closedAfter = await silentClosed;
+    assert.ok(closedAfter < 5000, `the silent connection was closed after ${closedAfter}ms`);
+    await new Promise((wake) => setTimeout(wake, 1500));
+    assert.equal(busyClosed, false, 'a connection that served a request waits for the idle timeout, not the headers timeout');
+    assert.equal((await ask(busy, { ':path': `/api/v1/namespaces/${ns}/configmaps` })).status, 200);
+    busy.destroy();
+  });
+});
