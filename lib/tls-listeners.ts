@@ -18,7 +18,8 @@ import { parseHostPort } from './config.js';
 import { StatusError, writeStatusToSocket } from './status.js';
 import type { ClientResponse } from './client-exchange.js';
 
-export interface ListenerLimits {
+/** The listeners' limits, and what they offer besides HTTP/1.1. */
+export interface ListenerOptions {
   maxHeaderBytes: number;
   headersTimeoutMs: number;
   /** How long an idle kept-alive connection stays open; Node's default (5s) unless given. */
@@ -76,7 +77,7 @@ const MAX_DRAIN_MS = 5000;
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-export const DEFAULT_LIMITS: ListenerLimits = { maxHeaderBytes: 64 * 1024, headersTimeoutMs: 10_000 };
+export const DEFAULT_LIMITS: ListenerOptions = { maxHeaderBytes: 64 * 1024, headersTimeoutMs: 10_000 };
 
 /** One or more HTTPS listeners sharing one certificate set, reloaded together. */
 export class TlsListeners {
@@ -88,11 +89,11 @@ export class TlsListeners {
     private readonly files: TlsFiles,
     private readonly handlers: { request: RequestHandler; upgrade?: UpgradeHandler; checkContinue?: RequestHandler },
     private readonly log: Logger,
-    private readonly limits: ListenerLimits = DEFAULT_LIMITS,
+    private readonly options: ListenerOptions = DEFAULT_LIMITS,
   ) {}
 
   private get offered(): AlpnProtocol | undefined {
-    return this.limits.alsoOffered;
+    return this.options.alsoOffered;
   }
 
   private contextOptions(serving: Serving) {
@@ -130,10 +131,10 @@ export class TlsListeners {
         rejectUnauthorized: false,
         ALPNProtocols: this.alpnProtocols(),
         minVersion: 'TLSv1.2',
-        maxHeaderSize: this.limits.maxHeaderBytes,
-        headersTimeout: this.limits.headersTimeoutMs,
+        maxHeaderSize: this.options.maxHeaderBytes,
+        headersTimeout: this.options.headersTimeoutMs,
         // A client gets as long for its TLS handshake as for its headers; Node's default is 120s.
-        handshakeTimeout: this.limits.headersTimeoutMs,
+        handshakeTimeout: this.options.headersTimeoutMs,
         // Only for receiving the request: a watch may then stream for hours.
         requestTimeout: 0,
         connectionsCheckingInterval: 1000,
@@ -143,7 +144,7 @@ export class TlsListeners {
         this.handlers.request(req, res);
       },
     );
-    if (this.limits.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.limits.keepAliveTimeoutMs;
+    if (this.options.keepAliveTimeoutMs !== undefined) server.keepAliveTimeout = this.options.keepAliveTimeoutMs;
     this.dispatchConnections(server);
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.answerClientError(err, socket));
     this.followUpgradesAndContinues(server);
@@ -257,7 +258,7 @@ export class TlsListeners {
       return;
     }
     answered.add(socket);
-    const { maxHeaderBytes, headersTimeoutMs } = this.limits;
+    const { maxHeaderBytes, headersTimeoutMs } = this.options;
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       writeStatusToSocket(socket, new StatusError(431, 'BadRequest', `the request headers are larger than ${maxHeaderBytes} bytes`));
     } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
