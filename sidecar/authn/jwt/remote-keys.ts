@@ -30,7 +30,6 @@ export interface RemoteKeySetOptions {
   fetchJwks: () => Promise<unknown>;
   /** The least time between the starts of two fetches. */
   cooldownMs: number;
-  maxAgeMs?: number;
   /** A background fetch failed: the keys held, fetched `ageMs` ago, stay in use. */
   onRefreshFailed?: (err: Error, ageMs: number) => void;
 }
@@ -51,13 +50,16 @@ export class RemoteKeySet {
 
   /** The token's payload once a key of the issuer verifies its signature under one of the algorithms. */
   async verify(token: string, algorithms: readonly string[]): Promise<Uint8Array> {
-    if (!this.held) return verifyWith(await this.fetchForToken(), token, algorithms);
-    if (Date.now() >= this.fetchedAt + (this.options.maxAgeMs ?? JWKS_MAX_AGE_MS)) this.refreshInBackground();
+    const held = this.held;
+    if (!held) return verifyWith(await this.fetchForToken(), token, algorithms);
+    if (Date.now() >= this.fetchedAt + JWKS_MAX_AGE_MS) this.refreshInBackground();
     try {
-      return await verifyWith(this.held, token, algorithms);
+      return await verifyWith(held, token, algorithms);
     } catch (err) {
       if (!notVerifiedByHeld(err)) throw err;
-      return verifyWith(await this.fetchForToken(err), token, algorithms);
+      // A fetch may have ended while the signature was being checked: its keys first, without another.
+      const newer = this.held === held ? undefined : this.held;
+      return verifyWith(newer ?? (await this.fetchForToken(err)), token, algorithms);
     }
   }
 

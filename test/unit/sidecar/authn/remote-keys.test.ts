@@ -233,6 +233,21 @@ describe('sidecar/authn/jwt/remote-keys: an issuer\'s JWKS, kept as the API serv
     await refused(await issuer.sign('k3', null), { code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' });
   });
 
+  it('verifies with the keys a fetch brought while the held ones were being tried, without fetching again', async function () {
+    for (let i = 2; i <= 40; i++) await issuer.add(`k${i}`);
+    await verified(await issuer.sign('k1'));
+    await issuer.add('new');
+    now += JWKS_MAX_AGE_MS;
+    let answer!: () => void;
+    issuer.hold = new Promise((resolve) => (answer = resolve));
+    await verified(await issuer.sign('k1'));
+    // No kid: each of the 40 keys held is tried, while the refresh ends.
+    const trying = verified(await issuer.sign('new', null));
+    answer();
+    assert.equal((await trying).sub, 'alice');
+    assert.equal(issuer.fetches, 2);
+  });
+
   it('reads an answer as jose reads one: 200 only, JSON, a byte order mark dropped', function () {
     assert.throws(() => jwksJson(500, Buffer.from('{}')), /Expected 200 OK from the JSON Web Key Set HTTP response/);
     assert.throws(() => jwksJson(200, Buffer.from('not json')), /Failed to parse the JSON Web Key Set HTTP response as JSON/);
