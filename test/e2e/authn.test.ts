@@ -14,6 +14,7 @@ import YAML from 'yaml';
 import type { V1ClusterRole } from '@kubernetes/client-node';
 import { createCA } from '../../lib/pki.js';
 import { parseAuthenticationConfiguration } from '../../lib/sidecar-config/jwt.js';
+import { JWKS_MAX_AGE_MS } from '../../sidecar/authn/jwt/remote-keys.js';
 import { createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents } from '../../local-cluster/kube.js';
 import { rawRequest, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { OTHER_CLIENT, startTestProvider, type TestAccount, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
@@ -67,6 +68,7 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   let celAttackIssuer: TestProvider;
   let regexIssuer: TestProvider;
   let stranger: TestProvider;
+  let outageIssuer: TestProvider;
   let apiServerOnlyConfig: string;
   let pamHook: PamHook;
   let authnConfig: string;
@@ -181,19 +183,24 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
           },
         },
         ...(withRegexIssuer ? [regex] : []),
+        {
+          issuer: { url: outageIssuer.issuer, audiences: ['chaperone-test'], certificateAuthority },
+          claimMappings: { username: { claim: 'sub', prefix: 'outage:' } },
+        },
       ],
     });
   }
 
   before(async function () {
     dir = await mkdtemp(path.join(tmpdir(), 'chaperone-authn-'));
-    [claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger] = await Promise.all([
+    [claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger, outageIssuer] = await Promise.all([
       startTestProvider(ca, claimsAccounts),
       startTestProvider(ca, emailAccounts),
       startTestProvider(ca, celAccounts),
       startTestProvider(ca, celAttackAccounts),
       startTestProvider(ca, regexAccounts),
       startTestProvider(ca, { alice: { claims: { hd: 'example.com' } } }),
+      startTestProvider(ca, { olga: { claims: {} } }),
     ]);
     pamHook = await startPamHook({
       jdoe: { password: 'correct horse', uid: '1000', groups: ['jdoe', 'sudo'] },
@@ -234,7 +241,7 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   });
 
   after(async function () {
-    await Promise.all([claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger, pamHook].map((s) => s?.stop()));
+    await Promise.all([claimsIssuer, emailIssuer, celIssuer, celAttackIssuer, regexIssuer, stranger, outageIssuer, pamHook].map((s) => s?.stop()));
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -465,6 +472,32 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
       const proxied = await through(token);
       assert.equal(proxied.status, 403);
       assert.match(statusMessage(proxied.body), /system:nodes/);
+    });
+  });
+
+  describe('an issuer down past the max age of the keys held', function () {
+    it('signs in, as the API server does, a person whose token the keys held verify; the API server runs the request as them', async function () {
+      const token = await outageIssuer.idToken('olga');
+      await assertSame(token, 'accepted');
+      await outageIssuer.stop();
+      // The sidecar runs in this process: its clock moves past the max age (the token has an hour).
+      const realNow = Date.now;
+      Date.now = () => realNow() + JWKS_MAX_AGE_MS + 60_000;
+      let response: RawResponse;
+      try {
+        assert.equal((await direct(token)).status, 201, 'the API server keeps its keys');
+        response = await selfSubjectReview(sidecar.url, sidecar.servingCa.certPem, token);
+      } finally {
+        Date.now = realNow;
+      }
+      const proxied = outcome(response);
+      assert.equal(proxied.status, 201, proxied.body);
+      assert.equal(proxied.user?.username, 'outage:olga');
+      const auditID = response.headers['audit-id'] as string;
+      const [event] = await waitForAuditEvents(cp, (e) => e.auditID === auditID);
+      assert.ok(event, 'the request reached the API server');
+      assert.equal(event.user.username, sidecar.serviceAccountUsername);
+      assert.equal(event.impersonatedUser?.username, 'outage:olga');
     });
   });
 

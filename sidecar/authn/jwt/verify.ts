@@ -3,9 +3,9 @@
 // allow-list, the exact issuer, one of the audiences, exp strictly, nbf with one minute of leeway.
 // iat is not checked, as the API server does not check it.
 import { Agent } from 'node:https';
-import { compactVerify, errors, type JWTVerifyGetKey } from 'jose';
+import { errors } from 'jose';
 import { boundedCall, jsonBody } from '../../../lib/bounded-call.js';
-import { jwksJson, remoteKeySet } from './remote-keys.js';
+import { jwksJson, RemoteKeySet } from './remote-keys.js';
 import { goFieldMatches, goFieldMembers, isObject, JsonRefused, parseGoJson } from './go-json.js';
 
 const GOOGLE = 'https://accounts.google.com';
@@ -13,7 +13,7 @@ const GOOGLE = 'https://accounts.google.com';
 export const NOT_BEFORE_LEEWAY_MS = 60_000;
 const DISCOVERY_RETRY_MS = 10_000;
 const FETCH_TIMEOUT_MS = 10_000;
-/** A token naming an unknown key refetches the JWKS at most this often. */
+/** The JWKS is fetched at most this often, for tokens naming unknown keys and in the background alike. */
 export const JWKS_REFETCH_COOLDOWN_MS = 10_000;
 
 /** Why a token was refused; the message goes to logs and audit events only. */
@@ -54,7 +54,7 @@ export interface IssuerKeysOptions {
 /** The issuer's keys: discovery at start (retried every 10s until it works), then its JWKS. */
 export class IssuerKeys {
   private readonly agent: Agent;
-  private getKey: JWTVerifyGetKey | undefined;
+  private keySet: RemoteKeySet | undefined;
   private lastError = 'discovery has not completed yet';
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -79,12 +79,12 @@ export class IssuerKeys {
 
   /** Why tokens of this issuer cannot be verified yet; undefined once its keys can be had. */
   notReady(): string | undefined {
-    return this.getKey ? undefined : `issuer ${this.options.issuerUrl}: ${this.lastError}`;
+    return this.keySet ? undefined : `issuer ${this.options.issuerUrl}: ${this.lastError}`;
   }
 
-  keys(): JWTVerifyGetKey {
-    if (!this.getKey) throw new TokenRejected(`authenticator for issuer ${this.options.issuerUrl} is not initialized: ${this.lastError}`);
-    return this.getKey;
+  keys(): RemoteKeySet {
+    if (!this.keySet) throw new TokenRejected(`authenticator for issuer ${this.options.issuerUrl} is not initialized: ${this.lastError}`);
+    return this.keySet;
   }
 
   private async discover(): Promise<void> {
@@ -97,7 +97,14 @@ export class IssuerKeys {
     }
     if (typeof document.jwks_uri !== 'string' || !document.jwks_uri.startsWith('https://')) throw new Error(`${url} has no https jwks_uri`);
     const jwksUri = new URL(document.jwks_uri);
-    this.getKey = remoteKeySet(() => this.fetchJwks(jwksUri), JWKS_REFETCH_COOLDOWN_MS);
+    this.keySet = new RemoteKeySet({
+      fetchJwks: () => this.fetchJwks(jwksUri),
+      cooldownMs: JWKS_REFETCH_COOLDOWN_MS,
+      onRefreshFailed: (err, ageMs) => {
+        if (this.closed) return;
+        this.options.onError?.(`the keys of ${this.options.issuerUrl} could not be fetched again; those fetched ${Math.round(ageMs / 1000)}s ago stay in use: ${err.message}`);
+      },
+    });
   }
 
   private async fetchJwks(url: URL): Promise<unknown> {
@@ -244,14 +251,14 @@ function audiencesOf(claims: Claims): string[] {
 const COMPACT_JWS = /^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
 
 /** Verifies signature and standard claims; resolves with the claims or rejects with TokenRejected. */
-export async function verifyJwt(token: string, getKey: JWTVerifyGetKey, options: VerifyOptions): Promise<Claims> {
+export async function verifyJwt(token: string, keys: RemoteKeySet, options: VerifyOptions): Promise<Claims> {
   // Three segments of base64url and nothing else, as the API server's decoder takes them: jose's
   // would skip whitespace inside a segment, and verify a token the API server refuses.
   if (!COMPACT_JWS.test(token)) throw new TokenRejected('malformed jwt');
   checkHeader(token.slice(0, token.indexOf('.')));
   let payload: Uint8Array;
   try {
-    ({ payload } = await compactVerify(token, getKey, { algorithms: [...options.algorithms] }));
+    payload = await keys.verify(token, options.algorithms);
   } catch (err) {
     throw new TokenRejected(rejection(err, options.algorithms));
   }

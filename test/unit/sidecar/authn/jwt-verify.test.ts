@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { createSign, generateKeyPairSync } from 'node:crypto';
-import { CompactSign, SignJWT, createLocalJWKSet, exportJWK } from 'jose';
+import { CompactSign, SignJWT, exportJWK } from 'jose';
 import { createCA } from '../../../../lib/pki.js';
 import { toStringList } from '../../../../lib/cel/expressions.js';
+import { RemoteKeySet } from '../../../../sidecar/authn/jwt/remote-keys.js';
 import { IssuerKeys, NOT_BEFORE_LEEWAY_MS, TokenRejected, untrustedIssuer, verifyJwt } from '../../../../sidecar/authn/jwt/verify.js';
 import { startTestProvider, type TestProvider } from '../../../../local-cluster/identity/oidc-provider.js';
 
@@ -10,8 +11,10 @@ const ISSUER = 'https://issuer.example.com';
 const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const ALL = ['ES256', 'RS256'];
 
-async function keySet() {
-  return createLocalJWKSet({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] });
+/** The issuer's one key, k1, served by a JWKS endpoint that always answers. */
+async function keySet(): Promise<RemoteKeySet> {
+  const jwks = { keys: [{ ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' }] };
+  return new RemoteKeySet({ fetchJwks: () => Promise.resolve(jwks), cooldownMs: 0 });
 }
 
 async function token(claims: Record<string, unknown>, header: Record<string, unknown> = {}): Promise<string> {
