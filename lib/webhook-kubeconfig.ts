@@ -1,7 +1,7 @@
 // The kubeconfig of a webhook (the audit webhook sink, the token-authentication webhook), read by the
 // rules kube-apiserver applies to its own --audit-webhook-config-file and
 // --authentication-token-webhook-config-file (webhook.LoadKubeconfig: client-go's clientcmd, then its
-// transport). The current context names the server and the credentials; what those rules would
+// transport); the injector's --kubeconfig is read by the same rules (lib/kube-api/connection.ts). The current context names the server and the credentials; what those rules would
 // refuse is refused, and so is anything chaperone cannot honour, each naming its field.
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';

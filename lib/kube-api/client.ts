@@ -87,7 +87,6 @@ export interface WatchEvents {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
-/** A watch that sends nothing for this long is ended (its server-side timeoutSeconds should be shorter). */
 const WATCH_INACTIVITY_MS = 30_000;
 
 type TlsOptions = ServerVerification & Pick<RequestCredentials, 'cert' | 'key'>;
@@ -106,6 +105,8 @@ function definedOnly(tls: TlsOptions): TlsOptions {
 export interface KubeApiOptions {
   /** Every request's timeout unless it gives one; 30 s. */
   timeoutMs?: number;
+  /** How long a watch may wait for its answer, then for each event (its server-side timeoutSeconds should be shorter); 30 s. */
+  watchInactivityMs?: number;
 }
 
 /** What reads objects by path: the provisioning check takes any (a KubeApi, or a test's). */
@@ -118,6 +119,7 @@ export class KubeApi implements KubeReader {
   private pool: { tls: TlsOptions; agent: HttpAgent } | undefined;
   private readonly base: URL;
   private readonly timeoutMs: number;
+  private readonly watchInactivityMs: number;
 
   constructor(
     readonly connection: KubeConnection,
@@ -125,6 +127,7 @@ export class KubeApi implements KubeReader {
   ) {
     this.base = new URL(connection.server);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.watchInactivityMs = options.watchInactivityMs ?? WATCH_INACTIVITY_MS;
   }
 
   /** The object at this path; a KubeApiError when the API server refuses (404 included). */
@@ -202,8 +205,8 @@ export class KubeApi implements KubeReader {
   /**
    * Watches a collection (?watch=true), calling onEvent for each newline-delimited event. Resolves
    * when the watch ends: the API server closed it (its timeoutSeconds), `signal` aborted it, or it
-   * was silent for 30 s after it opened. Rejects when the API server refuses it (a KubeApiError), does
-   * not answer within 30 s, or the connection fails.
+   * was silent for watchInactivityMs after it opened. Rejects when the API server refuses it (a
+   * KubeApiError), does not answer within watchInactivityMs, or the connection fails.
    */
   async watch(path: string, query: Query, events: WatchEvents, signal: AbortSignal): Promise<void> {
     const credentials = await this.connection.credentials();
@@ -211,7 +214,7 @@ export class KubeApi implements KubeReader {
     const url = this.url(path, { ...query, watch: true });
     return new Promise<void>((resolve, reject) => {
       if (signal.aborted) return resolve();
-      const stream = new WatchStream(`GET ${path}?watch=true`, events, { resolve, reject });
+      const stream = new WatchStream(`GET ${path}?watch=true`, events, { resolve, reject }, this.watchInactivityMs);
       const req = this.open(url, { method: 'GET', headers, credentials }, (res) => stream.answered(res));
       stream.attach(req, signal);
       req.end();
@@ -268,11 +271,12 @@ class WatchStream {
     private readonly where: string,
     private readonly events: WatchEvents,
     private readonly outcome: { resolve: () => void; reject: (err: Error) => void },
+    private readonly inactivityMs: number,
   ) {}
 
   attach(req: ClientRequest, signal: AbortSignal): void {
     this.req = req;
-    this.arm(`${this.where}: no answer within ${WATCH_INACTIVITY_MS}ms`, true);
+    this.arm(`${this.where}: no answer within ${this.inactivityMs}ms`, true);
     const onAbort = () => this.end();
     signal.addEventListener('abort', onAbort, { once: true });
     req.on('close', () => {
@@ -323,7 +327,7 @@ class WatchStream {
   /** Before the answer, silence is a failure; after it, the end of the watch. */
   private arm(failure: string, beforeAnswer: boolean): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => (beforeAnswer ? this.fail(new Error(failure)) : this.end()), WATCH_INACTIVITY_MS);
+    this.timer = setTimeout(() => (beforeAnswer ? this.fail(new Error(failure)) : this.end()), this.inactivityMs);
   }
 
   private end(): void {

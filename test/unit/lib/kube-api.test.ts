@@ -9,13 +9,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { KubeApi, KubeApiError, type WatchEvents } from '../../../lib/kube-api/client.js';
+import { KubeApi, KubeApiError, type KubeApiOptions, type WatchEvents } from '../../../lib/kube-api/client.js';
 import { inClusterConnection, kubeconfigConnection } from '../../../lib/kube-api/connection.js';
 import { coordinationV1, coreV1, admissionRegistrationV1, microTime } from '../../../lib/kube-api/resources.js';
 import { kubeconfigYaml } from '../../../lib/kubeconfig.js';
 import { createCA, issueCertificate } from '../../../lib/pki.js';
-import { describeError, isConflict, isNotFound, statusCode } from '../../../injector/provision/kube.js';
+import { describeError, isConflict, isNotFound, listWatch, statusCode } from '../../../injector/provision/kube.js';
 import { waitFor } from '../../../local-cluster/wait.js';
+import { silentLog } from '../injector/helpers.js';
 
 interface Seen {
   method: string;
@@ -71,7 +72,7 @@ describe('lib/kube-api: the injector’s REST client', function () {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function api(token = 'admin-token', options: { timeoutMs?: number } = {}): Promise<KubeApi> {
+  async function api(token = 'admin-token', options: KubeApiOptions = {}): Promise<KubeApi> {
     const file = path.join(dir, 'kubeconfig');
     await writeFile(file, kubeconfigYaml(`https://127.0.0.1:${port}`, ca.certPem, 'admin', { token }));
     const client = new KubeApi(kubeconfigConnection(file), options);
@@ -215,6 +216,19 @@ describe('lib/kube-api: the injector’s REST client', function () {
       assert.equal(opened(), 0);
     });
 
+    it('fails when the API server does not answer in time; ends, as the server would, once an open watch falls silent', async function () {
+      handler = () => undefined;
+      const { handlers, opened } = events();
+      await assert.rejects((await api('t', { watchInactivityMs: 150 })).watch('/api/v1/secrets', {}, handlers, new AbortController().signal), /no answer within 150ms/);
+      assert.equal(opened(), 0);
+      handler = (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).write(`${JSON.stringify({ type: 'ADDED', object: { metadata: { name: 'a' } } })}\n`);
+      const quiet = events();
+      const started = Date.now();
+      await (await api('t', { watchInactivityMs: 150 })).watch('/api/v1/secrets', {}, quiet.handlers, new AbortController().signal);
+      assert.deepEqual(quiet.received, ['ADDED a']);
+      assert.ok(Date.now() - started >= 150);
+    });
+
     it('fails when the connection breaks in the middle of a watch', async function () {
       handler = (req, res) => {
         res.writeHead(200, { 'content-type': 'application/json' }).write(`${JSON.stringify({ type: 'ADDED', object: { metadata: { name: 'a' } } })}\n`);
@@ -223,6 +237,50 @@ describe('lib/kube-api: the injector’s REST client', function () {
       const { received, handlers } = events();
       await assert.rejects((await api()).watch('/api/v1/secrets', {}, handlers, new AbortController().signal));
       assert.deepEqual(received, ['ADDED a']);
+    });
+  });
+
+  describe('listWatch (injector/provision/kube.ts) over it', function () {
+    it('lists, watches from the list’s resourceVersion, lists again on 410 Gone, and leaves nothing running after stop()', async function () {
+      let lists = 0;
+      let lastWatchClosed = false;
+      handler = (req, res) => {
+        const url = new URL(req.url!, 'https://x');
+        if (url.searchParams.get('watch') !== 'true') {
+          lists++;
+          return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ items: [{ metadata: { name: `listed-${lists}` } }], metadata: { resourceVersion: `${lists}0` } }));
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        if (lists === 1) return void res.end(`${JSON.stringify({ type: 'ADDED', object: { metadata: { name: 'new', resourceVersion: '11' } } })}\n{"type":"ERROR","object":{"kind":"Status","code":410}}\n`);
+        res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '21' } } })}\n`);
+        req.socket.once('close', () => (lastWatchClosed = true));
+      };
+      const client = await api();
+      const seenItems: string[] = [];
+      let watching = 0;
+      const watch = listWatch<{ metadata?: { name?: string; resourceVersion?: string } }>({
+        api: client,
+        path: '/api/v1/namespaces',
+        labelSelector: 'chaperone.dev/inject=enabled',
+        list: () => client.list('/api/v1/namespaces', { labelSelector: 'chaperone.dev/inject=enabled' }),
+        onList: (items) => seenItems.push(...items.map((item) => `list ${item.metadata?.name}`)),
+        onEvent: (type, object) => seenItems.push(`${type} ${object.metadata?.name}`),
+        onWatching: () => watching++,
+        log: silentLog,
+        what: 'the namespaces',
+      });
+      await waitFor('the second watch', () => watching === 2);
+      await watch.stop();
+      assert.deepEqual(seenItems, ['list listed-1', 'ADDED new', 'list listed-2']);
+      const watches = seen.filter((call) => call.url.includes('watch=true')).map((call) => new URL(call.url, 'https://x').searchParams);
+      assert.deepEqual(
+        watches.map((query) => [query.get('resourceVersion'), query.get('allowWatchBookmarks'), query.get('timeoutSeconds'), query.get('labelSelector')]),
+        [
+          ['10', 'true', '25', 'chaperone.dev/inject=enabled'],
+          ['20', 'true', '25', 'chaperone.dev/inject=enabled'],
+        ],
+      );
+      await waitFor('the open watch’s connection to close', () => lastWatchClosed);
     });
   });
 
