@@ -86,6 +86,15 @@ export interface WatchEvents {
   onOpen?(): void;
 }
 
+/** Idempotent, or made so by the callers' preconditions (resourceVersion, a JSON Patch's test): never POST. */
+const RETRIED_ON_A_STALE_CONNECTION = new Set(['GET', 'PUT', 'PATCH', 'DELETE']);
+
+interface OpenRequest {
+  method: string;
+  headers: OutgoingHttpHeaders;
+  credentials: RequestCredentials;
+}
+
 const DEFAULT_TIMEOUT_MS = 30_000;
 const WATCH_INACTIVITY_MS = 30_000;
 
@@ -180,8 +189,6 @@ export class KubeApi implements KubeReader {
   /** The answer, whatever its status. */
   async send(call: KubeRequest): Promise<KubeAnswer> {
     const credentials = await this.connection.credentials();
-    const timeoutMs = call.timeoutMs ?? this.timeoutMs;
-    const where = `${call.method} ${call.path}`;
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
     const headers: OutgoingHttpHeaders = {
       accept: 'application/json',
@@ -189,17 +196,31 @@ export class KubeApi implements KubeReader {
       ...call.headers,
       ...credentials.headers,
     };
-    const answer = await new Promise<KubeAnswer>((resolve, reject) => {
-      const req = this.open(this.url(call.path, call.query), { method: call.method, headers, credentials }, (res) => {
+    const answer = await this.exchange(call, { method: call.method, headers, credentials }, body, RETRIED_ON_A_STALE_CONNECTION.has(call.method));
+    if (answer.status === 401) this.connection.rejected(credentials);
+    return answer;
+  }
+
+  /**
+   * One request and its answer. A kept-alive connection the API server closed as it was reused
+   * (ECONNRESET before any answer) is no failure of the request: it is sent again once on a new
+   * connection, as Go's transport does, when sending it twice changes nothing.
+   */
+  private exchange(call: KubeRequest, request: OpenRequest, body: string | undefined, retryStale: boolean): Promise<KubeAnswer> {
+    const timeoutMs = call.timeoutMs ?? this.timeoutMs;
+    const where = `${call.method} ${call.path}`;
+    return new Promise<KubeAnswer>((resolve, reject) => {
+      const req = this.open(this.url(call.path, call.query), request, (res) => {
         readBody(res).then((text) => resolve({ status: res.statusCode ?? 0, body: text }), reject);
       });
       const timer = setTimeout(() => req.destroy(new Error(`${where}: no answer within ${timeoutMs}ms`)), timeoutMs);
       req.on('close', () => clearTimeout(timer));
-      req.on('error', (err) => reject(err.message.startsWith(where) ? err : new Error(`${where}: ${err.message}`, { cause: err })));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (retryStale && req.reusedSocket && err.code === 'ECONNRESET') return resolve(this.exchange(call, request, body, false));
+        reject(err.message.startsWith(where) ? err : new Error(`${where}: ${err.message}`, { cause: err }));
+      });
       req.end(body);
     });
-    if (answer.status === 401) this.connection.rejected(credentials);
-    return answer;
   }
 
   /**
@@ -234,7 +255,7 @@ export class KubeApi implements KubeReader {
     return url;
   }
 
-  private open(url: URL, request: { method: string; headers: OutgoingHttpHeaders; credentials: RequestCredentials }, onResponse: (res: IncomingMessage) => void): ClientRequest {
+  private open(url: URL, request: OpenRequest, onResponse: (res: IncomingMessage) => void): ClientRequest {
     const { method, headers, credentials } = request;
     if (url.protocol === 'http:') return httpRequest(url, { method, headers, agent: this.agentFor(undefined) }, onResponse);
     const tls = definedOnly({ ...this.connection.verification(), cert: credentials.cert, key: credentials.key });

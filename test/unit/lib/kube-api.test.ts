@@ -160,6 +160,25 @@ describe('lib/kube-api: the injector’s REST client', function () {
       await assert.rejects(client.read('/api/v1/namespaces'), /^Error: GET \/api\/v1\/namespaces: no answer within 200ms$/);
     });
 
+    it('sends a GET, PUT, PATCH or DELETE again on a new connection when a kept-alive one was closed under it; never a POST', async function () {
+      const served = new WeakSet<object>();
+      handler = (req, res) => {
+        // Each connection answers once, then is reset: what a server closing idle connections looks like to the next request.
+        if (served.has(req.socket)) return void req.socket.destroy();
+        served.add(req.socket);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      };
+      const core = coreV1(await api());
+      await core.readNamespacedSecret({ name: 'a', namespace: 'ns' });
+      await core.replaceNamespacedSecret({ name: 'a', namespace: 'ns', body: {} });
+      await core.deleteNamespacedSecret({ name: 'a', namespace: 'ns' });
+      assert.deepEqual(
+        seen.map((call) => call.method),
+        ['GET', 'PUT', 'PUT', 'DELETE', 'DELETE'],
+      );
+      await assert.rejects(core.createNamespacedSecret({ namespace: 'ns', body: {} }), /^Error: POST \/api\/v1\/namespaces\/ns\/secrets: socket hang up$/);
+    });
+
     it('keeps one connection alive across requests', async function () {
       const client = await api();
       for (let i = 0; i < 5; i++) await client.read('/api/v1/namespaces/default');
