@@ -5,10 +5,10 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { ApiException, KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError } from '../lib/config.js';
 import { loadInjectorConfig, type InjectorConfig } from '../injector/config.js';
-import { describeError } from '../injector/provision/kube.js';
+import { describeError, statusCode } from '../injector/provision/kube.js';
 
 export interface ClusterOptions {
   kubeconfig?: string;
@@ -79,9 +79,8 @@ export function unreachable(kubeconfig: KubeConfig, err: unknown): Error {
 
 /** What an API error means to the person; `need` says what a 403 lacks, e.g. "get on secrets/x in y". */
 export function apiErrorMessage(err: unknown, need: string): string {
-  if (err instanceof ApiException) {
-    if (err.code === 403) return `forbidden: you need ${need}`;
-    if (err.code === 401) return 'the API server did not accept your credentials (HTTP 401): check your kubeconfig';
-  }
+  const code = statusCode(err);
+  if (code === 403) return `forbidden: you need ${need}`;
+  if (code === 401) return 'the API server did not accept your credentials (HTTP 401): check your kubeconfig';
   return describeError(err);
 }

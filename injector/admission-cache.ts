@@ -8,8 +8,8 @@
 // injector never guesses. A change reaches the caches as fast as the API server's own watches carry
 // it (milliseconds); a pod created in that instant is judged by the state just before it, as it was
 // when each admission read the API server (the read could race the write just the same).
-import type { KubeConfig, KubernetesObject, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1CSIDriver, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
-import { KeepAliveKubeReader } from '../lib/kube-reads.js';
+import type { KubernetesObject, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1CSIDriver, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
+import type { KubeApi, ObjectList } from '../lib/kube-api/client.js';
 import type { Logger } from '../lib/log.js';
 import { certificateInfo } from '../lib/pki.js';
 import { TLS_CERT_KEY } from './certs/feed.js';
@@ -18,7 +18,7 @@ import { Denial } from './denial.js';
 import { Informer } from './informer.js';
 import { installationConfigsFrom, type InstallationConfigs } from './installation-config.js';
 import { ANNOTATION_PREFIX } from './names.js';
-import { decodeData, type ObjectList } from './provision/kube.js';
+import { decodeData } from './provision/kube.js';
 import { impersonatorName, type ProvisioningNames } from './provision/objects.js';
 import { missingPieces, type ProvisioningStatus } from './provision/readiness.js';
 import type { NamespaceLabels, NamespaceMetadata, Provisioning } from './review.js';
@@ -63,13 +63,12 @@ export type ProvisionedListener = (namespace: string, clusterScoped: boolean) =>
 type AnyInformer = Pick<Informer<KubernetesObject, unknown>, 'start' | 'synced' | 'staleness' | 'current' | 'onChange' | 'stop'>;
 
 export interface AdmissionCacheOptions {
-  kubeconfig: KubeConfig;
+  api: KubeApi;
   names: ProvisioningNames;
   log: Logger;
 }
 
 export class AdmissionCache implements AdmissionLookups {
-  private readonly reader: KeepAliveKubeReader;
   private readonly namespaces: Informer<V1Namespace, NamespaceMetadata>;
   private readonly serviceAccounts: Informer<V1ServiceAccount>;
   private readonly configMaps: Informer<V1ConfigMap>;
@@ -84,16 +83,14 @@ export class AdmissionCache implements AdmissionLookups {
   private readonly statuses = new Map<string, { status: ProvisioningStatus; until: number }>();
 
   constructor(private readonly options: AdmissionCacheOptions) {
-    const { kubeconfig, names, log } = options;
-    this.reader = new KeepAliveKubeReader(kubeconfig);
+    const { api, names, log } = options;
     const informer = <T extends KubernetesObject, V = T>(what: string, path: string, keep: (object: T) => V | undefined, selectors: { fieldSelector?: string } = {}) => {
-      const query = selectors.fieldSelector ? `?fieldSelector=${encodeURIComponent(selectors.fieldSelector)}` : '';
       return new Informer<T, V>({
-        kubeconfig,
+        api,
         path,
         ...selectors,
         list: async () => {
-          const list = await this.reader.get<ObjectList<T>>(`${path}${query}`);
+          const list = await api.get<ObjectList<T>>(path, selectors);
           if (!list) throw new Error(`the API server serves no ${path}`);
           return list;
         },
@@ -172,7 +169,6 @@ export class AdmissionCache implements AdmissionLookups {
 
   async stop(): Promise<void> {
     await Promise.all(this.all.map((cache) => cache.stop()));
-    this.reader.close();
   }
 
   readonly namespaceLabels: NamespaceLabels = async (name) => {
@@ -217,6 +213,6 @@ export class AdmissionCache implements AdmissionLookups {
 
   readonly csiTokens: CsiTokenLookup = async () => {
     await this.csiDrivers.current(CACHE_WAIT_MS);
-    return { drivers: [...this.csiDrivers.values()], apiAudiences: await apiAudiencesOf(this.options.kubeconfig) };
+    return { drivers: [...this.csiDrivers.values()], apiAudiences: await apiAudiencesOf(this.options.api.connection) };
   };
 }

@@ -89,7 +89,8 @@ export const injectorConfigSpec = defineSpec({
     }),
     tlsKeyFile: option(path(), { description: "The serving certificate's private key (PEM), reloaded when it changes; only with --tls-cert-file." }),
     kubeconfig: option(path(), {
-      description: "A kubeconfig to reach the API server with (to read namespace labels); without it, the pod's in-cluster service account.",
+      description:
+        "A kubeconfig to reach the API server with; without it, the pod's in-cluster service account (its token read again when the kubelet rotates it). Read as kube-apiserver reads a webhook kubeconfig: the current context's server and CA, and a token, tokenFile (read again when it changes), client certificate or exec plugin; auth-provider, impersonation (as, as-groups...) and proxy-url are refused.",
     }),
     namespace: option(str(), {
       default: 'chaperone-system',

@@ -3,14 +3,15 @@
 // keeps the caches its admissions read (admission-cache.ts); the one replica that holds the Lease
 // writes: the CAs, the serving certificate, the webhook configuration's caBundle, and every labelled
 // namespace's provisioning.
-import { AdmissionregistrationV1Api, CoordinationV1Api, CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { KubeApi } from '../lib/kube-api/client.js';
+import { kubeConnection } from '../lib/kube-api/connection.js';
+import { admissionRegistrationV1, coordinationV1, coreV1, rbacV1 } from '../lib/kube-api/resources.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { AdmissionCache, type AdmissionLookups } from './admission-cache.js';
 import { CertificateFeed, type CertificateListener, type ServingCertificate } from './certs/feed.js';
 import { CertificateReconciler } from './certs/reconciler.js';
 import { IdentitySigner } from './certs/signer.js';
 import type { InjectorConfig } from './config.js';
-import { kubeConfigFrom } from './namespaces.js';
 import { LeaderElection } from './provision/lease.js';
 import { ownLabels, SECRETS } from './provision/names.js';
 import type { ProvisioningNames } from './provision/objects.js';
@@ -41,7 +42,8 @@ export interface Controller {
 }
 
 export interface ControllerDependencies {
-  kubeconfig?: KubeConfig;
+  /** The API server, as the injector reaches it; by default from config.kubeconfig (or in-cluster). Closed at stop(). */
+  api?: KubeApi;
   log?: Logger;
 }
 
@@ -57,17 +59,17 @@ export function provisioningNames(config: InjectorConfig): ProvisioningNames {
 }
 
 export function startController(config: InjectorConfig, dependencies: ControllerDependencies = {}): Controller {
-  const kubeconfig = dependencies.kubeconfig ?? kubeConfigFrom(config.kubeconfig);
+  const api = dependencies.api ?? new KubeApi(kubeConnection(config.kubeconfig));
   const log = (dependencies.log ?? createLogger('injector')).child({ part: 'controller' });
-  const core = kubeconfig.makeApiClient(CoreV1Api);
-  const rbac = kubeconfig.makeApiClient(RbacAuthorizationV1Api);
-  const admission = kubeconfig.makeApiClient(AdmissionregistrationV1Api);
+  const core = coreV1(api);
+  const rbac = rbacV1(api);
+  const admission = admissionRegistrationV1(api);
   const names = provisioningNames(config);
-  const caches = new AdmissionCache({ kubeconfig, names, log });
+  const caches = new AdmissionCache({ api, names, log });
   const labels = ownLabels(config.namespace);
 
   const feed = new CertificateFeed({
-    kubeconfig,
+    api,
     core,
     namespace: config.namespace,
     secret: config.certificates === 'cert-manager' ? config.certManagerSecret : SECRETS.webhookTls,
@@ -77,7 +79,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
 
   let leaderWork: { certificates: CertificateReconciler; provisioner: NamespaceProvisioner; installationCheck: InstallationCheck; signer: IdentitySigner } | undefined;
   // What the sidecars verify the API server with: the CA this injector verifies it with itself.
-  const upstreamCa = upstreamCaOf(kubeconfig, {
+  const upstreamCa = upstreamCaOf(api.connection, {
     onChange: () => {
       log.info({ from: upstreamCa.source }, "the cluster's CA changed: writing it into every labelled namespace");
       leaderWork?.provisioner.upstreamCaChanged();
@@ -87,7 +89,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
   if (upstreamCa.current()) log.info({ from: upstreamCa.source }, "the sidecars verify the API server with the cluster's CA from here");
   else log.error({ from: upstreamCa.source }, "the cluster's CA is not known: no namespace is ready (ConfigMap key upstream-ca.crt) until it is");
   const election = new LeaderElection({
-    coordination: kubeconfig.makeApiClient(CoordinationV1Api),
+    coordination: coordinationV1(api),
     namespace: config.namespace,
     name: config.leaseName,
     ...(config.leaderIdentity ? { identity: config.leaderIdentity } : {}),
@@ -95,7 +97,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
     log,
     onStartedLeading: () => {
       const provisioner = new NamespaceProvisioner({
-        kubeconfig,
+        api,
         core,
         rbac,
         names,
@@ -112,9 +114,9 @@ export function startController(config: InjectorConfig, dependencies: Controller
         },
         log,
       });
-      const signer = new IdentitySigner({ kubeconfig, log });
+      const signer = new IdentitySigner({ api, log });
       const certificates = new CertificateReconciler({
-        kubeconfig,
+        api,
         core,
         admission,
         labels,
@@ -142,7 +144,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
         core,
         followSecrets: (listener) => caches.followInstallationSecrets(listener),
         namespace: config.namespace,
-        settings: resolveSettings({ ...config, sidecarUpstream: config.sidecarUpstream ?? kubeconfig.getCurrentCluster()?.server }),
+        settings: resolveSettings({ ...config, sidecarUpstream: config.sidecarUpstream ?? api.connection.server }),
         onChange: () => provisioner.installationConfigsChanged(),
         log,
       });
@@ -176,6 +178,7 @@ export function startController(config: InjectorConfig, dependencies: Controller
       await feed.stop();
       await caches.stop();
       upstreamCa.close();
+      api.close();
     },
     onCertificate: (listener) => feed.onCertificate(listener),
     currentCertificate: () => feed.current(),

@@ -12,8 +12,8 @@
 // that runs as the scoped account may have no claim at all. Judged at every such admission from the
 // CSIDrivers as the injector's watch has them (admission-cache.ts): a CSIDriver's tokenRequests can
 // change at any time (only attachRequired and volumeLifecycleModes of its spec are immutable).
-import type { RequestOptions } from 'node:https';
-import type { KubeConfig, V1CSIDriver, V1PodSpec, V1Volume } from '@kubernetes/client-node';
+import type { V1CSIDriver, V1PodSpec, V1Volume } from '@kubernetes/client-node';
+import type { KubeConnection } from '../lib/kube-api/connection.js';
 import { Denial } from './denial.js';
 
 export const CSI_CLAIM_RULE = 'csi-claim-in-scoped-pod';
@@ -125,11 +125,8 @@ export function audiencesOfBearer(authorization: string | undefined): string[] |
   return undefined;
 }
 
-/** The audiences of the injector's own token as its kubeconfig sends it now (a rotated token is read again). */
-export async function apiAudiencesOf(kubeconfig: KubeConfig): Promise<string[] | undefined> {
-  const options: RequestOptions = {};
-  await kubeconfig.applyToHTTPSOptions(options);
-  const headers = (options.headers ?? {}) as Record<string, unknown>;
-  const authorization = headers.Authorization ?? headers.authorization;
-  return audiencesOfBearer(typeof authorization === 'string' ? authorization : undefined);
+/** The audiences of the injector's own token as its connection sends it now (a rotated token is read again). */
+export async function apiAudiencesOf(connection: Pick<KubeConnection, 'credentials'>): Promise<string[] | undefined> {
+  const { headers } = await connection.credentials();
+  return audiencesOfBearer(headers.authorization);
 }

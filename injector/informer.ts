@@ -7,9 +7,10 @@
 //     first retries), then refused until a list succeeds again.
 // A caller that finds it stale wakes the retry at once and waits a moment for it before giving up:
 // the API server has just called the webhook, so it is very likely up again.
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubeApi, ObjectList } from '../lib/kube-api/client.js';
 import type { Logger } from '../lib/log.js';
-import { describeError, listWatch, type ObjectList, type Watching } from './provision/kube.js';
+import { describeError, listWatch, type Watching } from './provision/kube.js';
 
 /** How long a cache whose watch failed is still used while it retries. */
 export const STALE_AFTER_MS = 5000;
@@ -20,7 +21,7 @@ const MAX_RETRY_MS = 5000;
 export class StaleCache extends Error {}
 
 export interface InformerOptions<T extends KubernetesObject, V> {
-  kubeconfig: KubeConfig;
+  api: KubeApi;
   /** The collection's URL path, e.g. /api/v1/namespaces. */
   path: string;
   labelSelector?: string;

@@ -11,7 +11,7 @@ import { startController, type Controller } from './controller.js';
 import type { CsiTokenLookup } from './csi-tokens.js';
 import { Denial } from './denial.js';
 import type { InstallationConfigs } from './installation-config.js';
-import { kubeConfigFrom } from './namespaces.js';
+import { kubeConnection } from '../lib/kube-api/connection.js';
 import type { NamespaceLabels } from './review.js';
 import { startInjectorServer } from './server.js';
 import { resolveSettings } from './settings.js';
@@ -35,16 +35,17 @@ export class CannotStart extends Error {}
 
 /** The API server the injector itself talks to: what its sidecars are pinned to, unless told otherwise. */
 function ownApiServer(kubeconfig: string | undefined): string {
-  let server: string | undefined;
+  let server: string;
   try {
-    server = kubeConfigFrom(kubeconfig).getCurrentCluster()?.server;
+    const connection = kubeConnection(kubeconfig);
+    server = connection.server;
+    connection.close();
   } catch (err) {
-    throw new CannotStart(`cannot load ${kubeconfig ? `the kubeconfig ${kubeconfig}` : 'the in-cluster configuration'}: ${(err as Error).message}`);
+    // A kubeconfig's errors start with its name.
+    const reason = (err as Error).message.replace(`${kubeconfig}: `, '');
+    throw new CannotStart(`cannot load ${kubeconfig ? `the kubeconfig ${kubeconfig}` : 'the in-cluster configuration'}: ${reason}`);
   }
-  // Outside a cluster without a kubeconfig, client-node makes "https://undefined:undefined" of the missing variables.
-  if (!server?.startsWith('https://') || server.includes('undefined')) {
-    throw new CannotStart(`the injector's own API server (${server ?? 'none'}) is no https URL the sidecars could use: give --sidecar-upstream`);
-  }
+  if (!server.startsWith('https://')) throw new CannotStart(`the injector's own API server (${server}) is no https URL the sidecars could use: give --sidecar-upstream`);
   return server;
 }
 

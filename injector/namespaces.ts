@@ -1,6 +1,6 @@
 // Which namespaces chaperone never touches, and what it says when one of them is labelled. (What the
 // admission reads of a namespace, its labels and annotations, comes from a watch: admission-cache.ts.)
-import { KubeConfig, type CoreV1Event, type V1Namespace } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Namespace } from '@kubernetes/client-node';
 
 /** Never injected nor provisioned, whatever their labels say: the cluster's own. */
 export const SYSTEM_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease'];
@@ -39,11 +39,4 @@ export function refusalEvent(namespace: V1Namespace, why: string, installation: 
     lastTimestamp: now,
     count: 1,
   };
-}
-
-export function kubeConfigFrom(file: string | undefined): KubeConfig {
-  const kubeconfig = new KubeConfig();
-  if (file) kubeconfig.loadFromFile(file);
-  else kubeconfig.loadFromCluster();
-  return kubeconfig;
 }

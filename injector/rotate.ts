@@ -5,7 +5,7 @@
 // it into every namespace's CA ConfigMap, or the webhook's caBundle), signing after the propagation
 // delay. The injector then re-issues what the old CA signed and keeps the old CA trusted for its
 // --ca-overlap before dropping it (docs/operations.md, "Rotating a CA").
-import type { CoreV1Api } from '@kubernetes/client-node';
+import type { CoreV1 } from '../lib/kube-api/resources.js';
 import { certificateInfo } from '../lib/pki.js';
 import { beginRotation } from './certs/ca-set.js';
 import { updateCaSecret } from './certs/ca-secret.js';
@@ -13,7 +13,7 @@ import { caPolicy } from './certs/reconciler.js';
 import { CA_SECRET, ownLabels, type CaKind } from './provision/names.js';
 
 export interface RotationRequest {
-  core: CoreV1Api;
+  core: CoreV1;
   namespace: string;
   kind: CaKind;
   propagationMs: number;

@@ -1,7 +1,7 @@
 // The kubeconfig of a webhook (the audit webhook sink, the token-authentication webhook), read by the
 // rules kube-apiserver applies to its own --audit-webhook-config-file and
 // --authentication-token-webhook-config-file (webhook.LoadKubeconfig: client-go's clientcmd, then its
-// transport). The current context names the server and the credentials; what those rules would
+// transport); the injector's --kubeconfig is read by the same rules (lib/kube-api/connection.ts). The current context names the server and the credentials; what those rules would
 // refuse is refused, and so is anything chaperone cannot honour, each naming its field.
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -28,6 +28,8 @@ export interface WebhookKubeconfig {
   url: URL;
   /** How the server is verified. */
   tls: { ca?: Buffer; servername?: string; rejectUnauthorized?: boolean };
+  /** The certificate-authority file tls.ca was read from (resolved), when the CA comes from a file. */
+  caFile?: string;
   /** Which credential the user has, for logs and refusals: none, token, tokenFile, basicAuth, clientCertificate, exec. */
   credentialKinds: string[];
   /** The credentials for the next request; may run the exec plugin (its answer is kept until it expires). */
@@ -115,9 +117,9 @@ export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
   const { cluster, clusterName, user } = currentContext(reader, readKubeconfigDocument(reader));
   refuseUnsupportedFields(reader, cluster, user);
   const { server, url } = serverUrl(reader, cluster, clusterName);
-  const tls = serverVerification(reader, cluster);
+  const { tls, caFile } = serverVerification(reader, cluster);
   const auth = userCredentials(reader, user, url.protocol === 'https:', { cluster, server, tls });
-  return { url, tls, ...auth };
+  return { url, tls, ...(caFile ? { caFile } : {}), ...auth };
 }
 
 function readKubeconfigDocument(reader: Reader): Fields {
@@ -177,16 +179,24 @@ function serverUrl(reader: Reader, cluster: Fields, clusterName: string): { serv
   return { server, url };
 }
 
-function serverVerification(reader: Reader, cluster: Fields): WebhookKubeconfig['tls'] {
-  const caFile = reader.text(cluster, 'certificate-authority', 'cluster');
+/** The cluster's CA: its certificate-authority-data, or its certificate-authority file (and where that is). */
+function certificateAuthority(reader: Reader, cluster: Fields): { ca?: Buffer; caFile?: string } {
+  const caFileName = reader.text(cluster, 'certificate-authority', 'cluster');
   const caData = reader.data(cluster, 'certificate-authority-data', 'cluster');
-  if (caFile && caData) reader.fail('cluster: certificate-authority-data and certificate-authority are both specified');
+  if (caFileName && caData) reader.fail('cluster: certificate-authority-data and certificate-authority are both specified');
+  if (caData) return { ca: caData };
+  if (!caFileName) return {};
+  const caFile = reader.resolve(caFileName);
+  return { ca: reader.read(caFile, 'cluster.certificate-authority'), caFile };
+}
+
+function serverVerification(reader: Reader, cluster: Fields): Pick<WebhookKubeconfig, 'tls' | 'caFile'> {
+  const { ca, caFile } = certificateAuthority(reader, cluster);
   const insecure = reader.bool(cluster, 'insecure-skip-tls-verify', 'cluster');
-  const ca = caData ?? (caFile ? reader.read(reader.resolve(caFile), 'cluster.certificate-authority') : undefined);
   if (ca && insecure) reader.fail('cluster: insecure-skip-tls-verify with a certificate authority (client-go refuses a root certificate with the insecure flag)');
   const servername = reader.text(cluster, 'tls-server-name', 'cluster');
   reader.bool(cluster, 'disable-compression', 'cluster'); // chaperone never asks the webhook for a compressed answer
-  return { ...(ca ? { ca } : {}), ...(servername ? { servername } : {}), ...(insecure ? { rejectUnauthorized: false } : {}) };
+  return { tls: { ...(ca ? { ca } : {}), ...(servername ? { servername } : {}), ...(insecure ? { rejectUnauthorized: false } : {}) }, ...(caFile ? { caFile } : {}) };
 }
 
 type Credentials = Pick<WebhookKubeconfig, 'credentialKinds' | 'credentials' | 'rejected' | 'close'>;

@@ -12,11 +12,15 @@ import {
   type RbacV1Subject,
   type V1PolicyRule,
 } from '@kubernetes/client-node';
+import { KubeApi } from '../lib/kube-api/client.js';
+import { kubeconfigConnection } from '../lib/kube-api/connection.js';
 import { ensureKubectl } from './binaries.js';
 import type { ControlPlane } from './control-plane.js';
 
 export interface AdminClients {
   kubeconfig: KubeConfig;
+  /** The injector's own client (lib/kube-api), as the admin: for what takes one. */
+  api: KubeApi;
   core: CoreV1Api;
   rbac: RbacAuthorizationV1Api;
   authentication: AuthenticationV1Api;
@@ -28,6 +32,7 @@ export function adminClients(cp: ControlPlane): AdminClients {
   kubeconfig.loadFromFile(cp.adminKubeconfig);
   return {
     kubeconfig,
+    api: new KubeApi(kubeconfigConnection(cp.adminKubeconfig)),
     core: kubeconfig.makeApiClient(CoreV1Api),
     rbac: kubeconfig.makeApiClient(RbacAuthorizationV1Api),
     authentication: kubeconfig.makeApiClient(AuthenticationV1Api),

@@ -13,7 +13,6 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import {
   AdmissionregistrationV1Api,
-  KubeConfig,
   KubernetesObjectApi,
   type KubernetesObject,
   type V1ClusterRole,
@@ -25,6 +24,8 @@ import {
   type V1TokenRequestSpec,
   type V1VolumeProjection,
 } from '@kubernetes/client-node';
+import { KubeApi } from '../lib/kube-api/client.js';
+import { kubeconfigConnection } from '../lib/kube-api/connection.js';
 import { kubeconfigYaml } from '../lib/kubeconfig.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { INSTALLATION_FILE } from '../lib/sidecar-config/installation.js';
@@ -138,9 +139,7 @@ export async function installInjector(cp: ControlPlane, clients: AdminClients, o
     config,
     startReplica: (flags = []) => {
       // Each replica loads the file itself: a client of its own, as a process of its own would have.
-      const kubeconfig = new KubeConfig();
-      kubeconfig.loadFromFile(kubeconfigFile);
-      const replica = startController(config(flags), { kubeconfig, log: createLogger('injector', 'error') });
+      const replica = startController(config(flags), { api: new KubeApi(kubeconfigConnection(kubeconfigFile)), log: createLogger('injector', 'error') });
       replicas.push(replica);
       return replica;
     },

@@ -97,7 +97,7 @@ export function rawRequest(
 
 /** The dashboard policy (the one the suites install with, --default-access=dashboard) on this cluster, in this impersonation mode. */
 export async function dashboardPolicy(clients: AdminClients, mode: ImpersonationMode): Promise<AccessPolicy> {
-  return accessPolicyFor(undefined, { mode, access: 'dashboard', groups: [], extras: [] }, await servedResources(clients.kubeconfig));
+  return accessPolicyFor(undefined, { mode, access: 'dashboard', groups: [], extras: [] }, await servedResources(clients.api));
 }
 
 /** The impersonator role provisioning would generate for the dashboard policy in this mode (shared by the suites). */

@@ -17,7 +17,8 @@ import type { InjectorConfig } from '../../injector/config.js';
 import { provisioningNames } from '../../injector/controller.js';
 import { checkProvisioning } from '../../injector/provision/readiness.js';
 import { NAMESPACE_EVENTS_NAMESPACE, neverInjected, REFUSED_REASON } from '../../injector/namespaces.js';
-import { KeepAliveKubeReader, KubeReadError } from '../../lib/kube-reads.js';
+import { KubeApiError } from '../../lib/kube-api/client.js';
+import { kubeApiOf } from '../kube-api.js';
 import { apiErrorMessage } from '../cluster.js';
 import { accessQuestions, serviceAccountUser } from './access.js';
 import { absent, found, unreadable, type DoctorFacts, type Installation, type Observed, type WebhookServiceFacts } from './facts.js';
@@ -44,7 +45,7 @@ async function observe<T>(read: () => Promise<T>, need: string): Promise<Observe
   try {
     return found(await read());
   } catch (err) {
-    if (err instanceof KubeReadError) return unreadable(err.status === 403 ? `forbidden: you need ${need}` : err.message);
+    if (err instanceof KubeApiError) return unreadable(err.statusCode === 403 ? `forbidden: you need ${need}` : err.message);
     if (!(err instanceof ApiException)) throw err;
     if (err.code === 404) return absent;
     return unreadable(apiErrorMessage(err, need));
@@ -102,7 +103,7 @@ async function readSignIn(core: CoreV1Api, config: InjectorConfig, namespace: V1
 
 export async function readFacts(kubeconfig: KubeConfig, config: InjectorConfig, target: DoctorTarget, now = new Date()): Promise<DoctorFacts> {
   const core = kubeconfig.makeApiClient(CoreV1Api);
-  const reader = new KeepAliveKubeReader(kubeconfig);
+  const reader = kubeApiOf(kubeconfig);
   const clients: Clients = { core, discovery: kubeconfig.makeApiClient(DiscoveryV1Api), authorization: kubeconfig.makeApiClient(AuthorizationV1Api) };
   const installation = installationOf(config);
   const { namespace } = target;

@@ -5,7 +5,8 @@
 //   ca.crt, ca.key   the CA that signs now (what `chaperone` reads to issue people's certificates)
 //   bundle.crt       every CA to trust now (active, pending, retired)
 //   rotation.json    the pending successor (with its key) and the retired CAs, with their times
-import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
+import type { CoreV1 } from '../../lib/kube-api/resources.js';
 import { describeError, decodeData, encodeData, isConflict, unlessNotFound } from '../provision/kube.js';
 import { trustBundle, type CaChange, type CaSet } from './ca-set.js';
 
@@ -62,7 +63,7 @@ export function caSetFromSecret(secret: V1Secret): CaSet {
 }
 
 export interface CaSecretRef {
-  core: CoreV1Api;
+  core: CoreV1;
   namespace: string;
   name: string;
   labels: Record<string, string>;

@@ -3,7 +3,9 @@
 // each new certificate (for https.Server.setSecureContext), and it can be written to files too.
 import { rename, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { CoreV1Api, KubeConfig, V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
+import type { KubeApi } from '../../lib/kube-api/client.js';
+import type { CoreV1 } from '../../lib/kube-api/resources.js';
 import type { Logger } from '../../lib/log.js';
 import { certificateInfo, keyMatchesCertificate } from '../../lib/pki.js';
 import { decodeData, listWatch, type Watching } from '../provision/kube.js';
@@ -19,8 +21,8 @@ export interface ServingCertificate {
 export type CertificateListener = (certificate: ServingCertificate) => void;
 
 export interface CertificateFeedOptions {
-  kubeconfig: KubeConfig;
-  core: CoreV1Api;
+  api: KubeApi;
+  core: CoreV1;
   namespace: string;
   secret: string;
   log: Logger;
@@ -59,10 +61,10 @@ export class CertificateFeed {
   constructor(private readonly options: CertificateFeedOptions) {}
 
   start(): void {
-    const { kubeconfig, core, namespace, secret, log } = this.options;
+    const { api, core, namespace, secret, log } = this.options;
     const fieldSelector = `metadata.name=${secret}`;
     this.watching = listWatch<V1Secret>({
-      kubeconfig,
+      api,
       path: `/api/v1/namespaces/${namespace}/secrets`,
       fieldSelector,
       list: () => core.listNamespacedSecret({ namespace, fieldSelector }),

@@ -1,7 +1,9 @@
 // The leader's certificate work, run whenever something it keeps changes or a deadline comes: the
 // three CAs (webhook, identity, serving) advanced through their rotations, the injector's serving
 // certificate renewed, the webhook configuration's caBundle kept equal to the webhook CA's bundle.
-import type { AdmissionregistrationV1Api, CoreV1Api, KubeConfig, V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
+import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
+import type { KubeApi } from '../../lib/kube-api/client.js';
+import type { AdmissionRegistrationV1, CoreV1 } from '../../lib/kube-api/resources.js';
 import type { Logger } from '../../lib/log.js';
 import { injectorMetrics } from '../metrics.js';
 import { describeError, listWatch, type Watching } from '../provision/kube.js';
@@ -33,9 +35,9 @@ export interface SidecarCas {
 }
 
 export interface CertificateReconcilerOptions {
-  kubeconfig: KubeConfig;
-  core: CoreV1Api;
-  admission: AdmissionregistrationV1Api;
+  api: KubeApi;
+  core: CoreV1;
+  admission: AdmissionRegistrationV1;
   settings: CertificateSettings;
   labels: Record<string, string>;
   log: Logger;
@@ -66,7 +68,7 @@ export class CertificateReconciler {
   }
 
   start(): void {
-    const { kubeconfig, core, admission, settings, log } = this.options;
+    const { api, core, admission, settings, log } = this.options;
     injectorMetrics.leading(true);
     const namespace = settings.namespace;
     const secrets = [...this.kinds.map((kind) => CA_SECRET[kind]), ...(settings.mode === 'self-managed' ? [SECRETS.webhookTls] : [])];
@@ -74,7 +76,7 @@ export class CertificateReconciler {
       const fieldSelector = `metadata.name=${name}`;
       this.watches.push(
         listWatch<V1Secret>({
-          kubeconfig,
+          api,
           path: `/api/v1/namespaces/${namespace}/secrets`,
           fieldSelector,
           list: () => core.listNamespacedSecret({ namespace, fieldSelector }),
@@ -88,7 +90,7 @@ export class CertificateReconciler {
     const fieldSelector = `metadata.name=${settings.webhookConfiguration}`;
     this.watches.push(
       listWatch<V1MutatingWebhookConfiguration>({
-        kubeconfig,
+        api,
         path: '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
         fieldSelector,
         list: () => admission.listMutatingWebhookConfiguration({ fieldSelector }),

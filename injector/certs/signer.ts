@@ -6,7 +6,9 @@
 // with a reason. The subject is the request's, CN and O only (username and groups, as the sidecar
 // and the API server read them); system: names are refused, as the sidecar's guard refuses them.
 import { Buffer } from 'node:buffer';
-import { CertificatesV1Api, type KubeConfig, type V1CertificateSigningRequest, type V1CertificateSigningRequestCondition } from '@kubernetes/client-node';
+import type { V1CertificateSigningRequest, V1CertificateSigningRequestCondition } from '@kubernetes/client-node';
+import type { KubeApi } from '../../lib/kube-api/client.js';
+import { certificatesV1, type CertificatesV1 } from '../../lib/kube-api/resources.js';
 import forge from 'node-forge';
 import type { Logger } from '../../lib/log.js';
 import { certificateInfo, issueCertificateForKey, type CertificateAndKey } from '../../lib/pki.js';
@@ -81,12 +83,12 @@ export function awaitsSigning(request: V1CertificateSigningRequest): boolean {
 }
 
 export interface IdentitySignerOptions {
-  kubeconfig: KubeConfig;
+  api: KubeApi;
   log: Logger;
 }
 
 export class IdentitySigner {
-  private readonly api: CertificatesV1Api;
+  private readonly certificates: CertificatesV1;
   private watching: Watching | undefined;
   private ca: CertificateAndKey | undefined;
   private stopped = false;
@@ -97,16 +99,16 @@ export class IdentitySigner {
   private readonly retries = new Set<NodeJS.Timeout>();
 
   constructor(private readonly options: IdentitySignerOptions) {
-    this.api = options.kubeconfig.makeApiClient(CertificatesV1Api);
+    this.certificates = certificatesV1(options.api);
   }
 
   start(): void {
     const fieldSelector = `spec.signerName=${IDENTITY_SIGNER}`;
     this.watching = listWatch<V1CertificateSigningRequest>({
-      kubeconfig: this.options.kubeconfig,
+      api: this.options.api,
       path: '/apis/certificates.k8s.io/v1/certificatesigningrequests',
       fieldSelector,
-      list: () => this.api.listCertificateSigningRequest({ fieldSelector }),
+      list: () => this.certificates.listCertificateSigningRequest({ fieldSelector }),
       onList: (items) => {
         this.requests.clear();
         for (const item of items) this.seen(item);
@@ -155,7 +157,7 @@ export class IdentitySigner {
       status.conditions = [...(status.conditions ?? []), failed];
     }
     try {
-      await this.api.replaceCertificateSigningRequestStatus({ name, body: { ...request, status } });
+      await this.certificates.replaceCertificateSigningRequestStatus({ name, body: { ...request, status } });
       if ('certificatePem' in outcome) this.options.log.info({ csr: name, requestedBy: request.spec.username }, 'identity certificate signed');
       else this.options.log.warn({ csr: name, requestedBy: request.spec.username, reason: outcome.reason, message: outcome.message }, 'identity certificate request failed');
     } catch (err) {

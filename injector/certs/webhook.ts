@@ -2,7 +2,8 @@
 // the caBundle of the MutatingWebhookConfiguration (or, with cert-manager, the annotation that has
 // cert-manager's cainjector keep it).
 import { isIP } from 'node:net';
-import { PatchStrategy, setHeaderOptions, type AdmissionregistrationV1Api, type CoreV1Api, type V1MutatingWebhookConfiguration, type V1Secret } from '@kubernetes/client-node';
+import type { V1MutatingWebhookConfiguration, V1Secret } from '@kubernetes/client-node';
+import type { AdmissionRegistrationV1, CoreV1 } from '../../lib/kube-api/resources.js';
 import type { CertificateAndKey } from '../../lib/pki.js';
 import { decodeData, encodeData, unlessNotFound } from '../provision/kube.js';
 import { renewalTime, trustBundle, type CaSet } from './ca-set.js';
@@ -29,7 +30,7 @@ export function webhookLeafSpec(options: WebhookService): LeafSpec {
 }
 
 export interface TlsSecretRef {
-  core: CoreV1Api;
+  core: CoreV1;
   namespace: string;
   name: string;
   labels: Record<string, string>;
@@ -69,7 +70,7 @@ export async function writeLeafSecret(ref: TlsSecretRef, existing: V1Secret | un
   return { issued: reason, renewAt: renewalTime(leaf.certPem) };
 }
 
-export function readSecret(core: CoreV1Api, namespace: string, name: string): Promise<V1Secret | undefined> {
+export function readSecret(core: CoreV1, namespace: string, name: string): Promise<V1Secret | undefined> {
   return unlessNotFound(core.readNamespacedSecret({ name, namespace }));
 }
 
@@ -93,26 +94,26 @@ export function caBundlePatch(configuration: V1MutatingWebhookConfiguration, bun
   return [{ op: 'test', path: '/metadata/resourceVersion', value: configuration.metadata?.resourceVersion }, ...operations];
 }
 
-function readConfiguration(admission: AdmissionregistrationV1Api, name: string): Promise<V1MutatingWebhookConfiguration | undefined> {
+function readConfiguration(admission: AdmissionRegistrationV1, name: string): Promise<V1MutatingWebhookConfiguration | undefined> {
   return unlessNotFound(admission.readMutatingWebhookConfiguration({ name }));
 }
 
 /** Sets the caBundle of every webhook in the configuration, writing only when one differs. */
-export async function reconcileCaBundle(admission: AdmissionregistrationV1Api, name: string, bundlePem: string): Promise<BundleOutcome> {
+export async function reconcileCaBundle(admission: AdmissionRegistrationV1, name: string, bundlePem: string): Promise<BundleOutcome> {
   const configuration = await readConfiguration(admission, name);
   if (!configuration) return 'missing';
   const patch = caBundlePatch(configuration, bundlePem);
   if (patch.length === 0) return 'unchanged';
-  await admission.patchMutatingWebhookConfiguration({ name, body: patch }, setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+  await admission.patchMutatingWebhookConfiguration({ name, body: patch }, 'json');
   return 'updated';
 }
 
 /** cert-manager mode: the annotation that has cert-manager's cainjector keep the caBundle. */
-export async function reconcileCertManagerAnnotation(admission: AdmissionregistrationV1Api, name: string, certificate: string): Promise<BundleOutcome> {
+export async function reconcileCertManagerAnnotation(admission: AdmissionRegistrationV1, name: string, certificate: string): Promise<BundleOutcome> {
   const configuration = await readConfiguration(admission, name);
   if (!configuration) return 'missing';
   if (configuration.metadata?.annotations?.[CERT_MANAGER_INJECT_ANNOTATION] === certificate) return 'unchanged';
   const patch = { metadata: { annotations: { [CERT_MANAGER_INJECT_ANNOTATION]: certificate } } };
-  await admission.patchMutatingWebhookConfiguration({ name, body: patch }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+  await admission.patchMutatingWebhookConfiguration({ name, body: patch }, 'merge');
   return 'updated';
 }

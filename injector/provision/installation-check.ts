@@ -5,7 +5,8 @@
 // sidecar.yaml is one. Checked with the injector's own settings; each pod's admission checks it again
 // with that pod's (a Namespace's annotations may differ).
 import { tmpdir } from 'node:os';
-import type { CoreV1Api, V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
+import type { CoreV1 } from '../../lib/kube-api/resources.js';
 import type { Logger } from '../../lib/log.js';
 import { INSTALLATION_FILE, installationProblems, secretFromObject } from '../../lib/sidecar-config/installation.js';
 import { injectorMetrics } from '../metrics.js';
@@ -16,7 +17,7 @@ import { describeError } from './kube.js';
 export const INVALID_REASON = 'InvalidSidecarConfig';
 
 export interface InstallationCheckOptions {
-  core: CoreV1Api;
+  core: CoreV1;
   /** The Secrets of the namespace now, then each change (AdmissionCache.followInstallationSecrets). */
   followSecrets: (listener: (name: string, secret: V1Secret | undefined) => void) => () => void;
   /** The injector's namespace, where the installation configurations are. */

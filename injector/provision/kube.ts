@@ -1,10 +1,17 @@
 // The Kubernetes plumbing the controller's parts share: API errors, Secret data, and list+watch with
 // a lifecycle the caller controls (stop() means no request is left running afterwards).
-import { ApiException, Watch, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import { KubeApiError, type KubeApi, type ObjectList } from '../../lib/kube-api/client.js';
 import type { Logger } from '../../lib/log.js';
 
+/**
+ * The HTTP status of the API server's refusal. Also read from client-node's ApiException (a numeric
+ * `code` beside a `body`), which the CLI and the tests still use around these helpers.
+ */
 export function statusCode(err: unknown): number | undefined {
-  return err instanceof ApiException ? (err as ApiException<unknown>).code : undefined;
+  if (err instanceof KubeApiError) return err.statusCode;
+  const fields = err as { code?: unknown; body?: unknown } | null;
+  return err instanceof Error && typeof fields?.code === 'number' && 'body' in fields ? fields.code : undefined;
 }
 
 export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;
@@ -21,21 +28,24 @@ export async function unlessNotFound<T>(read: Promise<T>): Promise<T | undefined
   }
 }
 
+/** The Status's message of client-node's ApiException body (JSON text or parsed). */
+function bodyMessage(body: unknown): string {
+  let parsed = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      // not JSON: keep the text
+    }
+  }
+  return typeof parsed === 'object' && parsed !== null && 'message' in parsed ? String(parsed.message) : String(parsed).slice(0, 200);
+}
+
 /** An API error as one line: the code and the API server's message, never the headers. */
 export function describeError(err: unknown): string {
-  if (err instanceof ApiException) {
-    const apiErr = err as ApiException<unknown>;
-    let body: unknown = apiErr.body;
-    if (typeof body === 'string') {
-      try {
-        body = JSON.parse(body);
-      } catch {
-        // not JSON: keep the text
-      }
-    }
-    const message = typeof body === 'object' && body !== null && 'message' in body ? String(body.message) : String(body).slice(0, 200);
-    return `HTTP ${apiErr.code}: ${message}`;
-  }
+  if (err instanceof KubeApiError) return `HTTP ${err.statusCode}: ${err.apiMessage}`;
+  const code = statusCode(err);
+  if (code !== undefined) return `HTTP ${code}: ${bodyMessage((err as { body?: unknown }).body)}`;
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -49,13 +59,8 @@ export function decodeData(data: Record<string, string> | undefined): Record<str
   return Object.fromEntries(Object.entries(data ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64').toString('utf8')]));
 }
 
-export interface ObjectList<T> {
-  items: T[];
-  metadata?: { resourceVersion?: string };
-}
-
 export interface ListWatchOptions<T extends KubernetesObject> {
-  kubeconfig: KubeConfig;
+  api: KubeApi;
   /** The collection's URL path, e.g. /api/v1/namespaces. */
   path: string;
   labelSelector?: string;
@@ -81,7 +86,7 @@ export interface Watching {
   stop(): Promise<void>;
 }
 
-/** Server-side watch timeout: below the client's 30s inactivity timeout, so quiet watches end cleanly. */
+/** Server-side watch timeout: below the client's 30s inactivity timeout (lib/kube-api/client.ts), so quiet watches end cleanly. */
 const WATCH_TIMEOUT_SECONDS = 25;
 const MAX_BACKOFF_MS = 30_000;
 
@@ -90,7 +95,6 @@ const MAX_BACKOFF_MS = 30_000;
  * when the resourceVersion is too old. Errors are logged and retried with backoff.
  */
 export function listWatch<T extends KubernetesObject>(options: ListWatchOptions<T>): Watching {
-  const watch = new Watch(options.kubeconfig);
   let stopped = false;
   let abort: AbortController | undefined;
   let wake: (() => void) | undefined;
@@ -103,46 +107,33 @@ export function listWatch<T extends KubernetesObject>(options: ListWatchOptions<
       };
     });
 
-  const watchOnce = (resourceVersion: string) =>
-    new Promise<{ gone: boolean; error?: unknown }>((resolve) => {
-      let gone = false;
-      const query = {
-        resourceVersion,
-        allowWatchBookmarks: true,
-        timeoutSeconds: WATCH_TIMEOUT_SECONDS,
-        labelSelector: options.labelSelector,
-        fieldSelector: options.fieldSelector,
-      };
-      const onEvent = (type: string, object: T & { code?: number }) => {
-        if (type === 'ERROR') {
-          if (object.code === 410) gone = true;
-          return;
-        }
-        latest = object.metadata?.resourceVersion ?? latest;
-        if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') options.onEvent(type, object);
-      };
-      let ended = false;
-      let opened = false;
-      const done = (err: unknown) => {
-        ended = true;
-        const code = (err as { statusCode?: number } | null)?.statusCode;
-        // A quiet watch ends at the server's timeout, before the client's; a client timeout before the watch opened is a failure.
-        const timedOut = (err as { name?: string } | null)?.name === 'TimeoutError' && opened;
-        resolve({ gone: gone || code === 410, ...(err && !timedOut && !stopped ? { error: err } : {}) });
-      };
-      watch.watch(options.path, query, onEvent, done).then(
-        (controller) => {
-          abort = controller;
-          if (stopped) controller.abort();
-          // Watch.watch resolves once the response has started, or after done() when it failed.
-          if (!ended) {
-            opened = true;
-            options.onWatching?.();
-          }
-        },
-        (err: unknown) => done(err),
-      );
-    });
+  const watchOnce = async (resourceVersion: string): Promise<{ gone: boolean; error?: unknown }> => {
+    let gone = false;
+    abort = new AbortController();
+    const query = {
+      resourceVersion,
+      allowWatchBookmarks: true,
+      timeoutSeconds: WATCH_TIMEOUT_SECONDS,
+      labelSelector: options.labelSelector,
+      fieldSelector: options.fieldSelector,
+    };
+    const onEvent = (type: string, object: unknown) => {
+      const item = object as T & { code?: number };
+      if (type === 'ERROR') {
+        if (item.code === 410) gone = true;
+        return;
+      }
+      latest = item.metadata?.resourceVersion ?? latest;
+      if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') options.onEvent(type, item);
+    };
+    try {
+      // Ends without an error at the server's timeout, at stop(), or when a watch that opened fell silent.
+      await options.api.watch(options.path, query, { onEvent, onOpen: () => options.onWatching?.() }, abort.signal);
+      return { gone };
+    } catch (err) {
+      return { gone: gone || statusCode(err) === 410, ...(stopped ? {} : { error: err }) };
+    }
+  };
 
   let latest = '';
   const run = async () => {

@@ -4,12 +4,12 @@
 // Lease could be taken over; one that stops releases it so that another takes over at once.
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { V1MicroTime, type CoordinationV1Api, type V1Lease } from '@kubernetes/client-node';
+import { microTime, type CoordinationV1, type Lease } from '../../lib/kube-api/resources.js';
 import type { Logger } from '../../lib/log.js';
 import { describeError, isConflict, isNotFound } from './kube.js';
 
 export interface LeaderElectionOptions {
-  coordination: CoordinationV1Api;
+  coordination: CoordinationV1;
   namespace: string;
   name: string;
   /** Unique per process; by default the host name and a random suffix. */
@@ -71,8 +71,8 @@ export class LeaderElection {
     }
   }
 
-  private spec(transitions: number, acquired: boolean, previous?: V1Lease): V1Lease['spec'] {
-    const now = new V1MicroTime();
+  private spec(transitions: number, acquired: boolean, previous?: Lease): Lease['spec'] {
+    const now = microTime();
     return {
       holderIdentity: this.identity,
       leaseDurationSeconds: Math.max(1, Math.round(this.options.leaseDurationMs / 1000)),
@@ -86,7 +86,7 @@ export class LeaderElection {
     const { coordination, namespace, name } = this.options;
     const now = Date.now();
     try {
-      let lease: V1Lease;
+      let lease: Lease;
       try {
         lease = await coordination.readNamespacedLease({ name, namespace });
       } catch (err) {
@@ -150,7 +150,7 @@ export class LeaderElection {
       await coordination.replaceNamespacedLease({
         name,
         namespace,
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: new V1MicroTime() } },
+        body: { ...lease, spec: { ...lease.spec, holderIdentity: undefined, leaseDurationSeconds: 1, renewTime: microTime() } },
       });
     } catch (err) {
       this.options.log.debug({ err: describeError(err) }, 'could not release the lease; it expires on its own');

@@ -2,7 +2,7 @@
 // labelled namespace, so that a pod whose service account, certificate or CA bundle is not there yet
 // is refused with a message that says what is missing, rather than admitted to fail at start.
 import type { V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Namespace, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
-import type { KubeReader } from '../../lib/kube-reads.js';
+import type { KubeReader } from '../../lib/kube-api/client.js';
 import { parsePolicy } from '../../lib/access-policy.js';
 import { certificateInfo } from '../../lib/pki.js';
 import { TLS_CERT_KEY, TLS_KEY_KEY } from '../certs/feed.js';

@@ -8,7 +8,9 @@
 // not is left alone and reported (the readiness check names it). The ClusterRoleBindings, labelled with
 // their namespace, are also the record of which namespaces were provisioned, so that a label removed
 // while no injector ran is still cleaned up.
-import type { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
+import type { V1ClusterRole, V1ClusterRoleBinding, V1ConfigMap, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
+import type { KubeApi } from '../../lib/kube-api/client.js';
+import type { CoreV1, RbacV1 } from '../../lib/kube-api/resources.js';
 import type { AccessPolicy, ImpersonationMode } from '../../lib/access-policy.js';
 import type { Logger } from '../../lib/log.js';
 import type { SidecarCas } from '../certs/reconciler.js';
@@ -43,9 +45,9 @@ import {
 } from './objects.js';
 
 export interface ProvisionerOptions {
-  kubeconfig: KubeConfig;
-  core: CoreV1Api;
-  rbac: RbacAuthorizationV1Api;
+  api: KubeApi;
+  core: CoreV1;
+  rbac: RbacV1;
   names: ProvisioningNames;
   /** More labels a namespace must carry to be provisioned (a label selector), besides the inject label. */
   namespaceSelector?: string;
@@ -110,11 +112,11 @@ export class NamespaceProvisioner {
   }
 
   private startWatching(): void {
-    const { kubeconfig, core, namespaceSelector, log } = this.options;
+    const { api, core, namespaceSelector, log } = this.options;
     const labelSelector = namespaceSelector ? `${INJECT_SELECTOR},${namespaceSelector}` : INJECT_SELECTOR;
     this.followOwnObjects();
     this.watching = listWatch<V1Namespace>({
-      kubeconfig,
+      api,
       path: '/api/v1/namespaces',
       labelSelector,
       list: () => core.listNamespace({ labelSelector }),
@@ -458,10 +460,10 @@ export class NamespaceProvisioner {
   }
 
   private async impersonationMode(): Promise<ImpersonationMode> {
-    const { impersonation, kubeconfig, log } = this.options;
+    const { impersonation, api, log } = this.options;
     if (impersonation.mode !== 'auto') return impersonation.mode;
     if (!this.mode) {
-      const detected = await detectImpersonationMode(kubeconfig);
+      const detected = await detectImpersonationMode(api);
       if (detected.mode !== this.lastMode) log.info({ mode: detected.mode, because: detected.because }, 'impersonation mode');
       this.mode = this.lastMode = detected.mode;
     }
@@ -469,13 +471,13 @@ export class NamespaceProvisioner {
   }
 
   private async policyFor(namespace: string): Promise<AccessPolicy> {
-    const { impersonation, kubeconfig } = this.options;
+    const { impersonation, api } = this.options;
     const annotations = this.labelled.get(namespace)?.metadata?.annotations;
     const defaults = { ...impersonation, mode: await this.impersonationMode() };
     // A bad annotation is reported without asking for the served resources; a custom policy does not need them.
     const policy = accessPolicyFor(annotations, defaults, { core: [], groups: [] });
     if (policy.access === 'custom') return policy;
-    if (!this.served || Date.now() - this.served.at > SERVED_RESOURCES_TTL_MS) this.served = { at: Date.now(), resources: await servedResources(kubeconfig) };
+    if (!this.served || Date.now() - this.served.at > SERVED_RESOURCES_TTL_MS) this.served = { at: Date.now(), resources: await servedResources(api) };
     return accessPolicyFor(annotations, defaults, this.served.resources);
   }
 

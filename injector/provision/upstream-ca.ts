@@ -5,7 +5,7 @@
 // In a cluster: the service-account CA file (/var/run/secrets/kubernetes.io/serviceaccount/ca.crt,
 // which the kubelet keeps current), watched. Outside one: the kubeconfig's certificate-authority-data,
 // or its certificate-authority file, watched.
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConnection } from '../../lib/kube-api/connection.js';
 import { watchFile, type WatchedFile } from '../../lib/watch-file.js';
 
 export interface UpstreamCa {
@@ -31,15 +31,11 @@ function pemOf(content: Buffer | string | undefined): string | undefined {
   return text !== undefined && PEM_CERTIFICATE.test(text) ? text : undefined;
 }
 
-export function upstreamCaOf(kubeconfig: KubeConfig, options: UpstreamCaOptions = {}): UpstreamCa {
-  const cluster = kubeconfig.getCurrentCluster();
-  if (cluster?.caData) {
-    const pem = pemOf(Buffer.from(cluster.caData, 'base64'));
-    return { current: () => pem, source: `the kubeconfig's certificate-authority-data (cluster ${cluster.name})`, close: () => undefined };
-  }
-  if (cluster?.caFile) {
+export function upstreamCaOf(connection: Pick<KubeConnection, 'caFile' | 'verification' | 'source'>, options: UpstreamCaOptions = {}): UpstreamCa {
+  const { caFile } = connection;
+  if (caFile) {
     let pem: string | undefined;
-    const watched: WatchedFile = watchFile(cluster.caFile, {
+    const watched: WatchedFile = watchFile(caFile, {
       ...(options.intervalMs !== undefined ? { intervalMs: options.intervalMs } : {}),
       ...(options.onError ? { onError: options.onError } : {}),
       onChange: (content) => {
@@ -51,7 +47,12 @@ export function upstreamCaOf(kubeconfig: KubeConfig, options: UpstreamCaOptions 
       },
     });
     pem = pemOf(watched.current());
-    return { current: () => pem, source: cluster.caFile, close: () => watched.close() };
+    return { current: () => pem, source: caFile, close: () => watched.close() };
   }
-  return { current: () => undefined, source: `nothing: cluster ${cluster?.name ?? '(none)'} names no CA`, close: () => undefined };
+  const { ca } = connection.verification();
+  if (ca) {
+    const pem = pemOf(ca);
+    return { current: () => pem, source: `the certificate-authority-data of ${connection.source}`, close: () => undefined };
+  }
+  return { current: () => undefined, source: `nothing: ${connection.source} names no CA`, close: () => undefined };
 }

@@ -92,6 +92,13 @@ describe('the artefacts the images run', function () {
       assert.ok(!info.bundles.sidecar.inputs.some((input) => input.startsWith('injector/')), 'the sidecar bundles no injector code');
     });
 
+    it('leave @kubernetes/client-node, and the undici it brings, out of the injector (issue 20: its own REST client, lib/kube-api)', function () {
+      const injectorPackages = info.bundles.injector.packages.map((pkg) => pkg.name);
+      assert.deepEqual(injectorPackages.filter((name) => ['@kubernetes/client-node', 'undici', 'ws', 'openid-client', 'js-yaml'].includes(name)), []);
+      assert.ok(info.bundles.injector.inputs.includes('lib/kube-api/client.ts'));
+      assert.ok(info.bundles.chaperone.packages.some((pkg) => pkg.name === '@kubernetes/client-node'), 'the CLI keeps client-node for its own calls');
+    });
+
     it('are made only of files the Docker build context holds', async function () {
       const rules = parseDockerignore(await readFile(path.join(REPO, '.dockerignore'), 'utf8'));
       const sources = Object.keys(info.inputs).filter((input) => !input.includes('node_modules/'));

@@ -4,12 +4,10 @@
 // change yet for the repair.
 import { provisioningNames } from '../../injector/controller.js';
 import { checkProvisioning, type ProvisioningStatus } from '../../injector/provision/readiness.js';
-import { KeepAliveKubeReader } from '../../lib/kube-reads.js';
 import type { AdminClients } from '../../local-cluster/kube.js';
 import type { InjectorInstallation } from '../../local-cluster/provisioned.js';
 
 export function liveProvisioningStatus(installation: InjectorInstallation, clients: AdminClients): (namespace: string) => Promise<ProvisioningStatus> {
-  const reader = new KeepAliveKubeReader(clients.kubeconfig);
   const names = provisioningNames(installation.config());
-  return (namespace) => checkProvisioning(reader, names, namespace);
+  return (namespace) => checkProvisioning(clients.api, names, namespace);
 }

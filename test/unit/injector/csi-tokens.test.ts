@@ -2,11 +2,16 @@
 // accepts, what the injector learns of the API server's audiences, and what an injected pod with a
 // claim is told. test/e2e/containment-csi.test.ts tries the same against the real API server.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { V1CSIDriver, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { apiAudiencesOf, audiencesOfBearer, claimVolumes, refuseTokenClaims, tokenDrivers, type CsiTokenFacts, type CsiTokenLookup } from '../../../injector/csi-tokens.js';
 import { Denial } from '../../../injector/denial.js';
+import { kubeconfigConnection } from '../../../lib/kube-api/connection.js';
+import { kubeconfigYaml } from '../../../lib/kubeconfig.js';
+import { createCA } from '../../../lib/pki.js';
 import { answerReview } from '../../../injector/review.js';
-import { KubeConfig } from '@kubernetes/client-node';
 import { admissionReview, silentLog, testConfig, testNamespaces } from './helpers.js';
 
 const API = 'https://kubernetes.default.svc.cluster.local';
@@ -102,14 +107,14 @@ describe('injector: claims in pods that run as the scoped account (csi-claim-in-
 
   describe('apiAudiencesOf', function () {
     it('reads the audiences of the bearer token its kubeconfig sends', async function () {
-      const kubeconfig = new KubeConfig();
-      kubeconfig.loadFromOptions({
-        clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }],
-        users: [{ name: 'u', token: jwt({ aud: [API] }) }],
-        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-        currentContext: 'x',
-      });
-      assert.deepEqual(await apiAudiencesOf(kubeconfig), [API]);
+      const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-csi-tokens-'));
+      try {
+        const file = path.join(dir, 'kubeconfig');
+        await writeFile(file, kubeconfigYaml('https://127.0.0.1:1', createCA({ commonName: 'c' }).certPem, 'u', { token: jwt({ aud: [API] }) }));
+        assert.deepEqual(await apiAudiencesOf(kubeconfigConnection(file)), [API]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
   });
 

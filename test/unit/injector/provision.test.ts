@@ -3,7 +3,9 @@
 // injected pod refers to.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ApiException, type CoordinationV1Api, type V1Lease, type V1ConfigMap, type V1Secret, type V1ServiceAccount } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
+import { KubeApiError } from '../../../lib/kube-api/client.js';
+import type { CoordinationV1, Lease } from '../../../lib/kube-api/resources.js';
 import { createCA, issueCertificate } from '../../../lib/pki.js';
 import { CONTROLLER_OPTION_KEYS, injectorConfigSpec, loadInjectorConfig } from '../../../injector/config.js';
 import { OPERATIONS_DOC, renderOperationsDoc } from '../../../scripts/gen-config-docs.js';
@@ -247,24 +249,24 @@ describe('injector namespace provisioning', function () {
 
   describe('leader election', function () {
     /** A Lease store with the API server's optimistic concurrency. */
-    function fakeCoordination(): CoordinationV1Api {
-      let stored: V1Lease | undefined;
+    function fakeCoordination(): CoordinationV1 {
+      let stored: Lease | undefined;
       let version = 0;
-      const copy = (lease: V1Lease) => JSON.parse(JSON.stringify(lease)) as V1Lease;
-      const api = {
-        readNamespacedLease: () => (stored ? Promise.resolve(copy(stored)) : Promise.reject(new ApiException(404, 'not found', {}, {}))),
-        createNamespacedLease: ({ body }: { body: V1Lease }) => {
-          if (stored) return Promise.reject(new ApiException(409, 'exists', {}, {}));
+      const copy = (lease: Lease) => JSON.parse(JSON.stringify(lease)) as Lease;
+      const refused = (status: number, reason: string) => new KubeApiError(status, reason, reason, 'leases');
+      return {
+        readNamespacedLease: () => (stored ? Promise.resolve(copy(stored)) : Promise.reject(refused(404, 'NotFound'))),
+        createNamespacedLease: ({ body }: { body: Lease }) => {
+          if (stored) return Promise.reject(refused(409, 'AlreadyExists'));
           stored = { ...copy(body), metadata: { ...body.metadata, resourceVersion: String(++version) } };
           return Promise.resolve(copy(stored));
         },
-        replaceNamespacedLease: ({ body }: { body: V1Lease }) => {
-          if (body.metadata?.resourceVersion !== stored?.metadata?.resourceVersion) return Promise.reject(new ApiException(409, 'conflict', {}, {}));
+        replaceNamespacedLease: ({ body }: { body: Lease }) => {
+          if (body.metadata?.resourceVersion !== stored?.metadata?.resourceVersion) return Promise.reject(refused(409, 'Conflict'));
           stored = { ...copy(body), metadata: { ...body.metadata, resourceVersion: String(++version) } };
           return Promise.resolve(copy(stored));
         },
       };
-      return api as unknown as CoordinationV1Api;
     }
 
     it('makes one replica the leader, and hands over at once when it stops', async function () {
