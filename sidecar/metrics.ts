@@ -1,8 +1,12 @@
 // What an operator graphs: requests, authentication outcomes, cache behaviour, upstream latency,
-// open streams, token reloads. Served on the ops listener as /metrics.
+// open streams, token reloads, the age of each OIDC issuer's keys. Served on the ops listener as /metrics.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AuditStats } from './audit/auditor.js';
 import type { SinkStats } from './audit/sinks/sink.js';
+import type { IssuerKeysHeld } from './authn/jwt/authenticator.js';
+import type { KeyFetchOutcome } from './authn/jwt/remote-keys.js';
+
+const KEY_FETCH_OUTCOMES: readonly KeyFetchOutcome[] = ['success', 'failure'];
 
 export class SidecarMetrics {
   readonly registry = new Registry();
@@ -52,8 +56,47 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
+  /** Every OIDC issuer configured now, and when its keys held were fetched: what the two metrics below read. */
+  private oidcKeysHeld: () => IssuerKeysHeld[] = () => [];
+
+  /**
+   * Labelled by the issuer URL as configured, never by what a token says: as many series as issuers
+   * configured. Each issuer's two outcomes are shown from 0, so that increase() sees its first failure.
+   */
+  private readonly oidcKeyFetches = new Counter({
+    name: 'chaperone_oidc_key_fetches_total',
+    help: "Fetches of an OIDC issuer's signing keys (JWKS): the first, for a token no key held verifies, and in the background; by issuer and outcome (success, failure).",
+    labelNames: ['issuer', 'outcome'] as const,
+    registers: [this.registry],
+    collect: () => {
+      for (const { issuer } of this.oidcKeysHeld()) for (const outcome of KEY_FETCH_OUTCOMES) this.oidcKeyFetches.inc({ issuer, outcome }, 0);
+    },
+  });
+
+  /** Computed whenever Prometheus scrapes; no series for an issuer before its keys were first fetched (nothing held can be stale). */
+  private readonly oidcKeysAge = new Gauge({
+    name: 'chaperone_oidc_keys_age_seconds',
+    help: "Seconds since the OIDC issuer's signing keys held were fetched; absent until a token has had them fetched.",
+    labelNames: ['issuer'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.oidcKeysAge.reset();
+      const now = Date.now();
+      for (const { issuer, fetchedAt } of this.oidcKeysHeld()) if (fetchedAt !== undefined) this.oidcKeysAge.set({ issuer }, (now - fetchedAt) / 1000);
+    },
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'chaperone_' });
+  }
+
+  readonly countOidcKeyFetch = (issuer: string, outcome: KeyFetchOutcome): void => {
+    this.oidcKeyFetches.inc({ issuer, outcome });
+  };
+
+  /** The issuers whose keys the OIDC metrics report, read at each scrape (they change with the configuration). */
+  watchOidcKeys(held: () => IssuerKeysHeld[]): void {
+    this.oidcKeysHeld = held;
   }
 
   /** 1 for each sign-in method that cannot serve yet (an issuer whose keys could not be fetched), else 0. */

@@ -59,9 +59,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const clientCertificates = identityBundle ? new ClientCertificateAuthenticator(identityBundle, parseRevocations(config.clientCertificateRevocations)) : undefined;
   const clientTrust = identityBundle ? new IdentityTrust(identityBundle, log) : undefined;
   if (clientCertificates) authenticators.push(clientCertificates);
-  let tokens = await startTokenAuthenticators(config, upstream, log);
+  let tokens = await startTokenAuthenticators(config, upstream, log, metrics);
   const chain = new AuthenticatorChain([...authenticators, ...tokens.authenticators], config.anonymous);
-  metrics.watchAuthenticators(() => chain.readiness().map(({ method, notReady }) => ({ method, ready: notReady === undefined })));
+  watchSignIn(metrics, chain, () => tokens);
   const access = new AccessGate({ policyFile: config.accessPolicyFile, readOnly: config.readOnly, log });
   const pipeline = new Pipeline({
     authenticators: chain,
@@ -94,7 +94,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
       return;
     }
     const previous = tokens;
-    tokens = await startTokenAuthenticators(next, upstream, log);
+    tokens = await startTokenAuthenticators(next, upstream, log, metrics);
     chain.replace([...authenticators, ...tokens.authenticators], next.anonymous);
     pipeline.useGuard({ allow: next.guardAllow, deny: next.guardDeny });
     const revocations = parseRevocations(next.clientCertificateRevocations);
@@ -189,8 +189,14 @@ function askedAtMostEvery(intervalMs: number, ask: () => Promise<boolean>): () =
   };
 }
 
-async function startTokenAuthenticators(config: SidecarConfig, upstream: Upstream, log: Logger): Promise<TokenAuthenticators> {
-  const tokens = tokenAuthenticators(config, upstream, log);
+/** The sign-in methods' readiness and the OIDC issuers' keys, as the configuration in use has them. */
+function watchSignIn(metrics: SidecarMetrics, chain: AuthenticatorChain, tokens: () => TokenAuthenticators): void {
+  metrics.watchAuthenticators(() => chain.readiness().map(({ method, notReady }) => ({ method, ready: notReady === undefined })));
+  metrics.watchOidcKeys(() => tokens().oidcKeysHeld());
+}
+
+async function startTokenAuthenticators(config: SidecarConfig, upstream: Upstream, log: Logger, metrics: SidecarMetrics): Promise<TokenAuthenticators> {
+  const tokens = tokenAuthenticators(config, upstream, { log, onKeysFetched: metrics.countOidcKeyFetch });
   await tokens.start();
   if (tokens.extraKeys.length > 0) log.info({ extraKeys: tokens.extraKeys }, 'the scoped service account must be allowed to impersonate these userextras');
   return tokens;

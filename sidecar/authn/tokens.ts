@@ -1,9 +1,8 @@
 // The bearer-token methods the configuration asks for, in the chain's order: OIDC/JWT issuers
 // (local, cheap, and only for tokens naming one of them), then the cluster's TokenReview (so that
 // service-account tokens never travel to a third-party webhook), then the token webhook.
-import type { Logger } from '../../lib/log.js';
 import type { Upstream } from '../forward/upstream.js';
-import { JwtAuthenticator } from './jwt/authenticator.js';
+import { JwtAuthenticator, type IssuerKeysHeld, type JwtAuthenticatorOptions } from './jwt/authenticator.js';
 import { configuredIssuers, webhookTarget, type TokenAuthenticationOptions } from '../../lib/sidecar-config/tokens.js';
 import { ClusterTokenReviewAuthenticator, SERVICE_ACCOUNT_EXTRAS } from './token-review.js';
 import { WebhookTokenAuthenticator } from './webhook.js';
@@ -13,16 +12,18 @@ export interface TokenAuthenticators {
   authenticators: TokenAuthenticator[];
   /** The extra keys these methods may produce, besides those a webhook makes up: the scoped account must impersonate them. */
   extraKeys: string[];
+  /** Every OIDC issuer configured, and when the keys held for it were fetched. */
+  oidcKeysHeld(): IssuerKeysHeld[];
   start(): Promise<void>;
   close(): void;
 }
 
 /** Builds the configured methods; the options must have passed tokenAuthenticationProblems. */
-export function tokenAuthenticators(options: TokenAuthenticationOptions, upstream: Upstream, log?: Logger): TokenAuthenticators {
+export function tokenAuthenticators(options: TokenAuthenticationOptions, upstream: Upstream, observe: Pick<JwtAuthenticatorOptions, 'log' | 'onKeysFetched'> = {}): TokenAuthenticators {
   const authenticators: TokenAuthenticator[] = [];
   const extraKeys = new Set<string>();
   const issuers = configuredIssuers(options);
-  const jwt = issuers.length > 0 ? new JwtAuthenticator(issuers, log) : undefined;
+  const jwt = issuers.length > 0 ? new JwtAuthenticator(issuers, observe) : undefined;
   if (jwt) {
     authenticators.push(jwt);
     jwt.extraKeys().forEach((key) => extraKeys.add(key));
@@ -46,6 +47,7 @@ export function tokenAuthenticators(options: TokenAuthenticationOptions, upstrea
   return {
     authenticators,
     extraKeys: [...extraKeys].sort(),
+    oidcKeysHeld: () => jwt?.keysHeld() ?? [],
     start: async () => {
       await jwt?.start();
     },

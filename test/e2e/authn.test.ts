@@ -15,10 +15,13 @@ import type { V1ClusterRole } from '@kubernetes/client-node';
 import { createCA } from '../../lib/pki.js';
 import { parseAuthenticationConfiguration } from '../../lib/sidecar-config/jwt.js';
 import { JWKS_MAX_AGE_MS } from '../../sidecar/authn/jwt/remote-keys.js';
+import { JWKS_REFETCH_COOLDOWN_MS } from '../../sidecar/authn/jwt/verify.js';
 import { createNamespace, createServiceAccount, grantClusterWide, mintServiceAccountToken, serviceAccountSubject, waitForAuditEvents } from '../../local-cluster/kube.js';
+import { sampleValue, scrape } from '../../local-cluster/metrics.js';
 import { rawRequest, type RawResponse, type TestSidecar } from '../../local-cluster/sidecar.js';
 import { OTHER_CLIENT, startTestProvider, type TestAccount, type TestProvider } from '../../local-cluster/identity/oidc-provider.js';
 import { startPamHook, type PamHook } from '../../local-cluster/identity/pam-hook.js';
+import { waitFor } from '../../local-cluster/wait.js';
 import { withControlPlane, withSharedControlPlane, withSidecar } from '../support/fixtures.js';
 
 const CLUSTER_TOKEN_REVIEW_ROLE = path.resolve(import.meta.dirname, '../../manifests/components/cluster-token-review/cluster-token-review-clusterrole.yaml');
@@ -476,17 +479,25 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
   });
 
   describe('an issuer down past the max age of the keys held', function () {
-    it('signs in, as the API server does, a person whose token the keys held verify; the API server runs the request as them', async function () {
+    it('signs in, as the API server does, a person whose token the keys held verify; the API server runs the request as them; /metrics shows the failed refresh and the age, then the keys fetched again once the issuer is back', async function () {
       const token = await outageIssuer.idToken('olga');
       await assertSame(token, 'accepted');
+      const before = await keyMetrics();
+      assert.ok(before.successes >= 1, 'the first fetch is counted');
       await outageIssuer.stop();
       // The sidecar runs in this process: its clock moves past the max age (the token has an hour).
       const realNow = Date.now;
       Date.now = () => realNow() + JWKS_MAX_AGE_MS + 60_000;
       let response: RawResponse;
+      let outage: KeyMetrics;
       try {
         assert.equal((await direct(token)).status, 201, 'the API server keeps its keys');
         response = await selfSubjectReview(sidecar.url, sidecar.servingCa.certPem, token);
+        // That token started a background refresh, which the stopped issuer refuses.
+        outage = await waitFor('the failed refresh in /metrics', async () => {
+          const now = await keyMetrics();
+          return now.failures > before.failures && now;
+        });
       } finally {
         Date.now = realNow;
       }
@@ -498,7 +509,40 @@ describe('token identities: OIDC/JWT and webhook tokens, the API server as the o
       assert.ok(event, 'the request reached the API server');
       assert.equal(event.user.username, sidecar.serviceAccountUsername);
       assert.equal(event.impersonatedUser?.username, 'outage:olga');
+      assert.ok(outage.ageSeconds > JWKS_MAX_AGE_MS / 1000, `the keys held are ${outage.ageSeconds}s old`);
+
+      await outageIssuer.start();
+      // Past the cool-down of the failed refresh, and of the success cache that remembers the token.
+      Date.now = () => realNow() + JWKS_MAX_AGE_MS + 60_000 + JWKS_REFETCH_COOLDOWN_MS + 5_000;
+      try {
+        assert.equal((await through(token)).status, 201);
+        const back = await waitFor('the refresh once the issuer is back in /metrics', async () => {
+          const now = await keyMetrics();
+          return now.successes > before.successes && now;
+        });
+        assert.equal(back.failures, outage.failures);
+        assert.ok(back.ageSeconds >= 0 && back.ageSeconds < 30, `the keys held are ${back.ageSeconds}s old`);
+      } finally {
+        Date.now = realNow;
+      }
     });
+
+    interface KeyMetrics {
+      successes: number;
+      failures: number;
+      ageSeconds: number;
+    }
+
+    /** The outage issuer's key fetches and the age of its keys, from the sidecar's /metrics. */
+    async function keyMetrics(): Promise<KeyMetrics> {
+      const samples = await scrape(`${sidecar.opsUrl}/metrics`);
+      const issuer = outageIssuer.issuer;
+      return {
+        successes: sampleValue(samples, 'chaperone_oidc_key_fetches_total', { issuer, outcome: 'success' }),
+        failures: sampleValue(samples, 'chaperone_oidc_key_fetches_total', { issuer, outcome: 'failure' }),
+        ageSeconds: sampleValue(samples, 'chaperone_oidc_keys_age_seconds', { issuer }),
+      };
+    }
   });
 
   describe('the legacy --oidc-* flags, with the API server\'s defaults', function () {

@@ -82,7 +82,7 @@ describe('hardening: JWTs mutated byte by byte', function () {
       issuer: { url: provider.issuer, audiences: [TEST_CLIENT], certificateAuthority: ca.certPem },
       claimMappings: { username: { claim: 'sub', prefix: '' }, groups: { claim: 'groups', prefix: '' } },
     });
-    authenticator = new JwtAuthenticator(parseAuthenticationConfiguration(YAML.stringify(config), 'hardening'), pino({ enabled: false }));
+    authenticator = new JwtAuthenticator(parseAuthenticationConfiguration(YAML.stringify(config), 'hardening'), { log: pino({ enabled: false }) });
     await authenticator.start();
     tokens = [await provider.idToken('alice'), await issuer.sign({ sub: 'bob', groups: ['ops'] })];
     for (const token of tokens) {

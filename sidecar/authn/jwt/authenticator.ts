@@ -13,10 +13,25 @@ import { TokenDigest } from '../token-digest.js';
 import { CREDENTIAL_ID_EXTRA, identityFromClaims } from './claims.js';
 import type { JwtIssuer } from '../../../lib/sidecar-config/jwt.js';
 import { IssuerKeys, TokenRejected, untrustedIssuer, verifyJwt } from './verify.js';
+import type { KeyFetchOutcome } from './remote-keys.js';
 
 interface ServedIssuer {
   issuer: JwtIssuer;
   keys: IssuerKeys;
+}
+
+/** An issuer, by its URL as configured, and when the keys held for it were fetched (undefined: none yet). */
+export interface IssuerKeysHeld {
+  issuer: string;
+  fetchedAt: number | undefined;
+}
+
+export interface JwtAuthenticatorOptions {
+  log?: Logger;
+  /** Each fetch of an issuer's keys ended so; `issuer` is its URL as configured. */
+  onKeysFetched?: (issuer: string, outcome: KeyFetchOutcome) => void;
+  /** How long a token that authenticated is taken again without checking it. */
+  successTtlMs?: number;
 }
 
 const SUCCESS_TTL_MS = 10_000;
@@ -28,12 +43,11 @@ export class JwtAuthenticator extends TokenAuthenticator {
   private readonly verified = new LazyLru<string, { identity: Identity; until: number }>({ max: 10_000 });
   private readonly digest = new TokenDigest();
 
-  constructor(
-    issuers: readonly JwtIssuer[],
-    log?: Logger,
-    private readonly successTtlMs = SUCCESS_TTL_MS,
-  ) {
+  private readonly successTtlMs: number;
+
+  constructor(issuers: readonly JwtIssuer[], { log, onKeysFetched, successTtlMs = SUCCESS_TTL_MS }: JwtAuthenticatorOptions = {}) {
     super();
+    this.successTtlMs = successTtlMs;
     for (const issuer of issuers) {
       const { url, discoveryURL, certificateAuthority } = issuer.config.issuer;
       const keys = new IssuerKeys({
@@ -41,6 +55,7 @@ export class JwtAuthenticator extends TokenAuthenticator {
         ...(discoveryURL ? { discoveryUrl: discoveryURL } : {}),
         ...(certificateAuthority ? { caPem: certificateAuthority } : {}),
         onError: (message) => log?.warn({ issuer: url }, message),
+        onKeysFetched: (outcome) => onKeysFetched?.(url, outcome),
       });
       this.byUrl.set(url, { issuer, keys });
     }
@@ -54,6 +69,11 @@ export class JwtAuthenticator extends TokenAuthenticator {
   notReady(): string | undefined {
     const reasons = [...this.byUrl.values()].map(({ keys }) => keys.notReady()).filter((r) => r !== undefined);
     return reasons.length > 0 ? reasons.join('; ') : undefined;
+  }
+
+  /** Every issuer configured, and when the keys held for it were fetched. */
+  keysHeld(): IssuerKeysHeld[] {
+    return [...this.byUrl].map(([issuer, { keys }]) => ({ issuer, fetchedAt: keys.keysFetchedAt() }));
   }
 
   /** Every extra key these issuers can produce: the scoped service account must be allowed to impersonate each. */

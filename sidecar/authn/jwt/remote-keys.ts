@@ -26,12 +26,16 @@ export function jwksJson(status: number, body: Uint8Array): unknown {
   }
 }
 
+export type KeyFetchOutcome = 'success' | 'failure';
+
 export interface RemoteKeySetOptions {
   fetchJwks: () => Promise<unknown>;
   /** The least time between the starts of two fetches. */
   cooldownMs: number;
   /** A background fetch failed: the keys held, fetched `ageMs` ago, stay in use. */
   onRefreshFailed?: (err: Error, ageMs: number) => void;
+  /** Every fetch ended, whatever started it: the first token, a token no key held verifies, a background refresh. */
+  onFetched?: (outcome: KeyFetchOutcome) => void;
 }
 
 type LocalKeySet = ReturnType<typeof createLocalJWKSet>;
@@ -47,6 +51,11 @@ export class RemoteKeySet {
   private lastFailure: unknown = new errors.JOSEError('the keys have not been fetched yet');
 
   constructor(private readonly options: RemoteKeySetOptions) {}
+
+  /** When the keys held were fetched (Date.now() time); undefined while none are held. */
+  heldSince(): number | undefined {
+    return this.held ? this.fetchedAt : undefined;
+  }
 
   /** The token's payload once a key of the issuer verifies its signature under one of the algorithms. */
   async verify(token: string, algorithms: readonly string[]): Promise<Uint8Array> {
@@ -84,10 +93,12 @@ export class RemoteKeySet {
       .then((json) => {
         this.held = createLocalJWKSet(json as JSONWebKeySet);
         this.fetchedAt = Date.now();
+        this.options.onFetched?.('success');
         return this.held;
       })
       .catch((err: unknown) => {
         this.lastFailure = err;
+        this.options.onFetched?.('failure');
         throw err;
       })
       .finally(() => (this.pending = undefined));

@@ -5,7 +5,7 @@
 import { Agent } from 'node:https';
 import { errors } from 'jose';
 import { boundedCall, jsonBody } from '../../../lib/bounded-call.js';
-import { jwksJson, RemoteKeySet } from './remote-keys.js';
+import { jwksJson, RemoteKeySet, type KeyFetchOutcome } from './remote-keys.js';
 import { goFieldMatches, goFieldMembers, isObject, JsonRefused, parseGoJson } from './go-json.js';
 
 const GOOGLE = 'https://accounts.google.com';
@@ -49,6 +49,8 @@ export interface IssuerKeysOptions {
   /** PEM bundle that verifies the issuer's certificate; the system's roots when absent. */
   caPem?: string;
   onError?: (message: string) => void;
+  /** Each fetch of the keys (JWKS) ended so, while these keys are in use. */
+  onKeysFetched?: (outcome: KeyFetchOutcome) => void;
 }
 
 /** The issuer's keys: discovery at start (retried every 10s until it works), then its JWKS. */
@@ -82,6 +84,11 @@ export class IssuerKeys {
     return this.keySet ? undefined : `issuer ${this.options.issuerUrl}: ${this.lastError}`;
   }
 
+  /** When the keys held were fetched (Date.now() time); undefined before the first fetch succeeded. */
+  keysFetchedAt(): number | undefined {
+    return this.keySet?.heldSince();
+  }
+
   keys(): RemoteKeySet {
     if (!this.keySet) throw new TokenRejected(`authenticator for issuer ${this.options.issuerUrl} is not initialized: ${this.lastError}`);
     return this.keySet;
@@ -103,6 +110,10 @@ export class IssuerKeys {
       onRefreshFailed: (err, ageMs) => {
         if (this.closed) return;
         this.options.onError?.(`the keys of ${this.options.issuerUrl} could not be fetched again; those fetched ${Math.round(ageMs / 1000)}s ago stay in use: ${err.message}`);
+      },
+      // A fetch cut short by close() says nothing about the issuer.
+      onFetched: (outcome) => {
+        if (!this.closed) this.options.onKeysFetched?.(outcome);
       },
     });
   }

@@ -1,6 +1,6 @@
 // An OpenID issuer reduced to what a relying party fetches (the discovery document and the JWKS),
 // that a fault test can take down and bring back on the same address, and whose signing keys it can
-// rotate. It speaks the real protocol; oidc-provider (test/fixtures) cannot be stopped and restarted.
+// rotate. It speaks the real protocol; oidc-provider (local-cluster/identity) cannot rotate its keys.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';

@@ -13,7 +13,7 @@ describe('sidecar/authn/jwt: the success cache', function () {
 
   before(async function () {
     issuer = await startTestIssuer('ES256');
-    authenticator = new JwtAuthenticator(parseAuthenticationConfiguration(authenticationConfiguration([issuer]), 'test'), pino({ enabled: false }), 60_000);
+    authenticator = new JwtAuthenticator(parseAuthenticationConfiguration(authenticationConfiguration([issuer]), 'test'), { log: pino({ enabled: false }), successTtlMs: 60_000 });
     await authenticator.start();
   });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { exportJWK, SignJWT, type JWK } from 'jose';
-import { JWKS_MAX_AGE_MS, jwksJson, RemoteKeySet } from '../../../../sidecar/authn/jwt/remote-keys.js';
+import { JWKS_MAX_AGE_MS, jwksJson, RemoteKeySet, type KeyFetchOutcome } from '../../../../sidecar/authn/jwt/remote-keys.js';
 
 const COOLDOWN_MS = 10_000;
 const ALGORITHMS = ['ES256'];
@@ -59,6 +59,7 @@ describe('sidecar/authn/jwt/remote-keys: an issuer\'s JWKS, kept as the API serv
   let now: number;
   let issuer: FakeIssuer;
   let failures: { message: string; ageMs: number }[];
+  let fetched: KeyFetchOutcome[];
   let keys: RemoteKeySet;
 
   beforeEach(async function () {
@@ -67,7 +68,13 @@ describe('sidecar/authn/jwt/remote-keys: an issuer\'s JWKS, kept as the API serv
     issuer = new FakeIssuer();
     await issuer.add('k1');
     failures = [];
-    keys = new RemoteKeySet({ fetchJwks: issuer.fetchJwks, cooldownMs: COOLDOWN_MS, onRefreshFailed: (err, ageMs) => failures.push({ message: err.message, ageMs }) });
+    fetched = [];
+    keys = new RemoteKeySet({
+      fetchJwks: issuer.fetchJwks,
+      cooldownMs: COOLDOWN_MS,
+      onRefreshFailed: (err, ageMs) => failures.push({ message: err.message, ageMs }),
+      onFetched: (outcome) => fetched.push(outcome),
+    });
   });
 
   afterEach(function () {
@@ -246,6 +253,74 @@ describe('sidecar/authn/jwt/remote-keys: an issuer\'s JWKS, kept as the API serv
     answer();
     assert.equal((await trying).sub, 'alice');
     assert.equal(issuer.fetches, 2);
+  });
+
+  it('tells of each first fetch and how it ended', async function () {
+    const token = await issuer.sign('k1');
+    issuer.up = false;
+    await refused(token, /ECONNREFUSED/);
+    assert.deepEqual(fetched, ['failure']);
+    await refused(token, /ECONNREFUSED/);
+    assert.deepEqual(fetched, ['failure'], 'no fetch within the cool-down, none told');
+    issuer.up = true;
+    now += COOLDOWN_MS;
+    await verified(token);
+    assert.deepEqual(fetched, ['failure', 'success']);
+  });
+
+  it('tells of each fetch for a token naming a key not held, and how it ended', async function () {
+    await verified(await issuer.sign('k1'));
+    await issuer.add('k2');
+    now += COOLDOWN_MS;
+    await verified(await issuer.sign('k2'));
+    assert.deepEqual(fetched, ['success', 'success']);
+    await issuer.add('k3');
+    issuer.up = false;
+    now += COOLDOWN_MS;
+    await refused(await issuer.sign('k3'), /ECONNREFUSED/);
+    assert.deepEqual(fetched, ['success', 'success', 'failure']);
+  });
+
+  it('tells of each background refresh and how it ended: an answer that is not a key set is a failure', async function () {
+    const token = await issuer.sign('k1');
+    await verified(token);
+    now += JWKS_MAX_AGE_MS;
+    await verified(token);
+    await settle();
+    assert.deepEqual(fetched, ['success', 'success']);
+    issuer.up = false;
+    now += JWKS_MAX_AGE_MS;
+    await verified(token);
+    await settle();
+    issuer.up = true;
+    issuer.garbage = { keys: 'none' };
+    now += COOLDOWN_MS;
+    await verified(token);
+    await settle();
+    assert.deepEqual(fetched, ['success', 'success', 'failure', 'failure']);
+    assert.equal(failures.length, 2, 'each failure told to both');
+  });
+
+  it('says when the keys held were fetched: not before the first fetch, not changed by a failed refresh', async function () {
+    const token = await issuer.sign('k1');
+    issuer.up = false;
+    await refused(token, /ECONNREFUSED/);
+    assert.equal(keys.heldSince(), undefined, 'a failed first fetch holds nothing');
+    issuer.up = true;
+    now += COOLDOWN_MS;
+    const first = now;
+    await verified(token);
+    assert.equal(keys.heldSince(), first);
+    issuer.up = false;
+    now += JWKS_MAX_AGE_MS;
+    await verified(token);
+    await settle();
+    assert.equal(keys.heldSince(), first, 'the keys held are still those of the first fetch');
+    issuer.up = true;
+    now += COOLDOWN_MS;
+    await verified(token);
+    await settle();
+    assert.equal(keys.heldSince(), now);
   });
 
   it('reads an answer as jose reads one: 200 only, JSON, a byte order mark dropped', function () {
