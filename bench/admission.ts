@@ -3,7 +3,8 @@
 // after them, and pod creation through the API server in a namespace the webhook is called for
 // against one it is not.
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { request } from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,12 +16,14 @@ import { createWebhookConfiguration, installInjector } from '../local-cluster/pr
 import { waitFor } from '../local-cluster/wait.js';
 import { LOAD_GENERATOR } from './load.js';
 import type { LoadPlan } from './overhead.js';
-import { measure } from './overhead.js';
+import { backToBack, measure } from './overhead.js';
+import { createCA, issueCertificate } from '../lib/pki.js';
 import { quantityNano } from '../injector/quantity.js';
 import { createMemoryCgroup, type MemoryCgroup } from './cgroup.js';
 import { between, sampleInjector } from './injector-metrics.js';
 import { bundleImageEnv, bundleNodeFlags, findProcess, startBundle, waitUntilOk } from './processes.js';
-import type { AdmissionResult } from './results.js';
+import { HTTPS_FLOOR, type AdmissionResult } from './results.js';
+import type { LoadStats } from './load.js';
 import { compare, MIB } from './stats.js';
 
 /** A dashboard pod as it would be written before injection. */
@@ -93,15 +96,15 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** No denial caused by load at this many concurrent reviews (issue 20). */
 const BURST_CONCURRENCY = 200;
 
-/** One review, to make sure the load measures injections, not refusals. */
-function checkInjects(url: string, body: string): Promise<void> {
+/** One review, to make sure the load measures injections, not refusals: the injector's answer. */
+function checkInjects(url: string, body: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', rejectUnauthorized: false, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
       res.on('data', (chunk: Buffer) => (text += chunk.toString()));
       res.on('end', () => {
         const response = res.statusCode === 200 ? (JSON.parse(text) as { response?: { allowed?: boolean; patch?: string } }).response : undefined;
-        if (response?.allowed && response.patch) resolve();
+        if (response?.allowed && response.patch) resolve(text);
         else reject(new Error(`the injector did not inject the benchmark pod: ${res.statusCode} ${text.slice(0, 500)}`));
       });
     });
@@ -115,17 +118,52 @@ export interface AdmissionPlan extends LoadPlan {
   podCreateConcurrencies: number[];
 }
 
-async function measureReviews(base: string, review: string, injectorPid: number, plan: AdmissionPlan, log: (line: string) => void): Promise<AdmissionResult['review']> {
+/** Node.js's HTTPS server alone (bench/https-floor.ts), giving the injector's answer, run as the injector is. */
+interface HttpsFloor {
+  base: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+async function startHttpsFloor(answer: string, stderrFile: string): Promise<HttpsFloor> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-bench-floor-'));
+  const ca = createCA({ commonName: 'chaperone-bench-floor-ca' });
+  const serving = issueCertificate(ca, { commonName: 'https-floor', usage: 'server', ipAddresses: ['127.0.0.1'] });
+  const file = (name: string) => path.join(dir, name);
+  await Promise.all([writeFile(file('tls.crt'), serving.certPem), writeFile(file('tls.key'), serving.keyPem, { mode: 0o600 }), writeFile(file('answer.json'), answer)]);
+  const port = await freePort();
+  const floor = startBundle('injector', [file('tls.crt'), file('tls.key'), file('answer.json'), String(port)], { stderrFile, script: 'bench/https-floor.ts' });
+  const base = `https://127.0.0.1:${port}`;
+  await waitUntilOk(`${base}/`, floor, "the bench's HTTPS floor");
+  return {
+    base,
+    pid: floor.child.pid!,
+    stop: async () => {
+      await floor.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function measureReviews(base: string, review: string, injectorPid: number, floor: HttpsFloor, plan: AdmissionPlan, log: (line: string) => void): Promise<AdmissionResult['review']> {
   const workload = { name: 'AdmissionReview', path: '/mutate', method: 'POST' as const, body: review, contentType: 'application/json' };
   const reviews: AdmissionResult['review'] = [];
-  for (const concurrency of [...new Set([...plan.reviewConcurrencies, BURST_CONCURRENCY])]) {
-    const before = await sampleInjector(base);
-    const stats = await measure(base, workload, {}, concurrency, plan, { injector: injectorPid, [LOAD_GENERATOR]: process.pid });
-    const { denied, answeringMs, eventLoopDelay } = between(before, await sampleInjector(base));
-    reviews.push({ concurrency, stats, denied, answeringMs, eventLoopDelay });
+  for (const [i, concurrency] of [...new Set([...plan.reviewConcurrencies, BURST_CONCURRENCY])].entries()) {
+    let sampled: ReturnType<typeof between> | undefined;
+    const injectorRun = async () => {
+      const before = await sampleInjector(base);
+      const stats = await measure(base, workload, {}, concurrency, plan, { injector: injectorPid, [LOAD_GENERATOR]: process.pid });
+      sampled = between(before, await sampleInjector(base));
+      return stats;
+    };
+    const floorRun = () => measure(floor.base, workload, {}, concurrency, plan, { [HTTPS_FLOOR]: floor.pid, [LOAD_GENERATOR]: process.pid });
+    const [stats, floorStats] = (await backToBack([injectorRun, floorRun], i % 2 === 0)) as [LoadStats, LoadStats];
+    const { denied, answeringMs, eventLoopDelay } = sampled!;
+    reviews.push({ concurrency, stats, denied, answeringMs, eventLoopDelay, floor: floorStats });
     log(
       `AdmissionReview c=${concurrency}: ${stats.rps.toFixed(0)}/s, p50 ${stats.latency.p50.toFixed(2)}ms p99 ${stats.latency.p99.toFixed(2)}ms, ${denied} denied; ` +
-        `injector ${answeringMs.toFixed(2)}ms a review, event loop late by ${eventLoopDelay.p99Ms.toFixed(1)}ms at p99 (max ${eventLoopDelay.maxMs.toFixed(1)}ms)`,
+        `injector ${answeringMs.toFixed(2)}ms a review, event loop late by ${eventLoopDelay.p99Ms.toFixed(1)}ms at p99 (max ${eventLoopDelay.maxMs.toFixed(1)}ms); ` +
+        `${HTTPS_FLOOR} alone ${floorStats.rps.toFixed(0)}/s, p99 ${floorStats.latency.p99.toFixed(2)}ms`,
     );
   }
   return reviews;
@@ -186,9 +224,15 @@ export async function measureAdmission(
     await apiServerCallsInjector(clients, labelled);
 
     const review = reviewOf(dashboardPod(), labelled);
-    await checkInjects(`${base}/mutate`, review);
+    const answer = await checkInjects(`${base}/mutate`, review);
     const idle = await settledMemory(injector, cgroup);
-    const reviews = await measureReviews(base, review, injector.child.pid!, plan, log);
+    const floor = await startHttpsFloor(answer, output.stderrFile);
+    let reviews: AdmissionResult['review'];
+    try {
+      reviews = await measureReviews(base, review, injector.child.pid!, floor, plan, log);
+    } finally {
+      await floor.stop();
+    }
     const after = await settledMemory(injector, cgroup);
     const memory = {
       idleBytes: idle.rss,

@@ -79,6 +79,8 @@ export interface StartOptions {
   cpuProfileDir?: string;
   /** Node's flags; the image's own (or those of useNodeFlags) unless given. */
   nodeFlags?: string[];
+  /** Runs this script of the bench's own (through tsx) in the bundle's place, as the image would run the bundle. */
+  script?: string;
   /** Runs it in this memory cgroup (bench/cgroup.ts), from its first allocation. */
   cgroup?: { wrap(command: string[]): string[] };
 }
@@ -96,9 +98,10 @@ export function startBundle(name: Bundle, args: string[], options: StartOptions)
   // As in a pod: none of the harness's own CHAPERONE_* variables, which chaperone would refuse as unknown configuration.
   const env = { ...Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('CHAPERONE_'))), ...imageEnv.get(name) };
   const stderr = openSync(options.stderrFile, 'a');
-  const command = [process.execPath, ...node, bundlePath(name), ...args];
-  const [program, ...rest] = options.cgroup ? options.cgroup.wrap(command) : command;
-  const child = spawn(program!, rest, { env, stdio: ['ignore', 'ignore', stderr] });
+  const program = options.script ? ['--import', 'tsx', path.join(REPO, options.script)] : [bundlePath(name)];
+  const command = [process.execPath, ...node, ...program, ...args];
+  const [executable, ...rest] = options.cgroup ? options.cgroup.wrap(command) : command;
+  const child = spawn(executable!, rest, { env, stdio: ['ignore', 'ignore', stderr] });
   closeSync(stderr);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {

@@ -160,6 +160,9 @@ export interface SoakResult {
   killed?: string;
 }
 
+/** Node.js's HTTPS server alone, answering AdmissionReviews as the injector did: its key in cpuMicrosPerRequest. */
+export const HTTPS_FLOOR = 'Node.js HTTPS server';
+
 export interface AdmissionResult {
   /** How the injector ran: node's flags and the image's environment. */
   runtime?: { nodeFlags: string[]; env: Record<string, string> };
@@ -172,6 +175,8 @@ export interface AdmissionResult {
     answeringMs?: number;
     /** How late the injector's event loop ran during the run (Node's monitorEventLoopDelay, from its /metrics). */
     eventLoopDelay?: { p99Ms: number; maxMs: number };
+    /** The same reviews to Node.js's HTTPS server alone, giving the injector's answer (bench/https-floor.ts), back to back with the injector's run. */
+    floor?: LoadStats;
   }[];
   /** The injector's resident memory, ready and quiet, and quiet again after the reviews. */
   memory?: {

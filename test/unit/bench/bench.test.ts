@@ -220,9 +220,20 @@ describe('bench/report: where a run stands against the targets', function () {
     const byTarget = new Map(rows.map((r) => [r.target, r]));
     assert.equal(byTarget.get('sidecar resident memory, idle')?.met, true);
     assert.equal(byTarget.get('AdmissionReview p99 at concurrency 50')?.met, false);
+    assert.equal(byTarget.get('AdmissionReview p99 at concurrency 50')?.measured, '10.5 ms', 'without a floor run, only the injector');
     assert.equal(byTarget.get('start to ready (production bundle, as the image runs it), median')?.met, undefined);
     assert.equal(byTarget.get('sidecar resident memory added by 1000 watches, HTTP/1.1, at the peak')?.measured, 'not measured');
     assert.equal(byTarget.get('sidecar resident memory added by 1000 watches, HTTP/2, at the peak')?.measured, 'not measured');
+  });
+
+  it("says beside the injector's AdmissionReview p99 what Node.js's HTTPS server alone gave for the same reviews", function () {
+    const review = { concurrency: 50, stats: stats(100, 2, 10.5), floor: { ...stats(400, 1, 4.25), cpuMicrosPerRequest: { 'Node.js HTTPS server': 71.4 } } };
+    const row = targets(results({ admission: { review: [review], podCreate: [] } })).find((r) => r.target === 'AdmissionReview p99 at concurrency 50')!;
+    assert.deepEqual([row.met, row.measured], [false, '10.5 ms (Node.js HTTPS server alone, the same reviews and answer: 4.25 ms)']);
+    const report = renderReport(results({ admission: { review: [review], podCreate: [] } }));
+    const line = report.split('\n').find((l) => l.startsWith('| ') && l.includes(' 10.5 ') && l.includes(' 400 '));
+    assert.ok(line, `the admission table has the floor's row: ${report}`);
+    assert.match(line, /\|\s+400 \|\s+1\.00 \/ [\d.]+ \/ 4\.25 \|\s+71 \|$/);
   });
 
   it('judges the soak by its peak against the injected limit and by what stays resident after it; a killed sidecar meets neither', function () {
