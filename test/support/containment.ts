@@ -2,12 +2,14 @@
 // and the NodeRestriction admission plugin on), the policies that keep the scoped token in the sidecar
 // applied exactly as they ship, and the injector behind the shipped webhook configuration, injecting
 // a labelled namespace that enforces Pod Security baseline (as docs/operations.md asks).
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { KubernetesObjectApi, PatchStrategy, setHeaderOptions, type KubernetesObject } from '@kubernetes/client-node';
 import { startInjector, type RunningInjector } from '../../injector/injector.js';
-import { silentLog } from '../unit/injector/helpers.js';
+import { createLogger } from '../../lib/log.js';
 import { startControlPlane, type ControlPlane } from '../../local-cluster/control-plane.js';
 import type { AdminClients } from '../../local-cluster/kube.js';
 import { createWebhookConfiguration, type InjectorInstallation } from '../../local-cluster/provisioned.js';
@@ -35,23 +37,49 @@ export async function applyTokenPolicies(clients: AdminClients): Promise<Kuberne
   return objects;
 }
 
-/** The installation's injector on a free port of 127.0.0.1, called through its webhook configuration. */
+/** The log of the injector started last, which a wait for injection that times out shows. */
+let injectorLog: string | undefined;
+
+/** The installation's injector on a free port of 127.0.0.1, called through its webhook configuration; its log in a file of its own until it stops. */
 export async function startInjectorBehindWebhook(installation: InjectorInstallation, flags: string[] = []): Promise<RunningInjector> {
-  const injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s', ...flags]), silentLog);
+  const dir = await mkdtemp(path.join(tmpdir(), 'chaperone-test-injector-log-'));
+  const log = path.join(dir, 'injector.log');
+  const injector = await startInjector(installation.config(['--listen=127.0.0.1:0', '--webhook-hosts=127.0.0.1', '--resync-interval=5s', ...flags]), createLogger('injector', 'info', log));
+  injectorLog = log;
   await createWebhookConfiguration(installation, [`https://127.0.0.1:${injector.port}/mutate`]);
-  return injector;
+  return {
+    ...injector,
+    stop: async () => {
+      await injector.stop();
+      if (injectorLog === log) injectorLog = undefined;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
-/** Until the API server calls the injector for the namespace (its informer, the caBundle, the provisioning). */
+function injectorLogTail(lines = 40): string {
+  if (!injectorLog) return '(no injector log)';
+  try {
+    return readFileSync(injectorLog, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch (err) {
+    return `(the injector's log could not be read: ${(err as Error).message})`;
+  }
+}
+
+/** Until the API server calls the injector for the namespace (its informer, the caBundle, the provisioning); when it never does, the injector's log says why. */
 export async function waitForInjection(clients: AdminClients, namespace: string): Promise<void> {
-  await waitFor(
-    `the injector to inject pods in ${namespace}`,
-    async () =>
-      (await clients.core.createNamespacedPod({ namespace, body: { metadata: { name: 'probe' }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } }, dryRun: 'All' }))
-        .spec?.serviceAccountName === 'chaperone-impersonator',
-    60_000,
-    250,
-  );
+  try {
+    await waitFor(
+      `the injector to inject pods in ${namespace}`,
+      async () =>
+        (await clients.core.createNamespacedPod({ namespace, body: { metadata: { name: 'probe' }, spec: { containers: [{ name: 'dashboard', image: 'ghcr.io/example/dashboard:1' }] } }, dryRun: 'All' }))
+          .spec?.serviceAccountName === 'chaperone-impersonator',
+      60_000,
+      250,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nthe injector's log, its last lines:\n${injectorLogTail()}`, { cause: err });
+  }
 }
 
 /** A new namespace of the installation, labelled for injection, enforcing Pod Security baseline, and injected. */
