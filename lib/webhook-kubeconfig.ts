@@ -108,8 +108,16 @@ class Reader {
 }
 
 /** The fields of the current context's user and cluster chaperone does not honour: a refusal names them. */
-const UNSUPPORTED_USER_FIELDS = ['auth-provider', 'as', 'as-uid', 'as-groups', 'as-user-extra'];
-const UNSUPPORTED_CLUSTER_FIELDS = ['proxy-url'];
+const IMPERSONATION = 'impersonation through a kubeconfig is not honoured: give the credentials of the identity itself';
+/** Fields chaperone refuses, and what to use instead. */
+const UNSUPPORTED_USER_FIELDS: Record<string, string> = {
+  'auth-provider': 'use a token, a tokenFile, a client certificate or an exec plugin instead',
+  as: IMPERSONATION,
+  'as-uid': IMPERSONATION,
+  'as-groups': IMPERSONATION,
+  'as-user-extra': IMPERSONATION,
+};
+const UNSUPPORTED_CLUSTER_FIELDS: Record<string, string> = { 'proxy-url': 'the server must be reached directly' };
 
 /** Reads the kubeconfig; throws KubeconfigError, naming the field, when kube-apiserver would refuse it or chaperone cannot honour it. */
 export function loadWebhookKubeconfig(file: string): WebhookKubeconfig {
@@ -160,8 +168,8 @@ function currentContext(reader: Reader, root: Fields): { cluster: Fields; cluste
 
 function refuseUnsupportedFields(reader: Reader, cluster: Fields, user: Fields): void {
   const set = (value: unknown): boolean => value !== undefined && value !== null;
-  for (const field of UNSUPPORTED_CLUSTER_FIELDS) if (set(cluster[field]) && cluster[field] !== '') reader.fail(`cluster.${field}: not supported by chaperone`);
-  for (const field of UNSUPPORTED_USER_FIELDS) if (set(user[field])) reader.fail(`user.${field}: not supported by chaperone`);
+  for (const [field, instead] of Object.entries(UNSUPPORTED_CLUSTER_FIELDS)) if (set(cluster[field]) && cluster[field] !== '') reader.fail(`cluster.${field}: not supported by chaperone (${instead})`);
+  for (const [field, instead] of Object.entries(UNSUPPORTED_USER_FIELDS)) if (set(user[field])) reader.fail(`user.${field}: not supported by chaperone (${instead})`);
 }
 
 function serverUrl(reader: Reader, cluster: Fields, clusterName: string): { server: string; url: URL } {

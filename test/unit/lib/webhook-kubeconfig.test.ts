@@ -187,7 +187,7 @@ describe('lib/webhook-kubeconfig', function () {
       ['a current-context naming no context', () => kubeconfig({ token: 't' }, { 'current-context': 'other' }), /current-context: no context named "other"/],
       ['a context naming no cluster', () => kubeconfig({}, { contexts: [{ name: 'ctx', context: { cluster: 'none' } }] }), /no cluster named "none"/],
       ['a name twice', () => kubeconfig({}, { users: [{ name: 'me', user: {} }, { name: 'me', user: {} }] }), /users: duplicate name "me"/],
-      ['auth-provider', () => kubeconfig({ 'auth-provider': { name: 'oidc' } }), /user\.auth-provider: not supported/],
+      ['auth-provider', () => kubeconfig({ 'auth-provider': { name: 'oidc' } }), /user\.auth-provider: not supported by chaperone \(use a token, a tokenFile, a client certificate or an exec plugin instead\)/],
       ['impersonation', () => kubeconfig({ as: 'someone' }), /user\.as: not supported/],
       ['proxy-url', () => kubeconfig({}, {}, { 'proxy-url': 'http://proxy:3128' }), /cluster\.proxy-url: not supported/],
       ['token and basic auth', () => kubeconfig({ token: 't', username: 'u' }), /more than one authentication method/],
