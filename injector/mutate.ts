@@ -245,22 +245,28 @@ function freeName(name: string, taken: Set<string>): string {
 
 /** Gives the pod's own volumes that carry a name the injector owns another name, in every mount. */
 function renameReservedVolumes(spec: V1PodSpec): void {
-  const renamed = renameVolumes(spec.volumes ?? []);
+  if (!spec.volumes) return;
+  const renamed = reservedVolumeNames(spec.volumes);
   if (renamed.size === 0) return;
+  const rename = <T extends { name: string }>(ref: T): T => {
+    const name = renamed.get(ref.name);
+    return name === undefined ? ref : { ...ref, name };
+  };
+  spec.volumes = spec.volumes.map(rename);
   for (const container of appContainers(spec)) {
-    for (const ref of [...(container.volumeMounts ?? []), ...(container.volumeDevices ?? [])]) ref.name = renamed.get(ref.name) ?? ref.name;
+    if (container.volumeMounts) container.volumeMounts = container.volumeMounts.map(rename);
+    if (container.volumeDevices) container.volumeDevices = container.volumeDevices.map(rename);
   }
 }
 
-/** Renames the volumes with a reserved name; returns the new name of each old one. */
-function renameVolumes(volumes: V1Volume[]): Map<string, string> {
+/** The new name of each volume with a reserved name. */
+function reservedVolumeNames(volumes: V1Volume[]): Map<string, string> {
   const taken = new Set(volumes.map((volume) => volume.name));
   const renamed = new Map<string, string>();
   for (const volume of volumes.filter((v) => RESERVED_VOLUMES.includes(v.name))) {
     const name = freeName(volume.name, taken);
     taken.add(name);
     renamed.set(volume.name, name);
-    volume.name = name;
   }
   return renamed;
 }
@@ -308,7 +314,7 @@ function refuseListenerClash(spec: V1PodSpec, settings: InjectionSettings): void
  * injector's names are renamed out of the way.
  */
 export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
-  const pod = structuredClone(original);
+  const pod = writableCopy(original);
   const spec = injectableSpec(pod);
   const annotations = (pod.metadata ??= {}).annotations ?? {};
   const injectedBefore = annotations[STATUS_ANNOTATION] !== undefined;
@@ -336,6 +342,23 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
     [PLACEHOLDER_TOKEN_ANNOTATION]: PLACEHOLDER_TOKEN,
     [STATUS_ANNOTATION]: status(settings, ours),
   };
+  return pod;
+}
+
+/**
+ * A copy of the objects the mutation writes to (the pod, its metadata and spec, each container);
+ * the rest is shared with the pod the review carries, which is never written. Cloning the whole pod
+ * cost more than the rest of the mutation. Keys keep their order, and with it the patch's.
+ */
+function writableCopy(original: V1Pod): V1Pod {
+  const pod: V1Pod = { ...original };
+  if (original.metadata) pod.metadata = { ...original.metadata };
+  if (!original.spec) return pod;
+  const spec: V1PodSpec = { ...original.spec };
+  if (Array.isArray(spec.containers)) spec.containers = spec.containers.map((container) => ({ ...container }));
+  if (spec.initContainers) spec.initContainers = spec.initContainers.map((container) => ({ ...container }));
+  if (spec.ephemeralContainers) spec.ephemeralContainers = spec.ephemeralContainers.map((container) => ({ ...container }));
+  pod.spec = spec;
   return pod;
 }
 
