@@ -9,9 +9,9 @@ import { Command } from 'commander';
 import { createLogger } from '../lib/log.js';
 import { loadInjectorConfig } from '../injector/config.js';
 import { injectPod } from '../injector/mutate.js';
-import { jsonPatch } from '../injector/patch.js';
-import { answerReview, parseReview, type ReviewContext } from '../injector/review.js';
-import { resolveSettings } from '../injector/settings.js';
+import { jsonPatch, patchJson } from '../injector/patch.js';
+import { answerReview, parseReview, reviewText, type ReviewContext } from '../injector/review.js';
+import { resolveSettings, resolveSettingsOnce } from '../injector/settings.js';
 import { dashboardPod, reviewOf } from './admission-review.js';
 import { markdownTable } from './markdown.js';
 import { positiveInteger } from './settings.js';
@@ -20,9 +20,11 @@ const NAMESPACE = 'bench-inject';
 
 function reviewContext(): ReviewContext {
   const config = loadInjectorConfig(['--tls-cert-file=/unused', '--tls-key-file=/unused', '--sidecar-upstream=https://10.96.0.1:443'], {});
+  // One object until the namespace changes, as the injector's watch keeps it.
+  const namespace = { labels: { 'chaperone.dev/inject': 'enabled' }, annotations: {} };
   return {
     config,
-    namespaceLabels: () => Promise.resolve({ labels: { 'chaperone.dev/inject': 'enabled' }, annotations: {} }),
+    namespaceLabels: () => Promise.resolve(namespace),
     provisioning: () => Promise.resolve({ ready: true, missing: [] }),
     installationConfigs: () => Promise.resolve(undefined),
     csiTokens: () => Promise.resolve({ drivers: [], apiAudiences: undefined }),
@@ -37,7 +39,7 @@ function steps(ctx: ReviewContext): Step[] {
   const text = reviewOf(dashboardPod(), NAMESPACE);
   const pod = dashboardPod();
   const namespace = { name: NAMESPACE, annotations: {} };
-  const settings = resolveSettings(ctx.config, {}, namespace);
+  const settings = resolveSettingsOnce(ctx.config, {}, namespace);
   const injected = injectPod(pod, settings);
   const patch = jsonPatch(pod as Record<string, unknown>, injected as Record<string, unknown>);
   const uid = randomUUID();
@@ -45,11 +47,12 @@ function steps(ctx: ReviewContext): Step[] {
     ['JSON.parse of the body', () => JSON.parse(text) as unknown],
     ['parseReview', () => parseReview(JSON.parse(text))],
     ['resolveSettings', () => resolveSettings(ctx.config, {}, namespace)],
+    ['resolveSettingsOnce', () => resolveSettingsOnce(ctx.config, {}, namespace)],
     ['injectPod', () => injectPod(pod, settings)],
     ['jsonPatch', () => jsonPatch(pod as Record<string, unknown>, injected as Record<string, unknown>)],
-    ['the patch as JSON, then base64', () => Buffer.from(JSON.stringify(patch)).toString('base64')],
+    ['the patch as JSON, then base64', () => Buffer.from(patchJson(patch)).toString('base64')],
     ['the log line', () => ctx.log.info({ uid, namespace: NAMESPACE, pod: 'dashboard-*', dryRun: false, mode: 'native', operations: patch.length }, 'injected')],
-    ['answerReview, parse to answer text', () => answerReview(JSON.parse(text), ctx).then((review) => JSON.stringify(review))],
+    ['answerReview, parse to answer text', () => answerReview(JSON.parse(text), ctx).then(reviewText)],
   ];
 }
 

@@ -2,6 +2,7 @@
 // It is a fixpoint: injecting an injected pod gives the same pod, which makes re-invocation safe.
 import type { V1Container, V1EphemeralContainer, V1NodeSelectorTerm, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { Denial } from './denial.js';
+import { serialiseOnce } from './patch.js';
 import { listenerPort } from '../lib/sidecar-config/listener.js';
 import { ORIGINAL_SERVICE_ACCOUNT_ANNOTATION, PLACEHOLDER_TOKEN_ANNOTATION, STATUS_ANNOTATION } from './names.js';
 import {
@@ -32,7 +33,7 @@ export interface InjectionStatus {
   readOnly: boolean;
 }
 
-function status(settings: InjectionSettings, volumes: V1Volume[]): string {
+function statusOf(settings: InjectionSettings, volumes: V1Volume[]): string {
   const recorded: InjectionStatus = {
     version: STATUS_VERSION,
     container: SIDECAR_NAME,
@@ -326,11 +327,10 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
   appContainers(spec).forEach(disarm);
   refuseListenerClash(spec, settings);
 
-  const ours = injectedVolumes(settings);
+  const { volumes: ours, sidecar, status } = addedFor(settings);
   spec.volumes = podVolumes(spec, ours);
   refuseUnsafe(spec);
 
-  const sidecar = sidecarContainer(settings);
   if (settings.sidecarMode === 'native') spec.initContainers.unshift(sidecar);
   else spec.containers.push(sidecar);
   if (spec.initContainers.length === 0 && !hadInitContainers) delete spec.initContainers;
@@ -340,9 +340,33 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
     ...annotations,
     ...(injectedBefore ? {} : { [ORIGINAL_SERVICE_ACCOUNT_ANNOTATION]: originalServiceAccount }),
     [PLACEHOLDER_TOKEN_ANNOTATION]: PLACEHOLDER_TOKEN,
-    [STATUS_ANNOTATION]: status(settings, ours),
+    [STATUS_ANNOTATION]: status,
   };
   return pod;
+}
+
+/** What injectPod adds to every pod it injects with the same settings. */
+interface Added {
+  sidecar: V1Container;
+  volumes: V1Volume[];
+  /** chaperone.dev/status */
+  status: string;
+}
+
+/**
+ * What these settings add, made once for each settings object (review.ts resolves the same settings
+ * to the same object), frozen and serialised once: most of every patch.
+ */
+const added = new WeakMap<InjectionSettings, Added>();
+
+function addedFor(settings: InjectionSettings): Added {
+  let made = added.get(settings);
+  if (!made) {
+    const volumes = injectedVolumes(settings).map(serialiseOnce);
+    made = { sidecar: serialiseOnce(sidecarContainer(settings)), volumes, status: statusOf(settings, volumes) };
+    added.set(settings, made);
+  }
+  return made;
 }
 
 /**

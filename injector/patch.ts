@@ -62,3 +62,41 @@ export function jsonPatch(before: Record<string, unknown>, after: Record<string,
   diff(before, after, '', ops);
   return ops;
 }
+
+/** The JSON of what serialiseOnce was given, by identity. */
+const serialised = new WeakMap<object, string>();
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return;
+  for (const item of Object.values(value)) deepFreeze(item);
+  Object.freeze(value);
+}
+
+/**
+ * A value that goes into many patches unchanged (the sidecar, the injector's volumes): frozen, so
+ * that it cannot change under its JSON, and serialised once for all of them.
+ */
+export function serialiseOnce<T extends object>(value: T): T {
+  deepFreeze(value);
+  serialised.set(value, JSON.stringify(value));
+  return value;
+}
+
+/** JSON.stringify's text, with what serialiseOnce was given taken as serialised, in an operation's value or its list. */
+function valueJson(value: unknown): string {
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? 'null';
+  const known = serialised.get(value);
+  if (known !== undefined) return known;
+  if (Array.isArray(value) && value.some((item: unknown) => typeof item === 'object' && item !== null && serialised.has(item))) {
+    return `[${value.map(valueJson).join(',')}]`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The patch as JSON: the text JSON.stringify gives it. */
+export function patchJson(ops: readonly PatchOperation[]): string {
+  const texts = ops.map((op) =>
+    op.op === 'remove' || op.value === undefined ? JSON.stringify(op) : `{"op":${JSON.stringify(op.op)},"path":${JSON.stringify(op.path)},"value":${valueJson(op.value)}}`,
+  );
+  return `[${texts.join(',')}]`;
+}

@@ -8,6 +8,7 @@
 // annotation is read with the value type of the injector option it overrides, so the two cannot
 // disagree on what is allowed.
 import { flagName, type Options, type ValueType } from '../lib/config.js';
+import { LazyLru } from '../lib/lazy-lru.js';
 import { sidecarConfigSpec } from '../lib/sidecar-config/options.js';
 import { injectorConfigSpec, type InjectorConfig } from './config.js';
 import { Denial } from './denial.js';
@@ -163,6 +164,29 @@ export function resolveSettings(
   if (problems.length === 0) problems.push(...crossChecks(resolved, sidecarOptions, config.allowedImages));
   if (problems.length > 0) throw new Denial('BadRequest', `chaperone cannot inject this pod: ${problems.join('; ')}`);
   return resolved;
+}
+
+/** Resolved settings by configuration, then by what resolveSettings reads of the namespace and the pod. */
+const resolved = new WeakMap<InjectorConfig, LazyLru<string, InjectionSettings>>();
+const MAX_RESOLVED = 256;
+
+/**
+ * resolveSettings, giving the same (frozen) object for the same configuration, namespace annotations
+ * and pod settings: the webhook resolves the same few combinations for every pod, and what the
+ * mutation adds is made once per settings object (mutate.ts). A refusal is not remembered: its
+ * message names the namespace, which the settings themselves do not depend on.
+ */
+export function resolveSettingsOnce(config: InjectorConfig, annotations: Readonly<Record<string, string>>, namespace: NamespaceSettingsSource): InjectionSettings {
+  const podSettings = Object.entries(annotations).filter(([name]) => name.startsWith(ANNOTATION_PREFIX) && !INJECTOR_WRITTEN.includes(name));
+  const key = JSON.stringify([namespace.annotations, podSettings]);
+  let cache = resolved.get(config);
+  if (!cache) resolved.set(config, (cache = new LazyLru({ max: MAX_RESOLVED })));
+  let settings = cache.get(key);
+  if (!settings) {
+    settings = Object.freeze(resolveSettings(config, annotations, namespace));
+    cache.set(key, settings);
+  }
+  return settings;
 }
 
 function crossChecks(settings: InjectionSettings, sidecarOptions: Options, allowedImages: readonly string[]): string[] {
