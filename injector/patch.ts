@@ -35,18 +35,21 @@ function own(object: Record<string, unknown>, key: string): unknown {
   return Object.hasOwn(object, key) ? object[key] : undefined;
 }
 
+// Two objects are compared key by key, not first as wholes: the injected pod shares most of its
+// objects with the pod the review carries, and those are skipped by identity.
 function diff(before: unknown, after: unknown, path: string, ops: PatchOperation[]): void {
-  if (jsonEqual(before, after)) return;
+  if (before === after) return;
   if (!isObject(before) || !isObject(after)) {
-    ops.push({ op: 'replace', path, value: after });
+    if (!jsonEqual(before, after)) ops.push({ op: 'replace', path, value: after });
     return;
   }
   for (const key of definedKeys(before)) {
     if (own(after, key) === undefined) ops.push({ op: 'remove', path: `${path}/${escapePointer(key)}` });
   }
   for (const key of definedKeys(after)) {
-    const at = `${path}/${escapePointer(key)}`;
     const was = own(before, key);
+    if (was === after[key]) continue;
+    const at = `${path}/${escapePointer(key)}`;
     if (was === undefined) ops.push({ op: 'add', path: at, value: after[key] });
     else diff(was, after[key], at, ops);
   }
