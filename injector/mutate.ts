@@ -312,7 +312,9 @@ function refuseListenerClash(spec: V1PodSpec, settings: InjectionSettings): void
  * The injected pod. Throws a Denial for a pod that cannot be made safe. On a pod chaperone injected
  * before (it carries chaperone.dev/status), the injector's own names are taken as its own and
  * rewritten; on any other pod, a container called `chaperone` is refused and volumes with the
- * injector's names are renamed out of the way.
+ * injector's names are renamed out of the way. The pod given is never written: the injected pod
+ * shares with it what the injection leaves as it was, and with every pod injected with the same
+ * settings object the sidecar and the injector's volumes, which are frozen.
  */
 export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
   const pod = writableCopy(original);

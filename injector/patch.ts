@@ -1,6 +1,7 @@
 // The JSONPatch (RFC 6902) that turns one JSON document into another. Objects are compared key by
 // key; arrays that differ are replaced whole, which keeps every operation's path valid without index
-// arithmetic and creates arrays the pod did not have.
+// arithmetic and creates arrays the pod did not have. And its JSON, with the values every patch
+// shares serialised once.
 export type PatchOperation =
   | { op: 'add'; path: string; value: unknown }
   | { op: 'replace'; path: string; value: unknown }
@@ -96,7 +97,7 @@ function valueJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-/** The patch as JSON: the text JSON.stringify gives it. */
+/** The patch as JSON: the text JSON.stringify gives operations as jsonPatch makes them (op, path, value). */
 export function patchJson(ops: readonly PatchOperation[]): string {
   const texts = ops.map((op) =>
     op.op === 'remove' || op.value === undefined ? JSON.stringify(op) : `{"op":${JSON.stringify(op.op)},"path":${JSON.stringify(op.path)},"value":${valueJson(op.value)}}`,
