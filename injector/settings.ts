@@ -8,7 +8,6 @@
 // annotation is read with the value type of the injector option it overrides, so the two cannot
 // disagree on what is allowed.
 import { flagName, type Options, type ValueType } from '../lib/config.js';
-import { LazyLru } from '../lib/lazy-lru.js';
 import { sidecarConfigSpec } from '../lib/sidecar-config/options.js';
 import { injectorConfigSpec, type InjectorConfig } from './config.js';
 import { Denial } from './denial.js';
@@ -166,8 +165,8 @@ export function resolveSettings(
   return resolved;
 }
 
-/** Resolved settings by configuration, then by what resolveSettings reads of the namespace and the pod. */
-const resolved = new WeakMap<InjectorConfig, LazyLru<string, InjectionSettings>>();
+/** Resolved settings by configuration, then by what resolveSettings reads of the namespace and the pod; the oldest go first. */
+const resolved = new WeakMap<InjectorConfig, Map<string, InjectionSettings>>();
 const MAX_RESOLVED = 256;
 
 /**
@@ -179,12 +178,13 @@ const MAX_RESOLVED = 256;
 export function resolveSettingsOnce(config: InjectorConfig, annotations: Readonly<Record<string, string>>, namespace: NamespaceSettingsSource): InjectionSettings {
   const podSettings = Object.entries(annotations).filter(([name]) => name.startsWith(ANNOTATION_PREFIX) && !INJECTOR_WRITTEN.includes(name));
   const key = JSON.stringify([namespace.annotations, podSettings]);
-  let cache = resolved.get(config);
-  if (!cache) resolved.set(config, (cache = new LazyLru({ max: MAX_RESOLVED })));
+  const cache = resolved.get(config) ?? new Map<string, InjectionSettings>();
   let settings = cache.get(key);
   if (!settings) {
     settings = Object.freeze(resolveSettings(config, annotations, namespace));
+    if (cache.size >= MAX_RESOLVED) cache.delete(cache.keys().next().value!);
     cache.set(key, settings);
+    resolved.set(config, cache);
   }
   return settings;
 }

@@ -138,6 +138,17 @@ describe('injector/settings', function () {
     }
   });
 
+  it('remembers the last 256 settings resolved, forgetting the oldest first', function () {
+    const config = testConfig();
+    const limit = (mebibytes: number) => ({ 'chaperone.dev/memory-limit': `${mebibytes}Mi` });
+    const first = resolveSettingsOnce(config, limit(300), namespace({}));
+    for (let mebibytes = 301; mebibytes < 300 + 256; mebibytes++) resolveSettingsOnce(config, limit(mebibytes), namespace({}));
+    assert.equal(resolveSettingsOnce(config, limit(300), namespace({})), first);
+    resolveSettingsOnce(config, limit(556), namespace({}));
+    resolveSettingsOnce(config, limit(557), namespace({}));
+    assert.notEqual(resolveSettingsOnce(config, limit(300), namespace({})), first);
+  });
+
   it('reports every problem at once', function () {
     const err = denial({ 'chaperone.dev/log-level': 'loud', 'chaperone.dev/cpu-limit': '?', 'chaperone.dev/nope': '1' });
     assert.equal(err.message.split('; ').length, 3, err.message);
