@@ -2,18 +2,17 @@
 // controller, installed with the shipped RBAC), how many it refused under load, its memory before and
 // after them, and pod creation through the API server in a namespace the webhook is called for
 // against one it is not.
-import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { request } from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import type { V1Pod } from '@kubernetes/client-node';
 import { freePort, type ControlPlane } from '../local-cluster/control-plane.js';
 import { createNamespace, type AdminClients } from '../local-cluster/kube.js';
 import { createWebhookConfiguration, installInjector } from '../local-cluster/provisioned.js';
 import { waitFor } from '../local-cluster/wait.js';
+import { dashboardPod, reviewOf } from './admission-review.js';
 import { LOAD_GENERATOR } from './load.js';
 import type { LoadPlan } from './overhead.js';
 import { backToBack, measure } from './overhead.js';
@@ -25,44 +24,6 @@ import { bundleImageEnv, bundleNodeFlags, findProcess, startBundle, waitUntilOk 
 import { HTTPS_FLOOR, type AdmissionResult } from './results.js';
 import type { LoadStats } from './load.js';
 import { compare, MIB } from './stats.js';
-
-/** A dashboard pod as it would be written before injection. */
-function dashboardPod(): V1Pod {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { generateName: 'dashboard-', labels: { app: 'dashboard' } },
-    spec: {
-      containers: [
-        {
-          name: 'dashboard',
-          image: 'ghcr.io/headlamp-k8s/headlamp:v0.30.0',
-          args: ['-in-cluster', '-plugins-dir=/headlamp/plugins'],
-          ports: [{ name: 'http', containerPort: 4466 }],
-          readinessProbe: { httpGet: { path: '/', port: 'http' } },
-          resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } },
-        },
-      ],
-    },
-  };
-}
-
-function reviewOf(pod: V1Pod, namespace: string): string {
-  return JSON.stringify({
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: randomUUID(),
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace,
-      operation: 'CREATE',
-      userInfo: { username: 'bench-admin' },
-      object: pod,
-      dryRun: false,
-    },
-  });
-}
 
 /** The injector's resident memory once it has been quiet for a moment, and what its cgroup was charged then. */
 async function settledMemory(injector: { rss(): number }, cgroup: MemoryCgroup | undefined): Promise<{ rss: number; cgroup?: number }> {

@@ -23,7 +23,7 @@ import { directTokenFile, preparePeople, type People } from './people.js';
 import { bundlePath, findProcess, loadNodeFlags, PeakMemory, useBundle, useNodeFlags } from './processes.js';
 import { renderReport, SMALL_GET } from './report.js';
 import type { BenchResults, BenchSettings, MemoryResult, Section } from './results.js';
-import { FULL, QUICK } from './settings.js';
+import { FULL, positiveInteger, QUICK } from './settings.js';
 import { prepareSidecars, type BenchSidecar, type SidecarLauncher } from './sidecar.js';
 import { measureSoak } from './soak.js';
 import { measureStartup } from './startup.js';
@@ -319,12 +319,6 @@ const program = new Command('bench')
   .option('--no-http2', "leave out the HTTP/2 runs (the overhead section's need h2load, from nghttp2; the watches section's, Node's own client)")
   .option('--cpu-prof <dir>', "write V8 CPU profiles of the overhead section's sidecar and of the injector into this directory")
   .action((options: CliOptions) => run(options));
-
-function positiveInteger(value: string): number {
-  const number = Number(value);
-  if (!Number.isInteger(number) || number <= 0) throw new InvalidArgumentError(`${value} is not a whole number above 0`);
-  return number;
-}
 
 function parseSections(value: string): Section[] {
   const names = value.split(',').map((name) => name.trim());

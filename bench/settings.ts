@@ -1,5 +1,6 @@
 // The sizes and durations of a full run (about 12 minutes on two cores) and of a --quick one, which
 // only shows that the harness works.
+import { InvalidArgumentError } from 'commander';
 import type { BenchSettings } from './results.js';
 
 export const FULL: BenchSettings = {
@@ -38,3 +39,10 @@ export const QUICK: BenchSettings = {
   soakPhaseSeconds: 3,
   soakWatches: 50,
 };
+
+/** A command-line value that must be a whole number above 0. */
+export function positiveInteger(value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number <= 0) throw new InvalidArgumentError(`${value} is not a whole number above 0`);
+  return number;
+}

@@ -38,6 +38,35 @@ async function check(argv: string[], ref: string, secret: InstallationSecret): P
 }
 
 /**
+ * The settings with each installation configuration, by the settings object they were made from and
+ * the configuration's reference: the same object again while the Secret keeps its version, so that
+ * what the mutation adds is made once for them too (mutate.ts). Only the latest version is kept.
+ */
+interface Remembered {
+  version: string;
+  settings: InjectionSettings;
+}
+const withConfigs = new WeakMap<InjectionSettings, Map<string, Remembered>>();
+
+/** The settings with the configuration once it loads as the sidecar would load it; a refusal names it. */
+async function withCheckedConfig(settings: InjectionSettings, ref: string, secret: InstallationSecret, named: string): Promise<InjectionSettings> {
+  const byRef = withConfigs.get(settings);
+  const known = byRef?.get(ref);
+  if (known?.version === secret.resourceVersion) return known.settings;
+  const resolved = { ...settings, installationConfig: ref };
+  const { config, problems } = await check(sidecarArgs(resolved), ref, secret);
+  if (!config) {
+    throw new Denial('BadRequest', `chaperone cannot inject this pod: its sidecar would refuse the installation configuration (${named}): ${problems.join('; ')}`);
+  }
+  // The listener is the pod's for its life: passed as a flag, so that a later version cannot move it from the port the pod declares.
+  const withListener = Object.freeze(config.extraListen === undefined ? resolved : { ...resolved, extraListen: config.extraListen });
+  const remembered = byRef ?? new Map<string, Remembered>();
+  remembered.set(ref, { version: secret.resourceVersion, settings: withListener });
+  withConfigs.set(settings, remembered);
+  return withListener;
+}
+
+/**
  * The settings with the installation configuration this pod's sidecar reads, once it is found and
  * valid for it. namedByNamespace: the Namespace's annotation chose it (then it must exist); the
  * injector's default may be absent (the sidecars then use the injector's flags alone).
@@ -61,11 +90,5 @@ export async function withInstallationConfig(
     if (!namedByNamespace) return settings;
     throw new Denial('BadRequest', `chaperone cannot inject this pod: ${named} names the installation configuration ${ref}, which does not exist: cluster administrators create it (docs/authentication.md) or correct the annotation`);
   }
-  const resolved = { ...settings, installationConfig: ref };
-  const { config, problems } = await check(sidecarArgs(resolved), ref, secret);
-  if (!config) {
-    throw new Denial('BadRequest', `chaperone cannot inject this pod: its sidecar would refuse the installation configuration (${named}): ${problems.join('; ')}`);
-  }
-  // The listener is the pod's for its life: passed as a flag, so that a later version cannot move it from the port the pod declares.
-  return config.extraListen === undefined ? resolved : { ...resolved, extraListen: config.extraListen };
+  return withCheckedConfig(settings, ref, secret, named);
 }

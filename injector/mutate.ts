@@ -2,6 +2,7 @@
 // It is a fixpoint: injecting an injected pod gives the same pod, which makes re-invocation safe.
 import type { V1Container, V1EphemeralContainer, V1NodeSelectorTerm, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
 import { Denial } from './denial.js';
+import { serialiseOnce } from './patch.js';
 import { listenerPort } from '../lib/sidecar-config/listener.js';
 import { ORIGINAL_SERVICE_ACCOUNT_ANNOTATION, PLACEHOLDER_TOKEN_ANNOTATION, STATUS_ANNOTATION } from './names.js';
 import {
@@ -32,7 +33,7 @@ export interface InjectionStatus {
   readOnly: boolean;
 }
 
-function status(settings: InjectionSettings, volumes: V1Volume[]): string {
+function statusOf(settings: InjectionSettings, volumes: V1Volume[]): string {
   const recorded: InjectionStatus = {
     version: STATUS_VERSION,
     container: SIDECAR_NAME,
@@ -245,22 +246,28 @@ function freeName(name: string, taken: Set<string>): string {
 
 /** Gives the pod's own volumes that carry a name the injector owns another name, in every mount. */
 function renameReservedVolumes(spec: V1PodSpec): void {
-  const renamed = renameVolumes(spec.volumes ?? []);
+  if (!spec.volumes) return;
+  const renamed = reservedVolumeNames(spec.volumes);
   if (renamed.size === 0) return;
+  const rename = <T extends { name: string }>(ref: T): T => {
+    const name = renamed.get(ref.name);
+    return name === undefined ? ref : { ...ref, name };
+  };
+  spec.volumes = spec.volumes.map(rename);
   for (const container of appContainers(spec)) {
-    for (const ref of [...(container.volumeMounts ?? []), ...(container.volumeDevices ?? [])]) ref.name = renamed.get(ref.name) ?? ref.name;
+    if (container.volumeMounts) container.volumeMounts = container.volumeMounts.map(rename);
+    if (container.volumeDevices) container.volumeDevices = container.volumeDevices.map(rename);
   }
 }
 
-/** Renames the volumes with a reserved name; returns the new name of each old one. */
-function renameVolumes(volumes: V1Volume[]): Map<string, string> {
+/** The new name of each volume with a reserved name. */
+function reservedVolumeNames(volumes: V1Volume[]): Map<string, string> {
   const taken = new Set(volumes.map((volume) => volume.name));
   const renamed = new Map<string, string>();
   for (const volume of volumes.filter((v) => RESERVED_VOLUMES.includes(v.name))) {
     const name = freeName(volume.name, taken);
     taken.add(name);
     renamed.set(volume.name, name);
-    volume.name = name;
   }
   return renamed;
 }
@@ -305,10 +312,12 @@ function refuseListenerClash(spec: V1PodSpec, settings: InjectionSettings): void
  * The injected pod. Throws a Denial for a pod that cannot be made safe. On a pod chaperone injected
  * before (it carries chaperone.dev/status), the injector's own names are taken as its own and
  * rewritten; on any other pod, a container called `chaperone` is refused and volumes with the
- * injector's names are renamed out of the way.
+ * injector's names are renamed out of the way. The pod given is never written: the injected pod
+ * shares with it what the injection leaves as it was, and with every pod injected with the same
+ * settings object the sidecar and the injector's volumes, which are frozen.
  */
 export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
-  const pod = structuredClone(original);
+  const pod = writableCopy(original);
   const spec = injectableSpec(pod);
   const annotations = (pod.metadata ??= {}).annotations ?? {};
   const injectedBefore = annotations[STATUS_ANNOTATION] !== undefined;
@@ -320,11 +329,10 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
   appContainers(spec).forEach(disarm);
   refuseListenerClash(spec, settings);
 
-  const ours = injectedVolumes(settings);
+  const { volumes: ours, sidecar, status } = addedFor(settings);
   spec.volumes = podVolumes(spec, ours);
   refuseUnsafe(spec);
 
-  const sidecar = sidecarContainer(settings);
   if (settings.sidecarMode === 'native') spec.initContainers.unshift(sidecar);
   else spec.containers.push(sidecar);
   if (spec.initContainers.length === 0 && !hadInitContainers) delete spec.initContainers;
@@ -334,8 +342,49 @@ export function injectPod(original: V1Pod, settings: InjectionSettings): V1Pod {
     ...annotations,
     ...(injectedBefore ? {} : { [ORIGINAL_SERVICE_ACCOUNT_ANNOTATION]: originalServiceAccount }),
     [PLACEHOLDER_TOKEN_ANNOTATION]: PLACEHOLDER_TOKEN,
-    [STATUS_ANNOTATION]: status(settings, ours),
+    [STATUS_ANNOTATION]: status,
   };
+  return pod;
+}
+
+/** What injectPod adds to every pod it injects with the same settings. */
+interface Added {
+  sidecar: V1Container;
+  volumes: V1Volume[];
+  /** chaperone.dev/status */
+  status: string;
+}
+
+/**
+ * What these settings add, made once for each settings object (review.ts resolves the same settings
+ * to the same object), frozen and serialised once: most of every patch.
+ */
+const added = new WeakMap<InjectionSettings, Added>();
+
+function addedFor(settings: InjectionSettings): Added {
+  let made = added.get(settings);
+  if (!made) {
+    const volumes = injectedVolumes(settings).map(serialiseOnce);
+    made = { sidecar: serialiseOnce(sidecarContainer(settings)), volumes, status: statusOf(settings, volumes) };
+    added.set(settings, made);
+  }
+  return made;
+}
+
+/**
+ * A copy of the objects the mutation writes to (the pod, its metadata and spec, each container);
+ * the rest is shared with the pod the review carries, which is never written. Cloning the whole pod
+ * cost more than the rest of the mutation. Keys keep their order, and with it the patch's.
+ */
+function writableCopy(original: V1Pod): V1Pod {
+  const pod: V1Pod = { ...original };
+  if (original.metadata) pod.metadata = { ...original.metadata };
+  if (!original.spec) return pod;
+  const spec: V1PodSpec = { ...original.spec };
+  if (Array.isArray(spec.containers)) spec.containers = spec.containers.map((container) => ({ ...container }));
+  if (spec.initContainers) spec.initContainers = spec.initContainers.map((container) => ({ ...container }));
+  if (spec.ephemeralContainers) spec.ephemeralContainers = spec.ephemeralContainers.map((container) => ({ ...container }));
+  pod.spec = spec;
   return pod;
 }
 

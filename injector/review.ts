@@ -9,9 +9,9 @@ import { addedEphemeralContainers, holdsScopedToken, injectPod, refuseUnsafeEphe
 import { withInstallationConfig, type InstallationConfigs } from './installation-config.js';
 import { annotationOf, INJECT_LABEL } from './names.js';
 import { neverInjected } from './namespaces.js';
-import { jsonPatch, type PatchOperation } from './patch.js';
+import { jsonPatch, patchJson, type PatchOperation } from './patch.js';
 import { notProvisionedMessage, type ProvisioningStatus } from './provision/readiness.js';
-import { resolveSettings, type InjectionSettings } from './settings.js';
+import { resolveSettingsOnce, type InjectionSettings } from './settings.js';
 
 /** What the injector reads of a namespace: its labels (is it labelled?) and annotations (what its sidecars trust). */
 export interface NamespaceMetadata {
@@ -102,7 +102,7 @@ export function parseReview(body: unknown): AdmissionRequest {
 
 function allow(uid: string, patch?: PatchOperation[]): AdmissionResponse {
   if (!patch || patch.length === 0) return { uid, allowed: true };
-  return { uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') };
+  return { uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(patchJson(patch)).toString('base64') };
 }
 
 function deny(uid: string, denial: Denial): AdmissionResponse {
@@ -203,7 +203,7 @@ async function decide(request: AdmissionRequest, ctx: ReviewContext): Promise<Ad
 /** The settings one pod is injected with: the injector's, the namespace's and the pod's, then the installation configuration's. */
 async function settingsFor(pod: V1Pod, namespace: string, namespaceAnnotations: Readonly<Record<string, string>>, ctx: ReviewContext): Promise<InjectionSettings> {
   // What the sidecar trusts comes from the namespace as the injector watches it (cluster administrators' annotations), never from the pod.
-  const settings = resolveSettings(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: namespaceAnnotations });
+  const settings = resolveSettingsOnce(ctx.config, pod.metadata?.annotations ?? {}, { name: namespace, annotations: namespaceAnnotations });
   if (!ctx.installationConfigs) return settings;
   const namedByNamespace = namespaceAnnotations[annotationOf('sidecar-config')] !== undefined;
   return withInstallationConfig(settings, ctx.config.namespace, namedByNamespace, ctx.installationConfigs);
@@ -225,6 +225,16 @@ async function reviewCreate(request: AdmissionRequest, namespace: string, ctx: R
   const patch = jsonPatch(pod as unknown as Record<string, unknown>, injectedPod as unknown as Record<string, unknown>);
   ctx.log.info({ ...who, mode: settings.sidecarMode, operations: patch.length }, patch.length > 0 ? 'injected' : 'already injected');
   return allow(uid, patch);
+}
+
+/**
+ * The answer as JSON: JSON.stringify's text, without scanning the patch for characters to escape
+ * (base64 has none), the longest part of it.
+ */
+export function reviewText(review: AdmissionReviewOut): string {
+  const { patch, ...response } = review.response;
+  if (patch === undefined) return JSON.stringify(review);
+  return `{"apiVersion":"${review.apiVersion}","kind":"${review.kind}","response":${JSON.stringify(response).slice(0, -1)},"patch":"${patch}"}}`;
 }
 
 /** The answer to one review; throws MalformedReview for a body that is not one. */

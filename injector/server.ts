@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../lib/log.js';
 import { DEFAULT_LIMITS, TlsListeners } from '../lib/tls-listeners.js';
 import { injectorMetrics, type AdmissionOutcome } from './metrics.js';
-import { answerReview, MalformedReview, type AdmissionResponse, type ReviewContext } from './review.js';
+import { answerReview, MalformedReview, reviewText, type AdmissionResponse, type ReviewContext } from './review.js';
 
 /** An AdmissionReview holds the object and the old object; the API server caps each near 3 MiB. */
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -74,7 +74,7 @@ async function mutate(req: IncomingMessage, res: ServerResponse, ctx: ReviewCont
   }
   try {
     const review = await answerReview(body, ctx);
-    send(res, 200, JSON.stringify(review), 'application/json');
+    send(res, 200, reviewText(review), 'application/json');
     return counted(review.response);
   } catch (err) {
     if (!(err instanceof MalformedReview)) throw err;

@@ -165,6 +165,30 @@ export function resolveSettings(
   return resolved;
 }
 
+/** Resolved settings by configuration, then by what resolveSettings reads of the namespace and the pod; the oldest go first. */
+const resolved = new WeakMap<InjectorConfig, Map<string, InjectionSettings>>();
+const MAX_RESOLVED = 256;
+
+/**
+ * resolveSettings, giving the same (frozen) object for the same configuration, namespace annotations
+ * and pod settings: the webhook resolves the same few combinations for every pod, and what the
+ * mutation adds is made once per settings object (mutate.ts). A refusal is not remembered: its
+ * message names the namespace, which the settings themselves do not depend on.
+ */
+export function resolveSettingsOnce(config: InjectorConfig, annotations: Readonly<Record<string, string>>, namespace: NamespaceSettingsSource): InjectionSettings {
+  const podSettings = Object.entries(annotations).filter(([name]) => name.startsWith(ANNOTATION_PREFIX) && !INJECTOR_WRITTEN.includes(name));
+  const key = JSON.stringify([namespace.annotations, podSettings]);
+  const cache = resolved.get(config) ?? new Map<string, InjectionSettings>();
+  let settings = cache.get(key);
+  if (!settings) {
+    settings = Object.freeze(resolveSettings(config, annotations, namespace));
+    if (cache.size >= MAX_RESOLVED) cache.delete(cache.keys().next().value!);
+    cache.set(key, settings);
+    resolved.set(config, cache);
+  }
+  return settings;
+}
+
 function crossChecks(settings: InjectionSettings, sidecarOptions: Options, allowedImages: readonly string[]): string[] {
   const problems: string[] = [];
   // The Namespace's image was checked where it was read; the injector's own is checked here (so at start).

@@ -65,6 +65,19 @@ describe('injector/installation-config', function () {
     assert.throws(() => injectPod(pod, resolved), (err: Error) => err instanceof Denial && /container kubernetes-dashboard declares port 8443, .*extraListen/.test(err.message));
   });
 
+  it('gives the same settings object again while the Secret keeps its version, and checks a new version', async function () {
+    const base = settings();
+    const listening = (port: number, version: string) => only(secret({ 'sidecar.yaml': `extraListen: ":${port}"\nextraListenServices: [dashboard-api]\n` }, version));
+    const first = await withInstallationConfig(base, INSTALLATION, false, listening(7443, '1'));
+    assert.ok(Object.isFrozen(first));
+    assert.equal(await withInstallationConfig(base, INSTALLATION, false, listening(7443, '1')), first);
+    const changed = await withInstallationConfig(base, INSTALLATION, false, listening(7444, '2'));
+    assert.equal(changed.extraListen, ':7444');
+    assert.notEqual(await withInstallationConfig(settings(), INSTALLATION, false, listening(7443, '1')), first, 'other settings, another object');
+    const refused = await denial(withInstallationConfig(base, INSTALLATION, false, only(secret({ 'sidecar.yaml': 'noSuchField: 1\n' }, '3'))));
+    assert.match(refused.message, /its sidecar would refuse the installation configuration/);
+  });
+
   it("without the injector's default Secret, the sidecars use the injector's flags alone", async function () {
     const resolved = await withInstallationConfig(settings(), INSTALLATION, false, only(undefined));
     assert.equal(resolved.installationConfig, undefined);

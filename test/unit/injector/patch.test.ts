@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import jsonpatch from 'fast-json-patch';
-import { escapePointer, jsonPatch } from '../../../injector/patch.js';
+import { escapePointer, jsonPatch, patchJson, serialiseOnce } from '../../../injector/patch.js';
 
 /** As the documents arrive and leave: parsed JSON (plain prototypes, no undefined). */
 const asJson = (value: unknown) => JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
@@ -62,5 +62,28 @@ describe('injector/patch', function () {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('serialises a patch as JSON.stringify does, taking what was serialised once from there, and freezes that', function () {
+    const key = fc.constantFrom('a', 'b', 'c', 'constructor', 'toString');
+    const value = fc.letrec((tie) => ({
+      json: fc.oneof({ depthSize: 'small' }, fc.constant(null), fc.string({ maxLength: 3 }), fc.array(tie('json'), { maxLength: 3 }), tie('object')),
+      object: fc.dictionary(key, fc.oneof(tie('json'), fc.constant(undefined)), { maxKeys: 4 }),
+    }));
+    // Values the patch shares with others (the sidecar, the injector's volumes), anywhere in lists of the document.
+    const shared = value.object.map((object) => serialiseOnce(object));
+    const document = fc.letrec((tie) => ({
+      json: fc.oneof({ depthSize: 'small' }, fc.constant(null), fc.integer(), shared, fc.array(fc.oneof(shared, tie('json')), { maxLength: 3 }), tie('object')),
+      object: fc.dictionary(key, fc.oneof(tie('json'), fc.constant(undefined)), { maxKeys: 4 }),
+    })).object;
+    fc.assert(
+      fc.property(document.map(asJson), document, (before, after) => {
+        const patch = jsonPatch(before, after);
+        assert.equal(patchJson(patch), JSON.stringify(patch));
+      }),
+      { numRuns: 500 },
+    );
+    const sidecar = serialiseOnce({ name: 'chaperone', args: ['--listen'] });
+    assert.throws(() => sidecar.args.push('--anonymous'), TypeError);
   });
 });

@@ -4,8 +4,10 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { V1Container, V1EnvVar, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { isUnderServiceAccountDir, projectsServiceAccountToken, type InjectionStatus } from '../../../injector/mutate.js';
-import { applyPatch, decodePatch, namespacesWith, review as reviewIn, testConfig } from './helpers.js';
+import { Denial } from '../../../injector/denial.js';
+import { injectPod, isUnderServiceAccountDir, projectsServiceAccountToken, type InjectionStatus } from '../../../injector/mutate.js';
+import { resolveSettings } from '../../../injector/settings.js';
+import { applyPatch, decodePatch, LABELLED_NAMESPACE, namespacesWith, review as reviewIn, testConfig } from './helpers.js';
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const VOLUME_NAMES = ['data', 'cache', 'kube-api-access-x1', 'tokens', 'chaperone-upstream', 'chaperone-serving', 'chaperone-serving-1', 'chaperone-api-access', 'chaperone-identity-ca'];
@@ -41,6 +43,7 @@ function container(name: string, volumes: string[], init: boolean): fc.Arbitrary
       image: fc.constantFrom('nginx:1.27', 'ghcr.io/headlamp-k8s/headlamp:v0.25.0'),
       env,
       volumeMounts: mounts,
+      volumeDevices: volumes.length === 0 ? fc.constant([]) : fc.uniqueArray(fc.record({ name: fc.constantFrom(...volumes), devicePath: fc.constantFrom('/dev/xvda', '/dev/xvdb') }), { maxLength: 1 }),
       ...(init ? { restartPolicy: fc.constant('Always') } : {}),
     },
     { requiredKeys: ['name', 'image'] },
@@ -79,6 +82,8 @@ export const validPod: fc.Arbitrary<V1Pod> = fc
             automountServiceAccountToken: fc.boolean(),
             shareProcessNamespace: fc.boolean(),
             hostPID: fc.boolean(),
+            // Refused by the API server's validation at creation, after the webhook: the webhook still sees them.
+            ephemeralContainers: fc.tuple(container('debug', volumes, false)),
           },
           { requiredKeys: ['containers', 'initContainers', 'volumes'] },
         ),
@@ -104,7 +109,8 @@ function isUnsafe(pod: V1Pod, authenticators: string): boolean {
   const replaced = annotations['chaperone.dev/status'] === undefined ? [] : RESERVED.filter((name) => name !== 'chaperone-identity-ca' || usesIdentityCa);
   const holdsToken = (v: V1Volume) => (replaced.includes(v.name) ? v.name === 'chaperone-upstream' : projectsServiceAccountToken(v));
   const tokens = new Set((spec.volumes ?? []).filter(holdsToken).map((v) => v.name));
-  return [...(spec.initContainers ?? []), ...spec.containers].some((c) => (c.volumeMounts ?? []).some((m) => tokens.has(m.name) && !isUnderServiceAccountDir(m.mountPath)));
+  const containers = [...(spec.initContainers ?? []), ...spec.containers, ...((spec.ephemeralContainers ?? []) as V1Container[])];
+  return containers.some((c) => (c.volumeMounts ?? []).some((m) => tokens.has(m.name) && !isUnderServiceAccountDir(m.mountPath)));
 }
 
 function checkInvariants(pod: V1Pod): void {
@@ -178,4 +184,38 @@ describe('injector (property: random valid pods)', function () {
       { numRuns: 300 },
     );
   });
+
+  it('never writes to the pod the review carries, and patches it into exactly what the mutation makes of it', async function () {
+    await fc.assert(
+      fc.asyncProperty(validPod, fc.constantFrom('client-cert', 'anonymous', 'client-cert,anonymous'), async (pod, authenticators) => {
+        const namespaceAnnotations = { 'chaperone.dev/authenticators': authenticators };
+        const config = testConfig();
+        let expected: V1Pod | Denial;
+        try {
+          const settings = resolveSettings(config, pod.metadata?.annotations, { name: LABELLED_NAMESPACE, annotations: namespaceAnnotations });
+          expected = injectPod(structuredClone(pod), settings);
+        } catch (err) {
+          if (!(err instanceof Denial)) throw err;
+          expected = err;
+        }
+        // A write to the carried pod throws, and would be answered as an InternalError.
+        const out = await reviewIn({ object: deepFrozen(structuredClone(pod)) }, config, namespacesWith(namespaceAnnotations));
+        if (expected instanceof Denial) {
+          assert.deepEqual(out.response.status, { code: expected.code, reason: expected.reason, message: expected.message });
+          return;
+        }
+        assert.equal(out.response.allowed, true, out.response.status?.message);
+        assert.deepEqual(applyPatch(pod, decodePatch(out)), JSON.parse(JSON.stringify(expected)));
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
+
+function deepFrozen<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const item of Object.values(value)) deepFrozen(item);
+    Object.freeze(value);
+  }
+  return value;
+}

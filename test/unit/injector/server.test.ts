@@ -9,7 +9,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { rawRequest, type RawResponse } from '../../../local-cluster/sidecar.js';
 import { createCA, issueCertificate } from '../../../lib/pki.js';
 import { startInjectorServer } from '../../../injector/server.js';
-import type { AdmissionReviewOut, NamespaceLabels } from '../../../injector/review.js';
+import { answerReview, reviewText, type AdmissionReviewOut, type NamespaceLabels } from '../../../injector/review.js';
 import { admissionReview, applyPatch, decodePatch, LABELLED_NAMESPACE, silentLog, startTestInjector, testConfig, testNamespaces, type ReviewInput, type TestInjector } from './helpers.js';
 
 const POD: V1Pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'dash' }, spec: { containers: [{ name: 'app', image: 'app:1' }] } };
@@ -54,6 +54,17 @@ describe('injector/server (HTTPS, POST /mutate)', function () {
     assert.equal(out.response.patchType, 'JSONPatch');
     const injected = applyPatch(POD, decodePatch(out));
     assert.equal(injected.spec!.initContainers![0]!.name, 'chaperone');
+  });
+
+  it('answers with the JSON of the review answerReview gives, denied or allowed, with or without a patch', async function () {
+    const ctx = { config: testConfig(), namespaceLabels: testNamespaces, log: silentLog };
+    for (const input of [{ object: POD }, { object: POD, namespace: 'plain' }, { object: { spec: {} } }]) {
+      const review = admissionReview({ ...input, uid: 'same' });
+      const expected = await answerReview(review, ctx);
+      assert.equal(reviewText(expected), JSON.stringify(expected));
+      const response = await post(JSON.stringify(review));
+      assert.deepEqual(JSON.parse(response.body), expected);
+    }
   });
 
   it('gives a dry run the same patch', async function () {

@@ -3,7 +3,7 @@ import { ConfigError, type Options } from '../../../lib/config.js';
 import { sidecarConfigSpec } from '../../../lib/sidecar-config/options.js';
 import { loadInjectorConfig } from '../../../injector/config.js';
 import { Denial } from '../../../injector/denial.js';
-import { resolveSettings, type NamespaceSettingsSource } from '../../../injector/settings.js';
+import { resolveSettings, resolveSettingsOnce, type NamespaceSettingsSource } from '../../../injector/settings.js';
 import { applyPatch, decodePatch, inject, namespacesWith, review, testConfig } from './helpers.js';
 
 /** The sidecar's options without some: a sidecar release that lacks those flags. */
@@ -121,6 +121,32 @@ describe('injector/settings', function () {
     assert.doesNotThrow(() =>
       resolveSettings(testConfig(), { 'chaperone.dev/status': '{}', 'chaperone.dev/original-service-account': 'x', 'chaperone.dev/placeholder-token': 'y' }),
     );
+  });
+
+  it('resolves the same settings to the same frozen object, whatever the namespace, and refuses each time', function () {
+    const config = testConfig();
+    const pod = { 'chaperone.dev/log-level': 'debug', 'example.com/other': 'x' };
+    const once = resolveSettingsOnce(config, pod, namespace({ 'chaperone.dev/authenticators': 'anonymous' }));
+    assert.deepEqual(once, resolveSettings(config, pod, namespace({ 'chaperone.dev/authenticators': 'anonymous' })));
+    assert.ok(Object.isFrozen(once));
+    assert.equal(resolveSettingsOnce(config, { ...pod, 'chaperone.dev/status': '{}' }, { name: 'team-b', annotations: { 'chaperone.dev/authenticators': 'anonymous' } }), once);
+    assert.notEqual(resolveSettingsOnce(config, pod, namespace({})), once);
+    assert.notEqual(resolveSettingsOnce(config, { 'chaperone.dev/log-level': 'warn' }, namespace({ 'chaperone.dev/authenticators': 'anonymous' })), once);
+    assert.notEqual(resolveSettingsOnce(testConfig(['--read-only']), pod, namespace({ 'chaperone.dev/authenticators': 'anonymous' })), once);
+    for (const name of [TEAM_A, 'team-b']) {
+      assert.throws(() => resolveSettingsOnce(config, { 'chaperone.dev/image': 'x' }, { name, annotations: {} }), (err: Error) => err instanceof Denial && err.message.includes(`kubectl annotate namespace ${name} `));
+    }
+  });
+
+  it('remembers the last 256 settings resolved, forgetting the oldest first', function () {
+    const config = testConfig();
+    const limit = (mebibytes: number) => ({ 'chaperone.dev/memory-limit': `${mebibytes}Mi` });
+    const first = resolveSettingsOnce(config, limit(300), namespace({}));
+    for (let mebibytes = 301; mebibytes < 300 + 256; mebibytes++) resolveSettingsOnce(config, limit(mebibytes), namespace({}));
+    assert.equal(resolveSettingsOnce(config, limit(300), namespace({})), first);
+    resolveSettingsOnce(config, limit(556), namespace({}));
+    resolveSettingsOnce(config, limit(557), namespace({}));
+    assert.notEqual(resolveSettingsOnce(config, limit(300), namespace({})), first);
   });
 
   it('reports every problem at once', function () {
