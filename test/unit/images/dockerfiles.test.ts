@@ -29,7 +29,7 @@ import { testConfig } from '../injector/helpers.js';
  * two malloc arenas (docs/sizing.md).
  */
 const IMAGES: { dockerfile: string; bundle: BundleName; title: string; nodeFlags: string[]; env: string[] }[] = [
-  { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
+  { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50', '--expose-gc'], env: ['MALLOC_ARENA_MAX=2'] },
   { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
 ];
 
