@@ -7,7 +7,7 @@ import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { environment, execForm, instructions, readDockerfile } from '../local-cluster/images.js';
+import { copies, environment, execForm, instructions, readDockerfile } from '../local-cluster/images.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -33,7 +33,10 @@ const imageEnv = new Map<Bundle, Record<string, string>>();
 export async function imageRuntime(name: Bundle): Promise<{ nodeFlags: string[]; env: Record<string, string> }> {
   const { runtime } = await readDockerfile(`Dockerfile.${name}`);
   const entrypoint = execForm(instructions(runtime, 'ENTRYPOINT').at(-1)!);
-  return { nodeFlags: entrypoint.slice(1, -1), env: environment(runtime) };
+  // A file the image copies from dist/ (the sidecar's LD_PRELOAD) is that file in dist/ here.
+  const fromDist = new Map(copies(runtime).flatMap((copy) => copy.sources.map((source) => [path.posix.join(copy.dest, path.posix.basename(source)), path.join(REPO, 'dist', path.posix.basename(source))])));
+  const env = Object.fromEntries(Object.entries(environment(runtime)).map(([key, value]) => [key, fromDist.get(value) ?? value]));
+  return { nodeFlags: entrypoint.slice(1, -1), env };
 }
 
 /** Runs the bundle with these flags instead of its image's (to measure a lever before the image takes it). */

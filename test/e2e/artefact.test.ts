@@ -323,6 +323,10 @@ describe('the artefacts the images run', function () {
         }, 30_000);
         assert.match(ready, /readyz check passed/);
         assert.notEqual(await processUid(sidecar.child.pid!), 0);
+        // A missing LD_PRELOAD file only warns: the allocator the image sets must really be the one in use.
+        const maps = await readFile(`/proc/${sidecar.child.pid}/maps`, 'utf8');
+        assert.ok(maps.includes(sidecarImage.local('/app/libjemalloc.so.2')), 'jemalloc is loaded');
+        assert.doesNotMatch(sidecar.stderr(), /cannot be preloaded/);
       });
 
       describe('with a kubeconfig the chaperone bundle issues, installed without the TypeScript', function () {
