@@ -7,7 +7,7 @@ import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execForm, instructions, readDockerfile } from '../local-cluster/images.js';
+import { copies, environment, execForm, instructions, readDockerfile } from '../local-cluster/images.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -33,14 +33,9 @@ const imageEnv = new Map<Bundle, Record<string, string>>();
 export async function imageRuntime(name: Bundle): Promise<{ nodeFlags: string[]; env: Record<string, string> }> {
   const { runtime } = await readDockerfile(`Dockerfile.${name}`);
   const entrypoint = execForm(instructions(runtime, 'ENTRYPOINT').at(-1)!);
-  const env: Record<string, string> = {};
-  for (const instruction of instructions(runtime, 'ENV')) {
-    for (const pair of instruction.args.split(/\s+/)) {
-      const match = /^([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/.exec(pair);
-      if (!match) throw new Error(`Dockerfile.${name}: cannot read ENV ${instruction.args} (only KEY=value pairs)`);
-      env[match[1]!] = match[2]!;
-    }
-  }
+  // A file the image copies from dist/ (the sidecar's LD_PRELOAD) is that file in dist/ here.
+  const fromDist = new Map(copies(runtime).flatMap((copy) => copy.sources.map((source) => [path.posix.join(copy.dest, path.posix.basename(source)), path.join(REPO, 'dist', path.posix.basename(source))])));
+  const env = Object.fromEntries(Object.entries(environment(runtime)).map(([key, value]) => [key, fromDist.get(value) ?? value]));
   return { nodeFlags: entrypoint.slice(1, -1), env };
 }
 

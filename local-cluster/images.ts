@@ -114,6 +114,19 @@ export function labels(stage: Stage): Record<string, string> {
   return result;
 }
 
+/** ENV KEY=value pairs (the only form the Dockerfiles use), in order. */
+export function environment(stage: Stage): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const { args, line } of instructions(stage, 'ENV')) {
+    for (const pair of args.split(/\s+/)) {
+      const match = /^([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/.exec(pair);
+      if (!match) throw new Error(`line ${line}: cannot read ENV ${args} (only KEY=value pairs)`);
+      env[match[1]!] = match[2]!;
+    }
+  }
+  return env;
+}
+
 // ---- .dockerignore ----
 
 /** A .dockerignore's patterns, in order; a leading ! re-includes. */
@@ -158,6 +171,8 @@ export interface StagedImage {
   command: string[];
   /** USER, as uid and gid. */
   user: { uid: number; gid: number };
+  /** ENV, with the image's paths moved under root as the command's are. */
+  env: Record<string, string>;
   /** An image path as it is in the directory. */
   local(imagePath: string): string;
   remove(): Promise<void>;
@@ -210,6 +225,7 @@ export async function stageImage(dockerfile: string): Promise<StagedImage> {
       workdir: local(instructions(runtime, 'WORKDIR').at(-1)?.args ?? '/'),
       command: command.map((arg, i) => (i === 0 && arg === DISTROLESS_NODE ? process.execPath : arg.startsWith('/') ? local(arg) : arg)),
       user: numericUser(runtime),
+      env: Object.fromEntries(Object.entries(environment(runtime)).map(([key, value]) => [key, value.startsWith('/') ? local(value) : value])),
       local,
       remove: () => rm(root, { recursive: true, force: true }),
     };
@@ -245,10 +261,10 @@ export interface ImageProcess {
   stop(): Promise<void>;
 }
 
-/** Runs the image's command with more arguments, as its USER, with only the environment given. */
+/** Runs the image's command with more arguments, as its USER, with the image's environment and the one given (a container's). */
 export function runImage(image: StagedImage, args: string[], env: Record<string, string> = {}): ImageProcess {
   const [binary, ...rest] = image.command;
-  const child = spawn(binary!, [...rest, ...args], { cwd: image.workdir, env, stdio: ['ignore', 'pipe', 'pipe'], ...runAs(image) });
+  const child = spawn(binary!, [...rest, ...args], { cwd: image.workdir, env: { ...image.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...runAs(image) });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

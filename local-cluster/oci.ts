@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { REPO } from '../scripts/build-artefacts.js';
-import { DISTROLESS_NODE, execForm, instructions, labels, numericUser, readDockerfile, stageImage } from './images.js';
+import { DISTROLESS_NODE, environment, execForm, instructions, labels, numericUser, readDockerfile, stageImage } from './images.js';
 
 const run = promisify(execFile);
 
@@ -133,7 +133,7 @@ export async function buildDockerfileImage(dockerfile: string, ref: string, outp
       Entrypoint: entrypoint,
       User: `${user.uid}:${user.gid}`,
       WorkingDir: instructions(runtime, 'WORKDIR').at(-1)?.args ?? '/',
-      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', ...Object.entries(environment(runtime)).map(([key, value]) => `${key}=${value}`)],
       Labels: labels(runtime),
       ExposedPorts: Object.fromEntries(ports.map((port) => [port, {}])),
     };

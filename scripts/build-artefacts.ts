@@ -37,6 +37,33 @@ export function bundleFiles(name: BundleName): { bundle: string; sourceMap: stri
   return { bundle: `${name}.mjs`, sourceMap: `${name}.mjs.map`, notices: `${name}.THIRD_PARTY_NOTICES.txt` };
 }
 
+/**
+ * The allocator the sidecar image preloads (docs/sizing.md): Debian's jemalloc, copied into dist/ from
+ * the system the build runs on, as the Dockerfile's build stage (Debian bookworm) has it too.
+ */
+export const JEMALLOC = { file: 'libjemalloc.so.2', debianPackage: 'libjemalloc2' };
+
+/** Files an image ships beside its bundle's: shared libraries the build copies from the system. */
+export function imageLibraries(name: BundleName): string[] {
+  return name === 'sidecar' ? [JEMALLOC.file] : [];
+}
+
+const MULTIARCH: Partial<Record<NodeJS.Architecture, string>> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' };
+
+async function copyJemalloc(): Promise<string> {
+  const from = path.join('/usr/lib', MULTIARCH[process.arch] ?? `${process.arch}-linux-gnu`, JEMALLOC.file);
+  const copyright = `/usr/share/doc/${JEMALLOC.debianPackage}/copyright`;
+  let library: Buffer;
+  let licence: string;
+  try {
+    [library, licence] = await Promise.all([readFile(from), readFile(copyright, 'utf8')]);
+  } catch (err) {
+    throw new Error(`the sidecar image preloads jemalloc: install Debian's ${JEMALLOC.debianPackage} (apt-get install -y ${JEMALLOC.debianPackage}); ${(err as Error).message}`, { cause: err });
+  }
+  await writeAtomically(path.join(DIST, JEMALLOC.file), library);
+  return `=== jemalloc (${JEMALLOC.file}, from Debian's ${JEMALLOC.debianPackage}; BSD-2-Clause)\n\n--- copyright\n\n${licence.trim()}\n`;
+}
+
 /** How the bundles were made: what dist/build-info.json records, to tell when they are stale. */
 export interface BuildInfo {
   esbuild: string;
@@ -183,7 +210,7 @@ async function bundledPackage(root: string): Promise<BundledPackage> {
   return { name: manifest.name, version: manifest.version, license: manifest.license, files };
 }
 
-async function notices(name: BundleName, packages: BundledPackage[]): Promise<string> {
+async function notices(name: BundleName, packages: BundledPackage[], libraries: string[]): Promise<string> {
   const sections = await Promise.all(
     packages.map(async (pkg) => {
       const texts = await Promise.all(pkg.files.map(async (file) => `--- ${path.posix.basename(file)}\n\n${(await readFile(path.join(REPO, file), 'utf8')).trim()}\n`));
@@ -191,7 +218,8 @@ async function notices(name: BundleName, packages: BundledPackage[]): Promise<st
       return `=== ${pkg.name}@${pkg.version} (${pkg.license})\n\n${body}`;
     }),
   );
-  return `Third-party software in ${bundleFiles(name).bundle}, with the licence and notice files each package ships.\n\n${sections.join('\n')}`;
+  const shipped = libraries.length > 0 ? `, and in the libraries its image ships beside it` : '';
+  return `Third-party software in ${bundleFiles(name).bundle}${shipped}, with the licence and notice files each ships.\n\n${[...sections, ...libraries].join('\n')}`;
 }
 
 /** Writes a file under a temporary name and renames it into place: a reader never sees half of it. */
@@ -252,12 +280,13 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     inputs[input] = (await stat(file)).mtimeMs >= started ? CHANGED_DURING_BUILD : sha256(await readFile(file));
   }
 
+  const jemallocNotice = await copyJemalloc();
   const bundles = {} as BuildInfo['bundles'];
   for (const name of BUNDLE_NAMES) {
     const bundleInputs = outputInputs(result.metafile, name);
     const roots = [...new Set(bundleInputs.map(packageRoot).filter((root) => root !== undefined))].sort();
     const packages = await Promise.all(roots.map(bundledPackage));
-    await writeAtomically(path.join(DIST, bundleFiles(name).notices), await notices(name, packages));
+    await writeAtomically(path.join(DIST, bundleFiles(name).notices), await notices(name, packages, imageLibraries(name).includes(JEMALLOC.file) ? [jemallocNotice] : []));
     const bytes = result.outputFiles.find((file) => path.basename(file.path) === bundleFiles(name).bundle)!.contents.byteLength;
     bundles[name] = { inputs: bundleInputs, packages, bytes };
   }
@@ -278,7 +307,7 @@ export async function whyStale(): Promise<string | undefined> {
   const present = new Set(await readdir(DIST));
   for (const name of BUNDLE_NAMES) {
     if (!info.bundles[name]) return `it has no ${name} bundle`;
-    const missing = Object.values(bundleFiles(name)).find((file) => !present.has(file));
+    const missing = [...Object.values(bundleFiles(name)), ...imageLibraries(name)].find((file) => !present.has(file));
     if (missing) return `${missing} is missing`;
   }
   const unrecorded = BUILD_CONFIGURATION.find((file) => !(file in info.inputs));

@@ -118,6 +118,7 @@ export class Pipeline {
   private readonly recorders = new WeakMap<RequestRecord, AuditRecorder>();
   /** How many requests each recorder began and has not recorded yet; drained is called at none after it was replaced. */
   private readonly openRecords = new Map<AuditRecorder, { count: number; drained?: () => void }>();
+  private begun = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.guard = options.guard;
@@ -139,6 +140,11 @@ export class Pipeline {
     const open = this.openRecords.get(previous);
     if (!open || open.count === 0) return Promise.resolve();
     return new Promise((resolve) => (open.drained = resolve));
+  }
+
+  /** Requests and upgrades that have arrived since the sidecar started. */
+  get requestsBegun(): number {
+    return this.begun;
   }
 
   private auditOf(record: RequestRecord): AuditRecorder {
@@ -307,6 +313,7 @@ export class Pipeline {
   }
 
   private startRecord(req: ClientRequest): RequestRecord {
+    this.begun++;
     const requestURI = req.url ?? '/';
     const record: RequestRecord = {
       auditID: randomUUID(),

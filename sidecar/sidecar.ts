@@ -1,5 +1,6 @@
 // Wires the parts of the sidecar together from its configuration and starts serving.
 import { createLogger, type Logger } from '../lib/log.js';
+import { collectWhenIdle } from '../lib/idle-collection.js';
 import { AccessGate } from './access.js';
 import { AuthenticatorChain, type Authenticator } from './authn/chain.js';
 import { ClientCertificateAuthenticator } from './authn/client-cert.js';
@@ -110,6 +111,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
   const opsPort = await ops.listen(config.opsListen);
   const listeners = tlsListeners(config, { pipeline, clientTrust, metrics, log });
   const listening = await listeners.listen([config.listen, ...(config.extraListen ? [config.extraListen] : [])]);
+  const stopCollecting = collectWhenIdle({ activity: () => pipeline.requestsBegun, gc: globalThis.gc, log });
   log.info({ listening, opsPort, upstream: config.upstream, authenticators: chain.readiness().map((r) => r.method), access: access.describe() }, 'chaperone sidecar serving');
   return {
     listening,
@@ -118,6 +120,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = createLo
     auditStats: () => audit.stats(),
     stop: async () => {
       await stopFollowing?.(); // no version is applied while, or after, the parts it changes close
+      stopCollecting();
       const drained = listeners.close();
       pipeline.endStreams();
       const graceOver = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownTimeout).unref());

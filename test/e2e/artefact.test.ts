@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { BUNDLE_NAMES, bundleFiles, DEMO_STAND_IN, DIST, ensureArtefacts, packageVersion, REPO, type BuildInfo } from '../../scripts/build-artefacts.js';
 import { freePort, type ControlPlane } from '../../local-cluster/control-plane.js';
-import { copies, dockerignored, execForm, instructions, labels, numericUser, parseDockerignore, processUid, readDockerfile, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../../local-cluster/images.js';
+import { copies, dockerignored, environment, execForm, instructions, labels, numericUser, parseDockerignore, processUid, readDockerfile, runAs, runImage, stageImage, type ImageProcess, type StagedImage } from '../../local-cluster/images.js';
 import { buildDockerfileImage, nodeBinary, readOciArchive, sharedLibraries } from '../../local-cluster/oci.js';
 import { adminClients, grantInNamespace, kubectl, type AdminClients } from '../../local-cluster/kube.js';
 import { createWebhookConfiguration, installInjector, readCaBundles, writeMountedFiles, type InjectorInstallation } from '../../local-cluster/provisioned.js';
@@ -171,6 +171,9 @@ describe('the artefacts the images run', function () {
         assert.equal(image.config.User, `${user.uid}:${user.gid}`);
         assert.equal(image.config.WorkingDir, instructions(runtime, 'WORKDIR').at(-1)!.args);
         assert.deepEqual(image.config.Labels, labels(runtime));
+        const withoutPath = image.config.Env.filter((variable) => !variable.startsWith('PATH='));
+        assert.deepEqual(withoutPath, Object.entries(environment(runtime)).map(([key, value]) => `${key}=${value}`), 'the pods run with the environment the image sets');
+        assert.ok(Object.keys(environment(runtime)).length > 0);
         const exposed = instructions(runtime, 'EXPOSE').flatMap(({ args }) => args.split(/\s+/)).map((port) => `${port}/tcp`);
         assert.deepEqual(Object.keys(image.config.ExposedPorts ?? {}).sort(), exposed.sort());
 
@@ -320,6 +323,10 @@ describe('the artefacts the images run', function () {
         }, 30_000);
         assert.match(ready, /readyz check passed/);
         assert.notEqual(await processUid(sidecar.child.pid!), 0);
+        // A missing LD_PRELOAD file only warns: the allocator the image sets must really be the one in use.
+        const maps = await readFile(`/proc/${sidecar.child.pid}/maps`, 'utf8');
+        assert.ok(maps.includes(sidecarImage.local('/app/libjemalloc.so.2')), 'jemalloc is loaded');
+        assert.doesNotMatch(sidecar.stderr(), /cannot be preloaded/);
       });
 
       describe('with a kubeconfig the chaperone bundle issues, installed without the TypeScript', function () {

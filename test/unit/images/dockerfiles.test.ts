@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { bundleFiles, isPermissive, REPO, type BundleName } from '../../../scripts/build-artefacts.js';
+import { bundleFiles, imageLibraries, isPermissive, REPO, type BundleName } from '../../../scripts/build-artefacts.js';
 import {
   copies,
   dockerignored,
@@ -29,7 +29,7 @@ import { testConfig } from '../injector/helpers.js';
  * two malloc arenas (docs/sizing.md).
  */
 const IMAGES: { dockerfile: string; bundle: BundleName; title: string; nodeFlags: string[]; env: string[] }[] = [
-  { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
+  { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50', '--expose-gc'], env: ['LD_PRELOAD=/app/libjemalloc.so.2 MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2'] },
   { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
 ];
 
@@ -46,18 +46,18 @@ describe('the Dockerfiles', function () {
         const { build } = await readDockerfile(image.dockerfile);
         assert.match(build.from, /^node:24(\.[\d.]+)?-(bookworm-)?slim$/);
         const runs = instructions(build, 'RUN').map((run) => run.args);
-        assert.deepEqual(runs, ['npm ci --no-audit --no-fund', 'npm run build:artefacts']);
+        assert.deepEqual(runs, ['apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/*', 'npm ci --no-audit --no-fund', 'npm run build:artefacts']);
         const [lockfiles] = copies(build);
         assert.deepEqual(lockfiles?.sources, ['package.json', 'package-lock.json'], 'the lockfiles come first, so npm ci is cached across source changes');
       });
 
-      it('copies exactly the bundle, its source map and its notices from the build stage, and runs nothing', async function () {
+      it('copies exactly the bundle, its source map, its notices and the libraries the build copied for it from the build stage, and runs nothing', async function () {
         const { build, runtime } = await readDockerfile(image.dockerfile);
         assert.equal(runtime.from, 'gcr.io/distroless/nodejs24-debian12:nonroot');
         assert.deepEqual(instructions(runtime, 'RUN'), [], 'the runtime stage has no shell to run anything with');
         const copied = copies(runtime);
         assert.deepEqual(copied.map((copy) => copy.from), [build.name]);
-        assert.deepEqual(copied[0]!.sources, Object.values(bundleFiles(image.bundle)).map((file) => `/src/dist/${file}`));
+        assert.deepEqual(copied[0]!.sources, [...Object.values(bundleFiles(image.bundle)), ...imageLibraries(image.bundle)].map((file) => `/src/dist/${file}`));
         assert.equal(copied[0]!.dest, '/app/');
         assert.equal(instructions(build, 'WORKDIR').at(-1)?.args, '/src');
       });
