@@ -75,10 +75,10 @@ function generateRsaKey(): { privateKey: KeyObject; keyPem: string; spki: Buffer
   return { privateKey, keyPem: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(), spki: publicKey.export({ type: 'spki', format: 'der' }) };
 }
 
-/** 16 random octets as a positive INTEGER in its shortest form: the first octet is 0x40 to 0x7f, so never 0 and never negative. */
+/** 127 random bits: a positive INTEGER of at most 16 octets (RFC 5280 allows 20). */
 function serialNumber(): Buffer {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x3f) | 0x40;
+  bytes[0] = bytes[0]! & 0x7f;
   return der.unsignedInteger(bytes);
 }
 
