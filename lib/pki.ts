@@ -133,7 +133,9 @@ function ipAddressOctets(ip: string): Buffer {
   const groups = (part: string | undefined) => (part ? part.split(':') : []);
   const [left, right] = [groups(head), groups(tail)];
   const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return Buffer.from(all.map((group) => group.padStart(4, '0')).join(''), 'hex');
+  const octets = Buffer.from(all.map((group) => group.padStart(4, '0')).join(''), 'hex');
+  if (octets.length !== 16) throw new Error(`${ip} is not an IP address a certificate can hold (a zone?)`);
+  return octets;
 }
 
 function subjectAltNames(request: CertificateRequest): Buffer[] {

@@ -73,6 +73,7 @@ describe('lib/pki', function () {
     const cert = new X509Certificate(leaf.certPem);
     assert.equal(cert.subjectAltName, 'IP Address:0:0:0:0:0:0:0:1, IP Address:FD00:1:0:0:0:0:0:2, IP Address:0:0:0:0:0:FFFF:A00:1');
     assert.equal(cert.validToDate.toISOString(), '2060-06-01T00:00:00.000Z');
+    assert.throws(() => issueCertificate(ca, { commonName: 'zone', usage: 'server', ipAddresses: ['fe80::1%eth0'] }), /not an IP address a certificate can hold/);
   });
 
   it('writes what node-forge reads as it wrote it: the subject, the extensions and the signature', function () {
