@@ -1,6 +1,5 @@
 // PEM certificate bundles as text: split and joined without parsing a certificate, so that a program
-// that needs only this (the sidecar reading its identity CA bundle) does not load node-forge
-// (lib/pki.ts): 300 KB of the sidecar's bundle, and its memory.
+// that needs only this (the sidecar reading its identity CA bundle) does not load lib/pki.ts.
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 

@@ -253,7 +253,7 @@ export async function buildArtefacts(): Promise<BuildInfo> {
     platform: 'node',
     target: 'node24',
     format: 'esm',
-    // CommonJS packages (pino, node-forge, prom-client...) require Node's built-in modules.
+    // CommonJS packages (pino, prom-client...) require Node's built-in modules.
     banner: { js: "import { createRequire as __chaperoneCreateRequire } from 'node:module'; const require = __chaperoneCreateRequire(import.meta.url);" },
     // Minified, but with names kept and a source map beside it: stack traces name the function, and
     // `chaperone symbolise` maps their bundle positions to the TypeScript file and line with the map

@@ -9,9 +9,8 @@ import { Buffer } from 'node:buffer';
 import type { V1CertificateSigningRequest, V1CertificateSigningRequestCondition } from '@kubernetes/client-node';
 import type { KubeApi } from '../../lib/kube-api/client.js';
 import { certificatesV1, type CertificatesV1 } from '../../lib/kube-api/resources.js';
-import forge from 'node-forge';
 import type { Logger } from '../../lib/log.js';
-import { certificateInfo, issueCertificateForKey, type CertificateAndKey } from '../../lib/pki.js';
+import { certificateInfo, issueCertificateForKey, readCertificateRequest, type CertificateAndKey, type ReadCertificateRequest } from '../../lib/pki.js';
 import { describeError, isConflict, listWatch, type Watching } from '../provision/kube.js';
 
 export const IDENTITY_SIGNER = 'chaperone.dev/identity';
@@ -32,17 +31,28 @@ export function clusterNameProblem(user: string, groups: readonly string[]): str
 
 export type SignOutcome = { certificatePem: string } | { reason: string; message: string };
 
-function subjectOf(csr: forge.pki.CertificateSigningRequest): { user: string; groups: string[] } | string {
+function subjectOf(csr: ReadCertificateRequest): { user: string; groups: string[] } | string {
   const user: string[] = [];
   const groups: string[] = [];
-  for (const attribute of csr.subject.attributes) {
-    const value = String(attribute.value);
-    if (attribute.shortName === 'CN') user.push(value);
-    else if (attribute.shortName === 'O') groups.push(value);
-    else return `the subject has ${attribute.shortName ?? attribute.name ?? attribute.type}: only CN (the username) and O (the groups) are signed`;
+  for (const { name, value } of csr.subject) {
+    if (name === 'CN') user.push(value);
+    else if (name === 'O') groups.push(value);
+    else return `the subject has ${name}: only CN (the username) and O (the groups) are signed`;
   }
   if (user.length !== 1 || !user[0]!.trim()) return 'the subject must have exactly one CN, the username';
   return { user: user[0]!, groups };
+}
+
+/** The request's own signature checked, or why it is refused. */
+function readRequest(request: V1CertificateSigningRequest): ReadCertificateRequest | { reason: string; message: string } {
+  let csr: ReadCertificateRequest;
+  try {
+    csr = readCertificateRequest(Buffer.from(request.spec.request, 'base64').toString('utf8'));
+  } catch (err) {
+    return { reason: 'BadRequest', message: `spec.request is not a PEM certificate request with an RSA key (${(err as Error).message})` };
+  }
+  if (!csr.selfSigned) return { reason: 'BadRequest', message: 'the certificate request is not signed by its own key with RSA and SHA-256, -384 or -512' };
+  return csr;
 }
 
 /** What the signer makes of an approved request: a certificate, or why not. The CA must be able to sign. */
@@ -51,20 +61,15 @@ export function signRequest(ca: CertificateAndKey, request: V1CertificateSigning
   if (!usages.includes('client auth') || usages.some((usage) => !ALLOWED_USAGES.has(usage))) {
     return { reason: 'UnsupportedUsages', message: `usages must include "client auth" and be among ${[...ALLOWED_USAGES].join(', ')}; asked for: ${usages.join(', ') || 'none'}` };
   }
-  let csr: forge.pki.CertificateSigningRequest;
-  try {
-    csr = forge.pki.certificationRequestFromPem(Buffer.from(request.spec.request, 'base64').toString('utf8'));
-  } catch (err) {
-    return { reason: 'BadRequest', message: `spec.request is not a PEM certificate request with an RSA key (${(err as Error).message})` };
-  }
-  if (!csr.verify()) return { reason: 'BadRequest', message: 'the certificate request is not signed by its own key' };
+  const csr = readRequest(request);
+  if ('reason' in csr) return csr;
   const subject = subjectOf(csr);
   if (typeof subject === 'string') return { reason: 'BadSubject', message: subject };
   const refused = clusterNameProblem(subject.user, subject.groups);
   if (refused) return { reason: 'SystemName', message: refused };
   const seconds = Math.min(request.spec.expirationSeconds ?? DEFAULT_CERTIFICATE_SECONDS, MAX_CERTIFICATE_SECONDS);
   const notAfter = new Date(Math.min(now.getTime() + seconds * 1000, certificateInfo(ca.certPem).notAfter.getTime()));
-  const certificatePem = issueCertificateForKey(ca, csr.publicKey as forge.pki.rsa.PublicKey, {
+  const certificatePem = issueCertificateForKey(ca, csr.publicKey, {
     commonName: subject.user,
     organizations: subject.groups,
     usage: 'client',
