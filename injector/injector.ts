@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger, type Logger } from '../lib/log.js';
+import { collectWhenIdle } from '../lib/idle-collection.js';
 import type { InjectorConfig } from './config.js';
 import { startController, type Controller } from './controller.js';
 import type { CsiTokenLookup } from './csi-tokens.js';
@@ -105,6 +106,7 @@ export async function startInjector(
     throw err;
   }
   const running = server;
+  const stopCollecting = collectWhenIdle({ activity: () => running.requestsBegun(), gc: globalThis.gc, log });
   const unsubscribe = bootstrapDir ? controller.onCertificate((certificate) => running.setCertificate(certificate.certPem, certificate.keyPem)) : () => undefined;
   log.info(
     { port: server.port, namespace: config.namespace, mode: config.sidecarMode, image: config.sidecarImage, certificate: bootstrapDir ? 'controller' : 'files' },
@@ -113,6 +115,7 @@ export async function startInjector(
   return {
     port: server.port,
     stop: async () => {
+      stopCollecting();
       unsubscribe();
       await running.close();
       await stopController();

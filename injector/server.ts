@@ -138,6 +138,8 @@ function handler(ctx: ReviewContext) {
 
 export interface InjectorServer {
   port: number;
+  /** Requests that have arrived since it started. */
+  requestsBegun(): number;
   /** Serves this certificate from now on (the controller's, when no files are configured). */
   setCertificate(certPem: string, keyPem: string): void;
   close(): Promise<void>;
@@ -151,7 +153,13 @@ export interface InjectorServer {
 export const KEEP_ALIVE_TIMEOUT_MS = 120_000;
 
 export async function startInjectorServer(files: { certFile: string; keyFile: string }, listen: string, ctx: ReviewContext, log: Logger): Promise<InjectorServer> {
-  const listeners = new TlsListeners(files, { request: handler(ctx) }, log, { ...DEFAULT_LIMITS, keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS });
+  let begun = 0;
+  const handle = handler(ctx);
+  const request = (req: IncomingMessage, res: ServerResponse) => {
+    begun++;
+    handle(req, res);
+  };
+  const listeners = new TlsListeners(files, { request }, log, { ...DEFAULT_LIMITS, keepAliveTimeoutMs: KEEP_ALIVE_TIMEOUT_MS });
   const [bound] = await listeners.listen([listen]);
   // The files until the controller hands over a certificate of its own.
   let served: string | undefined;
@@ -164,6 +172,7 @@ export async function startInjectorServer(files: { certFile: string; keyFile: st
   });
   return {
     port: bound!.port,
+    requestsBegun: () => begun,
     setCertificate: (certPem, keyPem) => {
       served = certPem;
       listeners.setCertificate(certPem, keyPem);

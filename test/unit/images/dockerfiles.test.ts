@@ -30,7 +30,7 @@ import { testConfig } from '../injector/helpers.js';
  */
 const IMAGES: { dockerfile: string; bundle: BundleName; title: string; nodeFlags: string[]; env: string[] }[] = [
   { dockerfile: 'Dockerfile.sidecar', bundle: 'sidecar', title: 'chaperone-sidecar', nodeFlags: ['--max-old-space-size-percentage=50', '--expose-gc'], env: ['LD_PRELOAD=/app/libjemalloc.so.2 MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2'] },
-  { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: ['--max-old-space-size-percentage=50'], env: ['MALLOC_ARENA_MAX=2'] },
+  { dockerfile: 'Dockerfile.injector', bundle: 'injector', title: 'chaperone-injector', nodeFlags: ['--max-old-space-size-percentage=50', '--expose-gc'], env: ['MALLOC_ARENA_MAX=2'] },
 ];
 
 describe('the Dockerfiles', function () {
