@@ -52,8 +52,8 @@ async function deploymentCgroup(log: (line: string) => void): Promise<MemoryCgro
   }
 }
 
-/** The injector collects a busy spell's garbage 5 to 10 s after its last review (lib/idle-collection.ts). */
-const SETTLE_MS = 15_000;
+/** The injector collects a busy spell's garbage 30 to 60 s after its last review (lib/idle-collection.ts). */
+const SETTLE_MS = 65_000;
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** No denial caused by load at this many concurrent reviews (issue 20). */
 const BURST_CONCURRENCY = 200;

@@ -438,7 +438,7 @@ function soakTable(results: BenchResults): string {
     [`V8's heap limit there, node ${s.nodeFlags.join(' ') || '(no flags)'}`, mib(s.heapLimitBytes)],
     ['resident, idle before the load', resident(s.rss.idle)],
     ['resident, peak during the load', `${resident(s.rss.peak)}, ${((s.rss.peak.totalBytes / s.limitBytes) * 100).toFixed(0)}% of the limit`],
-    ['resident, idle 15 s after the load', s.rss.afterLoad ? resident(s.rss.afterLoad) : (s.killed ?? 'not measured')],
+    ['resident, idle 65 s after the load', s.rss.afterLoad ? resident(s.rss.afterLoad) : (s.killed ?? 'not measured')],
     ['peak of each pass through the load, in order', s.cyclePeaksBytes.map(mib).join(', ')],
     ['charged to the cgroup, peak (with page cache)', share(s.cgroupPeakBytes)],
     ['V8 heap used / total, idle', heap(s.heap.idle)],

@@ -147,7 +147,7 @@ export interface SoakResult {
   watchEvents: number;
   /** Why the watches stopped seeing their object's changes, if they did while the sidecar ran. */
   watchError?: string;
-  /** The sidecar's resident memory: ready before the load, the peak during it, and idle 15 s after it. */
+  /** The sidecar's resident memory: ready before the load, the peak during it, and idle 65 s after it. */
   rss: { idle: Resident; peak: Resident; afterLoad?: Resident };
   /** The peak resident memory of each pass through the phases, in order: a leak would climb. */
   cyclePeaksBytes: number[];

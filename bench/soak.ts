@@ -31,8 +31,8 @@ export interface SoakPlan {
 
 const SAMPLE_MS = 250;
 const HEAP_SAMPLE_MS = 5000;
-/** The sidecar collects the garbage of a busy spell 5 to 10 s after its last request (lib/idle-collection.ts). */
-const SETTLE_MS = 15_000;
+/** The sidecar collects the garbage of a busy spell 30 to 60 s after its last request (lib/idle-collection.ts). */
+const SETTLE_MS = 65_000;
 /** Watch updates start far above the watches section's, so the two never share a value. */
 const FIRST_SEQ = 1_000_000;
 

@@ -3,7 +3,7 @@
 // burst it kept judging it high (--trace-memory-reducer: "high alloc" every 8 s for minutes), so the
 // heap stayed at its busiest size, garbage included, until the next burst. One collection of the kind
 // V8 runs before giving up on memory ("last-resort": it also shrinks the heap and returns its pages),
-// a few seconds after the last request, gives them back (docs/benchmarks.md, "Memory after a busy spell").
+// once no request has arrived for 30 to 60 s, gives them back (docs/benchmarks.md, "Memory after a busy spell").
 // Start-up counts as a busy spell: what loading the bundle and the configuration left goes too.
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from './log.js';
@@ -23,7 +23,9 @@ export interface IdleCollectionOptions {
   heapUsedBytes?: () => number;
 }
 
-const CHECK_INTERVAL_MS = 5000;
+// Quiet for a while, not a moment: the collection also makes V8 grow its heap again and recompile
+// what it dropped, so collecting in the pauses between a person's clicks cost CPU (docs/benchmarks.md).
+const CHECK_INTERVAL_MS = 30_000;
 const FIRST_LOOK_MS = 1000;
 const MIN_GROWTH_BYTES = 4 * 2 ** 20;
 
