@@ -23,8 +23,8 @@ export interface IdleCollectionOptions {
   heapUsedBytes?: () => number;
 }
 
-// Quiet for a while, not a moment: the collection also makes V8 grow its heap again and recompile
-// what it dropped, so collecting in the pauses between a person's clicks cost CPU (docs/benchmarks.md).
+// Quiet for a while, not a moment: after the collection V8 grows its heap again and may recompile what
+// it dropped, which the pauses between a person's clicks should not pay for (docs/benchmarks.md).
 const CHECK_INTERVAL_MS = 30_000;
 const FIRST_LOOK_MS = 1000;
 const MIN_GROWTH_BYTES = 4 * 2 ** 20;
