@@ -286,7 +286,8 @@ function attributeValue(read: der.DerElement | undefined): string {
 function readName(name: der.DerElement | undefined): SubjectAttribute[] {
   return der.readChildren(der.expectTag(name, der.Tag.SEQUENCE, 'the subject')).flatMap((rdn) =>
     der.readChildren(der.expectTag(rdn, der.Tag.SET, 'a relative distinguished name')).map((pair) => {
-      const [type, value] = der.readChildren(der.expectTag(pair, der.Tag.SEQUENCE, 'an attribute'));
+      const [type, value, ...extra] = der.readChildren(der.expectTag(pair, der.Tag.SEQUENCE, 'an attribute'));
+      if (extra.length > 0) throw new der.DerError('an attribute with more than a type and a value');
       const oid = der.readObjectIdentifier(der.expectTag(type, der.Tag.OBJECT_IDENTIFIER, 'an attribute type'));
       return { name: ATTRIBUTE_NAMES[oid] ?? oid, value: attributeValue(value) };
     }),
@@ -297,7 +298,9 @@ function readName(name: der.DerElement | undefined): SubjectAttribute[] {
 export function readCertificateRequest(pem: string): ReadCertificateRequest {
   const [info, algorithm, signature, ...rest] = der.readChildren(der.readElement(fromPem(pem, 'CERTIFICATE REQUEST'), der.Tag.SEQUENCE));
   if (rest.length > 0) throw new der.DerError('more than a request, its algorithm and its signature');
-  const [version, subject, spki] = der.readChildren(der.expectTag(info, der.Tag.SEQUENCE, 'the request info'));
+  const [version, subject, spki, attributes, ...extra] = der.readChildren(der.expectTag(info, der.Tag.SEQUENCE, 'the request info'));
+  // RFC 2986: after the key, only the request's attributes, [0] IMPLICIT SET (nothing of it is signed into the certificate).
+  if ((attributes && attributes.tag !== der.contextTag(0, true)) || extra.length > 0) throw new der.DerError('more than a version, a subject, a key and attributes in the request info');
   if (!der.expectTag(version, der.Tag.INTEGER, 'the version').content.equals(Buffer.from([0]))) throw new der.DerError('a version other than 1');
   const publicKey = createPublicKey({ key: der.expectTag(spki, der.Tag.SEQUENCE, 'the public key').encoded, format: 'der', type: 'spki' });
   if (publicKey.asymmetricKeyType !== 'rsa') throw new der.DerError(`a ${publicKey.asymmetricKeyType} key`);

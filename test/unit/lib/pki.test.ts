@@ -132,5 +132,21 @@ describe('lib/pki', function () {
       const ecRequest = sequence(info, sequence(objectIdentifier('1.2.840.10045.4.3.2')), bitString(sign('sha256', info, ec.privateKey)));
       assert.throws(() => readCertificateRequest(pem(ecRequest)), /a ec key/);
     });
+
+    it('refuses a request whose structure holds more than RFC 2986 allows, where another parser could read it otherwise', function () {
+      const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const spki = publicKey.export({ type: 'spki', format: 'der' });
+      const pem = (info: Buffer) => {
+        const request = sequence(info, sequence(objectIdentifier('1.2.840.113549.1.1.11'), element(Tag.NULL, Buffer.alloc(0))), bitString(sign('sha256', info, privateKey)));
+        return `-----BEGIN CERTIFICATE REQUEST-----\n${request.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+      };
+      const version = element(Tag.INTEGER, Buffer.from([0]));
+      const cn = (...parts: Buffer[]) => sequence(set(sequence(objectIdentifier('2.5.4.3'), ...parts)));
+      const attributes = element(0xa0, Buffer.alloc(0));
+      assert.equal(readCertificateRequest(pem(sequence(version, cn(element(Tag.UTF8_STRING, Buffer.from('alice'))), spki, attributes))).selfSigned, true);
+      assert.throws(() => readCertificateRequest(pem(sequence(version, cn(element(Tag.UTF8_STRING, Buffer.from('alice')), element(Tag.UTF8_STRING, Buffer.from('admin'))), spki, attributes))), /more than a type and a value/);
+      assert.throws(() => readCertificateRequest(pem(sequence(version, cn(element(Tag.UTF8_STRING, Buffer.from('alice'))), spki, attributes, attributes))), /more than a version, a subject, a key and attributes/);
+      assert.throws(() => readCertificateRequest(pem(sequence(version, cn(element(Tag.UTF8_STRING, Buffer.from('alice'))), spki, element(Tag.UTF8_STRING, Buffer.from('x'))))), /more than a version, a subject, a key and attributes/);
+    });
   });
 });
